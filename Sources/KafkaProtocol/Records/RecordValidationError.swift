@@ -1,0 +1,42 @@
+/// Why a produced record set was refused. Each case maps to the partition error code a Kafka broker
+/// answers with, so clients react to it as they would against Kafka. `position` is the byte offset
+/// of the offending batch within the partition's record set.
+public enum RecordValidationError: Error, Hashable, Sendable {
+    /// The record set holds no batch at all.
+    case noBatches
+    /// Produce v3+ allows exactly one batch per partition.
+    case multipleBatches
+    /// The record set ends inside a batch.
+    case truncatedBatch(position: Int)
+    /// A batchLength shorter than a header with no records.
+    case invalidBatchLength(position: Int, length: Int32)
+    /// A batch in a message format other than v2.
+    case unsupportedMagic(position: Int, magic: Int8)
+    case crcMismatch(position: Int, stored: UInt32, computed: UInt32)
+    /// A compression id that names no codec (5-7).
+    case unknownCompression(position: Int, codec: Int16)
+    /// The record count and lastOffsetDelta disagree, or the batch claims no records.
+    case invalidRecordCount(position: Int, recordCount: Int32, lastOffsetDelta: Int32)
+    /// Control batches (transaction markers) are written by the broker only.
+    case controlBatchFromClient(position: Int)
+    /// A batch from an idempotent producer (producerId set) without a base sequence.
+    case missingSequence(position: Int, producerId: Int64)
+    case batchTooLarge(position: Int, size: Int, limit: Int)
+
+    /// The Kafka error code for the partition's ProduceResponse.
+    public var kafkaErrorCode: Int16 {
+        switch self {
+        case .truncatedBatch, .invalidBatchLength, .crcMismatch, .unknownCompression:
+            return 2  // CORRUPT_MESSAGE
+        case .batchTooLarge:
+            return 10  // MESSAGE_TOO_LARGE
+        case .noBatches, .multipleBatches, .unsupportedMagic, .invalidRecordCount, .controlBatchFromClient,
+            .missingSequence:
+            // Kafka answers an old magic in produce v3+ with INVALID_RECORD too, not
+            // UNSUPPORTED_FOR_MESSAGE_FORMAT (which it keeps for down-conversion on fetch).
+            return 87  // INVALID_RECORD
+        }
+    }
+
+    public var errorCode: ErrorCode { ErrorCode(kafkaErrorCode) }
+}

@@ -1,0 +1,73 @@
+import NIOCore
+import OnceStorage
+
+/// Everything `once broker` can be told. Defaults follow Kafka's where Kafka has one.
+public struct BrokerConfig: Sendable {
+    /// Where the file engine keeps its segments and metadata.
+    /// Default: `./data`.
+    public var dataDirectory: String = "data"
+    /// Storage engine: `.file` for real use, `.memory` for tests that need no disk.
+    /// Default: `.file`.
+    public var storage: StorageEngine = .file
+    /// Address the listener binds. Default: `127.0.0.1:9092`.
+    public var listen: HostPort = HostPort(host: "127.0.0.1", port: 9092)
+    /// Address Metadata hands to clients, so a client can reach the broker through a proxy.
+    /// Default: the listen address.
+    public var advertised: HostPort?
+    /// This broker's node id. Default: 1.
+    public var nodeId: Int32 = 1
+    /// Create a topic the first time Metadata or Produce names it, as Kafka's
+    /// `auto.create.topics.enable`. Default: true.
+    public var autoCreateTopics: Bool = true
+    /// Partitions of an auto-created topic, or of one created with -1 partitions (`num.partitions`).
+    /// Default: 1.
+    public var defaultPartitions: Int32 = 1
+    /// Frames above this size close the connection (`socket.request.max.bytes`). Default: 100 MiB.
+    public var maxRequestSize: Int = 100 * 1024 * 1024
+    /// When appended data is fsynced. Default: `.none` (page cache), as Kafka.
+    public var flushPolicy: FlushPolicy = .none
+    /// Address of the Prometheus `/metrics` endpoint; nil disables it. Default: nil.
+    public var metricsListen: HostPort?
+    /// How often retention and segment age are checked (`log.retention.check.interval.ms`).
+    /// Default: 5 minutes.
+    public var retentionCheckIntervalMs: Int64 = 300_000
+    /// Largest fetch wait honoured, so a client cannot park a request forever. Default: 30 s.
+    public var maxFetchWaitMs: Int32 = 30_000
+    /// Event-loop threads. Default: the number of cores.
+    public var threads: Int = System.coreCount
+
+    public init() {}
+
+    public var advertisedAddress: HostPort { advertised ?? listen }
+
+    public enum StorageEngine: String, Sendable, CaseIterable {
+        case file, memory
+    }
+}
+
+/// A `host:port` pair as given on the command line.
+public struct HostPort: Sendable, Hashable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    /// Parses `HOST:PORT` (IPv6 hosts in brackets: `[::1]:9092`).
+    public init?(parsing text: String) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+            (0...65535).contains(port)
+        else { return nil }
+        var host = String(text[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty else { return nil }
+        self.host = host
+        self.port = port
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+/// Re-exported so the command line can name flush policies without importing storage.
+public typealias FlushPolicy = OnceStorage.FlushPolicy

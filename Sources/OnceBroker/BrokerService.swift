@@ -1,0 +1,106 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import OnceStorage
+import Prometheus
+import ServiceLifecycle
+
+/// The broker as a ServiceLifecycle service: opens storage (recovering it), listens, serves until
+/// graceful shutdown, then stops accepting, lets storage flush and close.
+public struct BrokerService: Service {
+    public let config: BrokerConfig
+    let logger: Logger
+    let registry: PrometheusCollectorRegistry?
+    let onReady: @Sendable (_ kafka: SocketAddress, _ metrics: SocketAddress?) -> Void
+
+    /// - Parameters:
+    ///   - registry: where `/metrics` reads from; the process bootstraps swift-metrics with it.
+    ///   - onReady: called once the listeners are bound, with their real addresses (port 0 binds
+    ///     a free port, which tests use).
+    public init(
+        config: BrokerConfig, logger: Logger, registry: PrometheusCollectorRegistry? = nil,
+        onReady: @escaping @Sendable (_ kafka: SocketAddress, _ metrics: SocketAddress?) -> Void = { _, _ in }
+    ) {
+        self.config = config
+        self.logger = logger
+        self.registry = registry
+        self.onReady = onReady
+    }
+
+    public func run() async throws {
+        let storage: any LogStorage
+        let clusterId: String
+        switch config.storage {
+        case .file:
+            storage = try FileLogStorage(directory: config.dataDirectory, flushPolicy: config.flushPolicy, logger: logger)
+            clusterId = try ClusterIdentity.loadOrCreate(directory: config.dataDirectory)
+        case .memory:
+            storage = MemoryLogStorage()
+            clusterId = ClusterIdentity.random()
+        }
+        let broker = Broker(config: config, storage: storage, clusterId: clusterId, logger: logger)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, config.threads))
+        do {
+            try await serve(broker, on: group)
+        } catch {
+            try? storage.close()
+            try? await group.shutdownGracefully()
+            throw error
+        }
+        try storage.close()
+        try await group.shutdownGracefully()
+        logger.info("broker stopped")
+    }
+
+    private func serve(_ broker: Broker, on group: MultiThreadedEventLoopGroup) async throws {
+        let logger = self.logger
+        let maxFrame = config.maxRequestSize
+        let server = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.maxMessagesPerRead, value: 16)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        ByteToMessageHandler(KafkaFrameDecoder(maxFrameSize: maxFrame)))
+                    try channel.pipeline.syncOperations.addHandler(KafkaConnectionHandler(broker: broker, logger: logger))
+                }
+            }
+            .bind(host: config.listen.host, port: config.listen.port).get()
+
+        var metricsServer: (any Channel)?
+        if let metricsListen = config.metricsListen, let registry {
+            metricsServer = try await ServerBootstrap(group: group)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                        try channel.pipeline.syncOperations.addHandler(MetricsHTTPHandler(registry: registry))
+                    }
+                }
+                .bind(host: metricsListen.host, port: metricsListen.port).get()
+        }
+
+        let retention = group.next().scheduleRepeatedTask(
+            initialDelay: .milliseconds(config.retentionCheckIntervalMs),
+            delay: .milliseconds(config.retentionCheckIntervalMs)
+        ) { _ in
+            broker.storage.enforceRetention(nowMs: Clock.nowMilliseconds())
+        }
+
+        if let address = server.localAddress {
+            logger.info(
+                "listening",
+                metadata: ["listen": "\(address)", "advertised": "\(config.advertisedAddress)", "node": "\(config.nodeId)"])
+            onReady(address, metricsServer?.localAddress)
+        }
+        // Serve until shutdown is requested (SIGTERM/SIGINT through the ServiceGroup) or the task is cancelled.
+        try? await gracefulShutdown()
+        logger.info("shutting down")
+        retention.cancel()
+        try? await metricsServer?.close()
+        try? await server.close()
+    }
+}

@@ -1,0 +1,100 @@
+import KafkaProtocol
+import NIOCore
+import OnceStorage
+
+/// Fetch: whole stored batches from each partition, up to the high watermark (read_uncommitted) or
+/// the last stable offset (read_committed), long-polling until `minBytes` arrive or `maxWaitMs` passes.
+/// Fetch sessions (KIP-227) are declined by answering session id 0, which makes clients send full
+/// requests, as Kafka allows.
+extension Broker {
+    func fetch(_ req: FetchRequest, _ request: Request) -> EventLoopFuture<FetchResponse> {
+        if request.version >= 7 && req.sessionId != 0 {
+            var response = FetchResponse()
+            response.errorCode = ErrorCode.fetchSessionIdNotFound.rawValue
+            return request.eventLoop.makeSucceededFuture(response)
+        }
+        let waitMs = Int64(max(0, min(req.maxWaitMs, config.maxFetchWaitMs)))
+        return fetchRound(req, request, deadline: .now() + .milliseconds(waitMs))
+    }
+
+    private func fetchRound(_ req: FetchRequest, _ request: Request, deadline: NIODeadline) -> EventLoopFuture<FetchResponse> {
+        let round = readFetch(req)
+        if round.bytes >= Int(req.minBytes) || round.failed || NIODeadline.now() >= deadline {
+            metrics.recordBytesFetched(round.bytes)
+            return request.eventLoop.makeSucceededFuture(round.response)
+        }
+        let promise = request.eventLoop.makePromise(of: Void.self)
+        let id = waiters.register(Array(round.endOffsets.keys), promise: promise)
+        // Data appended between the read and the registration would not wake us: check once more.
+        for (key, end) in round.endOffsets where storage.partition(topic: key.topic, partition: key.partition)?.logEndOffset != end {
+            waiters.complete(id)
+            break
+        }
+        let timer = request.eventLoop.scheduleTask(deadline: deadline) { self.waiters.complete(id) }
+        return promise.futureResult.flatMap {
+            timer.cancel()
+            return self.fetchRound(req, request, deadline: deadline)
+        }
+    }
+
+    private struct FetchRound {
+        var response = FetchResponse()
+        var bytes = 0
+        var failed = false
+        /// Log end offsets seen by this round, to notice appends while parked.
+        var endOffsets: [FetchWaiters.PartitionKey: Int64] = [:]
+    }
+
+    private func readFetch(_ req: FetchRequest) -> FetchRound {
+        var bytes = 0
+        var failed = false
+        var endOffsets: [FetchWaiters.PartitionKey: Int64] = [:]
+        let readCommitted = req.isolationLevel == 1
+        var remaining = Int(req.maxBytes)
+        let responses = req.topics.map { t in
+            var topic = FetchResponse.FetchableTopicResponse()
+            topic.topic = t.topic
+            topic.partitions = t.partitions.map { p in
+                var result = FetchResponse.PartitionData()
+                result.partitionIndex = p.partition
+                guard let log = storage.partition(topic: t.topic, partition: p.partition) else {
+                    result.errorCode = ErrorCode.unknownTopicOrPartition.rawValue
+                    result.highWatermark = -1
+                    failed = true
+                    metrics.error(.fetch, .unknownTopicOrPartition)
+                    return result
+                }
+                let end = log.logEndOffset
+                let stable = lastStableOffset(log)
+                endOffsets[.init(topic: t.topic, partition: p.partition)] = end
+                result.highWatermark = end
+                result.lastStableOffset = stable
+                result.logStartOffset = log.logStartOffset
+                result.abortedTransactions = readCommitted ? [] : nil
+                guard remaining > 0 || bytes == 0 else { return result }
+                do {
+                    let limit = readCommitted ? stable : end
+                    let maxBytes = max(1, min(Int(p.partitionMaxBytes), remaining))
+                    let records = try log.read(from: p.fetchOffset, maxBytes: maxBytes, limitOffset: limit)
+                    // Only the first partition with data may exceed the limits (so a consumer always
+                    // progresses); later ones stop at what still fits.
+                    if bytes == 0 || records.readableBytes <= remaining {
+                        result.records = records
+                        bytes += records.readableBytes
+                        remaining -= records.readableBytes
+                    }
+                } catch {
+                    let (code, _) = errorCode(for: error)
+                    result.errorCode = code.rawValue
+                    failed = true
+                    metrics.error(.fetch, code)
+                }
+                return result
+            }
+            return topic
+        }
+        var round = FetchRound(bytes: bytes, failed: failed, endOffsets: endOffsets)
+        round.response.responses = responses
+        return round
+    }
+}

@@ -1,0 +1,107 @@
+import KafkaProtocol
+import OnceStorage
+
+/// ApiVersions, Metadata and DescribeCluster: what a client asks before anything else.
+extension Broker {
+    func apiVersions(_ req: ApiVersionsRequest, _ request: Request) -> ApiVersionsResponse {
+        apiVersionsResponse(version: request.version)
+    }
+
+    func apiVersionsResponse(version: Int16) -> ApiVersionsResponse {
+        var response = ApiVersionsResponse()
+        response.apiKeys = SupportedApis.advertised.map { entry in
+            var v = ApiVersionsResponse.ApiVersion()
+            v.apiKey = entry.api.rawValue
+            v.minVersion = entry.versions.lowerBound
+            v.maxVersion = entry.versions.upperBound
+            return v
+        }
+        return response
+    }
+
+    func metadata(_ req: MetadataRequest, _ request: Request) -> MetadataResponse {
+        var response = MetadataResponse()
+        var broker = MetadataResponse.MetadataResponseBroker()
+        broker.nodeId = config.nodeId
+        broker.host = config.advertisedAddress.host
+        broker.port = Int32(config.advertisedAddress.port)
+        response.brokers = [broker]
+        response.clusterId = clusterId
+        response.controllerId = config.nodeId
+
+        // v0: an empty list means every topic; v1+: null means every topic, empty means none.
+        let requested: [MetadataRequest.MetadataRequestTopic]? =
+            request.version == 0 && req.topics?.isEmpty == true ? nil : req.topics
+        guard let requested else {
+            response.topics = storage.topics().map { topicMetadata($0) }
+            return response
+        }
+        let allowCreate = config.autoCreateTopics && (request.version < 4 || req.allowAutoTopicCreation)
+        response.topics = requested.map { t in
+            guard let name = t.name else {
+                var missing = MetadataResponse.MetadataResponseTopic()
+                missing.topicId = t.topicId
+                missing.errorCode = ErrorCode.unknownTopicId.rawValue
+                return missing
+            }
+            switch topicForUse(name, autoCreate: allowCreate) {
+            case .success(let meta):
+                return topicMetadata(meta)
+            case .failure(let code):
+                var missing = MetadataResponse.MetadataResponseTopic()
+                missing.name = name
+                missing.errorCode = code.rawValue
+                return missing
+            }
+        }
+        return response
+    }
+
+    private func topicMetadata(_ meta: TopicMetadata) -> MetadataResponse.MetadataResponseTopic {
+        var topic = MetadataResponse.MetadataResponseTopic()
+        topic.name = meta.name
+        topic.topicId = meta.id
+        topic.partitions = (0..<meta.partitionCount).map { index in
+            var p = MetadataResponse.MetadataResponsePartition()
+            p.partitionIndex = index
+            p.leaderId = config.nodeId
+            // No leader epoch: a single broker never changes leaders, and -1 keeps clients from
+            // validating positions with OffsetForLeaderEpoch, which this broker does not serve.
+            p.leaderEpoch = -1
+            p.replicaNodes = [config.nodeId]
+            p.isrNodes = [config.nodeId]
+            return p
+        }
+        return topic
+    }
+
+    /// The topic a request names, created on first use when auto-creation allows it.
+    func topicForUse(_ name: String, autoCreate: Bool) -> Result<TopicMetadata, ErrorCode> {
+        if let meta = storage.topic(named: name) { return .success(meta) }
+        guard autoCreate else { return .failure(.unknownTopicOrPartition) }
+        do {
+            let meta = try storage.createTopic(name: name, partitions: config.defaultPartitions, configs: [:])
+            logger.info("auto-created topic", metadata: ["topic": "\(name)", "partitions": "\(config.defaultPartitions)"])
+            return .success(meta)
+        } catch StorageError.topicExists {
+            return storage.topic(named: name).map { .success($0) } ?? .failure(.unknownTopicOrPartition)
+        } catch StorageError.invalidConfig, StorageError.unknownTopic {
+            return .failure(.invalidTopicException)
+        } catch {
+            logger.error("auto-creating topic failed", metadata: ["topic": "\(name)", "error": "\(error)"])
+            return .failure(.kafkaStorageError)
+        }
+    }
+
+    func describeCluster(_ request: Request) -> DescribeClusterResponse {
+        var response = DescribeClusterResponse()
+        response.clusterId = clusterId
+        response.controllerId = config.nodeId
+        var broker = DescribeClusterResponse.DescribeClusterBroker()
+        broker.brokerId = config.nodeId
+        broker.host = config.advertisedAddress.host
+        broker.port = Int32(config.advertisedAddress.port)
+        response.brokers = [broker]
+        return response
+    }
+}

@@ -1,0 +1,101 @@
+import KafkaProtocol
+import NIOCore
+import OnceStorage
+
+/// Produce: validate each partition's batches (per batch, never per record), append them as sent,
+/// wake waiting fetches, and answer once the flush policy says the data is safe.
+extension Broker {
+    func produce(_ req: ProduceRequest, _ request: Request) -> EventLoopFuture<ProduceResponse> {
+        var response = ProduceResponse()
+        var durable: [EventLoopFuture<Void>] = []
+        let validAcks = req.acks == 0 || req.acks == 1 || req.acks == -1
+        response.responses = req.topicData.map { t in
+            var topic = ProduceResponse.TopicProduceResponse()
+            topic.name = t.name
+            let meta = validAcks ? topicForUse(t.name, autoCreate: config.autoCreateTopics) : .failure(.invalidRequiredAcks)
+            topic.partitionResponses = t.partitionData.map { p in
+                var result = ProduceResponse.PartitionProduceResponse()
+                result.index = p.index
+                result.baseOffset = -1
+                switch meta {
+                case .failure(let code):
+                    result.errorCode = code.rawValue
+                case .success(let meta):
+                    guard let log = storage.partition(topic: t.name, partition: p.index) else {
+                        result.errorCode = ErrorCode.unknownTopicOrPartition.rawValue
+                        break
+                    }
+                    do {
+                        let appended = try append(p.records, to: log, topicConfig: Self.topicConfig(meta.configs))
+                        result.baseOffset = appended.result.baseOffset
+                        result.logAppendTimeMs = appended.logAppendTime ?? -1
+                        result.logStartOffset = log.logStartOffset
+                        waiters.notify(.init(topic: t.name, partition: p.index))
+                        if config.flushPolicy == .always && req.acks != 0 {
+                            let promise = request.eventLoop.makePromise(of: Void.self)
+                            let end = appended.result.logEndOffset
+                            promise.completeWithTask { try await log.waitDurable(upTo: end) }
+                            durable.append(promise.futureResult)
+                        }
+                    } catch let error as ProduceError {
+                        result.errorCode = error.code.rawValue
+                        result.errorMessage = error.message
+                    } catch {
+                        let (code, message) = errorCode(for: error)
+                        result.errorCode = code.rawValue
+                        result.errorMessage = message
+                    }
+                }
+                if result.errorCode != 0 { metrics.error(.produce, ErrorCode(result.errorCode)) }
+                return result
+            }
+            return topic
+        }
+        guard !durable.isEmpty else { return request.eventLoop.makeSucceededFuture(response) }
+        let answered = response
+        return EventLoopFuture.andAllSucceed(durable, on: request.eventLoop).map { answered }
+            .flatMapErrorThrowing { error in
+                self.logger.error("flush failed; answering KAFKA_STORAGE_ERROR", metadata: ["error": "\(error)"])
+                var failed = answered
+                for i in failed.responses.indices {
+                    for j in failed.responses[i].partitionResponses.indices {
+                        failed.responses[i].partitionResponses[j].errorCode = ErrorCode.kafkaStorageError.rawValue
+                    }
+                }
+                return failed
+            }
+    }
+
+    struct ProduceError: Error {
+        var code: ErrorCode
+        var message: String
+    }
+
+    /// Validates and appends one partition's record set.
+    private func append(
+        _ records: ByteBuffer?, to log: any PartitionLog, topicConfig: TopicConfig
+    ) throws -> (result: AppendResult, logAppendTime: Int64?) {
+        guard var records, records.readableBytes > 0 else {
+            throw ProduceError(code: .invalidRecord, message: "the partition's record set is empty")
+        }
+        let headers: [RecordBatchHeader]
+        do {
+            headers = try RecordBatchValidator.validate(records, maxBatchSize: topicConfig.maxMessageBytes)
+        } catch {
+            throw ProduceError(code: error.errorCode, message: "\(error)")
+        }
+        var logAppendTime: Int64?
+        if topicConfig.messageTimestampType == .logAppendTime {
+            let now = Clock.nowMilliseconds()
+            var position = records.readerIndex
+            for header in headers {
+                RecordBatch.setLogAppendTime(now, in: &records, at: position)
+                position += header.totalSize
+            }
+            logAppendTime = now
+        }
+        let result = try log.append(records)
+        metrics.batchesAppended(headers.count)
+        return (result, logAppendTime)
+    }
+}

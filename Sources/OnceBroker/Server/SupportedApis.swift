@@ -1,0 +1,24 @@
+import KafkaProtocol
+
+/// The API versions this broker implements. ApiVersions advertises exactly these; a request outside
+/// them is refused. A range grows only together with the handler code that gives its versions meaning.
+enum SupportedApis {
+    static let ranges: [ApiKey: ClosedRange<Int16>] = [
+        .produce: 3...9,
+        .fetch: 4...12,
+        .listOffsets: 1...7,
+        .metadata: 0...12,
+        .apiVersions: 0...3,
+        .createTopics: 2...7,
+        .deleteTopics: 1...6,
+        .describeConfigs: 1...4,
+        .describeCluster: 0...1,
+    ]
+
+    static func range(of api: ApiKey) -> ClosedRange<Int16>? { ranges[api] }
+
+    /// The advertised list, in api-key order.
+    static var advertised: [(api: ApiKey, versions: ClosedRange<Int16>)] {
+        ranges.map { ($0.key, $0.value) }.sorted { $0.api.rawValue < $1.api.rawValue }
+    }
+}

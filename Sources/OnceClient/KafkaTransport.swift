@@ -1,0 +1,111 @@
+import KafkaProtocol
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// The framing layer of a connection: writes request headers and frames, hands back the body of
+/// each matching response. It knows nothing about which versions to use.
+final class KafkaTransport: Sendable {
+    let host: String
+    let port: Int
+    let clientId: String
+    let requestTimeout: TimeAmount
+    private let channel: any Channel
+    private let lastCorrelationId = Mutex<Int32>(0)
+
+    var endpoint: String { "\(host):\(port)" }
+
+    private init(host: String, port: Int, clientId: String, requestTimeout: TimeAmount, channel: any Channel) {
+        self.host = host
+        self.port = port
+        self.clientId = clientId
+        self.requestTimeout = requestTimeout
+        self.channel = channel
+    }
+
+    static func connect(
+        host: String, port: Int, configuration: KafkaClientConfiguration, group: any EventLoopGroup
+    ) async throws -> KafkaTransport {
+        let endpoint = "\(host):\(port)"
+        let maxFrameSize = configuration.maxResponseSize
+        let channel: any Channel
+        do {
+            channel = try await ClientBootstrap(group: group)
+                .connectTimeout(TimeAmount(configuration.connectTimeout))
+                .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let sync = channel.pipeline.syncOperations
+                        try sync.addHandler(ByteToMessageHandler(KafkaFrameDecoder(maxFrameSize: maxFrameSize)))
+                        try sync.addHandler(KafkaResponseRouter(endpoint: endpoint))
+                    }
+                }
+                .connect(host: host, port: port)
+                .get()
+        } catch {
+            throw KafkaClientError.cannotConnect(
+                host: host, port: port, reason: KafkaClientError.connectFailureReason(error))
+        }
+        return KafkaTransport(
+            host: host, port: port, clientId: configuration.clientId,
+            requestTimeout: TimeAmount(configuration.requestTimeout), channel: channel)
+    }
+
+    /// Sends one request and returns the response body, positioned after the response header.
+    /// With `expectsResponse: false` it returns nil once the bytes are written.
+    func roundTrip(
+        apiKey: Int16, version: Int16, extraTimeout: TimeAmount = .zero, expectsResponse: Bool = true,
+        encodeBody: (inout ByteBuffer) -> Void
+    ) async throws -> ByteBuffer? {
+        let correlationId = lastCorrelationId.withLock { id in
+            id = id == Int32.max ? 1 : id + 1
+            return id
+        }
+        var frame = channel.allocator.buffer(capacity: 256)
+        frame.writeInteger(Int32(0), endianness: .big)
+        var header = RequestHeader()
+        header.requestApiKey = apiKey
+        header.requestApiVersion = version
+        header.correlationId = correlationId
+        header.clientId = clientId
+        header.encode(into: &frame, version: KafkaHeaderVersions.request(apiKey: apiKey, apiVersion: version))
+        encodeBody(&frame)
+        frame.setInteger(Int32(frame.readableBytes - 4), at: frame.readerIndex, endianness: .big)
+
+        let promise = expectsResponse ? channel.eventLoop.makePromise(of: ByteBuffer.self) : nil
+        let request = OutboundKafkaRequest(
+            correlationId: correlationId, apiKey: apiKey, frame: frame, response: promise,
+            timeout: requestTimeout + extraTimeout)
+        let writePromise = channel.eventLoop.makePromise(of: Void.self)
+        channel.writeAndFlush(request, promise: writePromise)
+        let written = writePromise.futureResult
+        guard let promise else {
+            do {
+                try await written.get()
+            } catch {
+                throw mapWriteError(error)
+            }
+            return nil
+        }
+        let endpoint = self.endpoint
+        written.whenFailure { error in
+            promise.fail(error is KafkaClientError ? error : KafkaClientError.connectionClosed(endpoint))
+        }
+        var body = try await promise.futureResult.get()
+        do {
+            _ = try ResponseHeader(
+                from: &body, version: KafkaHeaderVersions.response(apiKey: apiKey, apiVersion: version))
+        } catch {
+            throw KafkaClientError(.malformedResponse, "bad response header from \(endpoint): \(error)")
+        }
+        return body
+    }
+
+    func close() async {
+        try? await channel.close()
+    }
+
+    private func mapWriteError(_ error: any Error) -> any Error {
+        error is KafkaClientError ? error : KafkaClientError.connectionClosed(endpoint)
+    }
+}

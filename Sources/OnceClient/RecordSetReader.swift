@@ -1,0 +1,67 @@
+import KafkaProtocol
+import NIOCore
+
+/// Turns a fetched partition's record bytes into the records a consumer may see.
+///
+/// Under read_committed it applies Kafka's client-side rule for aborted transactions: the fetch
+/// response lists each aborted transaction's producer id and first offset; a transactional batch
+/// of such a producer at or after that offset is dropped until the producer's abort marker.
+/// Control batches never reach the caller. A batch cut short at the end of the bytes (the fetch
+/// size limit) is left for the next fetch.
+public struct RecordSetReader: Sendable {
+    public var isolation: IsolationLevel
+
+    public init(isolation: IsolationLevel) {
+        self.isolation = isolation
+    }
+
+    public func read(_ fetched: FetchedPartition, from fetchOffset: Int64) throws -> FetchedRecords {
+        var buffer = fetched.records
+        var pendingAborts = fetched.abortedTransactions.sorted { $0.firstOffset < $1.firstOffset }[...]
+        var abortedProducers: Set<Int64> = []
+        var records: [ConsumerRecord] = []
+        var nextOffset = fetchOffset
+
+        while buffer.readableBytes >= RecordBatchHeader.logOverhead {
+            guard let length = buffer.getInteger(at: buffer.readerIndex + 8, endianness: .big, as: Int32.self),
+                length >= 0, buffer.readableBytes >= RecordBatchHeader.logOverhead + Int(length)
+            else { break }
+            let header = try RecordBatchHeader(reading: buffer, at: buffer.readerIndex)
+            guard header.compression == .none else {
+                throw KafkaClientError(
+                    .unsupportedFeature,
+                    "\(fetched.topicPartition) offset \(header.baseOffset): batch is \(header.compression)-compressed; this client does not decompress yet"
+                )
+            }
+            let batch = try RecordBatch.decode(from: &buffer)
+            nextOffset = max(nextOffset, header.nextOffset)
+
+            if isolation == .readCommitted, header.hasProducerId {
+                while let first = pendingAborts.first, first.firstOffset <= header.lastOffset {
+                    abortedProducers.insert(first.producerId)
+                    pendingAborts.removeFirst()
+                }
+                if header.isControl {
+                    if let marker = batch.records.first, try ControlRecord.type(of: marker) == .abort {
+                        abortedProducers.remove(header.producerId)
+                    }
+                    continue
+                }
+                if header.isTransactional, abortedProducers.contains(header.producerId) {
+                    continue
+                }
+            }
+            if header.isControl { continue }
+
+            for record in batch.records {
+                let offset = batch.offset(of: record)
+                guard offset >= fetchOffset else { continue }
+                records.append(
+                    ConsumerRecord(
+                        topicPartition: fetched.topicPartition, offset: offset, timestamp: batch.timestamp(of: record),
+                        key: record.key, value: record.value, headers: record.headers))
+            }
+        }
+        return FetchedRecords(records: records, nextOffset: nextOffset)
+    }
+}

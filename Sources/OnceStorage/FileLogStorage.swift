@@ -1,0 +1,218 @@
+import Dispatch
+import Foundation
+import KafkaProtocol
+import Logging
+import NIOCore
+import Synchronization
+
+/// The default engine: one directory per partition (`<dir>/<topic>-<partition>/`) of segment
+/// files, and one metadata file per topic under `<dir>/__topics/`. Opening it recovers every
+/// partition, so a kill -9 at any point loses at most what was not yet durable under the flush
+/// policy.
+public final class FileLogStorage: LogStorage {
+    public let directory: String
+    private let runtime: FileStorageRuntime
+    private var logger: Logger { runtime.logger }
+
+    private struct Topic {
+        var metadata: TopicMetadata
+        var partitions: [FilePartitionLog]
+    }
+
+    private struct State {
+        var topics: [String: Topic] = [:]
+        var isOpen = true
+        var flushTimer: FlushTimer?
+    }
+
+    private let state = Mutex(State())
+
+    private var topicsDirectory: String { directory + "/__topics" }
+
+    private func partitionDirectory(_ topic: String, _ partition: Int32) -> String {
+        directory + "/" + topic + "-" + String(partition)
+    }
+
+    private func metadataPath(_ topic: String) -> String {
+        topicsDirectory + "/" + topic + ".meta"
+    }
+
+    /// Opens the data directory, creating it if needed, and recovers every topic in it.
+    public init(directory: String, flushPolicy: FlushPolicy = .none, logger: Logger = Logger(label: "once.storage")) throws {
+        self.directory = directory
+        self.runtime = FileStorageRuntime(flushPolicy: flushPolicy, logger: logger)
+        let fileManager = FileManager.default
+        do {
+            try fileManager.createDirectory(atPath: topicsDirectory, withIntermediateDirectories: true)
+        } catch {
+            throw StorageError.io("mkdir \(topicsDirectory): \(error)")
+        }
+        var topics: [String: Topic] = [:]
+        for name in try Self.list(topicsDirectory) {
+            let path = topicsDirectory + "/" + name
+            if name.hasSuffix(".tmp") {
+                try PosixFile.remove(path)
+                continue
+            }
+            guard name.hasSuffix(".meta") else { continue }
+            let metadata = try TopicMetadataFile.decode(try PosixFile.readWhole(path), path: path)
+            let config = try TopicConfig(overrides: metadata.configs)
+            let partitions = try (0..<metadata.partitionCount).map {
+                try FilePartitionLog.open(
+                    topic: metadata.name, partition: $0, directory: partitionDirectory(metadata.name, $0),
+                    config: config, runtime: runtime)
+            }
+            topics[metadata.name] = Topic(metadata: metadata, partitions: partitions)
+        }
+        try removeOrphanPartitions(keeping: topics)
+        let total = topics.values.reduce(0) { $0 + $1.partitions.count }
+        logger.info("opened log", metadata: ["directory": "\(directory)", "topics": "\(topics.count)", "partitions": "\(total)"])
+        state.withLock { $0.topics = topics }
+        if case .interval(let milliseconds) = flushPolicy {
+            startFlushTimer(every: max(milliseconds, 1))
+        }
+    }
+
+    private static func list(_ directory: String) throws -> [String] {
+        do {
+            return try FileManager.default.contentsOfDirectory(atPath: directory).sorted()
+        } catch {
+            throw StorageError.io("list \(directory): \(error)")
+        }
+    }
+
+    /// Partition directories whose topic has no metadata file are what a crash in the middle of a
+    /// create or delete leaves; no one can reach them, so they go.
+    private func removeOrphanPartitions(keeping topics: [String: Topic]) throws {
+        for name in try Self.list(directory) {
+            guard let dash = name.lastIndex(of: "-"),
+                let partition = Int32(name[name.index(after: dash)...]), partition >= 0
+            else { continue }
+            let topic = String(name[..<dash])
+            guard TopicName.validationError(topic) == nil else { continue }
+            if let known = topics[topic], partition < known.metadata.partitionCount { continue }
+            logger.warning("removing partition directory without a topic", metadata: ["directory": "\(name)"])
+            try? FileManager.default.removeItem(atPath: directory + "/" + name)
+        }
+    }
+
+    private func startFlushTimer(every milliseconds: Int64) {
+        let timer = FlushTimer(every: milliseconds) { [weak self] in self?.syncAll() }
+        state.withLock { $0.flushTimer = timer }
+    }
+
+    private func syncAll() {
+        let logs = state.withLock { $0.topics.values.flatMap(\.partitions) }
+        for log in logs { log.syncOnce() }
+    }
+
+    // MARK: LogStorage
+
+    public func topics() -> [TopicMetadata] {
+        state.withLock { $0.topics.values.map(\.metadata) }.sorted { $0.name < $1.name }
+    }
+
+    public func topic(named name: String) -> TopicMetadata? {
+        state.withLock { $0.topics[name]?.metadata }
+    }
+
+    @discardableResult
+    public func createTopic(name: String, partitions: Int32, configs: [String: String]) throws -> TopicMetadata {
+        if let problem = TopicName.validationError(name) { throw StorageError.invalidConfig(problem) }
+        guard partitions > 0 else { throw StorageError.invalidConfig("partition count \(partitions) must be positive") }
+        let config = try TopicConfig(overrides: configs)
+        // Creating under the lock keeps two creates of one name from racing on its directories.
+        return try state.withLock { s in
+            guard s.isOpen else { throw StorageError.io("storage is closed") }
+            guard s.topics[name] == nil else { throw StorageError.topicExists(name) }
+            let metadata = TopicMetadata(name: name, id: .random(), partitionCount: partitions, configs: configs)
+            // Data directories first, metadata last: until the metadata file lands the topic does not
+            // exist, and a crash before then leaves orphans that the next open removes.
+            var logs: [FilePartitionLog] = []
+            for partition in 0..<partitions {
+                let path = partitionDirectory(name, partition)
+                try? FileManager.default.removeItem(atPath: path)
+                logs.append(
+                    try FilePartitionLog.open(
+                        topic: name, partition: partition, directory: path, config: config, runtime: runtime))
+            }
+            try PosixFile.syncDirectory(directory)
+            try PosixFile.writeAtomically(
+                TopicMetadataFile.encode(metadata), to: metadataPath(name), directory: topicsDirectory)
+            s.topics[name] = Topic(metadata: metadata, partitions: logs)
+            logger.info("created topic", metadata: ["topic": "\(name)", "id": "\(metadata.id)", "partitions": "\(partitions)"])
+            return metadata
+        }
+    }
+
+    public func deleteTopic(name: String) throws {
+        try state.withLock { s in
+            guard let topic = s.topics[name] else { throw StorageError.unknownTopic(name) }
+            // Metadata first: once it is gone the topic is gone, whatever happens to the data.
+            try PosixFile.remove(metadataPath(name))
+            try PosixFile.syncDirectory(topicsDirectory)
+            s.topics[name] = nil
+            for log in topic.partitions {
+                log.markDeleted()
+                do {
+                    try FileManager.default.removeItem(atPath: log.directory)
+                } catch {
+                    logger.warning("could not remove partition directory", metadata: ["directory": "\(log.directory)", "error": "\(error)"])
+                }
+            }
+            logger.info("deleted topic", metadata: ["topic": "\(name)"])
+        }
+    }
+
+    public func partition(topic: String, partition: Int32) -> PartitionLog? {
+        state.withLock { s in
+            guard let logs = s.topics[topic]?.partitions, partition >= 0, Int(partition) < logs.count else { return nil }
+            return logs[Int(partition)]
+        }
+    }
+
+    public func enforceRetention(nowMs: Int64) {
+        let logs = state.withLock { $0.topics.values.flatMap(\.partitions) }
+        for log in logs { log.enforceRetention(nowMs: nowMs) }
+    }
+
+    public func close() throws {
+        let (logs, timer): ([FilePartitionLog], FlushTimer?) = state.withLock { s in
+            guard s.isOpen else { return ([], nil) }
+            s.isOpen = false
+            let timer = s.flushTimer
+            s.flushTimer = nil
+            return (s.topics.values.flatMap(\.partitions), timer)
+        }
+        timer?.cancel()
+        var firstError: (any Error)?
+        for log in logs {
+            do {
+                try log.close()
+            } catch {
+                firstError = firstError ?? error
+            }
+        }
+        runtime.waitForBackgroundWork()
+        if let firstError { throw firstError }
+    }
+}
+
+/// The `.interval` policy's clock: a dispatch timer on its own serial queue, so the fsyncs it
+/// triggers run on that queue's thread.
+final class FlushTimer: @unchecked Sendable {
+    // A dispatch source is thread-safe; it is only not marked Sendable.
+    private let source: any DispatchSourceTimer
+
+    init(every milliseconds: Int64, _ tick: @escaping @Sendable () -> Void) {
+        source = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "once.storage.flusher"))
+        let interval = DispatchTimeInterval.milliseconds(Int(milliseconds))
+        source.schedule(deadline: .now() + interval, repeating: interval)
+        source.setEventHandler(handler: tick)
+        source.resume()
+    }
+
+    func cancel() {
+        source.cancel()
+    }
+}

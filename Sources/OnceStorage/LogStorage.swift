@@ -1,0 +1,106 @@
+import KafkaProtocol
+import NIOCore
+
+/// The broker's log behind one protocol. Engines (file, memory) hold the same semantics; anything
+/// exactly-once lives above this layer, in OnceCore.
+public protocol LogStorage: AnyObject, Sendable {
+    /// Topics in name order.
+    func topics() -> [TopicMetadata]
+    func topic(named name: String) -> TopicMetadata?
+
+    /// Creates a topic and its partitions durably. Throws `StorageError.topicExists` or
+    /// `StorageError.invalidConfig`.
+    @discardableResult
+    func createTopic(name: String, partitions: Int32, configs: [String: String]) throws -> TopicMetadata
+
+    /// Removes a topic and its data. Throws `StorageError.unknownTopic`.
+    func deleteTopic(name: String) throws
+
+    /// The log of one partition, or nil if the topic or partition does not exist.
+    func partition(topic: String, partition: Int32) -> PartitionLog?
+
+    /// Deletes segments beyond retention and rolls segments by age. The broker calls it periodically.
+    func enforceRetention(nowMs: Int64)
+
+    /// Flushes everything and closes files. Appends after close are a programming error.
+    func close() throws
+}
+
+/// One partition's append-only log of record batches.
+public protocol PartitionLog: AnyObject, Sendable {
+    var topic: String { get }
+    var partition: Int32 { get }
+    /// First offset still stored.
+    var logStartOffset: Int64 { get }
+    /// Offset the next appended record will get (the high watermark of a single-replica broker).
+    var logEndOffset: Int64 { get }
+
+    /// Appends record batches (v2) exactly as sent, assigning offsets from `logEndOffset` by rewriting
+    /// each batch's base offset (the CRC does not cover it). The caller has validated the batches.
+    /// With `LogAppendTime` topics the caller sets the timestamps before appending.
+    /// Returns once the data is in the page cache; see `waitDurable` for the disk.
+    func append(_ batches: ByteBuffer) throws -> AppendResult
+
+    /// Completes when everything up to `offset` (exclusive) is on disk under the engine's flush
+    /// policy: immediately for `none` and `interval`, after a shared fsync (group commit) for `always`.
+    func waitDurable(upTo offset: Int64) async throws
+
+    /// Whole batches starting with the one that contains `offset`, up to about `maxBytes` (at least
+    /// one batch is returned even if it is larger, as Kafka does, so a consumer can always progress),
+    /// and never at or beyond `limitOffset` (a batch whose last offset is >= limit is excluded).
+    /// Throws `StorageError.offsetOutOfRange` if `offset` is below `logStartOffset` or above
+    /// `logEndOffset`.
+    func read(from offset: Int64, maxBytes: Int, limitOffset: Int64) throws -> ByteBuffer
+
+    /// The earliest offset whose batch max timestamp is >= `timestamp`, with that batch's
+    /// max timestamp; nil if no such batch (Kafka answers -1).
+    func offset(forTimestamp timestamp: Int64) throws -> (offset: Int64, timestamp: Int64)?
+
+    /// The largest timestamp stored and the offset of its batch (ListOffsets -3, max timestamp).
+    func maxTimestamp() -> (offset: Int64, timestamp: Int64)?
+}
+
+public struct AppendResult: Sendable, Equatable {
+    public var baseOffset: Int64
+    public var lastOffset: Int64
+    /// Offset the next append will get.
+    public var logEndOffset: Int64
+    public init(baseOffset: Int64, lastOffset: Int64, logEndOffset: Int64) {
+        self.baseOffset = baseOffset
+        self.lastOffset = lastOffset
+        self.logEndOffset = logEndOffset
+    }
+}
+
+public struct TopicMetadata: Sendable, Equatable {
+    public var name: String
+    public var id: KafkaUUID
+    public var partitionCount: Int32
+    /// Topic-level overrides only; `TopicConfig` holds the defaults.
+    public var configs: [String: String]
+    public init(name: String, id: KafkaUUID, partitionCount: Int32, configs: [String: String]) {
+        self.name = name
+        self.id = id
+        self.partitionCount = partitionCount
+        self.configs = configs
+    }
+}
+
+public enum StorageError: Error, Equatable, Sendable {
+    case topicExists(String)
+    case unknownTopic(String)
+    case invalidConfig(String)
+    case offsetOutOfRange(requested: Int64, logStart: Int64, logEnd: Int64)
+    case corrupt(String)
+    case io(String)
+}
+
+/// When appended data reaches the disk.
+public enum FlushPolicy: Sendable, Equatable {
+    /// Leave it to the page cache (Kafka's default).
+    case none
+    /// fsync every partition with new data every `milliseconds`.
+    case interval(milliseconds: Int64)
+    /// fsync before acknowledging; concurrent appenders share one fsync.
+    case always
+}

@@ -1,0 +1,57 @@
+import KafkaProtocol
+import NIOCore
+import Synchronization
+
+/// The in-memory engine: the file engine's semantics without a disk, for tests.
+public final class MemoryLogStorage: LogStorage {
+    private struct Topic {
+        var metadata: TopicMetadata
+        var partitions: [MemoryPartitionLog]
+    }
+
+    private let topicsByName = Mutex<[String: Topic]>([:])
+
+    public init() {}
+
+    public func topics() -> [TopicMetadata] {
+        topicsByName.withLock { $0.values.map(\.metadata) }.sorted { $0.name < $1.name }
+    }
+
+    public func topic(named name: String) -> TopicMetadata? {
+        topicsByName.withLock { $0[name]?.metadata }
+    }
+
+    @discardableResult
+    public func createTopic(name: String, partitions: Int32, configs: [String: String]) throws -> TopicMetadata {
+        if let problem = TopicName.validationError(name) { throw StorageError.invalidConfig(problem) }
+        guard partitions > 0 else { throw StorageError.invalidConfig("partition count \(partitions) must be positive") }
+        let config = try TopicConfig(overrides: configs)
+        return try topicsByName.withLock { topics in
+            guard topics[name] == nil else { throw StorageError.topicExists(name) }
+            let metadata = TopicMetadata(name: name, id: .random(), partitionCount: partitions, configs: configs)
+            let logs = (0..<partitions).map { MemoryPartitionLog(topic: name, partition: $0, config: config) }
+            topics[name] = Topic(metadata: metadata, partitions: logs)
+            return metadata
+        }
+    }
+
+    public func deleteTopic(name: String) throws {
+        let removed = topicsByName.withLock { $0.removeValue(forKey: name) }
+        guard let removed else { throw StorageError.unknownTopic(name) }
+        for log in removed.partitions { log.markDeleted() }
+    }
+
+    public func partition(topic: String, partition: Int32) -> PartitionLog? {
+        topicsByName.withLock { topics in
+            guard let logs = topics[topic]?.partitions, partition >= 0, Int(partition) < logs.count else { return nil }
+            return logs[Int(partition)]
+        }
+    }
+
+    public func enforceRetention(nowMs: Int64) {
+        let logs = topicsByName.withLock { $0.values.flatMap(\.partitions) }
+        for log in logs { log.enforceRetention(nowMs: nowMs) }
+    }
+
+    public func close() throws {}
+}

@@ -1,0 +1,169 @@
+import NIOCore
+import Synchronization
+
+/// A partition held in memory, for tests and the conformance suite. It keeps the file engine's
+/// segment structure (roll by size and age, retention by whole segments) so both engines answer
+/// the same questions the same way.
+final class MemoryPartitionLog: PartitionLog {
+    let topic: String
+    let partition: Int32
+
+    private struct StoredBatch {
+        var baseOffset: Int64
+        var lastOffset: Int64
+        var maxTimestamp: Int64
+        var bytes: ByteBuffer
+    }
+
+    private struct Segment {
+        var baseOffset: Int64
+        var batches: [StoredBatch] = []
+        var size = 0
+        var maxTimestamp: Int64 = -1
+        var offsetOfMaxTimestamp: Int64 = -1
+        var firstAppendMs: Int64?
+        var lastAppendMs: Int64 = 0
+
+        var stats: SegmentPolicy.Stats {
+            .init(sizeInBytes: size, maxTimestamp: maxTimestamp, lastAppendMs: lastAppendMs)
+        }
+    }
+
+    private struct State {
+        var config: TopicConfig
+        var segments: [Segment]
+        var logEndOffset: Int64 = 0
+        var deleted = false
+    }
+
+    private let state: Mutex<State>
+
+    init(topic: String, partition: Int32, config: TopicConfig) {
+        self.topic = topic
+        self.partition = partition
+        self.state = Mutex(State(config: config, segments: [Segment(baseOffset: 0)]))
+    }
+
+    var logStartOffset: Int64 { state.withLock { $0.segments[0].baseOffset } }
+    var logEndOffset: Int64 { state.withLock { $0.logEndOffset } }
+
+    func markDeleted() {
+        state.withLock { $0.deleted = true }
+    }
+
+    func append(_ batches: ByteBuffer) throws -> AppendResult {
+        let frames = try BatchFrame.frames(of: batches)
+        let now = currentTimeMillis()
+        return try state.withLock { s in
+            guard !s.deleted else { throw StorageError.unknownTopic(topic) }
+            let base = s.logEndOffset
+            let last = base + frames.reduce(Int64(0)) { $0 + Int64($1.lastOffsetDelta) + 1 } - 1
+            let active = s.segments[s.segments.count - 1]
+            if SegmentPolicy.shouldRoll(
+                activeSize: active.size, activeBaseOffset: active.baseOffset, firstAppendMs: active.firstAppendMs,
+                incomingBytes: batches.readableBytes, incomingLastOffset: last, config: s.config, nowMs: now)
+            {
+                s.segments.append(Segment(baseOffset: base))
+            }
+            var next = base
+            var segment = s.segments.removeLast()
+            for frame in frames {
+                var bytes = batches.getSlice(at: batches.readerIndex + frame.position, length: frame.size)!
+                // The copy owns its bytes, so rewriting the offset leaves the caller's buffer alone.
+                bytes = ByteBuffer(bytes: bytes.readableBytesView)
+                bytes.setInteger(next, at: bytes.readerIndex, endianness: .big)
+                let stored = StoredBatch(
+                    baseOffset: next, lastOffset: next + Int64(frame.lastOffsetDelta),
+                    maxTimestamp: frame.maxTimestamp, bytes: bytes)
+                if stored.maxTimestamp > segment.maxTimestamp {
+                    segment.maxTimestamp = stored.maxTimestamp
+                    segment.offsetOfMaxTimestamp = stored.baseOffset
+                }
+                segment.batches.append(stored)
+                segment.size += frame.size
+                next = stored.lastOffset + 1
+            }
+            if segment.firstAppendMs == nil { segment.firstAppendMs = now }
+            segment.lastAppendMs = now
+            s.segments.append(segment)
+            s.logEndOffset = next
+            return AppendResult(baseOffset: base, lastOffset: next - 1, logEndOffset: next)
+        }
+    }
+
+    func waitDurable(upTo offset: Int64) async throws {}
+
+    func read(from offset: Int64, maxBytes: Int, limitOffset: Int64) throws -> ByteBuffer {
+        try state.withLock { s in
+            let start = s.segments[0].baseOffset
+            guard offset >= start, offset <= s.logEndOffset else {
+                throw StorageError.offsetOutOfRange(requested: offset, logStart: start, logEnd: s.logEndOffset)
+            }
+            guard offset < s.logEndOffset else { return ByteBuffer() }
+            let segment = s.segments[Self.segmentIndex(containing: offset, in: s.segments)]
+            var lo = 0
+            var hi = segment.batches.count
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if segment.batches[mid].lastOffset < offset { lo = mid + 1 } else { hi = mid }
+            }
+            var out = ByteBuffer()
+            for batch in segment.batches[lo...] {
+                guard batch.lastOffset < limitOffset else { break }
+                if out.readableBytes > 0 && out.readableBytes + batch.bytes.readableBytes > maxBytes { break }
+                out.writeImmutableBuffer(batch.bytes)
+            }
+            return out
+        }
+    }
+
+    func offset(forTimestamp timestamp: Int64) throws -> (offset: Int64, timestamp: Int64)? {
+        state.withLock { s in
+            for segment in s.segments where segment.maxTimestamp >= timestamp {
+                for batch in segment.batches where batch.maxTimestamp >= timestamp {
+                    return (batch.baseOffset, batch.maxTimestamp)
+                }
+            }
+            return nil
+        }
+    }
+
+    func maxTimestamp() -> (offset: Int64, timestamp: Int64)? {
+        state.withLock { s in
+            var best: (offset: Int64, timestamp: Int64)?
+            for segment in s.segments where segment.maxTimestamp >= 0 {
+                if best == nil || segment.maxTimestamp > best!.timestamp {
+                    best = (segment.offsetOfMaxTimestamp, segment.maxTimestamp)
+                }
+            }
+            return best
+        }
+    }
+
+    func enforceRetention(nowMs: Int64) {
+        state.withLock { s in
+            let active = s.segments[s.segments.count - 1]
+            if SegmentPolicy.activeSegmentAged(
+                activeSize: active.size, firstAppendMs: active.firstAppendMs, config: s.config, nowMs: nowMs)
+            {
+                s.segments.append(Segment(baseOffset: s.logEndOffset))
+            }
+            let count = SegmentPolicy.segmentsToDelete(s.segments.map(\.stats), config: s.config, nowMs: nowMs)
+            if count == s.segments.count { s.segments.append(Segment(baseOffset: s.logEndOffset)) }
+            s.segments.removeFirst(count)
+        }
+    }
+
+    /// Segment count, for tests that check rolling.
+    var segmentCount: Int { state.withLock { $0.segments.count } }
+
+    private static func segmentIndex(containing offset: Int64, in segments: [Segment]) -> Int {
+        var lo = 0
+        var hi = segments.count - 1
+        while lo < hi {
+            let mid = (lo + hi + 1) / 2
+            if segments[mid].baseOffset <= offset { lo = mid } else { hi = mid - 1 }
+        }
+        return lo
+    }
+}

@@ -1,0 +1,132 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Metrics
+import OnceBroker
+import Prometheus
+import ServiceLifecycle
+
+/// `once broker`: runs a broker until SIGTERM or SIGINT. Every flag can also come from an
+/// environment variable (named in its help), so containers and scripts need no command line.
+struct BrokerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "broker", abstract: "Run a broker.")
+
+    @Option(help: "Directory for logs and metadata [env: ONCE_DATA_DIR] (default: ./data)")
+    var dataDir: String?
+
+    @Option(help: "HOST:PORT to listen on [env: ONCE_LISTEN] (default: 127.0.0.1:9092)")
+    var listen: String?
+
+    @Option(help: "HOST:PORT clients are told to connect to [env: ONCE_ADVERTISED_LISTENER] (default: the listen address)")
+    var advertisedListener: String?
+
+    @Option(help: "This broker's node id [env: ONCE_NODE_ID] (default: 1)")
+    var nodeId: Int32?
+
+    @Option(help: "HOST:PORT for the Prometheus /metrics endpoint [env: ONCE_METRICS_LISTEN] (default: off)")
+    var metricsListen: String?
+
+    @Option(help: "Create topics on first use: true|false [env: ONCE_AUTO_CREATE_TOPICS] (default: true)")
+    var autoCreateTopics: String?
+
+    @Option(help: "Partitions of auto-created topics [env: ONCE_NUM_PARTITIONS] (default: 1)")
+    var numPartitions: Int32?
+
+    @Option(help: "When data is fsynced: none|always|interval:MS [env: ONCE_FLUSH] (default: none)")
+    var flush: String?
+
+    @Option(help: "Storage engine: file|memory [env: ONCE_STORAGE] (default: file)")
+    var storage: String?
+
+    @Option(help: "Largest request accepted, in bytes [env: ONCE_MAX_REQUEST_SIZE] (default: 104857600)")
+    var maxRequestSize: Int?
+
+    @Option(help: "Log level: trace|debug|info|notice|warning|error|critical [env: ONCE_LOG_LEVEL] (default: info)")
+    var logLevel: String?
+
+    func run() async throws {
+        let config = try makeConfig()
+        let level = try setting(logLevel, "ONCE_LOG_LEVEL").map { value -> Logger.Level in
+            guard let level = Logger.Level(rawValue: value) else { throw ValidationError("unknown log level '\(value)'") }
+            return level
+        } ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "once.broker")
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+
+        let service = BrokerService(config: config, logger: logger, registry: registry) { kafka, metrics in
+            var line = "once broker ready on \(config.listen.host):\(kafka.port ?? config.listen.port)"
+            if let metrics { line += " (metrics on \(config.metricsListen?.host ?? "?"):\(metrics.port ?? 0))" }
+            print(line)
+            fflush(nil)
+        }
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+        try await group.run()
+    }
+
+    private func makeConfig() throws -> BrokerConfig {
+        var config = BrokerConfig()
+        if let v = setting(dataDir, "ONCE_DATA_DIR") { config.dataDirectory = v }
+        if let v = setting(listen, "ONCE_LISTEN") { config.listen = try address(v, "--listen") }
+        if let v = setting(advertisedListener, "ONCE_ADVERTISED_LISTENER") { config.advertised = try address(v, "--advertised-listener") }
+        if let v = setting(metricsListen, "ONCE_METRICS_LISTEN") { config.metricsListen = try address(v, "--metrics-listen") }
+        if let v = try setting(nodeId, "ONCE_NODE_ID") { config.nodeId = v }
+        if let v = setting(autoCreateTopics, "ONCE_AUTO_CREATE_TOPICS") {
+            guard let b = Bool(v.lowercased()) else { throw ValidationError("--auto-create-topics takes true or false, not '\(v)'") }
+            config.autoCreateTopics = b
+        }
+        if let v = try setting(numPartitions, "ONCE_NUM_PARTITIONS") {
+            guard v > 0 else { throw ValidationError("--num-partitions must be positive") }
+            config.defaultPartitions = v
+        }
+        if let v = setting(flush, "ONCE_FLUSH") { config.flushPolicy = try flushPolicy(v) }
+        if let v = setting(storage, "ONCE_STORAGE") {
+            guard let engine = BrokerConfig.StorageEngine(rawValue: v) else {
+                throw ValidationError("--storage takes file or memory, not '\(v)'")
+            }
+            config.storage = engine
+        }
+        if let v = try setting(maxRequestSize, "ONCE_MAX_REQUEST_SIZE") {
+            guard v > 0 else { throw ValidationError("--max-request-size must be positive") }
+            config.maxRequestSize = v
+        }
+        return config
+    }
+
+    private func setting(_ flag: String?, _ env: String) -> String? {
+        flag ?? ProcessInfo.processInfo.environment[env].flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    private func setting<T: LosslessStringConvertible>(_ flag: T?, _ env: String) throws -> T? {
+        if let flag { return flag }
+        guard let text = setting(nil as String?, env) else { return nil }
+        guard let value = T(text) else { throw ValidationError("\(env)='\(text)' is not a valid value") }
+        return value
+    }
+
+    private func address(_ text: String, _ flag: String) throws -> HostPort {
+        guard let hp = HostPort(parsing: text) else { throw ValidationError("\(flag) takes HOST:PORT, not '\(text)'") }
+        return hp
+    }
+
+    private func flushPolicy(_ text: String) throws -> FlushPolicy {
+        switch text {
+        case "none": return .none
+        case "always": return .always
+        default:
+            if text.hasPrefix("interval:"), let ms = Int64(text.dropFirst("interval:".count)), ms > 0 {
+                return .interval(milliseconds: ms)
+            }
+            throw ValidationError("--flush takes none, always or interval:MS, not '\(text)'")
+        }
+    }
+}

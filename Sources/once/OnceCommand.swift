@@ -1,0 +1,11 @@
+import ArgumentParser
+
+/// `once`: the broker and the tools around it.
+@main
+struct OnceCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "once",
+        abstract: "A Kafka-compatible event broker built around exactly-once semantics.",
+        subcommands: [BrokerCommand.self, TopicCommand.self, ProduceCommand.self, ConsumeCommand.self]
+    )
+}

@@ -1,0 +1,100 @@
+import Foundation
+import KafkaProtocol
+import Logging
+import NIOCore
+import Testing
+
+@testable import OnceStorage
+
+/// Valid v2 batches for the tests, built with KafkaProtocol's encoder.
+enum TestBatches {
+    static let baseTime: Int64 = 1_700_000_000_000
+
+    /// A batch of `records` records whose values say which batch they belong to.
+    static func batch(records: Int = 1, timestamp: Int64 = baseTime, valueSize: Int = 16, tag: Int = 0) -> ByteBuffer {
+        let rs = (0..<records).map { i in
+            Record(
+                timestampDelta: Int64(i), offsetDelta: Int32(i), key: Array("k\(i)".utf8),
+                value: Array("tag\(tag)-record\(i)-".utf8) + [UInt8](repeating: UInt8(truncatingIfNeeded: tag), count: valueSize))
+        }
+        // A producer's batches all start at offset 0; the log assigns the real ones.
+        return RecordBatch.encode(records: rs, baseOffset: 0, baseTimestamp: timestamp)
+    }
+
+    static func concat(_ parts: [ByteBuffer]) -> ByteBuffer {
+        var out = ByteBuffer()
+        for var part in parts { out.writeBuffer(&part) }
+        return out
+    }
+
+    /// Decodes a read result (checking every CRC) into (baseOffset, lastOffset, first value) per batch.
+    static func decode(_ buffer: ByteBuffer) throws -> [RecordBatch] {
+        try RecordBatch.decodeAll(from: buffer)
+    }
+
+    static func offsets(_ buffer: ByteBuffer) throws -> [ClosedRange<Int64>] {
+        try decode(buffer).map { $0.header.baseOffset...$0.header.lastOffset }
+    }
+}
+
+/// A fresh directory under the system temp directory, removed by `remove()`.
+struct TemporaryDirectory {
+    let path: String
+
+    init() throws {
+        path = NSTemporaryDirectory() + "once-storage-tests-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+
+    func remove() {
+        try? FileManager.default.removeItem(atPath: path)
+    }
+}
+
+/// The engines the conformance suite runs over.
+enum Engine: String, CaseIterable, CustomTestStringConvertible, Sendable {
+    case memory
+    case file
+
+    var testDescription: String { rawValue }
+
+    /// Runs `body` against a fresh storage of this engine and closes it afterwards.
+    func with<R>(_ body: (any LogStorage) throws -> R) throws -> R {
+        switch self {
+        case .memory:
+            return try body(MemoryLogStorage())
+        case .file:
+            let dir = try TemporaryDirectory()
+            defer { dir.remove() }
+            let storage = try FileLogStorage(directory: dir.path, logger: quietLogger)
+            defer { try? storage.close() }
+            return try body(storage)
+        }
+    }
+}
+
+let quietLogger: Logger = {
+    var logger = Logger(label: "once.storage.tests")
+    logger.logLevel = .critical
+    return logger
+}()
+
+extension PartitionLog {
+    /// Appends `count` single-record batches stamped baseTime + i, one append each.
+    @discardableResult
+    func appendBatches(_ count: Int, records: Int = 1, valueSize: Int = 16, firstTag: Int = 0) throws -> [AppendResult] {
+        try (0..<count).map { i in
+            try append(
+                TestBatches.batch(
+                    records: records, timestamp: TestBatches.baseTime + Int64(firstTag + i), valueSize: valueSize,
+                    tag: firstTag + i))
+        }
+    }
+}
+
+extension StorageError {
+    var isOffsetOutOfRange: Bool {
+        if case .offsetOutOfRange = self { return true }
+        return false
+    }
+}

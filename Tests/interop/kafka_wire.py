@@ -1,0 +1,134 @@
+"""Just enough of the Kafka wire format, written by hand, to send well-formed and malformed
+frames over a raw socket. Independent of the broker's own codec on purpose."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+from dataclasses import dataclass
+
+API_VERSIONS = 18
+UNSUPPORTED_VERSION = 35
+
+
+def connect(address: tuple[str, int], timeout: float = 10.0) -> socket.socket:
+    sock = socket.create_connection(address, timeout=timeout)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def uvarint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def compact_string(text: str) -> bytes:
+    data = text.encode()
+    return uvarint(len(data) + 1) + data
+
+
+def frame(payload: bytes) -> bytes:
+    return struct.pack(">i", len(payload)) + payload
+
+
+def request_header(api_key: int, api_version: int, correlation_id: int, client_id: str = "interop", *, flexible: bool) -> bytes:
+    """Request header v1 (`flexible=False`) or v2 (adds an empty tagged-field section)."""
+    cid = client_id.encode()
+    header = struct.pack(">hhih", api_key, api_version, correlation_id, len(cid)) + cid
+    return header + (b"\x00" if flexible else b"")
+
+
+def api_versions_request(version: int, correlation_id: int) -> bytes:
+    """A framed ApiVersions request; v3 and later are flexible and carry the client software name."""
+    flexible = version >= 3
+    body = (compact_string("once-interop") + compact_string("1.0") + b"\x00") if flexible else b""
+    return frame(request_header(API_VERSIONS, version, correlation_id, flexible=flexible) + body)
+
+
+def recv_exact(sock: socket.socket, n: int) -> bytes:
+    chunks = bytearray()
+    while len(chunks) < n:
+        chunk = sock.recv(n - len(chunks))
+        if not chunk:
+            raise ConnectionError(f"connection closed after {len(chunks)} of {n} bytes")
+        chunks.extend(chunk)
+    return bytes(chunks)
+
+
+def read_frame(sock: socket.socket) -> bytes:
+    (size,) = struct.unpack(">i", recv_exact(sock, 4))
+    assert 0 <= size < 16 * 1024 * 1024, f"implausible response size {size}"
+    return recv_exact(sock, size)
+
+
+def closed_by_peer(sock: socket.socket, seconds: float = 15.0) -> bool:
+    """True once the broker closes (EOF or reset); False if it is still open after `seconds`.
+    Any bytes it sends first are drained: only the close matters here."""
+    end = time.monotonic() + seconds
+    while True:
+        left = end - time.monotonic()
+        if left <= 0:
+            return False
+        sock.settimeout(left)
+        try:
+            if not sock.recv(65536):
+                return True
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        except socket.timeout:
+            return False
+
+
+@dataclass(frozen=True)
+class ApiVersionsAnswer:
+    correlation_id: int
+    error_code: int
+    ranges: dict[int, tuple[int, int]]
+
+
+def parse_api_versions(payload: bytes, version: int) -> ApiVersionsAnswer:
+    """Parses an ApiVersions response. Its header is always v0, even for flexible versions."""
+    (correlation_id, error_code) = struct.unpack_from(">ih", payload, 0)
+    pos = 6
+    ranges: dict[int, tuple[int, int]] = {}
+    if version >= 3:
+        count, pos = _read_uvarint(payload, pos)
+        count -= 1
+    else:
+        (count,) = struct.unpack_from(">i", payload, pos)
+        pos += 4
+    for _ in range(max(count, 0)):
+        key, low, high = struct.unpack_from(">hhh", payload, pos)
+        pos += 6
+        if version >= 3:
+            pos = _skip_tags(payload, pos)
+        ranges[key] = (low, high)
+    return ApiVersionsAnswer(correlation_id, error_code, ranges)
+
+
+def _read_uvarint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+
+
+def _skip_tags(data: bytes, pos: int) -> int:
+    count, pos = _read_uvarint(data, pos)
+    for _ in range(count):
+        _, pos = _read_uvarint(data, pos)
+        size, pos = _read_uvarint(data, pos)
+        pos += size
+    return pos
