@@ -62,9 +62,29 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
-        .testTarget(name: "KafkaProtocolTests", dependencies: ["KafkaProtocol"]),
+        .testTarget(
+            name: "KafkaProtocolTests",
+            dependencies: ["KafkaProtocol"],
+            exclude: ["Fixtures/capture_client_frames.py", "Fixtures/kafka_python_encodings.py"]
+        ),
         .testTarget(name: "OnceStorageTests", dependencies: ["OnceStorage", "KafkaProtocol"]),
-        .testTarget(name: "OnceBrokerTests", dependencies: ["OnceBroker", "OnceStorage", "KafkaProtocol"]),
-        .testTarget(name: "OnceClientTests", dependencies: ["OnceClient", "KafkaProtocol"]),
+        .testTarget(
+            name: "OnceBrokerTests",
+            dependencies: [
+                "OnceBroker", "OnceStorage", "KafkaProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "OnceClientTests",
+            dependencies: [
+                "OnceClient", "KafkaProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
+        ),
     ]
 )

@@ -111,9 +111,12 @@ extension FilePartitionLog {
         let base = segment.baseOffset
         let indexPath = FileSegment.path(segment.directory, base, .index)
         let timeIndexPath = FileSegment.path(segment.directory, base, .timeIndex)
+        // An index that is missing, unreadable or malformed is rebuilt, never an error.
         if PosixFile.exists(indexPath), PosixFile.exists(timeIndexPath),
-            let offsetIndex = OffsetIndex.parse(try PosixFile.readWhole(indexPath), segmentSize: size),
-            let timeIndex = TimeIndex.parse(try PosixFile.readWhole(timeIndexPath), nextRelativeOffset: nextBaseOffset - base)
+            let offsetIndex = (try? PosixFile.readWhole(indexPath)).flatMap({ OffsetIndex.parse($0, segmentSize: size) }),
+            let timeIndex = (try? PosixFile.readWhole(timeIndexPath)).flatMap({
+                TimeIndex.parse($0, nextRelativeOffset: nextBaseOffset - base)
+            })
         {
             var cursor = FrameCursor(
                 file: segment.log, from: offsetIndex.count > 0 ? Int(offsetIndex.positions.last!) : 0, end: size)

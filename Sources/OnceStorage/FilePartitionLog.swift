@@ -71,9 +71,13 @@ final class FilePartitionLog: PartitionLog {
             try checkOpen(s)
             let base = s.logEndOffset
             let next = base + offsetCount
-            let active = s.segments[s.segments.count - 1]
+            // Scalars only: a copy of the segment would share its index arrays and make the
+            // in-place index update below copy them on every append.
+            let activeSize = s.segments[s.segments.count - 1].size
+            let activeBase = s.segments[s.segments.count - 1].baseOffset
+            let firstAppendMs = s.segments[s.segments.count - 1].firstAppendMs
             if SegmentPolicy.shouldRoll(
-                activeSize: active.size, activeBaseOffset: active.baseOffset, firstAppendMs: active.firstAppendMs,
+                activeSize: activeSize, activeBaseOffset: activeBase, firstAppendMs: firstAppendMs,
                 incomingBytes: batches.readableBytes, incomingLastOffset: next - 1, config: s.config, nowMs: now)
             {
                 try roll(&s, nowMs: now)
@@ -289,9 +293,10 @@ final class FilePartitionLog: PartitionLog {
         do {
             try state.withLock { s in
                 guard s.isOpen else { return }
-                let active = s.segments[s.segments.count - 1]
+                let last = s.segments.count - 1
                 if SegmentPolicy.activeSegmentAged(
-                    activeSize: active.size, firstAppendMs: active.firstAppendMs, config: s.config, nowMs: nowMs)
+                    activeSize: s.segments[last].size, firstAppendMs: s.segments[last].firstAppendMs, config: s.config,
+                    nowMs: nowMs)
                 {
                     try roll(&s, nowMs: nowMs)
                 }

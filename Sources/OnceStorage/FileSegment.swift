@@ -1,3 +1,4 @@
+import Glibc
 import NIOCore
 
 /// One segment of a partition on disk: `<base>.log` holding batches back to back, and its two
@@ -106,7 +107,3 @@ struct FileSegment: Sendable {
         for kind in [FileKind.index, .timeIndex, .log] { try PosixFile.remove(Self.path(directory, baseOffset, kind)) }
     }
 }
-
-#if canImport(Glibc)
-import Glibc
-#endif

@@ -57,11 +57,12 @@ final class MemoryPartitionLog: PartitionLog {
         return try state.withLock { s in
             guard !s.deleted else { throw StorageError.unknownTopic(topic) }
             let base = s.logEndOffset
-            let last = base + frames.reduce(Int64(0)) { $0 + Int64($1.lastOffsetDelta) + 1 } - 1
-            let active = s.segments[s.segments.count - 1]
+            let lastOffset = base + frames.reduce(Int64(0)) { $0 + Int64($1.lastOffsetDelta) + 1 } - 1
+            let last = s.segments.count - 1
             if SegmentPolicy.shouldRoll(
-                activeSize: active.size, activeBaseOffset: active.baseOffset, firstAppendMs: active.firstAppendMs,
-                incomingBytes: batches.readableBytes, incomingLastOffset: last, config: s.config, nowMs: now)
+                activeSize: s.segments[last].size, activeBaseOffset: s.segments[last].baseOffset,
+                firstAppendMs: s.segments[last].firstAppendMs,
+                incomingBytes: batches.readableBytes, incomingLastOffset: lastOffset, config: s.config, nowMs: now)
             {
                 s.segments.append(Segment(baseOffset: base))
             }
@@ -142,9 +143,10 @@ final class MemoryPartitionLog: PartitionLog {
 
     func enforceRetention(nowMs: Int64) {
         state.withLock { s in
-            let active = s.segments[s.segments.count - 1]
+            let last = s.segments.count - 1
             if SegmentPolicy.activeSegmentAged(
-                activeSize: active.size, firstAppendMs: active.firstAppendMs, config: s.config, nowMs: nowMs)
+                activeSize: s.segments[last].size, firstAppendMs: s.segments[last].firstAppendMs, config: s.config,
+                nowMs: nowMs)
             {
                 s.segments.append(Segment(baseOffset: s.logEndOffset))
             }
