@@ -24,6 +24,7 @@ let package = Package(
             name: "KafkaProtocol",
             dependencies: ["CCRC32C", .product(name: "NIOCore", package: "swift-nio")]
         ),
+        .target(name: "OnceCore"),
         .target(
             name: "OnceStorage",
             dependencies: [
@@ -35,7 +36,7 @@ let package = Package(
         .target(
             name: "OnceBroker",
             dependencies: [
-                "KafkaProtocol", "OnceStorage",
+                "KafkaProtocol", "OnceCore", "OnceStorage",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -77,6 +78,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .testTarget(name: "OnceCoreTests", dependencies: ["OnceCore"]),
         .testTarget(
             name: "OnceClientTests",
             dependencies: [

@@ -13,12 +13,15 @@ public final class Broker: Sendable {
     let logger: Logger
     let waiters = FetchWaiters()
     let metrics = BrokerMetrics()
+    let producers: ProducerRegistry
 
-    public init(config: BrokerConfig, storage: any LogStorage, clusterId: String, logger: Logger) {
+    /// Reads the durable producer-id reservation; throws if storage cannot be read.
+    public init(config: BrokerConfig, storage: any LogStorage, clusterId: String, logger: Logger) throws {
         self.config = config
         self.storage = storage
         self.clusterId = clusterId
         self.logger = logger
+        self.producers = try ProducerRegistry(storage: storage, logger: logger)
     }
 
     /// Why a connection is closed instead of answered: Kafka closes the connection on a request it
@@ -69,6 +72,10 @@ public final class Broker: Sendable {
             let response = self.produce(produce, request)
             if produce.acks == 0 { return eventLoop.makeSucceededFuture(nil) }
             return response.map { self.encode($0, for: request) }
+        case .initProducerId:
+            return respond(request, initProducerId(try InitProducerIdRequest(from: &frame, version: version), request))
+        case .describeProducers:
+            return respond(request, describeProducers(try DescribeProducersRequest(from: &frame, version: version), request))
         case .fetch:
             return fetch(try FetchRequest(from: &frame, version: version), request).map { self.encode($0, for: request) }
         default:

@@ -33,6 +33,15 @@ public struct BrokerConfig: Sendable {
     public var retentionCheckIntervalMs: Int64 = 300_000
     /// Largest fetch wait honoured, so a client cannot park a request forever. Default: 30 s.
     public var maxFetchWaitMs: Int32 = 30_000
+    /// How long a producer id's state is kept after its last write (`producer.id.expiration.ms`).
+    /// Default: 1 day.
+    public var producerIdExpirationMs: Int64 = 86_400_000
+    /// How often idle producer ids are expired (`producer.id.expiration.check.interval.ms`).
+    /// Default: 10 minutes.
+    public var producerIdExpirationCheckIntervalMs: Int64 = 600_000
+    /// How often changed producer-state tables are snapshotted, bounding the log a restart must
+    /// replay. Default: 30 s.
+    public var producerSnapshotIntervalMs: Int64 = 30_000
     /// Event-loop threads. Default: the number of cores.
     public var threads: Int = System.coreCount
 

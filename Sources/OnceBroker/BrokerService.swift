@@ -39,7 +39,7 @@ public struct BrokerService: Service {
             storage = MemoryLogStorage()
             clusterId = ClusterIdentity.random()
         }
-        let broker = Broker(config: config, storage: storage, clusterId: clusterId, logger: logger)
+        let broker = try Broker(config: config, storage: storage, clusterId: clusterId, logger: logger)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, config.threads))
         do {
             try await serve(broker, on: group)
@@ -48,6 +48,7 @@ public struct BrokerService: Service {
             try? await group.shutdownGracefully()
             throw error
         }
+        broker.producers.snapshotAll()
         try storage.close()
         try await group.shutdownGracefully()
         logger.info("broker stopped")
@@ -90,6 +91,20 @@ public struct BrokerService: Service {
             broker.storage.enforceRetention(nowMs: Clock.nowMilliseconds())
         }
 
+        let snapshots = group.next().scheduleRepeatedTask(
+            initialDelay: .milliseconds(config.producerSnapshotIntervalMs),
+            delay: .milliseconds(config.producerSnapshotIntervalMs)
+        ) { _ in
+            broker.producers.snapshotAll()
+        }
+        let expiration = config.producerIdExpirationMs
+        let expiry = group.next().scheduleRepeatedTask(
+            initialDelay: .milliseconds(config.producerIdExpirationCheckIntervalMs),
+            delay: .milliseconds(config.producerIdExpirationCheckIntervalMs)
+        ) { _ in
+            broker.producers.expireProducers(nowMs: Clock.nowMilliseconds(), expirationMs: expiration)
+        }
+
         if let address = server.localAddress {
             logger.info(
                 "listening",
@@ -100,6 +115,8 @@ public struct BrokerService: Service {
         try? await gracefulShutdown()
         logger.info("shutting down")
         retention.cancel()
+        snapshots.cancel()
+        expiry.cancel()
         try? await metricsServer?.close()
         try? await server.close()
     }

@@ -28,6 +28,7 @@ public final class FileLogStorage: LogStorage {
     private let state = Mutex(State())
 
     private var topicsDirectory: String { directory + "/__topics" }
+    private var stateDirectory: String { directory + "/__state" }
 
     private func partitionDirectory(_ topic: String, _ partition: Int32) -> String {
         directory + "/" + topic + "-" + String(partition)
@@ -44,6 +45,7 @@ public final class FileLogStorage: LogStorage {
         let fileManager = FileManager.default
         do {
             try fileManager.createDirectory(atPath: topicsDirectory, withIntermediateDirectories: true)
+            try fileManager.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
         } catch {
             throw StorageError.io("mkdir \(topicsDirectory): \(error)")
         }
@@ -162,6 +164,27 @@ public final class FileLogStorage: LogStorage {
             }
             logger.info("deleted topic", metadata: ["topic": "\(name)"])
         }
+    }
+
+    public func readState(named name: String) throws -> [UInt8]? {
+        try StateName.validate(name)
+        let path = stateDirectory + "/" + name
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        return try StateDocument.decode(try PosixFile.readWhole(path), path: path)
+    }
+
+    public func writeState(named name: String, _ bytes: [UInt8]) throws {
+        try StateName.validate(name)
+        try PosixFile.writeAtomically(
+            StateDocument.encode(bytes), to: stateDirectory + "/" + name, directory: stateDirectory)
+    }
+
+    public func removeState(named name: String) throws {
+        try StateName.validate(name)
+        let path = stateDirectory + "/" + name
+        guard FileManager.default.fileExists(atPath: path) else { return }
+        try PosixFile.remove(path)
+        try PosixFile.syncDirectory(stateDirectory)
     }
 
     public func partition(topic: String, partition: Int32) -> PartitionLog? {

@@ -24,6 +24,14 @@ public protocol LogStorage: AnyObject, Sendable {
 
     /// Flushes everything and closes files. Appends after close are a programming error.
     func close() throws
+
+    /// Small durable documents kept beside the log by the layers above (producer-id reservations,
+    /// producer-state snapshots). Each write replaces the document atomically and durably and is
+    /// checksummed, so after a crash a read returns the old or the new bytes, never a mix.
+    /// Names are made of [A-Za-z0-9._-]. Nil if never written.
+    func readState(named name: String) throws -> [UInt8]?
+    func writeState(named name: String, _ bytes: [UInt8]) throws
+    func removeState(named name: String) throws
 }
 
 /// One partition's append-only log of record batches.

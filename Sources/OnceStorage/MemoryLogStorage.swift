@@ -10,6 +10,7 @@ public final class MemoryLogStorage: LogStorage {
     }
 
     private let topicsByName = Mutex<[String: Topic]>([:])
+    private let documents = Mutex<[String: [UInt8]]>([:])
 
     public init() {}
 
@@ -54,4 +55,19 @@ public final class MemoryLogStorage: LogStorage {
     }
 
     public func close() throws {}
+
+    public func readState(named name: String) throws -> [UInt8]? {
+        try StateName.validate(name)
+        return documents.withLock { $0[name] }
+    }
+
+    public func writeState(named name: String, _ bytes: [UInt8]) throws {
+        try StateName.validate(name)
+        documents.withLock { $0[name] = bytes }
+    }
+
+    public func removeState(named name: String) throws {
+        try StateName.validate(name)
+        _ = documents.withLock { $0.removeValue(forKey: name) }
+    }
 }

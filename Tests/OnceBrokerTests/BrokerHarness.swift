@@ -13,12 +13,12 @@ struct BrokerHarness {
     static let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     var eventLoop: any EventLoop { Self.group.next() }
 
-    init(configure: (inout BrokerConfig) -> Void = { _ in }) {
+    init(storage: MemoryLogStorage = MemoryLogStorage(), configure: (inout BrokerConfig) -> Void = { _ in }) {
         var config = BrokerConfig()
         config.storage = .memory
         configure(&config)
-        storage = MemoryLogStorage()
-        broker = Broker(config: config, storage: storage, clusterId: "test-cluster", logger: Logger(label: "test"))
+        self.storage = storage
+        broker = try! Broker(config: config, storage: storage, clusterId: "test-cluster", logger: Logger(label: "test"))
     }
 
     /// Frames a request body with its header, the way a client does (without the size prefix).
@@ -82,6 +82,23 @@ struct BrokerHarness {
                 value: Array(v.utf8))
         }
         return RecordBatch.encode(records: records, baseTimestamp: timestamp)
+    }
+
+    /// A batch as an idempotent producer sends it.
+    static func idempotentBatch(
+        _ values: [String], producerId: Int64, epoch: Int16 = 0, sequence: Int32, transactional: Bool = false
+    ) -> ByteBuffer {
+        let records = values.enumerated().map { i, v in Record(offsetDelta: Int32(i), key: nil, value: Array(v.utf8)) }
+        return RecordBatch.encode(
+            records: records, baseTimestamp: 1_700_000_000_000, producerId: producerId, producerEpoch: epoch,
+            baseSequence: sequence, isTransactional: transactional)
+    }
+
+    func initProducerId(transactionalId: String? = nil) async throws -> InitProducerIdResponse {
+        var req = InitProducerIdRequest()
+        req.transactionalId = transactionalId
+        req.transactionTimeoutMs = 60_000
+        return try await send(req, version: 4)!
     }
 
     func fetch(

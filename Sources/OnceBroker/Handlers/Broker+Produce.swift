@@ -1,5 +1,6 @@
 import KafkaProtocol
 import NIOCore
+import OnceCore
 import OnceStorage
 
 /// Produce: validate each partition's batches (per batch, never per record), append them as sent,
@@ -26,14 +27,14 @@ extension Broker {
                         break
                     }
                     do {
-                        let appended = try append(p.records, to: log, topicConfig: Self.topicConfig(meta.configs))
-                        result.baseOffset = appended.result.baseOffset
+                        let appended = try append(p.records, to: log, topic: meta, partition: p.index)
+                        result.baseOffset = appended.baseOffset
                         result.logAppendTimeMs = appended.logAppendTime ?? -1
                         result.logStartOffset = log.logStartOffset
-                        waiters.notify(.init(topic: t.name, partition: p.index))
+                        if appended.isNew { waiters.notify(.init(topic: t.name, partition: p.index)) }
                         if config.flushPolicy == .always && req.acks != 0 {
                             let promise = request.eventLoop.makePromise(of: Void.self)
-                            let end = appended.result.logEndOffset
+                            let end = appended.durableUpTo
                             promise.completeWithTask { try await log.waitDurable(upTo: end) }
                             durable.append(promise.futureResult)
                         }
@@ -72,12 +73,23 @@ extension Broker {
     }
 
     /// Validates and appends one partition's record set.
-    private func append(
-        _ records: ByteBuffer?, to log: any PartitionLog, topicConfig: TopicConfig
-    ) throws -> (result: AppendResult, logAppendTime: Int64?) {
+    /// What one partition's append produced.
+    private struct Appended {
+        var baseOffset: Int64
+        /// The offset the acknowledgement waits for under the `always` flush policy.
+        var durableUpTo: Int64
+        var logAppendTime: Int64?
+        /// False for a producer's retry of a batch already in the log.
+        var isNew: Bool
+    }
+
+    /// Validates one partition's record set and appends it; batches with a producer id go through
+    /// the partition's producer-state table, which turns a retry into the original offsets.
+    private func append(_ records: ByteBuffer?, to log: any PartitionLog, topic: TopicMetadata, partition: Int32) throws -> Appended {
         guard var records, records.readableBytes > 0 else {
             throw ProduceError(code: .invalidRecord, message: "the partition's record set is empty")
         }
+        let topicConfig = Self.topicConfig(topic.configs)
         let headers: [RecordBatchHeader]
         do {
             headers = try RecordBatchValidator.validate(records, maxBatchSize: topicConfig.maxMessageBytes)
@@ -94,8 +106,27 @@ extension Broker {
             }
             logAppendTime = now
         }
-        let result = try log.append(records)
-        metrics.batchesAppended(headers.count)
-        return (result, logAppendTime)
+        // Produce v3+ carries exactly one batch per partition (the validator enforces it).
+        let header = headers[0]
+        guard header.hasProducerId, let table = try producers.producers(topic: topic, partition: partition) else {
+            let result = try log.append(records)
+            metrics.batchesAppended(headers.count)
+            return Appended(baseOffset: result.baseOffset, durableUpTo: result.logEndOffset, logAppendTime: logAppendTime, isNew: true)
+        }
+        do {
+            switch try table.append(records, header: header) {
+            case .appended(let result):
+                metrics.batchesAppended(headers.count)
+                return Appended(baseOffset: result.baseOffset, durableUpTo: result.logEndOffset, logAppendTime: logAppendTime, isNew: true)
+            case .duplicate(let firstOffset, let lastOffset):
+                logger.debug("duplicate batch answered with its original offsets", metadata: [
+                    "topic": "\(topic.name)", "partition": "\(partition)", "producer": "\(header.producerId)",
+                    "sequence": "\(header.baseSequence)", "offset": "\(firstOffset)",
+                ])
+                return Appended(baseOffset: firstOffset, durableUpTo: lastOffset + 1, logAppendTime: nil, isNew: false)
+            }
+        } catch let rejection as ProducerStateTable.Rejection {
+            throw ProduceError(code: rejection.errorCode, message: "\(rejection)")
+        }
     }
 }

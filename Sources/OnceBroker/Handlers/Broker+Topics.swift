@@ -77,6 +77,7 @@ extension Broker {
             result.topicId = meta.id
             do {
                 try storage.deleteTopic(name: meta.name)
+                producers.topicDeleted(meta)
                 logger.info("deleted topic", metadata: ["topic": "\(meta.name)"])
             } catch {
                 let (code, message) = errorCode(for: error)

@@ -13,6 +13,8 @@ enum SupportedApis {
         .deleteTopics: 1...6,
         .describeConfigs: 1...4,
         .describeCluster: 0...1,
+        .initProducerId: 0...4,
+        .describeProducers: 0...0,
     ]
 
     static func range(of api: ApiKey) -> ClosedRange<Int16>? { ranges[api] }

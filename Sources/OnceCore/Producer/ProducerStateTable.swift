@@ -1,0 +1,167 @@
+/// One partition's idempotence state: for each producer id, its epoch and the metadata of its last
+/// five batches, as Kafka keeps them. It decides whether an incoming batch is new, a retry of one
+/// already written (answered with the original offsets, not written again), or out of order.
+///
+/// Deciding and recording are two steps (`check`, then `batchAppended` with the offsets the log
+/// assigned) because the decision must not change anything if the append then fails; the broker runs
+/// both under the partition's lock. Pure: no I/O, no clock (timestamps come in as values).
+public struct ProducerStateTable: Sendable, Equatable {
+    /// How many batches per producer are remembered for duplicate detection; clients keep at most
+    /// this many requests in flight, so a retry is always one of them.
+    public static let cachedBatchCount = 5
+
+    public private(set) var producers: [Int64: ProducerEntry] = [:]
+
+    public init() {}
+
+    public init(producers: [Int64: ProducerEntry]) {
+        self.producers = producers
+    }
+
+    /// What the table remembers of one written batch.
+    public struct BatchMetadata: Sendable, Equatable {
+        public var firstSequence: Int32
+        public var lastSequence: Int32
+        public var firstOffset: Int64
+        public var lastOffset: Int64
+        /// The batch's max timestamp.
+        public var timestamp: Int64
+
+        public init(firstSequence: Int32, lastSequence: Int32, firstOffset: Int64, lastOffset: Int64, timestamp: Int64) {
+            self.firstSequence = firstSequence
+            self.lastSequence = lastSequence
+            self.firstOffset = firstOffset
+            self.lastOffset = lastOffset
+            self.timestamp = timestamp
+        }
+    }
+
+    public struct ProducerEntry: Sendable, Equatable {
+        public var epoch: Int16
+        /// Oldest first, at most `cachedBatchCount`.
+        public var batches: [BatchMetadata]
+        /// Max timestamp of the producer's latest batch; expiry counts from it.
+        public var lastTimestamp: Int64
+        /// First offset of the producer's open transaction on this partition, if any.
+        public var currentTransactionFirstOffset: Int64?
+        /// Epoch of the transaction coordinator that wrote the producer's last marker (-1: none).
+        public var coordinatorEpoch: Int32
+
+        public init(
+            epoch: Int16, batches: [BatchMetadata], lastTimestamp: Int64,
+            currentTransactionFirstOffset: Int64? = nil, coordinatorEpoch: Int32 = -1
+        ) {
+            self.epoch = epoch
+            self.batches = batches
+            self.lastTimestamp = lastTimestamp
+            self.currentTransactionFirstOffset = currentTransactionFirstOffset
+            self.coordinatorEpoch = coordinatorEpoch
+        }
+
+        public var lastSequence: Int32 { batches.last?.lastSequence ?? -1 }
+    }
+
+    /// The producer fields of an incoming batch header.
+    public struct IncomingBatch: Sendable, Equatable {
+        public var producerId: Int64
+        public var producerEpoch: Int16
+        public var firstSequence: Int32
+        public var lastSequence: Int32
+        public var isTransactional: Bool
+        public var maxTimestamp: Int64
+
+        public init(
+            producerId: Int64, producerEpoch: Int16, firstSequence: Int32, lastSequence: Int32,
+            isTransactional: Bool, maxTimestamp: Int64
+        ) {
+            self.producerId = producerId
+            self.producerEpoch = producerEpoch
+            self.firstSequence = firstSequence
+            self.lastSequence = lastSequence
+            self.isTransactional = isTransactional
+            self.maxTimestamp = maxTimestamp
+        }
+    }
+
+    public enum Decision: Sendable, Equatable {
+        /// New data: append it, then call `batchAppended`.
+        case append
+        /// A retry of a batch already in the log: answer with its offsets and write nothing.
+        case duplicate(BatchMetadata)
+        case reject(Rejection)
+    }
+
+    public enum Rejection: Sendable, Equatable {
+        /// The epoch is older than the producer's current one: a zombie or a stale retry.
+        /// Transactional producers are fenced; idempotent ones get INVALID_PRODUCER_EPOCH.
+        case staleEpoch(current: Int16, transactional: Bool)
+        /// The sequence does not follow the last one written (a gap, or an old retry no longer cached).
+        case outOfOrderSequence(expected: Int32, received: Int32)
+    }
+
+    /// Decides what to do with a batch from a producer (producer id >= 0). Changes nothing.
+    /// Order as Kafka: a cached duplicate first, then the epoch, then the sequence.
+    public func check(_ batch: IncomingBatch) -> Decision {
+        guard let entry = producers[batch.producerId] else {
+            // Unknown producer: new, or its state expired or was removed with old segments. Kafka
+            // (KIP-360) accepts any sequence here so the producer can carry on without losing data.
+            return .append
+        }
+        if batch.producerEpoch == entry.epoch,
+            let cached = entry.batches.first(where: {
+                $0.firstSequence == batch.firstSequence && $0.lastSequence == batch.lastSequence
+            })
+        {
+            return .duplicate(cached)
+        }
+        if batch.producerEpoch < entry.epoch {
+            return .reject(.staleEpoch(current: entry.epoch, transactional: batch.isTransactional))
+        }
+        if batch.producerEpoch > entry.epoch {
+            // A bumped epoch starts its sequences again at zero.
+            return batch.firstSequence == 0
+                ? .append : .reject(.outOfOrderSequence(expected: 0, received: batch.firstSequence))
+        }
+        let expected = Self.nextSequence(after: entry.lastSequence)
+        return batch.firstSequence == expected
+            ? .append : .reject(.outOfOrderSequence(expected: expected, received: batch.firstSequence))
+    }
+
+    /// Records a batch the log accepted at `firstOffset...lastOffset` (after `.append`, and when
+    /// rebuilding the table from the log).
+    public mutating func batchAppended(_ batch: IncomingBatch, firstOffset: Int64, lastOffset: Int64) {
+        let metadata = BatchMetadata(
+            firstSequence: batch.firstSequence, lastSequence: batch.lastSequence,
+            firstOffset: firstOffset, lastOffset: lastOffset, timestamp: batch.maxTimestamp)
+        var entry = producers[batch.producerId]
+            ?? ProducerEntry(epoch: batch.producerEpoch, batches: [], lastTimestamp: batch.maxTimestamp)
+        if batch.producerEpoch != entry.epoch {
+            entry.epoch = batch.producerEpoch
+            entry.batches.removeAll()
+        }
+        entry.batches.append(metadata)
+        if entry.batches.count > Self.cachedBatchCount {
+            entry.batches.removeFirst(entry.batches.count - Self.cachedBatchCount)
+        }
+        entry.lastTimestamp = max(entry.lastTimestamp, batch.maxTimestamp)
+        if batch.isTransactional && entry.currentTransactionFirstOffset == nil {
+            entry.currentTransactionFirstOffset = firstOffset
+        }
+        producers[batch.producerId] = entry
+    }
+
+    /// Removes producers idle since before `cutoff` (ms) that have no open transaction
+    /// (`producer.id.expiration.ms`). Returns the removed ids.
+    @discardableResult
+    public mutating func expireProducers(idleBefore cutoff: Int64) -> [Int64] {
+        let expired = producers.filter { $0.value.lastTimestamp < cutoff && $0.value.currentTransactionFirstOffset == nil }
+            .map(\.key).sorted()
+        for id in expired { producers[id] = nil }
+        return expired
+    }
+
+    /// The sequence that follows `sequence`; sequences wrap from Int32.max to 0.
+    public static func nextSequence(after sequence: Int32) -> Int32 {
+        sequence == Int32.max ? 0 : sequence + 1
+    }
+}
