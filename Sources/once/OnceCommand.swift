@@ -6,6 +6,8 @@ struct OnceCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "once",
         abstract: "A Kafka-compatible event broker built around exactly-once semantics.",
-        subcommands: [BrokerCommand.self, TopicCommand.self, ProduceCommand.self, ConsumeCommand.self]
+        subcommands: [
+            BrokerCommand.self, TopicCommand.self, ProduceCommand.self, ConsumeCommand.self, ProducersCommand.self,
+        ]
     )
 }

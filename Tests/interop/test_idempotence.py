@@ -166,3 +166,25 @@ def test_idempotent_producer_survives_broker_sigkill(broker_factory):
     assert not errors, errors[:5]
     assert kills == 2
     assert_exactly_once_contiguous(stored_indices(broker, topic), RECORDS)
+
+
+def test_producers_describe_shows_idempotent_producers(broker):
+    import subprocess
+    from once_broker import broker_binary
+
+    topic = unique_topic("idem-describe")
+    ck.create_topic(broker, topic, 2)
+    errors = produce_all(
+        {"bootstrap.servers": broker.bootstrap, "enable.idempotence": True, "acks": "all", "linger.ms": 5}, topic, 500
+    )
+    assert not errors
+    out = subprocess.run(
+        [str(broker_binary()), "producers", "describe", topic, "--bootstrap-server", broker.bootstrap],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    rows = [line.split("\t") for line in out.stdout.strip().splitlines()[1:]]
+    assert {row[0] for row in rows} == {"0", "1"}, out.stdout
+    assert len({row[1] for row in rows}) == 1, "one producer id wrote both partitions"
+    assert all(row[2] == "0" for row in rows), "epoch 0"
+    assert sum(int(row[3]) + 1 for row in rows) == 500, "last sequences account for every record"
