@@ -31,6 +31,12 @@ for b in "once 19192 $op" "tansu 19193 $tp"; do
   set -- $b
   measure "$1" "$3" P "127.0.0.1:$2" "fnd-$tag" "$count" "$size" plain
   measure "$1" "$3" C "127.0.0.1:$2" "fnd-$tag" "$count" read_committed
+  # The same read with kcat (Debian's, librdkafka 2.0), whose consumer has no 1 s fetch-queue
+  # back-off: it shows how fast each broker hands the data out when the client keeps up.
+  c0=$(cpu_ticks "$3"); t0=$(date +%s.%N)
+  n=$(timeout 300 kcat -b "127.0.0.1:$2" -t "fnd-$tag" -C -e -o beginning -q -f '\n' -X isolation.level=read_committed 2>/dev/null | wc -l)
+  t1=$(date +%s.%N); c1=$(cpu_ticks "$3")
+  python3 -c "t=($c1-$c0)/$tck; s=$t1-$t0; print(f'$1 kcat_consume msgs=$n secs={s:.3f} msgs_per_s={$n/s:.0f} broker_cpu_s={t:.2f} broker_cpu_us_per_rec={t/$count*1e6:.3f}')"
   echo "$1 peak_rss_mb=$(rss_mb "$3")"
 done
 kill $op $tp 2>/dev/null; wait 2>/dev/null; rm -rf "$data"

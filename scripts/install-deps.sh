@@ -11,7 +11,9 @@ as_root() {
 apt_missing=()
 command -v python3 >/dev/null 2>&1 || apt_missing+=(python3 python3-pip)
 command -v kcat >/dev/null 2>&1 || apt_missing+=(kcat)
-dpkg-query -W -f='${Status}' librdkafka-dev 2>/dev/null | grep -q "install ok installed" || apt_missing+=(librdkafka-dev)
+for package in librdkafka-dev zlib1g-dev; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || apt_missing+=("$package")
+done
 
 if [ "${#apt_missing[@]}" -gt 0 ]; then
     echo "install-deps: apt-get install ${apt_missing[*]}"

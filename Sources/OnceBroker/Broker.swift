@@ -1,6 +1,7 @@
 import KafkaProtocol
 import Logging
 import NIOCore
+import OnceCore
 import OnceStorage
 
 /// The request-handling half of the broker: decodes a frame, runs the API's handler against storage
@@ -14,6 +15,8 @@ public final class Broker: Sendable {
     let waiters = FetchWaiters()
     let metrics = BrokerMetrics()
     let producers: ProducerRegistry
+    let transactions: TransactionService
+    let groups: GroupCoordinator
 
     /// Reads the durable producer-id reservation; throws if storage cannot be read.
     public init(config: BrokerConfig, storage: any LogStorage, clusterId: String, logger: Logger) throws {
@@ -22,6 +25,15 @@ public final class Broker: Sendable {
         self.clusterId = clusterId
         self.logger = logger
         self.producers = try ProducerRegistry(storage: storage, logger: logger)
+        var transactionConfig = TransactionCoordinator.Config()
+        transactionConfig.maxTimeoutMs = config.transactionMaxTimeoutMs
+        transactionConfig.idExpirationMs = config.transactionalIdExpirationMs
+        self.transactions = try TransactionService(
+            storage: storage, producers: producers, waiters: waiters, config: transactionConfig,
+            flushAlways: config.flushPolicy == .always, logger: logger)
+        try transactions.recover(now: Clock.nowMilliseconds())
+        self.groups = try GroupCoordinator(
+            storage: storage, config: config.groupConfig, logger: logger, clock: { Clock.nowMilliseconds() })
     }
 
     /// Why a connection is closed instead of answered: Kafka closes the connection on a request it
@@ -73,11 +85,50 @@ public final class Broker: Sendable {
             if produce.acks == 0 { return eventLoop.makeSucceededFuture(nil) }
             return response.map { self.encode($0, for: request) }
         case .initProducerId:
-            return respond(request, initProducerId(try InitProducerIdRequest(from: &frame, version: version), request))
+            let req = try InitProducerIdRequest(from: &frame, version: version)
+            if let transactionalId = req.transactionalId, !transactionalId.isEmpty {
+                return initTransactionalProducerId(req, request, transactionalId: transactionalId)
+                    .map { self.encode($0, for: request) }
+            }
+            return respond(request, initProducerId(req, request))
         case .describeProducers:
             return respond(request, describeProducers(try DescribeProducersRequest(from: &frame, version: version), request))
+        case .addPartitionsToTxn:
+            return addPartitionsToTxn(try AddPartitionsToTxnRequest(from: &frame, version: version), request)
+                .map { self.encode($0, for: request) }
+        case .addOffsetsToTxn:
+            return addOffsetsToTxn(try AddOffsetsToTxnRequest(from: &frame, version: version), request)
+                .map { self.encode($0, for: request) }
+        case .endTxn:
+            return endTxn(try EndTxnRequest(from: &frame, version: version), request).map { self.encode($0, for: request) }
+        case .describeTransactions:
+            return respond(request, describeTransactions(try DescribeTransactionsRequest(from: &frame, version: version), request))
+        case .listTransactions:
+            return respond(request, listTransactions(try ListTransactionsRequest(from: &frame, version: version), request))
         case .fetch:
             return fetch(try FetchRequest(from: &frame, version: version), request).map { self.encode($0, for: request) }
+        case .findCoordinator:
+            return respond(request, findCoordinator(try FindCoordinatorRequest(from: &frame, version: version), request))
+        case .joinGroup:
+            return joinGroup(try JoinGroupRequest(from: &frame, version: version), request).map { self.encode($0, for: request) }
+        case .syncGroup:
+            return syncGroup(try SyncGroupRequest(from: &frame, version: version), request).map { self.encode($0, for: request) }
+        case .heartbeat:
+            return respond(request, heartbeat(try HeartbeatRequest(from: &frame, version: version), request))
+        case .leaveGroup:
+            return respond(request, leaveGroup(try LeaveGroupRequest(from: &frame, version: version), request))
+        case .offsetCommit:
+            return respond(request, offsetCommit(try OffsetCommitRequest(from: &frame, version: version), request))
+        case .offsetFetch:
+            return respond(request, offsetFetch(try OffsetFetchRequest(from: &frame, version: version), request))
+        case .offsetDelete:
+            return respond(request, offsetDelete(try OffsetDeleteRequest(from: &frame, version: version), request))
+        case .listGroups:
+            return respond(request, listGroups(try ListGroupsRequest(from: &frame, version: version), request))
+        case .describeGroups:
+            return respond(request, describeGroups(try DescribeGroupsRequest(from: &frame, version: version), request))
+        case .deleteGroups:
+            return respond(request, deleteGroups(try DeleteGroupsRequest(from: &frame, version: version), request))
         default:
             throw ConnectionError(description: "\(api.name) has no handler")
         }

@@ -42,6 +42,22 @@ public struct BrokerConfig: Sendable {
     /// How often changed producer-state tables are snapshotted, bounding the log a restart must
     /// replay. Default: 30 s.
     public var producerSnapshotIntervalMs: Int64 = 30_000
+    /// How long the first rebalance of a new or empty group waits for more members to join
+    /// (`group.initial.rebalance.delay.ms`). Default: 3 s.
+    public var groupInitialRebalanceDelayMs: Int32 = 3_000
+    /// How long an empty group's committed offsets are kept (`offsets.retention.minutes`).
+    /// Default: 7 days.
+    public var offsetsRetentionMinutes: Int64 = 10_080
+    /// How often expired offsets are removed (`offsets.retention.check.interval.ms`). Default: 10 min.
+    public var offsetsRetentionCheckIntervalMs: Int64 = 600_000
+    /// Largest transaction timeout a producer may ask for (`transaction.max.timeout.ms`).
+    /// Default: 15 minutes.
+    public var transactionMaxTimeoutMs: Int32 = 900_000
+    /// How long an idle transactional id is remembered (`transactional.id.expiration.ms`).
+    /// Default: 7 days.
+    public var transactionalIdExpirationMs: Int64 = 604_800_000
+    /// How often open transactions are checked against their timeouts. Default: 1 s.
+    public var transactionTimeoutCheckIntervalMs: Int64 = 1_000
     /// Event-loop threads. Default: the number of cores.
     public var threads: Int = System.coreCount
 

@@ -105,6 +105,24 @@ public struct BrokerService: Service {
             broker.producers.expireProducers(nowMs: Clock.nowMilliseconds(), expirationMs: expiration)
         }
 
+        try broker.groups.start(on: group.next(), retentionCheckMs: config.offsetsRetentionCheckIntervalMs)
+
+        let timeoutLoop = group.next()
+        let transactionTimeouts = timeoutLoop.scheduleRepeatedAsyncTask(
+            initialDelay: .milliseconds(config.transactionTimeoutCheckIntervalMs),
+            delay: .milliseconds(config.transactionTimeoutCheckIntervalMs)
+        ) { _ in
+            let promise = timeoutLoop.makePromise(of: Void.self)
+            promise.completeWithTask {
+                do {
+                    try await broker.transactions.checkTimeouts(now: Clock.nowMilliseconds())
+                } catch {
+                    logger.error("aborting timed-out transactions failed", metadata: ["error": "\(error)"])
+                }
+            }
+            return promise.futureResult
+        }
+
         if let address = server.localAddress {
             logger.info(
                 "listening",
@@ -115,7 +133,9 @@ public struct BrokerService: Service {
         try? await gracefulShutdown()
         logger.info("shutting down")
         retention.cancel()
+        broker.groups.stop()
         snapshots.cancel()
+        transactionTimeouts.cancel()
         expiry.cancel()
         try? await metricsServer?.close()
         try? await server.close()

@@ -10,7 +10,8 @@ public actor KafkaClient {
     public nonisolated let configuration: KafkaClientConfiguration
     private let group: any EventLoopGroup
     /// The first bootstrap server that answered; used for requests any broker can serve.
-    let bootstrap: KafkaConnection
+    /// Replaced by a fresh connection to the same server when it closes.
+    private(set) var bootstrap: KafkaConnection
 
     private var brokers: [Int32: BrokerInfo] = [:]
     private(set) var controllerId: Int32 = -1
@@ -71,7 +72,7 @@ public actor KafkaClient {
             topic.name = $0
             return topic
         }
-        let response = try await bootstrap.send(request)
+        let response = try await liveBootstrap().send(request)
         if let error = KafkaError(errorCode: response.errorCode) { throw error }
         let metadata = ClusterMetadata(response)
         remember(metadata)
@@ -152,7 +153,11 @@ public actor KafkaClient {
     func connection(toNode nodeId: Int32) async throws -> KafkaConnection {
         if let task = connections[nodeId] {
             do {
-                return try await task.value
+                let connection = try await task.value
+                if connection.isActive { return connection }
+                // A closed connection (broker restart, cut link) is replaced on next use.
+                if connections[nodeId] == task { connections.removeValue(forKey: nodeId) }
+                return try await self.connection(toNode: nodeId)
             } catch {
                 // A failed connect is not cached: the next request tries again.
                 connections.removeValue(forKey: nodeId)
@@ -163,7 +168,7 @@ public actor KafkaClient {
             throw KafkaClientError(.unknownBroker, "broker \(nodeId) is not in the cluster metadata")
         }
         if broker.host == bootstrap.host, broker.port == bootstrap.port {
-            return bootstrap
+            return try await liveBootstrap()
         }
         let configuration = configuration, group = group
         let task = Task {
@@ -174,11 +179,24 @@ public actor KafkaClient {
         return try await connection(toNode: nodeId)
     }
 
+    /// The bootstrap connection, reopened to the same server if it has closed.
+    func liveBootstrap() async throws -> KafkaConnection {
+        if bootstrap.isActive { return bootstrap }
+        let replacement = try await KafkaConnection.connect(
+            host: bootstrap.host, port: bootstrap.port, configuration: configuration, group: group)
+        if bootstrap.isActive {
+            await replacement.close()
+        } else {
+            bootstrap = replacement
+        }
+        return bootstrap
+    }
+
     /// The controller handles topic creation and deletion; any broker forwards for it in KRaft
     /// clusters, so the bootstrap connection is the fallback when no controller is known.
     func controllerConnection() async throws -> KafkaConnection {
         if controllerId < 0 { _ = try await metadata(topics: []) }
-        guard controllerId >= 0, brokers[controllerId] != nil else { return bootstrap }
+        guard controllerId >= 0, brokers[controllerId] != nil else { return try await liveBootstrap() }
         return try await connection(toNode: controllerId)
     }
 }

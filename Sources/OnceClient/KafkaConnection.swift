@@ -62,6 +62,31 @@ public final class KafkaConnection: Sendable {
         return try Self.decode(R.Response.self, from: &body, version: version, endpoint: endpoint)
     }
 
+    /// Writes `request` now and returns a handle to await its response later. Requests started
+    /// in sequence from one actor are written in that sequence; `send` gives no such promise
+    /// because its caller may be suspended before the write.
+    public func start<R: KafkaRequest>(
+        _ request: R, version: Int16? = nil, brokerWait: Duration = .zero
+    ) throws -> PendingResponse<R.Response> {
+        let version = try version ?? self.version(for: R.self)
+        let frame = transport.start(
+            apiKey: R.apiKey, version: version, extraTimeout: TimeAmount(brokerWait),
+            encodeBody: { request.encode(into: &$0, version: version) })
+        return PendingResponse(frame: frame)
+    }
+
+    /// A response still to come for a request `start` wrote.
+    public struct PendingResponse<Response: KafkaResponse>: Sendable {
+        let frame: KafkaTransport.PendingFrame
+
+        public func get() async throws -> Response {
+            guard var body = try await frame.body() else {
+                preconditionFailure("a request that expects a response returned none")
+            }
+            return try KafkaConnection.decode(Response.self, from: &body, version: frame.version, endpoint: frame.endpoint)
+        }
+    }
+
     /// Sends a request the broker does not answer (produce with acks=0); returns once written.
     public func sendWithoutResponse<R: KafkaRequest>(_ request: R, version: Int16? = nil) async throws {
         let version = try version ?? self.version(for: R.self)
@@ -70,11 +95,14 @@ public final class KafkaConnection: Sendable {
             encodeBody: { request.encode(into: &$0, version: version) })
     }
 
+    /// False once the connection has closed; requests on it then fail and a new one is needed.
+    public var isActive: Bool { transport.isActive }
+
     public func close() async {
         await transport.close()
     }
 
-    private static func decode<T: KafkaResponse>(
+    fileprivate static func decode<T: KafkaResponse>(
         _ type: T.Type, from body: inout ByteBuffer, version: Int16, endpoint: String
     ) throws -> T {
         do {

@@ -57,6 +57,19 @@ final class KafkaTransport: Sendable {
         apiKey: Int16, version: Int16, extraTimeout: TimeAmount = .zero, expectsResponse: Bool = true,
         encodeBody: (inout ByteBuffer) -> Void
     ) async throws -> ByteBuffer? {
+        let pending = start(
+            apiKey: apiKey, version: version, extraTimeout: extraTimeout, expectsResponse: expectsResponse,
+            encodeBody: encodeBody)
+        return try await pending.body()
+    }
+
+    /// Writes one request before returning, so requests started one after another from the same
+    /// task or actor reach the socket in that order (the producer's in-flight batches rely on it).
+    /// The response is awaited separately.
+    func start(
+        apiKey: Int16, version: Int16, extraTimeout: TimeAmount = .zero, expectsResponse: Bool = true,
+        encodeBody: (inout ByteBuffer) -> Void
+    ) -> PendingFrame {
         let correlationId = lastCorrelationId.withLock { id in
             id = id == Int32.max ? 1 : id + 1
             return id
@@ -78,34 +91,50 @@ final class KafkaTransport: Sendable {
             timeout: requestTimeout + extraTimeout)
         let writePromise = channel.eventLoop.makePromise(of: Void.self)
         channel.writeAndFlush(request, promise: writePromise)
-        let written = writePromise.futureResult
-        guard let promise else {
-            do {
-                try await written.get()
-            } catch {
-                throw mapWriteError(error)
-            }
-            return nil
-        }
         let endpoint = self.endpoint
-        written.whenFailure { error in
-            promise.fail(error is KafkaClientError ? error : KafkaClientError.connectionClosed(endpoint))
+        if let promise {
+            writePromise.futureResult.whenFailure { error in
+                promise.fail(error is KafkaClientError ? error : KafkaClientError.connectionClosed(endpoint))
+            }
         }
-        var body = try await promise.futureResult.get()
-        do {
-            _ = try ResponseHeader(
-                from: &body, version: KafkaHeaderVersions.response(apiKey: apiKey, apiVersion: version))
-        } catch {
-            throw KafkaClientError(.malformedResponse, "bad response header from \(endpoint): \(error)")
-        }
-        return body
+        return PendingFrame(
+            endpoint: endpoint, apiKey: apiKey, version: version, written: writePromise.futureResult,
+            response: promise?.futureResult)
     }
+
+    /// A request on the wire whose response (if it expects one) is still to come.
+    struct PendingFrame: Sendable {
+        let endpoint: String
+        let apiKey: Int16
+        let version: Int16
+        let written: EventLoopFuture<Void>
+        let response: EventLoopFuture<ByteBuffer>?
+
+        /// The response body after its header, or nil for a request without a response.
+        func body() async throws -> ByteBuffer? {
+            guard let response else {
+                do {
+                    try await written.get()
+                } catch {
+                    throw error is KafkaClientError ? error : KafkaClientError.connectionClosed(endpoint)
+                }
+                return nil
+            }
+            var body = try await response.get()
+            do {
+                _ = try ResponseHeader(
+                    from: &body, version: KafkaHeaderVersions.response(apiKey: apiKey, apiVersion: version))
+            } catch {
+                throw KafkaClientError(.malformedResponse, "bad response header from \(endpoint): \(error)")
+            }
+            return body
+        }
+    }
+
+    /// False once the socket is closed, by either side; such a transport never recovers.
+    var isActive: Bool { channel.isActive }
 
     func close() async {
         try? await channel.close()
-    }
-
-    private func mapWriteError(_ error: any Error) -> any Error {
-        error is KafkaClientError ? error : KafkaClientError.connectionClosed(endpoint)
     }
 }

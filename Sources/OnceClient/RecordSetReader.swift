@@ -15,6 +15,32 @@ public struct RecordSetReader: Sendable {
         self.isolation = isolation
     }
 
+    /// Decodes one batch, inflating its records first when it is compressed (RecordBatch.decode
+    /// itself handles only uncompressed batches).
+    static func decodeBatch(from buffer: inout ByteBuffer, header: RecordBatchHeader) throws -> RecordBatch {
+        guard header.compression != .none else { return try RecordBatch.decode(from: &buffer) }
+        guard header.compression == .gzip else {
+            throw KafkaClientError(
+                .unsupportedFeature,
+                "offset \(header.baseOffset): batch is \(header.compression)-compressed; this client reads none and gzip")
+        }
+        guard var whole = buffer.readSlice(length: header.totalSize) else {
+            throw KafkaProtocolError.truncated("record batch")
+        }
+        let computed = whole.withUnsafeReadableBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[21...])) }
+        guard computed == header.crc else {
+            throw KafkaProtocolError.invalid("record batch CRC \(header.crc), computed \(computed)")
+        }
+        whole.moveReaderIndex(forwardBy: RecordBatchHeader.size)
+        var records = try RecordCompression.decompress(whole, codec: header.compression)
+        var decoded: [Record] = []
+        decoded.reserveCapacity(Int(max(0, min(header.recordCount, 1_000_000))))
+        for _ in 0..<max(0, header.recordCount) {
+            decoded.append(try Record.decode(from: &records))
+        }
+        return RecordBatch(header: header, records: decoded)
+    }
+
     public func read(_ fetched: FetchedPartition, from fetchOffset: Int64) throws -> FetchedRecords {
         var buffer = fetched.records
         var pendingAborts = fetched.abortedTransactions.sorted { $0.firstOffset < $1.firstOffset }[...]
@@ -27,13 +53,7 @@ public struct RecordSetReader: Sendable {
                 length >= 0, buffer.readableBytes >= RecordBatchHeader.logOverhead + Int(length)
             else { break }
             let header = try RecordBatchHeader(reading: buffer, at: buffer.readerIndex)
-            guard header.compression == .none else {
-                throw KafkaClientError(
-                    .unsupportedFeature,
-                    "\(fetched.topicPartition) offset \(header.baseOffset): batch is \(header.compression)-compressed; this client does not decompress yet"
-                )
-            }
-            let batch = try RecordBatch.decode(from: &buffer)
+            let batch = try Self.decodeBatch(from: &buffer, header: header)
             nextOffset = max(nextOffset, header.nextOffset)
 
             if isolation == .readCommitted, header.hasProducerId {

@@ -41,6 +41,12 @@ struct BrokerCommand: AsyncParsableCommand {
     @Option(help: "Largest request accepted, in bytes [env: ONCE_MAX_REQUEST_SIZE] (default: 104857600)")
     var maxRequestSize: Int?
 
+    @Option(help: "Wait for more members before a new group's first rebalance, in ms [env: ONCE_GROUP_INITIAL_REBALANCE_DELAY_MS] (default: 3000)")
+    var groupInitialRebalanceDelayMs: Int32?
+
+    @Option(help: "Keep an empty group's committed offsets this long [env: ONCE_OFFSETS_RETENTION_MINUTES] (default: 10080)")
+    var offsetsRetentionMinutes: Int64?
+
     @Option(help: "Log level: trace|debug|info|notice|warning|error|critical [env: ONCE_LOG_LEVEL] (default: info)")
     var logLevel: String?
 
@@ -98,6 +104,14 @@ struct BrokerCommand: AsyncParsableCommand {
         if let v = try setting(maxRequestSize, "ONCE_MAX_REQUEST_SIZE") {
             guard v > 0 else { throw ValidationError("--max-request-size must be positive") }
             config.maxRequestSize = v
+        }
+        if let v = try setting(groupInitialRebalanceDelayMs, "ONCE_GROUP_INITIAL_REBALANCE_DELAY_MS") {
+            guard v >= 0 else { throw ValidationError("--group-initial-rebalance-delay-ms must not be negative") }
+            config.groupInitialRebalanceDelayMs = v
+        }
+        if let v = try setting(offsetsRetentionMinutes, "ONCE_OFFSETS_RETENTION_MINUTES") {
+            guard v > 0 else { throw ValidationError("--offsets-retention-minutes must be positive") }
+            config.offsetsRetentionMinutes = v
         }
         return config
     }

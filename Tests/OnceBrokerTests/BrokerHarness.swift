@@ -125,7 +125,7 @@ struct BrokerHarness {
     /// The values of every record in a fetched record set.
     static func values(_ records: ByteBuffer?) throws -> [(offset: Int64, value: String)] {
         guard let records else { return [] }
-        return try RecordBatch.decodeAll(from: records).flatMap { batch in
+        return try RecordBatch.decodeAll(from: records).filter { !$0.header.isControl }.flatMap { batch in
             batch.records.map { (batch.offset(of: $0), String(decoding: $0.value ?? [], as: UTF8.self)) }
         }
     }

@@ -54,9 +54,10 @@ struct IdempotentProduceTests {
         #expect(gap?.errorCode == ErrorCode.outOfOrderSequenceNumber.rawValue)
         let stale = try await h.produce(topic: "t", records: H.idempotentBatch(["x"], producerId: pid, epoch: 0, sequence: 1))
         #expect(stale?.errorCode == ErrorCode.invalidProducerEpoch.rawValue)
-        let fenced = try await h.produce(
-            topic: "t", records: H.idempotentBatch(["x"], producerId: pid, epoch: 0, sequence: 1, transactional: true))
-        #expect(fenced?.errorCode == ErrorCode.producerFenced.rawValue)
+        // A transactional batch from a producer no transaction knows is refused before the table.
+        let stray = try await h.produce(
+            topic: "t", records: H.idempotentBatch(["x"], producerId: pid, epoch: 1, sequence: 1, transactional: true))
+        #expect(stray?.errorCode == ErrorCode.invalidProducerIdMapping.rawValue)
         #expect(h.storage.partition(topic: "t", partition: 0)?.logEndOffset == 1)
     }
 

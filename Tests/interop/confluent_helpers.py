@@ -9,7 +9,7 @@ from typing import Callable, Iterable
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from support import Deadline, index_of, key_for, value_for, wait_until
+from support import Deadline, index_of, key_for, scaled_timeout, value_for, wait_until
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def produce_indexed(
     *,
     partition: int | None = None,
     timestamp_for: Callable[[int], int] | None = None,
-    flush_seconds: float = 300,
+    flush_seconds: float | None = None,
     **overrides,
 ) -> dict[int, Delivery]:
     """Produces `value_for(i)` keyed by `key_for(i)` for each index; every delivery report must be clean."""
@@ -94,7 +94,7 @@ def produce_indexed(
             except BufferError:
                 client.poll(0.1)
         client.poll(0)
-    remaining = client.flush(flush_seconds)
+    remaining = client.flush(flush_seconds if flush_seconds is not None else scaled_timeout(60))
     assert remaining == 0, f"{remaining} records still unacknowledged after flush"
     assert not errors, f"{len(errors)} delivery errors, first: {errors[:5]}"
     assert len(deliveries) == expected, f"{expected} produced but {len(deliveries)} delivery reports"
@@ -119,7 +119,7 @@ def read_to_end(
     partitions: Iterable[int],
     *,
     start: int = OFFSET_BEGINNING,
-    seconds: float = 300,
+    seconds: float | None = None,
     **overrides,
 ) -> list[Record]:
     """Assigns the partitions at `start` (no group membership) and reads until each reports end of partition."""
@@ -129,7 +129,7 @@ def read_to_end(
     try:
         client.assign([TopicPartition(topic, p, start) for p in partitions])
         pending = set(partitions)
-        deadline = Deadline(seconds, f"end of partitions {sorted(pending)} of {topic}")
+        deadline = Deadline(seconds or scaled_timeout(60), f"end of partitions {sorted(pending)} of {topic}")
         while pending:
             deadline.check(f"(still waiting for {sorted(pending)}, {len(records)} records so far)")
             for msg in client.consume(num_messages=10_000, timeout=0.5):

@@ -19,7 +19,7 @@ def record_count(default: int = 100_000) -> int:
     return value
 
 
-def scaled_timeout(base: float, per_record: float = 0.004) -> float:
+def scaled_timeout(base: float, per_record: float = 0.0015) -> float:
     """A hang guard that grows with the record count; it only stops a stuck test, never judges speed."""
     return base + record_count() * per_record
 

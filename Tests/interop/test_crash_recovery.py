@@ -31,7 +31,7 @@ def check_offsets_continue(broker, topic: str, before: Counter, more: dict[int, 
         assert watermarks(broker, topic, partition) == (0, before[partition] + len(new))
 
 
-@pytest.mark.timeout_seconds(scaled_timeout(240, per_record=0.008))
+@pytest.mark.timeout_seconds(scaled_timeout(240, per_record=0.004))
 def test_acknowledged_records_survive_kill9(broker):
     count = record_count()
     topic = unique_topic("crash-acked")
@@ -56,7 +56,7 @@ def test_acknowledged_records_survive_kill9(broker):
     check_exactly_once_in_order(everything, {**deliveries, **more})
 
 
-@pytest.mark.timeout_seconds(scaled_timeout(240, per_record=0.008))
+@pytest.mark.timeout_seconds(scaled_timeout(240, per_record=0.004))
 def test_kill9_while_producing_keeps_every_acknowledged_record(broker):
     count = record_count()
     topic = unique_topic("crash-midway")
@@ -121,16 +121,21 @@ def test_kill9_while_producing_keeps_every_acknowledged_record(broker):
     check_offsets_continue(broker, topic, before, more)
 
 
+@pytest.mark.timeout_seconds(scaled_timeout(180))
 def test_graceful_restart_keeps_topics_and_records(broker):
     topic = unique_topic("restart-clean")
     create_topic(broker, topic, PARTITIONS)
-    deliveries = produce_indexed(broker, topic, range(1000))
+    # Enough data that each partition holds more than one fetch's worth (1 MiB) of records.
+    deliveries = produce_indexed(broker, topic, range(record_count()))
 
     broker.stop()
     broker.restart()
 
     assert partition_count(broker, topic) == PARTITIONS
     check_exactly_once_in_order(read_to_end(broker, topic, range(PARTITIONS)), deliveries)
+
+    more = produce_indexed(broker, topic, range(record_count(), record_count() + 100))
+    check_offsets_continue(broker, topic, Counter(d.partition for d in deliveries.values()), more)
 
 
 def test_repeated_kill9_keeps_every_generation(broker):

@@ -96,7 +96,7 @@ def read_until(consumer: KafkaConsumer, ends: dict[TopicPartition, int], seconds
     return records
 
 
-@pytest.mark.timeout_seconds(scaled_timeout(240, per_record=0.006))
+@pytest.mark.timeout_seconds(scaled_timeout(240, per_record=0.004))
 def test_keyed_records_come_back_exactly_once_in_produce_order(broker):
     count = record_count()
     topic = unique_topic("kp-bulk")

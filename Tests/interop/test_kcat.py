@@ -18,7 +18,9 @@ def kcat(broker, *args: str, stdin: bytes | None = None) -> subprocess.Completed
     binary = shutil.which("kcat")
     assert binary, "kcat is not installed (scripts/install-deps.sh installs it)"
     command = [binary, "-b", broker.bootstrap, "-X", "api.version.request=true", *args]
-    result = subprocess.run(command, input=stdin, capture_output=True, timeout=KCAT_TIMEOUT)
+    # CI runs with no standard input at all, so kcat gets either our bytes or /dev/null.
+    feed = {"input": stdin} if stdin is not None else {"stdin": subprocess.DEVNULL}
+    result = subprocess.run(command, capture_output=True, timeout=KCAT_TIMEOUT, **feed)
     assert result.returncode == 0, (
         f"{' '.join(command)} exited {result.returncode}\nstdout:\n{result.stdout.decode(errors='replace')}"
         f"\nstderr:\n{result.stderr.decode(errors='replace')}"

@@ -14,12 +14,19 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, Error, CustomStri
     public static let leaderNotAvailable = ErrorCode(5)
     public static let notLeaderOrFollower = ErrorCode(6)
     public static let requestTimedOut = ErrorCode(7)
+    public static let brokerNotAvailable = ErrorCode(8)
+    public static let replicaNotAvailable = ErrorCode(9)
     public static let messageTooLarge = ErrorCode(10)
+    public static let staleControllerEpoch = ErrorCode(11)
+    public static let offsetMetadataTooLarge = ErrorCode(12)
+    public static let networkException = ErrorCode(13)
     public static let coordinatorLoadInProgress = ErrorCode(14)
     public static let coordinatorNotAvailable = ErrorCode(15)
     public static let notCoordinator = ErrorCode(16)
     public static let invalidTopicException = ErrorCode(17)
     public static let recordListTooLarge = ErrorCode(18)
+    public static let notEnoughReplicas = ErrorCode(19)
+    public static let notEnoughReplicasAfterAppend = ErrorCode(20)
     public static let invalidRequiredAcks = ErrorCode(21)
     public static let illegalGeneration = ErrorCode(22)
     public static let inconsistentGroupProtocol = ErrorCode(23)
@@ -67,6 +74,7 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, Error, CustomStri
     public static let memberIdRequired = ErrorCode(79)
     public static let groupMaxSizeReached = ErrorCode(81)
     public static let fencedInstanceId = ErrorCode(82)
+    public static let unsupportedCompressionType = ErrorCode(76)
     public static let invalidRecord = ErrorCode(87)
     public static let unstableOffsetCommit = ErrorCode(88)
     public static let unknownTopicId = ErrorCode(100)
@@ -76,9 +84,11 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, Error, CustomStri
     private static let names: [Int16: String] = [
         -1: "UNKNOWN_SERVER_ERROR", 0: "NONE", 1: "OFFSET_OUT_OF_RANGE", 2: "CORRUPT_MESSAGE",
         3: "UNKNOWN_TOPIC_OR_PARTITION", 4: "INVALID_FETCH_SIZE", 5: "LEADER_NOT_AVAILABLE",
-        6: "NOT_LEADER_OR_FOLLOWER", 7: "REQUEST_TIMED_OUT", 10: "MESSAGE_TOO_LARGE",
+        6: "NOT_LEADER_OR_FOLLOWER", 7: "REQUEST_TIMED_OUT", 8: "BROKER_NOT_AVAILABLE", 9: "REPLICA_NOT_AVAILABLE",
+        10: "MESSAGE_TOO_LARGE", 11: "STALE_CONTROLLER_EPOCH", 12: "OFFSET_METADATA_TOO_LARGE", 13: "NETWORK_EXCEPTION",
         14: "COORDINATOR_LOAD_IN_PROGRESS", 15: "COORDINATOR_NOT_AVAILABLE", 16: "NOT_COORDINATOR",
-        17: "INVALID_TOPIC_EXCEPTION", 18: "RECORD_LIST_TOO_LARGE", 21: "INVALID_REQUIRED_ACKS",
+        17: "INVALID_TOPIC_EXCEPTION", 18: "RECORD_LIST_TOO_LARGE", 19: "NOT_ENOUGH_REPLICAS",
+        20: "NOT_ENOUGH_REPLICAS_AFTER_APPEND", 21: "INVALID_REQUIRED_ACKS",
         22: "ILLEGAL_GENERATION", 23: "INCONSISTENT_GROUP_PROTOCOL", 24: "INVALID_GROUP_ID",
         25: "UNKNOWN_MEMBER_ID", 26: "INVALID_SESSION_TIMEOUT", 27: "REBALANCE_IN_PROGRESS",
         28: "INVALID_COMMIT_OFFSET_SIZE", 29: "TOPIC_AUTHORIZATION_FAILED", 30: "GROUP_AUTHORIZATION_FAILED",
@@ -93,7 +103,7 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, Error, CustomStri
         54: "SECURITY_DISABLED", 55: "OPERATION_NOT_ATTEMPTED", 56: "KAFKA_STORAGE_ERROR",
         59: "UNKNOWN_PRODUCER_ID", 68: "NON_EMPTY_GROUP", 69: "GROUP_ID_NOT_FOUND",
         70: "FETCH_SESSION_ID_NOT_FOUND", 71: "INVALID_FETCH_SESSION_EPOCH", 74: "FENCED_LEADER_EPOCH",
-        75: "UNKNOWN_LEADER_EPOCH", 78: "OFFSET_NOT_AVAILABLE", 79: "MEMBER_ID_REQUIRED",
+        75: "UNKNOWN_LEADER_EPOCH", 76: "UNSUPPORTED_COMPRESSION_TYPE", 78: "OFFSET_NOT_AVAILABLE", 79: "MEMBER_ID_REQUIRED",
         81: "GROUP_MAX_SIZE_REACHED", 82: "FENCED_INSTANCE_ID", 87: "INVALID_RECORD",
         88: "UNSTABLE_OFFSET_COMMIT", 90: "PRODUCER_FENCED", 100: "UNKNOWN_TOPIC_ID",
         105: "TRANSACTIONAL_ID_NOT_FOUND",

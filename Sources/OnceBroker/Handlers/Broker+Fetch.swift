@@ -57,6 +57,8 @@ extension Broker {
             topic.partitions = t.partitions.map { p in
                 var result = FetchResponse.PartitionData()
                 result.partitionIndex = p.partition
+                // Empty, not null: librdkafka cannot parse a null record set, even beside an error.
+                result.records = ByteBuffer()
                 guard let log = storage.partition(topic: t.topic, partition: p.partition) else {
                     result.errorCode = ErrorCode.unknownTopicOrPartition.rawValue
                     result.highWatermark = -1
@@ -65,14 +67,22 @@ extension Broker {
                     return result
                 }
                 let end = log.logEndOffset
-                let stable = lastStableOffset(log)
                 endOffsets[.init(topic: t.topic, partition: p.partition)] = end
                 result.highWatermark = end
-                result.lastStableOffset = stable
                 result.logStartOffset = log.logStartOffset
-                result.abortedTransactions = readCommitted ? [] : nil
-                guard remaining > 0 || bytes == 0 else { return result }
                 do {
+                    let view = try stableView(t.topic, p.partition, from: p.fetchOffset)
+                    let stable = min(view.lastStableOffset, end)
+                    let aborted = view.aborted
+                    result.lastStableOffset = stable
+                    result.abortedTransactions = readCommitted
+                        ? aborted.map {
+                            var a = FetchResponse.AbortedTransaction()
+                            a.producerId = $0.producerId
+                            a.firstOffset = $0.firstOffset
+                            return a
+                        } : nil
+                    guard remaining > 0 || bytes == 0 else { return result }
                     let limit = readCommitted ? stable : end
                     let maxBytes = max(1, min(Int(p.partitionMaxBytes), remaining))
                     let records = try log.read(from: p.fetchOffset, maxBytes: maxBytes, limitOffset: limit)

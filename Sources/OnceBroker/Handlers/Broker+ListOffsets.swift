@@ -22,16 +22,18 @@ extension Broker {
                     case ListOffsetsTimestamp.earliest:
                         result.offset = log.logStartOffset
                     case ListOffsetsTimestamp.latest:
-                        result.offset = readCommitted ? lastStableOffset(log) : log.logEndOffset
+                        result.offset = readCommitted ? try stableView(t.name, p.partitionIndex, from: 0).lastStableOffset : log.logEndOffset
                     case ListOffsetsTimestamp.maxTimestamp:
                         if let found = log.maxTimestamp() {
-                            result.offset = found.offset
-                            result.timestamp = found.timestamp
+                            let record = try firstRecord(in: log, batchAt: found.offset) { $0 >= found.timestamp }
+                            result.offset = record?.offset ?? found.offset
+                            result.timestamp = record?.timestamp ?? found.timestamp
                         }
                     default:
                         if let found = try log.offset(forTimestamp: p.timestamp) {
-                            result.offset = found.offset
-                            result.timestamp = found.timestamp
+                            let record = try firstRecord(in: log, batchAt: found.offset) { $0 >= p.timestamp }
+                            result.offset = record?.offset ?? found.offset
+                            result.timestamp = record?.timestamp ?? found.timestamp
                         }
                     }
                 } catch {
@@ -45,11 +47,25 @@ extension Broker {
         }
         return response
     }
+}
 
-    /// The offset below which every record is decided (committed or aborted). Without transactions
-    /// that is the log end; the transaction layer will lower it to the first open transaction.
-    func lastStableOffset(_ log: any PartitionLog) -> Int64 {
-        log.logEndOffset
+extension Broker {
+    /// Storage finds the batch; the answer is a record: the first one in that batch whose timestamp
+    /// satisfies `matches`. Only this lookup reads records, never the produce or fetch path. Nil for
+    /// a compressed batch (its records are not decompressed here), where the batch's first offset
+    /// stands in, which a consumer seeking there still reads from without skipping anything.
+    func firstRecord(in log: any PartitionLog, batchAt offset: Int64, where matches: (Int64) -> Bool) throws
+        -> (offset: Int64, timestamp: Int64)?
+    {
+        var bytes = try log.read(from: offset, maxBytes: 1, limitOffset: .max)
+        guard bytes.readableBytes > 0,
+            let header = try? RecordBatchHeader(reading: bytes, at: bytes.readerIndex), header.compression == .none,
+            let batch = try? RecordBatch.decode(from: &bytes)
+        else { return nil }
+        for record in batch.records where batch.offset(of: record) >= offset && matches(batch.timestamp(of: record)) {
+            return (batch.offset(of: record), batch.timestamp(of: record))
+        }
+        return nil
     }
 }
 

@@ -61,6 +61,7 @@ extension Broker {
         var topic = MetadataResponse.MetadataResponseTopic()
         topic.name = meta.name
         topic.topicId = meta.id
+        topic.isInternal = InternalTopics.names.contains(meta.name)
         topic.partitions = (0..<meta.partitionCount).map { index in
             var p = MetadataResponse.MetadataResponsePartition()
             p.partitionIndex = index

@@ -113,6 +113,13 @@ extension Broker {
             metrics.batchesAppended(headers.count)
             return Appended(baseOffset: result.baseOffset, durableUpTo: result.logEndOffset, logAppendTime: logAppendTime, isNew: true)
         }
+        if header.isTransactional,
+            let failure = transactions.verify(
+                producerId: header.producerId, producerEpoch: header.producerEpoch,
+                partition: TopicPartitionKey(topic.name, partition))
+        {
+            throw ProduceError(code: failure.errorCode, message: "transactional write refused: \(failure)")
+        }
         do {
             switch try table.append(records, header: header) {
             case .appended(let result):

@@ -78,6 +78,7 @@ extension Broker {
             do {
                 try storage.deleteTopic(name: meta.name)
                 producers.topicDeleted(meta)
+                groups.topicDeleted(meta.name)
                 logger.info("deleted topic", metadata: ["topic": "\(meta.name)"])
             } catch {
                 let (code, message) = errorCode(for: error)

@@ -26,10 +26,12 @@ final class PartitionProducers: Sendable {
         case duplicate(firstOffset: Int64, lastOffset: Int64)
     }
 
-    init(log: any PartitionLog, snapshotName: String, table: ProducerStateTable) {
+    /// - Parameter replayed: whether the table was rebuilt from log data the last snapshot does
+    ///   not cover; then the next periodic snapshot saves the next restart that work.
+    init(log: any PartitionLog, snapshotName: String, table: ProducerStateTable, replayed: Bool = false) {
         self.log = log
         self.snapshotName = snapshotName
-        self.state = NIOLockedValueBox(State(table: table))
+        self.state = NIOLockedValueBox(State(table: table, version: replayed ? 1 : 0))
     }
 
     /// Loads the table: the snapshot if it still matches the log, then every batch after it.
@@ -43,8 +45,9 @@ final class PartitionProducers: Sendable {
             table = snapshot.table
             from = max(snapshot.offset, log.logStartOffset)
         }
+        let end = log.logEndOffset
         try replay(log, from: from, into: &table)
-        return PartitionProducers(log: log, snapshotName: snapshotName, table: table)
+        return PartitionProducers(log: log, snapshotName: snapshotName, table: table, replayed: from < end)
     }
 
     /// Applies every producer batch in `[from, logEnd)` to the table, reading headers only.
@@ -60,14 +63,31 @@ final class PartitionProducers: Sendable {
                 position += header.totalSize
                 guard header.lastOffset >= offset else { continue }
                 // A batch that starts before `start` is already in the snapshot.
-                if header.baseOffset >= offset && header.hasProducerId && !header.isControl {
-                    table.batchAppended(incoming(header), firstOffset: header.baseOffset, lastOffset: header.lastOffset)
+                if header.baseOffset >= offset && header.hasProducerId {
+                    if header.isControl {
+                        try replayMarker(header, in: chunk, at: position - header.totalSize, into: &table)
+                    } else {
+                        table.batchAppended(incoming(header), firstOffset: header.baseOffset, lastOffset: header.lastOffset)
+                    }
                 }
                 offset = header.lastOffset + 1
                 advanced = true
             }
             guard advanced else { break }
         }
+    }
+
+    private static func replayMarker(
+        _ header: RecordBatchHeader, in chunk: ByteBuffer, at position: Int, into table: inout ProducerStateTable
+    ) throws {
+        var bytes = chunk.getSlice(at: position, length: header.totalSize)!
+        let batch = try RecordBatch.decode(from: &bytes)
+        guard let record = batch.records.first, let marker = try? ControlRecord(decoding: record),
+            marker.type.isTransactionMarker
+        else { return }
+        table.markerAppended(
+            producerId: header.producerId, producerEpoch: header.producerEpoch, commit: marker.type == .commit,
+            coordinatorEpoch: marker.coordinatorEpoch, offset: header.baseOffset, timestamp: header.maxTimestamp)
     }
 
     static func incoming(_ header: RecordBatchHeader) -> ProducerStateTable.IncomingBatch {
@@ -93,6 +113,34 @@ final class PartitionProducers: Sendable {
                 s.version &+= 1
                 return .appended(result)
             }
+        }
+    }
+
+    /// Writes a COMMIT or ABORT marker for the producer's transaction on this partition and ends it
+    /// there. Returns nil (and writes nothing) for a marker older than the producer's epoch.
+    func appendMarker(
+        producerId: Int64, producerEpoch: Int16, commit: Bool, coordinatorEpoch: Int32, now: Int64
+    ) throws -> AppendResult? {
+        try state.withLockedValue { s in
+            if s.table.checkMarker(producerId: producerId, producerEpoch: producerEpoch) != nil { return nil }
+            let batch = RecordBatch.encodeMarker(
+                ControlRecord.marker(commit: commit, coordinatorEpoch: coordinatorEpoch), producerId: producerId,
+                producerEpoch: producerEpoch, baseOffset: 0, timestamp: now)
+            let result = try log.append(batch)
+            s.table.markerAppended(
+                producerId: producerId, producerEpoch: producerEpoch, commit: commit, coordinatorEpoch: coordinatorEpoch,
+                offset: result.baseOffset, timestamp: now)
+            s.version &+= 1
+            return result
+        }
+    }
+
+    /// What read_committed readers may see: the last stable offset (the first offset of the oldest
+    /// open transaction, or the log end) and the aborted transactions overlapping `[from, LSO)`.
+    func stableView(from: Int64) -> (lastStableOffset: Int64, aborted: [ProducerStateTable.AbortedTransaction]) {
+        state.withLockedValue { s in
+            let lso = s.table.firstUnstableOffset ?? log.logEndOffset
+            return (lso, s.table.abortedTransactions(from: from, upTo: lso))
         }
     }
 

@@ -34,6 +34,12 @@ public struct ProducerStateSnapshot: Sendable, Equatable {
                 w.put(b.timestamp)
             }
         }
+        w.put(UInt32(table.abortedTransactions.count))
+        for a in table.abortedTransactions {
+            w.put(a.producerId)
+            w.put(a.firstOffset)
+            w.put(a.lastOffset)
+        }
         return w.bytes
     }
 
@@ -69,8 +75,13 @@ public struct ProducerStateSnapshot: Sendable, Equatable {
                 currentTransactionFirstOffset: txnFirstOffset >= 0 ? txnFirstOffset : nil,
                 coordinatorEpoch: coordinatorEpoch)
         }
+        let abortedCount: UInt32 = try r.get()
+        var aborted: [ProducerStateTable.AbortedTransaction] = []
+        for _ in 0..<abortedCount {
+            aborted.append(.init(producerId: try r.get(), firstOffset: try r.get(), lastOffset: try r.get()))
+        }
         guard r.isAtEnd else { throw DecodingError(reason: "trailing bytes") }
-        table = ProducerStateTable(producers: producers)
+        table = ProducerStateTable(producers: producers, abortedTransactions: aborted)
     }
 }
 

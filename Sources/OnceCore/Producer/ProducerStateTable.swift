@@ -11,11 +11,28 @@ public struct ProducerStateTable: Sendable, Equatable {
     public static let cachedBatchCount = 5
 
     public private(set) var producers: [Int64: ProducerEntry] = [:]
+    /// Aborted transactions whose data may still be in the log, in the order their markers were
+    /// written (so by `lastOffset`): read_committed consumers get the ones overlapping a fetch.
+    public private(set) var abortedTransactions: [AbortedTransaction] = []
 
     public init() {}
 
-    public init(producers: [Int64: ProducerEntry]) {
+    public init(producers: [Int64: ProducerEntry], abortedTransactions: [AbortedTransaction] = []) {
         self.producers = producers
+        self.abortedTransactions = abortedTransactions
+    }
+
+    /// One aborted transaction on this partition: its data spans `firstOffset` up to the ABORT
+    /// marker at `lastOffset`.
+    public struct AbortedTransaction: Sendable, Equatable {
+        public var producerId: Int64
+        public var firstOffset: Int64
+        public var lastOffset: Int64
+        public init(producerId: Int64, firstOffset: Int64, lastOffset: Int64) {
+            self.producerId = producerId
+            self.firstOffset = firstOffset
+            self.lastOffset = lastOffset
+        }
     }
 
     /// What the table remembers of one written batch.
@@ -148,6 +165,52 @@ public struct ProducerStateTable: Sendable, Equatable {
             entry.currentTransactionFirstOffset = firstOffset
         }
         producers[batch.producerId] = entry
+    }
+
+    /// Whether a COMMIT/ABORT marker from the transaction coordinator may be written: a marker from
+    /// an older epoch than the producer's current one is stale.
+    public func checkMarker(producerId: Int64, producerEpoch: Int16) -> Rejection? {
+        guard let entry = producers[producerId], producerEpoch < entry.epoch else { return nil }
+        return .staleEpoch(current: entry.epoch, transactional: true)
+    }
+
+    /// Records a transaction marker written at `offset`: the producer's open transaction on this
+    /// partition ends, and an aborted one joins the aborted index. A marker with a newer epoch (the
+    /// coordinator aborting after a timeout or a new InitProducerId) fences older epochs here too.
+    public mutating func markerAppended(
+        producerId: Int64, producerEpoch: Int16, commit: Bool, coordinatorEpoch: Int32, offset: Int64, timestamp: Int64
+    ) {
+        var entry = producers[producerId] ?? ProducerEntry(epoch: producerEpoch, batches: [], lastTimestamp: timestamp)
+        if producerEpoch > entry.epoch {
+            entry.epoch = producerEpoch
+            entry.batches.removeAll()
+        }
+        if let first = entry.currentTransactionFirstOffset, !commit {
+            abortedTransactions.append(AbortedTransaction(producerId: producerId, firstOffset: first, lastOffset: offset))
+        }
+        entry.currentTransactionFirstOffset = nil
+        entry.coordinatorEpoch = coordinatorEpoch
+        entry.lastTimestamp = max(entry.lastTimestamp, timestamp)
+        producers[producerId] = entry
+    }
+
+    /// The first offset of the oldest open transaction: the last stable offset when there is one.
+    public var firstUnstableOffset: Int64? {
+        producers.values.compactMap(\.currentTransactionFirstOffset).min()
+    }
+
+    /// Aborted transactions a read_committed fetch of `[from, upTo)` must name so the consumer drops
+    /// their records: those whose marker is at or after `from` and whose data starts before `upTo`.
+    public func abortedTransactions(from: Int64, upTo: Int64) -> [AbortedTransaction] {
+        // Markers are appended in offset order, so the candidates are a suffix.
+        var i = abortedTransactions.count
+        while i > 0 && abortedTransactions[i - 1].lastOffset >= from { i -= 1 }
+        return abortedTransactions[i...].filter { $0.firstOffset < upTo }
+    }
+
+    /// Forgets aborted transactions entirely below `offset` (their data was deleted by retention).
+    public mutating func removeAbortedTransactions(endingBefore offset: Int64) {
+        abortedTransactions.removeAll { $0.lastOffset < offset }
     }
 
     /// Removes producers idle since before `cutoff` (ms) that have no open transaction

@@ -1,0 +1,361 @@
+import KafkaProtocol
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import OnceCore
+import OnceStorage
+
+/// Drives the `ConsumerGroup` state machines: holds them under one lock, parks JoinGroup/SyncGroup
+/// requests as promises until their group answers them, writes group metadata and offsets through
+/// `__consumer_offsets` before they take effect, and runs the clock (sessions, rebalance timeouts,
+/// offset retention).
+final class GroupCoordinator: Sendable {
+    static let topicName = "__consumer_offsets"
+
+    private struct State {
+        var groups: [String: ConsumerGroup] = [:]
+        var nextToken: RequestToken = 0
+        var joins: [RequestToken: EventLoopPromise<JoinGroupResult>] = [:]
+        var syncs: [RequestToken: EventLoopPromise<SyncGroupResult>] = [:]
+    }
+
+    /// Promises to complete once the lock is released.
+    private struct Completions {
+        var joins: [(EventLoopPromise<JoinGroupResult>, JoinGroupResult)] = []
+        var syncs: [(EventLoopPromise<SyncGroupResult>, SyncGroupResult)] = []
+
+        func run() {
+            for (promise, result) in joins { promise.succeed(result) }
+            for (promise, result) in syncs { promise.succeed(result) }
+        }
+    }
+
+    let config: GroupConfig
+    private let storage: any LogStorage
+    private let logger: Logger
+    private let clock: @Sendable () -> Int64
+    private let state = NIOLockedValueBox(State())
+    private let timers = NIOLockedValueBox<[RepeatedTask]>([])
+
+    /// Rebuilds the groups from `__consumer_offsets` if it exists.
+    init(storage: any LogStorage, config: GroupConfig, logger: Logger, clock: @escaping @Sendable () -> Int64) throws {
+        self.storage = storage
+        self.config = config
+        self.logger = logger
+        self.clock = clock
+        if let log = storage.partition(topic: Self.topicName, partition: 0) {
+            let replay = try OffsetsLogReplay.replay(log)
+            let groups = replay.groups(config: config, now: clock())
+            state.withLockedValue { $0.groups = groups }
+            logger.info(
+                "loaded consumer groups",
+                metadata: ["groups": "\(groups.count)", "records": "\(replay.recordsRead)"])
+        }
+    }
+
+    /// Creates the offsets topic if missing and starts the timers: sessions and rebalances are
+    /// checked every `tickMs`, retention every `retentionCheckMs`.
+    func start(on eventLoop: any EventLoop, tickMs: Int64 = 100, retentionCheckMs: Int64) throws {
+        _ = try offsetsLog()
+        let tick = eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(tickMs), delay: .milliseconds(tickMs)) {
+            [self] _ in self.tick()
+        }
+        let cleanup = eventLoop.scheduleRepeatedTask(
+            initialDelay: .milliseconds(retentionCheckMs), delay: .milliseconds(retentionCheckMs)
+        ) { [self] _ in self.cleanUp() }
+        timers.withLockedValue { $0 = [tick, cleanup] }
+    }
+
+    /// Stops the timers and answers every parked JoinGroup/SyncGroup, so no client waits on a
+    /// broker that is going away and no promise is dropped unanswered.
+    func stop() {
+        for timer in timers.withLockedValue({ t in defer { t = [] }; return t }) { timer.cancel() }
+        let completions = state.withLockedValue { s in
+            var c = Completions()
+            c.joins = s.joins.values.map { ($0, JoinGroupResult(error: .coordinatorNotAvailable)) }
+            c.syncs = s.syncs.values.map { ($0, SyncGroupResult(error: .coordinatorNotAvailable)) }
+            s.joins = [:]
+            s.syncs = [:]
+            return c
+        }
+        completions.run()
+    }
+
+    // MARK: Membership
+
+    func join(groupId: String, _ request: ConsumerGroup.JoinRequest, on eventLoop: any EventLoop) -> EventLoopFuture<JoinGroupResult> {
+        let promise = eventLoop.makePromise(of: JoinGroupResult.self)
+        let now = clock()
+        let completions = state.withLockedValue { s in
+            let token = s.nextToken
+            s.nextToken += 1
+            s.joins[token] = promise
+            var group = s.groups[groupId] ?? ConsumerGroup(groupId: groupId, config: config, now: now)
+            let actions = group.joinReceived(request, token: token, now: now)
+            s.groups[groupId] = group
+            return perform(actions, in: &s, now: now)
+        }
+        completions.run()
+        return promise.futureResult
+    }
+
+    func sync(
+        groupId: String, memberId: String, groupInstanceId: String?, generationId: Int32, protocolType: String?,
+        protocolName: String?, assignments: [String: [UInt8]], on eventLoop: any EventLoop
+    ) -> EventLoopFuture<SyncGroupResult> {
+        let now = clock()
+        let promise = eventLoop.makePromise(of: SyncGroupResult.self)
+        let completions = state.withLockedValue { s -> Completions in
+            guard var group = s.groups[groupId] else {
+                var c = Completions()
+                c.syncs.append((promise, SyncGroupResult(error: .unknownMemberId)))
+                return c
+            }
+            let token = s.nextToken
+            s.nextToken += 1
+            s.syncs[token] = promise
+            let actions = group.syncReceived(
+                memberId: memberId, groupInstanceId: groupInstanceId, generationId: generationId,
+                protocolType: protocolType, protocolName: protocolName, assignments: assignments, token: token, now: now)
+            s.groups[groupId] = group
+            return perform(actions, in: &s, now: now)
+        }
+        completions.run()
+        return promise.futureResult
+    }
+
+    func heartbeat(groupId: String, memberId: String, groupInstanceId: String?, generationId: Int32) -> GroupError? {
+        let now = clock()
+        return state.withLockedValue { s in
+            guard var group = s.groups[groupId] else { return .unknownMemberId }
+            let error = group.heartbeatReceived(
+                memberId: memberId, groupInstanceId: groupInstanceId, generationId: generationId, now: now)
+            s.groups[groupId] = group
+            return error
+        }
+    }
+
+    /// One result per leaving member, nil when it left.
+    func leave(groupId: String, _ leaving: [ConsumerGroup.Leaving]) -> [GroupError?] {
+        let now = clock()
+        let (results, completions) = state.withLockedValue { s -> ([GroupError?], Completions) in
+            guard var group = s.groups[groupId] else { return (leaving.map { _ in .unknownMemberId }, Completions()) }
+            let (results, actions) = group.leaveReceived(leaving, now: now)
+            s.groups[groupId] = group
+            return (results, perform(actions, in: &s, now: now))
+        }
+        completions.run()
+        return results
+    }
+
+    // MARK: Offsets
+
+    /// Validates, writes and applies a commit. Returns a group-level error (which then applies to
+    /// every partition) or the per-partition outcome.
+    func commit(
+        groupId: String, memberId: String, groupInstanceId: String?, generationId: Int32,
+        offsets: [GroupPartition: CommittedOffset]
+    ) -> Result<[GroupPartition: GroupError?], GroupError> {
+        let now = clock()
+        return state.withLockedValue { s in
+            var group = s.groups[groupId] ?? ConsumerGroup(groupId: groupId, config: config, now: now)
+            if let error = group.offsetCommitReceived(
+                memberId: memberId, groupInstanceId: groupInstanceId, generationId: generationId, now: now)
+            {
+                if s.groups[groupId] != nil { s.groups[groupId] = group }
+                return .failure(error)
+            }
+            var outcome: [GroupPartition: GroupError?] = [:]
+            var accepted: [GroupPartition: CommittedOffset] = [:]
+            for (partition, committed) in offsets {
+                if (committed.metadata?.utf8.count ?? 0) > config.maxOffsetMetadataBytes {
+                    outcome[partition] = .offsetMetadataTooLarge
+                } else if let topic = storage.topic(named: partition.topic), topic.partitionCount > partition.partition,
+                    partition.partition >= 0
+                {
+                    accepted[partition] = committed
+                    outcome[partition] = .some(nil)
+                } else {
+                    outcome[partition] = .unknownTopicOrPartition
+                }
+            }
+            if !accepted.isEmpty {
+                let records = accepted.keys.sorted().map { OffsetsRecord.offset(group: groupId, partition: $0, accepted[$0]) }
+                guard append(records, now: now) else { return .failure(.coordinatorNotAvailable) }
+                group.offsetsCommitted(accepted)
+            }
+            s.groups[groupId] = group
+            return .success(outcome)
+        }
+    }
+
+    /// The committed offsets of the partitions asked for (all of them when nil); nil when the
+    /// group is unknown.
+    func committedOffsets(groupId: String, partitions: [GroupPartition]?) -> [GroupPartition: CommittedOffset] {
+        state.withLockedValue { s in
+            guard let offsets = s.groups[groupId]?.offsets else { return [:] }
+            guard let partitions else { return offsets }
+            return offsets.filter { partitions.contains($0.key) }
+        }
+    }
+
+    /// OffsetDelete: removes offsets of topics the group does not consume right now.
+    func deleteOffsets(
+        groupId: String, partitions: [GroupPartition], subscribedTopics: (ConsumerGroup) -> Set<String>
+    ) -> Result<[GroupPartition: GroupError?], GroupError> {
+        let now = clock()
+        return state.withLockedValue { s in
+            guard var group = s.groups[groupId], group.state != .dead else { return .failure(.groupIdNotFound) }
+            let subscribed = subscribedTopics(group)
+            var outcome: [GroupPartition: GroupError?] = [:]
+            var removed: [GroupPartition] = []
+            for p in partitions {
+                if let error = group.canDeleteOffsets(of: p.topic, subscribedTopics: subscribed) {
+                    outcome[p] = error
+                } else {
+                    outcome[p] = .some(nil)
+                    if group.offsets[p] != nil { removed.append(p) }
+                }
+            }
+            if !removed.isEmpty {
+                guard append(removed.map { .offset(group: groupId, partition: $0, nil) }, now: now) else {
+                    return .failure(.coordinatorNotAvailable)
+                }
+                group.offsetsRemoved(removed)
+            }
+            s.groups[groupId] = group
+            return .success(outcome)
+        }
+    }
+
+    // MARK: Administration
+
+    /// A copy of every group, for ListGroups and DescribeGroups.
+    func groups() -> [ConsumerGroup] {
+        state.withLockedValue { s in s.groups.values.sorted { $0.groupId < $1.groupId } }
+    }
+
+    func group(_ groupId: String) -> ConsumerGroup? {
+        state.withLockedValue { $0.groups[groupId] }
+    }
+
+    /// DeleteGroups: one result per group, nil when deleted.
+    func delete(groupIds: [String]) -> [GroupError?] {
+        let now = clock()
+        return state.withLockedValue { s in
+            groupIds.map { id in
+                guard var group = s.groups[id] else { return .groupIdNotFound }
+                let offsets = group.offsets.keys.sorted()
+                if let error = group.deleteReceived(now: now) {
+                    if error == .groupIdNotFound { s.groups[id] = nil }
+                    return error
+                }
+                let records = offsets.map { OffsetsRecord.offset(group: id, partition: $0, nil) } + [.group(id, nil)]
+                guard append(records, now: now) else { return .coordinatorNotAvailable }
+                s.groups[id] = nil
+                return nil
+            }
+        }
+    }
+
+    /// Forgets every group's offsets of a deleted topic.
+    func topicDeleted(_ topic: String) {
+        let now = clock()
+        state.withLockedValue { s in removeOffsets(in: &s, now: now) { $0.topic == topic } }
+    }
+
+    // MARK: Time
+
+    /// Expires sessions and ends rebalances whose time has come.
+    func tick(now: Int64? = nil) {
+        let now = now ?? clock()
+        let completions = state.withLockedValue { s in
+            var completions = Completions()
+            for (id, group) in s.groups {
+                guard let deadline = group.nextDeadlineMs, deadline <= now else { continue }
+                var group = group
+                let actions = group.tick(now: now)
+                s.groups[id] = group
+                let more = perform(actions, in: &s, now: now)
+                completions.joins += more.joins
+                completions.syncs += more.syncs
+            }
+            return completions
+        }
+        completions.run()
+    }
+
+    /// Offsets retention, offsets of topics that no longer exist, and empty groups with nothing left.
+    func cleanUp(now: Int64? = nil) {
+        let now = now ?? clock()
+        state.withLockedValue { s in
+            removeOffsets(in: &s, now: now) { storage.topic(named: $0.topic) == nil }
+            for (id, group) in s.groups {
+                let expired = group.expiredOffsets(now: now)
+                if !expired.isEmpty {
+                    guard append(expired.map { .offset(group: id, partition: $0, nil) }, now: now) else { return }
+                    s.groups[id]!.offsetsRemoved(expired)
+                    logger.info("expired committed offsets", metadata: ["group": "\(id)", "partitions": "\(expired.count)"])
+                }
+                if s.groups[id]!.isForgettable {
+                    guard append([.group(id, nil)], now: now) else { return }
+                    s.groups[id] = nil
+                }
+            }
+        }
+    }
+
+    private func removeOffsets(in s: inout State, now: Int64, where gone: (GroupPartition) -> Bool) {
+        for (id, group) in s.groups {
+            let stale = group.offsets.keys.filter(gone).sorted()
+            guard !stale.isEmpty else { continue }
+            guard append(stale.map { .offset(group: id, partition: $0, nil) }, now: now) else { return }
+            s.groups[id]!.offsetsRemoved(stale)
+        }
+    }
+
+    // MARK: Performing actions
+
+    /// Runs actions under the lock: writes are appended in order; promises are collected for after.
+    private func perform(_ actions: [GroupAction], in s: inout State, now: Int64) -> Completions {
+        var completions = Completions()
+        for action in actions {
+            switch action {
+            case .completeJoin(let token, let result):
+                if let promise = s.joins.removeValue(forKey: token) { completions.joins.append((promise, result)) }
+            case .completeSync(let token, let result):
+                if let promise = s.syncs.removeValue(forKey: token) { completions.syncs.append((promise, result)) }
+            case .persistGroup(let snapshot):
+                _ = append([.group(snapshot.groupId, snapshot)], now: now)
+            }
+        }
+        return completions
+    }
+
+    /// Appends records to the offsets log; false (logged) when storage refuses.
+    private func append(_ records: [OffsetsRecord], now: Int64) -> Bool {
+        do {
+            _ = try offsetsLog().append(OffsetsRecord.batch(records, timestamp: now))
+            return true
+        } catch {
+            logger.error("writing __consumer_offsets failed", metadata: ["error": "\(error)"])
+            return false
+        }
+    }
+
+    /// The single partition of `__consumer_offsets`, created on first need.
+    private func offsetsLog() throws -> any PartitionLog {
+        if let log = storage.partition(topic: Self.topicName, partition: 0) { return log }
+        do {
+            // Time- and size-based retention would delete live offsets; only the coordinator removes them.
+            try storage.createTopic(
+                name: Self.topicName, partitions: 1,
+                configs: ["cleanup.policy": "compact", "retention.ms": "-1", "retention.bytes": "-1"])
+            logger.info("created \(Self.topicName)")
+        } catch StorageError.topicExists {}
+        guard let log = storage.partition(topic: Self.topicName, partition: 0) else {
+            throw StorageError.unknownTopic(Self.topicName)
+        }
+        return log
+    }
+}

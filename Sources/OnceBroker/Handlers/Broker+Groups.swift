@@ -1,0 +1,330 @@
+import KafkaProtocol
+import NIOCore
+import OnceCore
+
+/// The group coordinator's APIs: FindCoordinator, the classic rebalance protocol (JoinGroup,
+/// SyncGroup, Heartbeat, LeaveGroup), committed offsets and group administration. Each maps the
+/// request onto `GroupCoordinator` and back; the rules live in `ConsumerGroup`.
+extension Broker {
+    // MARK: FindCoordinator
+
+    func findCoordinator(_ req: FindCoordinatorRequest, _ request: Request) -> FindCoordinatorResponse {
+        var response = FindCoordinatorResponse()
+        // One broker coordinates every group (key type 0) and every transactional id (key type 1).
+        let known = req.keyType == 0 || req.keyType == 1
+        let error: ErrorCode = known ? .none : .invalidRequest
+        if request.version >= 4 {
+            response.coordinators = req.coordinatorKeys.map { key in
+                var c = FindCoordinatorResponse.Coordinator()
+                c.key = key
+                c.errorCode = error.rawValue
+                c.errorMessage = known ? nil : "unknown key type \(req.keyType)"
+                c.nodeId = known ? config.nodeId : -1
+                c.host = known ? config.advertisedAddress.host : ""
+                c.port = known ? Int32(config.advertisedAddress.port) : -1
+                return c
+            }
+            return response
+        }
+        response.errorCode = error.rawValue
+        response.errorMessage = known ? nil : "unknown key type \(req.keyType)"
+        response.nodeId = known ? config.nodeId : -1
+        response.host = known ? config.advertisedAddress.host : ""
+        response.port = known ? Int32(config.advertisedAddress.port) : -1
+        return response
+    }
+
+    // MARK: Membership
+
+    func joinGroup(_ req: JoinGroupRequest, _ request: Request) -> EventLoopFuture<JoinGroupResponse> {
+        let version = request.version
+        @Sendable func response(_ result: JoinGroupResult) -> JoinGroupResponse {
+            var r = JoinGroupResponse()
+            r.errorCode = result.error?.rawValue ?? 0
+            r.generationId = result.error == nil ? result.generationId : -1
+            r.protocolType = result.protocolType
+            r.protocolName = result.protocolName ?? (version >= 7 ? nil : "")
+            r.leader = result.leaderId
+            r.memberId = result.memberId
+            r.members = result.members.map {
+                var m = JoinGroupResponse.JoinGroupResponseMember()
+                m.memberId = $0.memberId
+                m.groupInstanceId = $0.groupInstanceId
+                m.metadata = $0.metadata
+                return m
+            }
+            return r
+        }
+        guard !req.groupId.isEmpty else {
+            return request.eventLoop.makeSucceededFuture(
+                response(JoinGroupResult(error: .invalidGroupId, memberId: req.memberId)))
+        }
+        let clientId = request.header.clientId ?? ""
+        let join = ConsumerGroup.JoinRequest(
+            memberId: req.memberId,
+            groupInstanceId: version >= 5 ? req.groupInstanceId : nil,
+            clientId: clientId,
+            clientHost: "",
+            sessionTimeoutMs: req.sessionTimeoutMs,
+            // v0 has no rebalance timeout; Kafka used the session timeout for both.
+            rebalanceTimeoutMs: version >= 1 ? req.rebalanceTimeoutMs : req.sessionTimeoutMs,
+            protocolType: req.protocolType,
+            protocols: req.protocols.map { GroupProtocol(name: $0.name, metadata: $0.metadata) },
+            requireKnownMemberId: version >= 4,
+            newMemberId: "\(clientId)-\(Self.randomUUIDString())")
+        return groups.join(groupId: req.groupId, join, on: request.eventLoop).map { response($0) }
+    }
+
+    func syncGroup(_ req: SyncGroupRequest, _ request: Request) -> EventLoopFuture<SyncGroupResponse> {
+        let version = request.version
+        var assignments: [String: [UInt8]] = [:]
+        for a in req.assignments { assignments[a.memberId] = a.assignment }
+        return groups.sync(
+            groupId: req.groupId, memberId: req.memberId, groupInstanceId: version >= 3 ? req.groupInstanceId : nil,
+            generationId: req.generationId, protocolType: version >= 5 ? req.protocolType : nil,
+            protocolName: version >= 5 ? req.protocolName : nil, assignments: assignments, on: request.eventLoop
+        ).map { result in
+            var r = SyncGroupResponse()
+            r.errorCode = result.error?.rawValue ?? 0
+            r.protocolType = result.protocolType
+            r.protocolName = result.protocolName
+            r.assignment = result.assignment
+            return r
+        }
+    }
+
+    func heartbeat(_ req: HeartbeatRequest, _ request: Request) -> HeartbeatResponse {
+        var r = HeartbeatResponse()
+        r.errorCode =
+            groups.heartbeat(
+                groupId: req.groupId, memberId: req.memberId,
+                groupInstanceId: request.version >= 3 ? req.groupInstanceId : nil, generationId: req.generationId
+            )?.rawValue ?? 0
+        return r
+    }
+
+    func leaveGroup(_ req: LeaveGroupRequest, _ request: Request) -> LeaveGroupResponse {
+        let leaving: [ConsumerGroup.Leaving] =
+            request.version >= 3
+            ? req.members.map { ConsumerGroup.Leaving(memberId: $0.memberId, groupInstanceId: $0.groupInstanceId) }
+            : [ConsumerGroup.Leaving(memberId: req.memberId)]
+        let results = groups.leave(groupId: req.groupId, leaving)
+        var r = LeaveGroupResponse()
+        if request.version >= 3 {
+            r.members = zip(leaving, results).map { who, error in
+                var m = LeaveGroupResponse.MemberResponse()
+                m.memberId = who.memberId
+                m.groupInstanceId = who.groupInstanceId
+                m.errorCode = error?.rawValue ?? 0
+                return m
+            }
+        } else {
+            r.errorCode = results.first??.rawValue ?? 0
+        }
+        return r
+    }
+
+    // MARK: Offsets
+
+    func offsetCommit(_ req: OffsetCommitRequest, _ request: Request) -> OffsetCommitResponse {
+        let now = Clock.nowMilliseconds()
+        var offsets: [GroupPartition: CommittedOffset] = [:]
+        for t in req.topics {
+            for p in t.partitions {
+                offsets[GroupPartition(t.name, p.partitionIndex)] = CommittedOffset(
+                    offset: p.committedOffset, leaderEpoch: request.version >= 6 ? p.committedLeaderEpoch : -1,
+                    metadata: p.committedMetadata, commitTimestampMs: now)
+            }
+        }
+        let outcome: Result<[GroupPartition: GroupError?], GroupError> =
+            req.groupId.isEmpty
+            ? .failure(.invalidGroupId)
+            : groups.commit(
+                groupId: req.groupId, memberId: req.memberId,
+                groupInstanceId: request.version >= 7 ? req.groupInstanceId : nil,
+                generationId: req.generationIdOrMemberEpoch, offsets: offsets)
+        var r = OffsetCommitResponse()
+        r.topics = req.topics.map { t in
+            var topic = OffsetCommitResponse.OffsetCommitResponseTopic()
+            topic.name = t.name
+            topic.partitions = t.partitions.map { p in
+                var partition = OffsetCommitResponse.OffsetCommitResponsePartition()
+                partition.partitionIndex = p.partitionIndex
+                switch outcome {
+                case .failure(let error):
+                    partition.errorCode = error.rawValue
+                case .success(let results):
+                    partition.errorCode = results[GroupPartition(t.name, p.partitionIndex)]??.rawValue ?? 0
+                }
+                return partition
+            }
+            return topic
+        }
+        return r
+    }
+
+    func offsetFetch(_ req: OffsetFetchRequest, _ request: Request) -> OffsetFetchResponse {
+        var r = OffsetFetchResponse()
+        if request.version >= 8 {
+            r.groups = req.groups.map { g in
+                var group = OffsetFetchResponse.OffsetFetchResponseGroup()
+                group.groupId = g.groupId
+                let asked = g.topics.map { $0.map { ($0.name, $0.partitionIndexes) } }
+                group.topics = committedOffsets(g.groupId, asked).map { name, partitions in
+                    var topic = OffsetFetchResponse.OffsetFetchResponseTopics()
+                    topic.name = name
+                    topic.partitions = partitions.map { index, committed in
+                        var p = OffsetFetchResponse.OffsetFetchResponsePartitions()
+                        p.partitionIndex = index
+                        p.committedOffset = committed?.offset ?? -1
+                        p.committedLeaderEpoch = committed?.leaderEpoch ?? -1
+                        p.metadata = committed?.metadata ?? ""
+                        return p
+                    }
+                    return topic
+                }
+                return group
+            }
+            return r
+        }
+        // v1 names its topics; from v2 null topics means every committed offset of the group.
+        let asked = req.topics.map { $0.map { ($0.name, $0.partitionIndexes) } }
+        r.topics = committedOffsets(req.groupId, asked).map { name, partitions in
+            var topic = OffsetFetchResponse.OffsetFetchResponseTopic()
+            topic.name = name
+            topic.partitions = partitions.map { index, committed in
+                var p = OffsetFetchResponse.OffsetFetchResponsePartition()
+                p.partitionIndex = index
+                p.committedOffset = committed?.offset ?? -1
+                p.committedLeaderEpoch = committed?.leaderEpoch ?? -1
+                p.metadata = committed?.metadata ?? ""
+                return p
+            }
+            return topic
+        }
+        return r
+    }
+
+    /// The asked partitions (or every committed one) with their offsets; nil offset = none committed.
+    private func committedOffsets(
+        _ groupId: String, _ asked: [(String, [Int32])]?
+    ) -> [(String, [(Int32, CommittedOffset?)])] {
+        let partitions = asked.map { $0.flatMap { name, indexes in indexes.map { GroupPartition(name, $0) } } }
+        let committed = groups.committedOffsets(groupId: groupId, partitions: partitions)
+        if let asked {
+            return asked.map { name, indexes in (name, indexes.map { ($0, committed[GroupPartition(name, $0)]) }) }
+        }
+        let byTopic = Dictionary(grouping: committed.keys.sorted(), by: \.topic)
+        return byTopic.keys.sorted().map { name in (name, byTopic[name]!.map { ($0.partition, committed[$0]) }) }
+    }
+
+    func offsetDelete(_ req: OffsetDeleteRequest, _ request: Request) -> OffsetDeleteResponse {
+        let partitions = req.topics.flatMap { t in t.partitions.map { GroupPartition(t.name, $0.partitionIndex) } }
+        let outcome = groups.deleteOffsets(groupId: req.groupId, partitions: partitions) { Self.subscribedTopics(of: $0) }
+        var r = OffsetDeleteResponse()
+        switch outcome {
+        case .failure(let error):
+            r.errorCode = error.rawValue
+        case .success(let results):
+            r.topics = req.topics.map { t in
+                var topic = OffsetDeleteResponse.OffsetDeleteResponseTopic()
+                topic.name = t.name
+                topic.partitions = t.partitions.map { p in
+                    var partition = OffsetDeleteResponse.OffsetDeleteResponsePartition()
+                    partition.partitionIndex = p.partitionIndex
+                    partition.errorCode = results[GroupPartition(t.name, p.partitionIndex)]??.rawValue ?? 0
+                    return partition
+                }
+                return topic
+            }
+        }
+        return r
+    }
+
+    /// Topics a consumer-protocol group's members subscribe to, read from their subscriptions.
+    static func subscribedTopics(of group: ConsumerGroup) -> Set<String> {
+        guard group.protocolType == "consumer" else { return [] }
+        var topics: Set<String> = []
+        for member in group.orderedMembers {
+            var bytes = ByteBuffer(bytes: member.metadata(for: group.protocolName))
+            guard let version: Int16 = try? bytes.readKafkaInt(),
+                let subscription = try? ConsumerProtocolSubscription(from: &bytes, version: min(version, 3))
+            else { continue }
+            topics.formUnion(subscription.topics)
+        }
+        return topics
+    }
+
+    // MARK: Administration
+
+    func listGroups(_ req: ListGroupsRequest, _ request: Request) -> ListGroupsResponse {
+        let states = Set(req.statesFilter.map { $0.lowercased() })
+        let types = Set(req.typesFilter.map { $0.lowercased() })
+        var r = ListGroupsResponse()
+        r.groups = groups.groups().compactMap { group in
+            guard states.isEmpty || states.contains(group.state.rawValue.lowercased()) else { return nil }
+            guard types.isEmpty || types.contains("classic") else { return nil }
+            var listed = ListGroupsResponse.ListedGroup()
+            listed.groupId = group.groupId
+            listed.protocolType = group.protocolType ?? ""
+            listed.groupState = group.state.rawValue
+            listed.groupType = "classic"
+            return listed
+        }
+        return r
+    }
+
+    func describeGroups(_ req: DescribeGroupsRequest, _ request: Request) -> DescribeGroupsResponse {
+        var r = DescribeGroupsResponse()
+        r.groups = req.groups.map { id in
+            var described = DescribeGroupsResponse.DescribedGroup()
+            described.groupId = id
+            guard let group = groups.group(id) else {
+                described.groupState = ConsumerGroup.State.dead.rawValue
+                return described
+            }
+            described.groupState = group.state.rawValue
+            described.protocolType = group.protocolType ?? ""
+            // Kafka shows subscriptions and assignments only once they are settled.
+            let settled = group.state == .stable
+            described.protocolData = settled ? group.protocolName ?? "" : ""
+            described.members = group.orderedMembers.map { m in
+                var member = DescribeGroupsResponse.DescribedGroupMember()
+                member.memberId = m.memberId
+                member.groupInstanceId = m.groupInstanceId
+                member.clientId = m.clientId
+                member.clientHost = m.clientHost
+                member.memberMetadata = settled ? m.metadata(for: group.protocolName) : []
+                member.memberAssignment = settled ? m.assignment : []
+                return member
+            }
+            return described
+        }
+        return r
+    }
+
+    func deleteGroups(_ req: DeleteGroupsRequest, _ request: Request) -> DeleteGroupsResponse {
+        let results = groups.delete(groupIds: req.groupsNames)
+        var r = DeleteGroupsResponse()
+        r.results = zip(req.groupsNames, results).map { id, error in
+            var result = DeleteGroupsResponse.DeletableGroupResult()
+            result.groupId = id
+            result.errorCode = error?.rawValue ?? 0
+            return result
+        }
+        return r
+    }
+
+    /// A random version-4 UUID in its usual text form, as Kafka's member ids carry.
+    static func randomUUIDString() -> String {
+        var bytes = (0..<16).map { _ in UInt8.random(in: 0...255) }
+        bytes[6] = bytes[6] & 0x0f | 0x40
+        bytes[8] = bytes[8] & 0x3f | 0x80
+        let hex = bytes.map { b in String(b, radix: 16).count == 1 ? "0" + String(b, radix: 16) : String(b, radix: 16) }
+        return [0..<4, 4..<6, 6..<8, 8..<10, 10..<16].map { hex[$0].joined() }.joined(separator: "-")
+    }
+}
+
+extension GroupError {
+    var errorCode: ErrorCode { ErrorCode(rawValue) }
+}

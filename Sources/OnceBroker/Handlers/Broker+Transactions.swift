@@ -1,0 +1,206 @@
+import KafkaProtocol
+import NIOCore
+import OnceCore
+import OnceStorage
+
+/// InitProducerId with a transactional id, AddPartitionsToTxn, AddOffsetsToTxn, EndTxn,
+/// DescribeTransactions and ListTransactions: the transaction coordinator's APIs. The coordinator's
+/// rules live in OnceCore's `TransactionCoordinator`; this maps requests to its events.
+extension Broker {
+    func initTransactionalProducerId(_ req: InitProducerIdRequest, _ request: Request, transactionalId: String)
+        -> EventLoopFuture<InitProducerIdResponse>
+    {
+        let promise = request.eventLoop.makePromise(of: InitProducerIdResponse.self)
+        promise.completeWithTask {
+            var response = InitProducerIdResponse()
+            do {
+                let outcome = try await self.transactions.initProducerId(
+                    transactionalId: transactionalId, timeoutMs: req.transactionTimeoutMs,
+                    expectedProducerId: req.producerId, expectedProducerEpoch: req.producerEpoch, now: Clock.nowMilliseconds())
+                if let failure = outcome.failure {
+                    response.errorCode = failure.errorCode.rawValue
+                } else {
+                    response.producerId = outcome.producerId
+                    response.producerEpoch = outcome.producerEpoch
+                }
+            } catch {
+                response.errorCode = self.transactionStorageFailure(error).rawValue
+            }
+            return response
+        }
+        return promise.futureResult
+    }
+
+    func addPartitionsToTxn(_ req: AddPartitionsToTxnRequest, _ request: Request) -> EventLoopFuture<AddPartitionsToTxnResponse> {
+        let promise = request.eventLoop.makePromise(of: AddPartitionsToTxnResponse.self)
+        promise.completeWithTask {
+            var response = AddPartitionsToTxnResponse()
+            if request.version <= 3 {
+                response.resultsByTopicV3AndBelow = await self.addPartitions(
+                    transactionalId: req.v3AndBelowTransactionalId, producerId: req.v3AndBelowProducerId,
+                    producerEpoch: req.v3AndBelowProducerEpoch, topics: req.v3AndBelowTopics, verifyOnly: false)
+            } else {
+                // v4+ is the batched form brokers use; `verifyOnly` asks without adding (KIP-890).
+                var results: [AddPartitionsToTxnResponse.AddPartitionsToTxnResult] = []
+                for txn in req.transactions {
+                    var result = AddPartitionsToTxnResponse.AddPartitionsToTxnResult()
+                    result.transactionalId = txn.transactionalId
+                    result.topicResults = await self.addPartitions(
+                        transactionalId: txn.transactionalId, producerId: txn.producerId, producerEpoch: txn.producerEpoch,
+                        topics: txn.topics, verifyOnly: txn.verifyOnly)
+                    results.append(result)
+                }
+                response.resultsByTransaction = results
+            }
+            return response
+        }
+        return promise.futureResult
+    }
+
+    private func addPartitions(
+        transactionalId: String, producerId: Int64, producerEpoch: Int16,
+        topics: [AddPartitionsToTxnRequest.AddPartitionsToTxnTopic], verifyOnly: Bool
+    ) async -> [AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult] {
+        // Partitions of unknown topics fail alone; the others are then not attempted, as Kafka does.
+        var unknown = Set<TopicPartitionKey>()
+        var keys: [TopicPartitionKey] = []
+        for t in topics {
+            for p in t.partitions {
+                let key = TopicPartitionKey(t.name, p)
+                if storage.partition(topic: t.name, partition: p) == nil { unknown.insert(key) } else { keys.append(key) }
+            }
+        }
+        var codes: [TopicPartitionKey: ErrorCode] = [:]
+        if !unknown.isEmpty {
+            for key in keys { codes[key] = .operationNotAttempted }
+            for key in unknown { codes[key] = .unknownTopicOrPartition }
+        } else if verifyOnly {
+            for key in keys {
+                codes[key] = transactions.verify(producerId: producerId, producerEpoch: producerEpoch, partition: key)?.errorCode ?? .none
+            }
+        } else {
+            let code: ErrorCode
+            do {
+                code = try await transactions.addPartitions(
+                    transactionalId: transactionalId, producerId: producerId, producerEpoch: producerEpoch, partitions: keys,
+                    now: Clock.nowMilliseconds())?.errorCode ?? .none
+            } catch {
+                code = transactionStorageFailure(error)
+            }
+            for key in keys { codes[key] = code }
+        }
+        return topics.map { t in
+            var result = AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult()
+            result.name = t.name
+            result.resultsByPartition = t.partitions.map { p in
+                var r = AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult()
+                r.partitionIndex = p
+                r.partitionErrorCode = (codes[TopicPartitionKey(t.name, p)] ?? .none).rawValue
+                return r
+            }
+            return result
+        }
+    }
+
+    func addOffsetsToTxn(_ req: AddOffsetsToTxnRequest, _ request: Request) -> EventLoopFuture<AddOffsetsToTxnResponse> {
+        let promise = request.eventLoop.makePromise(of: AddOffsetsToTxnResponse.self)
+        promise.completeWithTask {
+            var response = AddOffsetsToTxnResponse()
+            do {
+                // The group's offsets live in its __consumer_offsets partition; that partition joins
+                // the transaction and gets its marker like any other.
+                let partition = try self.consumerOffsetsPartition(forGroup: req.groupId)
+                response.errorCode = (try await self.transactions.addPartitions(
+                    transactionalId: req.transactionalId, producerId: req.producerId, producerEpoch: req.producerEpoch,
+                    partitions: [partition], now: Clock.nowMilliseconds())?.errorCode ?? .none).rawValue
+            } catch {
+                response.errorCode = self.transactionStorageFailure(error).rawValue
+            }
+            return response
+        }
+        return promise.futureResult
+    }
+
+    func endTxn(_ req: EndTxnRequest, _ request: Request) -> EventLoopFuture<EndTxnResponse> {
+        let promise = request.eventLoop.makePromise(of: EndTxnResponse.self)
+        promise.completeWithTask {
+            var response = EndTxnResponse()
+            do {
+                response.errorCode = (try await self.transactions.endTransaction(
+                    transactionalId: req.transactionalId, producerId: req.producerId, producerEpoch: req.producerEpoch,
+                    commit: req.committed, now: Clock.nowMilliseconds())?.errorCode ?? .none).rawValue
+            } catch {
+                response.errorCode = self.transactionStorageFailure(error).rawValue
+            }
+            return response
+        }
+        return promise.futureResult
+    }
+
+    func describeTransactions(_ req: DescribeTransactionsRequest, _ request: Request) -> DescribeTransactionsResponse {
+        let known = Dictionary(uniqueKeysWithValues: transactions.transactions.map { ($0.transactionalId, $0) })
+        var response = DescribeTransactionsResponse()
+        response.transactionStates = req.transactionalIds.map { id in
+            var state = DescribeTransactionsResponse.TransactionState()
+            state.transactionalId = id
+            guard let txn = known[id] else {
+                state.errorCode = ErrorCode.transactionalIdNotFound.rawValue
+                return state
+            }
+            state.transactionState = txn.state.name
+            state.transactionTimeoutMs = txn.timeoutMs
+            state.transactionStartTimeMs = txn.startTimestamp
+            state.producerId = txn.producerId
+            state.producerEpoch = txn.producerEpoch
+            state.topics = Dictionary(grouping: txn.partitions, by: \.topic).sorted { $0.key < $1.key }.map { topic, parts in
+                var data = DescribeTransactionsResponse.TopicData()
+                data.topic = topic
+                data.partitions = parts.map(\.partition).sorted()
+                return data
+            }
+            return state
+        }
+        return response
+    }
+
+    func listTransactions(_ req: ListTransactionsRequest, _ request: Request) -> ListTransactionsResponse {
+        var response = ListTransactionsResponse()
+        let knownStates = Set(TransactionState.allCases.map(\.name))
+        response.unknownStateFilters = req.stateFilters.filter { !knownStates.contains($0) }
+        let now = Clock.nowMilliseconds()
+        response.transactionStates = transactions.transactions.filter { txn in
+            (req.stateFilters.isEmpty || req.stateFilters.contains(txn.state.name))
+                && (req.producerIdFilters.isEmpty || req.producerIdFilters.contains(txn.producerId))
+                // v1+: only transactions running longer than the filter.
+                && (req.durationFilter < 0 || (txn.state == .ongoing && now - txn.startTimestamp > req.durationFilter))
+        }.map { txn in
+            var state = ListTransactionsResponse.TransactionState()
+            state.transactionalId = txn.transactionalId
+            state.producerId = txn.producerId
+            state.transactionState = txn.state.name
+            return state
+        }
+        return response
+    }
+
+    /// The read_committed view of a partition: its last stable offset and the aborted transactions
+    /// from `from` on (loading the partition's producer state on first use).
+    func stableView(_ topic: String, _ partition: Int32, from: Int64) throws
+        -> (lastStableOffset: Int64, aborted: [ProducerStateTable.AbortedTransaction])
+    {
+        guard let meta = storage.topic(named: topic), let producers = try producers.producers(topic: meta, partition: partition)
+        else { throw StorageError.unknownTopic(topic) }
+        return producers.stableView(from: from)
+    }
+
+    /// The `__consumer_offsets` partition holding a group's offsets (there is one).
+    func consumerOffsetsPartition(forGroup groupId: String) throws -> TopicPartitionKey {
+        TopicPartitionKey(InternalTopics.consumerOffsets, 0)
+    }
+
+    func transactionStorageFailure(_ error: any Error) -> ErrorCode {
+        logger.error("transaction log failure", metadata: ["error": "\(error)"])
+        return .kafkaStorageError
+    }
+}
+

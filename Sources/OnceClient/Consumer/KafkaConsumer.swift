@@ -1,0 +1,259 @@
+import KafkaProtocol
+import Logging
+import Metrics
+
+/// A Kafka consumer: reads assigned partitions, or the partitions a consumer group gives it,
+/// as an async sequence of records.
+///
+/// Fetching is driven by iteration: the next fetch starts when the records of the last one are
+/// half consumed, so a slow loop body slows fetching instead of filling memory.
+public actor KafkaConsumer {
+    public nonisolated let configuration: ConsumerConfiguration
+    let client: KafkaClient
+    let logger: Logger
+
+    /// Partitions read and the next offset of each; nil offset means "look it up".
+    private(set) var positions: [TopicPartition: Int64?] = [:]
+    private var buffered: [ConsumerRecord] = []
+    private var prefetch: Task<[FetchedPartition], any Error>?
+    private var prefetchPositions: [TopicPartition: Int64] = [:]
+    private var isClosed = false
+    let rebalanceEvents: AsyncStream<RebalanceEvent>
+    let rebalanceContinuation: AsyncStream<RebalanceEvent>.Continuation
+
+    /// Group state, managed by the KafkaConsumer+Group extension.
+    var group: GroupMemberState?
+    var groupTask: Task<Void, Never>?
+    var lastAutoCommit = ContinuousClock.now
+
+    private let recordsReceived = Counter(label: "once_client_consumer_records_total")
+    private let fetches = Counter(label: "once_client_consumer_fetches_total")
+
+    private init(configuration: ConsumerConfiguration, client: KafkaClient, logger: Logger) {
+        self.configuration = configuration
+        self.client = client
+        self.logger = logger
+        (rebalanceEvents, rebalanceContinuation) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(64))
+    }
+
+    public static func connect(
+        configuration: ConsumerConfiguration, logger: Logger = Logger(label: "once.consumer")
+    ) async throws -> KafkaConsumer {
+        let client = try await KafkaClient.connect(
+            bootstrapServers: configuration.bootstrapServers, configuration: configuration.client)
+        return KafkaConsumer(configuration: configuration, client: client, logger: logger)
+    }
+
+    /// The records of the assigned partitions, in offset order within each partition. Iterate
+    /// it from one task only; it ends when the consumer is closed.
+    public nonisolated var records: ConsumerRecords { ConsumerRecords(consumer: self) }
+
+    /// Partition assignments and revocations of a group member, in order.
+    public nonisolated var events: AsyncStream<RebalanceEvent> { rebalanceEvents }
+
+    // MARK: Manual assignment
+
+    /// Reads exactly these partitions (no group), starting at committed offsets when a group
+    /// id is configured, else by `autoOffsetReset`.
+    public func assign(_ partitions: [TopicPartition]) {
+        precondition(group == nil, "assign and subscribe cannot be combined")
+        setAssignment(partitions)
+    }
+
+    /// The partitions currently read.
+    public var assignment: [TopicPartition] {
+        positions.keys.sorted { ($0.topic, $0.partition) < ($1.topic, $1.partition) }
+    }
+
+    /// Continues `partition` at `offset`; records already buffered for it are dropped.
+    public func seek(_ partition: TopicPartition, to offset: Int64) {
+        precondition(positions[partition] != nil, "\(partition) is not assigned")
+        discardBuffered { $0 == partition }
+        positions[partition] = offset
+    }
+
+    public func seekToBeginning(_ partitions: [TopicPartition]) async throws {
+        let offsets = try await client.listOffsets(Dictionary(uniqueKeysWithValues: partitions.map { ($0, .earliest) }))
+        for (tp, offset) in offsets { seek(tp, to: offset) }
+    }
+
+    public func seekToEnd(_ partitions: [TopicPartition]) async throws {
+        let offsets = try await client.listOffsets(
+            Dictionary(uniqueKeysWithValues: partitions.map { ($0, .latest) }), isolation: configuration.isolationLevel)
+        for (tp, offset) in offsets { seek(tp, to: offset) }
+    }
+
+    /// The offset of the next record to be returned for `partition`, once known.
+    public func position(_ partition: TopicPartition) -> Int64? {
+        guard let position = positions[partition] ?? nil else { return nil }
+        let firstBuffered = buffered.first { $0.topicPartition == partition }?.offset
+        return firstBuffered ?? position
+    }
+
+    func setAssignment(_ partitions: [TopicPartition]) {
+        let wanted = Set(partitions)
+        discardBuffered { !wanted.contains($0) }
+        var next: [TopicPartition: Int64?] = [:]
+        for tp in wanted { next.updateValue(positions[tp] ?? nil, forKey: tp) }
+        positions = next
+    }
+
+    private func discardBuffered(_ matching: (TopicPartition) -> Bool) {
+        // Rewind positions to the first dropped record so nothing is skipped.
+        var rewind: [TopicPartition: Int64] = [:]
+        for record in buffered where matching(record.topicPartition) && rewind[record.topicPartition] == nil {
+            rewind[record.topicPartition] = record.offset
+        }
+        buffered.removeAll { matching($0.topicPartition) }
+        for (tp, offset) in rewind where positions[tp] != nil { positions[tp] = offset }
+        prefetch?.cancel()
+        prefetch = nil
+    }
+
+    // MARK: Fetching
+
+    /// The next records to hand out; waits for data. Returns nil once closed.
+    func nextBatch() async throws -> [ConsumerRecord]? {
+        while !isClosed {
+            try await groupTick()
+            if !buffered.isEmpty {
+                let batch = buffered
+                buffered = []
+                startPrefetch()
+                return batch
+            }
+            if positions.isEmpty {
+                try await Task.sleep(for: .milliseconds(20))
+                continue
+            }
+            try await resolveMissingPositions()
+            startPrefetch()
+            guard let task = prefetch else { continue }
+            let fetched: [FetchedPartition]
+            do {
+                fetched = try await task.value
+            } catch is CancellationError {
+                continue
+            } catch {
+                if prefetch == task { prefetch = nil }
+                if Task.isCancelled { throw CancellationError() }
+                logger.debug("fetch failed, retrying", metadata: ["error": "\(error)"])
+                try await Task.sleep(for: .milliseconds(100))
+                continue
+            }
+            guard prefetch == task else { continue }
+            prefetch = nil
+            try await absorb(fetched)
+        }
+        return nil
+    }
+
+    private func startPrefetch() {
+        guard prefetch == nil, !isClosed else { return }
+        var fetchPositions: [FetchPosition] = []
+        for (tp, position) in positions {
+            guard let position else { continue }
+            fetchPositions.append(FetchPosition(tp, offset: position, maxBytes: configuration.maxPartitionFetchBytes))
+        }
+        guard !fetchPositions.isEmpty else { return }
+        prefetchPositions = Dictionary(uniqueKeysWithValues: fetchPositions.map { ($0.topicPartition, $0.offset) })
+        let configuration = configuration
+        fetches.increment()
+        prefetch = Task { [client] in
+            try await client.fetch(
+                fetchPositions, isolation: configuration.isolationLevel, maxWait: configuration.fetchMaxWait,
+                minBytes: configuration.fetchMinBytes, maxBytes: configuration.fetchMaxBytes)
+        }
+    }
+
+    private func absorb(_ fetched: [FetchedPartition]) async throws {
+        let reader = RecordSetReader(isolation: configuration.isolationLevel)
+        var outOfRange: [TopicPartition] = []
+        for partition in fetched {
+            let tp = partition.topicPartition
+            // Ignore answers for partitions moved since the fetch started.
+            guard let sent = prefetchPositions[tp], let current = positions[tp], current == sent else { continue }
+            if let error = partition.error {
+                if error.code == .offsetOutOfRange {
+                    outOfRange.append(tp)
+                } else {
+                    logger.debug("\(tp): fetch error \(error)")
+                }
+                continue
+            }
+            let result = try reader.read(partition, from: sent)
+            positions[tp] = result.nextOffset
+            buffered.append(contentsOf: result.records)
+            recordsReceived.increment(by: result.records.count)
+        }
+        if !outOfRange.isEmpty {
+            guard configuration.autoOffsetReset != .none else {
+                throw KafkaError(.offsetOutOfRange, message: "\(outOfRange.map(\.description).joined(separator: ", "))")
+            }
+            for tp in outOfRange { positions.updateValue(nil, forKey: tp) }
+            try await resolveMissingPositions()
+        }
+    }
+
+    /// Looks up starting offsets: committed ones for a group, else the reset policy.
+    private func resolveMissingPositions() async throws {
+        let missing = positions.filter { $0.value == nil }.map(\.key)
+        guard !missing.isEmpty else { return }
+        var found: [TopicPartition: Int64] = [:]
+        if let groupId = configuration.groupId {
+            found = try await fetchCommittedOffsets(groupId: groupId, partitions: missing)
+        }
+        let unresolved = missing.filter { found[$0] == nil }
+        if !unresolved.isEmpty {
+            guard configuration.autoOffsetReset != .none else {
+                throw KafkaError(.offsetOutOfRange, message: "no committed offset for \(unresolved) and reset policy none")
+            }
+            let spec: OffsetSpec = configuration.autoOffsetReset == .earliest ? .earliest : .latest
+            let offsets = try await client.listOffsets(
+                Dictionary(uniqueKeysWithValues: unresolved.map { ($0, spec) }), isolation: configuration.isolationLevel)
+            found.merge(offsets) { a, _ in a }
+        }
+        for (tp, offset) in found where positions[tp] != nil && positions[tp]! == nil {
+            positions[tp] = offset
+        }
+    }
+
+    // MARK: Closing
+
+    /// Leaves the group (committing first with auto-commit) and closes the connections; the
+    /// record sequence then ends.
+    public func close() async {
+        guard !isClosed else { return }
+        await leaveGroup()
+        isClosed = true
+        prefetch?.cancel()
+        prefetch = nil
+        rebalanceContinuation.finish()
+        await client.close()
+    }
+}
+
+/// The records of a consumer as an async sequence (see `KafkaConsumer.records`).
+public struct ConsumerRecords: AsyncSequence, Sendable {
+    public typealias Element = ConsumerRecord
+    let consumer: KafkaConsumer
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let consumer: KafkaConsumer
+        var batch: [ConsumerRecord] = []
+        var index = 0
+
+        public mutating func next() async throws -> ConsumerRecord? {
+            if index < batch.count {
+                defer { index += 1 }
+                return batch[index]
+            }
+            guard let next = try await consumer.nextBatch() else { return nil }
+            batch = next
+            index = 1
+            return batch.first
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(consumer: consumer) }
+}

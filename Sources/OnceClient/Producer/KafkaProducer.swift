@@ -1,0 +1,767 @@
+import KafkaProtocol
+import Logging
+import Metrics
+import NIOCore
+import NIOPosix
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A Kafka producer: batches records per partition, sends them to partition leaders with up to
+/// five batches in flight per partition, and retries failures. Idempotent by default, so a
+/// retried batch is stored once; with a transactional id it also writes transactions.
+///
+/// `send` waits for the broker's acknowledgement; `enqueue` returns once the record is buffered
+/// and reports the outcome to a callback, which is how high-throughput callers keep many records
+/// in flight. Both wait when `bufferMemory` is full.
+public actor KafkaProducer {
+    public typealias DeliveryHandler = @Sendable (Result<RecordMetadata, any Error>) -> Void
+
+    public nonisolated let configuration: ProducerConfiguration
+    let client: KafkaClient
+    let logger: Logger
+    private let ownsClient: Bool
+
+    /// A class so appending a record mutates in place instead of copying the batch's arrays.
+    private final class OpenBatch {
+        let id: Int
+        var builder: RecordBatchBuilder
+        var deliveries: [DeliveryHandler] = []
+        var timestamps: [Int64] = []
+        let created: ContinuousClock.Instant
+
+        init(id: Int, builder: RecordBatchBuilder, created: ContinuousClock.Instant) {
+            self.id = id
+            self.builder = builder
+            self.created = created
+        }
+    }
+
+    private struct PendingBatch {
+        var topicPartition: TopicPartition
+        var builder: RecordBatchBuilder
+        var deliveries: [DeliveryHandler]
+        var timestamps: [Int64]
+        var deadline: ContinuousClock.Instant
+        var bytes: Int
+    }
+
+    private var openBatches: [TopicPartition: OpenBatch] = [:]
+    private var pending: [Int: PendingBatch] = [:]
+    /// Kept for every partition ever written, even when empty: the queue holds the partition's
+    /// next sequence number, which must survive quiet periods.
+    private var queues: [TopicPartition: PartitionSendQueue] = [:]
+    private var nextBatchId = 0
+    private var partitionCounts: [String: Int32] = [:]
+    private var stickyPartitions: [String: Int32] = [:]
+    private var roundRobin: [String: Int32] = [:]
+    private var leaders: [TopicPartition: Int32] = [:]
+    private var connections: [Int32: KafkaConnection] = [:]
+    private var connecting: Set<Int32> = []
+    private var metadataRefreshing = false
+    private var retryAfter: [TopicPartition: ContinuousClock.Instant] = [:]
+    private var wakeTimer: Task<Void, Never>?
+    private var wakeAt: ContinuousClock.Instant?
+    private var lingerTimer: Task<Void, Never>?
+    private var bufferedBytes = 0
+    private var spaceWaiters: [CheckedContinuation<Void, Never>] = []
+    private var drainWaiters: [CheckedContinuation<Void, Never>] = []
+    private var isClosed = false
+
+    /// The identity idempotence and transactions stamp on batches.
+    private(set) var producerId: Int64 = -1
+    private(set) var producerEpoch: Int16 = -1
+    /// Set when the broker lost our sequence state or a batch failed for good: sending stops,
+    /// in-flight batches drain, then InitProducerId bumps the epoch and sequences restart.
+    private var epochBumpNeeded = false
+    private var epochBumping = false
+
+    var transaction = TransactionStateMachine()
+    private var addingPartitions = false
+
+    private let recordsSent = Counter(label: "once_client_producer_records_sent_total")
+    private let batchesSent = Counter(label: "once_client_producer_batches_sent_total")
+    private let retries = Counter(label: "once_client_producer_retries_total")
+    private let failures = Counter(label: "once_client_producer_record_errors_total")
+    private let epochBumps = Counter(label: "once_client_producer_epoch_bumps_total")
+
+    private init(configuration: ProducerConfiguration, client: KafkaClient, ownsClient: Bool, logger: Logger) {
+        self.configuration = configuration
+        self.client = client
+        self.ownsClient = ownsClient
+        self.logger = logger
+    }
+
+    /// Connects to the cluster and, for an idempotent or transactional producer, obtains a
+    /// producer id. A transactional producer thereby fences older producers with its id.
+    public static func connect(
+        configuration: ProducerConfiguration, logger: Logger = Logger(label: "once.producer")
+    ) async throws -> KafkaProducer {
+        precondition(
+            !configuration.isIdempotent || configuration.acks == .all, "idempotence and transactions need acks=all")
+        precondition((1...5).contains(configuration.maxInFlightPerPartition) || !configuration.isIdempotent,
+            "idempotence allows 1 to 5 batches in flight per partition")
+        let client = try await KafkaClient.connect(
+            bootstrapServers: configuration.bootstrapServers, configuration: configuration.client)
+        let producer = KafkaProducer(configuration: configuration, client: client, ownsClient: true, logger: logger)
+        do {
+            try await producer.initialize()
+        } catch {
+            await client.close()
+            throw error
+        }
+        return producer
+    }
+
+    private func initialize() async throws {
+        if configuration.transactionalId != nil {
+            try await initTransactions()
+        } else if configuration.enableIdempotence {
+            try await initProducerId(bump: false)
+        }
+    }
+
+    // MARK: Sending
+
+    /// Sends one record and waits until the broker has it.
+    @discardableResult
+    public func send(_ message: ProducerMessage) async throws -> RecordMetadata {
+        let promise = MultiThreadedEventLoopGroup.singleton.any().makePromise(of: RecordMetadata.self)
+        try await enqueue(message) { promise.completeWith($0) }
+        return try await promise.futureResult.get()
+    }
+
+    /// Buffers one record and returns; `onDelivery` runs once the broker acknowledged it or it
+    /// failed for good. Throws at once for a topic that does not exist, a closed producer, or a
+    /// transactional producer outside a transaction.
+    public func enqueue(_ message: ProducerMessage, onDelivery: @escaping DeliveryHandler) async throws {
+        try await enqueueOne(message, onDelivery: onDelivery)
+    }
+
+    /// Buffers several records with one call into the producer, which saves the per-call hop
+    /// when a caller has records at hand (librdkafka's produce_batch); `onDelivery` receives
+    /// each record's index in `messages`. Records keep their order.
+    public func enqueue(
+        contentsOf messages: [ProducerMessage],
+        onDelivery: @escaping @Sendable (Int, Result<RecordMetadata, any Error>) -> Void
+    ) async throws {
+        for (index, message) in messages.enumerated() {
+            try await enqueueOne(message) { onDelivery(index, $0) }
+        }
+    }
+
+    private func enqueueOne(_ message: ProducerMessage, onDelivery: @escaping DeliveryHandler) async throws {
+        guard !isClosed else { throw KafkaClientError(.unsupportedFeature, "the producer is closed") }
+        let partition = try await choosePartition(message)
+        let tp = TopicPartition(message.topic, partition)
+        let size = RecordBatchBuilder.estimatedSize(key: message.key, value: message.value, headers: message.headers)
+        while bufferedBytes > 0, bufferedBytes + size > configuration.bufferMemory {
+            await withCheckedContinuation { spaceWaiters.append($0) }
+        }
+        guard !isClosed else { throw KafkaClientError(.unsupportedFeature, "the producer is closed") }
+        if configuration.transactionalId != nil {
+            if try transaction.recordAppended(to: tp) { addPendingPartitions() }
+        }
+        let timestamp = message.timestamp ?? Self.nowMillis()
+        if let batch = openBatches[tp], batch.builder.sizeInBytes + size > configuration.batchSize {
+            closeBatch(tp)
+        }
+        let batch: OpenBatch
+        if let open = openBatches[tp] {
+            batch = open
+        } else {
+            nextBatchId += 1
+            batch = OpenBatch(
+                id: nextBatchId, builder: RecordBatchBuilder(capacity: min(configuration.batchSize, 64 * 1024)),
+                created: .now)
+            openBatches[tp] = batch
+            scheduleLinger()
+        }
+        batch.builder.append(key: message.key, value: message.value, headers: message.headers, timestamp: timestamp)
+        batch.deliveries.append(onDelivery)
+        batch.timestamps.append(timestamp)
+        bufferedBytes += size
+        if batch.builder.sizeInBytes >= configuration.batchSize {
+            closeBatch(tp)
+            pump()
+        }
+    }
+
+    /// Sends everything buffered now, ignoring linger, and waits until each record is
+    /// acknowledged or has failed.
+    public func flush() async {
+        for tp in Array(openBatches.keys) { closeBatch(tp) }
+        pump()
+        while !isDrained {
+            await withCheckedContinuation { drainWaiters.append($0) }
+        }
+    }
+
+    /// Flushes, then closes the connections. Records enqueued afterwards fail.
+    public func close() async {
+        guard !isClosed else { return }
+        await flush()
+        isClosed = true
+        lingerTimer?.cancel()
+        wakeTimer?.cancel()
+        for waiter in spaceWaiters { waiter.resume() }
+        spaceWaiters = []
+        if ownsClient { await client.close() }
+    }
+
+    /// The partitions of `topic`, from the cluster's metadata (cached).
+    public func partitionCount(_ topic: String) async throws -> Int32 {
+        if let count = partitionCounts[topic] { return count }
+        let metadata = try await client.metadata(topics: [topic], allowAutoTopicCreation: true)
+        apply(metadata)
+        guard let topicMetadata = metadata.topic(topic) else {
+            throw KafkaError(.unknownTopicOrPartition, message: "topic '\(topic)'")
+        }
+        if let error = topicMetadata.error { throw error }
+        guard let count = partitionCounts[topic] else {
+            throw KafkaError(.unknownTopicOrPartition, message: "topic '\(topic)' has no partitions")
+        }
+        return count
+    }
+
+    private var isDrained: Bool { openBatches.isEmpty && pending.isEmpty }
+
+    private func choosePartition(_ message: ProducerMessage) async throws -> Int32 {
+        let count: Int32
+        if let cached = partitionCounts[message.topic] {
+            count = cached
+        } else {
+            count = try await partitionCount(message.topic)
+        }
+        if let partition = message.partition {
+            guard partition >= 0, partition < count else {
+                throw KafkaError(.unknownTopicOrPartition, message: "\(message.topic) has no partition \(partition)")
+            }
+            return partition
+        }
+        if let key = message.key {
+            return Partitioner.partition(forKey: key, partitionCount: count)
+        }
+        switch configuration.partitioner {
+        case .murmur2Sticky:
+            if let sticky = stickyPartitions[message.topic], sticky < count { return sticky }
+            let chosen = Int32.random(in: 0..<count)
+            stickyPartitions[message.topic] = chosen
+            return chosen
+        case .murmur2RoundRobin:
+            let next = ((roundRobin[message.topic] ?? -1) + 1) % count
+            roundRobin[message.topic] = next
+            return next
+        }
+    }
+
+    private func closeBatch(_ tp: TopicPartition) {
+        guard let batch = openBatches.removeValue(forKey: tp) else { return }
+        pending[batch.id] = PendingBatch(
+            topicPartition: tp, builder: batch.builder, deliveries: batch.deliveries, timestamps: batch.timestamps,
+            deadline: batch.created + configuration.deliveryTimeout, bytes: batch.builder.sizeInBytes)
+        queues[tp, default: PartitionSendQueue()].enqueue(id: batch.id, recordCount: batch.builder.recordCount)
+        // KIP-480: an unkeyed stream moves to another partition once its batch is complete.
+        if stickyPartitions[tp.topic] == tp.partition, let count = partitionCounts[tp.topic], count > 1 {
+            var next = Int32.random(in: 0..<(count - 1))
+            if next >= tp.partition { next += 1 }
+            stickyPartitions[tp.topic] = next
+        }
+    }
+
+    private func scheduleLinger() {
+        guard lingerTimer == nil else { return }
+        let oldest = openBatches.values.map(\.created).min() ?? .now
+        let due = oldest + configuration.linger
+        lingerTimer = Task { [weak self] in
+            try? await Task.sleep(until: due, clock: .continuous)
+            await self?.lingerExpired()
+        }
+    }
+
+    private func lingerExpired() {
+        lingerTimer = nil
+        let now = ContinuousClock.now
+        for (tp, batch) in openBatches where batch.created + configuration.linger <= now {
+            closeBatch(tp)
+        }
+        if !openBatches.isEmpty { scheduleLinger() }
+        pump()
+    }
+
+    // MARK: The send loop
+
+    /// Sends every batch that may go now. Called after anything that could unblock a batch:
+    /// a closed batch, an answer, a connection, metadata, a backoff running out.
+    func pump() {
+        guard !isClosed || !pending.isEmpty else { return }
+        if configuration.isIdempotent, producerId < 0 || epochBumping { return }
+        if epochBumpNeeded {
+            if queues.values.allSatisfy({ $0.inFlight.isEmpty }) { startEpochBump() }
+            return
+        }
+        let now = ContinuousClock.now
+        let maxInFlight = configuration.isIdempotent ? configuration.maxInFlightPerPartition : max(1, configuration.maxInFlightPerPartition)
+        var progressed = true
+        var nextWake: ContinuousClock.Instant?
+        var missingLeaders = false
+        expireQueued(now: now)
+        while progressed {
+            progressed = false
+            var round: [Int32: [(TopicPartition, PartitionSendQueue.Entry)]] = [:]
+            for (tp, queue) in queues where queue.canSend(maxInFlight: maxInFlight) {
+                if configuration.transactionalId != nil, !transaction.isAdded(tp) { continue }
+                if let after = retryAfter[tp] {
+                    if after > now {
+                        nextWake = min(nextWake ?? after, after)
+                        continue
+                    }
+                    retryAfter[tp] = nil
+                }
+                guard let leader = leaders[tp], leader >= 0 else {
+                    missingLeaders = true
+                    continue
+                }
+                guard connections[leader]?.isActive == true else {
+                    connect(leader)
+                    continue
+                }
+                guard let entry = queues[tp]!.takeNext(maxInFlight: maxInFlight) else { continue }
+                round[leader, default: []].append((tp, entry))
+                progressed = true
+            }
+            for (leader, batches) in round {
+                send(batches, to: leader)
+            }
+        }
+        if missingLeaders { refreshMetadata() }
+        if let nextWake { scheduleWake(at: nextWake) }
+    }
+
+    private func send(_ batches: [(TopicPartition, PartitionSendQueue.Entry)], to leader: Int32) {
+        let connection = connections[leader]!
+        var request = ProduceRequest()
+        request.transactionalId = configuration.transactionalId
+        request.acks = configuration.acks.rawValue
+        request.timeoutMs = configuration.requestTimeout.milliseconds
+        var byTopic: [String: [ProduceRequest.PartitionProduceData]] = [:]
+        var sent: [(TopicPartition, PartitionSendQueue.Entry)] = []
+        for (tp, entry) in batches {
+            let batch = pending[entry.id]!
+            let stamp = configuration.isIdempotent
+                ? RecordBatchBuilder.ProducerStamp(
+                    producerId: producerId, producerEpoch: producerEpoch, baseSequence: entry.baseSequence!,
+                    isTransactional: configuration.transactionalId != nil)
+                : .none
+            do {
+                var data = ProduceRequest.PartitionProduceData()
+                data.index = tp.partition
+                data.records = try batch.builder.build(stamp: stamp, compression: configuration.compression)
+                byTopic[tp.topic, default: []].append(data)
+                sent.append((tp, entry))
+                if entry.attempts > 1 { retries.increment() }
+            } catch {
+                queues[tp]!.failedPermanently(id: entry.id)
+                finish(entry.id, with: .failure(error))
+            }
+        }
+        guard !sent.isEmpty else { return }
+        request.topicData = byTopic.map { topic, partitions in
+            var data = ProduceRequest.TopicProduceData()
+            data.name = topic
+            data.partitionData = partitions
+            return data
+        }
+        batchesSent.increment(by: sent.count)
+        if configuration.acks == .none {
+            Task { [weak self] in
+                let result: Result<ProduceResponse?, any Error>
+                do {
+                    try await connection.sendWithoutResponse(request)
+                    result = .success(nil)
+                } catch {
+                    result = .failure(error)
+                }
+                await self?.handle(result, for: sent, leader: leader)
+            }
+            return
+        }
+        do {
+            let response = try connection.start(request, brokerWait: configuration.requestTimeout)
+            Task { [weak self] in
+                let result: Result<ProduceResponse?, any Error>
+                do {
+                    result = .success(try await response.get())
+                } catch {
+                    result = .failure(error)
+                }
+                await self?.handle(result, for: sent, leader: leader)
+            }
+        } catch {
+            Task { [weak self] in await self?.handle(.failure(error), for: sent, leader: leader) }
+        }
+    }
+
+    private func handle(
+        _ result: Result<ProduceResponse?, any Error>, for batches: [(TopicPartition, PartitionSendQueue.Entry)],
+        leader: Int32
+    ) {
+        switch result {
+        case .failure(let error):
+            if let connection = connections[leader], !connection.isActive { connections[leader] = nil }
+            logger.debug("produce to broker \(leader) failed, will retry", metadata: ["error": "\(error)"])
+            for (tp, entry) in batches {
+                retry(tp, entry, reason: error)
+            }
+            refreshMetadata()
+        case .success(nil):
+            for (tp, entry) in batches {
+                queues[tp]!.acknowledged(id: entry.id)
+                complete(entry.id, baseOffset: -1, logAppendTime: -1)
+            }
+        case .success(let response?):
+            var answered: [TopicPartition: ProduceResponse.PartitionProduceResponse] = [:]
+            for topic in response.responses {
+                for partition in topic.partitionResponses {
+                    answered[TopicPartition(topic.name, partition.index)] = partition
+                }
+            }
+            for (tp, entry) in batches {
+                guard let answer = answered[tp] else {
+                    retry(tp, entry, reason: KafkaClientError(.unexpectedResponse, "Produce response does not mention \(tp)"))
+                    continue
+                }
+                handle(answer, tp: tp, entry: entry)
+            }
+        }
+        pump()
+        signalIfDrained()
+    }
+
+    private func handle(_ answer: ProduceResponse.PartitionProduceResponse, tp: TopicPartition, entry: PartitionSendQueue.Entry) {
+        guard let error = KafkaError(errorCode: answer.errorCode, message: answer.errorMessage),
+            error.code != .duplicateSequenceNumber
+        else {
+            queues[tp]!.acknowledged(id: entry.id)
+            complete(entry.id, baseOffset: answer.baseOffset, logAppendTime: answer.logAppendTimeMs)
+            return
+        }
+        let transactional = configuration.transactionalId != nil
+        switch error.code {
+        case .outOfOrderSequenceNumber, .unknownProducerId:
+            // Out of order behind an earlier failure is expected and resolves by resending in
+            // order; out of order at the head, or an unknown producer, means the broker lost
+            // our state (KIP-360): bump the epoch and renumber.
+            let unexplained = error.code == .unknownProducerId || queues[tp]!.isOldestUnacknowledged(entry.id)
+            if unexplained, transactional {
+                fail(tp, entry, error)
+            } else {
+                if unexplained {
+                    logger.warning("\(tp): \(error); bumping the producer epoch", metadata: ["baseSequence": "\(entry.baseSequence ?? -1)", "attempt": "\(entry.attempts)"])
+                    epochBumpNeeded = true
+                }
+                retry(tp, entry, reason: error, backoff: !unexplained)
+            }
+        case .invalidProducerEpoch, .producerFenced:
+            if transactional {
+                fail(tp, entry, error)
+            } else {
+                epochBumpNeeded = true
+                retry(tp, entry, reason: error, backoff: false)
+            }
+        default:
+            if error.isRetriable || [19, 20].contains(error.code.rawValue) {
+                if [.notLeaderOrFollower, .leaderNotAvailable, .unknownTopicOrPartition].contains(error.code) {
+                    leaders[tp] = nil
+                }
+                retry(tp, entry, reason: error)
+            } else {
+                fail(tp, entry, error)
+            }
+        }
+    }
+
+    private func retry(_ tp: TopicPartition, _ entry: PartitionSendQueue.Entry, reason: any Error, backoff: Bool = true) {
+        if let batch = pending[entry.id], ContinuousClock.now >= batch.deadline {
+            fail(tp, entry, KafkaClientError(.requestTimedOut, "\(tp): delivery timed out after retries; last error: \(reason)"))
+            return
+        }
+        queues[tp]!.failedRetriably(id: entry.id)
+        if backoff { retryAfter[tp] = .now + configuration.retryBackoff }
+    }
+
+    /// The batch will not be stored. Its sequence numbers leave a gap the broker would reject,
+    /// so an idempotent producer renumbers (epoch bump); a transaction must abort.
+    private func fail(_ tp: TopicPartition, _ entry: PartitionSendQueue.Entry, _ error: any Error) {
+        queues[tp]!.failedPermanently(id: entry.id)
+        logger.error("\(tp): batch failed", metadata: ["error": "\(error)"])
+        if configuration.transactionalId != nil {
+            transaction.produceFailed(error)
+        } else if configuration.isIdempotent, !queues[tp]!.isEmpty {
+            epochBumpNeeded = true
+        }
+        finish(entry.id, with: .failure(error))
+    }
+
+    private func complete(_ id: Int, baseOffset: Int64, logAppendTime: Int64) {
+        guard let batch = pending.removeValue(forKey: id) else { return }
+        release(batch.bytes)
+        recordsSent.increment(by: batch.deliveries.count)
+        for (i, deliver) in batch.deliveries.enumerated() {
+            let offset = baseOffset < 0 ? -1 : baseOffset + Int64(i)
+            deliver(.success(RecordMetadata(
+                topicPartition: batch.topicPartition, offset: offset,
+                timestamp: logAppendTime >= 0 ? logAppendTime : batch.timestamps[i])))
+        }
+    }
+
+    private func finish(_ id: Int, with result: Result<Never, any Error>) {
+        guard let batch = pending.removeValue(forKey: id), case .failure(let error) = result else { return }
+        release(batch.bytes)
+        failures.increment(by: batch.deliveries.count)
+        for deliver in batch.deliveries { deliver(.failure(error)) }
+    }
+
+    /// Fails queued batches whose delivery timeout passed before they could even be sent (no
+    /// leader, no connection).
+    private func expireQueued(now: ContinuousClock.Instant) {
+        for (tp, queue) in queues {
+            for entry in queue.queued where entry.attempts == 0 {
+                guard let batch = pending[entry.id], batch.deadline <= now else { continue }
+                queues[tp]!.failedPermanently(id: entry.id)
+                finish(entry.id, with: .failure(KafkaClientError(.requestTimedOut, "\(tp): delivery timed out")))
+            }
+        }
+    }
+
+    private func release(_ bytes: Int) {
+        bufferedBytes -= bytes
+        if bufferedBytes < configuration.bufferMemory, !spaceWaiters.isEmpty {
+            let waiters = spaceWaiters
+            spaceWaiters = []
+            for waiter in waiters { waiter.resume() }
+        }
+    }
+
+    private func signalIfDrained() {
+        guard isDrained, !drainWaiters.isEmpty else { return }
+        let waiters = drainWaiters
+        drainWaiters = []
+        for waiter in waiters { waiter.resume() }
+    }
+
+    private func scheduleWake(at instant: ContinuousClock.Instant) {
+        if let wakeAt, wakeAt <= instant, wakeTimer != nil { return }
+        wakeTimer?.cancel()
+        wakeAt = instant
+        wakeTimer = Task { [weak self] in
+            try? await Task.sleep(until: instant, clock: .continuous)
+            guard !Task.isCancelled else { return }
+            await self?.woke()
+        }
+    }
+
+    private func woke() {
+        wakeTimer = nil
+        wakeAt = nil
+        pump()
+        signalIfDrained()
+    }
+
+    // MARK: Metadata and connections
+
+    private func apply(_ metadata: ClusterMetadata) {
+        for topic in metadata.topics where topic.error == nil && !topic.partitions.isEmpty {
+            partitionCounts[topic.name] = Int32(topic.partitions.count)
+            for partition in topic.partitions {
+                leaders[TopicPartition(topic.name, partition.partition)] = partition.leader
+            }
+        }
+    }
+
+    private func refreshMetadata() {
+        guard !metadataRefreshing else { return }
+        metadataRefreshing = true
+        let topics = Array(Set(queues.keys.map(\.topic)).union(partitionCounts.keys))
+        let backoff = configuration.retryBackoff
+        Task { [weak self, client] in
+            do {
+                let metadata = try await client.metadata(topics: topics, allowAutoTopicCreation: true)
+                await self?.metadataArrived(metadata)
+            } catch {
+                try? await Task.sleep(for: backoff)
+                await self?.metadataArrived(nil)
+            }
+        }
+    }
+
+    private func metadataArrived(_ metadata: ClusterMetadata?) {
+        metadataRefreshing = false
+        if let metadata { apply(metadata) }
+        pump()
+        signalIfDrained()
+    }
+
+    private func connect(_ leader: Int32) {
+        guard !connecting.contains(leader) else { return }
+        connecting.insert(leader)
+        let backoff = configuration.retryBackoff
+        Task { [weak self, client] in
+            do {
+                let connection = try await client.connection(toNode: leader)
+                await self?.connected(leader, connection)
+            } catch {
+                try? await Task.sleep(for: backoff)
+                await self?.connected(leader, nil)
+            }
+        }
+    }
+
+    private func connected(_ leader: Int32, _ connection: KafkaConnection?) {
+        connecting.remove(leader)
+        if let connection { connections[leader] = connection } else { refreshMetadata() }
+        pump()
+        signalIfDrained()
+    }
+
+    // MARK: Producer id
+
+    private func startEpochBump() {
+        guard !epochBumping else { return }
+        epochBumping = true
+        epochBumps.increment()
+        Task { [weak self] in
+            guard let self else { return }
+            do {
+                try await self.initProducerId(bump: true)
+                await self.epochBumped()
+            } catch {
+                try? await Task.sleep(for: self.configuration.retryBackoff)
+                await self.epochBumpFailed(error)
+            }
+        }
+    }
+
+    private func epochBumped() {
+        epochBumping = false
+        epochBumpNeeded = false
+        for tp in queues.keys { queues[tp]!.resetSequences() }
+        pump()
+        signalIfDrained()
+    }
+
+    private func epochBumpFailed(_ error: any Error) {
+        logger.warning("epoch bump failed, retrying", metadata: ["error": "\(error)"])
+        epochBumping = false
+        pump()
+    }
+
+    /// InitProducerId for an idempotent producer without a transactional id. With `bump` and a
+    /// broker that speaks v3+, the current id and epoch are sent so the broker bumps the epoch
+    /// (KIP-360); older brokers hand out a new id.
+    func initProducerId(bump: Bool) async throws {
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                let connection = try await client.liveBootstrap()
+                let version = try connection.version(for: InitProducerIdRequest.self)
+                var request = InitProducerIdRequest()
+                request.transactionalId = nil
+                request.transactionTimeoutMs = Int32.max
+                if bump, version >= 3 {
+                    request.producerId = producerId
+                    request.producerEpoch = producerEpoch
+                }
+                let response = try await connection.send(request, version: version)
+                if let error = KafkaError(errorCode: response.errorCode) {
+                    if error.code == .invalidProducerEpoch || error.code == .producerFenced {
+                        // The broker no longer knows this id at all; start afresh.
+                        producerId = -1
+                        producerEpoch = -1
+                    }
+                    throw error
+                }
+                producerId = response.producerId
+                producerEpoch = response.producerEpoch
+                logger.debug("producer id \(producerId) epoch \(producerEpoch)")
+                pump()
+                return
+            } catch let error as KafkaError where error.isRetriable || error.code == .invalidProducerEpoch {
+                if attempt >= 20 { throw error }
+                try await Task.sleep(for: configuration.retryBackoff)
+            }
+        }
+    }
+
+    static func nowMillis() -> Int64 {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
+    }
+
+    // MARK: Transaction support for the Transactions/ extension
+
+    func setProducerIdentity(id: Int64, epoch: Int16) {
+        producerId = id
+        producerEpoch = epoch
+        for tp in queues.keys where queues[tp]!.inFlight.isEmpty { queues[tp]!.resetSequences() }
+        pump()
+    }
+
+    func forgetProducerIdentity() {
+        producerId = -1
+        producerEpoch = -1
+    }
+
+    /// Drops batches not yet sent (an abort), failing their records with `error`, and waits for
+    /// the ones in flight.
+    func discardUnsent(_ error: any Error) async {
+        for tp in Array(openBatches.keys) { closeBatch(tp) }
+        for (tp, queue) in queues {
+            for entry in queue.queued {
+                queues[tp]!.failedPermanently(id: entry.id)
+                finish(entry.id, with: .failure(error))
+            }
+        }
+        signalIfDrained()
+        while !isDrained {
+            await withCheckedContinuation { drainWaiters.append($0) }
+        }
+    }
+
+    /// Runs AddPartitionsToTxn for partitions written in this transaction and not yet added.
+    func addPendingPartitions() {
+        guard !addingPartitions, !transaction.pendingPartitions.isEmpty else { return }
+        addingPartitions = true
+        let partitions = transaction.pendingPartitions
+        Task { [weak self] in
+            guard let self else { return }
+            let error = await self.sendAddPartitions(partitions)
+            await self.partitionsAdded(partitions, error: error)
+        }
+    }
+
+    private func partitionsAdded(_ partitions: Set<TopicPartition>, error: KafkaError?) async {
+        addingPartitions = false
+        switch transaction.partitionsAdded(partitions, error: error) {
+        case .success:
+            break
+        case .retry:
+            try? await Task.sleep(for: configuration.retryBackoff)
+        case .failed(let failure):
+            for tp in partitions {
+                for entry in queues[tp]?.queued ?? [] {
+                    queues[tp]!.failedPermanently(id: entry.id)
+                    finish(entry.id, with: .failure(failure))
+                }
+            }
+        }
+        addPendingPartitions()
+        pump()
+        signalIfDrained()
+    }
+}

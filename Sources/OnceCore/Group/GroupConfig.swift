@@ -1,0 +1,18 @@
+/// Coordinator-wide settings that shape every group's behaviour; names follow Kafka's broker configs.
+public struct GroupConfig: Sendable, Hashable {
+    /// Smallest session timeout a member may ask for (`group.min.session.timeout.ms`). Default: 6 s.
+    public var minSessionTimeoutMs: Int32 = 6_000
+    /// Largest session timeout a member may ask for (`group.max.session.timeout.ms`). Default: 30 min.
+    public var maxSessionTimeoutMs: Int32 = 1_800_000
+    /// How long the first rebalance of an empty group waits for more members, so consumers started
+    /// together land in one generation instead of rebalancing once per arrival
+    /// (`group.initial.rebalance.delay.ms`). Default: 3 s.
+    public var initialRebalanceDelayMs: Int32 = 3_000
+    /// How long committed offsets of an empty group are kept (`offsets.retention.minutes`).
+    /// Default: 7 days.
+    public var offsetsRetentionMs: Int64 = 7 * 24 * 3_600_000
+    /// Largest metadata string a commit may carry (`offset.metadata.max.bytes`). Default: 4096.
+    public var maxOffsetMetadataBytes: Int = 4096
+
+    public init() {}
+}

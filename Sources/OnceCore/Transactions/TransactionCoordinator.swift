@@ -1,0 +1,278 @@
+/// The transaction coordinator for every transactional id: a pure state machine. Each event
+/// returns the error to answer (if any) and the actions the driver must perform in order: make a
+/// metadata change durable, write COMMIT/ABORT markers (then report `markersWritten`). Time and
+/// producer ids come in as values; there is no I/O here.
+///
+/// The prepare state is made durable before any marker is written, so after a crash the restarted
+/// coordinator finishes the markers (`recover`); the complete state is recorded after them.
+public struct TransactionCoordinator: Sendable {
+    public struct Config: Sendable, Equatable {
+        /// `transaction.max.timeout.ms`. Default: 15 minutes.
+        public var maxTimeoutMs: Int32 = 900_000
+        /// `transactional.id.expiration.ms`: an id idle this long with no open transaction is
+        /// forgotten. Default: 7 days.
+        public var idExpirationMs: Int64 = 604_800_000
+        public init() {}
+    }
+
+    public let config: Config
+    public private(set) var transactions: [String: TransactionMetadata] = [:]
+    /// The transactional id behind each current producer id (for produce-time verification).
+    private var idsByProducer: [Int64: String] = [:]
+
+    public init(config: Config = Config()) {
+        self.config = config
+    }
+
+    public enum Failure: Error, Sendable, Equatable {
+        case invalidTransactionTimeout
+        /// The previous transaction is still finishing; retry.
+        case concurrentTransactions
+        /// An older epoch: a newer producer with this transactional id exists.
+        case producerFenced
+        /// The producer id does not belong to this transactional id.
+        case invalidProducerIdMapping
+        /// The request does not fit the transaction's state (e.g. commit after abort).
+        case invalidTxnState
+    }
+
+    public enum Action: Sendable, Equatable {
+        /// Make this metadata durable in the transaction log before performing later actions.
+        case persist(TransactionMetadata)
+        /// Durably forget the id.
+        case remove(transactionalId: String)
+        /// Write a COMMIT or ABORT marker for the producer to each partition, then call
+        /// `markersWritten(transactionalId:now:)`.
+        case writeMarkers(transactionalId: String, producerId: Int64, producerEpoch: Int16, commit: Bool, partitions: [TopicPartitionKey])
+    }
+
+    public struct Outcome: Sendable, Equatable {
+        public var failure: Failure?
+        public var actions: [Action] = []
+        public var producerId: Int64 = -1
+        public var producerEpoch: Int16 = -1
+
+        static func fail(_ failure: Failure) -> Outcome { Outcome(failure: failure) }
+    }
+
+    // MARK: Events
+
+    /// InitProducerId with a transactional id: registers the id or bumps its epoch, fencing every
+    /// earlier producer. A transaction the previous producer left open is aborted first; the client
+    /// is told CONCURRENT_TRANSACTIONS and retries once the markers are written.
+    public mutating func initProducerIdReceived(
+        transactionalId: String, timeoutMs: Int32, expectedProducerId: Int64 = -1, expectedProducerEpoch: Int16 = -1,
+        now: Int64, newProducerId: () throws -> Int64
+    ) rethrows -> Outcome {
+        guard timeoutMs > 0, timeoutMs <= config.maxTimeoutMs else { return .fail(.invalidTransactionTimeout) }
+        guard var txn = transactions[transactionalId] else {
+            let created = TransactionMetadata(
+                transactionalId: transactionalId, producerId: try newProducerId(), producerEpoch: 0, timeoutMs: timeoutMs,
+                state: .empty, lastUpdateTimestamp: now)
+            return commit(created, response: true)
+        }
+        if expectedProducerId >= 0 {
+            let current = expectedProducerId == txn.producerId && expectedProducerEpoch == txn.producerEpoch
+            let previous = expectedProducerId == txn.lastProducerId && expectedProducerEpoch == txn.lastProducerEpoch
+            if previous && txn.state.isComplete {
+                // A retry whose first answer was lost: answer it again.
+                var outcome = Outcome()
+                outcome.producerId = txn.producerId
+                outcome.producerEpoch = txn.producerEpoch
+                return outcome
+            }
+            guard current else { return .fail(.producerFenced) }
+        }
+        switch txn.state {
+        case .prepareCommit, .prepareAbort:
+            return .fail(.concurrentTransactions)
+        case .ongoing:
+            var outcome = beginAbort(&txn, bumpEpoch: true, now: now)
+            outcome.failure = .concurrentTransactions
+            return outcome
+        case .empty, .completeCommit, .completeAbort, .dead:
+            try bumpEpoch(&txn, newProducerId: newProducerId)
+            txn.timeoutMs = timeoutMs
+            txn.state = .empty
+            txn.partitions = []
+            txn.startTimestamp = -1
+            txn.lastUpdateTimestamp = now
+            return commit(txn, response: true)
+        }
+    }
+
+    /// AddPartitionsToTxn / AddOffsetsToTxn: the transaction will write these partitions.
+    public mutating func addPartitionsReceived(
+        transactionalId: String, producerId: Int64, producerEpoch: Int16, partitions: [TopicPartitionKey], now: Int64
+    ) -> Outcome {
+        guard var txn = transactions[transactionalId] else { return .fail(.invalidProducerIdMapping) }
+        if let failure = Self.checkProducer(txn, producerId, producerEpoch) { return .fail(failure) }
+        switch txn.state {
+        case .prepareCommit, .prepareAbort: return .fail(.concurrentTransactions)
+        case .dead: return .fail(.invalidProducerIdMapping)
+        case .ongoing where txn.partitions.isSuperset(of: partitions):
+            return Outcome()  // nothing new to record
+        case .empty, .completeCommit, .completeAbort, .ongoing:
+            if txn.state != .ongoing {
+                txn.state = .ongoing
+                txn.partitions = []
+                txn.startTimestamp = now
+            }
+            txn.partitions.formUnion(partitions)
+            txn.lastUpdateTimestamp = now
+            return commit(txn, response: false)
+        }
+    }
+
+    /// KIP-890 verification of a transactional Produce: the producer must be the current one and the
+    /// partition part of its ongoing transaction, or a zombie or a stray write could slip in.
+    public func verify(producerId: Int64, producerEpoch: Int16, partition: TopicPartitionKey) -> Failure? {
+        guard let id = idsByProducer[producerId], let txn = transactions[id] else { return .invalidProducerIdMapping }
+        if producerEpoch < txn.producerEpoch { return .producerFenced }
+        guard producerEpoch == txn.producerEpoch, txn.state == .ongoing, txn.partitions.contains(partition) else {
+            return .invalidTxnState
+        }
+        return nil
+    }
+
+    /// EndTxn. A retry of a finished EndTxn gets the same answer; one for the other outcome, or
+    /// for a transaction still finishing, gets INVALID_TXN_STATE or CONCURRENT_TRANSACTIONS as Kafka answers.
+    public mutating func endTransactionReceived(
+        transactionalId: String, producerId: Int64, producerEpoch: Int16, commit: Bool, now: Int64
+    ) -> Outcome {
+        guard var txn = transactions[transactionalId] else { return .fail(.invalidProducerIdMapping) }
+        // A producer whose transaction timed out finds its epoch bumped: it is fenced, as in Kafka.
+        if let failure = Self.checkProducer(txn, producerId, producerEpoch) { return .fail(failure) }
+        switch txn.state {
+        case .ongoing:
+            return commit ? beginCommit(&txn, now: now) : beginAbort(&txn, bumpEpoch: false, now: now)
+        case .prepareCommit:
+            return .fail(commit ? .concurrentTransactions : .invalidTxnState)
+        case .prepareAbort:
+            return .fail(commit ? .invalidTxnState : .concurrentTransactions)
+        case .completeCommit:
+            return commit ? Outcome() : .fail(.invalidTxnState)
+        case .completeAbort:
+            return commit ? .fail(.invalidTxnState) : Outcome()
+        case .empty, .dead:
+            return .fail(.invalidTxnState)
+        }
+    }
+
+    /// The driver wrote every marker of the prepared transaction: record the outcome.
+    public mutating func markersWritten(transactionalId: String, now: Int64) -> Outcome {
+        guard var txn = transactions[transactionalId] else { return Outcome() }
+        switch txn.state {
+        case .prepareCommit: txn.state = .completeCommit
+        case .prepareAbort: txn.state = .completeAbort
+        default: return Outcome()
+        }
+        txn.partitions = []
+        txn.startTimestamp = -1
+        txn.lastUpdateTimestamp = now
+        return commit(txn, response: false)
+    }
+
+    /// Periodic check: aborts transactions open longer than their timeout (bumping the epoch, so
+    /// the abandoned producer is fenced) and forgets ids idle past `idExpirationMs`.
+    public mutating func timeoutsChecked(now: Int64) -> Outcome {
+        var outcome = Outcome()
+        for id in transactions.keys.sorted() {
+            guard var txn = transactions[id] else { continue }
+            if txn.state == .ongoing && txn.startTimestamp + Int64(txn.timeoutMs) <= now {
+                outcome.actions += beginAbort(&txn, bumpEpoch: true, now: now).actions
+            } else if txn.state.isComplete && txn.lastUpdateTimestamp + config.idExpirationMs <= now {
+                transactions[id] = nil
+                if idsByProducer[txn.producerId] == id { idsByProducer[txn.producerId] = nil }
+                outcome.actions.append(.remove(transactionalId: id))
+            }
+        }
+        return outcome
+    }
+
+    /// An operator ends a hung transaction (`once txn abort`): abort with an epoch bump.
+    public mutating func abortRequested(transactionalId: String, now: Int64) -> Outcome {
+        guard var txn = transactions[transactionalId] else { return .fail(.invalidProducerIdMapping) }
+        switch txn.state {
+        case .ongoing: return beginAbort(&txn, bumpEpoch: true, now: now)
+        case .prepareAbort, .prepareCommit: return .fail(.concurrentTransactions)
+        default: return .fail(.invalidTxnState)
+        }
+    }
+
+    /// Rebuilds the coordinator from the transaction log's latest records. Prepared transactions
+    /// resume: their markers are written again (a marker for a finished partition is harmless).
+    public mutating func recover(_ records: [TransactionMetadata]) -> Outcome {
+        var outcome = Outcome()
+        for txn in records {
+            transactions[txn.transactionalId] = txn
+            idsByProducer[txn.producerId] = txn.transactionalId
+        }
+        for id in transactions.keys.sorted() {
+            guard let txn = transactions[id], txn.state == .prepareCommit || txn.state == .prepareAbort else { continue }
+            outcome.actions.append(.writeMarkers(
+                transactionalId: id, producerId: txn.producerId, producerEpoch: txn.producerEpoch,
+                commit: txn.state == .prepareCommit, partitions: txn.partitions.sorted()))
+        }
+        return outcome
+    }
+
+    // MARK: Transitions
+
+    private mutating func beginCommit(_ txn: inout TransactionMetadata, now: Int64) -> Outcome {
+        txn.state = .prepareCommit
+        txn.lastUpdateTimestamp = now
+        var outcome = commit(txn, response: false)
+        outcome.actions.append(.writeMarkers(
+            transactionalId: txn.transactionalId, producerId: txn.producerId, producerEpoch: txn.producerEpoch,
+            commit: true, partitions: txn.partitions.sorted()))
+        return outcome
+    }
+
+    private mutating func beginAbort(_ txn: inout TransactionMetadata, bumpEpoch bump: Bool, now: Int64) -> Outcome {
+        if bump && txn.producerEpoch < Int16.max - 1 {
+            txn.lastProducerId = txn.producerId
+            txn.lastProducerEpoch = txn.producerEpoch
+            txn.producerEpoch += 1
+        }
+        txn.state = .prepareAbort
+        txn.lastUpdateTimestamp = now
+        var outcome = commit(txn, response: false)
+        outcome.actions.append(.writeMarkers(
+            transactionalId: txn.transactionalId, producerId: txn.producerId, producerEpoch: txn.producerEpoch,
+            commit: false, partitions: txn.partitions.sorted()))
+        return outcome
+    }
+
+    /// A new epoch for the id; when epochs run out, a new producer id at epoch 0.
+    private func bumpEpoch(_ txn: inout TransactionMetadata, newProducerId: () throws -> Int64) rethrows {
+        txn.lastProducerId = txn.producerId
+        txn.lastProducerEpoch = txn.producerEpoch
+        if txn.producerEpoch >= Int16.max - 1 {
+            txn.producerId = try newProducerId()
+            txn.producerEpoch = 0
+        } else {
+            txn.producerEpoch += 1
+        }
+    }
+
+    private mutating func commit(_ txn: TransactionMetadata, response: Bool) -> Outcome {
+        if let old = transactions[txn.transactionalId], old.producerId != txn.producerId {
+            idsByProducer[old.producerId] = nil
+        }
+        transactions[txn.transactionalId] = txn
+        idsByProducer[txn.producerId] = txn.transactionalId
+        var outcome = Outcome(actions: [.persist(txn)])
+        if response {
+            outcome.producerId = txn.producerId
+            outcome.producerEpoch = txn.producerEpoch
+        }
+        return outcome
+    }
+
+    private static func checkProducer(_ txn: TransactionMetadata, _ producerId: Int64, _ producerEpoch: Int16) -> Failure? {
+        guard producerId == txn.producerId else { return .invalidProducerIdMapping }
+        guard producerEpoch == txn.producerEpoch else { return .producerFenced }
+        return nil
+    }
+}

@@ -1,0 +1,89 @@
+import KafkaProtocol
+import NIOCore
+import Testing
+
+@testable import OnceClient
+
+@Suite struct RecordBatchBuilderTests {
+    private func builder(_ values: [(key: String?, value: String, timestamp: Int64)]) -> RecordBatchBuilder {
+        var builder = RecordBatchBuilder()
+        for v in values {
+            builder.append(key: v.key.map { Array($0.utf8) }, value: Array(v.value.utf8), timestamp: v.timestamp)
+        }
+        return builder
+    }
+
+    @Test func aBuiltBatchDecodesWithItsRecordsInOrder() throws {
+        let built = try builder([("k1", "a", 1000), (nil, "b", 1005), ("k3", "c", 999)]).build()
+        var buffer = built
+        let batch = try RecordBatch.decode(from: &buffer)
+        #expect(buffer.readableBytes == 0)
+        #expect(batch.records.map { $0.value.map { String(decoding: $0, as: UTF8.self) } } == ["a", "b", "c"])
+        #expect(batch.records.map { batch.offset(of: $0) } == [0, 1, 2])
+        #expect(batch.records.map { batch.timestamp(of: $0) } == [1000, 1005, 999])
+        #expect(batch.header.baseTimestamp == 1000)
+        #expect(batch.header.maxTimestamp == 1005)
+        #expect(batch.header.producerId == -1)
+        #expect(batch.header.baseSequence == -1)
+        #expect(batch.records[1].key == nil)
+    }
+
+    @Test func theStampIsWrittenAndTheCRCStillHolds() throws {
+        let b = builder([("k", "v", 1), ("k", "w", 2)])
+        let stamp = RecordBatchBuilder.ProducerStamp(producerId: 42, producerEpoch: 3, baseSequence: 17, isTransactional: true)
+        var buffer = try b.build(stamp: stamp)
+        let batch = try RecordBatch.decode(from: &buffer)  // checks the CRC
+        #expect(batch.header.producerId == 42)
+        #expect(batch.header.producerEpoch == 3)
+        #expect(batch.header.baseSequence == 17)
+        #expect(batch.header.lastSequence == 18)
+        #expect(batch.header.isTransactional)
+        #expect(!batch.header.isControl)
+    }
+
+    @Test func restampingForARetryChangesOnlyTheIdentity() throws {
+        let b = builder([(nil, "x", 5)])
+        let first = try b.build(stamp: .init(producerId: 1, producerEpoch: 0, baseSequence: 0, isTransactional: false))
+        let second = try b.build(stamp: .init(producerId: 1, producerEpoch: 1, baseSequence: 0, isTransactional: false))
+        #expect(first.readableBytes == second.readableBytes)
+        #expect(first.getSlice(at: 61, length: first.readableBytes - 61) == second.getSlice(at: 61, length: second.readableBytes - 61))
+        #expect(first != second)
+    }
+
+    @Test func sizeTracksTheEncodedBytes() throws {
+        let b = builder([("key", String(repeating: "v", count: 100), 7), (nil, "", 7)])
+        #expect(try b.build().readableBytes == b.sizeInBytes)
+        #expect(b.recordCount == 2)
+        #expect(RecordBatchBuilder.estimatedSize(key: nil, value: Array(repeating: 0, count: 100), headers: []) > 100)
+    }
+
+    @Test func unsupportedCompressionIsRefused() {
+        #expect(throws: KafkaClientError.self) { try builder([(nil, "x", 1)]).build(compression: .snappy) }
+    }
+}
+
+@Suite struct RecordCompressionTests {
+    @Test func aGzipBatchReadsBackThroughTheRecordSetReader() throws {
+        var builder = RecordBatchBuilder()
+        for i in 0..<200 {
+            builder.append(key: nil, value: Array("value-\(i)-".utf8) + Array(repeating: 0x61, count: 50), timestamp: 10)
+        }
+        let plain = try builder.build()
+        let gzipped = try builder.build(compression: .gzip)
+        #expect(gzipped.readableBytes < plain.readableBytes / 4, "repetitive values compress")
+        let header = try RecordBatchHeader(reading: gzipped, at: gzipped.readerIndex)
+        #expect(header.compression == .gzip)
+        let fetched = FetchedPartition(
+            topicPartition: TopicPartition("t", 0), highWatermark: 200, lastStableOffset: 200, logStartOffset: 0,
+            records: gzipped)
+        let read = try RecordSetReader(isolation: .readUncommitted).read(fetched, from: 0)
+        #expect(read.records.count == 200)
+        #expect(read.records[199].value.map { String(decoding: $0.prefix(10), as: UTF8.self) } == "value-199-")
+        #expect(read.nextOffset == 200)
+    }
+
+    @Test func corruptGzipDataIsAnError() {
+        let garbage = ByteBuffer(bytes: [0x1f, 0x8b, 0x08, 0x00, 0xde, 0xad, 0xbe, 0xef])
+        #expect(throws: KafkaClientError.self) { try RecordCompression.gunzip(garbage) }
+    }
+}

@@ -1,0 +1,102 @@
+"""One consumer-group member, run as its own process by test_groups.py so a test can SIGKILL it.
+
+    python3 group_member.py confluent|kafka-python BOOTSTRAP TOPIC GROUP
+
+Prints one JSON object per line on stdout: {"assigned": [partitions]} after every rebalance, and
+{"p": partition, "o": offset, "v": value} for each record, printed only after its offset was
+committed synchronously, so every printed record is both processed and committed.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+
+SESSION_TIMEOUT_MS = 6000
+HEARTBEAT_INTERVAL_MS = 500
+
+
+def emit(obj) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def run_confluent(bootstrap: str, topic: str, group: str) -> None:
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "session.timeout.ms": SESSION_TIMEOUT_MS,
+            "heartbeat.interval.ms": HEARTBEAT_INTERVAL_MS,
+            "topic.metadata.refresh.interval.ms": 2000,
+        }
+    )
+
+    def on_assign(c, partitions):
+        emit({"assigned": sorted(tp.partition for tp in partitions)})
+
+    consumer.subscribe([topic], on_assign=on_assign)
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+    while not stop:
+        msg = consumer.poll(0.2)
+        if msg is None:
+            continue
+        if msg.error():
+            emit({"error": str(msg.error())})
+            continue
+        consumer.commit(message=msg, asynchronous=False)
+        emit({"p": msg.partition(), "o": msg.offset(), "v": msg.value().decode()})
+    consumer.close()
+
+
+def run_kafka_python(bootstrap: str, topic: str, group: str) -> None:
+    from kafka import ConsumerRebalanceListener, KafkaConsumer
+    from kafka.structs import OffsetAndMetadata
+
+    class Listener(ConsumerRebalanceListener):
+        def on_partitions_revoked(self, revoked):
+            pass
+
+        def on_partitions_assigned(self, assigned):
+            emit({"assigned": sorted(tp.partition for tp in assigned)})
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        session_timeout_ms=SESSION_TIMEOUT_MS,
+        heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
+        metadata_max_age_ms=2000,
+    )
+    consumer.subscribe([topic], listener=Listener())
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+    while not stop:
+        batches = consumer.poll(timeout_ms=200)
+        for tp, records in batches.items():
+            for record in records:
+                # Only this record's successor: commit() alone would cover the whole polled batch.
+                consumer.commit({tp: OffsetAndMetadata(record.offset + 1, "", -1)})
+                emit({"p": tp.partition, "o": record.offset, "v": record.value.decode()})
+    consumer.close()
+
+
+def main() -> None:
+    client, bootstrap, topic, group = sys.argv[1:5]
+    if client == "confluent":
+        run_confluent(bootstrap, topic, group)
+    elif client == "kafka-python":
+        run_kafka_python(bootstrap, topic, group)
+    else:
+        raise SystemExit(f"unknown client {client}")
+
+
+if __name__ == "__main__":
+    main()
