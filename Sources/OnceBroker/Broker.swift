@@ -31,9 +31,14 @@ public final class Broker: Sendable {
         self.transactions = try TransactionService(
             storage: storage, producers: producers, waiters: waiters, config: transactionConfig,
             flushAlways: config.flushPolicy == .always, logger: logger)
-        try transactions.recover(now: Clock.nowMilliseconds())
-        self.groups = try GroupCoordinator(
+        let groups = try GroupCoordinator(
             storage: storage, config: config.groupConfig, logger: logger, clock: { Clock.nowMilliseconds() })
+        self.groups = groups
+        // Markers in __consumer_offsets decide transactional offset commits; recovery may write some.
+        transactions.setOffsetsMarkerListener { producerId, commit in
+            groups.transactionMarkerWritten(producerId: producerId, commit: commit)
+        }
+        try transactions.recover(now: Clock.nowMilliseconds())
     }
 
     /// Why a connection is closed instead of answered: Kafka closes the connection on a request it
@@ -101,6 +106,8 @@ public final class Broker: Sendable {
                 .map { self.encode($0, for: request) }
         case .endTxn:
             return endTxn(try EndTxnRequest(from: &frame, version: version), request).map { self.encode($0, for: request) }
+        case .txnOffsetCommit:
+            return respond(request, txnOffsetCommit(try TxnOffsetCommitRequest(from: &frame, version: version), request))
         case .describeTransactions:
             return respond(request, describeTransactions(try DescribeTransactionsRequest(from: &frame, version: version), request))
         case .listTransactions:

@@ -17,6 +17,9 @@ final class GroupCoordinator: Sendable {
         var nextToken: RequestToken = 0
         var joins: [RequestToken: EventLoopPromise<JoinGroupResult>] = [:]
         var syncs: [RequestToken: EventLoopPromise<SyncGroupResult>] = [:]
+        /// Offsets committed inside transactions (TxnOffsetCommit), by producer id, until the
+        /// transaction's marker applies or drops them.
+        var pendingTransactional: [Int64: [OffsetsRecord]] = [:]
     }
 
     /// Promises to complete once the lock is released.
@@ -46,7 +49,10 @@ final class GroupCoordinator: Sendable {
         if let log = storage.partition(topic: Self.topicName, partition: 0) {
             let replay = try OffsetsLogReplay.replay(log)
             let groups = replay.groups(config: config, now: clock())
-            state.withLockedValue { $0.groups = groups }
+            state.withLockedValue {
+                $0.groups = groups
+                $0.pendingTransactional = replay.pending
+            }
             logger.info(
                 "loaded consumer groups",
                 metadata: ["groups": "\(groups.count)", "records": "\(replay.recordsRead)"])
@@ -186,6 +192,84 @@ final class GroupCoordinator: Sendable {
             }
             s.groups[groupId] = group
             return .success(outcome)
+        }
+    }
+
+    /// TxnOffsetCommit (KIP-447): checked like a commit (generation and member, when the producer
+    /// sends them), written as a transactional batch under the producer's id and epoch, and held
+    /// pending: OffsetFetch sees the offsets only once the transaction's COMMIT marker is written.
+    func transactionalCommit(
+        groupId: String, producerId: Int64, producerEpoch: Int16, memberId: String, groupInstanceId: String?,
+        generationId: Int32, offsets: [GroupPartition: CommittedOffset]
+    ) -> Result<[GroupPartition: GroupError?], GroupError> {
+        let now = clock()
+        return state.withLockedValue { s in
+            if var group = s.groups[groupId] {
+                // Producers without group metadata (generation -1, no member) commit unchecked, as
+                // before KIP-447.
+                if generationId >= 0 || !memberId.isEmpty,
+                    let error = group.offsetCommitReceived(
+                        memberId: memberId, groupInstanceId: groupInstanceId, generationId: generationId, now: now)
+                {
+                    s.groups[groupId] = group
+                    return .failure(error)
+                }
+                s.groups[groupId] = group
+            }
+            var outcome: [GroupPartition: GroupError?] = [:]
+            var records: [OffsetsRecord] = []
+            for (partition, committed) in offsets.sorted(by: { $0.key < $1.key }) {
+                if (committed.metadata?.utf8.count ?? 0) > config.maxOffsetMetadataBytes {
+                    outcome[partition] = .offsetMetadataTooLarge
+                } else if let topic = storage.topic(named: partition.topic), topic.partitionCount > partition.partition,
+                    partition.partition >= 0
+                {
+                    records.append(.offset(group: groupId, partition: partition, committed))
+                    outcome[partition] = .some(nil)
+                } else {
+                    outcome[partition] = .unknownTopicOrPartition
+                }
+            }
+            guard !records.isEmpty else { return .success(outcome) }
+            do {
+                _ = try offsetsLog().append(RecordBatch.encode(
+                    records: records.map { $0.record() }, baseTimestamp: now, producerId: producerId,
+                    producerEpoch: producerEpoch, isTransactional: true))
+            } catch {
+                logger.error("writing __consumer_offsets failed", metadata: ["error": "\(error)"])
+                return .failure(.coordinatorNotAvailable)
+            }
+            s.pendingTransactional[producerId, default: []] += records
+            return .success(outcome)
+        }
+    }
+
+    /// A transaction's marker reached `__consumer_offsets`: its offsets take effect on COMMIT and
+    /// are dropped on ABORT, exactly as replaying the log would decide.
+    func transactionMarkerWritten(producerId: Int64, commit: Bool) {
+        state.withLockedValue { s in
+            guard let records = s.pendingTransactional.removeValue(forKey: producerId), commit else { return }
+            var byGroup: [String: [GroupPartition: CommittedOffset]] = [:]
+            for case .offset(let group, let partition, let committed?) in records {
+                byGroup[group, default: [:]][partition] = committed
+            }
+            for (groupId, committed) in byGroup {
+                var group = s.groups[groupId] ?? ConsumerGroup(groupId: groupId, config: config, now: clock())
+                group.offsetsCommitted(committed)
+                s.groups[groupId] = group
+            }
+        }
+    }
+
+    /// Partitions of a group with transactional offsets not yet decided (OffsetFetch with
+    /// requireStable answers UNSTABLE_OFFSET_COMMIT for them).
+    func unstablePartitions(groupId: String) -> Set<GroupPartition> {
+        state.withLockedValue { s in
+            var unstable = Set<GroupPartition>()
+            for records in s.pendingTransactional.values {
+                for case .offset(let group, let partition, _) in records where group == groupId { unstable.insert(partition) }
+            }
+            return unstable
         }
     }
 

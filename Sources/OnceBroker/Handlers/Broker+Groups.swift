@@ -170,12 +170,16 @@ extension Broker {
                 var group = OffsetFetchResponse.OffsetFetchResponseGroup()
                 group.groupId = g.groupId
                 let asked = g.topics.map { $0.map { ($0.name, $0.partitionIndexes) } }
+                let unstable = req.requireStable ? groups.unstablePartitions(groupId: g.groupId) : []
                 group.topics = committedOffsets(g.groupId, asked).map { name, partitions in
                     var topic = OffsetFetchResponse.OffsetFetchResponseTopics()
                     topic.name = name
                     topic.partitions = partitions.map { index, committed in
                         var p = OffsetFetchResponse.OffsetFetchResponsePartitions()
                         p.partitionIndex = index
+                        if unstable.contains(GroupPartition(name, index)) {
+                            p.errorCode = ErrorCode.unstableOffsetCommit.rawValue
+                        }
                         p.committedOffset = committed?.offset ?? -1
                         p.committedLeaderEpoch = committed?.leaderEpoch ?? -1
                         p.metadata = committed?.metadata ?? ""
@@ -189,12 +193,17 @@ extension Broker {
         }
         // v1 names its topics; from v2 null topics means every committed offset of the group.
         let asked = req.topics.map { $0.map { ($0.name, $0.partitionIndexes) } }
+        // v7+: a read_committed consumer asks for stable offsets; undecided transactional ones make it retry.
+        let unstable = request.version >= 7 && req.requireStable ? groups.unstablePartitions(groupId: req.groupId) : []
         r.topics = committedOffsets(req.groupId, asked).map { name, partitions in
             var topic = OffsetFetchResponse.OffsetFetchResponseTopic()
             topic.name = name
             topic.partitions = partitions.map { index, committed in
                 var p = OffsetFetchResponse.OffsetFetchResponsePartition()
                 p.partitionIndex = index
+                if unstable.contains(GroupPartition(name, index)) {
+                    p.errorCode = ErrorCode.unstableOffsetCommit.rawValue
+                }
                 p.committedOffset = committed?.offset ?? -1
                 p.committedLeaderEpoch = committed?.leaderEpoch ?? -1
                 p.metadata = committed?.metadata ?? ""

@@ -137,6 +137,52 @@ extension Broker {
         return promise.futureResult
     }
 
+    /// TxnOffsetCommit: the consumer offsets of a read-process-write transaction. Refused unless the
+    /// producer is current and the group's offsets partition joined its transaction (AddOffsetsToTxn).
+    func txnOffsetCommit(_ req: TxnOffsetCommitRequest, _ request: Request) -> TxnOffsetCommitResponse {
+        let now = Clock.nowMilliseconds()
+        var offsets: [GroupPartition: CommittedOffset] = [:]
+        for t in req.topics {
+            for p in t.partitions {
+                offsets[GroupPartition(t.name, p.partitionIndex)] = CommittedOffset(
+                    offset: p.committedOffset, leaderEpoch: request.version >= 2 ? p.committedLeaderEpoch : -1,
+                    metadata: p.committedMetadata, commitTimestampMs: now)
+            }
+        }
+        let outcome: Result<[GroupPartition: GroupError?], ErrorCode>
+        if req.groupId.isEmpty {
+            outcome = .failure(.invalidGroupId)
+        } else if let failure = (try? consumerOffsetsPartition(forGroup: req.groupId)).flatMap({
+            transactions.verify(producerId: req.producerId, producerEpoch: req.producerEpoch, partition: $0)
+        }) {
+            outcome = .failure(failure.errorCode)
+        } else {
+            // v3+ (KIP-447) carries the consumer's group metadata, checked like a plain commit.
+            outcome = groups.transactionalCommit(
+                groupId: req.groupId, producerId: req.producerId, producerEpoch: req.producerEpoch,
+                memberId: request.version >= 3 ? req.memberId : "",
+                groupInstanceId: request.version >= 3 ? req.groupInstanceId : nil,
+                generationId: request.version >= 3 ? req.generationId : -1, offsets: offsets
+            ).mapError(\.errorCode)
+        }
+        var response = TxnOffsetCommitResponse()
+        response.topics = req.topics.map { t in
+            var topic = TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic()
+            topic.name = t.name
+            topic.partitions = t.partitions.map { p in
+                var partition = TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition()
+                partition.partitionIndex = p.partitionIndex
+                switch outcome {
+                case .failure(let code): partition.errorCode = code.rawValue
+                case .success(let results): partition.errorCode = results[GroupPartition(t.name, p.partitionIndex)]??.rawValue ?? 0
+                }
+                return partition
+            }
+            return topic
+        }
+        return response
+    }
+
     func describeTransactions(_ req: DescribeTransactionsRequest, _ request: Request) -> DescribeTransactionsResponse {
         let known = Dictionary(uniqueKeysWithValues: transactions.transactions.map { ($0.transactionalId, $0) })
         var response = DescribeTransactionsResponse()

@@ -29,6 +29,7 @@ enum SupportedApis {
         .addPartitionsToTxn: 0...4,
         .addOffsetsToTxn: 0...3,
         .endTxn: 0...3,
+        .txnOffsetCommit: 0...3,
         .describeTransactions: 0...0,
         .listTransactions: 0...1,
     ]
