@@ -50,6 +50,15 @@ struct BrokerCommand: AsyncParsableCommand {
     @Option(help: "Log level: trace|debug|info|notice|warning|error|critical [env: ONCE_LOG_LEVEL] (default: info)")
     var logLevel: String?
 
+    @Option(help: "Largest transaction timeout a producer may ask for, ms [env: ONCE_TRANSACTION_MAX_TIMEOUT_MS] (default: 900000)")
+    var transactionMaxTimeoutMs: Int32?
+
+    @Option(help: "How often open transactions are checked against their timeouts, ms [env: ONCE_TRANSACTION_TIMEOUT_CHECK_INTERVAL_MS] (default: 1000)")
+    var transactionTimeoutCheckIntervalMs: Int64?
+
+    @Option(help: "How long an idle producer id's state is kept, ms [env: ONCE_PRODUCER_ID_EXPIRATION_MS] (default: 86400000)")
+    var producerIdExpirationMs: Int64?
+
     func run() async throws {
         let config = try makeConfig()
         let level = try setting(logLevel, "ONCE_LOG_LEVEL").map { value -> Logger.Level in
@@ -112,6 +121,18 @@ struct BrokerCommand: AsyncParsableCommand {
         if let v = try setting(offsetsRetentionMinutes, "ONCE_OFFSETS_RETENTION_MINUTES") {
             guard v > 0 else { throw ValidationError("--offsets-retention-minutes must be positive") }
             config.offsetsRetentionMinutes = v
+        }
+        if let v = try setting(transactionMaxTimeoutMs, "ONCE_TRANSACTION_MAX_TIMEOUT_MS") {
+            guard v > 0 else { throw ValidationError("--transaction-max-timeout-ms must be positive") }
+            config.transactionMaxTimeoutMs = v
+        }
+        if let v = try setting(transactionTimeoutCheckIntervalMs, "ONCE_TRANSACTION_TIMEOUT_CHECK_INTERVAL_MS") {
+            guard v > 0 else { throw ValidationError("--transaction-timeout-check-interval-ms must be positive") }
+            config.transactionTimeoutCheckIntervalMs = v
+        }
+        if let v = try setting(producerIdExpirationMs, "ONCE_PRODUCER_ID_EXPIRATION_MS") {
+            guard v > 0 else { throw ValidationError("--producer-id-expiration-ms must be positive") }
+            config.producerIdExpirationMs = v
         }
         return config
     }

@@ -171,20 +171,7 @@ final class GroupCoordinator: Sendable {
                 if s.groups[groupId] != nil { s.groups[groupId] = group }
                 return .failure(error)
             }
-            var outcome: [GroupPartition: GroupError?] = [:]
-            var accepted: [GroupPartition: CommittedOffset] = [:]
-            for (partition, committed) in offsets {
-                if (committed.metadata?.utf8.count ?? 0) > config.maxOffsetMetadataBytes {
-                    outcome[partition] = .offsetMetadataTooLarge
-                } else if let topic = storage.topic(named: partition.topic), topic.partitionCount > partition.partition,
-                    partition.partition >= 0
-                {
-                    accepted[partition] = committed
-                    outcome[partition] = .some(nil)
-                } else {
-                    outcome[partition] = .unknownTopicOrPartition
-                }
-            }
+            let (outcome, accepted) = screen(offsets)
             if !accepted.isEmpty {
                 let records = accepted.keys.sorted().map { OffsetsRecord.offset(group: groupId, partition: $0, accepted[$0]) }
                 guard append(records, now: now) else { return .failure(.coordinatorNotAvailable) }
@@ -216,20 +203,8 @@ final class GroupCoordinator: Sendable {
                 }
                 s.groups[groupId] = group
             }
-            var outcome: [GroupPartition: GroupError?] = [:]
-            var records: [OffsetsRecord] = []
-            for (partition, committed) in offsets.sorted(by: { $0.key < $1.key }) {
-                if (committed.metadata?.utf8.count ?? 0) > config.maxOffsetMetadataBytes {
-                    outcome[partition] = .offsetMetadataTooLarge
-                } else if let topic = storage.topic(named: partition.topic), topic.partitionCount > partition.partition,
-                    partition.partition >= 0
-                {
-                    records.append(.offset(group: groupId, partition: partition, committed))
-                    outcome[partition] = .some(nil)
-                } else {
-                    outcome[partition] = .unknownTopicOrPartition
-                }
-            }
+            let (outcome, accepted) = screen(offsets)
+            let records = accepted.keys.sorted().map { OffsetsRecord.offset(group: groupId, partition: $0, accepted[$0]) }
             guard !records.isEmpty else { return .success(outcome) }
             do {
                 _ = try offsetsLog().append(RecordBatch.encode(
@@ -242,6 +217,28 @@ final class GroupCoordinator: Sendable {
             s.pendingTransactional[producerId, default: []] += records
             return .success(outcome)
         }
+    }
+
+    /// Splits a commit into the offsets that may be stored and per-partition errors for the rest
+    /// (metadata too large, a partition that does not exist). nil error = accepted.
+    private func screen(_ offsets: [GroupPartition: CommittedOffset])
+        -> (outcome: [GroupPartition: GroupError?], accepted: [GroupPartition: CommittedOffset])
+    {
+        var outcome: [GroupPartition: GroupError?] = [:]
+        var accepted: [GroupPartition: CommittedOffset] = [:]
+        for (partition, committed) in offsets {
+            if (committed.metadata?.utf8.count ?? 0) > config.maxOffsetMetadataBytes {
+                outcome[partition] = .offsetMetadataTooLarge
+            } else if let topic = storage.topic(named: partition.topic), topic.partitionCount > partition.partition,
+                partition.partition >= 0
+            {
+                accepted[partition] = committed
+                outcome[partition] = .some(nil)
+            } else {
+                outcome[partition] = .unknownTopicOrPartition
+            }
+        }
+        return (outcome, accepted)
     }
 
     /// A transaction's marker reached `__consumer_offsets`: its offsets take effect on COMMIT and

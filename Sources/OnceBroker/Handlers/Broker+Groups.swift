@@ -136,13 +136,14 @@ extension Broker {
                     metadata: p.committedMetadata, commitTimestampMs: now)
             }
         }
-        let outcome: Result<[GroupPartition: GroupError?], GroupError> =
+        let outcome: Result<[GroupPartition: GroupError?], ErrorCode> =
             req.groupId.isEmpty
             ? .failure(.invalidGroupId)
             : groups.commit(
                 groupId: req.groupId, memberId: req.memberId,
                 groupInstanceId: request.version >= 7 ? req.groupInstanceId : nil,
-                generationId: req.generationIdOrMemberEpoch, offsets: offsets)
+                generationId: req.generationIdOrMemberEpoch, offsets: offsets
+            ).mapError(\.errorCode)
         var r = OffsetCommitResponse()
         r.topics = req.topics.map { t in
             var topic = OffsetCommitResponse.OffsetCommitResponseTopic()
@@ -150,17 +151,21 @@ extension Broker {
             topic.partitions = t.partitions.map { p in
                 var partition = OffsetCommitResponse.OffsetCommitResponsePartition()
                 partition.partitionIndex = p.partitionIndex
-                switch outcome {
-                case .failure(let error):
-                    partition.errorCode = error.rawValue
-                case .success(let results):
-                    partition.errorCode = results[GroupPartition(t.name, p.partitionIndex)]??.rawValue ?? 0
-                }
+                partition.errorCode = Self.commitErrorCode(outcome, GroupPartition(t.name, p.partitionIndex))
                 return partition
             }
             return topic
         }
         return r
+    }
+
+    /// One partition's answer to a commit (OffsetCommit or TxnOffsetCommit): the request-level
+    /// failure if there is one, else the partition's own outcome.
+    static func commitErrorCode(_ outcome: Result<[GroupPartition: GroupError?], ErrorCode>, _ partition: GroupPartition) -> Int16 {
+        switch outcome {
+        case .failure(let code): code.rawValue
+        case .success(let results): results[partition]??.rawValue ?? 0
+        }
     }
 
     func offsetFetch(_ req: OffsetFetchRequest, _ request: Request) -> OffsetFetchResponse {

@@ -172,10 +172,7 @@ extension Broker {
             topic.partitions = t.partitions.map { p in
                 var partition = TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition()
                 partition.partitionIndex = p.partitionIndex
-                switch outcome {
-                case .failure(let code): partition.errorCode = code.rawValue
-                case .success(let results): partition.errorCode = results[GroupPartition(t.name, p.partitionIndex)]??.rawValue ?? 0
-                }
+                partition.errorCode = Self.commitErrorCode(outcome, GroupPartition(t.name, p.partitionIndex))
                 return partition
             }
             return topic
