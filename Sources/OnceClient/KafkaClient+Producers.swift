@@ -27,7 +27,7 @@ extension KafkaClient {
             for topic in response.topics {
                 for partition in topic.partitions {
                     if let error = KafkaError(errorCode: partition.errorCode, message: partition.errorMessage) {
-                        throw KafkaError(error.code, message: "\(topic.name)[\(partition.partitionIndex)]: \(error.message)")
+                        throw KafkaError(error.code, message: "\(topic.name)[\(partition.partitionIndex)]: \(error.message ?? error.name)")
                     }
                     result[TopicPartition(topic.name, partition.partitionIndex)] = partition.activeProducers.map {
                         ActiveProducer(

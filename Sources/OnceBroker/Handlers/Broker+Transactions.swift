@@ -76,14 +76,14 @@ extension Broker {
             for key in unknown { codes[key] = .unknownTopicOrPartition }
         } else if verifyOnly {
             for key in keys {
-                codes[key] = transactions.verify(producerId: producerId, producerEpoch: producerEpoch, partition: key)?.errorCode ?? .none
+                codes[key] = transactions.verify(producerId: producerId, producerEpoch: producerEpoch, partition: key)?.errorCode ?? ErrorCode.none
             }
         } else {
             let code: ErrorCode
             do {
                 code = try await transactions.addPartitions(
                     transactionalId: transactionalId, producerId: producerId, producerEpoch: producerEpoch, partitions: keys,
-                    now: Clock.nowMilliseconds())?.errorCode ?? .none
+                    now: Clock.nowMilliseconds())?.errorCode ?? ErrorCode.none
             } catch {
                 code = transactionStorageFailure(error)
             }
@@ -95,7 +95,7 @@ extension Broker {
             result.resultsByPartition = t.partitions.map { p in
                 var r = AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult()
                 r.partitionIndex = p
-                r.partitionErrorCode = (codes[TopicPartitionKey(t.name, p)] ?? .none).rawValue
+                r.partitionErrorCode = (codes[TopicPartitionKey(t.name, p)] ?? ErrorCode.none).rawValue
                 return r
             }
             return result
@@ -112,7 +112,7 @@ extension Broker {
                 let partition = try self.consumerOffsetsPartition(forGroup: req.groupId)
                 response.errorCode = (try await self.transactions.addPartitions(
                     transactionalId: req.transactionalId, producerId: req.producerId, producerEpoch: req.producerEpoch,
-                    partitions: [partition], now: Clock.nowMilliseconds())?.errorCode ?? .none).rawValue
+                    partitions: [partition], now: Clock.nowMilliseconds())?.errorCode ?? ErrorCode.none).rawValue
             } catch {
                 response.errorCode = self.transactionStorageFailure(error).rawValue
             }
@@ -128,7 +128,7 @@ extension Broker {
             do {
                 response.errorCode = (try await self.transactions.endTransaction(
                     transactionalId: req.transactionalId, producerId: req.producerId, producerEpoch: req.producerEpoch,
-                    commit: req.committed, now: Clock.nowMilliseconds())?.errorCode ?? .none).rawValue
+                    commit: req.committed, now: Clock.nowMilliseconds())?.errorCode ?? ErrorCode.none).rawValue
             } catch {
                 response.errorCode = self.transactionStorageFailure(error).rawValue
             }
