@@ -1,3 +1,4 @@
+import Foundation
 import OnceCore
 import Testing
 
@@ -8,10 +9,20 @@ import Testing
 /// grow, and a fenced producer never appends. A failure names its seed; the run replays exactly.
 @Suite("Transaction simulation")
 struct TransactionSimulationTests {
-    @Test("seeded runs keep every exactly-once invariant", arguments: 1...24)
+    /// CI runs 24 short seeds; `scripts/soak.sh` sets ONCE_SIM_SEEDS / ONCE_SIM_STEPS for long runs,
+    /// and ONCE_SIM_FIRST_SEED to replay a reported seed.
+    static let seeds: [UInt64] = {
+        let env = ProcessInfo.processInfo.environment
+        let first = env["ONCE_SIM_FIRST_SEED"].flatMap(UInt64.init) ?? 1
+        let count = env["ONCE_SIM_SEEDS"].flatMap(UInt64.init) ?? 24
+        return Array(first..<(first + count))
+    }()
+    static let steps = ProcessInfo.processInfo.environment["ONCE_SIM_STEPS"].flatMap(Int.init) ?? 1_500
+
+    @Test("seeded runs keep every exactly-once invariant", arguments: seeds)
     func simulate(seed: UInt64) throws {
         var world = World(seed: seed)
-        for _ in 0..<1_500 { try world.step() }
+        for _ in 0..<Self.steps { try world.step() }
         try world.finish()
     }
 

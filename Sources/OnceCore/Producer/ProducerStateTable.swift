@@ -14,12 +14,18 @@ public struct ProducerStateTable: Sendable, Equatable {
     /// Aborted transactions whose data may still be in the log, in the order their markers were
     /// written (so by `lastOffset`): read_committed consumers get the ones overlapping a fetch.
     public private(set) var abortedTransactions: [AbortedTransaction] = []
+    /// First offset of each producer's open transaction: derived from `producers`, kept apart so
+    /// the LSO on every fetch costs the open transactions, not every producer ever seen.
+    private var openTransactions: [Int64: Int64] = [:]
 
     public init() {}
 
     public init(producers: [Int64: ProducerEntry], abortedTransactions: [AbortedTransaction] = []) {
         self.producers = producers
         self.abortedTransactions = abortedTransactions
+        for (id, entry) in producers {
+            if let first = entry.currentTransactionFirstOffset { openTransactions[id] = first }
+        }
     }
 
     /// One aborted transaction on this partition: its data spans `firstOffset` up to the ABORT
@@ -163,6 +169,7 @@ public struct ProducerStateTable: Sendable, Equatable {
         entry.lastTimestamp = max(entry.lastTimestamp, batch.maxTimestamp)
         if batch.isTransactional && entry.currentTransactionFirstOffset == nil {
             entry.currentTransactionFirstOffset = firstOffset
+            openTransactions[batch.producerId] = firstOffset
         }
         producers[batch.producerId] = entry
     }
@@ -189,6 +196,7 @@ public struct ProducerStateTable: Sendable, Equatable {
             abortedTransactions.append(AbortedTransaction(producerId: producerId, firstOffset: first, lastOffset: offset))
         }
         entry.currentTransactionFirstOffset = nil
+        openTransactions[producerId] = nil
         entry.coordinatorEpoch = coordinatorEpoch
         entry.lastTimestamp = max(entry.lastTimestamp, timestamp)
         producers[producerId] = entry
@@ -196,7 +204,7 @@ public struct ProducerStateTable: Sendable, Equatable {
 
     /// The first offset of the oldest open transaction: the last stable offset when there is one.
     public var firstUnstableOffset: Int64? {
-        producers.values.compactMap(\.currentTransactionFirstOffset).min()
+        openTransactions.values.min()
     }
 
     /// Aborted transactions a read_committed fetch of `[from, upTo)` must name so the consumer drops
