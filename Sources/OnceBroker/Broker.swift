@@ -41,6 +41,16 @@ public final class Broker: Sendable {
         try transactions.recover(now: Clock.nowMilliseconds())
     }
 
+    /// Snapshots the transaction coordinator (and drops the log it replaces); failures are logged,
+    /// the log still holds everything.
+    func snapshotTransactions() {
+        do {
+            try transactions.snapshot()
+        } catch {
+            logger.warning("transaction coordinator snapshot failed", metadata: ["error": "\(error)"])
+        }
+    }
+
     /// Why a connection is closed instead of answered: Kafka closes the connection on a request it
     /// cannot parse or an API/version it does not serve (ApiVersions excepted).
     struct ConnectionError: Error, CustomStringConvertible {

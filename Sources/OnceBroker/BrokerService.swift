@@ -49,6 +49,7 @@ public struct BrokerService: Service {
             throw error
         }
         broker.producers.snapshotAll()
+        broker.snapshotTransactions()
         try storage.close()
         try await group.shutdownGracefully()
         logger.info("broker stopped")
@@ -96,6 +97,7 @@ public struct BrokerService: Service {
             delay: .milliseconds(config.producerSnapshotIntervalMs)
         ) { _ in
             broker.producers.snapshotAll()
+            broker.snapshotTransactions()
         }
         let expiration = config.producerIdExpirationMs
         let expiry = group.next().scheduleRepeatedTask(

@@ -289,6 +289,20 @@ final class FilePartitionLog: PartitionLog {
 
     // MARK: Retention
 
+    func deleteSegments(below offset: Int64) throws -> Int {
+        try state.withLock { s in
+            guard s.isOpen else { return 0 }
+            // Segment i is entirely below `offset` when the next one starts at or before it.
+            var count = 0
+            while count + 1 < s.segments.count && s.segments[count + 1].baseOffset <= offset { count += 1 }
+            guard count > 0 else { return 0 }
+            let removed = s.segments.prefix(count)
+            s.segments.removeFirst(count)
+            for segment in removed { try segment.removeFiles() }
+            return count
+        }
+    }
+
     func enforceRetention(nowMs: Int64) {
         do {
             try state.withLock { s in

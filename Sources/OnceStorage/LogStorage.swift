@@ -66,6 +66,12 @@ public protocol PartitionLog: AnyObject, Sendable {
 
     /// The largest timestamp stored and the offset of its batch (ListOffsets -3, max timestamp).
     func maxTimestamp() -> (offset: Int64, timestamp: Int64)?
+
+    /// Deletes the segments that lie entirely below `offset` (never the active one), advancing
+    /// `logStartOffset`. For internal logs whose older records a durable snapshot has replaced.
+    /// Returns the number of segments deleted.
+    @discardableResult
+    func deleteSegments(below offset: Int64) throws -> Int
 }
 
 public struct AppendResult: Sendable, Equatable {

@@ -141,6 +141,15 @@ final class MemoryPartitionLog: PartitionLog {
         }
     }
 
+    func deleteSegments(below offset: Int64) throws -> Int {
+        state.withLock { s in
+            var count = 0
+            while count + 1 < s.segments.count && s.segments[count + 1].baseOffset <= offset { count += 1 }
+            s.segments.removeFirst(count)
+            return count
+        }
+    }
+
     func enforceRetention(nowMs: Int64) {
         state.withLock { s in
             let last = s.segments.count - 1

@@ -232,6 +232,34 @@ struct TransactionRequestTests {
         #expect(try await Self.committedValues(restarted, "out").values == ["open"])
     }
 
+    @Test("a snapshot plus the log after it restores the coordinator; the snapshot replaces old segments")
+    func coordinatorSnapshot() async throws {
+        let storage = MemoryLogStorage()
+        let h = H(storage: storage)
+        try storage.createTopic(name: "out", partitions: 1, configs: [:])
+        var a = Txn(h: h, id: "a")
+        _ = try await a.initialize()
+        _ = try await a.addPartitions("out", [0])
+        _ = try await a.produce("out", ["a1"])
+        _ = try await a.end(commit: true)
+        h.broker.snapshotTransactions()
+        let snapshot = try TransactionLogSnapshot(
+            decoding: try #require(try storage.readState(named: TransactionService.snapshotName)))
+        #expect(snapshot.transactions.map(\.transactionalId) == ["a"])
+        // After the snapshot: a second id, and an open transaction.
+        var b = Txn(h: h, id: "b")
+        _ = try await b.initialize()
+        _ = try await b.addPartitions("out", [0])
+        _ = try await b.produce("out", ["b1"])
+
+        let restarted = H(storage: storage)
+        let states = Dictionary(uniqueKeysWithValues: restarted.broker.transactions.transactions.map { ($0.transactionalId, $0.state) })
+        #expect(states == ["a": .completeCommit, "b": .ongoing])
+        b = Txn(h: restarted, id: "b", producerId: b.producerId, epoch: b.epoch, sequence: b.sequence)
+        #expect(try await b.end(commit: true) == 0)
+        #expect(try await Self.committedValues(restarted, "out").values == ["a1", "b1"])
+    }
+
     @Test("DescribeTransactions and ListTransactions show the coordinator's state")
     func describeAndList() async throws {
         let h = H()

@@ -28,6 +28,7 @@ final class TransactionService: Sendable {
     private let crashBeforeMarkers = ProcessInfo.processInfo.environment["ONCE_FAULT_CRASH_BEFORE_MARKERS"] == "1"
     private let transactionLog: any PartitionLog
     private let coordinator: NIOLockedValueBox<TransactionCoordinator>
+    private let lastSnapshotOffset = NIOLockedValueBox<Int64>(-1)
     /// Told when a marker lands in a `__consumer_offsets` partition, so transactional offset
     /// commits take effect or are dropped.
     private let offsetsMarkerListener = NIOLockedValueBox<(@Sendable (_ producerId: Int64, _ commit: Bool) -> Void)?>(nil)
@@ -43,7 +44,14 @@ final class TransactionService: Sendable {
         self.flushAlways = flushAlways
         if storage.topic(named: Self.topicName) == nil {
             do {
-                try storage.createTopic(name: Self.topicName, partitions: 1, configs: [:])
+                // Time and size retention would delete live metadata; the coordinator itself drops
+                // segments a snapshot has replaced. Small segments let it do that often.
+                try storage.createTopic(
+                    name: Self.topicName, partitions: 1,
+                    configs: [
+                        "cleanup.policy": "compact", "retention.ms": "-1", "retention.bytes": "-1",
+                        "segment.bytes": "16777216",
+                    ])
             } catch StorageError.topicExists {}
         }
         guard let log = storage.partition(topic: Self.topicName, partition: 0) else {
@@ -59,11 +67,22 @@ final class TransactionService: Sendable {
 
     // MARK: Recovery
 
-    /// Replays the transaction log (last record per id wins) and finishes prepared transactions.
+    static let snapshotName = "transaction-coordinator"
+
+    /// Loads the latest snapshot, replays the transaction log after it (last record per id wins),
+    /// and finishes prepared transactions.
     func recover(now: Int64) throws {
         var latest: [String: TransactionMetadata] = [:]
         var offset = transactionLog.logStartOffset
         let end = transactionLog.logEndOffset
+        if let bytes = try storage.readState(named: Self.snapshotName) {
+            let snapshot = try TransactionLogSnapshot(decoding: bytes)
+            // A snapshot past the log's end belongs to a log that is gone; the log alone then decides.
+            if snapshot.offset <= end {
+                for txn in snapshot.transactions { latest[txn.transactionalId] = txn }
+                offset = max(offset, snapshot.offset)
+            }
+        }
         while offset < end {
             let chunk = try transactionLog.read(from: offset, maxBytes: 1 << 20, limitOffset: end)
             guard chunk.readableBytes > 0 else { break }
@@ -84,6 +103,22 @@ final class TransactionService: Sendable {
         logger.info("transaction log replayed", metadata: ["transactionalIds": "\(latest.count)", "prepared": "\(prepared)"])
         let outcome = coordinator.withLockedValue { $0.recover(Array(latest.values)) }
         try finish(outcome.actions, now: now)
+    }
+
+    /// Writes a snapshot of every transactional id if the log grew since the last one, then deletes
+    /// the log segments it replaced. Called periodically and at shutdown.
+    func snapshot() throws {
+        // Taken under the lock that orders appends, so the offset and the metadata agree.
+        let snapshot = coordinator.withLockedValue { c in
+            TransactionLogSnapshot(offset: transactionLog.logEndOffset, transactions: Array(c.transactions.values))
+        }
+        guard snapshot.offset > lastSnapshotOffset.withLockedValue({ $0 }) else { return }
+        try storage.writeState(named: Self.snapshotName, snapshot.encoded())
+        lastSnapshotOffset.withLockedValue { $0 = max($0, snapshot.offset) }
+        let deleted = try transactionLog.deleteSegments(below: snapshot.offset)
+        if deleted > 0 {
+            logger.debug("transaction log segments replaced by a snapshot", metadata: ["deleted": "\(deleted)"])
+        }
     }
 
     // MARK: Events

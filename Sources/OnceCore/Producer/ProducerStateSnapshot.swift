@@ -116,6 +116,14 @@ struct BinaryReader {
         return value
     }
 
+    mutating func bytes(_ count: Int) throws -> [UInt8] {
+        guard count >= 0, position + count <= bytes.count else {
+            throw ProducerStateSnapshot.DecodingError(reason: "truncated bytes at \(position)")
+        }
+        defer { position += count }
+        return Array(bytes[position..<(position + count)])
+    }
+
     mutating func get() throws -> String {
         let count = Int(try get(UInt32.self))
         guard position + count <= bytes.count else {
