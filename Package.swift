@@ -9,6 +9,9 @@ let package = Package(
         .library(name: "OnceBroker", targets: ["OnceBroker"]),
         .library(name: "OnceClient", targets: ["OnceClient"]),
         .library(name: "KafkaProtocol", targets: ["KafkaProtocol"]),
+        .library(name: "OnceStreams", targets: ["OnceStreams"]),
+        .library(name: "OnceStreamsPostgres", targets: ["OnceStreamsPostgres"]),
+        .executable(name: "once-postgres-dedup", targets: ["OnceStreamsPostgresDemo"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -18,10 +21,12 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         .target(name: "CCRC32C"),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .target(
             name: "KafkaProtocol",
             dependencies: ["CCRC32C", .product(name: "NIOCore", package: "swift-nio")]
@@ -59,10 +64,37 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        .target(
+            name: "OnceStreams",
+            dependencies: [
+                "OnceClient", "CSQLite",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // Apart from OnceStreams so that the `once` executable never compiles postgres-nio.
+        .target(
+            name: "OnceStreamsPostgres",
+            dependencies: [
+                "OnceStreams", "OnceClient",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "OnceStreamsPostgresDemo",
+            dependencies: [
+                "OnceStreams", "OnceStreamsPostgres", "OnceClient",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "once",
             dependencies: [
-                "OnceBroker", "OnceClient",
+                "OnceBroker", "OnceClient", "OnceStreams",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),
@@ -85,6 +117,21 @@ let package = Package(
             ]
         ),
         .testTarget(name: "OnceCoreTests", dependencies: ["OnceCore"]),
+        .testTarget(
+            name: "OnceStreamsTests",
+            dependencies: [
+                "OnceStreams", "OnceClient",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "OnceStreamsPostgresTests",
+            dependencies: [
+                "OnceStreamsPostgres", "OnceStreams", "OnceClient",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(
             name: "OnceClientTests",
             dependencies: [

@@ -11,7 +11,7 @@ as_root() {
 apt_missing=()
 command -v python3 >/dev/null 2>&1 || apt_missing+=(python3 python3-pip)
 command -v kcat >/dev/null 2>&1 || apt_missing+=(kcat)
-for package in librdkafka-dev zlib1g-dev; do
+for package in librdkafka-dev zlib1g-dev libsqlite3-dev; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || apt_missing+=("$package")
 done
 

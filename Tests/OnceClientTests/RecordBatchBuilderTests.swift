@@ -57,6 +57,20 @@ import Testing
         #expect(RecordBatchBuilder.estimatedSize(key: nil, value: Array(repeating: 0, count: 100), headers: []) > 100)
     }
 
+    @Test(arguments: [
+        (Int64(0), Int32(0), nil, [UInt8]?.none),
+        (Int64(-5), Int32(1), [UInt8](), [UInt8]()),
+        (Int64(1_000_000_000_000), Int32.max, [UInt8]("key".utf8), [UInt8](repeating: 7, count: 300)),
+        (Int64(63), Int32(64), nil, [UInt8](repeating: 1, count: 20_000)),
+    ])
+    func theFastEncodingMatchesRecordEncode(delta: Int64, offset: Int32, key: [UInt8]?, value: [UInt8]?) {
+        var fast = ByteBuffer()
+        RecordBatchBuilder.encodeWithoutHeaders(timestampDelta: delta, offsetDelta: offset, key: key, value: value, into: &fast)
+        var reference = ByteBuffer()
+        Record(timestampDelta: delta, offsetDelta: offset, key: key, value: value).encode(into: &reference)
+        #expect(fast == reference)
+    }
+
     @Test func unsupportedCompressionIsRefused() {
         #expect(throws: KafkaClientError.self) { try builder([(nil, "x", 1)]).build(compression: .snappy) }
     }

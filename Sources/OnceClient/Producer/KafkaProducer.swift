@@ -19,6 +19,7 @@ import Darwin
 /// in flight. Both wait when `bufferMemory` is full.
 public actor KafkaProducer {
     public typealias DeliveryHandler = @Sendable (Result<RecordMetadata, any Error>) -> Void
+    public typealias IndexedDeliveryHandler = @Sendable (Int, Result<RecordMetadata, any Error>) -> Void
 
     public nonisolated let configuration: ProducerConfiguration
     let client: KafkaClient
@@ -28,28 +29,43 @@ public actor KafkaProducer {
     /// A class so appending a record mutates in place instead of copying the batch's arrays.
     private final class OpenBatch {
         let id: Int
+        let topicPartition: TopicPartition
         var builder: RecordBatchBuilder
-        var deliveries: [DeliveryHandler] = []
+        var deliveries: [DeliveryRun] = []
         var timestamps: [Int64] = []
         let created: ContinuousClock.Instant
 
-        init(id: Int, builder: RecordBatchBuilder, created: ContinuousClock.Instant) {
+        init(id: Int, topicPartition: TopicPartition, builder: RecordBatchBuilder, created: ContinuousClock.Instant) {
             self.id = id
+            self.topicPartition = topicPartition
             self.builder = builder
             self.created = created
+        }
+
+        func append(_ delivery: Delivery) {
+            if deliveries.isEmpty || !deliveries[deliveries.count - 1].absorb(delivery) {
+                deliveries.append(DeliveryRun(first: delivery, count: 1))
+            }
         }
     }
 
     private struct PendingBatch {
         var topicPartition: TopicPartition
         var builder: RecordBatchBuilder
-        var deliveries: [DeliveryHandler]
+        var deliveries: [DeliveryRun]
         var timestamps: [Int64]
         var deadline: ContinuousClock.Instant
         var bytes: Int
     }
 
     private var openBatches: [TopicPartition: OpenBatch] = [:]
+    /// The batch the previous record went to: consecutive records usually share a partition,
+    /// and comparing against it is cheaper than hashing the topic name per record.
+    private var lastOpenBatch: OpenBatch?
+    /// Whether `lastOpenBatch` is its topic's sticky partition, so the next unkeyed record of
+    /// that topic belongs there too.
+    private var lastOpenBatchIsSticky = false
+    private var nextBulkCall = 0
     private var pending: [Int: PendingBatch] = [:]
     /// Kept for every partition ever written, even when empty: the queue holds the partition's
     /// next sequence number, which must survive quiet periods.
@@ -138,7 +154,10 @@ public actor KafkaProducer {
     /// failed for good. Throws at once for a topic that does not exist, a closed producer, or a
     /// transactional producer outside a transaction.
     public func enqueue(_ message: ProducerMessage, onDelivery: @escaping DeliveryHandler) async throws {
-        try await enqueueOne(message, onDelivery: onDelivery)
+        let delivery = Delivery.single(onDelivery)
+        if try !enqueueNow(message, delivery: delivery, now: nil) {
+            try await enqueueWaiting(message, delivery: delivery)
+        }
     }
 
     /// Buffers several records with one call into the producer, which saves the per-call hop
@@ -146,42 +165,89 @@ public actor KafkaProducer {
     /// each record's index in `messages`. Records keep their order.
     public func enqueue(
         contentsOf messages: [ProducerMessage],
-        onDelivery: @escaping @Sendable (Int, Result<RecordMetadata, any Error>) -> Void
+        onDelivery: @escaping IndexedDeliveryHandler
     ) async throws {
-        for (index, message) in messages.enumerated() {
-            try await enqueueOne(message) { onDelivery(index, $0) }
+        nextBulkCall += 1
+        let call = nextBulkCall
+        // Records handed over together share a clock reading, renewed after any wait and every
+        // 256 records so a long array still gets current timestamps.
+        var now = Self.nowMillis()
+        for index in messages.indices {
+            let delivery = Delivery.indexed(onDelivery, call: call, index: index)
+            if try !enqueueNow(messages[index], delivery: delivery, now: now) {
+                try await enqueueWaiting(messages[index], delivery: delivery)
+                now = Self.nowMillis()
+            } else if index % 256 == 255 {
+                now = Self.nowMillis()
+            }
         }
     }
 
-    private func enqueueOne(_ message: ProducerMessage, onDelivery: @escaping DeliveryHandler) async throws {
+    /// Appends the record unless it must wait for its topic's metadata or for buffer space;
+    /// then it returns false having changed nothing. Synchronous, so the common case costs no
+    /// executor hop per record.
+    private func enqueueNow(_ message: ProducerMessage, delivery: Delivery, now: Int64?) throws -> Bool {
         guard !isClosed else { throw KafkaClientError(.unsupportedFeature, "the producer is closed") }
-        let partition = try await choosePartition(message)
-        let tp = TopicPartition(message.topic, partition)
+        let size = RecordBatchBuilder.estimatedSize(key: message.key, value: message.value, headers: message.headers)
+        guard bufferedBytes == 0 || bufferedBytes + size <= configuration.bufferMemory,
+            let partition = try partitionFromCache(message)
+        else { return false }
+        try append(message, to: partition, size: size, delivery: delivery, timestamp: message.timestamp ?? now ?? Self.nowMillis())
+        return true
+    }
+
+    private func enqueueWaiting(_ message: ProducerMessage, delivery: Delivery) async throws {
+        guard !isClosed else { throw KafkaClientError(.unsupportedFeature, "the producer is closed") }
+        let partition: Int32
+        if let known = try partitionFromCache(message) {
+            partition = known
+        } else {
+            _ = try await partitionCount(message.topic)
+            partition = try partitionFromCache(message)!
+        }
         let size = RecordBatchBuilder.estimatedSize(key: message.key, value: message.value, headers: message.headers)
         while bufferedBytes > 0, bufferedBytes + size > configuration.bufferMemory {
             await withCheckedContinuation { spaceWaiters.append($0) }
         }
         guard !isClosed else { throw KafkaClientError(.unsupportedFeature, "the producer is closed") }
+        try append(message, to: partition, size: size, delivery: delivery, timestamp: message.timestamp ?? Self.nowMillis())
+    }
+
+    private func append(
+        _ message: ProducerMessage, to partition: Int32, size: Int, delivery: Delivery, timestamp: Int64
+    ) throws {
+        let tp = TopicPartition(message.topic, partition)
         if configuration.transactionalId != nil {
             if try transaction.recordAppended(to: tp) { addPendingPartitions() }
         }
-        let timestamp = message.timestamp ?? Self.nowMillis()
-        if let batch = openBatches[tp], batch.builder.sizeInBytes + size > configuration.batchSize {
+        var open: OpenBatch?
+        if let last = lastOpenBatch, last.topicPartition == tp {
+            open = last
+        } else {
+            open = openBatches[tp]
+        }
+        var stillSticky = message.partition == nil && message.key == nil && configuration.partitioner == .murmur2Sticky
+        if let full = open, full.builder.sizeInBytes + size > configuration.batchSize {
             closeBatch(tp)
+            open = nil
+            // Closing moved the topic's sticky partition elsewhere; this record stays put.
+            stillSticky = false
         }
         let batch: OpenBatch
-        if let open = openBatches[tp] {
+        if let open {
             batch = open
         } else {
             nextBatchId += 1
             batch = OpenBatch(
-                id: nextBatchId, builder: RecordBatchBuilder(capacity: min(configuration.batchSize, 64 * 1024)),
-                created: .now)
+                id: nextBatchId, topicPartition: tp,
+                builder: RecordBatchBuilder(capacity: min(configuration.batchSize, 64 * 1024)), created: .now)
             openBatches[tp] = batch
             scheduleLinger()
         }
+        lastOpenBatch = batch
+        lastOpenBatchIsSticky = stillSticky
         batch.builder.append(key: message.key, value: message.value, headers: message.headers, timestamp: timestamp)
-        batch.deliveries.append(onDelivery)
+        batch.append(delivery)
         batch.timestamps.append(timestamp)
         bufferedBytes += size
         if batch.builder.sizeInBytes >= configuration.batchSize {
@@ -229,13 +295,14 @@ public actor KafkaProducer {
 
     private var isDrained: Bool { openBatches.isEmpty && pending.isEmpty }
 
-    private func choosePartition(_ message: ProducerMessage) async throws -> Int32 {
-        let count: Int32
-        if let cached = partitionCounts[message.topic] {
-            count = cached
-        } else {
-            count = try await partitionCount(message.topic)
+    /// The partition for `message`, or nil while its topic's partition count is unknown.
+    private func partitionFromCache(_ message: ProducerMessage) throws -> Int32? {
+        if lastOpenBatchIsSticky, let batch = lastOpenBatch, message.partition == nil, message.key == nil,
+            batch.topicPartition.topic == message.topic
+        {
+            return batch.topicPartition.partition
         }
+        guard let count = partitionCounts[message.topic] else { return nil }
         if let partition = message.partition {
             guard partition >= 0, partition < count else {
                 throw KafkaError(.unknownTopicOrPartition, message: "\(message.topic) has no partition \(partition)")
@@ -260,6 +327,7 @@ public actor KafkaProducer {
 
     private func closeBatch(_ tp: TopicPartition) {
         guard let batch = openBatches.removeValue(forKey: tp) else { return }
+        if lastOpenBatch === batch { lastOpenBatch = nil }
         pending[batch.id] = PendingBatch(
             topicPartition: tp, builder: batch.builder, deliveries: batch.deliveries, timestamps: batch.timestamps,
             deadline: batch.created + configuration.deliveryTimeout, bytes: batch.builder.sizeInBytes)
@@ -509,20 +577,27 @@ public actor KafkaProducer {
     private func complete(_ id: Int, baseOffset: Int64, logAppendTime: Int64) {
         guard let batch = pending.removeValue(forKey: id) else { return }
         release(batch.bytes)
-        recordsSent.increment(by: batch.deliveries.count)
-        for (i, deliver) in batch.deliveries.enumerated() {
-            let offset = baseOffset < 0 ? -1 : baseOffset + Int64(i)
-            deliver(.success(RecordMetadata(
-                topicPartition: batch.topicPartition, offset: offset,
-                timestamp: logAppendTime >= 0 ? logAppendTime : batch.timestamps[i])))
+        recordsSent.increment(by: Int(batch.builder.recordCount))
+        var record = 0
+        for run in batch.deliveries {
+            run.deliver(startingAt: record) { i in
+                .success(RecordMetadata(
+                    topicPartition: batch.topicPartition, offset: baseOffset < 0 ? -1 : baseOffset + Int64(i),
+                    timestamp: logAppendTime >= 0 ? logAppendTime : batch.timestamps[i]))
+            }
+            record += run.count
         }
     }
 
     private func finish(_ id: Int, with result: Result<Never, any Error>) {
         guard let batch = pending.removeValue(forKey: id), case .failure(let error) = result else { return }
         release(batch.bytes)
-        failures.increment(by: batch.deliveries.count)
-        for deliver in batch.deliveries { deliver(.failure(error)) }
+        failures.increment(by: Int(batch.builder.recordCount))
+        var record = 0
+        for run in batch.deliveries {
+            run.deliver(startingAt: record) { _ in .failure(error) }
+            record += run.count
+        }
     }
 
     /// Fails queued batches whose delivery timeout passed before they could even be sent (no

@@ -29,9 +29,76 @@ public struct RecordBatchBuilder: Sendable {
         if recordCount == 0 { baseTimestamp = timestamp }
         let delta = timestamp - baseTimestamp
         maxTimestampDelta = max(maxTimestampDelta, delta)
-        Record(timestampDelta: delta, offsetDelta: recordCount, key: key, value: value, headers: headers)
-            .encode(into: &body)
+        if headers.isEmpty {
+            Self.encodeWithoutHeaders(timestampDelta: delta, offsetDelta: recordCount, key: key, value: value, into: &body)
+        } else {
+            Record(timestampDelta: delta, offsetDelta: recordCount, key: key, value: value, headers: headers)
+                .encode(into: &body)
+        }
         recordCount += 1
+    }
+
+    /// The same bytes as `Record.encode`, written through one raw pointer. `ByteBuffer` checks
+    /// exclusive access on every write, and a record is a dozen small writes, which made
+    /// encoding the largest cost of producing small records.
+    static func encodeWithoutHeaders(
+        timestampDelta: Int64, offsetDelta: Int32, key: [UInt8]?, value: [UInt8]?, into buffer: inout ByteBuffer
+    ) {
+        let timestampDeltaBits = zigzag(timestampDelta)
+        let offsetDeltaBits = zigzag(Int64(offsetDelta))
+        let keyLengthBits = zigzag(Int64(key?.count ?? -1))
+        let valueLengthBits = zigzag(Int64(value?.count ?? -1))
+        // attributes, the deltas, key and value with their lengths, and a zero header count.
+        let bodySize = 1 + varintSize(timestampDeltaBits) + varintSize(offsetDeltaBits)
+            + varintSize(keyLengthBits) + (key?.count ?? 0) + varintSize(valueLengthBits) + (value?.count ?? 0) + 1
+        let bodySizeBits = zigzag(Int64(bodySize))
+        let total = varintSize(bodySizeBits) + bodySize
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: total) { raw in
+            var at = 0
+            func put(_ bits: UInt64) {
+                var v = bits
+                while v >= 0x80 {
+                    raw[at] = UInt8(truncatingIfNeeded: v) | 0x80
+                    at += 1
+                    v >>= 7
+                }
+                raw[at] = UInt8(v)
+                at += 1
+            }
+            func put(_ bytes: [UInt8]?) {
+                guard let bytes, !bytes.isEmpty else { return }
+                bytes.withUnsafeBytes { source in
+                    (raw.baseAddress! + at).copyMemory(from: source.baseAddress!, byteCount: source.count)
+                }
+                at += bytes.count
+            }
+            put(bodySizeBits)
+            raw[at] = 0
+            at += 1
+            put(timestampDeltaBits)
+            put(offsetDeltaBits)
+            put(keyLengthBits)
+            put(key)
+            put(valueLengthBits)
+            put(value)
+            put(0)
+            precondition(at == total, "record size mismatch")
+            return total
+        }
+    }
+
+    private static func zigzag(_ value: Int64) -> UInt64 {
+        UInt64(bitPattern: (value << 1) ^ (value >> 63))
+    }
+
+    private static func varintSize(_ bits: UInt64) -> Int {
+        var size = 1
+        var v = bits >> 7
+        while v != 0 {
+            size += 1
+            v >>= 7
+        }
+        return size
     }
 
     /// The identity a batch carries: none for a plain producer, the producer id, epoch and base
