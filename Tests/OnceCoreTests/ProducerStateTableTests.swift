@@ -139,6 +139,42 @@ struct ProducerStateTableTests {
         #expect(t.check(Self.batch(1, seq: 9)) == .append)
     }
 
+    @Test("LSO and aborted index with interleaved transactions of several producers")
+    func interleavedTransactions() throws {
+        var t = Table()
+        var next: Int64 = 0
+        // offsets: 0 A, 1 B, 2 plain (no table entry), 3 A, 4 C, 5 B-abort, 6 A-commit, 7 C, ...
+        Self.offer(&t, Self.batch(1, seq: 0, txn: true), nextOffset: &next)  // A @0
+        Self.offer(&t, Self.batch(2, seq: 0, txn: true), nextOffset: &next)  // B @1
+        next += 1  // a plain record @2
+        #expect(t.firstUnstableOffset == 0)
+        Self.offer(&t, Self.batch(1, seq: 1, txn: true), nextOffset: &next)  // A @3
+        Self.offer(&t, Self.batch(3, seq: 0, txn: true), nextOffset: &next)  // C @4
+        t.markerAppended(producerId: 2, producerEpoch: 0, commit: false, coordinatorEpoch: 0, offset: 5, timestamp: 0)
+        next += 1
+        #expect(t.firstUnstableOffset == 0, "A is still open from offset 0")
+        t.markerAppended(producerId: 1, producerEpoch: 0, commit: true, coordinatorEpoch: 0, offset: 6, timestamp: 0)
+        next += 1
+        #expect(t.firstUnstableOffset == 4, "now C holds the LSO")
+        #expect(t.abortedTransactions == [.init(producerId: 2, firstOffset: 1, lastOffset: 5)])
+        // A fetch of [0, 4) must hear of B's abort; one from 6 on must not.
+        #expect(t.abortedTransactions(from: 0, upTo: 4).map(\.producerId) == [2])
+        #expect(t.abortedTransactions(from: 6, upTo: 10).isEmpty)
+        // B starts again and aborts again; C commits.
+        Self.offer(&t, Self.batch(2, seq: 1, txn: true), nextOffset: &next)  // B @7
+        t.markerAppended(producerId: 3, producerEpoch: 0, commit: true, coordinatorEpoch: 0, offset: 8, timestamp: 0)
+        t.markerAppended(producerId: 2, producerEpoch: 0, commit: false, coordinatorEpoch: 0, offset: 9, timestamp: 0)
+        #expect(t.firstUnstableOffset == nil)
+        #expect(t.abortedTransactions(from: 0, upTo: 10).map(\.firstOffset) == [1, 7])
+        #expect(t.abortedTransactions(from: 6, upTo: 10).map(\.firstOffset) == [7])
+        // Retention below offset 6 forgets the first abort only.
+        t.removeAbortedTransactions(endingBefore: 6)
+        #expect(t.abortedTransactions.map(\.lastOffset) == [9])
+        // The snapshot carries the open-transaction state and the index.
+        let copy = try ProducerStateSnapshot(decoding: ProducerStateSnapshot(offset: 10, table: t).encoded()).table
+        #expect(copy == t)
+    }
+
     @Test("a snapshot plus a replay of the log tail equals the live table")
     func snapshotReplay() throws {
         var live = Table()

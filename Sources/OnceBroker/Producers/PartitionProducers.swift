@@ -159,11 +159,15 @@ final class PartitionProducers: Sendable {
         state.withLockedValue { $0.snapshotVersion = max($0.snapshotVersion, version) }
     }
 
-    /// Forgets producers idle since before `cutoff`.
+    /// Forgets producers idle since before `cutoff`, and aborted transactions whose data retention
+    /// has already deleted.
     func expire(idleBefore cutoff: Int64) -> [Int64] {
-        state.withLockedValue { s in
+        let logStart = log.logStartOffset
+        return state.withLockedValue { s in
             let expired = s.table.expireProducers(idleBefore: cutoff)
-            if !expired.isEmpty { s.version &+= 1 }
+            let abortedBefore = s.table.abortedTransactions.count
+            s.table.removeAbortedTransactions(endingBefore: logStart)
+            if !expired.isEmpty || s.table.abortedTransactions.count != abortedBefore { s.version &+= 1 }
             return expired
         }
     }
