@@ -35,19 +35,20 @@ public final class Broker: Sendable {
             storage: storage, config: config.groupConfig, logger: logger, clock: { Clock.nowMilliseconds() })
         self.groups = groups
         // Markers in __consumer_offsets decide transactional offset commits; recovery may write some.
-        transactions.setOffsetsMarkerListener { producerId, commit in
-            groups.transactionMarkerWritten(producerId: producerId, commit: commit)
+        transactions.setOffsetsMarkerWriter { producerId, commit, write in
+            try groups.writeTransactionMarker(producerId: producerId, commit: commit, write: write)
         }
         try transactions.recover(now: Clock.nowMilliseconds())
     }
 
-    /// Snapshots the transaction coordinator (and drops the log it replaces); failures are logged,
-    /// the log still holds everything.
-    func snapshotTransactions() {
+    /// Snapshots the transaction coordinator and the consumer groups (each then drops the internal
+    /// log segments its snapshot replaced); failures are logged, the logs still hold everything.
+    func snapshotCoordinators() {
         do {
             try transactions.snapshot()
+            try groups.snapshot()
         } catch {
-            logger.warning("transaction coordinator snapshot failed", metadata: ["error": "\(error)"])
+            logger.warning("coordinator snapshot failed", metadata: ["error": "\(error)"])
         }
     }
 

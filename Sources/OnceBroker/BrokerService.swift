@@ -49,7 +49,7 @@ public struct BrokerService: Service {
             throw error
         }
         broker.producers.snapshotAll()
-        broker.snapshotTransactions()
+        broker.snapshotCoordinators()
         try storage.close()
         try await group.shutdownGracefully()
         logger.info("broker stopped")
@@ -97,7 +97,7 @@ public struct BrokerService: Service {
             delay: .milliseconds(config.producerSnapshotIntervalMs)
         ) { _ in
             broker.producers.snapshotAll()
-            broker.snapshotTransactions()
+            broker.snapshotCoordinators()
         }
         let expiration = config.producerIdExpirationMs
         let expiry = group.next().scheduleRepeatedTask(

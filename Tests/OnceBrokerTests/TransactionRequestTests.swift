@@ -242,7 +242,7 @@ struct TransactionRequestTests {
         _ = try await a.addPartitions("out", [0])
         _ = try await a.produce("out", ["a1"])
         _ = try await a.end(commit: true)
-        h.broker.snapshotTransactions()
+        h.broker.snapshotCoordinators()
         let snapshot = try TransactionLogSnapshot(
             decoding: try #require(try storage.readState(named: TransactionService.snapshotName)))
         #expect(snapshot.transactions.map(\.transactionalId) == ["a"])
@@ -258,6 +258,73 @@ struct TransactionRequestTests {
         b = Txn(h: restarted, id: "b", producerId: b.producerId, epoch: b.epoch, sequence: b.sequence)
         #expect(try await b.end(commit: true) == 0)
         #expect(try await Self.committedValues(restarted, "out").values == ["a1", "b1"])
+    }
+
+    @Test("consumer offsets, plain and transactional, survive a restart from the groups' snapshot")
+    func offsetsSnapshot() async throws {
+        let storage = MemoryLogStorage()
+        let h = H(storage: storage)
+        try storage.createTopic(name: "out", partitions: 1, configs: [:])
+        func fetchOffset(_ h: H) async throws -> Int64 {
+            var topic = OffsetFetchRequest.OffsetFetchRequestTopic()
+            topic.name = "out"
+            topic.partitionIndexes = [0]
+            var req = OffsetFetchRequest()
+            req.groupId = "g"
+            req.topics = [topic]
+            return try #require(try await h.send(req, version: 7)).topics[0].partitions[0].committedOffset
+        }
+        var partition = OffsetCommitRequest.OffsetCommitRequestPartition()
+        partition.partitionIndex = 0
+        partition.committedOffset = 3
+        var topic = OffsetCommitRequest.OffsetCommitRequestTopic()
+        topic.name = "out"
+        topic.partitions = [partition]
+        var commit = OffsetCommitRequest()
+        commit.groupId = "g"
+        commit.generationIdOrMemberEpoch = -1
+        commit.topics = [topic]
+        #expect(try await h.send(commit, version: 8)?.topics[0].partitions[0].errorCode == 0)
+
+        var tx = Txn(h: h, id: "app")
+        _ = try await tx.initialize()
+        var addOffsets = AddOffsetsToTxnRequest()
+        addOffsets.transactionalId = "app"
+        addOffsets.producerId = tx.producerId
+        addOffsets.producerEpoch = tx.epoch
+        addOffsets.groupId = "g"
+        #expect(try await h.send(addOffsets, version: 3)?.errorCode == 0)
+        var txnPartition = TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition()
+        txnPartition.partitionIndex = 0
+        txnPartition.committedOffset = 7
+        var txnTopic = TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic()
+        txnTopic.name = "out"
+        txnTopic.partitions = [txnPartition]
+        var txnCommit = TxnOffsetCommitRequest()
+        txnCommit.transactionalId = "app"
+        txnCommit.groupId = "g"
+        txnCommit.producerId = tx.producerId
+        txnCommit.producerEpoch = tx.epoch
+        txnCommit.topics = [txnTopic]
+        #expect(try await h.send(txnCommit, version: 3)?.topics[0].partitions[0].errorCode == 0)
+        #expect(try await fetchOffset(h) == 3, "the transactional offset waits for its commit")
+
+        h.broker.snapshotCoordinators()
+        #expect(try storage.readState(named: GroupCoordinator.snapshotName) != nil)
+        let restarted = H(storage: storage)
+        #expect(try await fetchOffset(restarted) == 3)
+        tx = Txn(h: restarted, id: "app", producerId: tx.producerId, epoch: tx.epoch, sequence: tx.sequence)
+        #expect(try await tx.end(commit: true) == 0)
+        #expect(try await fetchOffset(restarted) == 7, "the marker after the snapshot applies the pending offset")
+        let again = H(storage: storage)
+        #expect(try await fetchOffset(again) == 7)
+    }
+
+    @Test("clients cannot produce to internal topics")
+    func internalTopicsAreClosed() async throws {
+        let h = H()
+        let response = try await h.produce(topic: TransactionService.topicName, records: BrokerHarness.batch(["x"]))
+        #expect(response?.errorCode == ErrorCode.invalidTopicException.rawValue)
     }
 
     @Test("DescribeTransactions and ListTransactions show the coordinator's state")

@@ -39,6 +39,7 @@ final class GroupCoordinator: Sendable {
     private let clock: @Sendable () -> Int64
     private let state = NIOLockedValueBox(State())
     private let timers = NIOLockedValueBox<[RepeatedTask]>([])
+    private let lastSnapshotOffset = NIOLockedValueBox<Int64>(-1)
 
     /// Rebuilds the groups from `__consumer_offsets` if it exists.
     init(storage: any LogStorage, config: GroupConfig, logger: Logger, clock: @escaping @Sendable () -> Int64) throws {
@@ -47,7 +48,7 @@ final class GroupCoordinator: Sendable {
         self.logger = logger
         self.clock = clock
         if let log = storage.partition(topic: Self.topicName, partition: 0) {
-            let replay = try OffsetsLogReplay.replay(log)
+            let replay = try OffsetsLogReplay.replay(log, snapshot: try Self.loadSnapshot(storage))
             let groups = replay.groups(config: config, now: clock())
             state.withLockedValue {
                 $0.groups = groups
@@ -241,10 +242,12 @@ final class GroupCoordinator: Sendable {
         return (outcome, accepted)
     }
 
-    /// A transaction's marker reached `__consumer_offsets`: its offsets take effect on COMMIT and
-    /// are dropped on ABORT, exactly as replaying the log would decide.
-    func transactionMarkerWritten(producerId: Int64, commit: Bool) {
-        state.withLockedValue { s in
+    /// Writes a transaction's marker to `__consumer_offsets` (through `write`) and applies its
+    /// offsets on COMMIT or drops them on ABORT, exactly as replaying the log would decide. Both under
+    /// the groups' lock, so a snapshot never sees the marker without its effect.
+    func writeTransactionMarker(producerId: Int64, commit: Bool, write: () throws -> Bool) throws {
+        try state.withLockedValue { s in
+            guard try write() else { return }
             guard let records = s.pendingTransactional.removeValue(forKey: producerId), commit else { return }
             var byGroup: [String: [GroupPartition: CommittedOffset]] = [:]
             for case .offset(let group, let partition, let committed?) in records {
@@ -256,6 +259,54 @@ final class GroupCoordinator: Sendable {
                 s.groups[groupId] = group
             }
         }
+    }
+
+    static let snapshotName = "consumer-offsets"
+
+    /// Writes the groups' state as the compacted form of `__consumer_offsets` (one group record per
+    /// group, one record per committed offset, and each undecided transaction's offsets in a batch
+    /// under its producer id), with the log offset it reflects; then deletes the log segments it
+    /// replaced. Restart reads the snapshot and the log after it through the same replay.
+    func snapshot() throws {
+        guard let log = storage.partition(topic: Self.topicName, partition: 0) else { return }
+        let (offset, batches): (Int64, ByteBuffer) = state.withLockedValue { s in
+            var batches = ByteBufferAllocator().buffer(capacity: 4096)
+            var records: [OffsetsRecord] = []
+            for id in s.groups.keys.sorted() {
+                let group = s.groups[id]!
+                records.append(.group(id, group.snapshot))
+                for partition in group.offsets.keys.sorted() {
+                    records.append(.offset(group: id, partition: partition, group.offsets[partition]))
+                }
+            }
+            if !records.isEmpty {
+                var batch = OffsetsRecord.batch(records, timestamp: 0)
+                batches.writeBuffer(&batch)
+            }
+            for (producerId, pending) in s.pendingTransactional.sorted(by: { $0.key < $1.key }) where !pending.isEmpty {
+                var batch = RecordBatch.encode(
+                    records: pending.map { $0.record() }, baseTimestamp: 0, producerId: producerId, producerEpoch: 0,
+                    isTransactional: true)
+                batches.writeBuffer(&batch)
+            }
+            return (log.logEndOffset, batches)
+        }
+        guard offset > lastSnapshotOffset.withLockedValue({ $0 }) else { return }
+        var document = ByteBufferAllocator().buffer(capacity: batches.readableBytes + 8)
+        document.writeInteger(offset)
+        document.writeImmutableBuffer(batches)
+        try storage.writeState(named: Self.snapshotName, Array(document.readableBytesView))
+        lastSnapshotOffset.withLockedValue { $0 = max($0, offset) }
+        try log.deleteSegments(below: offset)
+    }
+
+    private static func loadSnapshot(_ storage: any LogStorage) throws -> (offset: Int64, batches: ByteBuffer)? {
+        guard let bytes = try storage.readState(named: snapshotName) else { return nil }
+        var buffer = ByteBuffer(bytes: bytes)
+        guard let offset = buffer.readInteger(as: Int64.self) else {
+            throw StorageError.corrupt("\(snapshotName): too short")
+        }
+        return (offset, buffer)
     }
 
     /// Partitions of a group with transactional offsets not yet decided (OffsetFetch with
@@ -431,7 +482,11 @@ final class GroupCoordinator: Sendable {
             // Time- and size-based retention would delete live offsets; only the coordinator removes them.
             try storage.createTopic(
                 name: Self.topicName, partitions: 1,
-                configs: ["cleanup.policy": "compact", "retention.ms": "-1", "retention.bytes": "-1"])
+                configs: [
+                    "cleanup.policy": "compact", "retention.ms": "-1", "retention.bytes": "-1",
+                    // Small segments so snapshots can drop what they replace.
+                    "segment.bytes": "16777216",
+                ])
             logger.info("created \(Self.topicName)")
         } catch StorageError.topicExists {}
         guard let log = storage.partition(topic: Self.topicName, partition: 0) else {

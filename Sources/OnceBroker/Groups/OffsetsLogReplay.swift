@@ -1,4 +1,5 @@
 import KafkaProtocol
+import NIOCore
 import OnceCore
 import OnceStorage
 
@@ -45,11 +46,17 @@ struct OffsetsLogReplay {
         }
     }
 
-    /// Reads the whole partition from its start.
-    static func replay(_ log: any PartitionLog) throws -> OffsetsLogReplay {
+    /// Applies a snapshot (the compacted records as batches, see `GroupCoordinator.snapshot`), then
+    /// the partition from the snapshot's offset (or from its start without one).
+    static func replay(_ log: any PartitionLog, snapshot: (offset: Int64, batches: ByteBuffer)? = nil) throws -> OffsetsLogReplay {
         var replay = OffsetsLogReplay()
         var position = log.logStartOffset
         let end = log.logEndOffset
+        // A snapshot past the log's end belongs to a log that is gone; the log alone then decides.
+        if let snapshot, snapshot.offset <= end {
+            for batch in try RecordBatch.decodeAll(from: snapshot.batches) { try replay.apply(batch) }
+            position = max(position, snapshot.offset)
+        }
         while position < end {
             let chunk = try log.read(from: position, maxBytes: 1 << 20, limitOffset: end)
             let batches = try RecordBatch.decodeAll(from: chunk)

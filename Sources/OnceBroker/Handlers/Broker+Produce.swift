@@ -13,7 +13,10 @@ extension Broker {
         response.responses = req.topicData.map { t in
             var topic = ProduceResponse.TopicProduceResponse()
             topic.name = t.name
-            let meta = validAcks ? topicForUse(t.name, autoCreate: config.autoCreateTopics) : .failure(.invalidRequiredAcks)
+            // Internal topics are written by the coordinators only, as in Kafka.
+            let meta = !validAcks ? .failure(.invalidRequiredAcks)
+                : InternalTopics.names.contains(t.name) ? .failure(.invalidTopicException)
+                : topicForUse(t.name, autoCreate: config.autoCreateTopics)
             topic.partitionResponses = t.partitionData.map { p in
                 var result = ProduceResponse.PartitionProduceResponse()
                 result.index = p.index

@@ -31,7 +31,11 @@ final class TransactionService: Sendable {
     private let lastSnapshotOffset = NIOLockedValueBox<Int64>(-1)
     /// Told when a marker lands in a `__consumer_offsets` partition, so transactional offset
     /// commits take effect or are dropped.
-    private let offsetsMarkerListener = NIOLockedValueBox<(@Sendable (_ producerId: Int64, _ commit: Bool) -> Void)?>(nil)
+    private let offsetsMarkerWriter = NIOLockedValueBox<OffsetsMarkerWriter?>(nil)
+
+    /// Writes a marker into `__consumer_offsets` by calling `write` (false: a stale marker, nothing
+    /// written) and applies or drops the transaction's offsets, atomically for the group coordinator.
+    typealias OffsetsMarkerWriter = @Sendable (_ producerId: Int64, _ commit: Bool, _ write: () throws -> Bool) throws -> Void
 
     init(
         storage: any LogStorage, producers: ProducerRegistry, waiters: FetchWaiters, config: TransactionCoordinator.Config,
@@ -61,8 +65,8 @@ final class TransactionService: Sendable {
         coordinator = NIOLockedValueBox(TransactionCoordinator(config: config))
     }
 
-    func setOffsetsMarkerListener(_ listener: @escaping @Sendable (_ producerId: Int64, _ commit: Bool) -> Void) {
-        offsetsMarkerListener.withLockedValue { $0 = listener }
+    func setOffsetsMarkerWriter(_ writer: @escaping OffsetsMarkerWriter) {
+        offsetsMarkerWriter.withLockedValue { $0 = writer }
     }
 
     // MARK: Recovery
@@ -244,15 +248,21 @@ final class TransactionService: Sendable {
             logger.warning("no partition for a transaction marker", metadata: ["partition": "\(key)"])
             return
         }
-        let written = try partition.appendMarker(
-            producerId: producerId, producerEpoch: producerEpoch, commit: commit, coordinatorEpoch: Self.coordinatorEpoch, now: now)
-        if written == nil {
-            logger.warning("stale transaction marker skipped", metadata: ["partition": "\(key)", "producer": "\(producerId)"])
+        let write = {
+            let written = try partition.appendMarker(
+                producerId: producerId, producerEpoch: producerEpoch, commit: commit,
+                coordinatorEpoch: Self.coordinatorEpoch, now: now)
+            if written == nil {
+                self.logger.warning("stale transaction marker skipped", metadata: ["partition": "\(key)", "producer": "\(producerId)"])
+            }
+            return written != nil
+        }
+        if key.topic == InternalTopics.consumerOffsets, let writer = offsetsMarkerWriter.withLockedValue({ $0 }) {
+            try writer(producerId, commit, write)
+        } else {
+            _ = try write()
         }
         waiters.notify(.init(topic: key.topic, partition: key.partition))
-        if key.topic == InternalTopics.consumerOffsets {
-            offsetsMarkerListener.withLockedValue { $0 }?(producerId, commit)
-        }
     }
 
     private func appendToTransactionLog(_ records: [Record]) throws {
