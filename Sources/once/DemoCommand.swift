@@ -236,10 +236,10 @@ extension DemoCommand {
             print("input: \(records) records of \(recordSize) bytes in \(input) (2 partitions), broker \(bootstrap)")
 
             let baseline = try await atLeastOnce(servers, admin: admin, input: input, suffix: suffix)
-            print(String(format: "%-26@ %10.0f records/s  1.00x", "at-least-once" as NSString, baseline))
+            print(benchRow("at-least-once", baseline, baseline))
             for n in commitRecords {
                 let rate = try await exactlyOnce(servers, admin: admin, input: input, suffix: suffix, commitRecords: n)
-                print(String(format: "%-26@ %10.0f records/s  %.2fx", "exactly-once, \(n)/txn" as NSString, rate, rate / baseline))
+                print(benchRow("exactly-once, \(n)/txn", rate, baseline))
             }
             await admin.close()
         }
@@ -309,6 +309,10 @@ extension DemoCommand {
             return Double(committed.value) / benchSeconds(elapsed)
         }
     }
+}
+
+private func benchRow(_ mode: String, _ rate: Double, _ baseline: Double) -> String {
+    mode.padding(toLength: 24, withPad: " ", startingAt: 0) + String(format: "%10.0f records/s  %.2fx", rate, rate / baseline)
 }
 
 private func benchSeconds(_ duration: Duration) -> Double {

@@ -129,26 +129,106 @@ extension KafkaConsumer {
 
     // MARK: Membership
 
-    /// Called before every batch: rejoins when needed and auto-commits on schedule.
-    func groupTick() async throws {
-        guard var state = group else { return }
+    /// Called before every batch: auto-commits on schedule, starts a rejoin when one is needed
+    /// and applies it once it is done. True when the member holds a settled assignment (or
+    /// there is no group); false while a rejoin runs. Throws only what retrying cannot cure.
+    func groupTick() async throws -> Bool {
+        guard let state = group else { return true }
         if configuration.enableAutoCommit, ContinuousClock.now - lastAutoCommit >= configuration.autoCommitInterval {
             lastAutoCommit = .now
             if !state.needsJoin { commitAsync() }
         }
-        guard state.needsJoin else { return }
+        guard state.needsJoin else { return true }
+        if let task = joinTask {
+            guard joinDone else { return false }
+            joinTask = nil
+            let outcome = try await task.value
+            applyJoin(outcome)
+            return !(group?.needsJoin ?? true)
+        }
         if !state.assigned.isEmpty {
             if configuration.enableAutoCommit { try? await commit() }
             rebalanceContinuation.yield(.revoked(state.assigned))
-            state.assigned = []
-            group = state
-            setAssignment([])
+            // Stop fetching, but remember where each partition was in case it comes back.
+            retainedPositions = RetainedPositions(
+                memberId: state.memberId, generationId: state.generationId, positions: releaseAssignment())
+            group?.assigned = []
         }
-        try await joinAndSync()
+        startJoin()
+        return false
     }
 
-    private func joinAndSync() async throws {
-        guard var state = group else { return }
+    private func startJoin() {
+        guard let state = group else { return }
+        joinDone = false
+        joinTask = Task { [weak self] in
+            guard let self else { throw CancellationError() }
+            do {
+                let outcome = try await self.rejoin(from: state)
+                await self.joinFinished()
+                return outcome
+            } catch {
+                await self.joinFinished()
+                throw error
+            }
+        }
+    }
+
+    private func joinFinished() {
+        joinDone = true
+        wakeWaiters()
+    }
+
+    /// Joins and syncs until it works, recovering from group errors the way the Java client
+    /// does (see `GroupErrorRecovery`); throws only the errors no retry cures.
+    private func rejoin(from start: GroupMemberState) async throws -> GroupJoinOutcome {
+        var state = start
+        var attempts = 0
+        while true {
+            try Task.checkCancellation()
+            do {
+                return try await joinAndSync(&state)
+            } catch {
+                let recovery = GroupErrorRecovery(error)
+                attempts += 1
+                switch recovery {
+                case .fail:
+                    throw error
+                case .rejoinAsNewMember:
+                    state.memberId = ""
+                case .rejoin, .rediscoverCoordinator, .retry:
+                    break
+                }
+                logger.info("joining group \(state.groupId) failed, retrying", metadata: ["error": "\(error)", "attempt": "\(attempts)"])
+                if recovery.backsOff { try await Task.sleep(for: GroupErrorRecovery.backoff(attempt: attempts)) }
+            }
+        }
+    }
+
+    /// Takes over the generation a rejoin reached: the new assignment, with the positions of
+    /// partitions kept across the rebalance, and heartbeats for it.
+    private func applyJoin(_ outcome: GroupJoinOutcome) {
+        guard let current = group else { return }
+        var state = outcome.state
+        // The subscription changed while joining: the new generation is already stale.
+        if current.topics != state.topics {
+            state.topics = current.topics
+            state.needsJoin = true
+        }
+        let keeping =
+            retainedPositions?.positions(
+                memberId: state.memberId, generationId: state.generationId, assigned: state.assigned) ?? [:]
+        retainedPositions = nil
+        group = state
+        setAssignment(state.assigned, keeping: keeping)
+        logger.info("joined group \(state.groupId) generation \(state.generationId): \(state.assigned)")
+        rebalanceContinuation.yield(.assigned(state.assigned))
+        startHeartbeats(coordinator: outcome.coordinator)
+    }
+
+    /// One JoinGroup and SyncGroup round. `state` learns the member id even when the round
+    /// fails later, so a retry rejoins as the same member.
+    private func joinAndSync(_ state: inout GroupMemberState) async throws -> GroupJoinOutcome {
         let coordinator = try await client.coordinator(for: state.groupId, type: .group)
         var subscription = ConsumerProtocolSubscription()
         subscription.topics = state.topics
@@ -169,18 +249,9 @@ extension KafkaConsumer {
         }
         let joined = try await coordinator.send(join, brokerWait: configuration.rebalanceTimeout)
         if let error = KafkaError(errorCode: joined.errorCode) {
-            switch error.code {
-            case .memberIdRequired:
-                state.memberId = joined.memberId
-                group = state
-                return try await joinAndSync()
-            case .unknownMemberId, .illegalGeneration:
-                state.memberId = ""
-                group = state
-                throw error
-            default:
-                throw error
-            }
+            guard error.code == .memberIdRequired else { throw error }
+            state.memberId = joined.memberId
+            return try await joinAndSync(&state)
         }
         state.memberId = joined.memberId
         state.generationId = joined.generationId
@@ -197,19 +268,10 @@ extension KafkaConsumer {
             sync.assignments = try await computeAssignments(joined)
         }
         let synced = try await coordinator.send(sync, brokerWait: configuration.rebalanceTimeout)
-        if let error = KafkaError(errorCode: synced.errorCode) {
-            if error.code == .unknownMemberId { state.memberId = "" }
-            group = state
-            throw error
-        }
-        let assigned = KafkaClient.decodeAssignment(synced.assignment)
-        state.assigned = assigned
+        if let error = KafkaError(errorCode: synced.errorCode) { throw error }
+        state.assigned = KafkaClient.decodeAssignment(synced.assignment)
         state.needsJoin = false
-        group = state
-        setAssignment(assigned)
-        logger.info("joined group \(state.groupId) generation \(state.generationId): \(assigned)")
-        rebalanceContinuation.yield(.assigned(assigned))
-        startHeartbeats(coordinator: coordinator)
+        return GroupJoinOutcome(state: state, coordinator: coordinator)
     }
 
     private func computeAssignments(_ joined: JoinGroupResponse) async throws -> [SyncGroupRequest.SyncGroupRequestAssignment] {
@@ -277,7 +339,7 @@ extension KafkaConsumer {
         }
     }
 
-    private func heartbeatFailed(_ error: KafkaError?, generation: Int32) {
+    func heartbeatFailed(_ error: KafkaError?, generation: Int32) {
         guard var state = group, state.generationId == generation else { return }
         if let error, error.code == .unknownMemberId || error.code == .fencedInstanceId { state.memberId = "" }
         logger.debug("heartbeat: \(error.map(\.description) ?? "connection lost"); rejoining")
@@ -289,6 +351,8 @@ extension KafkaConsumer {
     func leaveGroup() async {
         groupTask?.cancel()
         groupTask = nil
+        joinTask?.cancel()
+        joinTask = nil
         guard let state = group, !state.memberId.isEmpty else { return }
         if configuration.enableAutoCommit, !state.needsJoin { try? await commit() }
         if !state.assigned.isEmpty { rebalanceContinuation.yield(.revoked(state.assigned)) }
@@ -305,4 +369,11 @@ extension KafkaConsumer {
         group?.memberId = ""
         group?.assigned = []
     }
+}
+
+/// What a successful rejoin reached: the member's new generation and assignment, and the
+/// coordinator to heartbeat.
+struct GroupJoinOutcome: Sendable {
+    var state: GroupMemberState
+    var coordinator: KafkaConnection
 }

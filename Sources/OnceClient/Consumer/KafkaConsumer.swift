@@ -17,13 +17,24 @@ public actor KafkaConsumer {
     private var buffered: [ConsumerRecord] = []
     private var prefetch: Task<[FetchedPartition], any Error>?
     private var prefetchPositions: [TopicPartition: Int64] = [:]
-    private var isClosed = false
+    /// Set when the prefetch with `prefetchId` has finished, so a poll can wait for it with a
+    /// deadline instead of awaiting its value.
+    private var prefetchId = 0
+    private var prefetchDone = false
+    /// Polls waiting for a fetch, a rejoin, an assignment or their deadline.
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+    private(set) var isClosed = false
     let rebalanceEvents: AsyncStream<RebalanceEvent>
     let rebalanceContinuation: AsyncStream<RebalanceEvent>.Continuation
 
     /// Group state, managed by the KafkaConsumer+Group extension.
     var group: GroupMemberState?
     var groupTask: Task<Void, Never>?
+    /// A rejoin running in the background; its result is applied inside a poll, so the
+    /// generation read right after a poll is the one its records were fetched under.
+    var joinTask: Task<GroupJoinOutcome, any Error>?
+    var joinDone = false
+    var retainedPositions: RetainedPositions?
     var lastAutoCommit = ContinuousClock.now
 
     private let recordsReceived = Counter(label: "once_client_consumer_records_total")
@@ -45,8 +56,25 @@ public actor KafkaConsumer {
     }
 
     /// The records of the assigned partitions, in offset order within each partition. Iterate
-    /// it from one task only; it ends when the consumer is closed.
+    /// it from one task only; it ends when the consumer is closed or fails for good (group
+    /// errors such as a rebalance are retried inside).
     public nonisolated var records: ConsumerRecords { ConsumerRecords(consumer: self) }
+
+    /// The records that arrive within `timeout`, or an empty array when none do: for loops that
+    /// must also act on a clock (commit an open transaction, check for shutdown) without a
+    /// background task around `records`. Returns as soon as any record is there, with all that
+    /// are buffered. A rejoin or fetch still running at the deadline carries on in the
+    /// background and serves the next poll. Throws `CancellationError` when the calling task
+    /// is cancelled, and `connectionClosed` once the consumer is closed.
+    ///
+    /// `groupMetadata` read right after a poll is the generation its records were fetched
+    /// under: a rebalance only takes effect inside a poll. Do not mix with iterating `records`.
+    public func poll(timeout: Duration) async throws -> [ConsumerRecord] {
+        guard let batch = try await nextBatch(until: .now + timeout) else {
+            throw KafkaClientError(.connectionClosed, "the consumer is closed")
+        }
+        return batch
+    }
 
     /// Partition assignments and revocations of a group member, in order.
     public nonisolated var events: AsyncStream<RebalanceEvent> { rebalanceEvents }
@@ -90,12 +118,24 @@ public actor KafkaConsumer {
         return firstBuffered ?? position
     }
 
-    func setAssignment(_ partitions: [TopicPartition]) {
+    /// Reads `partitions` from now on; a partition already read keeps its position, one in
+    /// `keeping` starts there, any other is looked up.
+    func setAssignment(_ partitions: [TopicPartition], keeping: [TopicPartition: Int64] = [:]) {
         let wanted = Set(partitions)
         discardBuffered { !wanted.contains($0) }
         var next: [TopicPartition: Int64?] = [:]
-        for tp in wanted { next.updateValue(positions[tp] ?? nil, forKey: tp) }
+        for tp in wanted { next.updateValue(positions[tp] ?? keeping[tp], forKey: tp) }
         positions = next
+        wakeWaiters()
+    }
+
+    /// Stops reading every partition and returns where each one was (buffered records not yet
+    /// handed out count as unread).
+    func releaseAssignment() -> [TopicPartition: Int64] {
+        discardBuffered { _ in true }
+        let held = positions.compactMapValues { $0 }
+        positions = [:]
+        return held
     }
 
     private func discardBuffered(_ matching: (TopicPartition) -> Bool) {
@@ -112,31 +152,53 @@ public actor KafkaConsumer {
 
     // MARK: Fetching
 
-    /// The next records to hand out; waits for data. Returns nil once closed.
-    func nextBatch() async throws -> [ConsumerRecord]? {
+    /// The next records to hand out; waits for data until `deadline` (forever when nil) and
+    /// returns an empty array then. Returns nil once closed.
+    func nextBatch(until deadline: ContinuousClock.Instant? = nil) async throws -> [ConsumerRecord]? {
+        var failures = 0
         while !isClosed {
-            try await groupTick()
+            try Task.checkCancellation()
+            let settled = try await groupTick()
             if !buffered.isEmpty {
                 let batch = buffered
                 buffered = []
                 startPrefetch()
                 return batch
             }
-            if positions.isEmpty {
-                try await Task.sleep(for: .milliseconds(20))
+            if let deadline, deadline <= .now { return [] }
+            if !settled || positions.isEmpty {
+                await waitForProgress(until: deadline)
                 continue
             }
-            try await resolveMissingPositions()
+            do {
+                try await resolveMissingPositions()
+            } catch {
+                // A coordinator move or a rebalance while looking up committed offsets.
+                let recovery = GroupErrorRecovery(error)
+                guard recovery != .fail else { throw error }
+                if recovery == .rejoin || recovery == .rejoinAsNewMember { group?.needsJoin = true }
+                failures += 1
+                logger.debug("offset lookup failed, retrying", metadata: ["error": "\(error)"])
+                try await Task.sleep(for: GroupErrorRecovery.backoff(attempt: failures))
+                continue
+            }
             startPrefetch()
-            guard let task = prefetch else { continue }
+            guard let task = prefetch else {
+                await waitForProgress(until: deadline)
+                continue
+            }
+            if !prefetchDone {
+                await waitForProgress(until: deadline)
+                continue
+            }
             let fetched: [FetchedPartition]
             do {
                 fetched = try await task.value
             } catch is CancellationError {
+                if prefetch == task { prefetch = nil }
                 continue
             } catch {
                 if prefetch == task { prefetch = nil }
-                if Task.isCancelled { throw CancellationError() }
                 logger.debug("fetch failed, retrying", metadata: ["error": "\(error)"])
                 try await Task.sleep(for: .milliseconds(100))
                 continue
@@ -146,6 +208,35 @@ public actor KafkaConsumer {
             try await absorb(fetched)
         }
         return nil
+    }
+
+    /// Suspends until something a poll waits for happens (a fetch or rejoin finished, the
+    /// assignment changed, the consumer closed), the deadline passes, 200 ms pass (for the
+    /// auto-commit clock), or the task is cancelled. Wake-ups may be spurious; callers re-check.
+    private func waitForProgress(until deadline: ContinuousClock.Instant?) async {
+        let limit = min(deadline ?? .now + .milliseconds(200), .now + .milliseconds(200))
+        guard limit > .now, !Task.isCancelled else { return }
+        let timer = Task { [weak self] in
+            try? await Task.sleep(until: limit, clock: .continuous)
+            await self?.wakeWaiters()
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { waiters.append($0) }
+        } onCancel: {
+            Task { [weak self] in await self?.wakeWaiters() }
+        }
+        timer.cancel()
+    }
+
+    func wakeWaiters() {
+        let waiting = waiters
+        waiters = []
+        for waiter in waiting { waiter.resume() }
+    }
+
+    private func prefetchFinished(_ id: Int) {
+        if id == prefetchId { prefetchDone = true }
+        wakeWaiters()
     }
 
     private func startPrefetch() {
@@ -159,10 +250,20 @@ public actor KafkaConsumer {
         prefetchPositions = Dictionary(uniqueKeysWithValues: fetchPositions.map { ($0.topicPartition, $0.offset) })
         let configuration = configuration
         fetches.increment()
-        prefetch = Task { [client] in
-            try await client.fetch(
-                fetchPositions, isolation: configuration.isolationLevel, maxWait: configuration.fetchMaxWait,
-                minBytes: configuration.fetchMinBytes, maxBytes: configuration.fetchMaxBytes)
+        prefetchId += 1
+        prefetchDone = false
+        let id = prefetchId
+        prefetch = Task { [weak self, client] in
+            do {
+                let fetched = try await client.fetch(
+                    fetchPositions, isolation: configuration.isolationLevel, maxWait: configuration.fetchMaxWait,
+                    minBytes: configuration.fetchMinBytes, maxBytes: configuration.fetchMaxBytes)
+                await self?.prefetchFinished(id)
+                return fetched
+            } catch {
+                await self?.prefetchFinished(id)
+                throw error
+            }
         }
     }
 
@@ -228,6 +329,9 @@ public actor KafkaConsumer {
         isClosed = true
         prefetch?.cancel()
         prefetch = nil
+        joinTask?.cancel()
+        joinTask = nil
+        wakeWaiters()
         rebalanceContinuation.finish()
         await client.close()
     }
