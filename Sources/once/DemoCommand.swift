@@ -27,30 +27,10 @@ struct DemoCommand: AsyncParsableCommand {
         @Option(help: "Use this broker instead of starting one (HOST:PORT)") var bootstrapServer: String?
 
         func run() async throws {
-            var brokerTask: Task<Void, any Error>?
-            var dataDirectory: String?
-            let bootstrap: String
-            if let given = bootstrapServer {
-                bootstrap = given
-            } else {
-                let port = try await freePort()
-                let directory = FileManager.default.temporaryDirectory.appendingPathComponent("once-demo-\(getpid())").path
-                dataDirectory = directory
-                var config = BrokerConfig()
-                config.dataDirectory = directory
-                config.listen = HostPort(host: "127.0.0.1", port: port)
-                config.groupInitialRebalanceDelayMs = 0
-                var logger = Logger(label: "once.demo.broker")
-                logger.logLevel = .error
-                let service = BrokerService(config: config, logger: logger)
-                brokerTask = Task { try await service.run() }
-                bootstrap = "127.0.0.1:\(port)"
-                print("broker: started on \(bootstrap) (data in \(directory))")
-            }
-            defer {
-                brokerTask?.cancel()
-                if let dataDirectory { try? FileManager.default.removeItem(atPath: dataDirectory) }
-            }
+            let broker = try await DemoBroker.start(given: bootstrapServer, name: "once-demo")
+            defer { broker.stop() }
+            if bootstrapServer == nil { print("broker: started on \(broker.bootstrap) (data in \(broker.dataDirectory ?? "-"))") }
+            let bootstrap = broker.bootstrap
             let servers = BootstrapServer.parseList(bootstrap)!
             let admin = try await connectWithRetry(servers)
             let suffix = String(UInt32.random(in: 0...UInt32.max), radix: 16)
@@ -198,30 +178,9 @@ extension DemoCommand {
         @Option(help: "Use this broker instead of starting one (HOST:PORT)") var bootstrapServer: String?
 
         func run() async throws {
-            var brokerTask: Task<Void, any Error>?
-            var dataDirectory: String?
-            let bootstrap: String
-            if let given = bootstrapServer {
-                bootstrap = given
-            } else {
-                let port = try await freePort()
-                let directory = FileManager.default.temporaryDirectory.appendingPathComponent("once-bench-\(getpid())").path
-                dataDirectory = directory
-                var config = BrokerConfig()
-                config.dataDirectory = directory
-                config.listen = HostPort(host: "127.0.0.1", port: port)
-                config.groupInitialRebalanceDelayMs = 0
-                var logger = Logger(label: "once.demo.broker")
-                logger.logLevel = .error
-                let service = BrokerService(config: config, logger: logger)
-                brokerTask = Task { try await service.run() }
-                bootstrap = "127.0.0.1:\(port)"
-            }
-            defer {
-                brokerTask?.cancel()
-                if let dataDirectory { try? FileManager.default.removeItem(atPath: dataDirectory) }
-            }
-            let servers = BootstrapServer.parseList(bootstrap)!
+            let broker = try await DemoBroker.start(given: bootstrapServer, name: "once-bench")
+            defer { broker.stop() }
+            let servers = BootstrapServer.parseList(broker.bootstrap)!
             let admin = try await connectWithRetry(servers)
             let suffix = String(UInt32.random(in: 0...UInt32.max), radix: 16)
             let input = "bench-input-\(suffix)"
@@ -233,7 +192,7 @@ extension DemoCommand {
             }
             await producer.flush()
             await producer.close()
-            print("input: \(records) records of \(recordSize) bytes in \(input) (2 partitions), broker \(bootstrap)")
+            print("input: \(records) records of \(recordSize) bytes in \(input) (2 partitions), broker \(broker.bootstrap)")
 
             let baseline = try await atLeastOnce(servers, admin: admin, input: input, suffix: suffix)
             print(benchRow("at-least-once", baseline, baseline))
@@ -339,6 +298,33 @@ struct SeededGenerator: RandomNumberGenerator {
         state ^= state << 25
         state ^= state >> 27
         return state &* 2_685_821_657_736_338_717
+    }
+}
+
+/// The broker a demo runs against: the one given, or one started in this process on a free
+/// loopback port with a temporary data directory that `stop()` removes.
+private struct DemoBroker {
+    var bootstrap: String
+    var dataDirectory: String?
+    var task: Task<Void, any Error>?
+
+    static func start(given: String?, name: String) async throws -> DemoBroker {
+        if let given { return DemoBroker(bootstrap: given) }
+        let port = try await freePort()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("\(name)-\(getpid())").path
+        var config = BrokerConfig()
+        config.dataDirectory = directory
+        config.listen = HostPort(host: "127.0.0.1", port: port)
+        config.groupInitialRebalanceDelayMs = 0
+        var logger = Logger(label: "once.demo.broker")
+        logger.logLevel = .error
+        let service = BrokerService(config: config, logger: logger)
+        return DemoBroker(bootstrap: "127.0.0.1:\(port)", dataDirectory: directory, task: Task { try await service.run() })
+    }
+
+    func stop() {
+        task?.cancel()
+        if let dataDirectory { try? FileManager.default.removeItem(atPath: dataDirectory) }
     }
 }
 

@@ -34,26 +34,30 @@ def read_values(broker, topic: str, isolation: str, partitions=(0,)) -> list[byt
     return [r.value for r in ck.read_to_end(broker, topic, list(partitions), **{"isolation.level": isolation})]
 
 
-def test_committed_visible_aborted_hidden_librdkafka(broker):
-    topic = unique_topic("txn-ck")
+def write_m1_to_m7(broker, topic: str):
+    """The seed's m1..m7: m1 m2 plain, m3-m5 in an aborted transaction, m6 m7 committed. Returns
+    the transactional producer and the plain one."""
     ck.create_topic(broker, topic, 1)
     p = txn_producer(broker, unique_topic("tid"))
     plain = ck.producer(broker)
     plain.produce(topic, value=b"m1")
     plain.produce(topic, value=b"m2")
     plain.flush(30)
-
     p.begin_transaction()
     for v in (b"m3", b"m4", b"m5"):
         p.produce(topic, value=v)
     p.flush(30)  # librdkafka purges unsent messages on abort; these must reach the log first
     p.abort_transaction(30)
-
     p.begin_transaction()
     for v in (b"m6", b"m7"):
         p.produce(topic, value=v)
     p.commit_transaction(30)
+    return p, plain
 
+
+def test_committed_visible_aborted_hidden_librdkafka(broker):
+    topic = unique_topic("txn-ck")
+    write_m1_to_m7(broker, topic)
     assert read_values(broker, topic, "read_committed") == [b"m1", b"m2", b"m6", b"m7"]
     assert read_values(broker, topic, "read_uncommitted") == [b"m1", b"m2", b"m3", b"m4", b"m5", b"m6", b"m7"]
 
@@ -62,21 +66,7 @@ def test_pending_transaction_holds_read_committed_at_lso(broker):
     """The seed's picture: m1 m2 committed, m3-m5 aborted, m6 m7 committed, m8 pending; a plain m9
     written after m8 waits behind it until the transaction ends."""
     topic = unique_topic("txn-lso")
-    ck.create_topic(broker, topic, 1)
-    p = txn_producer(broker, unique_topic("tid"))
-    plain = ck.producer(broker)
-    plain.produce(topic, value=b"m1")
-    plain.produce(topic, value=b"m2")
-    plain.flush(30)
-    p.begin_transaction()
-    for v in (b"m3", b"m4", b"m5"):
-        p.produce(topic, value=v)
-    p.flush(30)  # librdkafka purges unsent messages on abort; these must reach the log first
-    p.abort_transaction(30)
-    p.begin_transaction()
-    for v in (b"m6", b"m7"):
-        p.produce(topic, value=v)
-    p.commit_transaction(30)
+    p, plain = write_m1_to_m7(broker, topic)
     p.begin_transaction()
     p.produce(topic, value=b"m8")
     p.flush(30)

@@ -477,21 +477,6 @@ final class GroupCoordinator: Sendable {
 
     /// The single partition of `__consumer_offsets`, created on first need.
     private func offsetsLog() throws -> any PartitionLog {
-        if let log = storage.partition(topic: Self.topicName, partition: 0) { return log }
-        do {
-            // Time- and size-based retention would delete live offsets; only the coordinator removes them.
-            try storage.createTopic(
-                name: Self.topicName, partitions: 1,
-                configs: [
-                    "cleanup.policy": "compact", "retention.ms": "-1", "retention.bytes": "-1",
-                    // Small segments so snapshots can drop what they replace.
-                    "segment.bytes": "16777216",
-                ])
-            logger.info("created \(Self.topicName)")
-        } catch StorageError.topicExists {}
-        guard let log = storage.partition(topic: Self.topicName, partition: 0) else {
-            throw StorageError.unknownTopic(Self.topicName)
-        }
-        return log
+        try InternalTopics.log(Self.topicName, in: storage, logger: logger)
     }
 }

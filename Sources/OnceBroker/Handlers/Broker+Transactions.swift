@@ -10,8 +10,7 @@ extension Broker {
     func initTransactionalProducerId(_ req: InitProducerIdRequest, _ request: Request, transactionalId: String)
         -> EventLoopFuture<InitProducerIdResponse>
     {
-        let promise = request.eventLoop.makePromise(of: InitProducerIdResponse.self)
-        promise.completeWithTask {
+        answerLater(request) {
             var response = InitProducerIdResponse()
             do {
                 let outcome = try await self.transactions.initProducerId(
@@ -28,12 +27,10 @@ extension Broker {
             }
             return response
         }
-        return promise.futureResult
     }
 
     func addPartitionsToTxn(_ req: AddPartitionsToTxnRequest, _ request: Request) -> EventLoopFuture<AddPartitionsToTxnResponse> {
-        let promise = request.eventLoop.makePromise(of: AddPartitionsToTxnResponse.self)
-        promise.completeWithTask {
+        answerLater(request) {
             var response = AddPartitionsToTxnResponse()
             if request.version <= 3 {
                 response.resultsByTopicV3AndBelow = await self.addPartitions(
@@ -54,7 +51,6 @@ extension Broker {
             }
             return response
         }
-        return promise.futureResult
     }
 
     private func addPartitions(
@@ -103,8 +99,7 @@ extension Broker {
     }
 
     func addOffsetsToTxn(_ req: AddOffsetsToTxnRequest, _ request: Request) -> EventLoopFuture<AddOffsetsToTxnResponse> {
-        let promise = request.eventLoop.makePromise(of: AddOffsetsToTxnResponse.self)
-        promise.completeWithTask {
+        answerLater(request) {
             var response = AddOffsetsToTxnResponse()
             do {
                 // The group's offsets live in its __consumer_offsets partition; that partition joins
@@ -118,12 +113,10 @@ extension Broker {
             }
             return response
         }
-        return promise.futureResult
     }
 
     func endTxn(_ req: EndTxnRequest, _ request: Request) -> EventLoopFuture<EndTxnResponse> {
-        let promise = request.eventLoop.makePromise(of: EndTxnResponse.self)
-        promise.completeWithTask {
+        answerLater(request) {
             var response = EndTxnResponse()
             do {
                 response.errorCode = (try await self.transactions.endTransaction(
@@ -134,7 +127,6 @@ extension Broker {
             }
             return response
         }
-        return promise.futureResult
     }
 
     /// TxnOffsetCommit: the consumer offsets of a read-process-write transaction. Refused unless the
@@ -224,6 +216,14 @@ extension Broker {
             return state
         }
         return response
+    }
+
+    /// Answers once the coordinator's async work is done (its waits for durability must not block
+    /// an event loop).
+    private func answerLater<R: Sendable>(_ request: Request, _ body: @escaping @Sendable () async -> R) -> EventLoopFuture<R> {
+        let promise = request.eventLoop.makePromise(of: R.self)
+        promise.completeWithTask(body)
+        return promise.futureResult
     }
 
     /// The read_committed view of a partition: its last stable offset and the aborted transactions

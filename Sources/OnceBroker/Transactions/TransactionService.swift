@@ -46,22 +46,7 @@ final class TransactionService: Sendable {
         self.waiters = waiters
         self.logger = logger
         self.flushAlways = flushAlways
-        if storage.topic(named: Self.topicName) == nil {
-            do {
-                // Time and size retention would delete live metadata; the coordinator itself drops
-                // segments a snapshot has replaced. Small segments let it do that often.
-                try storage.createTopic(
-                    name: Self.topicName, partitions: 1,
-                    configs: [
-                        "cleanup.policy": "compact", "retention.ms": "-1", "retention.bytes": "-1",
-                        "segment.bytes": "16777216",
-                    ])
-            } catch StorageError.topicExists {}
-        }
-        guard let log = storage.partition(topic: Self.topicName, partition: 0) else {
-            throw StorageError.unknownTopic(Self.topicName)
-        }
-        transactionLog = log
+        transactionLog = try InternalTopics.log(Self.topicName, in: storage, logger: logger)
         coordinator = NIOLockedValueBox(TransactionCoordinator(config: config))
     }
 
@@ -273,9 +258,27 @@ final class TransactionService: Sendable {
 
 /// Kafka's internal topics: listed with `isInternal`, and kept out of the way of client writes.
 enum InternalTopics {
-    static let consumerOffsets = "__consumer_offsets"
+    static let consumerOffsets = GroupCoordinator.topicName
     static let transactionState = TransactionService.topicName
     static let names: Set<String> = [consumerOffsets, transactionState]
+
+    /// The single partition of an internal topic, created on first need. Time and size retention
+    /// would delete live coordinator state, so they are off; the coordinators drop what their
+    /// snapshots replace, and small segments let them do it often.
+    static func log(_ name: String, in storage: any LogStorage, logger: Logger) throws -> any PartitionLog {
+        if let log = storage.partition(topic: name, partition: 0) { return log }
+        do {
+            try storage.createTopic(
+                name: name, partitions: 1,
+                configs: [
+                    "cleanup.policy": "compact", "retention.ms": "-1", "retention.bytes": "-1",
+                    "segment.bytes": "16777216",
+                ])
+            logger.info("created \(name)")
+        } catch StorageError.topicExists {}
+        guard let log = storage.partition(topic: name, partition: 0) else { throw StorageError.unknownTopic(name) }
+        return log
+    }
 }
 
 extension TransactionCoordinator.Failure {
