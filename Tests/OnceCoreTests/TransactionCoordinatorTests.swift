@@ -203,6 +203,45 @@ struct TransactionCoordinatorTests {
         #expect(other.verify(producerId: pid, producerEpoch: 0, partition: Self.p0) == nil)
     }
 
+    @Test("a crash after any durable step resumes from exactly that step", arguments: [true, false])
+    func crashAtEachStep(commit: Bool) {
+        var f = Fixture()
+        var durable: [TransactionMetadata] = []
+        func record(_ o: C.Outcome) {
+            for case .persist(let txn) in o.actions { durable.append(txn) }
+        }
+        record(f.initId())
+        let pid = f.c.transactions["tx"]!.producerId
+        record(f.add(pid, 0, [Self.p0, Self.p1]))
+        record(f.end(pid, 0, commit: commit))
+        record(f.c.markersWritten(transactionalId: "tx", now: f.now))
+        let expected: [TransactionState] = [.empty, .ongoing, commit ? .prepareCommit : .prepareAbort, commit ? .completeCommit : .completeAbort]
+        #expect(durable.map(\.state) == expected)
+        for (step, state) in expected.enumerated() {
+            // Restart with the log as it stood after this step.
+            var restarted = C()
+            let resumed = restarted.recover([durable[step]])
+            #expect(restarted.transactions["tx"]?.state == state)
+            switch state {
+            case .prepareCommit, .prepareAbort:
+                // The markers are written again, and the transaction then completes.
+                #expect(resumed.actions == [.writeMarkers(transactionalId: "tx", producerId: pid, producerEpoch: 0, commit: commit, partitions: [Self.p0, Self.p1])])
+                _ = restarted.markersWritten(transactionalId: "tx", now: f.now)
+                #expect(restarted.transactions["tx"]?.state == (commit ? .completeCommit : .completeAbort))
+            case .ongoing:
+                #expect(resumed.actions.isEmpty)
+                // The producer carries on, or its timeout aborts it.
+                #expect(restarted.verify(producerId: pid, producerEpoch: 0, partition: Self.p1) == nil)
+                let timedOut = restarted.timeoutsChecked(now: f.now + 60_000)
+                #expect(timedOut.actions.contains { if case .writeMarkers(_, _, 1, false, _) = $0 { true } else { false } })
+            default:
+                #expect(resumed.actions.isEmpty)
+                #expect(restarted.addPartitionsReceived(
+                    transactionalId: "tx", producerId: pid, producerEpoch: 0, partitions: [Self.p0], now: f.now).failure == nil)
+            }
+        }
+    }
+
     @Test("metadata records round-trip")
     func encoding() throws {
         let meta = TransactionMetadata(
