@@ -27,6 +27,7 @@ py_missing=()
 python3 -c "import confluent_kafka" >/dev/null 2>&1 || py_missing+=("confluent-kafka==2.16.1")
 python3 -c "import kafka" >/dev/null 2>&1 || py_missing+=("kafka-python==3.0.12")
 python3 -c "import pytest" >/dev/null 2>&1 || py_missing+=("pytest==9.0.3")
+python3 -c "import aiokafka" >/dev/null 2>&1 || py_missing+=("aiokafka==0.14.0")
 
 if [ "${#py_missing[@]}" -gt 0 ]; then
     echo "install-deps: pip install ${py_missing[*]}"
