@@ -175,19 +175,16 @@ extension Broker {
                 var group = OffsetFetchResponse.OffsetFetchResponseGroup()
                 group.groupId = g.groupId
                 let asked = g.topics.map { $0.map { ($0.name, $0.partitionIndexes) } }
-                let unstable = req.requireStable ? groups.unstablePartitions(groupId: g.groupId) : []
-                group.topics = committedOffsets(g.groupId, asked).map { name, partitions in
+                group.topics = offsetRows(g.groupId, asked, requireStable: req.requireStable).map { name, rows in
                     var topic = OffsetFetchResponse.OffsetFetchResponseTopics()
                     topic.name = name
-                    topic.partitions = partitions.map { index, committed in
+                    topic.partitions = rows.map { row in
                         var p = OffsetFetchResponse.OffsetFetchResponsePartitions()
-                        p.partitionIndex = index
-                        if unstable.contains(GroupPartition(name, index)) {
-                            p.errorCode = ErrorCode.unstableOffsetCommit.rawValue
-                        }
-                        p.committedOffset = committed?.offset ?? -1
-                        p.committedLeaderEpoch = committed?.leaderEpoch ?? -1
-                        p.metadata = committed?.metadata ?? ""
+                        p.partitionIndex = row.partition
+                        p.errorCode = row.errorCode.rawValue
+                        p.committedOffset = row.committed?.offset ?? -1
+                        p.committedLeaderEpoch = row.committed?.leaderEpoch ?? -1
+                        p.metadata = row.committed?.metadata ?? ""
                         return p
                     }
                     return topic
@@ -198,20 +195,16 @@ extension Broker {
         }
         // v1 names its topics; from v2 null topics means every committed offset of the group.
         let asked = req.topics.map { $0.map { ($0.name, $0.partitionIndexes) } }
-        // v7+: a read_committed consumer asks for stable offsets; undecided transactional ones make it retry.
-        let unstable = request.version >= 7 && req.requireStable ? groups.unstablePartitions(groupId: req.groupId) : []
-        r.topics = committedOffsets(req.groupId, asked).map { name, partitions in
+        r.topics = offsetRows(req.groupId, asked, requireStable: request.version >= 7 && req.requireStable).map { name, rows in
             var topic = OffsetFetchResponse.OffsetFetchResponseTopic()
             topic.name = name
-            topic.partitions = partitions.map { index, committed in
+            topic.partitions = rows.map { row in
                 var p = OffsetFetchResponse.OffsetFetchResponsePartition()
-                p.partitionIndex = index
-                if unstable.contains(GroupPartition(name, index)) {
-                    p.errorCode = ErrorCode.unstableOffsetCommit.rawValue
-                }
-                p.committedOffset = committed?.offset ?? -1
-                p.committedLeaderEpoch = committed?.leaderEpoch ?? -1
-                p.metadata = committed?.metadata ?? ""
+                p.partitionIndex = row.partition
+                p.errorCode = row.errorCode.rawValue
+                p.committedOffset = row.committed?.offset ?? -1
+                p.committedLeaderEpoch = row.committed?.leaderEpoch ?? -1
+                p.metadata = row.committed?.metadata ?? ""
                 return p
             }
             return topic
@@ -219,17 +212,33 @@ extension Broker {
         return r
     }
 
-    /// The asked partitions (or every committed one) with their offsets; nil offset = none committed.
-    private func committedOffsets(
-        _ groupId: String, _ asked: [(String, [Int32])]?
-    ) -> [(String, [(Int32, CommittedOffset?)])] {
+    /// One partition of an OffsetFetch answer, whichever version's types carry it.
+    private struct OffsetRow {
+        var partition: Int32
+        /// Nil when nothing is committed.
+        var committed: CommittedOffset?
+        var errorCode: ErrorCode
+    }
+
+    /// The asked partitions (or every committed one) with their offsets. With `requireStable` (a
+    /// read_committed consumer, v7+), partitions whose transactional offsets are undecided answer
+    /// UNSTABLE_OFFSET_COMMIT so the consumer retries.
+    private func offsetRows(
+        _ groupId: String, _ asked: [(String, [Int32])]?, requireStable: Bool
+    ) -> [(String, [OffsetRow])] {
         let partitions = asked.map { $0.flatMap { name, indexes in indexes.map { GroupPartition(name, $0) } } }
         let committed = groups.committedOffsets(groupId: groupId, partitions: partitions)
+        let unstable = requireStable ? groups.unstablePartitions(groupId: groupId) : []
+        func row(_ partition: GroupPartition) -> OffsetRow {
+            OffsetRow(
+                partition: partition.partition, committed: committed[partition],
+                errorCode: unstable.contains(partition) ? .unstableOffsetCommit : .none)
+        }
         if let asked {
-            return asked.map { name, indexes in (name, indexes.map { ($0, committed[GroupPartition(name, $0)]) }) }
+            return asked.map { name, indexes in (name, indexes.map { row(GroupPartition(name, $0)) }) }
         }
         let byTopic = Dictionary(grouping: committed.keys.sorted(), by: \.topic)
-        return byTopic.keys.sorted().map { name in (name, byTopic[name]!.map { ($0.partition, committed[$0]) }) }
+        return byTopic.keys.sorted().map { name in (name, byTopic[name]!.map(row)) }
     }
 
     func offsetDelete(_ req: OffsetDeleteRequest, _ request: Request) -> OffsetDeleteResponse {
