@@ -33,12 +33,7 @@ struct TxnCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await client.withClient { client in
-                let txn: TransactionDescription
-                do {
-                    txn = try await client.describeTransaction(transactionalId)
-                } catch let error as KafkaError {
-                    throw CommandFailure("cannot describe '\(transactionalId)': \(error)")
-                }
+                let txn = try await TxnCommand.describe(transactionalId, with: client)
                 print("transactional id: \(txn.transactionalId)")
                 print("state:            \(txn.state)")
                 print("producer:         \(txn.producerId) epoch \(txn.producerEpoch)")
@@ -57,18 +52,22 @@ struct TxnCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await client.withClient { client in
-                let before: TransactionDescription
-                do {
-                    before = try await client.describeTransaction(transactionalId)
-                } catch let error as KafkaError {
-                    throw CommandFailure("cannot find '\(transactionalId)': \(error)")
-                }
+                let before = try await TxnCommand.describe(transactionalId, with: client)
                 guard before.state == "Ongoing" else {
                     throw CommandFailure("'\(transactionalId)' has no open transaction (state \(before.state)); nothing to abort")
                 }
                 let epoch = try await client.abortTransaction(transactionalId, timeoutMs: before.timeoutMs)
                 print("aborted '\(transactionalId)' (was \(before.state)); producer \(before.producerId) fenced, epoch now \(epoch)")
             }
+        }
+    }
+
+    /// The coordinator's description of a transactional id, or one clear line naming the Kafka error.
+    static func describe(_ transactionalId: String, with client: KafkaClient) async throws -> TransactionDescription {
+        do {
+            return try await client.describeTransaction(transactionalId)
+        } catch let error as KafkaError {
+            throw CommandFailure("cannot describe '\(transactionalId)': \(error)")
         }
     }
 }

@@ -226,8 +226,7 @@ struct TransactionRequestTests {
         let view = try await Self.committedValues(restarted, "out")
         #expect(view.values.isEmpty)
         #expect(view.lso == 2)
-        var again = tx
-        again = Txn(h: restarted, id: "app", producerId: tx.producerId, epoch: tx.epoch, sequence: tx.sequence)
+        let again = Txn(h: restarted, id: "app", producerId: tx.producerId, epoch: tx.epoch, sequence: tx.sequence)
         #expect(try await again.end(commit: true) == 0)
         #expect(try await Self.committedValues(restarted, "out").values == ["open"])
     }
