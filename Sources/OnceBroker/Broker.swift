@@ -118,7 +118,7 @@ public final class Broker: Sendable {
         case .endTxn:
             return endTxn(try EndTxnRequest(from: &frame, version: version), request).map { self.encode($0, for: request) }
         case .txnOffsetCommit:
-            return respond(request, txnOffsetCommit(try TxnOffsetCommitRequest(from: &frame, version: version), request))
+            return afterGroupWrites(request, respond(request, txnOffsetCommit(try TxnOffsetCommitRequest(from: &frame, version: version), request)))
         case .describeTransactions:
             return respond(request, describeTransactions(try DescribeTransactionsRequest(from: &frame, version: version), request))
         case .listTransactions:
@@ -128,25 +128,27 @@ public final class Broker: Sendable {
         case .findCoordinator:
             return respond(request, findCoordinator(try FindCoordinatorRequest(from: &frame, version: version), request))
         case .joinGroup:
-            return joinGroup(try JoinGroupRequest(from: &frame, version: version), request).map { self.encode($0, for: request) }
+            return afterGroupWrites(
+                request, joinGroup(try JoinGroupRequest(from: &frame, version: version), request).map { self.encode($0, for: request) })
         case .syncGroup:
-            return syncGroup(try SyncGroupRequest(from: &frame, version: version), request).map { self.encode($0, for: request) }
+            return afterGroupWrites(
+                request, syncGroup(try SyncGroupRequest(from: &frame, version: version), request).map { self.encode($0, for: request) })
         case .heartbeat:
             return respond(request, heartbeat(try HeartbeatRequest(from: &frame, version: version), request))
         case .leaveGroup:
-            return respond(request, leaveGroup(try LeaveGroupRequest(from: &frame, version: version), request))
+            return afterGroupWrites(request, respond(request, leaveGroup(try LeaveGroupRequest(from: &frame, version: version), request)))
         case .offsetCommit:
-            return respond(request, offsetCommit(try OffsetCommitRequest(from: &frame, version: version), request))
+            return afterGroupWrites(request, respond(request, offsetCommit(try OffsetCommitRequest(from: &frame, version: version), request)))
         case .offsetFetch:
             return respond(request, offsetFetch(try OffsetFetchRequest(from: &frame, version: version), request))
         case .offsetDelete:
-            return respond(request, offsetDelete(try OffsetDeleteRequest(from: &frame, version: version), request))
+            return afterGroupWrites(request, respond(request, offsetDelete(try OffsetDeleteRequest(from: &frame, version: version), request)))
         case .listGroups:
             return respond(request, listGroups(try ListGroupsRequest(from: &frame, version: version), request))
         case .describeGroups:
             return respond(request, describeGroups(try DescribeGroupsRequest(from: &frame, version: version), request))
         case .deleteGroups:
-            return respond(request, deleteGroups(try DeleteGroupsRequest(from: &frame, version: version), request))
+            return afterGroupWrites(request, respond(request, deleteGroups(try DeleteGroupsRequest(from: &frame, version: version), request)))
         default:
             throw ConnectionError(description: "\(api.name) has no handler")
         }
@@ -154,6 +156,25 @@ public final class Broker: Sendable {
 
     private func respond(_ request: Request, _ response: some KafkaResponse) -> EventLoopFuture<ByteBuffer?> {
         request.eventLoop.makeSucceededFuture(encode(response, for: request))
+    }
+
+    /// Under `--flush always`, holds a group coordinator's answer until what it wrote to
+    /// `__consumer_offsets` (offsets, group metadata) is on disk: an acknowledged change survives a
+    /// power cut. A failed sync fails the request, which closes the connection unanswered.
+    private func afterGroupWrites(_ request: Request, _ answer: EventLoopFuture<ByteBuffer?>) -> EventLoopFuture<ByteBuffer?> {
+        guard config.flushPolicy == .always else { return answer }
+        return answer.flatMap { response in
+            guard let log = self.storage.partition(topic: InternalTopics.consumerOffsets, partition: 0) else {
+                return request.eventLoop.makeSucceededFuture(response)
+            }
+            let end = log.logEndOffset
+            let promise = request.eventLoop.makePromise(of: ByteBuffer?.self)
+            promise.completeWithTask {
+                try await log.waitDurable(upTo: end)
+                return response
+            }
+            return promise.futureResult
+        }
     }
 
     /// Frames a response: size, response header, body.

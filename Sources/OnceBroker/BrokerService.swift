@@ -36,7 +36,7 @@ public struct BrokerService: Service {
             storage = try FileLogStorage(directory: config.dataDirectory, flushPolicy: config.flushPolicy, logger: logger)
             clusterId = try ClusterIdentity.loadOrCreate(directory: config.dataDirectory)
         case .memory:
-            storage = MemoryLogStorage()
+            storage = MemoryLogStorage(flushPolicy: config.flushPolicy)
             clusterId = ClusterIdentity.random()
         }
         let broker = try Broker(config: config, storage: storage, clusterId: clusterId, logger: logger)

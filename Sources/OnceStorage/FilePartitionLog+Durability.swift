@@ -63,6 +63,10 @@ extension FilePartitionLog {
         }
     }
 
+    func sync() throws {
+        if case .failure(let error) = syncOnce() { throw error }
+    }
+
     /// fsyncs every log with unsynced appends and advances the durable offset to the log end seen
     /// when the sync started.
     @discardableResult

@@ -47,6 +47,9 @@ extension FilePartitionLog {
             if i == bases.count - 1 {
                 try recover(&segment, config: config, logger: logger)
                 if segment.size > 0 { segment.firstAppendMs = currentTimeMillis() }
+                // A crashed process leaves appends in the page cache that were never synced; under
+                // `always` they count as durable (readable) only once they are.
+                if runtime.flushPolicy == .always && segment.size > 0 { try log.sync() }
             } else {
                 try load(&segment, nextBaseOffset: bases[i + 1], config: config, logger: logger)
             }

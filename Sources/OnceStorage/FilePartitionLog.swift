@@ -50,6 +50,9 @@ final class FilePartitionLog: PartitionLog {
 
     var logStartOffset: Int64 { state.withLock { $0.segments.first?.baseOffset ?? $0.logEndOffset } }
     var logEndOffset: Int64 { state.withLock { $0.logEndOffset } }
+    var highWatermark: Int64 {
+        state.withLock { runtime.flushPolicy == .always ? $0.durableOffset : $0.logEndOffset }
+    }
 
     /// Segment base offsets, oldest first; for tests and tools.
     var segmentBaseOffsets: [Int64] { state.withLock { $0.segments.map(\.baseOffset) } }

@@ -40,8 +40,11 @@ public protocol PartitionLog: AnyObject, Sendable {
     var partition: Int32 { get }
     /// First offset still stored.
     var logStartOffset: Int64 { get }
-    /// Offset the next appended record will get (the high watermark of a single-replica broker).
+    /// Offset the next appended record will get.
     var logEndOffset: Int64 { get }
+    /// The end consumers may read to (Kafka's high watermark): under the `always` flush policy the
+    /// durable end, so nothing a power loss can still erase is ever served; otherwise the log end.
+    var highWatermark: Int64 { get }
 
     /// Appends record batches (v2) exactly as sent, assigning offsets from `logEndOffset` by rewriting
     /// each batch's base offset (the CRC does not cover it). The caller has validated the batches.
@@ -52,6 +55,11 @@ public protocol PartitionLog: AnyObject, Sendable {
     /// Completes when everything up to `offset` (exclusive) is on disk under the engine's flush
     /// policy: immediately for `none` and `interval`, after a shared fsync (group commit) for `always`.
     func waitDurable(upTo offset: Int64) async throws
+
+    /// fsyncs everything appended so far, whatever the flush policy. Internal logs call it before a
+    /// snapshot replaces their older segments, so a power loss never leaves the log shorter than a
+    /// snapshot that claims to cover it.
+    func sync() throws
 
     /// Whole batches starting with the one that contains `offset`, up to about `maxBytes` (at least
     /// one batch is returned even if it is larger, as Kafka does, so a consumer can always progress),

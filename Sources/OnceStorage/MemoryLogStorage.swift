@@ -2,7 +2,13 @@ import KafkaProtocol
 import NIOCore
 import Synchronization
 
-/// The in-memory engine: the file engine's semantics without a disk, for tests.
+/// The in-memory engine: the file engine's semantics without a disk, for tests and simulation.
+///
+/// It models the page cache a power cut sees: appends are readable at once but durable only once
+/// synced (`sync`, or `waitDurable` under the `always` policy, which syncs as the file engine's
+/// group commit does); `afterPowerLoss()` is the engine a restart then finds, holding only what was
+/// synced. Topic metadata, deleted segments and state documents are durable when written, as the
+/// file engine makes them. A process crash loses nothing: restart on the same instance.
 public final class MemoryLogStorage: LogStorage {
     private struct Topic {
         var metadata: TopicMetadata
@@ -12,7 +18,25 @@ public final class MemoryLogStorage: LogStorage {
     private let topicsByName = Mutex<[String: Topic]>([:])
     private let documents = Mutex<[String: [UInt8]]>([:])
 
-    public init() {}
+    public let flushPolicy: FlushPolicy
+
+    public init(flushPolicy: FlushPolicy = .none) {
+        self.flushPolicy = flushPolicy
+    }
+
+    /// What a restart after a power cut finds: every topic and document, each partition cut back to
+    /// its last sync.
+    public func afterPowerLoss() -> MemoryLogStorage {
+        let survivor = MemoryLogStorage(flushPolicy: flushPolicy)
+        let topics = topicsByName.withLock { $0 }
+        survivor.topicsByName.withLock { kept in
+            for (name, topic) in topics {
+                kept[name] = Topic(metadata: topic.metadata, partitions: topic.partitions.map { $0.durablePart() })
+            }
+        }
+        survivor.documents.withLock { $0 = documents.withLock { $0 } }
+        return survivor
+    }
 
     public func topics() -> [TopicMetadata] {
         topicsByName.withLock { $0.values.map(\.metadata) }.sorted { $0.name < $1.name }
@@ -30,7 +54,9 @@ public final class MemoryLogStorage: LogStorage {
         return try topicsByName.withLock { topics in
             guard topics[name] == nil else { throw StorageError.topicExists(name) }
             let metadata = TopicMetadata(name: name, id: .random(), partitionCount: partitions, configs: configs)
-            let logs = (0..<partitions).map { MemoryPartitionLog(topic: name, partition: $0, config: config) }
+            let logs = (0..<partitions).map {
+                MemoryPartitionLog(topic: name, partition: $0, config: config, flushPolicy: flushPolicy)
+            }
             topics[name] = Topic(metadata: metadata, partitions: logs)
             return metadata
         }

@@ -33,15 +33,41 @@ final class MemoryPartitionLog: PartitionLog {
         var config: TopicConfig
         var segments: [Segment]
         var logEndOffset: Int64 = 0
+        /// Everything below survives a power cut.
+        var durableOffset: Int64 = 0
         var deleted = false
     }
 
     private let state: Mutex<State>
+    private let flushPolicy: FlushPolicy
 
-    init(topic: String, partition: Int32, config: TopicConfig) {
+    init(topic: String, partition: Int32, config: TopicConfig, flushPolicy: FlushPolicy = .none) {
         self.topic = topic
         self.partition = partition
+        self.flushPolicy = flushPolicy
         self.state = Mutex(State(config: config, segments: [Segment(baseOffset: 0)]))
+    }
+
+    private init(topic: String, partition: Int32, flushPolicy: FlushPolicy, state: State) {
+        self.topic = topic
+        self.partition = partition
+        self.flushPolicy = flushPolicy
+        self.state = Mutex(state)
+    }
+
+    /// This partition as a power cut leaves it: whole batches below the last sync. The active
+    /// segment stays (possibly empty), as its file would.
+    func durablePart() -> MemoryPartitionLog {
+        var kept = state.withLock { $0 }
+        for i in kept.segments.indices {
+            kept.segments[i].batches.removeAll { $0.lastOffset >= kept.durableOffset }
+            kept.segments[i].size = kept.segments[i].batches.reduce(0) { $0 + $1.bytes.readableBytes }
+        }
+        let lastSegment = kept.segments.lastIndex { $0.baseOffset <= kept.durableOffset } ?? 0
+        kept.segments.removeSubrange((lastSegment + 1)...)
+        kept.logEndOffset = kept.segments.last!.batches.last.map { $0.lastOffset + 1 } ?? kept.segments.last!.baseOffset
+        kept.durableOffset = kept.logEndOffset
+        return MemoryPartitionLog(topic: topic, partition: partition, flushPolicy: flushPolicy, state: kept)
     }
 
     var logStartOffset: Int64 { state.withLock { $0.segments[0].baseOffset } }
@@ -92,7 +118,18 @@ final class MemoryPartitionLog: PartitionLog {
         }
     }
 
-    func waitDurable(upTo offset: Int64) async throws {}
+    /// Under `always` the caller's wait is the sync, as one round of the file engine's group commit.
+    func waitDurable(upTo offset: Int64) async throws {
+        if flushPolicy == .always { try sync() }
+    }
+
+    func sync() throws {
+        state.withLock { $0.durableOffset = $0.logEndOffset }
+    }
+
+    var highWatermark: Int64 {
+        state.withLock { flushPolicy == .always ? $0.durableOffset : $0.logEndOffset }
+    }
 
     func read(from offset: Int64, maxBytes: Int, limitOffset: Int64) throws -> ByteBuffer {
         try state.withLock { s in

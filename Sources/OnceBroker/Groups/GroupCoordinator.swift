@@ -17,9 +17,9 @@ final class GroupCoordinator: Sendable {
         var nextToken: RequestToken = 0
         var joins: [RequestToken: EventLoopPromise<JoinGroupResult>] = [:]
         var syncs: [RequestToken: EventLoopPromise<SyncGroupResult>] = [:]
-        /// Offsets committed inside transactions (TxnOffsetCommit), by producer id, until the
-        /// transaction's marker applies or drops them.
-        var pendingTransactional: [Int64: [OffsetsRecord]] = [:]
+        /// Offsets committed inside transactions (TxnOffsetCommit) until their marker decides them,
+        /// and where each committed offset was written.
+        var transactional = TransactionalOffsets()
     }
 
     /// Promises to complete once the lock is released.
@@ -48,15 +48,20 @@ final class GroupCoordinator: Sendable {
         self.logger = logger
         self.clock = clock
         if let log = storage.partition(topic: Self.topicName, partition: 0) {
-            let replay = try OffsetsLogReplay.replay(log, snapshot: try Self.loadSnapshot(storage))
+            let (replay, snapshotIsAhead) = try OffsetsLogReplay.replay(log, snapshot: try Self.loadSnapshot(storage))
             let groups = replay.groups(config: config, now: clock())
             state.withLockedValue {
                 $0.groups = groups
-                $0.pendingTransactional = replay.pending
+                $0.transactional = replay.transactional
             }
             logger.info(
                 "loaded consumer groups",
                 metadata: ["groups": "\(groups.count)", "records": "\(replay.recordsRead)"])
+            if snapshotIsAhead {
+                // Appends from the log's end must not hide behind the old snapshot's offset.
+                logger.warning("consumer-offsets snapshot is past the log end; writing it again at the end")
+                try snapshot()
+            }
         }
     }
 
@@ -174,8 +179,12 @@ final class GroupCoordinator: Sendable {
             }
             let (outcome, accepted) = screen(offsets)
             if !accepted.isEmpty {
-                let records = accepted.keys.sorted().map { OffsetsRecord.offset(group: groupId, partition: $0, accepted[$0]) }
-                guard append(records, now: now) else { return .failure(.coordinatorNotAvailable) }
+                let partitions = accepted.keys.sorted()
+                let records = partitions.map { OffsetsRecord.offset(group: groupId, partition: $0, accepted[$0]) }
+                guard let written = append(records, now: now) else { return .failure(.coordinatorNotAvailable) }
+                for (i, partition) in partitions.enumerated() {
+                    s.transactional.committed(group: groupId, partition: partition, position: written.baseOffset + Int64(i))
+                }
                 group.offsetsCommitted(accepted)
             }
             s.groups[groupId] = group
@@ -197,7 +206,8 @@ final class GroupCoordinator: Sendable {
                 // before KIP-447.
                 if generationId >= 0 || !memberId.isEmpty,
                     let error = group.offsetCommitReceived(
-                        memberId: memberId, groupInstanceId: groupInstanceId, generationId: generationId, now: now)
+                        memberId: memberId, groupInstanceId: groupInstanceId, generationId: generationId,
+                        transactional: true, now: now)
                 {
                     s.groups[groupId] = group
                     return .failure(error)
@@ -205,17 +215,21 @@ final class GroupCoordinator: Sendable {
                 s.groups[groupId] = group
             }
             let (outcome, accepted) = screen(offsets)
-            let records = accepted.keys.sorted().map { OffsetsRecord.offset(group: groupId, partition: $0, accepted[$0]) }
+            let partitions = accepted.keys.sorted()
+            let records = partitions.map { OffsetsRecord.offset(group: groupId, partition: $0, accepted[$0]) }
             guard !records.isEmpty else { return .success(outcome) }
+            let written: AppendResult
             do {
-                _ = try offsetsLog().append(RecordBatch.encode(
+                written = try offsetsLog().append(RecordBatch.encode(
                     records: records.map { $0.record() }, baseTimestamp: now, producerId: producerId,
                     producerEpoch: producerEpoch, isTransactional: true))
             } catch {
                 logger.error("writing __consumer_offsets failed", metadata: ["error": "\(error)"])
                 return .failure(.coordinatorNotAvailable)
             }
-            s.pendingTransactional[producerId, default: []] += records
+            s.transactional.transactionalCommitted(producerId: producerId, partitions.enumerated().map { i, partition in
+                .init(group: groupId, partition: partition, offset: accepted[partition]!, position: written.baseOffset + Int64(i))
+            })
             return .success(outcome)
         }
     }
@@ -248,12 +262,7 @@ final class GroupCoordinator: Sendable {
     func writeTransactionMarker(producerId: Int64, commit: Bool, write: () throws -> Bool) throws {
         try state.withLockedValue { s in
             guard try write() else { return }
-            guard let records = s.pendingTransactional.removeValue(forKey: producerId), commit else { return }
-            var byGroup: [String: [GroupPartition: CommittedOffset]] = [:]
-            for case .offset(let group, let partition, let committed?) in records {
-                byGroup[group, default: [:]][partition] = committed
-            }
-            for (groupId, committed) in byGroup {
+            for (groupId, committed) in s.transactional.markerWritten(producerId: producerId, commit: commit) {
                 var group = s.groups[groupId] ?? ConsumerGroup(groupId: groupId, config: config, now: clock())
                 group.offsetsCommitted(committed)
                 s.groups[groupId] = group
@@ -264,9 +273,10 @@ final class GroupCoordinator: Sendable {
     static let snapshotName = "consumer-offsets"
 
     /// Writes the groups' state as the compacted form of `__consumer_offsets` (one group record per
-    /// group, one record per committed offset, and each undecided transaction's offsets in a batch
-    /// under its producer id), with the log offset it reflects; then deletes the log segments it
-    /// replaced. Restart reads the snapshot and the log after it through the same replay.
+    /// group, one record per committed offset, and each undecided transaction's offsets that can
+    /// still win in a batch under its producer id), with the log offset it reflects; then deletes
+    /// the log segments it replaced, once the log is synced up to there. Restart reads the snapshot
+    /// and the log after it through the same replay.
     func snapshot() throws {
         guard let log = storage.partition(topic: Self.topicName, partition: 0) else { return }
         let (offset, batches): (Int64, ByteBuffer) = state.withLockedValue { s in
@@ -283,15 +293,17 @@ final class GroupCoordinator: Sendable {
                 var batch = OffsetsRecord.batch(records, timestamp: 0)
                 batches.writeBuffer(&batch)
             }
-            for (producerId, pending) in s.pendingTransactional.sorted(by: { $0.key < $1.key }) where !pending.isEmpty {
+            for (producerId, pending) in s.transactional.pendingThatCanWin.sorted(by: { $0.key < $1.key }) {
+                let records = pending.map { OffsetsRecord.offset(group: $0.group, partition: $0.partition, $0.offset) }
                 var batch = RecordBatch.encode(
-                    records: pending.map { $0.record() }, baseTimestamp: 0, producerId: producerId, producerEpoch: 0,
+                    records: records.map { $0.record() }, baseTimestamp: 0, producerId: producerId, producerEpoch: 0,
                     isTransactional: true)
                 batches.writeBuffer(&batch)
             }
             return (log.logEndOffset, batches)
         }
         guard offset > lastSnapshotOffset.withLockedValue({ $0 }) else { return }
+        try log.sync()
         var document = ByteBufferAllocator().buffer(capacity: batches.readableBytes + 8)
         document.writeInteger(offset)
         document.writeImmutableBuffer(batches)
@@ -312,13 +324,7 @@ final class GroupCoordinator: Sendable {
     /// Partitions of a group with transactional offsets not yet decided (OffsetFetch with
     /// requireStable answers UNSTABLE_OFFSET_COMMIT for them).
     func unstablePartitions(groupId: String) -> Set<GroupPartition> {
-        state.withLockedValue { s in
-            var unstable = Set<GroupPartition>()
-            for records in s.pendingTransactional.values {
-                for case .offset(let group, let partition, _) in records where group == groupId { unstable.insert(partition) }
-            }
-            return unstable
-        }
+        state.withLockedValue { $0.transactional.unstablePartitions(group: groupId) }
     }
 
     /// The committed offsets of the partitions asked for (all of them when nil); nil when the
@@ -350,9 +356,10 @@ final class GroupCoordinator: Sendable {
                 }
             }
             if !removed.isEmpty {
-                guard append(removed.map { .offset(group: groupId, partition: $0, nil) }, now: now) else {
+                guard append(removed.map { .offset(group: groupId, partition: $0, nil) }, now: now) != nil else {
                     return .failure(.coordinatorNotAvailable)
                 }
+                for p in removed { s.transactional.removed(group: groupId, partition: p) }
                 group.offsetsRemoved(removed)
             }
             s.groups[groupId] = group
@@ -383,7 +390,8 @@ final class GroupCoordinator: Sendable {
                     return error
                 }
                 let records = offsets.map { OffsetsRecord.offset(group: id, partition: $0, nil) } + [.group(id, nil)]
-                guard append(records, now: now) else { return .coordinatorNotAvailable }
+                guard append(records, now: now) != nil else { return .coordinatorNotAvailable }
+                for p in offsets { s.transactional.removed(group: id, partition: p) }
                 s.groups[id] = nil
                 return nil
             }
@@ -425,12 +433,13 @@ final class GroupCoordinator: Sendable {
             for (id, group) in s.groups {
                 let expired = group.expiredOffsets(now: now)
                 if !expired.isEmpty {
-                    guard append(expired.map { .offset(group: id, partition: $0, nil) }, now: now) else { return }
+                    guard append(expired.map { .offset(group: id, partition: $0, nil) }, now: now) != nil else { return }
+                    for p in expired { s.transactional.removed(group: id, partition: p) }
                     s.groups[id]!.offsetsRemoved(expired)
                     logger.info("expired committed offsets", metadata: ["group": "\(id)", "partitions": "\(expired.count)"])
                 }
                 if s.groups[id]!.isForgettable {
-                    guard append([.group(id, nil)], now: now) else { return }
+                    guard append([.group(id, nil)], now: now) != nil else { return }
                     s.groups[id] = nil
                 }
             }
@@ -441,7 +450,8 @@ final class GroupCoordinator: Sendable {
         for (id, group) in s.groups {
             let stale = group.offsets.keys.filter(gone).sorted()
             guard !stale.isEmpty else { continue }
-            guard append(stale.map { .offset(group: id, partition: $0, nil) }, now: now) else { return }
+            guard append(stale.map { .offset(group: id, partition: $0, nil) }, now: now) != nil else { return }
+            for p in stale { s.transactional.removed(group: id, partition: p) }
             s.groups[id]!.offsetsRemoved(stale)
         }
     }
@@ -464,14 +474,14 @@ final class GroupCoordinator: Sendable {
         return completions
     }
 
-    /// Appends records to the offsets log; false (logged) when storage refuses.
-    private func append(_ records: [OffsetsRecord], now: Int64) -> Bool {
+    /// Appends records to the offsets log (record i at `baseOffset + i`); nil (logged) when storage refuses.
+    @discardableResult
+    private func append(_ records: [OffsetsRecord], now: Int64) -> AppendResult? {
         do {
-            _ = try offsetsLog().append(OffsetsRecord.batch(records, timestamp: now))
-            return true
+            return try offsetsLog().append(OffsetsRecord.batch(records, timestamp: now))
         } catch {
             logger.error("writing __consumer_offsets failed", metadata: ["error": "\(error)"])
-            return false
+            return nil
         }
     }
 

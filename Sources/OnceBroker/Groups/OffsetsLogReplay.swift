@@ -10,37 +10,43 @@ import OnceStorage
 struct OffsetsLogReplay {
     private(set) var snapshots: [String: GroupSnapshot] = [:]
     private(set) var offsets: [String: [GroupPartition: CommittedOffset]] = [:]
-    /// Transactional offset records not yet decided, by producer id.
-    private(set) var pending: [Int64: [OffsetsRecord]] = [:]
+    /// Transactional offsets not yet decided, and where each committed offset was written.
+    private(set) var transactional = TransactionalOffsets()
     private(set) var recordsRead = 0
 
-    mutating func apply(_ batch: RecordBatch) throws {
+    /// Applies a batch whose records sit at `position(record)` in the log's order.
+    mutating func apply(_ batch: RecordBatch, position: (Record) -> Int64) throws {
         let header = batch.header
         if header.isControl {
             guard let record = batch.records.first else { return }
             let type = try ControlRecord.type(of: record)
-            let decided = pending.removeValue(forKey: header.producerId) ?? []
-            if type == .commit { decided.forEach { apply($0) } }
+            for (group, committed) in transactional.markerWritten(producerId: header.producerId, commit: type == .commit) {
+                offsets[group, default: [:]].merge(committed) { _, new in new }
+            }
             return
         }
+        var undecided: [TransactionalOffsets.Pending] = []
         for record in batch.records {
             let decoded = try OffsetsRecord(decoding: record)
             recordsRead += 1
-            if header.isTransactional {
-                pending[header.producerId, default: []].append(decoded)
-            } else {
-                apply(decoded)
+            if header.isTransactional, case .offset(let group, let partition, let committed?) = decoded {
+                undecided.append(.init(group: group, partition: partition, offset: committed, position: position(record)))
+            } else if !header.isTransactional {
+                apply(decoded, position: position(record))
             }
         }
+        transactional.transactionalCommitted(producerId: header.producerId, undecided)
     }
 
-    mutating func apply(_ record: OffsetsRecord) {
+    private mutating func apply(_ record: OffsetsRecord, position: Int64) {
         switch record {
         case .offset(let group, let partition, let committed?):
             offsets[group, default: [:]][partition] = committed
+            transactional.committed(group: group, partition: partition, position: position)
         case .offset(let group, let partition, nil):
             offsets[group]?[partition] = nil
             if offsets[group]?.isEmpty == true { offsets[group] = nil }
+            transactional.removed(group: group, partition: partition)
         case .group(let group, let snapshot):
             snapshots[group] = snapshot
         }
@@ -48,23 +54,35 @@ struct OffsetsLogReplay {
 
     /// Applies a snapshot (the compacted records as batches, see `GroupCoordinator.snapshot`), then
     /// the partition from the snapshot's offset (or from its start without one).
-    static func replay(_ log: any PartitionLog, snapshot: (offset: Int64, batches: ByteBuffer)? = nil) throws -> OffsetsLogReplay {
+    ///
+    /// A snapshot replaced the segments below its offset, so it is trusted whole, even past the
+    /// log's end (a tail lost in a power cut); `snapshotIsAhead` then tells the coordinator to write
+    /// it again at the end. Snapshot records get positions below every log offset, in their order.
+    static func replay(_ log: any PartitionLog, snapshot: (offset: Int64, batches: ByteBuffer)? = nil) throws
+        -> (replay: OffsetsLogReplay, snapshotIsAhead: Bool)
+    {
         var replay = OffsetsLogReplay()
         var position = log.logStartOffset
         let end = log.logEndOffset
-        // A snapshot past the log's end belongs to a log that is gone; the log alone then decides.
-        if let snapshot, snapshot.offset <= end {
-            for batch in try RecordBatch.decodeAll(from: snapshot.batches) { try replay.apply(batch) }
+        var snapshotIsAhead = false
+        if let snapshot {
+            var next = Int64.min
+            for batch in try RecordBatch.decodeAll(from: snapshot.batches) {
+                try replay.apply(batch) { _ in defer { next += 1 }; return next }
+            }
             position = max(position, snapshot.offset)
+            snapshotIsAhead = snapshot.offset > end
         }
         while position < end {
             let chunk = try log.read(from: position, maxBytes: 1 << 20, limitOffset: end)
             let batches = try RecordBatch.decodeAll(from: chunk)
             guard let last = batches.last else { break }
-            for batch in batches where batch.header.lastOffset >= position { try replay.apply(batch) }
+            for batch in batches where batch.header.lastOffset >= position {
+                try replay.apply(batch) { batch.offset(of: $0) }
+            }
             position = last.header.nextOffset
         }
-        return replay
+        return (replay, snapshotIsAhead)
     }
 
     /// The groups as they stood at the end of the log.

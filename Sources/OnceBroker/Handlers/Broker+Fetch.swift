@@ -26,7 +26,7 @@ extension Broker {
         let promise = request.eventLoop.makePromise(of: Void.self)
         let id = waiters.register(Array(round.endOffsets.keys), promise: promise)
         // Data appended between the read and the registration would not wake us: check once more.
-        for (key, end) in round.endOffsets where storage.partition(topic: key.topic, partition: key.partition)?.logEndOffset != end {
+        for (key, end) in round.endOffsets where storage.partition(topic: key.topic, partition: key.partition)?.highWatermark != end {
             waiters.complete(id)
             break
         }
@@ -41,7 +41,7 @@ extension Broker {
         var response = FetchResponse()
         var bytes = 0
         var failed = false
-        /// Log end offsets seen by this round, to notice appends while parked.
+        /// High watermarks seen by this round, to notice appends (and syncs) while parked.
         var endOffsets: [FetchWaiters.PartitionKey: Int64] = [:]
     }
 
@@ -66,7 +66,9 @@ extension Broker {
                     metrics.error(.fetch, .unknownTopicOrPartition)
                     return result
                 }
-                let end = log.logEndOffset
+                // Under `--flush always` the high watermark is the durable end: a power cut cannot
+                // take back what a consumer read.
+                let end = log.highWatermark
                 endOffsets[.init(topic: t.topic, partition: p.partition)] = end
                 result.highWatermark = end
                 result.logStartOffset = log.logStartOffset

@@ -22,7 +22,7 @@ extension Broker {
                     case ListOffsetsTimestamp.earliest:
                         result.offset = log.logStartOffset
                     case ListOffsetsTimestamp.latest:
-                        result.offset = readCommitted ? try stableView(t.name, p.partitionIndex, from: 0).lastStableOffset : log.logEndOffset
+                        result.offset = try visibleEnd(t.name, p.partitionIndex, log, readCommitted: readCommitted)
                     case ListOffsetsTimestamp.maxTimestamp:
                         if let found = log.maxTimestamp() {
                             let record = try firstRecord(in: log, batchAt: found.offset) { $0 >= found.timestamp }
@@ -35,6 +35,14 @@ extension Broker {
                             result.offset = record?.offset ?? found.offset
                             result.timestamp = record?.timestamp ?? found.timestamp
                         }
+                    }
+                    // As Kafka: an offset found at or past what this isolation level may read (the
+                    // LSO for read_committed, the high watermark otherwise) is not an answer.
+                    if p.timestamp != ListOffsetsTimestamp.earliest && p.timestamp != ListOffsetsTimestamp.latest,
+                        result.offset >= (try visibleEnd(t.name, p.partitionIndex, log, readCommitted: readCommitted))
+                    {
+                        result.offset = -1
+                        result.timestamp = -1
                     }
                 } catch {
                     let (code, _) = errorCode(for: error)
@@ -50,6 +58,11 @@ extension Broker {
 }
 
 extension Broker {
+    /// The end a consumer of this isolation level may read to: the LSO or the high watermark.
+    func visibleEnd(_ topic: String, _ partition: Int32, _ log: any PartitionLog, readCommitted: Bool) throws -> Int64 {
+        readCommitted ? try stableView(topic, partition, from: 0).lastStableOffset : log.highWatermark
+    }
+
     /// Storage finds the batch; the answer is a record: the first one in that batch whose timestamp
     /// satisfies `matches`. Only this lookup reads records, never the produce or fetch path. Nil for
     /// a compressed batch (its records are not decompressed here), where the batch's first offset

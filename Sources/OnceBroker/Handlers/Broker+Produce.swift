@@ -38,7 +38,12 @@ extension Broker {
                         if config.flushPolicy == .always && req.acks != 0 {
                             let promise = request.eventLoop.makePromise(of: Void.self)
                             let end = appended.durableUpTo
-                            promise.completeWithTask { try await log.waitDurable(upTo: end) }
+                            let key = FetchWaiters.PartitionKey(topic: t.name, partition: p.index)
+                            promise.completeWithTask {
+                                try await log.waitDurable(upTo: end)
+                                // The high watermark moved with the sync: wake the fetches it held back.
+                                self.waiters.notify(key)
+                            }
                             durable.append(promise.futureResult)
                         }
                     } catch let error as ProduceError {
@@ -116,6 +121,9 @@ extension Broker {
             metrics.batchesAppended(headers.count)
             return Appended(baseOffset: result.baseOffset, durableUpTo: result.logEndOffset, logAppendTime: logAppendTime, isNew: true)
         }
+        // The guard is taken before asking the coordinator, so a marker written between the answer
+        // and the append (ending the transaction that was verified) makes the append fail.
+        let verification = header.isTransactional ? table.startVerification(producerId: header.producerId) : nil
         if header.isTransactional,
             let failure = transactions.verify(
                 producerId: header.producerId, producerEpoch: header.producerEpoch,
@@ -124,7 +132,7 @@ extension Broker {
             throw ProduceError(code: failure.errorCode, message: "transactional write refused: \(failure)")
         }
         do {
-            switch try table.append(records, header: header) {
+            switch try table.append(records, header: header, verification: verification) {
             case .appended(let result):
                 metrics.batchesAppended(headers.count)
                 return Appended(baseOffset: result.baseOffset, durableUpTo: result.logEndOffset, logAppendTime: logAppendTime, isNew: true)

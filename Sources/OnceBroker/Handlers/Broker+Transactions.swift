@@ -72,7 +72,9 @@ extension Broker {
             for key in unknown { codes[key] = .unknownTopicOrPartition }
         } else if verifyOnly {
             for key in keys {
-                codes[key] = transactions.verify(producerId: producerId, producerEpoch: producerEpoch, partition: key)?.errorCode ?? ErrorCode.none
+                codes[key] = transactions.verify(
+                    transactionalId: transactionalId, producerId: producerId, producerEpoch: producerEpoch, partition: key
+                )?.errorCode ?? ErrorCode.none
             }
         } else {
             let code: ErrorCode
@@ -204,10 +206,12 @@ extension Broker {
         response.unknownStateFilters = req.stateFilters.filter { !knownStates.contains($0) }
         let now = Clock.nowMilliseconds()
         response.transactionStates = transactions.transactions.filter { txn in
-            (req.stateFilters.isEmpty || req.stateFilters.contains(txn.state.name))
+            // Dead ids are on their way out and never listed, as in Kafka.
+            txn.state != .dead
+                && (req.stateFilters.isEmpty || req.stateFilters.contains(txn.state.name))
                 && (req.producerIdFilters.isEmpty || req.producerIdFilters.contains(txn.producerId))
-                // v1+: only transactions running longer than the filter.
-                && (req.durationFilter < 0 || (txn.state == .ongoing && now - txn.startTimestamp > req.durationFilter))
+                // v1+: only transactions that started longer ago than the filter, in any state.
+                && (req.durationFilter < 0 || now - txn.startTimestamp > req.durationFilter)
         }.map { txn in
             var state = ListTransactionsResponse.TransactionState()
             state.transactionalId = txn.transactionalId

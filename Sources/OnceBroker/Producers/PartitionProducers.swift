@@ -97,12 +97,19 @@ final class PartitionProducers: Sendable {
             isTransactional: header.isTransactional, maxTimestamp: header.maxTimestamp)
     }
 
+    /// Starts the KIP-890 verification of a transactional batch (see `ProducerStateTable.VerificationGuard`).
+    func startVerification(producerId: Int64) -> ProducerStateTable.VerificationGuard {
+        state.withLockedValue { $0.table.verificationStarted(producerId: producerId) }
+    }
+
     /// Checks a producer's batch against the table and appends it if it is new; the three steps
     /// happen under the partition's lock.
-    func append(_ records: ByteBuffer, header: RecordBatchHeader) throws -> Appended {
+    func append(
+        _ records: ByteBuffer, header: RecordBatchHeader, verification: ProducerStateTable.VerificationGuard? = nil
+    ) throws -> Appended {
         try state.withLockedValue { s in
             let batch = Self.incoming(header)
-            switch s.table.check(batch) {
+            switch s.table.check(batch, verification: verification) {
             case .duplicate(let cached):
                 return .duplicate(firstOffset: cached.firstOffset, lastOffset: cached.lastOffset)
             case .reject(let rejection):
@@ -139,7 +146,7 @@ final class PartitionProducers: Sendable {
     /// open transaction, or the log end) and the aborted transactions overlapping `[from, LSO)`.
     func stableView(from: Int64) -> (lastStableOffset: Int64, aborted: [ProducerStateTable.AbortedTransaction]) {
         state.withLockedValue { s in
-            let lso = s.table.firstUnstableOffset ?? log.logEndOffset
+            let lso = min(s.table.firstUnstableOffset ?? .max, log.highWatermark)
             return (lso, s.table.abortedTransactions(from: from, upTo: lso))
         }
     }
@@ -178,6 +185,7 @@ extension ProducerStateTable.Rejection: Error {
         switch self {
         case .staleEpoch(_, let transactional): transactional ? .producerFenced : .invalidProducerEpoch
         case .outOfOrderSequence: .outOfOrderSequenceNumber
+        case .invalidTxnState: .invalidTxnState
         }
     }
 }

@@ -64,13 +64,15 @@ final class TransactionService: Sendable {
         var latest: [String: TransactionMetadata] = [:]
         var offset = transactionLog.logStartOffset
         let end = transactionLog.logEndOffset
+        var snapshotIsAhead = false
         if let bytes = try storage.readState(named: Self.snapshotName) {
             let snapshot = try TransactionLogSnapshot(decoding: bytes)
-            // A snapshot past the log's end belongs to a log that is gone; the log alone then decides.
-            if snapshot.offset <= end {
-                for txn in snapshot.transactions { latest[txn.transactionalId] = txn }
-                offset = max(offset, snapshot.offset)
-            }
+            // The snapshot replaced the segments below its offset, so it is trusted whole. One past
+            // the log's end (a tail lost in a power cut before the log was synced) is rewritten at
+            // the end once the log is read, or appends from here would hide behind its offset.
+            for txn in snapshot.transactions { latest[txn.transactionalId] = txn }
+            offset = max(offset, snapshot.offset)
+            snapshotIsAhead = snapshot.offset > end
         }
         while offset < end {
             let chunk = try transactionLog.read(from: offset, maxBytes: 1 << 20, limitOffset: end)
@@ -91,6 +93,10 @@ final class TransactionService: Sendable {
         let prepared = latest.values.filter { $0.state == .prepareCommit || $0.state == .prepareAbort }.count
         logger.info("transaction log replayed", metadata: ["transactionalIds": "\(latest.count)", "prepared": "\(prepared)"])
         let outcome = coordinator.withLockedValue { $0.recover(Array(latest.values)) }
+        if snapshotIsAhead {
+            logger.warning("transaction snapshot is past the log end; writing it again at the end", metadata: ["end": "\(end)"])
+            try snapshot()
+        }
         try finish(outcome.actions, now: now)
     }
 
@@ -102,6 +108,8 @@ final class TransactionService: Sendable {
             TransactionLogSnapshot(offset: transactionLog.logEndOffset, transactions: Array(c.transactions.values))
         }
         guard snapshot.offset > lastSnapshotOffset.withLockedValue({ $0 }) else { return }
+        // The log must hold at least what the snapshot covers before the snapshot replaces segments.
+        try transactionLog.sync()
         try storage.writeState(named: Self.snapshotName, snapshot.encoded())
         lastSnapshotOffset.withLockedValue { $0 = max($0, snapshot.offset) }
         let deleted = try transactionLog.deleteSegments(below: snapshot.offset)
@@ -150,8 +158,12 @@ final class TransactionService: Sendable {
     }
 
     /// KIP-890: may this producer write transactional data to this partition now?
-    func verify(producerId: Int64, producerEpoch: Int16, partition: TopicPartitionKey) -> TransactionCoordinator.Failure? {
-        coordinator.withLockedValue { $0.verify(producerId: producerId, producerEpoch: producerEpoch, partition: partition) }
+    func verify(
+        transactionalId: String? = nil, producerId: Int64, producerEpoch: Int16, partition: TopicPartitionKey
+    ) -> TransactionCoordinator.Failure? {
+        coordinator.withLockedValue {
+            $0.verify(transactionalId: transactionalId, producerId: producerId, producerEpoch: producerEpoch, partition: partition)
+        }
     }
 
     var transactions: [TransactionMetadata] {
@@ -160,15 +172,19 @@ final class TransactionService: Sendable {
 
     // MARK: Performing actions
 
-    /// Applies an event and performs its actions. Persisting happens under the lock, in order; marker
-    /// writing waits, outside the lock, until the prepare record is durable when the policy asks.
+    /// Applies an event and performs its actions. Persisting happens under the lock, in order; every
+    /// wait for the disk happens outside it. Under `always`, nothing is answered and no marker written
+    /// before the records that decided it are durable, and a transaction is recorded complete only
+    /// once its markers are durable: a power cut then leaves either the prepare record (and recovery
+    /// writes the markers again) or every marker.
     private func run(
         now: Int64, _ event: (inout TransactionCoordinator) throws -> TransactionCoordinator.Outcome
     ) async throws -> TransactionCoordinator.Outcome {
-        let (outcome, pending) = try coordinator.withLockedValue { c -> (TransactionCoordinator.Outcome, [TransactionCoordinator.Action]) in
+        let (outcome, pending, logEnd) = try coordinator.withLockedValue { c in
             let outcome = try event(&c)
-            return (outcome, try persistUntilMarkers(outcome.actions))
+            return (outcome, try persistUntilMarkers(outcome.actions), transactionLog.logEndOffset)
         }
+        if flushAlways && !outcome.actions.isEmpty { try await transactionLog.waitDurable(upTo: logEnd) }
         var remaining = pending
         if !remaining.isEmpty && crashBeforeMarkers {
             // Fault injection for tests: die the way a power cut would, between a durable prepare
@@ -176,9 +192,20 @@ final class TransactionService: Sendable {
             logger.critical("ONCE_FAULT_CRASH_BEFORE_MARKERS set: exiting before writing markers")
             kill(getpid(), SIGKILL)
         }
-        while !remaining.isEmpty {
-            if flushAlways { try await transactionLog.waitDurable(upTo: transactionLog.logEndOffset) }
-            remaining = try coordinator.withLockedValue { c in try writeMarkersAndContinue(remaining, &c, now: now) }
+        while let action = remaining.first {
+            let written = try coordinator.withLockedValue { c in try writeMarkers(action, c, now: now) }
+            if flushAlways {
+                for marker in written ?? [] {
+                    try await marker.log.waitDurable(upTo: marker.end)
+                    waiters.notify(.init(topic: marker.log.topic, partition: marker.log.partition))
+                }
+            }
+            let (next, end) = try coordinator.withLockedValue { c in
+                (try completeMarkers(action, written: written != nil, rest: remaining.dropFirst(), &c, now: now),
+                 transactionLog.logEndOffset)
+            }
+            if flushAlways { try await transactionLog.waitDurable(upTo: end) }
+            remaining = next
         }
         return outcome
     }
@@ -186,53 +213,73 @@ final class TransactionService: Sendable {
     /// The synchronous form for recovery at start, before any client is served.
     private func finish(_ actions: [TransactionCoordinator.Action], now: Int64) throws {
         var remaining = try coordinator.withLockedValue { _ in try persistUntilMarkers(actions) }
-        while !remaining.isEmpty {
-            remaining = try coordinator.withLockedValue { c in try writeMarkersAndContinue(remaining, &c, now: now) }
+        while let action = remaining.first {
+            remaining = try coordinator.withLockedValue { c in
+                let written = try writeMarkers(action, c, now: now)
+                if flushAlways { for marker in written ?? [] { try marker.log.sync() } }
+                return try completeMarkers(action, written: written != nil, rest: remaining.dropFirst(), &c, now: now)
+            }
         }
     }
 
     /// Persists leading `.persist`/`.remove` actions; returns the rest, starting at the first marker action.
-    private func persistUntilMarkers(_ actions: [TransactionCoordinator.Action]) throws -> [TransactionCoordinator.Action] {
-        var index = actions.startIndex
+    private func persistUntilMarkers(_ actions: some Collection<TransactionCoordinator.Action>) throws -> [TransactionCoordinator.Action] {
         var records: [Record] = []
-        while index < actions.endIndex {
-            switch actions[index] {
+        for (index, action) in actions.enumerated() {
+            switch action {
             case .persist(let txn):
                 records.append(Record(offsetDelta: Int32(records.count), key: Array(txn.transactionalId.utf8), value: txn.encoded()))
             case .remove(let id):
                 records.append(Record(offsetDelta: Int32(records.count), key: Array(id.utf8), value: nil))
             case .writeMarkers:
                 try appendToTransactionLog(records)
-                return Array(actions[index...])
+                return Array(actions.dropFirst(index))
             }
-            index += 1
         }
         try appendToTransactionLog(records)
         return []
     }
 
-    /// Writes the markers of the first action (a `.writeMarkers`), records their completion, and
-    /// persists what follows up to the next marker action.
-    private func writeMarkersAndContinue(
-        _ actions: [TransactionCoordinator.Action], _ c: inout TransactionCoordinator, now: Int64
-    ) throws -> [TransactionCoordinator.Action] {
-        guard case .writeMarkers(let id, let producerId, let producerEpoch, let commit, let partitions) = actions.first else {
-            return try persistUntilMarkers(actions)
-        }
-        for partition in partitions {
-            try writeMarker(partition, producerId: producerId, producerEpoch: producerEpoch, commit: commit, now: now)
-        }
-        let completed = c.markersWritten(transactionalId: id, now: now)
-        return try persistUntilMarkers(completed.actions + actions.dropFirst())
+    /// A marker written to a partition: where it must be durable before the transaction completes.
+    private struct WrittenMarker {
+        var log: any PartitionLog
+        var end: Int64
     }
 
-    private func writeMarker(_ key: TopicPartitionKey, producerId: Int64, producerEpoch: Int16, commit: Bool, now: Int64) throws {
+    /// Writes the markers of a `.writeMarkers` action, unless the transaction is no longer waiting
+    /// for them (nil): a second copy from a retry or a late action would otherwise land after the
+    /// producer began its next transaction at the same epoch, and end that one.
+    private func writeMarkers(
+        _ action: TransactionCoordinator.Action, _ c: TransactionCoordinator, now: Int64
+    ) throws -> [WrittenMarker]? {
+        guard case .writeMarkers(let id, let producerId, let producerEpoch, let commit, let partitions) = action,
+            c.awaitsMarkers(transactionalId: id, producerId: producerId, producerEpoch: producerEpoch, commit: commit)
+        else { return nil }
+        return try partitions.compactMap { partition in
+            try writeMarker(partition, producerId: producerId, producerEpoch: producerEpoch, commit: commit, now: now)
+        }
+    }
+
+    /// Records that the markers of `action` are written (when they were) and persists what follows,
+    /// up to the next marker action, which it returns with the rest.
+    private func completeMarkers(
+        _ action: TransactionCoordinator.Action, written: Bool, rest: ArraySlice<TransactionCoordinator.Action>,
+        _ c: inout TransactionCoordinator, now: Int64
+    ) throws -> [TransactionCoordinator.Action] {
+        guard written, case .writeMarkers(let id, _, _, _, _) = action else { return try persistUntilMarkers(rest) }
+        return try persistUntilMarkers(c.markersWritten(transactionalId: id, now: now).actions + rest)
+    }
+
+    private func writeMarker(
+        _ key: TopicPartitionKey, producerId: Int64, producerEpoch: Int16, commit: Bool, now: Int64
+    ) throws -> WrittenMarker? {
         guard let topic = storage.topic(named: key.topic),
             let partition = try producers.producers(topic: topic, partition: key.partition)
         else {
             logger.warning("no partition for a transaction marker", metadata: ["partition": "\(key)"])
-            return
+            return nil
         }
+        var end: Int64?
         let write = {
             let written = try partition.appendMarker(
                 producerId: producerId, producerEpoch: producerEpoch, commit: commit,
@@ -240,6 +287,7 @@ final class TransactionService: Sendable {
             if written == nil {
                 self.logger.warning("stale transaction marker skipped", metadata: ["partition": "\(key)", "producer": "\(producerId)"])
             }
+            end = written?.logEndOffset
             return written != nil
         }
         if key.topic == InternalTopics.consumerOffsets, let writer = offsetsMarkerWriter.withLockedValue({ $0 }) {
@@ -248,6 +296,7 @@ final class TransactionService: Sendable {
             _ = try write()
         }
         waiters.notify(.init(topic: key.topic, partition: key.partition))
+        return end.map { WrittenMarker(log: partition.log, end: $0) }
     }
 
     private func appendToTransactionLog(_ records: [Record]) throws {

@@ -5,8 +5,12 @@ extension ConsumerGroup {
     ///
     /// A "simple" commit (generation -1) is how `assign()`-based consumers store positions; it is
     /// allowed only while the group has no members, so it cannot clobber a live group's progress.
+    ///
+    /// A transactional commit (TxnOffsetCommit) is accepted while the group completes a rebalance,
+    /// as in Kafka: its offsets take effect only with the transaction, which the member's current
+    /// generation began.
     public mutating func offsetCommitReceived(
-        memberId: String, groupInstanceId: String?, generationId: Int32, now: Int64
+        memberId: String, groupInstanceId: String?, generationId: Int32, transactional: Bool = false, now: Int64
     ) -> GroupError? {
         if state == .dead { return .coordinatorNotAvailable }
         if state == .empty {
@@ -17,7 +21,7 @@ extension ConsumerGroup {
         guard generationId == self.generationId else { return .illegalGeneration }
         // Between JoinGroup and SyncGroup nobody owns partitions yet; eager consumers commit while
         // PreparingRebalance (revocation), which the current generation is still entitled to.
-        if state == .completingRebalance { return .rebalanceInProgress }
+        if state == .completingRebalance && !transactional { return .rebalanceInProgress }
         members[memberId]!.lastHeartbeatMs = now
         return nil
     }

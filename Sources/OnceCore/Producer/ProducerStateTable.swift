@@ -17,6 +17,12 @@ public struct ProducerStateTable: Sendable, Equatable {
     /// First offset of each producer's open transaction: derived from `producers`, kept apart so
     /// the LSO on every fetch costs the open transactions, not every producer ever seen.
     private var openTransactions: [Int64: Int64] = [:]
+    /// KIP-890 verifications in progress, by producer: a transactional batch that would open a
+    /// transaction here must carry the guard its verification started with, and a marker (which
+    /// ends the transaction the coordinator verified) takes the guard away. Memory only: a restart
+    /// fails the verifications in flight, which their producers retry.
+    private var verifications: [Int64: VerificationGuard] = [:]
+    private var nextGuard: UInt64 = 0
 
     public init() {}
 
@@ -106,6 +112,25 @@ public struct ProducerStateTable: Sendable, Equatable {
         }
     }
 
+    /// Verifications in flight are not part of the durable state a table is compared by.
+    public static func == (a: Self, b: Self) -> Bool {
+        a.producers == b.producers && a.abortedTransactions == b.abortedTransactions
+    }
+
+    /// Proof that a producer's transaction was verified with its coordinator after this point in
+    /// the partition's history.
+    public struct VerificationGuard: Sendable, Hashable {
+        let value: UInt64
+    }
+
+    /// Starts a KIP-890 verification: call before asking the coordinator, append with the guard after.
+    public mutating func verificationStarted(producerId: Int64) -> VerificationGuard {
+        nextGuard &+= 1
+        let guardToken = VerificationGuard(value: nextGuard)
+        verifications[producerId] = guardToken
+        return guardToken
+    }
+
     public enum Decision: Sendable, Equatable {
         /// New data: append it, then call `batchAppended`.
         case append
@@ -120,11 +145,20 @@ public struct ProducerStateTable: Sendable, Equatable {
         case staleEpoch(current: Int16, transactional: Bool)
         /// The sequence does not follow the last one written (a gap, or an old retry no longer cached).
         case outOfOrderSequence(expected: Int32, received: Int32)
+        /// A plain batch from a producer with an open transaction here, or a transactional batch that
+        /// would open one after a marker ended the transaction its verification saw.
+        case invalidTxnState
     }
 
     /// Decides what to do with a batch from a producer (producer id >= 0). Changes nothing.
-    /// Order as Kafka: a cached duplicate first, then the epoch, then the sequence.
-    public func check(_ batch: IncomingBatch) -> Decision {
+    /// Order as Kafka: a cached duplicate first, then the epoch, then the sequence, then the
+    /// transaction. `verification` is the guard of a transactional batch's KIP-890 verification.
+    public func check(_ batch: IncomingBatch, verification: VerificationGuard? = nil) -> Decision {
+        if batch.isTransactional, let verification, producers[batch.producerId]?.currentTransactionFirstOffset == nil,
+            verifications[batch.producerId] != verification
+        {
+            return .reject(.invalidTxnState)
+        }
         guard let entry = producers[batch.producerId] else {
             // Unknown producer: new, or its state expired or was removed with old segments. Kafka
             // (KIP-360) accepts any sequence here so the producer can carry on without losing data.
@@ -143,11 +177,17 @@ public struct ProducerStateTable: Sendable, Equatable {
         if batch.producerEpoch > entry.epoch {
             // A bumped epoch starts its sequences again at zero.
             return batch.firstSequence == 0
-                ? .append : .reject(.outOfOrderSequence(expected: 0, received: batch.firstSequence))
+                ? Self.transactionFits(batch, entry) : .reject(.outOfOrderSequence(expected: 0, received: batch.firstSequence))
         }
         let expected = Self.nextSequence(after: entry.lastSequence)
-        return batch.firstSequence == expected
-            ? .append : .reject(.outOfOrderSequence(expected: expected, received: batch.firstSequence))
+        guard batch.firstSequence == expected else {
+            return .reject(.outOfOrderSequence(expected: expected, received: batch.firstSequence))
+        }
+        return Self.transactionFits(batch, entry)
+    }
+
+    private static func transactionFits(_ batch: IncomingBatch, _ entry: ProducerEntry) -> Decision {
+        !batch.isTransactional && entry.currentTransactionFirstOffset != nil ? .reject(.invalidTxnState) : .append
     }
 
     /// Records a batch the log accepted at `firstOffset...lastOffset` (after `.append`, and when
@@ -170,6 +210,7 @@ public struct ProducerStateTable: Sendable, Equatable {
         if batch.isTransactional && entry.currentTransactionFirstOffset == nil {
             entry.currentTransactionFirstOffset = firstOffset
             openTransactions[batch.producerId] = firstOffset
+            verifications[batch.producerId] = nil
         }
         producers[batch.producerId] = entry
     }
@@ -197,6 +238,7 @@ public struct ProducerStateTable: Sendable, Equatable {
         }
         entry.currentTransactionFirstOffset = nil
         openTransactions[producerId] = nil
+        verifications[producerId] = nil
         entry.coordinatorEpoch = coordinatorEpoch
         entry.lastTimestamp = max(entry.lastTimestamp, timestamp)
         producers[producerId] = entry

@@ -12,6 +12,9 @@ public struct TransactionCoordinator: Sendable {
         /// `transactional.id.expiration.ms`: an id idle this long with no open transaction is
         /// forgotten. Default: 7 days.
         public var idExpirationMs: Int64 = 604_800_000
+        /// How long a prepared transaction waits for its markers before the periodic check writes
+        /// them again. Default: 5 seconds.
+        public var markerRetryMs: Int64 = 5_000
         public init() {}
     }
 
@@ -60,6 +63,12 @@ public struct TransactionCoordinator: Sendable {
     /// InitProducerId with a transactional id: registers the id or bumps its epoch, fencing every
     /// earlier producer. A transaction the previous producer left open is aborted first; the client
     /// is told CONCURRENT_TRANSACTIONS and retries once the markers are written.
+    ///
+    /// With an expected producer id and epoch (KIP-360: a producer bumping its own epoch after an
+    /// abortable error) the bump happens only for the current epoch. The epoch before the bump is
+    /// remembered only for such a bump, so a retry whose answer was lost gets the same answer again;
+    /// a bump without an expected epoch (a new instance) or a fence by timeout records none, and an
+    /// old instance asking with its epoch is then fenced instead of handed the new one, as in Kafka.
     public mutating func initProducerIdReceived(
         transactionalId: String, timeoutMs: Int32, expectedProducerId: Int64 = -1, expectedProducerEpoch: Int16 = -1,
         now: Int64, newProducerId: () throws -> Int64
@@ -71,27 +80,34 @@ public struct TransactionCoordinator: Sendable {
                 state: .empty, lastUpdateTimestamp: now)
             return commit(created, response: true)
         }
-        if expectedProducerId >= 0 {
-            let current = expectedProducerId == txn.producerId && expectedProducerEpoch == txn.producerEpoch
-            let previous = expectedProducerId == txn.lastProducerId && expectedProducerEpoch == txn.lastProducerEpoch
-            if previous && txn.state.isComplete {
-                // A retry whose first answer was lost: answer it again.
-                var outcome = Outcome()
-                outcome.producerId = txn.producerId
-                outcome.producerEpoch = txn.producerEpoch
-                return outcome
-            }
-            guard current else { return .fail(.producerFenced) }
+        let expected = expectedProducerId >= 0 ? (id: expectedProducerId, epoch: expectedProducerEpoch) : nil
+        if let expected {
+            // The expected id must be the current one, or the one an exhausted epoch rolled away from.
+            let known = expected.id == txn.producerId
+                || (expected.id == txn.lastProducerId && Self.isExhausted(expected.epoch))
+            guard known else { return .fail(.producerFenced) }
         }
         switch txn.state {
         case .prepareCommit, .prepareAbort:
             return .fail(.concurrentTransactions)
         case .ongoing:
-            var outcome = beginAbort(&txn, bumpEpoch: true, now: now)
+            // Only the current producer may have its own open transaction aborted by a bump.
+            if let expected, expected.id != txn.producerId || expected.epoch != txn.producerEpoch {
+                return .fail(.producerFenced)
+            }
+            var outcome = beginAbort(&txn, fence: true, now: now)
             outcome.failure = .concurrentTransactions
             return outcome
         case .empty, .completeCommit, .completeAbort, .dead:
-            try bumpEpoch(&txn, newProducerId: newProducerId)
+            if let expected, expected.epoch != txn.producerEpoch || expected.id != txn.producerId {
+                guard expected.epoch == txn.lastProducerEpoch, txn.lastProducerEpoch >= 0 else { return .fail(.producerFenced) }
+                // A retry of a bump whose answer was lost: answer it again.
+                var outcome = Outcome()
+                outcome.producerId = txn.producerId
+                outcome.producerEpoch = txn.producerEpoch
+                return outcome
+            }
+            try bumpEpoch(&txn, recordingLastEpoch: expected != nil, newProducerId: newProducerId)
             txn.timeoutMs = timeoutMs
             txn.state = .empty
             txn.partitions = []
@@ -100,6 +116,9 @@ public struct TransactionCoordinator: Sendable {
             return commit(txn, response: true)
         }
     }
+
+    /// Kafka stops handing out epochs at `Int16.max - 1`: the last one is kept for fencing by timeout.
+    static func isExhausted(_ epoch: Int16) -> Bool { epoch >= Int16.max - 1 }
 
     /// AddPartitionsToTxn / AddOffsetsToTxn: the transaction will write these partitions.
     public mutating func addPartitionsReceived(
@@ -125,9 +144,14 @@ public struct TransactionCoordinator: Sendable {
     }
 
     /// KIP-890 verification of a transactional Produce: the producer must be the current one and the
-    /// partition part of its ongoing transaction, or a zombie or a stray write could slip in.
-    public func verify(producerId: Int64, producerEpoch: Int16, partition: TopicPartitionKey) -> Failure? {
-        guard let id = idsByProducer[producerId], let txn = transactions[id] else { return .invalidProducerIdMapping }
+    /// partition part of its ongoing transaction, or a zombie or a stray write could slip in. With a
+    /// transactional id (AddPartitionsToTxn v4 verify-only) the producer must also belong to that id.
+    public func verify(
+        transactionalId: String? = nil, producerId: Int64, producerEpoch: Int16, partition: TopicPartitionKey
+    ) -> Failure? {
+        guard let id = transactionalId ?? idsByProducer[producerId], let txn = transactions[id],
+            txn.producerId == producerId
+        else { return .invalidProducerIdMapping }
         if producerEpoch < txn.producerEpoch { return .producerFenced }
         guard producerEpoch == txn.producerEpoch, txn.state == .ongoing, txn.partitions.contains(partition) else {
             return .invalidTxnState
@@ -145,7 +169,7 @@ public struct TransactionCoordinator: Sendable {
         if let failure = Self.checkProducer(txn, producerId, producerEpoch) { return .fail(failure) }
         switch txn.state {
         case .ongoing:
-            return commit ? beginCommit(&txn, now: now) : beginAbort(&txn, bumpEpoch: false, now: now)
+            return commit ? beginCommit(&txn, now: now) : beginAbort(&txn, fence: false, now: now)
         case .prepareCommit:
             return .fail(commit ? .concurrentTransactions : .invalidTxnState)
         case .prepareAbort:
@@ -159,6 +183,15 @@ public struct TransactionCoordinator: Sendable {
         }
     }
 
+    /// Whether the transaction is prepared for exactly these markers and still waits for them. The
+    /// driver asks before writing, so a retried or late marker action never writes into the
+    /// producer's next transaction.
+    public func awaitsMarkers(transactionalId: String, producerId: Int64, producerEpoch: Int16, commit: Bool) -> Bool {
+        guard let txn = transactions[transactionalId], txn.producerId == producerId, txn.producerEpoch == producerEpoch
+        else { return false }
+        return txn.state == (commit ? .prepareCommit : .prepareAbort)
+    }
+
     /// The driver wrote every marker of the prepared transaction: record the outcome.
     public mutating func markersWritten(transactionalId: String, now: Int64) -> Outcome {
         guard var txn = transactions[transactionalId] else { return Outcome() }
@@ -167,20 +200,28 @@ public struct TransactionCoordinator: Sendable {
         case .prepareAbort: txn.state = .completeAbort
         default: return Outcome()
         }
+        // The start time stays, as in Kafka: DescribeTransactions of a finished transaction shows it.
         txn.partitions = []
-        txn.startTimestamp = -1
         txn.lastUpdateTimestamp = now
         return commit(txn, response: false)
     }
 
     /// Periodic check: aborts transactions open longer than their timeout (bumping the epoch, so
-    /// the abandoned producer is fenced) and forgets ids idle past `idExpirationMs`.
+    /// the abandoned producer is fenced), writes again the markers of a transaction prepared longer
+    /// than `markerRetryMs` ago (a marker write failed, so it would otherwise stay prepared and
+    /// answer CONCURRENT_TRANSACTIONS forever), and forgets ids idle past `idExpirationMs`.
     public mutating func timeoutsChecked(now: Int64) -> Outcome {
         var outcome = Outcome()
         for id in transactions.keys.sorted() {
             guard var txn = transactions[id] else { continue }
-            if txn.state == .ongoing && txn.startTimestamp + Int64(txn.timeoutMs) <= now {
-                outcome.actions += beginAbort(&txn, bumpEpoch: true, now: now).actions
+            if txn.state == .prepareCommit || txn.state == .prepareAbort {
+                if txn.lastUpdateTimestamp + config.markerRetryMs <= now {
+                    outcome.actions.append(.writeMarkers(
+                        transactionalId: id, producerId: txn.producerId, producerEpoch: txn.producerEpoch,
+                        commit: txn.state == .prepareCommit, partitions: txn.partitions.sorted()))
+                }
+            } else if txn.state == .ongoing && txn.startTimestamp + Int64(txn.timeoutMs) <= now {
+                outcome.actions += beginAbort(&txn, fence: true, now: now).actions
             } else if txn.state.isComplete && txn.lastUpdateTimestamp + config.idExpirationMs <= now {
                 transactions[id] = nil
                 if idsByProducer[txn.producerId] == id { idsByProducer[txn.producerId] = nil }
@@ -194,7 +235,7 @@ public struct TransactionCoordinator: Sendable {
     public mutating func abortRequested(transactionalId: String, now: Int64) -> Outcome {
         guard var txn = transactions[transactionalId] else { return .fail(.invalidProducerIdMapping) }
         switch txn.state {
-        case .ongoing: return beginAbort(&txn, bumpEpoch: true, now: now)
+        case .ongoing: return beginAbort(&txn, fence: true, now: now)
         case .prepareAbort, .prepareCommit: return .fail(.concurrentTransactions)
         default: return .fail(.invalidTxnState)
         }
@@ -229,10 +270,15 @@ public struct TransactionCoordinator: Sendable {
         return outcome
     }
 
-    private mutating func beginAbort(_ txn: inout TransactionMetadata, bumpEpoch bump: Bool, now: Int64) -> Outcome {
-        if bump && txn.producerEpoch < Int16.max - 1 {
+    /// Aborts the open transaction. A fence (timeout, a new instance, an operator) bumps the epoch,
+    /// so the markers carry it and the partitions refuse the old producer, and records no previous
+    /// epoch: nobody may claim the old one back. The bump may reach `Int16.max`; the next
+    /// InitProducerId then rolls to a new producer id.
+    private mutating func beginAbort(_ txn: inout TransactionMetadata, fence: Bool, now: Int64) -> Outcome {
+        if fence {
+            precondition(txn.producerEpoch < Int16.max, "an open transaction at the last epoch \(txn.producerId)")
             txn.lastProducerId = txn.producerId
-            txn.lastProducerEpoch = txn.producerEpoch
+            txn.lastProducerEpoch = -1
             txn.producerEpoch += 1
         }
         txn.state = .prepareAbort
@@ -244,11 +290,14 @@ public struct TransactionCoordinator: Sendable {
         return outcome
     }
 
-    /// A new epoch for the id; when epochs run out, a new producer id at epoch 0.
-    private func bumpEpoch(_ txn: inout TransactionMetadata, newProducerId: () throws -> Int64) rethrows {
+    /// A new epoch for the id; when epochs run out, a new producer id at epoch 0. The epoch before
+    /// is remembered only for a producer's own bump (KIP-360), so only it can retry the bump.
+    private func bumpEpoch(
+        _ txn: inout TransactionMetadata, recordingLastEpoch: Bool, newProducerId: () throws -> Int64
+    ) rethrows {
         txn.lastProducerId = txn.producerId
-        txn.lastProducerEpoch = txn.producerEpoch
-        if txn.producerEpoch >= Int16.max - 1 {
+        txn.lastProducerEpoch = recordingLastEpoch ? txn.producerEpoch : -1
+        if Self.isExhausted(txn.producerEpoch) {
             txn.producerId = try newProducerId()
             txn.producerEpoch = 0
         } else {
