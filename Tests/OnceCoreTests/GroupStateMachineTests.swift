@@ -312,6 +312,8 @@ struct GroupStateMachineTests {
         #expect(s.joins[a]?.generationId == 1)
         #expect(s.group.state == .completingRebalance)
         #expect(s.commit("a", generation: 1) == .rebalanceInProgress)
+        #expect(s.group.offsetCommitReceived(memberId: "a", groupInstanceId: nil, generationId: 1, transactional: true, now: s.now) == nil,
+                "a transactional commit (TxnOffsetCommit) is accepted while completing the rebalance, as in Kafka")
         _ = s.sync("a", generation: 1, assignments: [:])
         #expect(s.group.state == .stable)
         #expect(s.commit("a", generation: 1) == nil)

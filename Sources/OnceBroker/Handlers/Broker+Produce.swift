@@ -35,7 +35,7 @@ extension Broker {
                         result.logAppendTimeMs = appended.logAppendTime ?? -1
                         result.logStartOffset = log.logStartOffset
                         if appended.isNew { waiters.notify(.init(topic: t.name, partition: p.index)) }
-                        if config.flushPolicy == .always && req.acks != 0 {
+                        if config.flushPolicy == .always {
                             let promise = request.eventLoop.makePromise(of: Void.self)
                             let end = appended.durableUpTo
                             let key = FetchWaiters.PartitionKey(topic: t.name, partition: p.index)
@@ -44,7 +44,9 @@ extension Broker {
                                 // The high watermark moved with the sync: wake the fetches it held back.
                                 self.waiters.notify(key)
                             }
-                            durable.append(promise.futureResult)
+                            // acks=0 is not answered, but its data is synced all the same, or it
+                            // would stay unreadable until some later write synced it.
+                            if req.acks != 0 { durable.append(promise.futureResult) }
                         }
                     } catch let error as ProduceError {
                         result.errorCode = error.code.rawValue
