@@ -17,9 +17,16 @@ public final class Broker: Sendable {
     let producers: ProducerRegistry
     let transactions: TransactionService
     let groups: GroupCoordinator
+    /// The broker's one clock (milliseconds since the epoch): every handler, coordinator and timer
+    /// reads time here, so a simulation can run the broker on time it controls.
+    let clock: @Sendable () -> Int64
 
     /// Reads the durable producer-id reservation; throws if storage cannot be read.
-    public init(config: BrokerConfig, storage: any LogStorage, clusterId: String, logger: Logger) throws {
+    public init(
+        config: BrokerConfig, storage: any LogStorage, clusterId: String, logger: Logger,
+        clock: @escaping @Sendable () -> Int64 = { Clock.nowMilliseconds() }
+    ) throws {
+        self.clock = clock
         self.config = config
         self.storage = storage
         self.clusterId = clusterId
@@ -30,15 +37,15 @@ public final class Broker: Sendable {
         transactionConfig.idExpirationMs = config.transactionalIdExpirationMs
         self.transactions = try TransactionService(
             storage: storage, producers: producers, waiters: waiters, config: transactionConfig,
-            flushAlways: config.flushPolicy == .always, logger: logger)
+            flushAlways: config.flushPolicy == .always, logger: logger, clock: clock)
         let groups = try GroupCoordinator(
-            storage: storage, config: config.groupConfig, logger: logger, clock: { Clock.nowMilliseconds() })
+            storage: storage, config: config.groupConfig, logger: logger, clock: clock)
         self.groups = groups
         // Markers in __consumer_offsets decide transactional offset commits; recovery may write some.
         transactions.setOffsetsMarkerWriter { producerId, commit, write in
             try groups.writeTransactionMarker(producerId: producerId, commit: commit, write: write)
         }
-        try transactions.recover(now: Clock.nowMilliseconds())
+        try transactions.recover(now: clock())
     }
 
     /// Snapshots the transaction coordinator and the consumer groups (each then drops the internal

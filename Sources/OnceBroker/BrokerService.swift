@@ -89,7 +89,7 @@ public struct BrokerService: Service {
             initialDelay: .milliseconds(config.retentionCheckIntervalMs),
             delay: .milliseconds(config.retentionCheckIntervalMs)
         ) { _ in
-            broker.storage.enforceRetention(nowMs: Clock.nowMilliseconds())
+            broker.storage.enforceRetention(nowMs: broker.clock())
         }
 
         let snapshots = group.next().scheduleRepeatedTask(
@@ -104,7 +104,7 @@ public struct BrokerService: Service {
             initialDelay: .milliseconds(config.producerIdExpirationCheckIntervalMs),
             delay: .milliseconds(config.producerIdExpirationCheckIntervalMs)
         ) { _ in
-            broker.producers.expireProducers(nowMs: Clock.nowMilliseconds(), expirationMs: expiration)
+            broker.producers.expireProducers(nowMs: broker.clock(), expirationMs: expiration)
         }
 
         try broker.groups.start(on: group.next(), retentionCheckMs: config.offsetsRetentionCheckIntervalMs)
@@ -117,7 +117,7 @@ public struct BrokerService: Service {
             let promise = timeoutLoop.makePromise(of: Void.self)
             promise.completeWithTask {
                 do {
-                    try await broker.transactions.checkTimeouts(now: Clock.nowMilliseconds())
+                    try await broker.transactions.checkTimeouts(now: broker.clock())
                 } catch {
                     logger.error("aborting timed-out transactions failed", metadata: ["error": "\(error)"])
                 }

@@ -25,15 +25,16 @@ public final class MemoryLogStorage: LogStorage {
     }
 
     /// What a restart after a power cut finds: every topic and document, each partition cut back to
-    /// its last sync.
-    public func afterPowerLoss() -> MemoryLogStorage {
+    /// its last sync plus whatever the kernel happened to write back: `writeback(n)` of its `n`
+    /// unsynced batches, oldest first (a torn batch is one a restart cuts off, so it counts as lost).
+    public func afterPowerLoss(writeback: (_ unsyncedBatches: Int) -> Int = { _ in 0 }) -> MemoryLogStorage {
         let survivor = MemoryLogStorage(flushPolicy: flushPolicy)
         let topics = topicsByName.withLock { $0 }
-        survivor.topicsByName.withLock { kept in
-            for (name, topic) in topics {
-                kept[name] = Topic(metadata: topic.metadata, partitions: topic.partitions.map { $0.durablePart() })
-            }
+        var kept: [String: Topic] = [:]
+        for (name, topic) in topics.sorted(by: { $0.key < $1.key }) {
+            kept[name] = Topic(metadata: topic.metadata, partitions: topic.partitions.map { $0.durablePart(writeback: writeback) })
         }
+        survivor.topicsByName.withLock { $0 = kept }
         survivor.documents.withLock { $0 = documents.withLock { $0 } }
         return survivor
     }

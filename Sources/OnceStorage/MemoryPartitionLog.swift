@@ -55,10 +55,14 @@ final class MemoryPartitionLog: PartitionLog {
         self.state = Mutex(state)
     }
 
-    /// This partition as a power cut leaves it: whole batches below the last sync. The active
-    /// segment stays (possibly empty), as its file would.
-    func durablePart() -> MemoryPartitionLog {
+    /// This partition as a power cut leaves it: whole batches below the last sync, and the first
+    /// `writeback(n)` of the `n` batches after it. The active segment stays (possibly empty), as
+    /// its file would.
+    func durablePart(writeback: (Int) -> Int) -> MemoryPartitionLog {
         var kept = state.withLock { $0 }
+        let unsynced = kept.segments.flatMap(\.batches).filter { $0.lastOffset >= kept.durableOffset }
+        let survivors = writeback(unsynced.count)
+        if survivors > 0 { kept.durableOffset = unsynced[min(survivors, unsynced.count) - 1].lastOffset + 1 }
         for i in kept.segments.indices {
             kept.segments[i].batches.removeAll { $0.lastOffset >= kept.durableOffset }
             kept.segments[i].size = kept.segments[i].batches.reduce(0) { $0 + $1.bytes.readableBytes }

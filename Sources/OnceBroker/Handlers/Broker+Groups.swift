@@ -127,7 +127,7 @@ extension Broker {
     // MARK: Offsets
 
     func offsetCommit(_ req: OffsetCommitRequest, _ request: Request) -> OffsetCommitResponse {
-        let now = Clock.nowMilliseconds()
+        let now = clock()
         var offsets: [GroupPartition: CommittedOffset] = [:]
         for t in req.topics {
             for p in t.partitions {

@@ -108,7 +108,7 @@ extension Broker {
         }
         var logAppendTime: Int64?
         if topicConfig.messageTimestampType == .logAppendTime {
-            let now = Clock.nowMilliseconds()
+            let now = clock()
             var position = records.readerIndex
             for header in headers {
                 RecordBatch.setLogAppendTime(now, in: &records, at: position)

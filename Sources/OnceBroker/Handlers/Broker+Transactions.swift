@@ -15,7 +15,7 @@ extension Broker {
             do {
                 let outcome = try await self.transactions.initProducerId(
                     transactionalId: transactionalId, timeoutMs: req.transactionTimeoutMs,
-                    expectedProducerId: req.producerId, expectedProducerEpoch: req.producerEpoch, now: Clock.nowMilliseconds())
+                    expectedProducerId: req.producerId, expectedProducerEpoch: req.producerEpoch, now: self.clock())
                 if let failure = outcome.failure {
                     response.errorCode = failure.errorCode.rawValue
                 } else {
@@ -81,7 +81,7 @@ extension Broker {
             do {
                 code = try await transactions.addPartitions(
                     transactionalId: transactionalId, producerId: producerId, producerEpoch: producerEpoch, partitions: keys,
-                    now: Clock.nowMilliseconds())?.errorCode ?? ErrorCode.none
+                    now: self.clock())?.errorCode ?? ErrorCode.none
             } catch {
                 code = transactionStorageFailure(error)
             }
@@ -109,7 +109,7 @@ extension Broker {
                 let partition = try self.consumerOffsetsPartition(forGroup: req.groupId)
                 response.errorCode = (try await self.transactions.addPartitions(
                     transactionalId: req.transactionalId, producerId: req.producerId, producerEpoch: req.producerEpoch,
-                    partitions: [partition], now: Clock.nowMilliseconds())?.errorCode ?? ErrorCode.none).rawValue
+                    partitions: [partition], now: self.clock())?.errorCode ?? ErrorCode.none).rawValue
             } catch {
                 response.errorCode = self.transactionStorageFailure(error).rawValue
             }
@@ -123,7 +123,7 @@ extension Broker {
             do {
                 response.errorCode = (try await self.transactions.endTransaction(
                     transactionalId: req.transactionalId, producerId: req.producerId, producerEpoch: req.producerEpoch,
-                    commit: req.committed, now: Clock.nowMilliseconds())?.errorCode ?? ErrorCode.none).rawValue
+                    commit: req.committed, now: self.clock())?.errorCode ?? ErrorCode.none).rawValue
             } catch {
                 response.errorCode = self.transactionStorageFailure(error).rawValue
             }
@@ -134,7 +134,7 @@ extension Broker {
     /// TxnOffsetCommit: the consumer offsets of a read-process-write transaction. Refused unless the
     /// producer is current and the group's offsets partition joined its transaction (AddOffsetsToTxn).
     func txnOffsetCommit(_ req: TxnOffsetCommitRequest, _ request: Request) -> TxnOffsetCommitResponse {
-        let now = Clock.nowMilliseconds()
+        let now = clock()
         var offsets: [GroupPartition: CommittedOffset] = [:]
         for t in req.topics {
             for p in t.partitions {
@@ -204,7 +204,7 @@ extension Broker {
         var response = ListTransactionsResponse()
         let knownStates = Set(TransactionState.allCases.map(\.name))
         response.unknownStateFilters = req.stateFilters.filter { !knownStates.contains($0) }
-        let now = Clock.nowMilliseconds()
+        let now = clock()
         response.transactionStates = transactions.transactions.filter { txn in
             // Dead ids are on their way out and never listed, as in Kafka.
             txn.state != .dead

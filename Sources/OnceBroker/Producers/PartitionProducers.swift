@@ -115,6 +115,10 @@ final class PartitionProducers: Sendable {
             case .reject(let rejection):
                 throw rejection
             case .append:
+                if s.table.abortsStaleTransaction(batch) {
+                    try appendMarker(&s, producerId: batch.producerId, producerEpoch: batch.producerEpoch, commit: false,
+                        coordinatorEpoch: -1, now: batch.maxTimestamp)
+                }
                 let result = try log.append(records)
                 s.table.batchAppended(batch, firstOffset: result.baseOffset, lastOffset: result.lastOffset)
                 s.version &+= 1
@@ -130,16 +134,24 @@ final class PartitionProducers: Sendable {
     ) throws -> AppendResult? {
         try state.withLockedValue { s in
             if s.table.checkMarker(producerId: producerId, producerEpoch: producerEpoch) != nil { return nil }
-            let batch = RecordBatch.encodeMarker(
-                ControlRecord.marker(commit: commit, coordinatorEpoch: coordinatorEpoch), producerId: producerId,
-                producerEpoch: producerEpoch, baseOffset: 0, timestamp: now)
-            let result = try log.append(batch)
-            s.table.markerAppended(
-                producerId: producerId, producerEpoch: producerEpoch, commit: commit, coordinatorEpoch: coordinatorEpoch,
-                offset: result.baseOffset, timestamp: now)
-            s.version &+= 1
-            return result
+            return try appendMarker(&s, producerId: producerId, producerEpoch: producerEpoch, commit: commit,
+                coordinatorEpoch: coordinatorEpoch, now: now)
         }
+    }
+
+    @discardableResult
+    private func appendMarker(
+        _ s: inout State, producerId: Int64, producerEpoch: Int16, commit: Bool, coordinatorEpoch: Int32, now: Int64
+    ) throws -> AppendResult {
+        let batch = RecordBatch.encodeMarker(
+            ControlRecord.marker(commit: commit, coordinatorEpoch: coordinatorEpoch), producerId: producerId,
+            producerEpoch: producerEpoch, baseOffset: 0, timestamp: now)
+        let result = try log.append(batch)
+        s.table.markerAppended(
+            producerId: producerId, producerEpoch: producerEpoch, commit: commit, coordinatorEpoch: coordinatorEpoch,
+            offset: result.baseOffset, timestamp: now)
+        s.version &+= 1
+        return result
     }
 
     /// What read_committed readers may see: the last stable offset (the first offset of the oldest

@@ -68,6 +68,12 @@ final class ProducerRegistry: Sendable {
         "producers-\(topicId)-\(partition)"
     }
 
+    /// Every partition whose producer state is loaded, with its key.
+    func loaded() -> [(key: TopicPartitionKey, producers: PartitionProducers)] {
+        partitions.withLockedValue { Array($0.values) }.map { (TopicPartitionKey($0.log.topic, $0.log.partition), $0) }
+            .sorted { $0.key < $1.key }
+    }
+
     /// Writes a snapshot of every table that changed since its last one.
     func snapshotAll() {
         for producers in partitions.withLockedValue({ Array($0.values) }) {

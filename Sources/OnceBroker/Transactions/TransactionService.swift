@@ -24,6 +24,7 @@ final class TransactionService: Sendable {
     private let waiters: FetchWaiters
     private let logger: Logger
     private let flushAlways: Bool
+    private let clock: @Sendable () -> Int64
     /// Set by the environment variable `ONCE_FAULT_CRASH_BEFORE_MARKERS=1` in fault tests only.
     private let crashBeforeMarkers = ProcessInfo.processInfo.environment["ONCE_FAULT_CRASH_BEFORE_MARKERS"] == "1"
     private let transactionLog: any PartitionLog
@@ -39,8 +40,9 @@ final class TransactionService: Sendable {
 
     init(
         storage: any LogStorage, producers: ProducerRegistry, waiters: FetchWaiters, config: TransactionCoordinator.Config,
-        flushAlways: Bool, logger: Logger
+        flushAlways: Bool, logger: Logger, clock: @escaping @Sendable () -> Int64
     ) throws {
+        self.clock = clock
         self.storage = storage
         self.producers = producers
         self.waiters = waiters
@@ -98,6 +100,12 @@ final class TransactionService: Sendable {
             try snapshot()
         }
         try finish(outcome.actions, now: now)
+        // The groups' undecided transactional offsets live in __consumer_offsets: its open
+        // transactions are checked now, not only once something touches it.
+        if let offsets = storage.topic(named: InternalTopics.consumerOffsets) {
+            _ = try producers.producers(topic: offsets, partition: 0)
+        }
+        try abortHangingTransactions(now: now)
     }
 
     /// Writes a snapshot of every transactional id if the log grew since the last one, then deletes
@@ -130,14 +138,39 @@ final class TransactionService: Sendable {
         }
     }
 
+    /// AddPartitionsToTxn / AddOffsetsToTxn. Before the answer, a partition joining the
+    /// transaction must not hold an open transaction of this producer: any it holds is an earlier
+    /// one whose marker that partition lost, and the new transaction's marker would end it too
+    /// (committing what may have been aborted). It is aborted first, under the coordinator's lock.
     func addPartitions(
         transactionalId: String, producerId: Int64, producerEpoch: Int16, partitions: [TopicPartitionKey], now: Int64
     ) async throws -> TransactionCoordinator.Failure? {
-        try await run(now: now) { c in
-            c.addPartitionsReceived(
+        var joining: [TopicPartitionKey] = []
+        let outcome = try await run(now: now) { c in
+            let before = c.transactions[transactionalId]
+            let outcome = c.addPartitionsReceived(
                 transactionalId: transactionalId, producerId: producerId, producerEpoch: producerEpoch,
                 partitions: partitions, now: now)
-        }.failure
+            if outcome.failure == nil {
+                let held = before?.state == .ongoing ? before?.partitions ?? [] : []
+                joining = partitions.filter { !held.contains($0) }
+            }
+            return outcome
+        }
+        guard outcome.failure == nil, !joining.isEmpty else { return outcome.failure }
+        try coordinator.withLockedValue { _ in
+            for key in joining {
+                guard let topic = storage.topic(named: key.topic),
+                    let partition = try producers.producers(topic: topic, partition: key.partition),
+                    let stale = partition.table.openTransactionsByProducer.first(where: { $0.producerId == producerId })
+                else { continue }
+                logger.warning("aborting a transaction left open by a lost marker", metadata: [
+                    "partition": "\(key)", "producer": "\(producerId)", "firstOffset": "\(stale.firstOffset)",
+                ])
+                _ = try writeMarker(key, producerId: producerId, producerEpoch: producerEpoch, commit: false, now: now)
+            }
+        }
+        return nil
     }
 
     func endTransaction(
@@ -155,6 +188,33 @@ final class TransactionService: Sendable {
 
     func checkTimeouts(now: Int64) async throws {
         _ = try await run(now: now) { $0.timeoutsChecked(now: now) }
+        try abortHangingTransactions(now: now)
+    }
+
+    /// Ends every open transaction on a loaded partition (partitions load on first use, so this
+    /// runs at start and with every timeout check) that the coordinator does not consider live, with an ABORT marker at the producer's epoch there: its marker, or the coordinator's
+    /// record of it, was lost with a cut log tail, and read_committed readers would wait on its
+    /// LSO forever. Runs under the coordinator's lock, where markers are written and transactions
+    /// are decided, so a live transaction is never taken for a hanging one; a produce verified
+    /// before this loses its verification guard with the marker and is refused.
+    /// Returns the partitions and producers aborted.
+    @discardableResult
+    func abortHangingTransactions(now: Int64) throws -> [(partition: TopicPartitionKey, producerId: Int64)] {
+        try coordinator.withLockedValue { c in
+            var aborted: [(partition: TopicPartitionKey, producerId: Int64)] = []
+            for (key, partition) in producers.loaded() {
+                for open in partition.table.openTransactionsByProducer
+                where !c.isLive(producerId: open.producerId, partition: key) {
+                    logger.warning("aborting a hanging transaction", metadata: [
+                        "partition": "\(key)", "producer": "\(open.producerId)", "epoch": "\(open.epoch)",
+                        "firstOffset": "\(open.firstOffset)",
+                    ])
+                    _ = try writeMarker(key, producerId: open.producerId, producerEpoch: open.epoch, commit: false, now: now)
+                    aborted.append((key, open.producerId))
+                }
+            }
+            return aborted
+        }
     }
 
     /// KIP-890: may this producer write transactional data to this partition now?
@@ -301,7 +361,7 @@ final class TransactionService: Sendable {
 
     private func appendToTransactionLog(_ records: [Record]) throws {
         guard !records.isEmpty else { return }
-        _ = try transactionLog.append(RecordBatch.encode(records: records, baseTimestamp: Clock.nowMilliseconds()))
+        _ = try transactionLog.append(RecordBatch.encode(records: records, baseTimestamp: clock()))
     }
 }
 

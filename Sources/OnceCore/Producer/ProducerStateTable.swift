@@ -154,9 +154,10 @@ public struct ProducerStateTable: Sendable, Equatable {
     /// Order as Kafka: a cached duplicate first, then the epoch, then the sequence, then the
     /// transaction. `verification` is the guard of a transactional batch's KIP-890 verification.
     public func check(_ batch: IncomingBatch, verification: VerificationGuard? = nil) -> Decision {
-        if batch.isTransactional, let verification, producers[batch.producerId]?.currentTransactionFirstOffset == nil,
-            verifications[batch.producerId] != verification
-        {
+        let openAtThisEpoch = producers[batch.producerId].map {
+            $0.currentTransactionFirstOffset != nil && $0.epoch == batch.producerEpoch
+        } ?? false
+        if batch.isTransactional, let verification, !openAtThisEpoch, verifications[batch.producerId] != verification {
             return .reject(.invalidTxnState)
         }
         guard let entry = producers[batch.producerId] else {
@@ -175,9 +176,9 @@ public struct ProducerStateTable: Sendable, Equatable {
             return .reject(.staleEpoch(current: entry.epoch, transactional: batch.isTransactional))
         }
         if batch.producerEpoch > entry.epoch {
-            // A bumped epoch starts its sequences again at zero.
-            return batch.firstSequence == 0
-                ? Self.transactionFits(batch, entry) : .reject(.outOfOrderSequence(expected: 0, received: batch.firstSequence))
+            // A bumped epoch starts its sequences again at zero; a transaction still open from the
+            // older epoch is over (see `abortsStaleTransaction`).
+            return batch.firstSequence == 0 ? .append : .reject(.outOfOrderSequence(expected: 0, received: batch.firstSequence))
         }
         let expected = Self.nextSequence(after: entry.lastSequence)
         guard batch.firstSequence == expected else {
@@ -215,6 +216,15 @@ public struct ProducerStateTable: Sendable, Equatable {
         producers[batch.producerId] = entry
     }
 
+    /// Whether appending this (accepted) batch must first abort the producer's open transaction
+    /// here: it belongs to an older epoch, which the coordinator ended before it bumped, but whose
+    /// marker this partition lost (a cut log tail). Left open, the newer epoch's marker would end
+    /// it too, and could commit what was aborted.
+    public func abortsStaleTransaction(_ batch: IncomingBatch) -> Bool {
+        guard let entry = producers[batch.producerId] else { return false }
+        return entry.currentTransactionFirstOffset != nil && batch.producerEpoch > entry.epoch
+    }
+
     /// Whether a COMMIT/ABORT marker from the transaction coordinator may be written: a marker from
     /// an older epoch than the producer's current one is stale.
     public func checkMarker(producerId: Int64, producerEpoch: Int16) -> Rejection? {
@@ -242,6 +252,13 @@ public struct ProducerStateTable: Sendable, Equatable {
         entry.coordinatorEpoch = coordinatorEpoch
         entry.lastTimestamp = max(entry.lastTimestamp, timestamp)
         producers[producerId] = entry
+    }
+
+    /// Every producer with an open transaction here: its epoch and the transaction's first offset.
+    public var openTransactionsByProducer: [(producerId: Int64, epoch: Int16, firstOffset: Int64)] {
+        openTransactions.sorted { $0.key < $1.key }.compactMap { id, first in
+            producers[id].map { (id, $0.epoch, first) }
+        }
     }
 
     /// The first offset of the oldest open transaction: the last stable offset when there is one.

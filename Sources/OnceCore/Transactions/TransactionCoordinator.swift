@@ -183,6 +183,20 @@ public struct TransactionCoordinator: Sendable {
         }
     }
 
+    /// Whether a transaction of this producer that writes to `partition` is still live here: open
+    /// (its marker will come with EndTxn or its timeout) or prepared (its markers are being written).
+    /// A partition's open transaction the coordinator does not consider live is hanging: its
+    /// marker was lost (a cut log tail) or its coordinator state was.
+    public func isLive(producerId: Int64, partition: TopicPartitionKey) -> Bool {
+        guard let id = idsByProducer[producerId], let txn = transactions[id], txn.producerId == producerId else {
+            return false
+        }
+        switch txn.state {
+        case .ongoing, .prepareCommit, .prepareAbort: return txn.partitions.contains(partition)
+        case .empty, .completeCommit, .completeAbort, .dead: return false
+        }
+    }
+
     /// Whether the transaction is prepared for exactly these markers and still waits for them. The
     /// driver asks before writing, so a retried or late marker action never writes into the
     /// producer's next transaction.

@@ -1,0 +1,554 @@
+import Foundation
+import KafkaProtocol
+import NIOCore
+@testable import OnceBroker
+import OnceStorage
+
+/// One seeded run: transactional producers (with zombies and KIP-360 bumps), an idempotent
+/// producer with retries, a read_committed reader and consumer offsets in transactions, against
+/// the production broker while it crashes, loses power (under `always`), and its requests and
+/// answers are lost, duplicated and delayed. `run()` returns the anomalies the history shows.
+final class BrokerSimulation {
+    struct Options {
+        var steps = 300
+        var flushPolicy: FlushPolicy = .none
+        var transactionalIds = 3
+        var partitions: Int32 = 3
+        var crashChance = 0.01
+        var powerLossChance = 0.0
+        var lostRequestChance = 0.03
+        var lostResponseChance = 0.05
+        var duplicateChance = 0.03
+        var delayChance = 0.03
+        /// Prints every step and answer (`ONCE_SIMULATION_TRACE=1` when replaying a seed).
+        var trace = ProcessInfo.processInfo.environment["ONCE_SIMULATION_TRACE"] == "1"
+    }
+
+    private func trace(_ line: @autoclosure () -> String) {
+        if options.trace { print("[\(seed) t=\(world.clock.now - 1_700_000_000_000)] \(line())") }
+    }
+
+    static let topic = "out"
+    static let timeoutMs: Int32 = 10_000
+
+    let seed: UInt64
+    let options: Options
+    var rng: SeededRandom
+    let world: SimulatedWorld
+    var history = SimulationHistory()
+    private var clients: [TransactionalClient] = []
+    private var idempotent = IdempotentClient()
+    private var positions: [Int32: Int64] = [:]
+    /// Requests held back by the network, delivered at some later step (their answers go nowhere).
+    private var delayed: [(frame: SimulatedWorld.Frame, onAck: ((ProduceResponse) -> Void)?)] = []
+    private var nextInstance: [String: Int] = [:]
+    private var groupSerial: [String: Int64] = [:]
+
+    init(seed: UInt64, options: Options) throws {
+        self.seed = seed
+        self.options = options
+        rng = SeededRandom(seed: seed)
+        world = try SimulatedWorld(flushPolicy: options.flushPolicy, topics: [Self.topic: options.partitions])
+        for i in 0..<options.transactionalIds { clients.append(newInstance(of: "t\(i)")) }
+    }
+
+    private func newInstance(of id: String) -> TransactionalClient {
+        let instance = nextInstance[id, default: 0]
+        nextInstance[id] = instance + 1
+        return TransactionalClient(transactionalId: id, instance: instance)
+    }
+
+    // MARK: The run
+
+    func run() async throws -> [String] {
+        for _ in 0..<options.steps {
+            try await step()
+        }
+        try await finish()
+        return history.anomalies
+    }
+
+    private func step() async throws {
+        let roll = Double.random(in: 0..<1, using: &rng)
+        if roll < options.crashChance {
+            trace("crash")
+            try world.crash()
+        } else if roll < options.crashChance + options.powerLossChance {
+            trace("power loss")
+            try world.powerLoss { Int.random(in: 0...$0, using: &rng) }
+            // Only `always` promises anything across a power cut.
+            if options.flushPolicy != .always { history.acknowledgementsAreDurable = false }
+        } else if roll < 0.12 {
+            world.clock.advance(by: Int64.random(in: 1...3_000, using: &rng))
+            try await world.tick(snapshot: rng.chance(0.3))
+        } else if roll < 0.16, !delayed.isEmpty {
+            let index = Int.random(in: 0..<delayed.count, using: &rng)
+            let held = delayed.remove(at: index)
+            trace("delayed request \(held.frame.apiKey) delivered")
+            if let onAck = held.onAck, let response = await world.deliver(held.frame, as: ProduceResponse.self) {
+                onAck(response)
+            } else {
+                _ = await world.deliver(held.frame, as: EndTxnResponse.self)
+            }
+        } else if roll < 0.19 {
+            // A new instance of an id: the old one becomes a zombie that keeps trying.
+            let victim = Int.random(in: 0..<clients.count, using: &rng)
+            if clients.filter({ $0.transactionalId == clients[victim].transactionalId }).count < 2 {
+                clients.append(newInstance(of: clients[victim].transactionalId))
+            }
+        } else if roll < 0.27 {
+            try await idempotentStep()
+        } else if roll < 0.37 {
+            try await readStep()
+        } else {
+            let index = Int.random(in: 0..<clients.count, using: &rng)
+            var client = clients[index]
+            try await transactionalStep(&client)
+            clients[index] = client
+            clients.removeAll { $0.isDone }
+            if clients.isEmpty { clients.append(newInstance(of: "t0")) }
+        }
+    }
+
+    /// Ends every transaction, lets timeouts and marker retries run, and checks the result.
+    private func finish() async throws {
+        delayed.removeAll()
+        var rounds = 0
+        while clients.contains(where: { $0.isBusy }) && rounds < 200 {
+            rounds += 1
+            for index in clients.indices where clients[index].isBusy {
+                var client = clients[index]
+                client.finishing = true
+                try await transactionalStep(&client, faults: false)
+                clients[index] = client
+            }
+        }
+        // Partitions load on first use; a reader's first fetch loads them all, then the periodic
+        // checks run.
+        for partition in 0..<options.partitions { _ = try world.broker.stableView(Self.topic, partition, from: 0) }
+        for _ in 0..<4 {
+            world.clock.advance(by: Int64(Self.timeoutMs) + 6_000)
+            try await world.tick(snapshot: false)
+        }
+        for txn in world.broker.transactions.transactions where txn.state == .prepareCommit || txn.state == .prepareAbort {
+            history.note("transaction \(txn.transactionalId) still \(txn.state.name) at the end")
+        }
+        var committed: [Int32: [(offset: Int64, value: String)]] = [:]
+        var uncommitted: [String] = []
+        for partition in 0..<options.partitions {
+            let log = world.storage.partition(topic: Self.topic, partition: partition)!
+            let view = try world.broker.stableView(Self.topic, partition, from: 0)
+            if view.lastStableOffset != log.highWatermark {
+                history.note("partition \(partition): LSO \(view.lastStableOffset) held below the high watermark \(log.highWatermark) at the end")
+            }
+            committed[partition] = try await fetchAll(partition, isolation: 1)
+            uncommitted += try await fetchAll(partition, isolation: 0).map(\.value)
+        }
+        var offsets: [String: Int64] = [:]
+        for id in Set(clients.map(\.transactionalId)).union(groupSerial.keys) {
+            if let offset = try await committedOffset(group: "g-\(id)") { offsets["g-\(id)"] = offset }
+        }
+        history.check(
+            committed: committed, uncommitted: uncommitted, groupOffsets: offsets,
+            ackedWritesMustSurvive: history.acknowledgementsAreDurable)
+    }
+
+    // MARK: Delivery through the simulated network
+
+    enum Delivery<R> {
+        case answered(R)
+        /// Lost on the way there or back, or held back: the client cannot tell which.
+        case noAnswer
+    }
+
+    private func send<R: KafkaRequest>(
+        _ request: R, version: Int16, faults: Bool = true, delayable: Bool = false,
+        onDelayedAck: ((ProduceResponse) -> Void)? = nil, delivered: () -> Void = {}
+    ) async -> Delivery<R.Response> {
+        let frame = world.frame(request, version: version)
+        if faults {
+            if rng.chance(options.lostRequestChance) { return .noAnswer }
+            if delayable && rng.chance(options.delayChance) {
+                delayed.append((frame, onDelayedAck))
+                delivered()
+                return .noAnswer
+            }
+            if rng.chance(options.duplicateChance) {
+                delivered()
+                if R.Response.self == ProduceResponse.self, let onDelayedAck,
+                    let first = await world.deliver(frame, as: ProduceResponse.self)
+                {
+                    onDelayedAck(first)
+                } else {
+                    _ = await world.deliver(frame, as: R.Response.self)
+                }
+            }
+        }
+        delivered()
+        guard let response = await world.deliver(frame, as: R.Response.self) else { return .noAnswer }
+        if faults && rng.chance(options.lostResponseChance) {
+            trace("  answer lost: \(response)")
+            return .noAnswer
+        }
+        return .answered(response)
+    }
+
+    // MARK: Transactional clients
+
+    private static let retriable: Set<ErrorCode> = [
+        .concurrentTransactions, .coordinatorLoadInProgress, .coordinatorNotAvailable, .notCoordinator, .kafkaStorageError,
+    ]
+    private static let fenced: Set<ErrorCode> = [.producerFenced, .invalidProducerEpoch, .invalidProducerIdMapping]
+
+    private func transactionalStep(_ c: inout TransactionalClient, faults: Bool = true) async throws {
+        trace("\(c.transactionalId)#\(c.instance) p\(c.producerId)e\(c.epoch) \(c.phase)")
+        switch c.phase {
+        case .needsInit(let expected):
+            var req = InitProducerIdRequest()
+            req.transactionalId = c.transactionalId
+            req.transactionTimeoutMs = Self.timeoutMs
+            req.producerId = expected?.producerId ?? -1
+            req.producerEpoch = expected?.epoch ?? -1
+            guard case .answered(let r) = await send(req, version: 4, faults: faults, delayable: true) else { return }
+            let code = ErrorCode(r.errorCode)
+            if code == .none {
+                history.epochGranted(c.transactionalId, instance: c.instance, producerId: r.producerId, epoch: r.producerEpoch)
+                c.producerId = r.producerId
+                c.epoch = r.producerEpoch
+                c.sequences = [:]
+                c.phase = .idle
+            } else if Self.fenced.contains(code) {
+                c.phase = .dead
+            }
+        case .idle:
+            guard !c.finishing else { c.phase = .dead; return }
+            c.serial += 1
+            let key = "\(c.transactionalId)/\(c.instance)/\(c.serial)"
+            let count = Int.random(in: 1...Int(options.partitions), using: &rng)
+            let partitions = Array((0..<options.partitions).shuffled(using: &rng).prefix(count)).sorted()
+            var offset: Int64?
+            if rng.chance(0.5) {
+                let next = groupSerial[c.transactionalId, default: 0] + 1
+                groupSerial[c.transactionalId] = next
+                offset = next
+            }
+            history.transactions[key] = .init(transactionalId: c.transactionalId, instance: c.instance, groupOffset: offset)
+            c.phase = .open(.init(
+                key: key, partitions: partitions, batches: Int.random(in: 1...4, using: &rng), groupOffset: offset,
+                commit: rng.chance(0.7)))
+        case .open(var txn):
+            try await openStep(&c, &txn, faults: faults)
+        case .ending(let txn):
+            var req = EndTxnRequest()
+            req.transactionalId = c.transactionalId
+            req.producerId = c.producerId
+            req.producerEpoch = c.epoch
+            req.committed = txn.commit
+            let key = txn.key
+            let answer = await send(req, version: 3, faults: faults, delivered: {
+                if txn.commit { self.history.transactions[key]?.commitDelivered = true }
+            })
+            guard case .answered(let r) = answer else { return }
+            let code = ErrorCode(r.errorCode)
+            trace("  end \(txn.key) commit=\(txn.commit): \(code)")
+            if code == .none {
+                if txn.commit { history.transactions[key]?.commitAcked = true } else { history.transactions[key]?.abortAcked = true }
+                // After an abort the producer bumps its own epoch (KIP-360): always when a batch went
+                // unanswered (its sequence must not be reused), sometimes otherwise.
+                let bump = !txn.commit && (txn.pendingValues != nil || rng.chance(0.3))
+                c.phase = bump ? .needsInit(expected: (c.producerId, c.epoch)) : .idle
+            } else if Self.fenced.contains(code) {
+                c.phase = .dead
+            } else if !Self.retriable.contains(code) {
+                // INVALID_TXN_STATE: the coordinator already ended it (a timeout); start over.
+                c.phase = .idle
+            }
+        case .dead:
+            break
+        }
+    }
+
+    private func openStep(_ c: inout TransactionalClient, _ txn: inout TransactionalClient.Open, faults: Bool) async throws {
+        defer { if case .open = c.phase { c.phase = .open(txn) } }
+        if c.finishing && !txn.finishingDecided {
+            txn.finishingDecided = true
+            // A batch still unanswered can only be given up with an abort, as clients do.
+            txn.commit = txn.pendingValues == nil && rng.chance(0.5)
+        }
+        if !txn.added {
+            var t = AddPartitionsToTxnRequest.AddPartitionsToTxnTopic()
+            t.name = Self.topic
+            t.partitions = txn.partitions
+            var req = AddPartitionsToTxnRequest()
+            req.v3AndBelowTransactionalId = c.transactionalId
+            req.v3AndBelowProducerId = c.producerId
+            req.v3AndBelowProducerEpoch = c.epoch
+            req.v3AndBelowTopics = [t]
+            guard case .answered(let r) = await send(req, version: 3, faults: faults, delayable: true) else { return }
+            let codes = Set(r.resultsByTopicV3AndBelow.flatMap { $0.resultsByPartition.map { ErrorCode($0.partitionErrorCode) } })
+            if codes == [.none] { txn.added = true } else { handle(codes, &c, txn) }
+            return
+        }
+        if let offset = txn.groupOffset, !txn.offsetsCommitted {
+            if !txn.offsetsAdded {
+                var req = AddOffsetsToTxnRequest()
+                req.transactionalId = c.transactionalId
+                req.producerId = c.producerId
+                req.producerEpoch = c.epoch
+                req.groupId = "g-\(c.transactionalId)"
+                guard case .answered(let r) = await send(req, version: 3, faults: faults) else { return }
+                if r.errorCode == 0 { txn.offsetsAdded = true } else { handle([ErrorCode(r.errorCode)], &c, txn) }
+                return
+            }
+            var p = TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition()
+            p.partitionIndex = 0
+            p.committedOffset = offset
+            var t = TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic()
+            t.name = Self.topic
+            t.partitions = [p]
+            var req = TxnOffsetCommitRequest()
+            req.transactionalId = c.transactionalId
+            req.groupId = "g-\(c.transactionalId)"
+            req.producerId = c.producerId
+            req.producerEpoch = c.epoch
+            req.generationId = -1
+            req.topics = [t]
+            guard case .answered(let r) = await send(req, version: 3, faults: faults) else { return }
+            let code = ErrorCode(r.topics[0].partitions[0].errorCode)
+            if code == .none { txn.offsetsCommitted = true } else { handle([code], &c, txn) }
+            return
+        }
+        guard txn.produced < txn.batches && !c.finishing else {
+            c.phase = .ending(txn)
+            return
+        }
+        let partition = txn.partitions[txn.produced % txn.partitions.count]
+        let values = (0..<Int.random(in: 1...3, using: &rng)).map { "\(txn.key)/\(txn.produced)/\($0)" }
+        let pending = txn.pendingValues ?? values
+        txn.pendingValues = pending
+        let sequence = c.sequences[partition, default: 0]
+        let records = pending.enumerated().map { Record(offsetDelta: Int32($0.offset), key: nil, value: Array($0.element.utf8)) }
+        let batch = RecordBatch.encode(
+            records: records, baseTimestamp: world.clock.now, producerId: c.producerId, producerEpoch: c.epoch,
+            baseSequence: sequence, isTransactional: true)
+        let req = Self.produceRequest(partition: partition, batch: batch)
+        let (id, pid, epoch, key) = (c.transactionalId, c.producerId, c.epoch, txn.key)
+        let answer = await send(req, version: 9, faults: faults, delayable: true, onDelayedAck: { [self] response in
+            if response.responses.first?.partitionResponses.first?.errorCode == 0 {
+                history.appendAcked(id, producerId: pid, epoch: epoch, values: pending)
+            }
+        }, delivered: { self.history.transactions[key]?.sent.formUnion(pending) })
+        guard case .answered(let r) = answer else { return }
+        let code = ErrorCode(r.responses[0].partitionResponses[0].errorCode)
+        trace("  produce \(pending) to \(partition) seq \(sequence): \(code) at \(r.responses[0].partitionResponses[0].baseOffset)")
+        if code == .none {
+            history.appendAcked(id, producerId: pid, epoch: epoch, values: pending)
+            history.transactions[key]?.acked.formUnion(pending)
+            c.sequences[partition] = sequence + Int32(pending.count)
+            txn.pendingValues = nil
+            txn.produced += 1
+        } else {
+            handle([code], &c, txn)
+        }
+    }
+
+    /// A failed transactional request: fenced producers stop, retriable errors retry, anything
+    /// else aborts the transaction.
+    private func handle(_ codes: Set<ErrorCode>, _ c: inout TransactionalClient, _ txn: TransactionalClient.Open) {
+        if !codes.isDisjoint(with: Self.fenced) {
+            c.phase = .dead
+        } else if codes.isSubset(of: Self.retriable.union([.none, .operationNotAttempted])) {
+            return
+        } else {
+            var aborting = txn
+            aborting.commit = false
+            c.phase = .ending(aborting)
+        }
+    }
+
+    static func produceRequest(partition: Int32, batch: ByteBuffer) -> ProduceRequest {
+        var p = ProduceRequest.PartitionProduceData()
+        p.index = partition
+        p.records = batch
+        var t = ProduceRequest.TopicProduceData()
+        t.name = topic
+        t.partitionData = [p]
+        var req = ProduceRequest()
+        req.acks = -1
+        req.timeoutMs = 5_000
+        req.topicData = [t]
+        return req
+    }
+
+    // MARK: The idempotent producer
+
+    private func idempotentStep() async throws {
+        guard idempotent.producerId >= 0 else {
+            var req = InitProducerIdRequest()
+            req.transactionTimeoutMs = Self.timeoutMs
+            req.producerId = -1
+            req.producerEpoch = -1
+            if case .answered(let r) = await send(req, version: 4), r.errorCode == 0 {
+                idempotent.producerId = r.producerId
+                idempotent.epoch = r.producerEpoch
+            }
+            return
+        }
+        if idempotent.pending == nil {
+            idempotent.serial += 1
+            let partition = Int32.random(in: 0..<options.partitions, using: &rng)
+            idempotent.pending = (partition, (0..<Int.random(in: 1...3, using: &rng)).map { "i/\(idempotent.serial)/\($0)" })
+        }
+        let (partition, values) = idempotent.pending!
+        let sequence = idempotent.sequences[partition, default: 0]
+        let batch = RecordBatch.encode(
+            records: values.enumerated().map { Record(offsetDelta: Int32($0.offset), key: nil, value: Array($0.element.utf8)) },
+            baseTimestamp: world.clock.now, producerId: idempotent.producerId, producerEpoch: idempotent.epoch,
+            baseSequence: sequence)
+        guard case .answered(let r) = await send(Self.produceRequest(partition: partition, batch: batch), version: 9, delayable: true)
+        else { return }
+        let code = ErrorCode(r.responses[0].partitionResponses[0].errorCode)
+        if code == .none {
+            history.idempotentAcked.formUnion(values)
+            idempotent.sequences[partition] = sequence + Int32(values.count)
+            idempotent.pending = nil
+        } else if code == .outOfOrderSequenceNumber || code == .unknownProducerId {
+            // Its state is gone (a power cut before the sync): a new producer id, as librdkafka does.
+            idempotent = IdempotentClient(serial: idempotent.serial)
+        }
+    }
+
+    // MARK: The read_committed reader
+
+    private func readStep() async throws {
+        let partition = Int32.random(in: 0..<options.partitions, using: &rng)
+        let from = positions[partition, default: 0]
+        guard let records = try await fetch(partition, from: from, isolation: 1) else { return }
+        for record in records.records { history.reads[partition, default: []].append((record.offset, record.value)) }
+        positions[partition] = records.next
+    }
+
+    private func fetchAll(_ partition: Int32, isolation: Int8) async throws -> [(offset: Int64, value: String)] {
+        var all: [(offset: Int64, value: String)] = []
+        var from: Int64 = 0
+        while let page = try await fetch(partition, from: from, isolation: isolation, faults: false), page.next > from {
+            all += page.records
+            from = page.next
+        }
+        return all
+    }
+
+    /// A fetch as a consumer does it: drops aborted transactions' records (the aborted list and
+    /// the markers), skips control batches. Nil when no answer came back.
+    private func fetch(_ partition: Int32, from: Int64, isolation: Int8, faults: Bool = true) async throws
+        -> (records: [(offset: Int64, value: String)], next: Int64)?
+    {
+        var p = FetchRequest.FetchPartition()
+        p.partition = partition
+        p.fetchOffset = from
+        p.partitionMaxBytes = 1 << 20
+        var t = FetchRequest.FetchTopic()
+        t.topic = Self.topic
+        t.partitions = [p]
+        var req = FetchRequest()
+        req.maxWaitMs = 0
+        req.minBytes = 0
+        req.maxBytes = 1 << 20
+        req.isolationLevel = isolation
+        req.topics = [t]
+        guard case .answered(let r) = await send(req, version: 12, faults: faults) else { return nil }
+        let data = r.responses[0].partitions[0]
+        if ErrorCode(data.errorCode) == .offsetOutOfRange && !history.acknowledgementsAreDurable {
+            // A power cut took back what the reader had read: it starts over, as auto.offset.reset does.
+            return ([], 0)
+        }
+        guard data.errorCode == 0 else {
+            history.note("fetch of partition \(partition) at \(from) failed with \(ErrorCode(data.errorCode))")
+            return nil
+        }
+        var aborted = (data.abortedTransactions ?? []).sorted { $0.firstOffset < $1.firstOffset }
+        var aborting = Set<Int64>()
+        var records: [(offset: Int64, value: String)] = []
+        var next = from
+        for batch in try RecordBatch.decodeAll(from: data.records ?? ByteBuffer()) {
+            next = batch.header.nextOffset
+            while let first = aborted.first, first.firstOffset <= batch.header.lastOffset {
+                aborting.insert(first.producerId)
+                aborted.removeFirst()
+            }
+            if batch.header.isControl {
+                aborting.remove(batch.header.producerId)
+                continue
+            }
+            if isolation == 1 && batch.header.isTransactional && aborting.contains(batch.header.producerId) { continue }
+            for record in batch.records where batch.offset(of: record) >= from {
+                records.append((batch.offset(of: record), String(decoding: record.value ?? [], as: UTF8.self)))
+            }
+        }
+        return (records, next)
+    }
+
+    private func committedOffset(group: String) async throws -> Int64? {
+        var t = OffsetFetchRequest.OffsetFetchRequestTopic()
+        t.name = Self.topic
+        t.partitionIndexes = [0]
+        var req = OffsetFetchRequest()
+        req.groupId = group
+        req.topics = [t]
+        guard case .answered(let r) = await send(req, version: 7, faults: false) else { return nil }
+        let offset = r.topics.first?.partitions.first?.committedOffset ?? -1
+        return offset >= 0 ? offset : nil
+    }
+}
+
+/// A transactional producer instance as a client library runs it: one request per step.
+struct TransactionalClient {
+    let transactionalId: String
+    let instance: Int
+    var producerId: Int64 = -1
+    var epoch: Int16 = -1
+    var sequences: [Int32: Int32] = [:]
+    var serial = 0
+    var finishing = false
+    var phase: Phase = .needsInit(expected: nil)
+
+    enum Phase {
+        case needsInit(expected: (producerId: Int64, epoch: Int16)?)
+        case idle
+        case open(Open)
+        case ending(Open)
+        /// Fenced: this instance is finished.
+        case dead
+    }
+
+    struct Open {
+        var key: String
+        var partitions: [Int32]
+        var batches: Int
+        var groupOffset: Int64?
+        var commit: Bool
+        var added = false
+        var offsetsAdded = false
+        var offsetsCommitted = false
+        var produced = 0
+        /// A batch sent without an answer: retried with the same values and sequence.
+        var pendingValues: [String]?
+        var finishingDecided = false
+    }
+
+    var isDone: Bool { if case .dead = phase { true } else { false } }
+    var isBusy: Bool {
+        switch phase {
+        case .open, .ending, .needsInit: true
+        case .idle, .dead: false
+        }
+    }
+}
+
+struct IdempotentClient {
+    var producerId: Int64 = -1
+    var epoch: Int16 = -1
+    var serial = 0
+    var sequences: [Int32: Int32] = [:]
+    var pending: (partition: Int32, values: [String])?
+}
