@@ -79,6 +79,23 @@ struct PowerLossTests {
         #expect(try await Self.describe(crashed, ["a", "b", "d"]).map(\.errorCode) == [0, 0, 0])
     }
 
+    @Test("a consumer-offsets snapshot keeps every group's offsets through a power cut, even under flush none")
+    func offsetsSnapshotSurvivesLostTail() async throws {
+        let storage = MemoryLogStorage(flushPolicy: .none)
+        let h = Self.harness(storage)
+        try storage.createTopic(name: "in", partitions: 1, configs: [:])
+        #expect(try await GroupRequestTests.commit(h, group: "g", [("in", 0, 5)]) == [0])
+        h.broker.snapshotCoordinators()
+        #expect(try await GroupRequestTests.commit(h, group: "later", [("in", 0, 9)]) == [0])
+        let restarted = Self.harness(storage.afterPowerLoss())
+        #expect(try await GroupRequestTests.fetchOffsets(restarted, group: "g", topic: "in", partitions: [0]) == [5])
+        // Commits after the restart survive the next one: the snapshot was written again at the log's end.
+        #expect(try await GroupRequestTests.commit(restarted, group: "next", [("in", 0, 3)]) == [0])
+        let crashed = Self.harness(restarted.storage)
+        #expect(try await GroupRequestTests.fetchOffsets(crashed, group: "next", topic: "in", partitions: [0]) == [3])
+        #expect(try await GroupRequestTests.fetchOffsets(crashed, group: "g", topic: "in", partitions: [0]) == [5])
+    }
+
     @Test("under flush always every acknowledged coordinator change survives a power cut")
     func coordinatorWritesAreDurableWhenAcknowledged() async throws {
         let storage = MemoryLogStorage(flushPolicy: .always)

@@ -43,6 +43,8 @@ final class BrokerSimulation {
     private var delayed: [(frame: SimulatedWorld.Frame, onAck: ((ProduceResponse) -> Void)?)] = []
     private var nextInstance: [String: Int] = [:]
     private var groupSerial: [String: Int64] = [:]
+    /// Transactional ids a coordinator snapshot held: durable whatever the flush policy.
+    private var snapshotted: Set<String> = []
 
     init(seed: UInt64, options: Options) throws {
         self.seed = seed
@@ -76,11 +78,17 @@ final class BrokerSimulation {
         } else if roll < options.crashChance + options.powerLossChance {
             trace("power loss")
             try world.powerLoss { Int.random(in: 0...$0, using: &rng) }
+            let known = Set(world.broker.transactions.transactions.map(\.transactionalId))
+            for id in snapshotted.subtracting(known).sorted() {
+                history.note("the coordinator forgot \(id) after a power cut, though a snapshot held it")
+            }
             // Only `always` promises anything across a power cut.
             if options.flushPolicy != .always { history.acknowledgementsAreDurable = false }
         } else if roll < 0.12 {
             world.clock.advance(by: Int64.random(in: 1...3_000, using: &rng))
-            try await world.tick(snapshot: rng.chance(0.3))
+            let snapshot = rng.chance(0.3)
+            try await world.tick(snapshot: snapshot)
+            if snapshot { snapshotted.formUnion(world.broker.transactions.transactions.map(\.transactionalId)) }
         } else if roll < 0.16, !delayed.isEmpty {
             let index = Int.random(in: 0..<delayed.count, using: &rng)
             let held = delayed.remove(at: index)
