@@ -3,19 +3,24 @@ import OnceStorage
 import Testing
 
 /// The production broker under seeded faults. `ONCE_SIMULATION_SEEDS` sets how many seeds each
-/// configuration runs (CI keeps it small; scripts/soak.sh runs many more), `ONCE_SIMULATION_SEED`
-/// replays one seed exactly.
+/// configuration runs and `ONCE_SIMULATION_STEPS` how long each is (CI keeps both small;
+/// scripts/soak.sh runs far more); `ONCE_SIMULATION_SEED` replays one seed exactly, and
+/// `ONCE_SIMULATION_TRACE=1` prints its every step.
 @Suite("Broker simulation")
 struct BrokerSimulationTests {
     static var seeds: [UInt64] {
         let environment = ProcessInfo.processInfo.environment
         if let one = environment["ONCE_SIMULATION_SEED"].flatMap(UInt64.init) { return [one] }
-        let count = environment["ONCE_SIMULATION_SEEDS"].flatMap(Int.init) ?? 300
+        let count = environment["ONCE_SIMULATION_SEEDS"].flatMap(Int.init) ?? 500
         let first = environment["ONCE_SIMULATION_FIRST_SEED"].flatMap(UInt64.init) ?? 1
         return (0..<UInt64(count)).map { first + $0 }
     }
 
+    static let steps = ProcessInfo.processInfo.environment["ONCE_SIMULATION_STEPS"].flatMap(Int.init)
+
     static func run(_ options: BrokerSimulation.Options, label: String) async throws {
+        var options = options
+        if let steps { options.steps = steps }
         var failures: [String] = []
         for seed in seeds {
             let simulation = try BrokerSimulation(seed: seed, options: options)
