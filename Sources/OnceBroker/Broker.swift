@@ -130,6 +130,8 @@ public final class Broker: Sendable {
             return respond(request, describeTransactions(try DescribeTransactionsRequest(from: &frame, version: version), request))
         case .listTransactions:
             return respond(request, listTransactions(try ListTransactionsRequest(from: &frame, version: version), request))
+        case .writeTxnMarkers:
+            return respond(request, writeTxnMarkers(try WriteTxnMarkersRequest(from: &frame, version: version), request))
         case .fetch:
             return fetch(try FetchRequest(from: &frame, version: version), request).map { self.encode($0, for: request) }
         case .findCoordinator:

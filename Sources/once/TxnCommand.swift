@@ -1,13 +1,14 @@
 import ArgumentParser
 import OnceClient
 
-/// `once txn list|describe|abort`: what the transaction coordinator knows, and a safe way for an
-/// operator to end a hung transaction.
+/// `once txn list|describe|abort|find-hanging|abort-hanging`: what the transaction coordinator
+/// knows, a safe way for an operator to end a hung transaction, and Kafka's tools (KIP-664) for a
+/// partition's hanging transaction, whose marker was lost.
 struct TxnCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "txn",
         abstract: "List, describe and abort transactions.",
-        subcommands: [List.self, Describe.self, Abort.self]
+        subcommands: [List.self, Describe.self, Abort.self, FindHanging.self, AbortHanging.self]
     )
 
     struct List: AsyncParsableCommand {
@@ -59,6 +60,57 @@ struct TxnCommand: AsyncParsableCommand {
                 let epoch = try await client.abortTransaction(transactionalId, timeoutMs: before.timeoutMs)
                 print("aborted '\(transactionalId)' (was \(before.state)); producer \(before.producerId) fenced, epoch now \(epoch)")
             }
+        }
+    }
+
+    struct FindHanging: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "find-hanging",
+            abstract: "List open transactions on partitions that no coordinator considers live.")
+        @OptionGroup var client: ClientOptions
+        @Option(help: "Only this topic (default: every topic)") var topic: String?
+
+        func run() async throws {
+            try await client.withClient { client in
+                let hanging = try await client.findHangingTransactions(in: try await TxnCommand.partitions(topic, client))
+                print("TOPIC\tPARTITION\tPRODUCER-ID\tEPOCH\tSTART-OFFSET\tREASON")
+                for h in hanging {
+                    print("\(h.partition.topic)\t\(h.partition.partition)\t\(h.producerId)\t\(h.producerEpoch)\t\(h.startOffset)\t\(h.reason)")
+                }
+            }
+        }
+    }
+
+    struct AbortHanging: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "abort-hanging",
+            abstract: "Abort one partition's hanging transaction (refused while its coordinator considers it live).")
+        @OptionGroup var client: ClientOptions
+        @Option(help: "Topic") var topic: String
+        @Option(help: "Partition") var partition: Int32
+        @Option(help: "Producer id (from find-hanging)") var producerId: Int64
+
+        func run() async throws {
+            try await client.withClient { client in
+                let found = try await client.findHangingTransactions(in: [TopicPartition(topic, partition)])
+                guard let hanging = found.first(where: { $0.producerId == producerId }) else {
+                    throw CommandFailure("producer \(producerId) has no hanging transaction on \(topic)-\(partition)")
+                }
+                do {
+                    try await client.abortHangingTransaction(hanging)
+                } catch let error as KafkaError {
+                    throw CommandFailure("cannot abort: \(error)")
+                }
+                print("aborted the transaction of producer \(producerId) on \(topic)-\(partition) from offset \(hanging.startOffset)")
+            }
+        }
+    }
+
+    /// Every partition of one topic, or of every topic but the internal ones.
+    static func partitions(_ topic: String?, _ client: KafkaClient) async throws -> [TopicPartition] {
+        let metadata = try await client.metadata(topics: topic.map { [$0] })
+        return metadata.topics.filter { topic == nil ? !$0.isInternal : $0.name == topic }.flatMap { t in
+            t.partitions.map { TopicPartition(t.name, $0.partition) }
         }
     }
 

@@ -32,6 +32,7 @@ enum SupportedApis {
         .txnOffsetCommit: 0...3,
         .describeTransactions: 0...0,
         .listTransactions: 0...1,
+        .writeTxnMarkers: 1...1,
     ]
 
     static func range(of api: ApiKey) -> ClosedRange<Int16>? { ranges[api] }

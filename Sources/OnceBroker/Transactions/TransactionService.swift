@@ -138,6 +138,27 @@ final class TransactionService: Sendable {
         }
     }
 
+    /// An operator's abort of one partition's hanging transaction (WriteTxnMarkers): refused with
+    /// INVALID_TXN_STATE while the coordinator considers the producer's transaction there live, or
+    /// when the partition holds no open transaction of the producer; INVALID_PRODUCER_EPOCH for an
+    /// epoch older than the partition's.
+    func abortHanging(_ key: TopicPartitionKey, producerId: Int64, producerEpoch: Int16, now: Int64) throws -> ErrorCode {
+        try coordinator.withLockedValue { c in
+            guard let topic = storage.topic(named: key.topic),
+                let partition = try producers.producers(topic: topic, partition: key.partition)
+            else { return .unknownTopicOrPartition }
+            guard let open = partition.table.openTransactionsByProducer.first(where: { $0.producerId == producerId }),
+                !c.isLive(producerId: producerId, partition: key)
+            else { return .invalidTxnState }
+            guard producerEpoch >= open.epoch else { return .invalidProducerEpoch }
+            logger.warning("operator aborted a hanging transaction", metadata: [
+                "partition": "\(key)", "producer": "\(producerId)", "firstOffset": "\(open.firstOffset)",
+            ])
+            _ = try writeMarker(key, producerId: producerId, producerEpoch: producerEpoch, commit: false, now: now)
+            return .none
+        }
+    }
+
     /// AddPartitionsToTxn / AddOffsetsToTxn. Before the answer, a partition joining the
     /// transaction must not hold an open transaction of this producer: any it holds is an earlier
     /// one whose marker that partition lost, and the new transaction's marker would end it too
