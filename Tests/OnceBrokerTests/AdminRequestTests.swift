@@ -115,6 +115,8 @@ struct AdminRequestTests {
             == ErrorCode.invalidConfig.rawValue)
         let broker = ConfigResourceType.broker
         #expect(try await incremental(h, type: broker, name: "1", [("log.retention.ms", 0, "1000")]).0 == 0)
+        // APPEND starts from Kafka's default when nothing is set.
+        #expect(try await incremental(h, type: broker, name: "1", [("log.cleanup.policy", 2, "compact")]).0 == 0)
         #expect(try await incremental(h, type: broker, name: "1", [("listeners", 0, "PLAINTEXT://x:1")]).0
             == ErrorCode.invalidRequest.rawValue)
         #expect(try await incremental(h, type: broker, name: "7", [("log.retention.ms", 0, "1")]).0
@@ -139,6 +141,8 @@ struct AdminRequestTests {
         #expect(brokerRows["log.retention.ms"]?.value == "1000")
         #expect(brokerRows["log.retention.ms"]?.configSource == ConfigSource.dynamicBroker)
         #expect(brokerRows["listeners"]?.readOnly == true)
+        #expect(brokerRows["log.cleanup.policy"]?.value == "delete,compact")
+        #expect(brokerRows["background.threads"]?.value == "10" && brokerRows["background.threads"]?.configSource == ConfigSource.defaultConfig)
     }
 
     @Test("DeleteRecords advances the log start with Kafka's checks")

@@ -14,28 +14,30 @@ enum BrokerDynamicConfigs {
         case list([String])
     }
 
-    static let known: [String: Kind] = [
-        "background.threads": .int(1...Int64(Int32.max)),
-        "compression.type": .choice(["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"]),
-        "log.cleaner.threads": .int(0...Int64(Int32.max)),
-        "log.cleanup.policy": .list(["delete", "compact"]),
-        "log.flush.interval.messages": .long(1...Int64.max),
-        "log.flush.interval.ms": .long(Int64.min...Int64.max),
-        "log.index.interval.bytes": .int(0...Int64(Int32.max)),
-        "log.message.timestamp.type": .choice(["CreateTime", "LogAppendTime"]),
-        "log.retention.bytes": .long(Int64.min...Int64.max),
-        "log.retention.ms": .long(Int64.min...Int64.max),
-        "log.roll.ms": .long(Int64.min...Int64.max),
-        "log.segment.bytes": .int(14...Int64(Int32.max)),
-        "max.connections": .int(0...Int64(Int32.max)),
-        "max.connections.per.ip": .int(0...Int64(Int32.max)),
-        "message.max.bytes": .int(0...Int64(Int32.max)),
-        "min.insync.replicas": .int(1...Int64(Int32.max)),
-        "num.io.threads": .int(1...Int64(Int32.max)),
-        "num.network.threads": .int(1...Int64(Int32.max)),
-        "num.replica.fetchers": .int(Int64(Int32.min)...Int64(Int32.max)),
-        "sasl.kerberos.min.time.before.relogin": .long(Int64.min...Int64.max),
-        "unclean.leader.election.enable": .boolean,
+    /// Kafka's dynamic broker configs this broker checks, with their types and Kafka's defaults
+    /// (nil where Kafka has none and derives the value from another config).
+    static let known: [String: (kind: Kind, defaultValue: String?)] = [
+        "background.threads": (.int(1...Int64(Int32.max)), "10"),
+        "compression.type": (.choice(["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"]), "producer"),
+        "log.cleaner.threads": (.int(0...Int64(Int32.max)), "1"),
+        "log.cleanup.policy": (.list(["delete", "compact"]), "delete"),
+        "log.flush.interval.messages": (.long(1...Int64.max), String(Int64.max)),
+        "log.flush.interval.ms": (.long(Int64.min...Int64.max), nil),
+        "log.index.interval.bytes": (.int(0...Int64(Int32.max)), "4096"),
+        "log.message.timestamp.type": (.choice(["CreateTime", "LogAppendTime"]), "CreateTime"),
+        "log.retention.bytes": (.long(Int64.min...Int64.max), "-1"),
+        "log.retention.ms": (.long(Int64.min...Int64.max), nil),
+        "log.roll.ms": (.long(Int64.min...Int64.max), nil),
+        "log.segment.bytes": (.int(14...Int64(Int32.max)), "1073741824"),
+        "max.connections": (.int(0...Int64(Int32.max)), String(Int32.max)),
+        "max.connections.per.ip": (.int(0...Int64(Int32.max)), String(Int32.max)),
+        "message.max.bytes": (.int(0...Int64(Int32.max)), "1048588"),
+        "min.insync.replicas": (.int(1...Int64(Int32.max)), "1"),
+        "num.io.threads": (.int(1...Int64(Int32.max)), "8"),
+        "num.network.threads": (.int(1...Int64(Int32.max)), "3"),
+        "num.replica.fetchers": (.int(Int64(Int32.min)...Int64(Int32.max)), "1"),
+        "sasl.kerberos.min.time.before.relogin": (.long(Int64.min...Int64.max), "60000"),
+        "unclean.leader.election.enable": (.boolean, "false"),
     ]
 
     /// Why `overrides` cannot be applied, or nil. `fixed` names the settings this broker takes
@@ -44,7 +46,7 @@ enum BrokerDynamicConfigs {
         let refused = overrides.keys.filter(fixed.contains).sorted()
         if !refused.isEmpty { return "Cannot update these configs dynamically: Set(\(refused.joined(separator: ", ")))" }
         for (name, value) in overrides.sorted(by: { $0.key < $1.key }) {
-            guard let kind = known[name] else { continue }
+            guard let kind = known[name]?.kind else { continue }
             if let problem = Self.problem(name, value, kind) { return problem }
         }
         return nil

@@ -13,8 +13,8 @@ extension Broker {
         var isDefault: Bool { source == ConfigSource.defaultConfig }
     }
 
-    /// A refused change: the code and message Kafka gives.
-    struct ConfigRefusal: Error {
+    /// A refused admin request: the code and message Kafka gives.
+    struct AdminRefusal: Error {
         var code: ErrorCode
         var message: String
     }
@@ -69,10 +69,10 @@ extension Broker {
                 var next: [String: String] = [:]
                 for config in resource.configs {
                     guard next[config.name] == nil else {
-                        throw ConfigRefusal(code: .invalidRequest, message: "Error due to duplicate config keys")
+                        throw AdminRefusal(code: .invalidRequest, message: "Error due to duplicate config keys")
                     }
                     guard let value = config.value else {
-                        throw ConfigRefusal(code: .invalidRequest, message: "Null value not supported for : \(config.name)")
+                        throw AdminRefusal(code: .invalidRequest, message: "Null value not supported for : \(config.name)")
                     }
                     next[config.name] = value
                 }
@@ -97,7 +97,7 @@ extension Broker {
             let type = resource.resourceType
             let refusal = alterConfigs(type: type, name: resource.resourceName, validateOnly: req.validateOnly) { current in
                 guard Set(resource.configs.map(\.name)).count == resource.configs.count else {
-                    throw ConfigRefusal(code: .invalidRequest, message: "Error due to duplicate config keys")
+                    throw AdminRefusal(code: .invalidRequest, message: "Error due to duplicate config keys")
                 }
                 var next = current
                 for config in resource.configs {
@@ -126,13 +126,13 @@ extension Broker {
 
     private static func apply(
         _ config: IncrementalAlterConfigsRequest.AlterableConfig, to overrides: inout [String: String],
-        defaults: Result<[ConfigRow], ConfigRefusal>
+        defaults: Result<[ConfigRow], AdminRefusal>
     ) throws {
         guard let operation = AlterOperation(rawValue: config.configOperation) else {
-            throw ConfigRefusal(code: .invalidRequest, message: "Unknown operation type \(config.configOperation)")
+            throw AdminRefusal(code: .invalidRequest, message: "Unknown operation type \(config.configOperation)")
         }
         if operation != .delete && config.value == nil {
-            throw ConfigRefusal(code: .invalidRequest, message: "Null value not supported for : \(config.name)")
+            throw AdminRefusal(code: .invalidRequest, message: "Null value not supported for : \(config.name)")
         }
         switch operation {
         case .set:
@@ -142,11 +142,11 @@ extension Broker {
         case .append, .subtract:
             guard listConfigs.contains(config.name) else {
                 let verb = operation == .append ? "APPEND" : "SUBTRACT"
-                throw ConfigRefusal(
+                throw AdminRefusal(
                     code: .invalidConfig, message: "Can't \(verb) to key \(config.name) because its type is not LIST.")
             }
-            let effective = overrides[config.name]
-                ?? ((try? defaults.get())?.first { $0.name == config.name }?.value ?? "")
+            let row = (try? defaults.get())?.first { $0.name == config.name }
+            let effective = overrides[config.name] ?? row?.value ?? ""
             var items = effective.split(separator: ",").map { $0.trimmingSpaces() }.filter { !$0.isEmpty }
             let given = (config.value ?? "").split(separator: ",").map { $0.trimmingSpaces() }.filter { !$0.isEmpty }
             if operation == .append {
@@ -162,17 +162,17 @@ extension Broker {
     /// ones. Returns nil on success.
     private func alterConfigs(
         type: Int8, name: String, validateOnly: Bool, change: ([String: String]) throws -> [String: String]
-    ) -> ConfigRefusal? {
+    ) -> AdminRefusal? {
         do {
             switch type {
             case ConfigResourceType.topic:
                 guard let meta = storage.topic(named: name) else {
-                    throw ConfigRefusal(code: .unknownTopicOrPartition, message: "Topic \(name) does not exist.")
+                    throw AdminRefusal(code: .unknownTopicOrPartition, message: "Topic \(name) does not exist.")
                 }
                 let next = try change(meta.configs)
-                if let problem = Self.configProblem(next) { throw ConfigRefusal(code: .invalidConfig, message: problem) }
+                if let problem = Self.configProblem(next) { throw AdminRefusal(code: .invalidConfig, message: problem) }
                 if let problem = internalTopicProblem(name, from: meta.configs, to: next) {
-                    throw ConfigRefusal(code: .invalidConfig, message: problem)
+                    throw AdminRefusal(code: .invalidConfig, message: problem)
                 }
                 if !validateOnly {
                     try storage.setTopicConfigs(topic: name, configs: next)
@@ -181,34 +181,34 @@ extension Broker {
             case ConfigResourceType.broker:
                 let perBroker = !name.isEmpty
                 if perBroker && name != String(config.nodeId) {
-                    throw ConfigRefusal(code: .invalidRequest, message: "Unexpected broker id, expected \(config.nodeId) or empty string, but received \(name)")
+                    throw AdminRefusal(code: .invalidRequest, message: "Unexpected broker id, expected \(config.nodeId) or empty string, but received \(name)")
                 }
                 let current = dynamicConfigs.current
                 let next = try change(perBroker ? current.broker : current.clusterDefault)
                 let fixed = Set(brokerStartupConfigs().map(\.name))
                 if let problem = BrokerDynamicConfigs.problem(next, fixed: fixed) {
                     let resource = "ConfigResource(type=BROKER, name='\(name)')"
-                    throw ConfigRefusal(code: .invalidRequest, message: "Invalid config value for resource \(resource): \(problem)")
+                    throw AdminRefusal(code: .invalidRequest, message: "Invalid config value for resource \(resource): \(problem)")
                 }
                 if !validateOnly {
                     try dynamicConfigs.update { if perBroker { $0.broker = next } else { $0.clusterDefault = next } }
                 }
             case ConfigResourceType.group:
-                guard !name.isEmpty else { throw ConfigRefusal(code: .invalidRequest, message: "Group name must not be empty") }
+                guard !name.isEmpty else { throw AdminRefusal(code: .invalidRequest, message: "Group name must not be empty") }
                 let next = try change(dynamicConfigs.current.groups[name] ?? [:])
-                if let problem = GroupConfigs.problem(next) { throw ConfigRefusal(code: .invalidConfig, message: problem) }
+                if let problem = GroupConfigs.problem(next) { throw AdminRefusal(code: .invalidConfig, message: problem) }
                 if !validateOnly {
                     try dynamicConfigs.update { $0.groups[name] = next.isEmpty ? nil : next }
                 }
             default:
-                throw ConfigRefusal(code: .invalidRequest, message: "Unsupported resource type \(type)")
+                throw AdminRefusal(code: .invalidRequest, message: "Unsupported resource type \(type)")
             }
             return nil
-        } catch let refusal as ConfigRefusal {
+        } catch let refusal as AdminRefusal {
             return refusal
         } catch {
             let (code, message) = errorCode(for: error)
-            return ConfigRefusal(code: code, message: message)
+            return AdminRefusal(code: code, message: message)
         }
     }
 
@@ -227,22 +227,26 @@ extension Broker {
     }
 
     /// Every config of one resource, or why there is none to show.
-    func configRows(type: Int8, name: String) -> Result<[ConfigRow], ConfigRefusal> {
+    func configRows(type: Int8, name: String) -> Result<[ConfigRow], AdminRefusal> {
         switch type {
         case ConfigResourceType.topic:
             guard let meta = storage.topic(named: name) else {
-                return .failure(ConfigRefusal(code: .unknownTopicOrPartition, message: "topic '\(name)' does not exist"))
+                return .failure(AdminRefusal(code: .unknownTopicOrPartition, message: "topic '\(name)' does not exist"))
             }
             return .success(Self.topicConfig(meta.configs).entries.map { e in
                 ConfigRow(name: e.name, value: e.value, source: e.isDefault ? ConfigSource.defaultConfig : ConfigSource.topicConfig, readOnly: false)
             })
         case ConfigResourceType.broker:
             guard name.isEmpty || name == String(config.nodeId) else {
-                return .failure(ConfigRefusal(code: .invalidRequest, message: "this is broker \(config.nodeId), not '\(name)'"))
+                return .failure(AdminRefusal(code: .invalidRequest, message: "this is broker \(config.nodeId), not '\(name)'"))
             }
-            var rows = Dictionary(uniqueKeysWithValues: brokerStartupConfigs().map { e in
-                (e.name, ConfigRow(name: e.name, value: e.value, source: e.isDefault ? ConfigSource.defaultConfig : ConfigSource.staticBroker, readOnly: true))
+            var rows = Dictionary(uniqueKeysWithValues: BrokerDynamicConfigs.known.map { name, config in
+                (name, ConfigRow(name: name, value: config.defaultValue, source: ConfigSource.defaultConfig, readOnly: false))
             })
+            for e in brokerStartupConfigs() {
+                let source = e.isDefault ? ConfigSource.defaultConfig : ConfigSource.staticBroker
+                rows[e.name] = ConfigRow(name: e.name, value: e.value, source: source, readOnly: true)
+            }
             let dynamic = dynamicConfigs.current
             for (key, value) in dynamic.clusterDefault {
                 rows[key] = ConfigRow(name: key, value: value, source: ConfigSource.dynamicDefaultBroker, readOnly: false)
@@ -254,7 +258,7 @@ extension Broker {
             }
             return .success(rows.values.sorted { $0.name < $1.name })
         case ConfigResourceType.group:
-            guard !name.isEmpty else { return .failure(ConfigRefusal(code: .invalidRequest, message: "Group name must not be empty")) }
+            guard !name.isEmpty else { return .failure(AdminRefusal(code: .invalidRequest, message: "Group name must not be empty")) }
             let overrides = dynamicConfigs.current.groups[name] ?? [:]
             return .success(GroupConfigs.all.map { definition in
                 if let value = overrides[definition.name] {
@@ -263,7 +267,7 @@ extension Broker {
                 return ConfigRow(name: definition.name, value: definition.defaultValue, source: ConfigSource.defaultConfig, readOnly: false)
             })
         default:
-            return .failure(ConfigRefusal(code: .invalidRequest, message: "resource type \(type) is not supported"))
+            return .failure(AdminRefusal(code: .invalidRequest, message: "resource type \(type) is not supported"))
         }
     }
 

@@ -23,7 +23,7 @@ extension Broker {
                 result.lowWatermark = -1
                 do {
                     result.lowWatermark = try deleteRecords(topic: meta, name: t.name, partition: p.partitionIndex, before: p.offset)
-                } catch let refusal as ConfigRefusal {
+                } catch let refusal as AdminRefusal {
                     result.errorCode = refusal.code.rawValue
                     logger.info("delete records refused", metadata: [
                         "topic": "\(t.name)", "partition": "\(p.partitionIndex)", "reason": "\(refusal.message)",
@@ -42,23 +42,23 @@ extension Broker {
     /// Returns the new low watermark (log start offset).
     private func deleteRecords(topic meta: TopicMetadata?, name: String, partition: Int32, before offset: Int64) throws -> Int64 {
         if InternalTopics.names.contains(name) {
-            throw ConfigRefusal(code: .invalidTopicException, message: "Cannot delete records of internal topic \(name)")
+            throw AdminRefusal(code: .invalidTopicException, message: "Cannot delete records of internal topic \(name)")
         }
         guard let meta, let log = storage.partition(topic: name, partition: partition) else {
-            throw ConfigRefusal(code: .unknownTopicOrPartition, message: "\(name)-\(partition) does not exist")
+            throw AdminRefusal(code: .unknownTopicOrPartition, message: "\(name)-\(partition) does not exist")
         }
         // Deleting by offset would undo what compaction keeps (the latest value of each key).
         guard Self.topicConfig(meta.configs).cleanupPolicy.contains("delete") else {
-            throw ConfigRefusal(
+            throw AdminRefusal(
                 code: .policyViolation, message: "Records of partition \(name)-\(partition) can not be deleted due to the configured policy")
         }
         let highWatermark = log.logEndOffset
         let target = offset == Self.deleteToHighWatermark ? highWatermark : offset
         guard target >= 0 else {
-            throw ConfigRefusal(code: .offsetOutOfRange, message: "The offset \(target) for partition \(name)-\(partition) is not valid")
+            throw AdminRefusal(code: .offsetOutOfRange, message: "The offset \(target) for partition \(name)-\(partition) is not valid")
         }
         guard target <= highWatermark else {
-            throw ConfigRefusal(
+            throw AdminRefusal(
                 code: .offsetOutOfRange,
                 message: "Cannot increment the log start offset to \(target) of partition \(name)-\(partition) since it is larger than the high watermark \(highWatermark)")
         }
