@@ -87,6 +87,41 @@ def test_a_transaction_writes_to_an_added_partition(broker):
     assert [(r.partition, r.value) for r in records] == [(1, b"in-new-partition")]
 
 
+def test_a_subscribed_group_consumer_rebalances_onto_added_partitions(broker):
+    from confluent_kafka import Consumer
+
+    from support import Deadline
+
+    topic = unique_topic("grow-group")
+    ck.create_topic(broker, topic, 1)
+    consumer = Consumer({
+        "bootstrap.servers": broker.bootstrap, "group.id": unique_topic("g"), "auto.offset.reset": "earliest",
+        "topic.metadata.refresh.interval.ms": 500, "enable.auto.commit": False,
+    })
+    try:
+        consumer.subscribe([topic])
+        ck.produce_indexed(broker, topic, [0], partition=0)
+        seen: set[int] = set()
+        deadline = Deadline(60, "the record on partition 0")
+        while 0 not in seen:
+            deadline.check()
+            msg = consumer.poll(0.5)
+            if msg is not None and msg.error() is None:
+                seen.add(msg.partition())
+        admin = ck.admin(broker)
+        admin.create_partitions([NewPartitions(topic, 3)])[topic].result(timeout=30)
+        ck.produce_indexed(broker, topic, [1], partition=2)
+        deadline = Deadline(60, "the record on the added partition 2")
+        while 2 not in seen:
+            deadline.check()
+            msg = consumer.poll(0.5)
+            if msg is not None and msg.error() is None:
+                seen.add(msg.partition())
+        assert {tp.partition for tp in consumer.assignment()} == {0, 1, 2}
+    finally:
+        consumer.close()
+
+
 # CreateTopics
 
 
