@@ -36,6 +36,7 @@ API_PAIRS = [
     "DescribeGroups", "DeleteGroups", "OffsetDelete", "AddPartitionsToTxn",
     "AddOffsetsToTxn", "TxnOffsetCommit", "EndTxn", "WriteTxnMarkers",
     "DescribeTransactions", "ListTransactions", "OffsetForLeaderEpoch", "SaslHandshake",
+    "AlterConfigs", "IncrementalAlterConfigs", "DeleteRecords", "DescribeLogDirs",
 ]
 # Headers and embedded data types, generated the same way but without an api key.
 OTHER_MESSAGES = [

@@ -17,6 +17,7 @@ public final class Broker: Sendable {
     let producers: ProducerRegistry
     let transactions: TransactionService
     let groups: GroupCoordinator
+    let dynamicConfigs: DynamicConfigStore
     /// The broker's one clock (milliseconds since the epoch): every handler, coordinator and timer
     /// reads time here, so a simulation can run the broker on time it controls.
     let clock: @Sendable () -> Int64
@@ -32,6 +33,7 @@ public final class Broker: Sendable {
         self.clusterId = clusterId
         self.logger = logger
         self.producers = try ProducerRegistry(storage: storage, logger: logger)
+        self.dynamicConfigs = try DynamicConfigStore(storage: storage)
         var transactionConfig = TransactionCoordinator.Config()
         transactionConfig.maxTimeoutMs = config.transactionMaxTimeoutMs
         transactionConfig.idExpirationMs = config.transactionalIdExpirationMs
@@ -93,13 +95,24 @@ public final class Broker: Sendable {
         case .metadata:
             return respond(request, metadata(try MetadataRequest(from: &frame, version: version), request))
         case .describeCluster:
-            return respond(request, describeCluster(request))
+            return respond(request, describeCluster(try DescribeClusterRequest(from: &frame, version: version), request))
         case .createTopics:
             return respond(request, createTopics(try CreateTopicsRequest(from: &frame, version: version), request))
         case .deleteTopics:
             return respond(request, deleteTopics(try DeleteTopicsRequest(from: &frame, version: version), request))
         case .describeConfigs:
             return respond(request, describeConfigs(try DescribeConfigsRequest(from: &frame, version: version), request))
+        case .alterConfigs:
+            return respond(request, alterConfigs(try AlterConfigsRequest(from: &frame, version: version), request))
+        case .incrementalAlterConfigs:
+            return respond(
+                request, incrementalAlterConfigs(try IncrementalAlterConfigsRequest(from: &frame, version: version), request))
+        case .createPartitions:
+            return respond(request, createPartitions(try CreatePartitionsRequest(from: &frame, version: version), request))
+        case .deleteRecords:
+            return respond(request, deleteRecords(try DeleteRecordsRequest(from: &frame, version: version), request))
+        case .describeLogDirs:
+            return respond(request, describeLogDirs(try DescribeLogDirsRequest(from: &frame, version: version), request))
         case .listOffsets:
             return respond(request, listOffsets(try ListOffsetsRequest(from: &frame, version: version), request))
         case .produce:

@@ -166,6 +166,56 @@ public final class FileLogStorage: LogStorage {
         }
     }
 
+    @discardableResult
+    public func addPartitions(topic name: String, count: Int32) throws -> TopicMetadata {
+        try state.withLock { s in
+            guard s.isOpen else { throw StorageError.io("storage is closed") }
+            guard var topic = s.topics[name] else { throw StorageError.unknownTopic(name) }
+            let current = topic.metadata.partitionCount
+            guard count > current else {
+                throw StorageError.invalidPartitions("topic '\(name)' has \(current) partitions; the new count must be larger")
+            }
+            let config = try TopicConfig(overrides: topic.metadata.configs)
+            // As in createTopic: directories first, so until the metadata names them they are
+            // orphans that the next open removes.
+            var logs: [FilePartitionLog] = []
+            for partition in current..<count {
+                let path = partitionDirectory(name, partition)
+                try? FileManager.default.removeItem(atPath: path)
+                logs.append(
+                    try FilePartitionLog.open(
+                        topic: name, partition: partition, directory: path, config: config, runtime: runtime))
+            }
+            try PosixFile.syncDirectory(directory)
+            var metadata = topic.metadata
+            metadata.partitionCount = count
+            try PosixFile.writeAtomically(
+                TopicMetadataFile.encode(metadata), to: metadataPath(name), directory: topicsDirectory)
+            topic.metadata = metadata
+            topic.partitions += logs
+            s.topics[name] = topic
+            logger.info("added partitions", metadata: ["topic": "\(name)", "partitions": "\(count)"])
+            return metadata
+        }
+    }
+
+    @discardableResult
+    public func setTopicConfigs(topic name: String, configs: [String: String]) throws -> TopicMetadata {
+        let config = try TopicConfig(overrides: configs)
+        return try state.withLock { s in
+            guard s.isOpen else { throw StorageError.io("storage is closed") }
+            guard var topic = s.topics[name] else { throw StorageError.unknownTopic(name) }
+            var metadata = topic.metadata
+            metadata.configs = configs
+            try PosixFile.writeAtomically(
+                TopicMetadataFile.encode(metadata), to: metadataPath(name), directory: topicsDirectory)
+            topic.metadata = metadata
+            s.topics[name] = topic
+            for log in topic.partitions { log.updateConfig(config) }
+            return metadata
+        }
+    }
+
     public func readState(named name: String) throws -> [UInt8]? {
         try StateName.validate(name)
         let path = stateDirectory + "/" + name

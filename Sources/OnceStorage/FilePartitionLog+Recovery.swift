@@ -56,7 +56,9 @@ extension FilePartitionLog {
             segments.append(segment)
         }
         let logEnd = segments[segments.count - 1].nextOffset
-        let state = State(config: config, segments: segments, logEndOffset: logEnd, durableOffset: logEnd)
+        var state = State(config: config, segments: segments, logEndOffset: logEnd, durableOffset: logEnd)
+        // A torn tail can leave the log end below a start DeleteRecords stored; then nothing is left.
+        state.startFloor = min(try readLogStart(directory: directory), logEnd)
         return FilePartitionLog(topic: topic, partition: partition, directory: directory, runtime: runtime, state: state)
     }
 

@@ -33,6 +33,10 @@ final class FilePartitionLog: PartitionLog {
         var waiters: [Waiter] = []
         /// fsync rounds that had data to sync; tests use it to see group commit share syncs.
         var syncRounds = 0
+        /// Where DeleteRecords moved the log start; it can lie inside the first segment.
+        var startFloor: Int64 = 0
+
+        var logStartOffset: Int64 { max(segments.first?.baseOffset ?? logEndOffset, startFloor) }
     }
 
     let state: Mutex<State>
@@ -48,7 +52,7 @@ final class FilePartitionLog: PartitionLog {
         self.state = Mutex(state)
     }
 
-    var logStartOffset: Int64 { state.withLock { $0.segments.first?.baseOffset ?? $0.logEndOffset } }
+    var logStartOffset: Int64 { state.withLock { $0.logStartOffset } }
     var logEndOffset: Int64 { state.withLock { $0.logEndOffset } }
     var highWatermark: Int64 {
         state.withLock { runtime.flushPolicy == .always ? $0.durableOffset : $0.logEndOffset }
@@ -143,7 +147,7 @@ final class FilePartitionLog: PartitionLog {
 
     /// Starts a new active segment at the log end. The old one's indexes are written in the
     /// background: they are derived data and a crash before they land only costs a rebuild.
-    private func roll(_ s: inout State, nowMs: Int64) throws {
+    func roll(_ s: inout State, nowMs: Int64) throws {
         let last = s.segments.count - 1
         s.segments[last].seal()
         let sealed = s.segments[last]
@@ -169,7 +173,7 @@ final class FilePartitionLog: PartitionLog {
             // The lock only picks the segment and an index position; the file I/O runs without it.
             let snapshot: (log: PosixFile, start: Int, end: Int, interval: Int, base: Int64)? = try state.withLock { s in
                 try checkOpen(s)
-                let logStart = s.segments[0].baseOffset
+                let logStart = s.logStartOffset
                 guard offset >= logStart, offset <= s.logEndOffset else {
                     throw StorageError.offsetOutOfRange(requested: offset, logStart: logStart, logEnd: s.logEndOffset)
                 }
@@ -263,17 +267,19 @@ final class FilePartitionLog: PartitionLog {
     // MARK: Timestamps
 
     func offset(forTimestamp timestamp: Int64) throws -> (offset: Int64, timestamp: Int64)? {
-        let snapshot: (log: PosixFile, start: Int, end: Int)? = try state.withLock { s in
+        let snapshot: (log: PosixFile, start: Int, end: Int, logStart: Int64)? = try state.withLock { s in
             try checkOpen(s)
             // Segments before the first one whose maximum reaches `timestamp` cannot hold the answer.
             guard let segment = s.segments.first(where: { $0.maxTimestamp >= timestamp }) else { return nil }
             let relative = segment.timeIndex.relativeOffset(below: timestamp).map(Int64.init) ?? 0
-            return (segment.log, segment.offsetIndex.position(atOrBefore: relative), segment.size)
+            return (segment.log, segment.offsetIndex.position(atOrBefore: relative), segment.size, s.logStartOffset)
         }
         guard let snapshot else { return nil }
         var cursor = FrameCursor(file: snapshot.log, from: snapshot.start, end: snapshot.end)
         while let frame = try cursor.next() {
-            if frame.maxTimestamp >= timestamp { return (frame.baseOffset, frame.maxTimestamp) }
+            if frame.maxTimestamp >= timestamp && frame.lastOffset >= snapshot.logStart {
+                return (max(frame.baseOffset, snapshot.logStart), frame.maxTimestamp)
+            }
         }
         return nil
     }

@@ -16,6 +16,18 @@ public protocol LogStorage: AnyObject, Sendable {
     /// Removes a topic and its data. Throws `StorageError.unknownTopic`.
     func deleteTopic(name: String) throws
 
+    /// Grows a topic to `count` partitions durably. Partitions are never taken away, because
+    /// records keyed to one would move, so a count that is not larger throws
+    /// `StorageError.invalidPartitions`; an unknown topic throws `StorageError.unknownTopic`.
+    @discardableResult
+    func addPartitions(topic: String, count: Int32) throws -> TopicMetadata
+
+    /// Replaces a topic's config overrides durably; its partitions apply them from then on (a
+    /// smaller segment size rolls at the next append, a shorter retention deletes at the next
+    /// retention pass). Throws `StorageError.unknownTopic` or `StorageError.invalidConfig`.
+    @discardableResult
+    func setTopicConfigs(topic: String, configs: [String: String]) throws -> TopicMetadata
+
     /// The log of one partition, or nil if the topic or partition does not exist.
     func partition(topic: String, partition: Int32) -> PartitionLog?
 
@@ -80,6 +92,16 @@ public protocol PartitionLog: AnyObject, Sendable {
     /// Returns the number of segments deleted.
     @discardableResult
     func deleteSegments(below offset: Int64) throws -> Int
+
+    /// DeleteRecords: makes `offset` the first offset a reader can ask for, durably, and deletes
+    /// the segments that lie entirely below it. An offset at or below the current log start
+    /// changes nothing. Throws `StorageError.offsetOutOfRange` above the log end. Returns the log
+    /// start offset afterwards.
+    @discardableResult
+    func advanceLogStart(to offset: Int64) throws -> Int64
+
+    /// Bytes the partition's batches take in storage.
+    var sizeInBytes: Int64 { get }
 }
 
 public struct AppendResult: Sendable, Equatable {
@@ -112,6 +134,7 @@ public enum StorageError: Error, Equatable, Sendable {
     case topicExists(String)
     case unknownTopic(String)
     case invalidConfig(String)
+    case invalidPartitions(String)
     case offsetOutOfRange(requested: Int64, logStart: Int64, logEnd: Int64)
     case corrupt(String)
     case io(String)

@@ -69,6 +69,34 @@ public final class MemoryLogStorage: LogStorage {
         for log in removed.partitions { log.markDeleted() }
     }
 
+    @discardableResult
+    public func addPartitions(topic name: String, count: Int32) throws -> TopicMetadata {
+        try topicsByName.withLock { topics in
+            guard var topic = topics[name] else { throw StorageError.unknownTopic(name) }
+            let current = topic.metadata.partitionCount
+            guard count > current else {
+                throw StorageError.invalidPartitions("topic '\(name)' has \(current) partitions; the new count must be larger")
+            }
+            let config = try TopicConfig(overrides: topic.metadata.configs)
+            topic.partitions += (current..<count).map { MemoryPartitionLog(topic: name, partition: $0, config: config) }
+            topic.metadata.partitionCount = count
+            topics[name] = topic
+            return topic.metadata
+        }
+    }
+
+    @discardableResult
+    public func setTopicConfigs(topic name: String, configs: [String: String]) throws -> TopicMetadata {
+        let config = try TopicConfig(overrides: configs)
+        return try topicsByName.withLock { topics in
+            guard var topic = topics[name] else { throw StorageError.unknownTopic(name) }
+            topic.metadata.configs = configs
+            topics[name] = topic
+            for log in topic.partitions { log.updateConfig(config) }
+            return topic.metadata
+        }
+    }
+
     public func partition(topic: String, partition: Int32) -> PartitionLog? {
         topicsByName.withLock { topics in
             guard let logs = topics[topic]?.partitions, partition >= 0, Int(partition) < logs.count else { return nil }

@@ -36,6 +36,10 @@ final class MemoryPartitionLog: PartitionLog {
         /// Everything below survives a power cut.
         var durableOffset: Int64 = 0
         var deleted = false
+        /// Where DeleteRecords moved the log start; it can lie inside the first segment.
+        var startFloor: Int64 = 0
+
+        var logStartOffset: Int64 { max(segments[0].baseOffset, startFloor) }
     }
 
     private let state: Mutex<State>
@@ -74,7 +78,12 @@ final class MemoryPartitionLog: PartitionLog {
         return MemoryPartitionLog(topic: topic, partition: partition, flushPolicy: flushPolicy, state: kept)
     }
 
-    var logStartOffset: Int64 { state.withLock { $0.segments[0].baseOffset } }
+    var logStartOffset: Int64 { state.withLock { $0.logStartOffset } }
+    var sizeInBytes: Int64 { state.withLock { s in s.segments.reduce(0) { $0 + Int64($1.size) } } }
+
+    func updateConfig(_ config: TopicConfig) {
+        state.withLock { $0.config = config }
+    }
     var logEndOffset: Int64 { state.withLock { $0.logEndOffset } }
 
     func markDeleted() {
@@ -137,7 +146,7 @@ final class MemoryPartitionLog: PartitionLog {
 
     func read(from offset: Int64, maxBytes: Int, limitOffset: Int64) throws -> ByteBuffer {
         try state.withLock { s in
-            let start = s.segments[0].baseOffset
+            let start = s.logStartOffset
             guard offset >= start, offset <= s.logEndOffset else {
                 throw StorageError.offsetOutOfRange(requested: offset, logStart: start, logEnd: s.logEndOffset)
             }
@@ -162,8 +171,8 @@ final class MemoryPartitionLog: PartitionLog {
     func offset(forTimestamp timestamp: Int64) throws -> (offset: Int64, timestamp: Int64)? {
         state.withLock { s in
             for segment in s.segments where segment.maxTimestamp >= timestamp {
-                for batch in segment.batches where batch.maxTimestamp >= timestamp {
-                    return (batch.baseOffset, batch.maxTimestamp)
+                for batch in segment.batches where batch.maxTimestamp >= timestamp && batch.lastOffset >= s.logStartOffset {
+                    return (max(batch.baseOffset, s.logStartOffset), batch.maxTimestamp)
                 }
             }
             return nil
@@ -188,6 +197,25 @@ final class MemoryPartitionLog: PartitionLog {
             while count + 1 < s.segments.count && s.segments[count + 1].baseOffset <= offset { count += 1 }
             s.segments.removeFirst(count)
             return count
+        }
+    }
+
+    func advanceLogStart(to offset: Int64) throws -> Int64 {
+        try state.withLock { s in
+            guard !s.deleted else { throw StorageError.unknownTopic(topic) }
+            guard offset <= s.logEndOffset else {
+                throw StorageError.offsetOutOfRange(requested: offset, logStart: s.logStartOffset, logEnd: s.logEndOffset)
+            }
+            guard offset > s.logStartOffset else { return s.logStartOffset }
+            s.startFloor = offset
+            // The active segment goes too when everything in it is below the new start.
+            if offset == s.logEndOffset && s.segments[s.segments.count - 1].baseOffset < offset {
+                s.segments.append(Segment(baseOffset: offset))
+            }
+            var count = 0
+            while count + 1 < s.segments.count && s.segments[count + 1].baseOffset <= offset { count += 1 }
+            s.segments.removeFirst(count)
+            return s.logStartOffset
         }
     }
 

@@ -48,8 +48,13 @@ public struct TopicConfig: Sendable, Equatable {
     /// Throws `StorageError.invalidConfig` naming the first unknown key or bad value.
     public init(overrides: [String: String]) throws {
         for (name, value) in overrides.sorted(by: { $0.key < $1.key }) {
-            guard let key = Key(rawValue: name) else { throw StorageError.invalidConfig("unknown config \(name)") }
-            try apply(key, value)
+            if let key = Key(rawValue: name) {
+                try apply(key, value)
+            } else if let recorded = Self.recordedByName[name] {
+                try Self.check(recorded, value)
+            } else {
+                throw StorageError.invalidConfig("Unknown topic config name: \(name)")
+            }
         }
         self.overrides = overrides
     }
@@ -66,14 +71,18 @@ public struct TopicConfig: Sendable, Equatable {
         }
     }
 
-    /// Every supported config with its effective value, in name order.
+    /// Every topic config Kafka defines with its effective value, in name order.
     public var entries: [Entry] {
-        Key.allCases.map { key in
+        let honoured = Key.allCases.map { key in
             if let value = overrides[key.rawValue] {
                 return Entry(name: key.rawValue, value: value, isDefault: false)
             }
             return Entry(name: key.rawValue, value: value(of: key), isDefault: true)
-        }.sorted { $0.name < $1.name }
+        }
+        let recorded = Self.recordedConfigs.map { config in
+            Entry(name: config.name, value: overrides[config.name] ?? config.defaultValue, isDefault: overrides[config.name] == nil)
+        }
+        return (honoured + recorded).sorted { $0.name < $1.name }
     }
 
     public func value(of key: Key) -> String {

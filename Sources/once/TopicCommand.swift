@@ -1,12 +1,14 @@
 import ArgumentParser
 import OnceClient
 
-/// `once topic create|list|describe|delete`.
+/// `once topic create|list|describe|delete|add-partitions|alter-config|trim`.
 struct TopicCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "topic",
-        abstract: "Create, list, describe and delete topics.",
-        subcommands: [Create.self, List.self, Describe.self, Delete.self]
+        abstract: "Create, list, describe, grow, reconfigure, trim and delete topics.",
+        subcommands: [
+            Create.self, List.self, Describe.self, Delete.self, AddPartitions.self, AlterConfig.self, Trim.self,
+        ]
     )
 
     struct Create: AsyncParsableCommand {
@@ -37,12 +39,7 @@ struct TopicCommand: AsyncParsableCommand {
         }
 
         func parsedConfigs() throws -> [(name: String, value: String)] {
-            try configs.map { entry in
-                guard let eq = entry.firstIndex(of: "="), eq != entry.startIndex else {
-                    throw ValidationError("--config expects KEY=VALUE, got '\(entry)'")
-                }
-                return (String(entry[..<eq]), String(entry[entry.index(after: eq)...]))
-            }
+            try TopicCommand.keyValues(configs)
         }
 
         func run() async throws {
@@ -139,6 +136,16 @@ struct TopicCommand: AsyncParsableCommand {
                 }
                 print("deleted topic \(name)")
             }
+        }
+    }
+
+    /// KEY=VALUE arguments of `--config` / `--set`.
+    static func keyValues(_ entries: [String]) throws -> [(name: String, value: String)] {
+        try entries.map { entry in
+            guard let eq = entry.firstIndex(of: "="), eq != entry.startIndex else {
+                throw ValidationError("expected KEY=VALUE, got '\(entry)'")
+            }
+            return (String(entry[..<eq]), String(entry[entry.index(after: eq)...]))
         }
     }
 }

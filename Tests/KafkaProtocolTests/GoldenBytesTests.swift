@@ -127,7 +127,12 @@ import Testing
                 var buffer = ByteBuffer()
                 sample.encode(into: &buffer, version: version)
                 dump += "\(M.self) \(version) \(hexString(buffer))\n"
-                let hex = try #require(expected[key], "no kafka-python encoding for \(key)")
+                // A missing fixture fails the test but the dump is still written, so the fixture
+                // can be regenerated after new messages are added.
+                guard let hex = expected[key] else {
+                    Issue.record("no kafka-python encoding for \(key)")
+                    continue
+                }
                 #expect(hexString(buffer) == hex, "\(key)")
                 var theirs = ByteBuffer(bytes: try bytes(hex: hex))
                 #expect(try M(from: &theirs, version: version) == sample, "\(key)")

@@ -144,7 +144,8 @@ struct TransactionRequestTests {
         #expect(try await fresh.initialize().errorCode == 0)
         #expect(fresh.epoch > zombie.epoch)
 
-        #expect(try await zombie.produce("out", ["zombie-2"]).errorCode == ErrorCode.producerFenced.rawValue)
+        // A partition write answers INVALID_PRODUCER_EPOCH (KIP-588); the coordinator, PRODUCER_FENCED.
+        #expect(try await zombie.produce("out", ["zombie-2"]).errorCode == ErrorCode.invalidProducerEpoch.rawValue)
         #expect(try await zombie.addPartitions("out", [0]) == [ErrorCode.producerFenced.rawValue])
         #expect(try await zombie.end(commit: true) == ErrorCode.producerFenced.rawValue)
         #expect(try await Self.committedValues(h, "out").values.isEmpty)

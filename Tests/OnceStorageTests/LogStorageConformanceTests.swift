@@ -33,7 +33,7 @@ struct LogStorageConformanceTests {
                 #expect(throws: StorageError.self) { try storage.createTopic(name: bad, partitions: 1, configs: [:]) }
             }
             #expect(throws: StorageError.self) { try storage.createTopic(name: "z", partitions: 0, configs: [:]) }
-            #expect(throws: StorageError.invalidConfig("unknown config no.such.key")) {
+            #expect(throws: StorageError.invalidConfig("Unknown topic config name: no.such.key")) {
                 try storage.createTopic(name: "z", partitions: 1, configs: ["no.such.key": "1"])
             }
             #expect(throws: StorageError.self) { try storage.createTopic(name: "z", partitions: 1, configs: ["segment.bytes": "big"]) }

@@ -16,7 +16,24 @@ struct TopicConfigTests {
         #expect(config.indexIntervalBytes == 4096)
         #expect(config.minInsyncReplicas == 1)
         #expect(config.entries.allSatisfy { $0.isDefault })
-        #expect(config.entries.map(\.name) == TopicConfig.Key.allCases.map(\.rawValue).sorted())
+        #expect(config.entries.map(\.name) == (TopicConfig.Key.allCases.map(\.rawValue) + TopicConfig.recordedConfigs.map(\.name)).sorted())
+        let entries = Dictionary(uniqueKeysWithValues: config.entries.map { ($0.name, $0.value) })
+        #expect(entries["compression.type"] == "producer")
+        #expect(entries["delete.retention.ms"] == "86400000")
+    }
+
+    @Test func everyKafkaTopicConfigIsAcceptedAndReportedAsSet() throws {
+        let config = try TopicConfig(overrides: [
+            "compression.type": "lz4", "delete.retention.ms": "900", "flush.ms": "12345678",
+            "min.cleanable.dirty.ratio": "0.25", "preallocate": "true", "compression.zstd.level": "-5",
+            "leader.replication.throttled.replicas": "0:1,1:1", "follower.replication.throttled.replicas": "*",
+        ])
+        let entries = Dictionary(uniqueKeysWithValues: config.entries.map { ($0.name, $0) })
+        #expect(entries["compression.type"] == .init(name: "compression.type", value: "lz4", isDefault: false))
+        #expect(entries["flush.ms"]?.value == "12345678")
+        #expect(entries["flush.messages"]?.isDefault == true)
+        #expect(TopicConfig.isKnown("compression.type"))
+        #expect(!TopicConfig.isKnown("dummy.doesntexist"))
     }
 
     @Test func overridesApplyAndShowAsNonDefault() throws {
@@ -41,6 +58,9 @@ struct TopicConfigTests {
         ["retention.ms": "-2"], ["cleanup.policy": "keep"], ["cleanup.policy": ""],
         ["message.timestamp.type": "createtime"], ["max.message.bytes": "-1"], ["index.interval.bytes": "-5"],
         ["min.insync.replicas": "0"], ["segment.bytes": "4294967296"],
+        ["compression.type": "brotli"], ["delete.retention.ms": "-1"], ["min.cleanable.dirty.ratio": "1.5"],
+        ["preallocate": "yes"], ["compression.gzip.level": "10"], ["leader.replication.throttled.replicas": "0-1"],
+        ["message.format.version": "3.0"],
     ])
     func invalidOverridesAreRefused(overrides: [String: String]) {
         #expect(throws: StorageError.self) { try TopicConfig(overrides: overrides) }

@@ -19,6 +19,7 @@ public enum ApiKey: Int16, CaseIterable, Sendable {
     case apiVersions = 18
     case createTopics = 19
     case deleteTopics = 20
+    case deleteRecords = 21
     case initProducerId = 22
     case offsetForLeaderEpoch = 23
     case addPartitionsToTxn = 24
@@ -27,8 +28,11 @@ public enum ApiKey: Int16, CaseIterable, Sendable {
     case writeTxnMarkers = 27
     case txnOffsetCommit = 28
     case describeConfigs = 32
+    case alterConfigs = 33
+    case describeLogDirs = 35
     case createPartitions = 37
     case deleteGroups = 42
+    case incrementalAlterConfigs = 44
     case offsetDelete = 47
     case describeCluster = 60
     case describeProducers = 61
@@ -55,6 +59,7 @@ public enum ApiKey: Int16, CaseIterable, Sendable {
         case .apiVersions: "ApiVersions"
         case .createTopics: "CreateTopics"
         case .deleteTopics: "DeleteTopics"
+        case .deleteRecords: "DeleteRecords"
         case .initProducerId: "InitProducerId"
         case .offsetForLeaderEpoch: "OffsetForLeaderEpoch"
         case .addPartitionsToTxn: "AddPartitionsToTxn"
@@ -63,8 +68,11 @@ public enum ApiKey: Int16, CaseIterable, Sendable {
         case .writeTxnMarkers: "WriteTxnMarkers"
         case .txnOffsetCommit: "TxnOffsetCommit"
         case .describeConfigs: "DescribeConfigs"
+        case .alterConfigs: "AlterConfigs"
+        case .describeLogDirs: "DescribeLogDirs"
         case .createPartitions: "CreatePartitions"
         case .deleteGroups: "DeleteGroups"
+        case .incrementalAlterConfigs: "IncrementalAlterConfigs"
         case .offsetDelete: "OffsetDelete"
         case .describeCluster: "DescribeCluster"
         case .describeProducers: "DescribeProducers"
@@ -93,6 +101,7 @@ public enum ApiKey: Int16, CaseIterable, Sendable {
         case .apiVersions: 0...4
         case .createTopics: 2...7
         case .deleteTopics: 1...6
+        case .deleteRecords: 0...2
         case .initProducerId: 0...6
         case .offsetForLeaderEpoch: 2...4
         case .addPartitionsToTxn: 0...5
@@ -101,8 +110,11 @@ public enum ApiKey: Int16, CaseIterable, Sendable {
         case .writeTxnMarkers: 1...2
         case .txnOffsetCommit: 0...5
         case .describeConfigs: 1...4
+        case .alterConfigs: 0...2
+        case .describeLogDirs: 1...5
         case .createPartitions: 0...3
         case .deleteGroups: 0...2
+        case .incrementalAlterConfigs: 0...1
         case .offsetDelete: 0...0
         case .describeCluster: 0...2
         case .describeProducers: 0...0
@@ -131,6 +143,7 @@ public enum ApiKey: Int16, CaseIterable, Sendable {
         case .apiVersions: 3
         case .createTopics: 5
         case .deleteTopics: 4
+        case .deleteRecords: 2
         case .initProducerId: 2
         case .offsetForLeaderEpoch: 4
         case .addPartitionsToTxn: 3
@@ -139,8 +152,11 @@ public enum ApiKey: Int16, CaseIterable, Sendable {
         case .writeTxnMarkers: 1
         case .txnOffsetCommit: 3
         case .describeConfigs: 4
+        case .alterConfigs: 2
+        case .describeLogDirs: 2
         case .createPartitions: 2
         case .deleteGroups: 2
+        case .incrementalAlterConfigs: 1
         case .offsetDelete: nil
         case .describeCluster: 0
         case .describeProducers: 0

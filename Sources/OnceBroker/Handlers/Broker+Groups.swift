@@ -302,6 +302,7 @@ extension Broker {
         r.groups = req.groups.map { id in
             var described = DescribeGroupsResponse.DescribedGroup()
             described.groupId = id
+            if req.includeAuthorizedOperations { described.authorizedOperations = AuthorizedOperations.group }
             guard let group = groups.group(id) else {
                 described.groupState = ConsumerGroup.State.dead.rawValue
                 return described

@@ -28,12 +28,14 @@ extension Broker {
         response.brokers = [broker]
         response.clusterId = clusterId
         response.controllerId = config.nodeId
+        if req.includeClusterAuthorizedOperations { response.clusterAuthorizedOperations = AuthorizedOperations.cluster }
+        let operations = req.includeTopicAuthorizedOperations ? AuthorizedOperations.topic : nil
 
         // v0: an empty list means every topic; v1+: null means every topic, empty means none.
         let requested: [MetadataRequest.MetadataRequestTopic]? =
             request.version == 0 && req.topics?.isEmpty == true ? nil : req.topics
         guard let requested else {
-            response.topics = storage.topics().map { topicMetadata($0) }
+            response.topics = storage.topics().map { topicMetadata($0, authorizedOperations: operations) }
             return response
         }
         let allowCreate = config.autoCreateTopics && (request.version < 4 || req.allowAutoTopicCreation)
@@ -46,7 +48,7 @@ extension Broker {
             }
             switch topicForUse(name, autoCreate: allowCreate) {
             case .success(let meta):
-                return topicMetadata(meta)
+                return topicMetadata(meta, authorizedOperations: operations)
             case .failure(let code):
                 var missing = MetadataResponse.MetadataResponseTopic()
                 missing.name = name
@@ -57,8 +59,9 @@ extension Broker {
         return response
     }
 
-    private func topicMetadata(_ meta: TopicMetadata) -> MetadataResponse.MetadataResponseTopic {
+    private func topicMetadata(_ meta: TopicMetadata, authorizedOperations: Int32?) -> MetadataResponse.MetadataResponseTopic {
         var topic = MetadataResponse.MetadataResponseTopic()
+        if let authorizedOperations { topic.topicAuthorizedOperations = authorizedOperations }
         topic.name = meta.name
         topic.topicId = meta.id
         topic.isInternal = InternalTopics.names.contains(meta.name)
@@ -94,8 +97,9 @@ extension Broker {
         }
     }
 
-    func describeCluster(_ request: Request) -> DescribeClusterResponse {
+    func describeCluster(_ req: DescribeClusterRequest, _ request: Request) -> DescribeClusterResponse {
         var response = DescribeClusterResponse()
+        if req.includeClusterAuthorizedOperations { response.clusterAuthorizedOperations = AuthorizedOperations.cluster }
         response.clusterId = clusterId
         response.controllerId = config.nodeId
         var broker = DescribeClusterResponse.DescribeClusterBroker()

@@ -131,7 +131,7 @@ extension Broker {
                 producerId: header.producerId, producerEpoch: header.producerEpoch,
                 partition: TopicPartitionKey(topic.name, partition))
         {
-            throw ProduceError(code: failure.errorCode, message: "transactional write refused: \(failure)")
+            throw ProduceError(code: failure.partitionWriteErrorCode, message: "transactional write refused: \(failure)")
         }
         do {
             switch try table.append(records, header: header, verification: verification) {

@@ -1,20 +1,24 @@
 import KafkaProtocol
 import OnceStorage
 
-/// CreateTopics, DeleteTopics and DescribeConfigs: topic administration.
+/// CreateTopics and DeleteTopics: topic administration.
 extension Broker {
     func createTopics(_ req: CreateTopicsRequest, _ request: Request) -> CreateTopicsResponse {
         var response = CreateTopicsResponse()
         response.topics = req.topics.map { t in
             var result = CreateTopicsResponse.CreatableTopicResult()
             result.name = t.name
-            let partitions = t.numPartitions == -1 ? config.defaultPartitions : t.numPartitions
+            // A manual assignment decides the partition count: one entry per partition.
+            let partitions = !t.assignments.isEmpty
+                ? Int32(t.assignments.count) : t.numPartitions == -1 ? config.defaultPartitions : t.numPartitions
             var configs: [String: String] = [:]
             for c in t.configs { if let v = c.value { configs[c.name] = v } }
-            if partitions <= 0 || !t.assignments.isEmpty && t.numPartitions != -1 {
+            if let (code, message) = assignmentRefusal(t) {
+                result.errorCode = code.rawValue
+                result.errorMessage = message
+            } else if partitions <= 0 {
                 result.errorCode = ErrorCode.invalidPartitions.rawValue
-                result.errorMessage = t.assignments.isEmpty
-                    ? "number of partitions must be positive" : "give either partitions or assignments"
+                result.errorMessage = "number of partitions must be positive"
             } else if t.replicationFactor != -1 && t.replicationFactor != 1 && t.assignments.isEmpty {
                 result.errorCode = ErrorCode.invalidReplicationFactor.rawValue
                 result.errorMessage = "replication factor \(t.replicationFactor) is larger than the 1 available broker"
@@ -56,6 +60,34 @@ extension Broker {
         return response
     }
 
+    /// Kafka's checks of a manual replica assignment, in its order and words (KRaft's
+    /// ReplicationControlManager): both counts left at -1, no partition twice, every list
+    /// placeable and as long as the first, and the partitions exactly 0..<n.
+    private func assignmentRefusal(_ t: CreateTopicsRequest.CreatableTopic) -> (ErrorCode, String)? {
+        guard !t.assignments.isEmpty else { return nil }
+        if t.replicationFactor != -1 {
+            return (.invalidRequest, "A manual partition assignment was specified, but replication factor was not set to -1.")
+        }
+        if t.numPartitions != -1 {
+            return (.invalidRequest, "A manual partition assignment was specified, but numPartitions was not set to -1.")
+        }
+        var indexes: Set<Int32> = []
+        var replicationFactor: Int?
+        for assignment in t.assignments {
+            guard indexes.insert(assignment.partitionIndex).inserted else {
+                return (.invalidReplicaAssignment, "Found multiple manual partition assignments for partition \(assignment.partitionIndex)")
+            }
+            if let problem = replicaAssignmentProblem(assignment.brokerIds, replicationFactor: replicationFactor) {
+                return (.invalidReplicaAssignment, problem)
+            }
+            replicationFactor = assignment.brokerIds.count
+        }
+        if indexes != Set(0..<Int32(t.assignments.count)) {
+            return (.invalidReplicaAssignment, "partitions should be a consecutive 0-based integer sequence")
+        }
+        return nil
+    }
+
     func deleteTopics(_ req: DeleteTopicsRequest, _ request: Request) -> DeleteTopicsResponse {
         // v0-5 name topics; v6 names them or gives their ids.
         let targets: [(name: String?, id: KafkaUUID)] =
@@ -90,80 +122,6 @@ extension Broker {
         return response
     }
 
-    func describeConfigs(_ req: DescribeConfigsRequest, _ request: Request) -> DescribeConfigsResponse {
-        var response = DescribeConfigsResponse()
-        response.results = req.resources.map { resource in
-            var result = DescribeConfigsResponse.DescribeConfigsResult()
-            result.resourceType = resource.resourceType
-            result.resourceName = resource.resourceName
-            let entries: [TopicConfig.Entry]
-            let overrideSource: Int8
-            switch resource.resourceType {
-            case ConfigResourceType.topic:
-                guard let meta = storage.topic(named: resource.resourceName) else {
-                    result.errorCode = ErrorCode.unknownTopicOrPartition.rawValue
-                    result.errorMessage = "topic '\(resource.resourceName)' does not exist"
-                    return result
-                }
-                entries = Self.topicConfig(meta.configs).entries
-                overrideSource = ConfigSource.topicConfig
-            case ConfigResourceType.broker:
-                guard resource.resourceName.isEmpty || resource.resourceName == String(config.nodeId) else {
-                    result.errorCode = ErrorCode.invalidRequest.rawValue
-                    result.errorMessage = "this is broker \(config.nodeId), not '\(resource.resourceName)'"
-                    return result
-                }
-                entries = brokerConfigEntries()
-                overrideSource = ConfigSource.staticBroker
-            default:
-                result.errorCode = ErrorCode.invalidRequest.rawValue
-                result.errorMessage = "resource type \(resource.resourceType) is not supported"
-                return result
-            }
-            // Null asks for every config; so does an empty list, as Kafka treats it.
-            let wanted = resource.configurationKeys.flatMap { $0.isEmpty ? nil : Set($0) }
-            result.configs = entries.filter { wanted?.contains($0.name) ?? true }.map { e in
-                var c = DescribeConfigsResponse.DescribeConfigsResourceResult()
-                c.name = e.name
-                c.value = e.value
-                c.readOnly = resource.resourceType == ConfigResourceType.broker
-                c.isDefault = e.isDefault
-                c.configSource = e.isDefault ? ConfigSource.defaultConfig : overrideSource
-                if req.includeSynonyms {
-                    var s = DescribeConfigsResponse.DescribeConfigsSynonym()
-                    s.name = e.name
-                    s.value = e.value
-                    s.source = c.configSource
-                    c.synonyms = [s]
-                }
-                return c
-            }
-            return result
-        }
-        return response
-    }
-
-    /// The broker settings a client may ask about, under Kafka's names.
-    private func brokerConfigEntries() -> [TopicConfig.Entry] {
-        let flush: String
-        switch config.flushPolicy {
-        case .none: flush = "none"
-        case .interval(let ms): flush = "interval:\(ms)"
-        case .always: flush = "always"
-        }
-        return [
-            .init(name: "advertised.listeners", value: "PLAINTEXT://\(config.advertisedAddress)", isDefault: config.advertised == nil),
-            .init(name: "auto.create.topics.enable", value: String(config.autoCreateTopics), isDefault: config.autoCreateTopics),
-            .init(name: "broker.id", value: String(config.nodeId), isDefault: false),
-            .init(name: "listeners", value: "PLAINTEXT://\(config.listen)", isDefault: false),
-            .init(name: "log.dirs", value: config.dataDirectory, isDefault: false),
-            .init(name: "log.retention.check.interval.ms", value: String(config.retentionCheckIntervalMs), isDefault: config.retentionCheckIntervalMs == 300_000),
-            .init(name: "num.partitions", value: String(config.defaultPartitions), isDefault: config.defaultPartitions == 1),
-            .init(name: "once.flush.policy", value: flush, isDefault: config.flushPolicy == .none),
-            .init(name: "socket.request.max.bytes", value: String(config.maxRequestSize), isDefault: config.maxRequestSize == 100 * 1024 * 1024),
-        ]
-    }
-
     /// Why these topic config overrides are invalid, or nil.
     static func configProblem(_ overrides: [String: String]) -> String? {
         do {
@@ -187,6 +145,7 @@ extension Broker {
         case StorageError.topicExists(let name): return (.topicAlreadyExists, "topic '\(name)' already exists")
         case StorageError.unknownTopic(let name): return (.unknownTopicOrPartition, "topic '\(name)' does not exist")
         case StorageError.invalidConfig(let message): return (.invalidConfig, message)
+        case StorageError.invalidPartitions(let message): return (.invalidPartitions, message)
         case StorageError.offsetOutOfRange(let requested, let start, let end):
             return (.offsetOutOfRange, "offset \(requested) is outside [\(start), \(end)]")
         default:
@@ -194,17 +153,4 @@ extension Broker {
             return (.kafkaStorageError, "storage failure: \(error)")
         }
     }
-}
-
-/// DescribeConfigs resource types.
-enum ConfigResourceType {
-    static let topic: Int8 = 2
-    static let broker: Int8 = 4
-}
-
-/// DescribeConfigs/CreateTopics config sources.
-enum ConfigSource {
-    static let topicConfig: Int8 = 1
-    static let staticBroker: Int8 = 4
-    static let defaultConfig: Int8 = 5
 }

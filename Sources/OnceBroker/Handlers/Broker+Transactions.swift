@@ -149,7 +149,7 @@ extension Broker {
         } else if let failure = (try? consumerOffsetsPartition(forGroup: req.groupId)).flatMap({
             transactions.verify(producerId: req.producerId, producerEpoch: req.producerEpoch, partition: $0)
         }) {
-            outcome = .failure(failure.errorCode)
+            outcome = .failure(failure.partitionWriteErrorCode)
         } else {
             // v3+ (KIP-447) carries the consumer's group metadata, checked like a plain commit.
             outcome = groups.transactionalCommit(

@@ -193,9 +193,12 @@ final class PartitionProducers: Sendable {
 }
 
 extension ProducerStateTable.Rejection: Error {
+    /// A stale epoch on a partition write is INVALID_PRODUCER_EPOCH for every producer, as Kafka
+    /// answers since KIP-588: it is the code clients treat as "fenced" on Produce, while
+    /// PRODUCER_FENCED there would be taken for an abortable error and the zombie would never stop.
     var errorCode: ErrorCode {
         switch self {
-        case .staleEpoch(_, let transactional): transactional ? .producerFenced : .invalidProducerEpoch
+        case .staleEpoch: .invalidProducerEpoch
         case .outOfOrderSequence: .outOfOrderSequenceNumber
         case .invalidTxnState: .invalidTxnState
         }

@@ -421,4 +421,11 @@ extension TransactionCoordinator.Failure {
         case .invalidTxnState: .invalidTxnState
         }
     }
+
+    /// The code for a refused partition write (a transactional Produce or TxnOffsetCommit checked
+    /// against the coordinator, KIP-890): Kafka turns the coordinator's PRODUCER_FENCED into
+    /// INVALID_PRODUCER_EPOCH there, the code a partition itself gives a stale epoch.
+    var partitionWriteErrorCode: ErrorCode {
+        self == .producerFenced ? .invalidProducerEpoch : errorCode
+    }
 }

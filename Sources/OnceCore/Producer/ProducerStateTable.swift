@@ -141,7 +141,6 @@ public struct ProducerStateTable: Sendable, Equatable {
 
     public enum Rejection: Sendable, Equatable {
         /// The epoch is older than the producer's current one: a zombie or a stale retry.
-        /// Transactional producers are fenced; idempotent ones get INVALID_PRODUCER_EPOCH.
         case staleEpoch(current: Int16, transactional: Bool)
         /// The sequence does not follow the last one written (a gap, or an old retry no longer cached).
         case outOfOrderSequence(expected: Int32, received: Int32)

@@ -101,6 +101,14 @@ let generatedMessageTypes: [any Sampled.Type] = [
     OffsetForLeaderEpochResponse.self,
     SaslHandshakeRequest.self,
     SaslHandshakeResponse.self,
+    AlterConfigsRequest.self,
+    AlterConfigsResponse.self,
+    IncrementalAlterConfigsRequest.self,
+    IncrementalAlterConfigsResponse.self,
+    DeleteRecordsRequest.self,
+    DeleteRecordsResponse.self,
+    DescribeLogDirsRequest.self,
+    DescribeLogDirsResponse.self,
     RequestHeader.self,
     ResponseHeader.self,
     ConsumerProtocolSubscription.self,
@@ -172,6 +180,14 @@ let generatedMessageTypes: [any Sampled.Type] = [
     @Test func offsetForLeaderEpochResponse() throws { try expectRoundTrip(OffsetForLeaderEpochResponse.self) }
     @Test func saslHandshakeRequest() throws { try expectRoundTrip(SaslHandshakeRequest.self) }
     @Test func saslHandshakeResponse() throws { try expectRoundTrip(SaslHandshakeResponse.self) }
+    @Test func alterConfigsRequest() throws { try expectRoundTrip(AlterConfigsRequest.self) }
+    @Test func alterConfigsResponse() throws { try expectRoundTrip(AlterConfigsResponse.self) }
+    @Test func incrementalAlterConfigsRequest() throws { try expectRoundTrip(IncrementalAlterConfigsRequest.self) }
+    @Test func incrementalAlterConfigsResponse() throws { try expectRoundTrip(IncrementalAlterConfigsResponse.self) }
+    @Test func deleteRecordsRequest() throws { try expectRoundTrip(DeleteRecordsRequest.self) }
+    @Test func deleteRecordsResponse() throws { try expectRoundTrip(DeleteRecordsResponse.self) }
+    @Test func describeLogDirsRequest() throws { try expectRoundTrip(DescribeLogDirsRequest.self) }
+    @Test func describeLogDirsResponse() throws { try expectRoundTrip(DescribeLogDirsResponse.self) }
     @Test func requestHeader() throws { try expectRoundTrip(RequestHeader.self) }
     @Test func responseHeader() throws { try expectRoundTrip(ResponseHeader.self) }
     @Test func consumerProtocolSubscription() throws { try expectRoundTrip(ConsumerProtocolSubscription.self) }
