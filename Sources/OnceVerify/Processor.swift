@@ -97,6 +97,7 @@ struct Processor: Sendable {
             if let failure {
                 await session.failed(transaction, failure)
                 rewindNeeded = true
+                try? await Task.sleep(for: .milliseconds(100))
                 continue
             }
             let commit = Int.random(in: 0..<200) >= configuration.abortPercent

@@ -39,6 +39,9 @@ struct TransactionalWriter: Sendable {
             }
             if let failure {
                 await session.failed(transaction, failure)
+                // While the cluster is down every send fails at once; do not spin through
+                // empty transactions.
+                try? await Task.sleep(for: .milliseconds(100))
             } else if configuration.fenceEvery > 0, count % configuration.fenceEvery == 0 {
                 await session.handOver(transaction, topic: topic, partition: lastPartition, until: deadline)
             } else {
