@@ -101,11 +101,15 @@ struct TransactionalSession {
         _ id: String, in transaction: String?, topic: String, partition: Int32, source: String?,
         with producer: KafkaProducer, recorder: HistoryRecorder
     ) async throws {
+        // The value is the record's id; the key names the input record an output came from, so
+        // any client can check the output topic on its own.
+        let key = source ?? id
         recorder.record(.recordSent(
-            record: id, transaction: transaction, topic: topic, partition: partition, key: id, value: id,
+            record: id, transaction: transaction, topic: topic, partition: partition, key: key, value: id,
             source: source))
-        let bytes = Array(id.utf8)
-        try await producer.enqueue(ProducerMessage(topic: topic, partition: partition, key: bytes, value: bytes)) {
+        try await producer.enqueue(
+            ProducerMessage(topic: topic, partition: partition, key: Array(key.utf8), value: Array(id.utf8))
+        ) {
             if case .success(let metadata) = $0 {
                 recorder.record(.recordAcknowledged(record: id, offset: metadata.offset))
             }
