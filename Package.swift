@@ -129,6 +129,7 @@ let package = Package(
         ),
         .testTarget(name: "OnceCoreTests", dependencies: ["OnceCore"]),
         .testTarget(name: "OnceCheckTests", dependencies: ["OnceCheck"]),
+        .testTarget(name: "OnceVerifyTests", dependencies: ["OnceVerify", "OnceCheck"]),
         .testTarget(
             name: "OnceStreamsTests",
             dependencies: [

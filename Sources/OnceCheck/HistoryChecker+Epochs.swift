@@ -23,17 +23,16 @@ extension HistoryChecker {
             guard let record = index.records[id], let ackedAt = record.ackedAt, let transactionId = record.transaction,
                 let transaction = index.transactions[transactionId]
             else { continue }
-            if let newer = index.initializations.first(where: {
-                $0.at < ackedAt && $0.transactionalId == transaction.transactionalId
-                    && $0.instance != transaction.instance && $0.producerId == transaction.producerId
+            if let newer = index.initializationsById[transaction.transactionalId]?.first(where: {
+                $0.at < ackedAt && $0.instance != transaction.instance && $0.producerId == transaction.producerId
                     && $0.epoch > transaction.epoch
             }) {
                 report.add(
                     .fencedAppend,
                     "record \(id) of \(transaction.instance) (epoch \(transaction.epoch)) was acknowledged after \(newer.instance) got epoch \(newer.epoch) for \(transaction.transactionalId)")
-            } else if index.fences.contains(where: {
-                $0.at < ackedAt && $0.instance == transaction.instance && $0.transactionalId == transaction.transactionalId
-            }) {
+            } else if index.fencesById[transaction.transactionalId]?.contains(where: {
+                $0.at < ackedAt && $0.instance == transaction.instance
+            }) == true {
                 report.add(
                     .fencedAppend,
                     "record \(id) of \(transaction.instance) was acknowledged after that instance was fenced")

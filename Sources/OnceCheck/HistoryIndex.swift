@@ -80,6 +80,11 @@ struct HistoryIndex {
     var coverage: [String: [PartitionKey: Coverage]] = [:]
     var initializations: [Initialization] = []
     var fences: [Initialization] = []
+    /// The same, by transactional id, for the per-record fencing check.
+    var initializationsById: [String: [Initialization]] = [:]
+    var fencesById: [String: [Initialization]] = [:]
+    /// Readers sorted by name, so reports come out in a stable order.
+    var readerNames: [String] = []
     var committedOffsets: [String: [PartitionKey: Int64]] = [:]
     /// Where each transaction's offsets were sent, for "the last transaction that sent this offset".
     var offsetsSentAt: [String: Int] = [:]
@@ -133,6 +138,9 @@ struct HistoryIndex {
                 committedOffsets[group, default: [:]][PartitionKey(topic: topic, partition: partition)] = offset
             }
         }
+        initializationsById = Dictionary(grouping: initializations, by: \.transactionalId)
+        fencesById = Dictionary(grouping: fences, by: \.transactionalId)
+        readerNames = coverage.keys.sorted()
     }
 
     func isVisible(_ record: String) -> Bool { readsByRecord[record] != nil }
@@ -155,6 +163,4 @@ struct HistoryIndex {
         return isEffectivelyCommitted(transaction)
     }
 
-    /// Readers sorted by name, so reports come out in a stable order.
-    var readerNames: [String] { coverage.keys.sorted() }
 }

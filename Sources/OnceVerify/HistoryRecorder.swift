@@ -12,10 +12,3 @@ final class HistoryRecorder: Sendable {
 
     var history: [HistoryEvent] { events.withLock { $0 } }
 }
-
-/// A one-way switch shared between tasks (writers done, processor done).
-final class Flag: Sendable {
-    private let value = Atomic<Bool>(false)
-    func set() { value.store(true, ordering: .releasing) }
-    var isSet: Bool { value.load(ordering: .acquiring) }
-}

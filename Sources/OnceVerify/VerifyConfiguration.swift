@@ -73,7 +73,6 @@ public struct VerifyConfiguration: Sendable {
         consumer.isolationLevel = .readCommitted
         consumer.autoOffsetReset = .earliest
         consumer.enableAutoCommit = false
-        consumer.fetchMaxWait = .milliseconds(100)
         return consumer
     }
 }
