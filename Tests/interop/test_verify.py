@@ -12,9 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from once_broker import broker_binary
+from support import unique_topic
 
 SUMMARY = re.compile(
     r"^verify: (\d+) records, (\d+) transactions \((\d+) aborted, (\d+) unknown\)(?:, (\d+) faults)?, anomalies: (\d+)$",
@@ -80,6 +81,28 @@ def test_a_clean_run_finds_no_anomalies_and_librdkafka_agrees(broker):
     assert inputs, "the run wrote nothing that librdkafka can read"
     assert len(set(inputs)) == len(inputs), "an input record is in the log twice"
     assert sorted(outputs) == sorted(inputs)
+
+
+def test_a_newer_onceclient_instance_takes_over_an_open_transaction(broker):
+    """The zombie hand-over verify relies on: while librdkafka holds an open transaction, an
+    OnceClient producer with the same transactional id starts. Its InitProducerId is answered
+    CONCURRENT_TRANSACTIONS until the old transaction is aborted, and must retry through that."""
+    topic, transactional_id = unique_topic("verify-takeover"), unique_topic("verify-takeover-txn")
+    old = Producer({"bootstrap.servers": broker.bootstrap, "transactional.id": transactional_id})
+    old.init_transactions(30)
+    old.begin_transaction()
+    for i in range(5):
+        old.produce(topic, value=f"old-{i}".encode(), partition=0)
+    assert old.flush(30) == 0
+    newer = subprocess.run(
+        [str(broker_binary()), "perf", "scenario", "produce", "--topic", topic, "--count", "3",
+         "--transactional-id", transactional_id, "--bootstrap-server", broker.bootstrap],
+        capture_output=True, text=True, timeout=120)
+    assert newer.returncode == 0, f"stdout:\n{newer.stdout}\nstderr:\n{newer.stderr[-3000:]}"
+    with pytest.raises(KafkaException):
+        old.commit_transaction(30)
+    values = sorted(value for _, value in read_committed(broker.bootstrap, topic, 1))
+    assert values and not any(value.startswith(b"old-") for value in values), values
 
 
 def verify_with_kill_and_restart(broker, directory: Path, *args: str, timeout: float) -> tuple[subprocess.CompletedProcess[str], int]:
