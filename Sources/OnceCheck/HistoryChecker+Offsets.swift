@@ -29,6 +29,23 @@ extension HistoryChecker {
                 }
             }
         }
+        // Every input a committed offset has passed is in the output.
+        var processedSources: Set<String> = []
+        for id in index.recordOrder {
+            if let source = index.records[id]?.source, index.isVisible(id) { processedSources.insert(source) }
+        }
+        for group in index.committedOffsets.keys.sorted() {
+            for (partition, committed) in index.committedOffsets[group]!.sorted(by: { $0.key < $1.key }) {
+                for id in index.recordOrder {
+                    guard let record = index.records[id], record.partition == partition, let offset = record.offset,
+                        offset < committed, index.mustBeVisible(record), !processedSources.contains(id)
+                    else { continue }
+                    report.add(
+                        .offsetsNotAtomic,
+                        "group \(group) committed \(partition) at \(committed), past input \(id) at \(offset), which is not in the output")
+                }
+            }
+        }
         // Visible output means its transaction's offsets were committed.
         for id in index.transactionOrder {
             guard let transaction = index.transactions[id], transaction.records.contains(where: index.isVisible) else {

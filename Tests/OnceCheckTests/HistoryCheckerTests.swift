@@ -143,28 +143,50 @@ struct HistoryCheckerTests {
         #expect(partial.report.count(.tornTransaction) == 0)
     }
 
-    /// A processor transaction P1 turning r1 into o1 and committing group g's offset 2.
-    static func processed(outcome: TransactionOutcome, outputRead: Bool, committed: Int64?) -> HistoryScript {
+    /// A processor transaction P1 turning r1 and r2 into o1 and o2 and committing group g's
+    /// offset 2 (past both).
+    static func processed(
+        outcome: TransactionOutcome, outputRead: Bool, committed: Int64?, inputs: [String] = ["r1", "r2"]
+    ) -> HistoryScript {
         var script = HistoryScript.clean
         script.began("P1", instance: "proc", transactionalId: "proc", producerId: 2)
-        script.sent("o1", in: "P1", topic: "out", source: "r1")
-        script.acked("o1", at: 0)
+        for (n, input) in inputs.enumerated() {
+            script.sent("o-\(input)", in: "P1", topic: "out", source: input)
+            script.acked("o-\(input)", at: Int64(n))
+        }
         script.events.append(.offsetsSent(transaction: "P1", group: "g", topic: "in", partition: 0, offset: 2))
         script.ended("P1", outcome)
         script.started("reader", topic: "out")
-        if outputRead { script.read("reader", "o1", at: 0, topic: "out") }
-        script.reachedEnd("reader", topic: "out", at: 2)
+        if outputRead {
+            for (n, input) in inputs.enumerated() { script.read("reader", "o-\(input)", at: Int64(n), topic: "out") }
+        }
+        script.reachedEnd("reader", topic: "out", at: Int64(inputs.count) + 1)
         if let committed {
             script.events.append(.committedOffsetObserved(group: "g", topic: "in", partition: 0, offset: committed))
         }
         return script
     }
 
+    /// The descriptions of the offsets-not-atomic anomalies that contain `fragment`.
+    static func notAtomic(_ script: HistoryScript, _ fragment: String) -> [String] {
+        (script.report.anomalies[.offsetsNotAtomic] ?? []).filter { $0.contains(fragment) }
+    }
+
     @Test func aCommittedOffsetWithoutItsOutputIsNotAtomic() {
         let script = Self.processed(outcome: .unknown, outputRead: false, committed: 2)
-        #expect(script.report.count(.offsetsNotAtomic) == 1)
+        #expect(Self.notAtomic(script, "with transaction P1, whose output").count == 1)
+        // Both inputs the offset passed are missing from the output, too.
+        #expect(Self.notAtomic(script, "which is not in the output").count == 2)
         #expect(Self.processed(outcome: .unknown, outputRead: true, committed: 2).report.anomalies == [:])
         #expect(Self.processed(outcome: .unknown, outputRead: false, committed: 0).report.anomalies == [:])
+    }
+
+    @Test func aCommittedOffsetPastAnUnprocessedInputIsNotAtomic() {
+        let script = Self.processed(outcome: .committed, outputRead: true, committed: 2, inputs: ["r1"])
+        #expect(script.report.anomalies[.offsetsNotAtomic] == [
+            "group g committed in-0 at 2, past input r2 at 1, which is not in the output"
+        ])
+        #expect(Self.processed(outcome: .committed, outputRead: true, committed: 2).report.anomalies == [:])
     }
 
     @Test func visibleOutputWithoutItsOffsetIsNotAtomic() {
@@ -175,7 +197,7 @@ struct HistoryCheckerTests {
 
     @Test func anOffsetOnlyAnAbortedTransactionSentIsNotAtomic() {
         let script = Self.processed(outcome: .aborted, outputRead: false, committed: 2)
-        #expect(script.report.count(.offsetsNotAtomic) == 1)
+        #expect(Self.notAtomic(script, "sent only by aborted transaction P1").count == 1)
         #expect(Self.processed(outcome: .aborted, outputRead: false, committed: 0).report.anomalies == [:])
     }
 
