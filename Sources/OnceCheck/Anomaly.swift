@@ -12,8 +12,9 @@ public enum AnomalyKind: String, CaseIterable, Codable, Hashable, Sendable {
     case duplicate = "duplicate"
     /// A reader saw some, not all, of a transaction's records in a range it read fully.
     case tornTransaction = "torn transaction"
-    /// A committed consumer offset whose transaction's output is not visible, or visible output
-    /// whose offset commit did not take effect.
+    /// A committed consumer offset whose transaction's output is not visible or that has passed
+    /// an input record missing from the output, or visible output whose offset commit did not
+    /// take effect.
     case offsetsNotAtomic = "offsets not atomic with output"
     /// InitProducerId gave a transactional id an epoch no higher than before.
     case epochRegression = "epoch regression"
