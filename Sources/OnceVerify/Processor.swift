@@ -16,9 +16,9 @@ struct Processor: Sendable {
     let client: KafkaClient
 
     /// Runs until `writersDone` is set and everything committed in the input is processed, or
-    /// until cancelled.
-    func run(writersDone: Flag) async {
-        guard let consumer = await connectConsumer(configuration) else { return }
+    /// until cancelled; returns whether it got that far.
+    func run(writersDone: Flag) async -> Bool {
+        guard let consumer = await connectConsumer(configuration) else { return false }
         let partitions = (0..<configuration.partitions).map { TopicPartition(inputTopic, $0) }
         await consumer.assign(partitions)
         var session = TransactionalSession(
@@ -26,6 +26,7 @@ struct Processor: Sendable {
         var rewinds = 0
         var rewindNeeded = true
         var reader = ""
+        var finished = false
         let forever = ContinuousClock.now + .seconds(86_400 * 365)
         while !Task.isCancelled {
             guard await session.ensureInstance(until: forever) else { break }
@@ -59,7 +60,10 @@ struct Processor: Sendable {
                 continue
             }
             if records.isEmpty {
-                if writersDone.isSet, await caughtUp(consumer, partitions: partitions, client: client) != nil { break }
+                if writersDone.isSet, await caughtUp(consumer, partitions: partitions, client: client) != nil {
+                    finished = true
+                    break
+                }
                 continue
             }
             for record in records {
@@ -105,5 +109,6 @@ struct Processor: Sendable {
         }
         await session.close()
         await consumer.close()
+        return finished
     }
 }

@@ -10,6 +10,8 @@ public struct VerifyConfiguration: Sendable {
     public var writers = 3
     /// Partitions of the input and of the output topic. Default: 3.
     public var partitions: Int32 = 3
+    /// Replicas of each topic. Default: 1.
+    public var replicationFactor: Int16 = 1
     /// Records per writer transaction, chosen uniformly from 1 up to this. Default: 10.
     public var maxTransactionSize = 10
     /// Share of writer transactions deliberately aborted, in percent (the processor aborts half

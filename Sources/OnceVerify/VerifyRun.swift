@@ -9,8 +9,8 @@ public struct VerifyResult: Sendable {
     public var history: [HistoryEvent]
     public var report: CheckReport
     public var faults: Int
-    /// False when the reader could not catch up within the drain timeout: the checks then
-    /// cover only what it read, and the run counts as failed.
+    /// False when the processor or the reader could not catch up within the drain timeout:
+    /// the checks then cover only what they got through, and the run counts as failed.
     public var drained: Bool
 }
 
@@ -30,7 +30,8 @@ public enum VerifyRun {
             bootstrapServers: configuration.bootstrapServers, configuration: configuration.clientConfiguration)
         for topic in [inputTopic, outputTopic] {
             do {
-                try await client.createTopic(topic, partitions: configuration.partitions)
+                try await client.createTopic(
+                    topic, partitions: configuration.partitions, replicationFactor: configuration.replicationFactor)
             } catch {
                 await client.close()
                 throw SetupFailed(description: "cannot create topic \(topic): \(error)")
@@ -76,10 +77,10 @@ public enum VerifyRun {
             try? await Task.sleep(until: drainEnd, clock: .continuous)
             processorTask.cancel()
         }
-        await processorTask.value
+        let processed = await processorTask.value
         processorWatchdog.cancel()
         processorDone.set()
-        let drained = await readerTask.value
+        let drained = await readerTask.value && processed
 
         for _ in 0..<20 {
             guard let committed = try? await client.committedOffsets(group: group) else {

@@ -34,6 +34,9 @@ struct VerifyCommand: AsyncParsableCommand {
     @Option(help: "Partitions of the input and output topics")
     var partitions: Int32 = 3
 
+    @Option(help: "Replicas of each topic")
+    var replicationFactor: Int16 = 1
+
     @Option(help: "Percent of transactions aborted on purpose")
     var abortPercent: Int = 20
 
@@ -68,6 +71,7 @@ struct VerifyCommand: AsyncParsableCommand {
         guard seconds > 0 else { throw ValidationError("--seconds must be positive") }
         guard producers > 0 else { throw ValidationError("--producers must be positive") }
         guard partitions > 0 else { throw ValidationError("--partitions must be positive") }
+        guard replicationFactor > 0 else { throw ValidationError("--replication-factor must be positive") }
         guard (0...100).contains(abortPercent) else { throw ValidationError("--abort-percent must be 0 to 100") }
         guard fenceEvery >= 0 else { throw ValidationError("--fence-every must not be negative") }
         guard faultIntervalSeconds > 0 else { throw ValidationError("--fault-interval-seconds must be positive") }
@@ -94,6 +98,7 @@ struct VerifyCommand: AsyncParsableCommand {
         configuration.duration = .seconds(seconds)
         configuration.writers = producers
         configuration.partitions = partitions
+        configuration.replicationFactor = replicationFactor
         configuration.abortPercent = abortPercent
         configuration.fenceEvery = fenceEvery
         configuration.faultCommand = faultCommand
@@ -120,7 +125,8 @@ struct VerifyCommand: AsyncParsableCommand {
         print("verify: topics \(result.inputTopic) and \(result.outputTopic)")
         for line in ReportText.lines(result.report, examples: examples, faults: result.faults) { print(line) }
         if !result.drained {
-            printError("the reader did not catch up within \(drainTimeoutSeconds) s; only what it read was checked")
+            printError(
+                "the processor or reader did not catch up within \(drainTimeoutSeconds) s; only what they got through was checked")
             throw ExitCode.failure
         }
         if !result.report.isClean { throw ExitCode.failure }
