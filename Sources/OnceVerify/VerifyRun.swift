@@ -74,11 +74,13 @@ public enum VerifyRun {
         drainDeadline.withLock { $0 = drainEnd }
         configuration.log("writers stopped; draining")
         let processorWatchdog = Task {
-            try? await Task.sleep(until: drainEnd, clock: .continuous)
+            guard (try? await Task.sleep(until: drainEnd, clock: .continuous)) != nil else { return }
             processorTask.cancel()
         }
         let processed = await processorTask.value
         processorWatchdog.cancel()
+        // The reader's own window starts once the processor has written its last output.
+        drainDeadline.withLock { $0 = ContinuousClock.now + configuration.drainTimeout }
         processorDone.set()
         let drained = await readerTask.value && processed
 
