@@ -129,7 +129,10 @@ struct TransactionalSession {
     /// Commits or aborts the open transaction and records the outcome.
     @discardableResult
     mutating func end(_ transaction: String, commit: Bool) async -> TransactionOutcome {
-        guard let instance = current else { return .aborted }
+        guard let instance = current else {
+            recorder.record(.transactionEnded(transaction: transaction, outcome: .aborted))
+            return .aborted
+        }
         guard commit else {
             do {
                 try await instance.producer.abortTransaction()
@@ -192,7 +195,10 @@ struct TransactionalSession {
     mutating func handOver(_ transaction: String, topic: String, partition: Int32, until deadline: ContinuousClock.Instant)
         async
     {
-        guard let old = current else { return }
+        guard let old = current else {
+            recorder.record(.transactionEnded(transaction: transaction, outcome: .aborted))
+            return
+        }
         await old.producer.flush()
         guard let newer = await startInstance(until: deadline) else {
             await failed(transaction, TransactionError(.invalidState, "no newer instance could start"))
