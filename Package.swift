@@ -10,6 +10,8 @@ let package = Package(
         .library(name: "OnceClient", targets: ["OnceClient"]),
         .library(name: "KafkaProtocol", targets: ["KafkaProtocol"]),
         .library(name: "OnceStreams", targets: ["OnceStreams"]),
+        .library(name: "OnceCheck", targets: ["OnceCheck"]),
+        .library(name: "OnceVerify", targets: ["OnceVerify"]),
         .library(name: "OnceStreamsPostgres", targets: ["OnceStreamsPostgres"]),
         .executable(name: "once-postgres-dedup", targets: ["OnceStreamsPostgresDemo"]),
     ],
@@ -32,6 +34,15 @@ let package = Package(
             dependencies: ["CCRC32C", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .target(name: "OnceCore"),
+        // History in, anomalies out: the standard library only, so a simulator can link it too.
+        .target(name: "OnceCheck"),
+        .target(
+            name: "OnceVerify",
+            dependencies: [
+                "OnceClient", "OnceCheck",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .target(
             name: "OnceStorage",
             dependencies: [
@@ -94,7 +105,7 @@ let package = Package(
         .executableTarget(
             name: "once",
             dependencies: [
-                "OnceBroker", "OnceClient", "OnceStreams",
+                "OnceBroker", "OnceClient", "OnceStreams", "OnceVerify", "OnceCheck",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),
@@ -117,6 +128,8 @@ let package = Package(
             ]
         ),
         .testTarget(name: "OnceCoreTests", dependencies: ["OnceCore"]),
+        .testTarget(name: "OnceCheckTests", dependencies: ["OnceCheck"]),
+        .testTarget(name: "OnceVerifyTests", dependencies: ["OnceVerify", "OnceCheck"]),
         .testTarget(
             name: "OnceStreamsTests",
             dependencies: [

@@ -8,7 +8,7 @@ struct OnceCommand: AsyncParsableCommand {
         abstract: "A Kafka-compatible event broker built around exactly-once semantics.",
         subcommands: [
             BrokerCommand.self, TopicCommand.self, ProduceCommand.self, ConsumeCommand.self, ProducersCommand.self,
-            GroupCommand.self, PerfCommand.self, TxnCommand.self, DemoCommand.self,
+            GroupCommand.self, PerfCommand.self, TxnCommand.self, VerifyCommand.self, DemoCommand.self,
         ]
     )
 }

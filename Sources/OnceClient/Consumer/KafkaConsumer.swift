@@ -217,7 +217,9 @@ public actor KafkaConsumer {
         let limit = min(deadline ?? .now + .milliseconds(200), .now + .milliseconds(200))
         guard limit > .now, !Task.isCancelled else { return }
         let timer = Task { [weak self] in
-            try? await Task.sleep(until: limit, clock: .continuous)
+            // Cancelled once this wait is over: waking then would cut the next wait short, and
+            // each short wait cancels its own timer, so an idle consumer would spin.
+            guard (try? await Task.sleep(until: limit, clock: .continuous)) != nil else { return }
             await self?.wakeWaiters()
         }
         await withTaskCancellationHandler {

@@ -102,8 +102,9 @@ extension KafkaProducer {
                 guard ContinuousClock.now < deadline else {
                     throw TransactionError(.fatal, "InitProducerId kept failing: \(kafkaError!)", underlying: kafkaError)
                 }
+                // A retriable answer (CONCURRENT_TRANSACTIONS while the coordinator aborts the
+                // fenced instance's transaction) leaves the machine initialising.
                 try await Task.sleep(for: configuration.retryBackoff)
-                try transaction.initRequested()
             case .failed(let error): throw error
             }
         }

@@ -1,0 +1,8 @@
+import Synchronization
+
+/// A one-way switch shared between tasks (writers done, processor done).
+final class Flag: Sendable {
+    private let value = Atomic<Bool>(false)
+    func set() { value.store(true, ordering: .releasing) }
+    var isSet: Bool { value.load(ordering: .acquiring) }
+}
