@@ -121,7 +121,7 @@ let package = Package(
         .testTarget(
             name: "OnceBrokerTests",
             dependencies: [
-                "OnceBroker", "OnceStorage", "KafkaProtocol",
+                "OnceBroker", "OnceStorage", "KafkaProtocol", "OnceCheck",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -2,6 +2,7 @@ import Foundation
 import KafkaProtocol
 import NIOCore
 @testable import OnceBroker
+import OnceCheck
 import OnceStorage
 
 /// One seeded run: transactional producers (with zombies and KIP-360 bumps), an idempotent
@@ -29,6 +30,9 @@ final class BrokerSimulation {
     }
 
     static let topic = "out"
+    /// The input whose consumer offsets the transactions commit (with serial numbers, not real
+    /// positions: nothing is read from it).
+    static let input = "in"
     static let timeoutMs: Int32 = 10_000
 
     let seed: UInt64
@@ -45,12 +49,14 @@ final class BrokerSimulation {
     private var groupSerial: [String: Int64] = [:]
     /// Transactional ids a coordinator snapshot held: durable whatever the flush policy.
     private var snapshotted: Set<String> = []
+    private var sentOnce: Set<String> = []
+    private var readerStarted: Set<Int32> = []
 
     init(seed: UInt64, options: Options) throws {
         self.seed = seed
         self.options = options
         rng = SeededRandom(seed: seed)
-        world = try SimulatedWorld(flushPolicy: options.flushPolicy, topics: [Self.topic: options.partitions])
+        world = try SimulatedWorld(flushPolicy: options.flushPolicy, topics: [Self.topic: options.partitions, Self.input: 1])
         for i in 0..<options.transactionalIds { clients.append(newInstance(of: "t\(i)")) }
     }
 
@@ -138,6 +144,11 @@ final class BrokerSimulation {
             world.clock.advance(by: Int64(Self.timeoutMs) + 6_000)
             try await world.tick(snapshot: false)
         }
+        // How each transaction ended, as its client knows it: a commit sent but never answered is
+        // for the broker to have decided; one never asked to commit is aborted.
+        for (key, txn) in history.transactions.sorted(by: { $0.key < $1.key }) where !txn.commitAcked && !txn.abortAcked {
+            history.events.append(.transactionEnded(transaction: key, outcome: txn.commitDelivered ? .unknown : .aborted))
+        }
         for txn in world.broker.transactions.transactions where txn.state == .prepareCommit || txn.state == .prepareAbort {
             history.note("transaction \(txn.transactionalId) still \(txn.state.name) at the end")
         }
@@ -150,11 +161,20 @@ final class BrokerSimulation {
                 history.note("partition \(partition): LSO \(view.lastStableOffset) held below the high watermark \(log.highWatermark) at the end")
             }
             committed[partition] = try await fetchAll(partition, isolation: 1)
+            history.events.append(.readerStarted(reader: "final", topic: Self.topic, partition: partition, position: 0))
+            for record in committed[partition]! {
+                history.events.append(.recordRead(
+                    reader: "final", topic: Self.topic, partition: partition, offset: record.offset, record: record.value))
+            }
+            history.events.append(.readerReachedEnd(reader: "final", topic: Self.topic, partition: partition, position: log.highWatermark))
             uncommitted += try await fetchAll(partition, isolation: 0).map(\.value)
         }
         var offsets: [String: Int64] = [:]
         for id in Set(clients.map(\.transactionalId)).union(groupSerial.keys) {
-            if let offset = try await committedOffset(group: "g-\(id)") { offsets["g-\(id)"] = offset }
+            if let offset = try await committedOffset(group: "g-\(id)") {
+                offsets["g-\(id)"] = offset
+                history.events.append(.committedOffsetObserved(group: "g-\(id)", topic: Self.input, partition: 0, offset: offset))
+            }
         }
         history.check(
             committed: committed, uncommitted: uncommitted, groupOffsets: offsets,
@@ -221,12 +241,14 @@ final class BrokerSimulation {
             let code = ErrorCode(r.errorCode)
             if code == .none {
                 history.epochGranted(c.transactionalId, instance: c.instance, producerId: r.producerId, epoch: r.producerEpoch)
+                history.events.append(.producerInitialized(
+                    transactionalId: c.transactionalId, instance: c.name, producerId: r.producerId, epoch: r.producerEpoch))
                 c.producerId = r.producerId
                 c.epoch = r.producerEpoch
                 c.sequences = [:]
                 c.phase = .idle
             } else if Self.fenced.contains(code) {
-                c.phase = .dead
+                fence(&c)
             }
         case .idle:
             guard !c.finishing else { c.phase = .dead; return }
@@ -241,6 +263,8 @@ final class BrokerSimulation {
                 offset = next
             }
             history.transactions[key] = .init(transactionalId: c.transactionalId, instance: c.instance, groupOffset: offset)
+            history.events.append(.transactionBegan(
+                transaction: key, transactionalId: c.transactionalId, instance: c.name, producerId: c.producerId, epoch: c.epoch))
             c.phase = .open(.init(
                 key: key, partitions: partitions, batches: Int.random(in: 1...4, using: &rng), groupOffset: offset,
                 commit: rng.chance(0.7)))
@@ -261,12 +285,13 @@ final class BrokerSimulation {
             trace("  end \(txn.key) commit=\(txn.commit): \(code)")
             if code == .none {
                 if txn.commit { history.transactions[key]?.commitAcked = true } else { history.transactions[key]?.abortAcked = true }
+                history.events.append(.transactionEnded(transaction: key, outcome: txn.commit ? .committed : .aborted))
                 // After an abort the producer bumps its own epoch (KIP-360): always when a batch went
                 // unanswered (its sequence must not be reused), sometimes otherwise.
                 let bump = !txn.commit && (txn.pendingValues != nil || rng.chance(0.3))
                 c.phase = bump ? .needsInit(expected: (c.producerId, c.epoch)) : .idle
             } else if Self.fenced.contains(code) {
-                c.phase = .dead
+                fence(&c)
             } else if !Self.retriable.contains(code) {
                 // INVALID_TXN_STATE: the coordinator already ended it (a timeout); start over.
                 c.phase = .idle
@@ -312,7 +337,7 @@ final class BrokerSimulation {
             p.partitionIndex = 0
             p.committedOffset = offset
             var t = TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic()
-            t.name = Self.topic
+            t.name = Self.input
             t.partitions = [p]
             var req = TxnOffsetCommitRequest()
             req.transactionalId = c.transactionalId
@@ -323,7 +348,13 @@ final class BrokerSimulation {
             req.topics = [t]
             guard case .answered(let r) = await send(req, version: 3, faults: faults) else { return }
             let code = ErrorCode(r.topics[0].partitions[0].errorCode)
-            if code == .none { txn.offsetsCommitted = true } else { handle([code], &c, txn) }
+            if code == .none {
+                txn.offsetsCommitted = true
+                history.events.append(.offsetsSent(
+                    transaction: txn.key, group: "g-\(c.transactionalId)", topic: Self.input, partition: 0, offset: offset))
+            } else {
+                handle([code], &c, txn)
+            }
             return
         }
         guard txn.produced < txn.batches && !c.finishing else {
@@ -345,13 +376,14 @@ final class BrokerSimulation {
             if response.responses.first?.partitionResponses.first?.errorCode == 0 {
                 history.appendAcked(id, producerId: pid, epoch: epoch, values: pending)
             }
-        }, delivered: { self.history.transactions[key]?.sent.formUnion(pending) })
+        }, delivered: { self.sent(pending, transaction: key, partition: partition) })
         guard case .answered(let r) = answer else { return }
         let code = ErrorCode(r.responses[0].partitionResponses[0].errorCode)
         trace("  produce \(pending) to \(partition) seq \(sequence): \(code) at \(r.responses[0].partitionResponses[0].baseOffset)")
         if code == .none {
             history.appendAcked(id, producerId: pid, epoch: epoch, values: pending)
             history.transactions[key]?.acked.formUnion(pending)
+            acknowledged(pending, at: r.responses[0].partitionResponses[0].baseOffset)
             c.sequences[partition] = sequence + Int32(pending.count)
             txn.pendingValues = nil
             txn.produced += 1
@@ -364,7 +396,7 @@ final class BrokerSimulation {
     /// else aborts the transaction.
     private func handle(_ codes: Set<ErrorCode>, _ c: inout TransactionalClient, _ txn: TransactionalClient.Open) {
         if !codes.isDisjoint(with: Self.fenced) {
-            c.phase = .dead
+            fence(&c)
         } else if codes.isSubset(of: Self.retriable.union([.none, .operationNotAttempted])) {
             return
         } else {
@@ -372,6 +404,23 @@ final class BrokerSimulation {
             aborting.commit = false
             c.phase = .ending(aborting)
         }
+    }
+
+    private func fence(_ c: inout TransactionalClient) {
+        history.events.append(.fenced(transactionalId: c.transactionalId, instance: c.name, producerId: c.producerId, epoch: c.epoch))
+        c.phase = .dead
+    }
+
+    private func sent(_ values: [String], transaction: String?, partition: Int32) {
+        if let transaction { history.transactions[transaction]?.sent.formUnion(values) }
+        for value in values where sentOnce.insert(value).inserted {
+            history.events.append(.recordSent(
+                record: value, transaction: transaction, topic: Self.topic, partition: partition, key: nil, value: nil, source: nil))
+        }
+    }
+
+    private func acknowledged(_ values: [String], at base: Int64) {
+        for (i, value) in values.enumerated() { history.events.append(.recordAcknowledged(record: value, offset: base + Int64(i))) }
     }
 
     static func produceRequest(partition: Int32, batch: ByteBuffer) -> ProduceRequest {
@@ -413,11 +462,14 @@ final class BrokerSimulation {
             records: values.enumerated().map { Record(offsetDelta: Int32($0.offset), key: nil, value: Array($0.element.utf8)) },
             baseTimestamp: world.clock.now, producerId: idempotent.producerId, producerEpoch: idempotent.epoch,
             baseSequence: sequence)
-        guard case .answered(let r) = await send(Self.produceRequest(partition: partition, batch: batch), version: 9, delayable: true)
+        guard case .answered(let r) = await send(
+            Self.produceRequest(partition: partition, batch: batch), version: 9, delayable: true,
+            delivered: { self.sent(values, transaction: nil, partition: partition) })
         else { return }
         let code = ErrorCode(r.responses[0].partitionResponses[0].errorCode)
         if code == .none {
             history.idempotentAcked.formUnion(values)
+            acknowledged(values, at: r.responses[0].partitionResponses[0].baseOffset)
             idempotent.sequences[partition] = sequence + Int32(values.count)
             idempotent.pending = nil
         } else if code == .outOfOrderSequenceNumber || code == .unknownProducerId {
@@ -432,7 +484,14 @@ final class BrokerSimulation {
         let partition = Int32.random(in: 0..<options.partitions, using: &rng)
         let from = positions[partition, default: 0]
         guard let records = try await fetch(partition, from: from, isolation: 1) else { return }
-        for record in records.records { history.reads[partition, default: []].append((record.offset, record.value)) }
+        if readerStarted.insert(partition).inserted {
+            history.events.append(.readerStarted(reader: "reader", topic: Self.topic, partition: partition, position: from))
+        }
+        for record in records.records {
+            history.reads[partition, default: []].append((record.offset, record.value))
+            history.events.append(.recordRead(
+                reader: "reader", topic: Self.topic, partition: partition, offset: record.offset, record: record.value))
+        }
         positions[partition] = records.next
     }
 
@@ -498,7 +557,7 @@ final class BrokerSimulation {
 
     private func committedOffset(group: String) async throws -> Int64? {
         var t = OffsetFetchRequest.OffsetFetchRequestTopic()
-        t.name = Self.topic
+        t.name = Self.input
         t.partitionIndexes = [0]
         var req = OffsetFetchRequest()
         req.groupId = group
@@ -544,6 +603,7 @@ struct TransactionalClient {
         var finishingDecided = false
     }
 
+    var name: String { "\(transactionalId)#\(instance)" }
     var isDone: Bool { if case .dead = phase { true } else { false } }
     var isBusy: Bool {
         switch phase {

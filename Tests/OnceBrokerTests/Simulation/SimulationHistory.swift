@@ -1,5 +1,10 @@
+import OnceCheck
+
 /// What the simulated clients did and saw, as plain facts, and the invariants checked over them:
-/// every anomaly found is named with enough detail to follow it in the replayed seed.
+/// every anomaly found is named with enough detail to follow it in the replayed seed. The same
+/// history also goes, as `events`, through OnceCheck, the checker `once verify` runs against any
+/// cluster; the checks here add what only a simulation can see (the coordinator's snapshots,
+/// prepared transactions, the LSO, what a power cut may take).
 struct SimulationHistory {
     /// One transaction of one client instance.
     struct Transaction {
@@ -23,6 +28,8 @@ struct SimulationHistory {
     var epochOwners: [String: [Int64: [Int16: Int]]] = [:]
     var maxEpoch: [String: (producerId: Int64, epoch: Int16)] = [:]
     var anomalies: [String] = []
+    /// The client-side history in OnceCheck's terms.
+    var events: [HistoryEvent] = []
     /// False once a power cut hit a policy that does not sync before acknowledging. From then on
     /// nothing acknowledged is owed: writes, epochs (two instances may get the same one) and
     /// markers may be lost, while the coordinator's log kept a later state, so even an aborted
@@ -101,6 +108,12 @@ struct SimulationHistory {
             }
             let lost = idempotentAcked.subtracting(allVisible)
             if !lost.isEmpty { note("lost idempotent writes: \(lost.sorted().prefix(5))") }
+        }
+        if ackedWritesMustSurvive {
+            let report = HistoryChecker.check(events)
+            for (kind, examples) in report.anomalies.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
+                for example in examples.prefix(3) { note("OnceCheck \(kind.rawValue): \(example)") }
+            }
         }
         var counts: [String: Int] = [:]
         for value in uncommitted { counts[value, default: 0] += 1 }
