@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
-# The project's test command: builds the broker, runs every Swift test, then drives the
-# release broker with real Kafka clients (Tests/interop). Extra arguments go to pytest,
-# e.g. `./scripts/test.sh -k kcat`. ONCE_INTEROP_RECORDS=5000 makes the big tests small.
+# The project's test command, the one CI runs: installs what the tests need (kcat, librdkafka,
+# the Python clients, PostgreSQL, Redis), starts PostgreSQL and Redis on loopback, builds the
+# broker, runs every Swift test, then drives the release broker with real Kafka clients
+# (Tests/interop). Extra arguments go to pytest, e.g. `./scripts/test.sh -k kcat`.
+# ONCE_INTEROP_RECORDS=5000 makes the big tests small.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+scripts/install-deps.sh
+# Sourced for its exports (ONCE_TEST_POSTGRES_URL, ONCE_TEST_REDIS); with the services started
+# here, a test that cannot reach them fails rather than skips.
+source scripts/start-services.sh
+export ONCE_REQUIRE_SERVICES="${ONCE_REQUIRE_SERVICES:-1}"
 
 echo "== swift build -c release --product once"
 swift build -c release --product once

@@ -18,6 +18,9 @@ from once_broker import REPO_ROOT
 
 SEED = REPO_ROOT.parent / "shared" / "seed" / "exactly-once-semantics.md"
 
+# The seed document sits beside the checkout in CI; a clone without it has nothing to run here.
+pytestmark = pytest.mark.skipif(not SEED.exists(), reason=f"{SEED} is absent (../shared is not beside this checkout)")
+
 
 def python_snippets() -> list[str]:
     text = SEED.read_text(encoding="utf-8")
