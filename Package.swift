@@ -105,7 +105,7 @@ let package = Package(
         .executableTarget(
             name: "once",
             dependencies: [
-                "OnceBroker", "OnceClient", "OnceStreams", "OnceVerify", "OnceCheck",
+                "OnceBroker", "OnceClient", "OnceStreams", "OnceVerify", "OnceCheck", "KafkaProtocol",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),

@@ -1,3 +1,5 @@
+import KafkaProtocol
+
 /// Settings shared by every connection a client opens.
 public struct KafkaClientConfiguration: Sendable {
     /// Sent in every request header; brokers log it and use it for quotas.
@@ -9,7 +11,7 @@ public struct KafkaClientConfiguration: Sendable {
     public var softwareName: String = "once"
 
     /// Default: "0.1.0".
-    public var softwareVersion: String = "0.1.0"
+    public var softwareVersion: String = OnceVersion.string
 
     /// How long a TCP connect may take. Default: 10 seconds.
     public var connectTimeout: Duration = .seconds(10)

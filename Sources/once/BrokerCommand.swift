@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import KafkaProtocol
 import Logging
 import Metrics
 import OnceBroker
@@ -77,6 +78,7 @@ struct BrokerCommand: AsyncParsableCommand {
         let service = BrokerService(config: config, logger: logger, registry: registry) { kafka, metrics in
             var line = "once broker ready on \(config.listen.host):\(kafka.port ?? config.listen.port)"
             if let metrics { line += " (metrics on \(config.metricsListen?.host ?? "?"):\(metrics.port ?? 0))" }
+            line += ", version \(OnceVersion.string)"
             print(line)
             fflush(nil)
         }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import KafkaProtocol
 
 /// `once`: the broker and the tools around it.
 @main
@@ -6,6 +7,7 @@ struct OnceCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "once",
         abstract: "A Kafka-compatible event broker built around exactly-once semantics.",
+        version: OnceVersion.string,
         subcommands: [
             BrokerCommand.self, TopicCommand.self, ProduceCommand.self, ConsumeCommand.self, ProducersCommand.self,
             GroupCommand.self, PerfCommand.self, TxnCommand.self, VerifyCommand.self, DemoCommand.self,

@@ -20,6 +20,8 @@ final class BrokerMetrics: Sendable {
         bytesOut = Counter(label: "once_response_bytes_total")
         appendedBatches = Counter(label: "once_produced_batches_total")
         fetchedBytes = Counter(label: "once_fetched_bytes_total")
+        // As Kafka's app-info: which build is running, for dashboards and alerts.
+        Gauge(label: "once_build_info", dimensions: [("version", OnceVersion.string)]).record(1)
     }
 
     func requestReceived(_ api: ApiKey, bytes: Int) {
