@@ -17,6 +17,9 @@ public final class Broker: Sendable {
     let producers: ProducerRegistry
     let transactions: TransactionService
     let groups: GroupCoordinator
+    /// Paces auto-creation (`autoCreatePartitionsPerSecond`), so a client naming endless topics
+    /// cannot fill the disk and the directory table.
+    let autoCreateBudget: AutoCreateLimiter
 
     /// Reads the durable producer-id reservation; throws if storage cannot be read.
     public init(config: BrokerConfig, storage: any LogStorage, clusterId: String, logger: Logger) throws {
@@ -24,6 +27,8 @@ public final class Broker: Sendable {
         self.storage = storage
         self.clusterId = clusterId
         self.logger = logger
+        self.autoCreateBudget = AutoCreateLimiter(
+            partitionsPerSecond: config.autoCreatePartitionsPerSecond, clock: { Clock.nowMilliseconds() })
         self.producers = try ProducerRegistry(storage: storage, logger: logger)
         var transactionConfig = TransactionCoordinator.Config()
         transactionConfig.maxTimeoutMs = config.transactionMaxTimeoutMs

@@ -27,6 +27,11 @@ public final class FileLogStorage: LogStorage {
 
     private let state = Mutex(State())
 
+    public static let defaultMaxOpenFiles = 1000
+
+    /// Segment descriptors the handle cache holds now, and how many open(2) calls it has made.
+    public var openFileStats: (open: Int, opens: Int) { (runtime.files.openCount, runtime.files.openCalls) }
+
     private var topicsDirectory: String { directory + "/__topics" }
     private var stateDirectory: String { directory + "/__state" }
 
@@ -39,9 +44,14 @@ public final class FileLogStorage: LogStorage {
     }
 
     /// Opens the data directory, creating it if needed, and recovers every topic in it.
-    public init(directory: String, flushPolicy: FlushPolicy = .none, logger: Logger = Logger(label: "once.storage")) throws {
+    /// - Parameter maxOpenFiles: segment descriptors kept open at once (least recently used are
+    ///   closed and reopened on demand), so partitions never exhaust the process's descriptors.
+    public init(
+        directory: String, flushPolicy: FlushPolicy = .none, maxOpenFiles: Int = FileLogStorage.defaultMaxOpenFiles,
+        logger: Logger = Logger(label: "once.storage")
+    ) throws {
         self.directory = directory
-        self.runtime = FileStorageRuntime(flushPolicy: flushPolicy, logger: logger)
+        self.runtime = FileStorageRuntime(flushPolicy: flushPolicy, maxOpenFiles: maxOpenFiles, logger: logger)
         let fileManager = FileManager.default
         do {
             try fileManager.createDirectory(atPath: topicsDirectory, withIntermediateDirectories: true)

@@ -50,7 +50,8 @@ extension Broker {
         var failed = false
         var endOffsets: [FetchWaiters.PartitionKey: Int64] = [:]
         let readCommitted = req.isolationLevel == 1
-        var remaining = Int(req.maxBytes)
+        // The broker's fetch.max.bytes bounds what one response may hold, whatever the client asks.
+        var remaining = min(Int(req.maxBytes), config.fetchMaxBytes)
         let responses = req.topics.map { t in
             var topic = FetchResponse.FetchableTopicResponse()
             topic.topic = t.topic
