@@ -60,6 +60,26 @@ struct FileHandleCacheTests {
         #expect(Self.descriptors(under: dir.path) == 0)
     }
 
+    @Test func aRestartOpensOnlyThePartitionsThatAreUsed() throws {
+        defer { dir.remove() }
+        let storage = try FileLogStorage(directory: dir.path, logger: quietLogger)
+        try storage.createTopic(name: "t", partitions: 20, configs: [:])
+        for p in 0..<Int32(20) { try #require(storage.partition(topic: "t", partition: p)).appendBatches(2) }
+        try storage.close()
+
+        let reopened = try FileLogStorage(directory: dir.path, logger: quietLogger)
+        #expect(reopened.topic(named: "t")?.partitionCount == 20)
+        #expect(reopened.openFileStats.opens == 0)
+        #expect(Self.descriptors(under: dir.path) == 0)
+        let used = try #require(reopened.partition(topic: "t", partition: 7))
+        #expect(used.logEndOffset == 2)
+        #expect(reopened.openFileStats.open == 1)
+        // Retention is the exception: it reaches every partition, used or not.
+        reopened.enforceRetention(nowMs: TestBatches.baseTime)
+        #expect(reopened.openFileStats.opens >= 20)
+        try reopened.close()
+    }
+
     @Test func flushAlwaysSyncsFilesEvictedBeforeTheirSync() async throws {
         defer { dir.remove() }
         let storage = try FileLogStorage(directory: dir.path, flushPolicy: .always, maxOpenFiles: 1, logger: quietLogger)
