@@ -4,6 +4,7 @@ checks the limit held and that a real client still works beside it."""
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 import threading
@@ -273,3 +274,106 @@ def test_a_fetch_for_two_gigabytes_gets_at_most_fetch_max_bytes(broker_factory):
     ]
     assert values == [value_for(i) for i in range(count)]
     assert sum(len(v) for v in values) > cap
+
+
+def metadata_v4(names: list[str], correlation_id: int, allow_auto_create: bool = True) -> bytes:
+    body = struct.pack(">i", len(names))
+    for name in names:
+        raw = name.encode()
+        body += struct.pack(">h", len(raw)) + raw
+    body += struct.pack(">?", allow_auto_create)
+    return wire.frame(wire.request_header(3, 4, correlation_id, flexible=False) + body)
+
+
+def metadata_topic_errors(payload: bytes, correlation_id: int) -> dict[str, int]:
+    """Topic name -> error code from a Metadata v4 response."""
+    pos = 0
+
+    def take(fmt: str):
+        nonlocal pos
+        values = struct.unpack_from(fmt, payload, pos)
+        pos += struct.calcsize(fmt)
+        return values
+
+    def string() -> str | None:
+        nonlocal pos
+        (n,) = take(">h")
+        if n < 0:
+            return None
+        text = payload[pos : pos + n].decode()
+        pos += n
+        return text
+
+    cid, _throttle, brokers = take(">iii")
+    assert cid == correlation_id
+    for _ in range(brokers):
+        take(">i"), string(), take(">i"), string()
+    string()
+    take(">i")
+    (topics,) = take(">i")
+    errors = {}
+    for _ in range(topics):
+        (error,) = take(">h")
+        name = string()
+        take(">?")
+        (partitions,) = take(">i")
+        for _ in range(partitions):
+            take(">hii")
+            for _ in range(2):
+                (count,) = take(">i")
+                take(f">{count}i")
+        errors[name] = error
+    return errors
+
+
+def data_descriptors(broker) -> int:
+    fd_dir = f"/proc/{broker.process.pid}/fd"
+    count = 0
+    for fd in os.listdir(fd_dir):
+        try:
+            if os.readlink(f"{fd_dir}/{fd}").startswith(str(broker.data_dir)):
+                count += 1
+        except OSError:
+            pass
+    return count
+
+
+def test_descriptors_stay_within_the_handle_cache_however_many_topics_are_auto_created(broker_factory):
+    cache = 40
+    broker = broker_factory(
+        extra_args=["--max-open-files", str(cache), "--auto-create-partitions-per-second", "100000"]
+    )
+    names = [unique_topic("fd") for _ in range(400)]
+    with wire.connect(address(broker)) as sock:
+        for i in range(0, len(names), 100):
+            sock.sendall(metadata_v4(names[i : i + 100], i))
+            errors = metadata_topic_errors(read_large_frame(sock), i)
+            assert set(errors.values()) == {0}, errors
+    assert data_descriptors(broker) <= cache
+    # Every auto-created partition takes writes and serves reads through the cache.
+    client = producer(broker)
+    for i, name in enumerate(names):
+        client.produce(name, value=value_for(i), partition=0)
+        client.poll(0)
+    assert client.flush(120) == 0
+    assert data_descriptors(broker) <= cache
+    for i in (0, 137, 399):
+        assert [r.value for r in read_to_end(broker, names[i], [0], seconds=60)] == [value_for(i)]
+    assert data_descriptors(broker) <= cache
+
+
+def test_auto_creation_past_its_cap_answers_unknown_topic_and_create_topics_still_works(broker_factory):
+    broker = broker_factory(extra_args=["--auto-create-max-partitions", "20"])
+    names = [unique_topic("cap") for _ in range(30)]
+    with wire.connect(address(broker)) as sock:
+        sock.sendall(metadata_v4(names, 1))
+        errors = metadata_topic_errors(read_large_frame(sock), 1)
+    assert [errors[n] for n in names] == [0] * 20 + [3] * 10  # UNKNOWN_TOPIC_OR_PARTITION
+    assert "auto-creation stops at 20" in broker.log_text()
+    # An operator's explicit CreateTopics is not what the cap limits.
+    from confluent_helpers import create_topic
+
+    explicit = unique_topic("explicit")
+    create_topic(broker, explicit, 3)
+    produce_indexed(broker, explicit, range(10), partition=2)
+    assert [r.value for r in read_to_end(broker, explicit, [2], seconds=60)] == [value_for(i) for i in range(10)]
