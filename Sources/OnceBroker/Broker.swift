@@ -63,9 +63,14 @@ public final class Broker: Sendable {
         var description: String
     }
 
+    /// `serve` with the response in one buffer, for callers that write bytes, not files (tests).
+    func handle(frame: ByteBuffer, eventLoop: any EventLoop) throws -> EventLoopFuture<ByteBuffer?> {
+        try serve(frame: frame, eventLoop: eventLoop).flatMapThrowing { try $0?.materialized() }
+    }
+
     /// Handles one request frame (without its size prefix). Returns the framed response, or nil when
     /// the request expects none (Produce with acks=0). A thrown error closes the connection.
-    func handle(frame: ByteBuffer, eventLoop: any EventLoop) throws -> EventLoopFuture<ByteBuffer?> {
+    func serve(frame: ByteBuffer, eventLoop: any EventLoop) throws -> EventLoopFuture<OutboundResponse?> {
         var frame = frame
         guard let rawKey = frame.getInteger(at: frame.readerIndex, as: Int16.self),
             let version = frame.getInteger(at: frame.readerIndex + 2, as: Int16.self)
@@ -129,7 +134,7 @@ public final class Broker: Sendable {
         case .listTransactions:
             return respond(request, listTransactions(try ListTransactionsRequest(from: &frame, version: version), request))
         case .fetch:
-            return fetch(try FetchRequest(from: &frame, version: version), request).map { self.encode($0, for: request) }
+            return fetchStreaming(try FetchRequest(from: &frame, version: version), request)
         case .findCoordinator:
             return respond(request, findCoordinator(try FindCoordinatorRequest(from: &frame, version: version), request))
         case .joinGroup:
@@ -157,12 +162,16 @@ public final class Broker: Sendable {
         }
     }
 
-    private func respond(_ request: Request, _ response: some KafkaResponse) -> EventLoopFuture<ByteBuffer?> {
+    private func respond(_ request: Request, _ response: some KafkaResponse) -> EventLoopFuture<OutboundResponse?> {
         request.eventLoop.makeSucceededFuture(encode(response, for: request))
     }
 
+    func encode(_ response: some KafkaResponse, for request: Request, responseVersion: Int16? = nil) -> OutboundResponse? {
+        OutboundResponse(encodeBuffer(response, for: request, responseVersion: responseVersion))
+    }
+
     /// Frames a response: size, response header, body.
-    func encode(_ response: some KafkaResponse, for request: Request, responseVersion: Int16? = nil) -> ByteBuffer? {
+    func encodeBuffer(_ response: some KafkaResponse, for request: Request, responseVersion: Int16? = nil) -> ByteBuffer {
         let version = responseVersion ?? request.version
         var buffer = ByteBufferAllocator().buffer(capacity: 256)
         buffer.writeInteger(Int32(0))

@@ -198,6 +198,38 @@ final class FilePartitionLog: PartitionLog {
         }
     }
 
+    func locate(from offset: Int64, maxBytes: Int, limitOffset: Int64) throws -> StoredRecords? {
+        let snapshot: (log: PosixFile, start: Int, end: Int, logEnd: Int64) = try state.withLock { s in
+            try checkOpen(s)
+            let logStart = s.segments[0].baseOffset
+            guard offset >= logStart, offset <= s.logEndOffset else {
+                throw StorageError.offsetOutOfRange(requested: offset, logStart: logStart, logEnd: s.logEndOffset)
+            }
+            let segment = s.segments[Self.segmentIndex(containing: offset, in: s.segments)]
+            let start = segment.offsetIndex.position(atOrBefore: offset - segment.baseOffset)
+            return (try segment.log.open(), start, segment.size, s.logEndOffset)
+        }
+        // Only batch headers are read; the chunk is small so large batches are not pulled in whole.
+        var cursor = FrameCursor(file: snapshot.log, from: snapshot.start, end: snapshot.end, chunkSize: 16 * 1024)
+        var first: BatchFrame?
+        while let frame = try cursor.next() {
+            if frame.lastOffset >= offset {
+                first = frame
+                break
+            }
+        }
+        guard let first else {
+            // At the log end there is nothing to return; before it, the next batch is in another segment.
+            return offset == snapshot.logEnd ? StoredRecords(file: snapshot.log, position: snapshot.end, length: 0) : nil
+        }
+        guard first.lastOffset < limitOffset else { return StoredRecords(file: snapshot.log, position: first.position, length: 0) }
+        var length = first.size
+        while let frame = try cursor.next(), frame.lastOffset < limitOffset, length + frame.size <= maxBytes {
+            length += frame.size
+        }
+        return StoredRecords(file: snapshot.log, position: first.position, length: length)
+    }
+
     /// Whole batches from the one containing `offset`; nil when the segment ends before it.
     private static func read(
         from offset: Int64, in log: PosixFile, start: Int, end: Int, maxBytes: Int, limitOffset: Int64, readAhead: Int

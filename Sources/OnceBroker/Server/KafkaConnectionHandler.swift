@@ -13,7 +13,7 @@ import NIOCore
 final class KafkaConnectionHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
+    typealias OutboundOut = IOData
 
     struct Limits {
         var maxFrameSize: Int
@@ -33,7 +33,7 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
     private var nextSequence = 0
     private var nextToWrite = 0
     /// Finished responses waiting for earlier ones; nil marks a request that has no response.
-    private var finished: [Int: ByteBuffer?] = [:]
+    private var finished: [Int: OutboundResponse?] = [:]
     /// Frame bytes of each request until its response is written, to give back to the budget.
     private var requestBytes: [Int: Int] = [:]
     private var readPending = false
@@ -97,9 +97,9 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
         let sequence = nextSequence
         nextSequence += 1
         requestBytes[sequence] = frame.readableBytes + 4
-        let future: EventLoopFuture<ByteBuffer?>
+        let future: EventLoopFuture<OutboundResponse?>
         do {
-            future = try broker.handle(frame: frame, eventLoop: context.eventLoop)
+            future = try broker.serve(frame: frame, eventLoop: context.eventLoop)
         } catch {
             closeConnection(context: context, reason: "\(error)")
             return
@@ -146,7 +146,7 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
             done += requestBytes.removeValue(forKey: nextToWrite) ?? 0
             nextToWrite += 1
             if let response {
-                context.write(wrapOutboundOut(response), promise: nil)
+                for part in response.parts { write(part, context: context) }
                 wrote = true
             }
         }
@@ -156,6 +156,25 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
             budget.release(done)
         }
         resumeReadingIfAllowed(context: context)
+    }
+
+    /// A file range goes out as a FileRegion (sendfile) on the stored records' own descriptor,
+    /// which the handle only borrows: it is given back, not closed, once the write is done, and the
+    /// records value kept alive until then holds the descriptor open.
+    private func write(_ part: OutboundResponse.Part, context: ChannelHandlerContext) {
+        switch part {
+        case .bytes(let buffer):
+            context.write(wrapOutboundOut(.byteBuffer(buffer)), promise: nil)
+        case .file(let records):
+            let handle = NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: records.descriptor)
+            let region = FileRegion(
+                fileHandle: handle, readerIndex: records.position, endIndex: records.position + records.length)
+            let promise = context.eventLoop.makePromise(of: Void.self)
+            promise.futureResult.whenComplete { _ in
+                withExtendedLifetime(records) { _ = try? handle.takeDescriptorOwnership() }
+            }
+            context.write(wrapOutboundOut(.fileRegion(region)), promise: promise)
+        }
     }
 
     private func resumeReadingIfAllowed(context: ChannelHandlerContext) {
