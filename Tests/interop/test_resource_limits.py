@@ -377,3 +377,44 @@ def test_auto_creation_past_its_cap_answers_unknown_topic_and_create_topics_stil
     create_topic(broker, explicit, 3)
     produce_indexed(broker, explicit, range(10), partition=2)
     assert [r.value for r in read_to_end(broker, explicit, [2], seconds=60)] == [value_for(i) for i in range(10)]
+
+
+def peak_rss_bytes(broker) -> int:
+    for line in open(f"/proc/{broker.process.pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM line")
+
+
+@pytest.mark.timeout_seconds(240)
+def test_large_fetches_are_sent_from_the_files_not_built_in_memory(broker_factory):
+    broker = broker_factory()
+    topic = unique_topic("big-fetch")
+    count, size = 4_000, 10_000  # 40 MB in one partition, under the 55 MiB fetch.max.bytes
+    client = producer(broker, **{"batch.size": 1_000_000, "linger.ms": 20})
+    for i in range(count):
+        while True:
+            try:
+                client.produce(topic, value=value_for(i) + b"x" * (size - 15), partition=0)
+                break
+            except BufferError:
+                client.poll(0.1)
+    assert client.flush(120) == 0
+    before = peak_rss_bytes(broker)
+    fetchers = 10
+    sockets = [wire.connect(address(broker), timeout=60) for _ in range(fetchers)]
+    try:
+        for i, sock in enumerate(sockets):
+            sock.sendall(fetch_v4(topic, 0, 0, 2**31 - 1, 2**31 - 1, 100 + i))
+        for i, sock in enumerate(sockets):
+            error, records = fetched_records_size(read_large_frame(sock), 100 + i)
+            assert error == 0
+            assert records >= count * size, f"response {i} carried {records} record bytes"
+    finally:
+        for sock in sockets:
+            sock.close()
+    grown = peak_rss_bytes(broker) - before
+    print(f"{fetchers} fetches of {count * size // MIB} MiB each: peak RSS grew {grown // MIB} MiB")
+    # Built in memory, each response costs its size at least once: 10 x 38 MiB.
+    assert grown < 100 * MIB, f"peak RSS grew {grown // MIB} MiB serving {fetchers} fetches of {count * size // MIB} MiB"
+    still_serves(broker)
