@@ -72,9 +72,17 @@ class Broker:
         self.proc.wait(120)
 
 
+LINGER_MS = 5
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def produce(bootstrap: str, topic: str, count: int, size: int, partitions: int) -> float:
     """Records per second for `count` records of `size` bytes, round-robin over `partitions`."""
-    p = Producer({"bootstrap.servers": bootstrap, "acks": 1, "linger.ms": 5, "queue.buffering.max.messages": 1_000_000,
+    p = Producer({"bootstrap.servers": bootstrap, "acks": 1, "linger.ms": LINGER_MS, "queue.buffering.max.messages": 1_000_000,
                   "queue.buffering.max.kbytes": 1_048_576})
     value = b"x" * size
     p.produce(topic, value=value, partition=0)
@@ -114,10 +122,14 @@ def main() -> None:
     ap.add_argument("--fill-gb", type=float, default=10.0)
     ap.add_argument("--records", type=int, default=500_000, help="records per throughput run")
     ap.add_argument("--binary", default=str(REPO / ".build/release/once"))
+    ap.add_argument("--linger-ms", type=int, default=5)
+    ap.add_argument("--broker-arg", action="append", default=[], help="extra broker flag, e.g. --broker-arg=--max-open-files=20000")
     args = ap.parse_args()
     n = args.partitions
+    global LINGER_MS
+    LINGER_MS = args.linger_ms
     data = Path(tempfile.mkdtemp(prefix="once-many-", dir=os.environ.get("ONCE_BENCH_DIR", "/tmp")))
-    broker = Broker(Path(args.binary), data, ["--num-partitions", "1"])
+    broker = Broker(Path(args.binary), data, ["--num-partitions", "1", *args.broker_arg])
     try:
         print(f"start (empty): {broker.start():.2f} s")
         pid = broker.proc.pid
@@ -130,14 +142,23 @@ def main() -> None:
         print(f"metadata one topic of {n} partitions: median {metadata_ms(admin, 'spread'):.1f} ms")
         print(f"metadata all topics: median {metadata_ms(admin, None):.1f} ms")
 
+        # Broker CPU per record separates the broker's cost from the client's (librdkafka's per-
+        # partition batching dominates when records are spread thin).
+        c0 = cpu_seconds(pid)
         single = produce(broker.bootstrap, "single", args.records, 100, 1)
-        print(f"produce 100 B x {args.records}, one partition: {single:,.0f} rec/s; rss_mb={rss_mb(pid):.0f} fds={fds(pid)}")
+        c1 = cpu_seconds(pid)
+        print(f"produce 100 B x {args.records}, one partition, linger.ms={LINGER_MS}: {single:,.0f} rec/s, "
+              f"broker {(c1 - c0) / args.records * 1e6:.2f} us/rec; rss_mb={rss_mb(pid):.0f} fds={fds(pid)}")
         spread = produce(broker.bootstrap, "spread", args.records, 100, n)
-        print(f"produce 100 B x {args.records}, over {n} partitions: {spread:,.0f} rec/s ({spread / single:.2f}x); "
-              f"rss_mb={rss_mb(pid):.0f} fds={fds(pid)}")
+        c2 = cpu_seconds(pid)
+        print(f"produce 100 B x {args.records}, over {n} partitions, linger.ms={LINGER_MS}: {spread:,.0f} rec/s "
+              f"({spread / single:.2f}x), broker {(c2 - c1) / args.records * 1e6:.2f} us/rec; rss_mb={rss_mb(pid):.0f} fds={fds(pid)}")
 
         size = 10_000
         fill = int(args.fill_gb * 1e9 / size)
+        if fill == 0:
+            broker.stop()
+            return
         t0 = time.monotonic()
         rate = produce(broker.bootstrap, "spread", fill, size, n)
         print(f"fill {fill * size / 1e9:.1f} GB over {n} partitions: {time.monotonic() - t0:.1f} s ({rate * size / 1e6:.0f} MB/s); "
