@@ -7,13 +7,10 @@ import OnceStorage
 /// Fetch sessions (KIP-227) are declined by answering session id 0, which makes clients send full
 /// requests, as Kafka allows.
 extension Broker {
-    func fetch(_ req: FetchRequest, _ request: Request) -> EventLoopFuture<FetchResponse> {
-        fetch(req, request, fromFiles: false).map(\.response)
-    }
-
-    /// Fetch for the connection: record sets stay in their segment files and go out with sendfile.
+    /// Record sets stay in their segment files and go out with sendfile; engines without files
+    /// answer from memory.
     func fetchStreaming(_ req: FetchRequest, _ request: Request) -> EventLoopFuture<OutboundResponse?> {
-        fetch(req, request, fromFiles: true).map { round in
+        fetch(req, request).map { round in
             var response = round.response
             for placeholder in round.placeholders {
                 // Markers sit where the record sets go; `splice` swaps them for the file ranges.
@@ -27,20 +24,18 @@ extension Broker {
         }
     }
 
-    private func fetch(_ req: FetchRequest, _ request: Request, fromFiles: Bool) -> EventLoopFuture<FetchRound> {
+    private func fetch(_ req: FetchRequest, _ request: Request) -> EventLoopFuture<FetchRound> {
         if request.version >= 7 && req.sessionId != 0 {
             var round = FetchRound()
             round.response.errorCode = ErrorCode.fetchSessionIdNotFound.rawValue
             return request.eventLoop.makeSucceededFuture(round)
         }
         let waitMs = Int64(max(0, min(req.maxWaitMs, config.maxFetchWaitMs)))
-        return fetchRound(req, request, fromFiles: fromFiles, deadline: .now() + .milliseconds(waitMs))
+        return fetchRound(req, request, deadline: .now() + .milliseconds(waitMs))
     }
 
-    private func fetchRound(
-        _ req: FetchRequest, _ request: Request, fromFiles: Bool, deadline: NIODeadline
-    ) -> EventLoopFuture<FetchRound> {
-        let round = readFetch(req, fromFiles: fromFiles)
+    private func fetchRound(_ req: FetchRequest, _ request: Request, deadline: NIODeadline) -> EventLoopFuture<FetchRound> {
+        let round = readFetch(req)
         if round.bytes >= Int(req.minBytes) || round.failed || NIODeadline.now() >= deadline {
             metrics.recordBytesFetched(round.bytes)
             return request.eventLoop.makeSucceededFuture(round)
@@ -55,7 +50,7 @@ extension Broker {
         let timer = request.eventLoop.scheduleTask(deadline: deadline) { self.waiters.complete(id) }
         return promise.futureResult.flatMap {
             timer.cancel()
-            return self.fetchRound(req, request, fromFiles: fromFiles, deadline: deadline)
+            return self.fetchRound(req, request, deadline: deadline)
         }
     }
 
@@ -74,7 +69,7 @@ extension Broker {
         var marker: OutboundResponse.Placeholder
     }
 
-    private func readFetch(_ req: FetchRequest, fromFiles: Bool) -> FetchRound {
+    private func readFetch(_ req: FetchRequest) -> FetchRound {
         var placeholders: [FilePlaceholder] = []
         var bytes = 0
         var failed = false
@@ -118,7 +113,7 @@ extension Broker {
                     let maxBytes = max(1, min(Int(p.partitionMaxBytes), remaining))
                     // Only the first partition with data may exceed the limits (so a consumer always
                     // progresses); later ones stop at what still fits.
-                    if fromFiles, let stored = try log.locate(from: p.fetchOffset, maxBytes: maxBytes, limitOffset: limit) {
+                    if let stored = try log.locate(from: p.fetchOffset, maxBytes: maxBytes, limitOffset: limit) {
                         if stored.length > 0 && (bytes == 0 || stored.length <= remaining) {
                             placeholders.append(
                                 FilePlaceholder(
