@@ -31,6 +31,16 @@ struct ResourceLimitTests {
         #expect(results == [true, false, true])
     }
 
+    @Test func refusedAutoCreationsAreLoggedOnceASecondWithTheirCount() {
+        let now = Synchronization.Mutex<Int64>(5_000)
+        let limiter = AutoCreateLimiter(partitionsPerSecond: 1, clock: { now.withLock { $0 } })
+        var logged: [Int?] = []
+        for _ in 0..<3 { logged.append(limiter.refusalToLog()) }
+        now.withLock { $0 += 1_000 }
+        logged.append(limiter.refusalToLog())
+        #expect(logged == [1, nil, nil, 3])
+    }
+
     static func metadata(_ names: [String]) -> MetadataRequest {
         var req = MetadataRequest()
         req.topics = names.map {

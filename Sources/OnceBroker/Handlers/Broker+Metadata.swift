@@ -81,7 +81,10 @@ extension Broker {
         if let meta = storage.topic(named: name) { return .success(meta) }
         guard autoCreate else { return .failure(.unknownTopicOrPartition) }
         if let refusal = autoCreateRefusal(partitions: Int(config.defaultPartitions)) {
-            logger.warning("not auto-creating topic", metadata: ["topic": "\(name)", "reason": "\(refusal)"])
+            if let refused = autoCreateBudget.refusalToLog() {
+                logger.warning(
+                    "not auto-creating topics", metadata: ["topic": "\(name)", "refused": "\(refused)", "reason": "\(refusal)"])
+            }
             // As for a topic auto-creation did not make: the client retries Metadata and, when the
             // budget refills or an operator creates the topic, finds it.
             return .failure(.unknownTopicOrPartition)

@@ -34,11 +34,25 @@ struct TokenBucket: Sendable {
 final class AutoCreateLimiter: Sendable {
     private let bucket: Mutex<TokenBucket>
     private let clock: @Sendable () -> Int64
+    /// Refusals since the last one logged, and when that was: a client naming thousands of topics
+    /// gets one log line a second, not one per topic.
+    private let refusals = Mutex<(count: Int, lastLoggedMs: Int64?)>((0, nil))
 
     init(partitionsPerSecond: Double, clock: @escaping @Sendable () -> Int64) {
         let rate = max(0, partitionsPerSecond)
         bucket = Mutex(TokenBucket(ratePerSecond: rate, burst: max(1, rate)))
         self.clock = clock
+    }
+
+    /// Counts a refusal; returns how many to report if a log line is due now, else nil.
+    func refusalToLog() -> Int? {
+        let now = clock()
+        return refusals.withLock { r in
+            r.count += 1
+            if let last = r.lastLoggedMs, now - last < 1_000 { return nil }
+            defer { r = (0, now) }
+            return r.count
+        }
     }
 
     func allow(partitions: Int) -> Bool {
