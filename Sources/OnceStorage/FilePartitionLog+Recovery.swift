@@ -39,7 +39,9 @@ extension FilePartitionLog {
         if bases.isEmpty {
             segments.append(
                 try FileSegment.create(baseOffset: 0, directory: directory, nowMs: currentTimeMillis(), files: runtime.files))
-            try PosixFile.syncDirectory(directory)
+            // The entry must be durable before fsynced appends to it count as durable; with no
+            // fsyncs promised (as for a roll) a lost empty segment is simply created again.
+            if runtime.flushPolicy != .none { try PosixFile.syncDirectory(directory) }
         }
         for (i, base) in bases.enumerated() {
             let log = SegmentFile(path: FileSegment.path(directory, base, .log), cache: runtime.files)
