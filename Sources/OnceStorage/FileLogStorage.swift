@@ -166,7 +166,7 @@ public final class FileLogStorage: LogStorage {
             try PosixFile.syncDirectory(topicsDirectory)
             s.topics[name] = nil
             for log in topic.partitions {
-                log.ifOpen?.markDeleted()
+                log.markDeleted()
                 do {
                     try FileManager.default.removeItem(atPath: log.directory)
                 } catch {
@@ -206,6 +206,8 @@ public final class FileLogStorage: LogStorage {
         guard let slot else { return nil }
         do {
             return try slot.open()
+        } catch StorageError.unknownTopic {
+            return nil
         } catch {
             logger.error("could not open partition", metadata: ["partition": "\(topic)-\(partition)", "error": "\(error)"])
             return nil

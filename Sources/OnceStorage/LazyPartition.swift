@@ -9,7 +9,7 @@ final class LazyPartition: Sendable {
     let directory: String
     private let config: TopicConfig
     private let runtime: FileStorageRuntime
-    private let log: Mutex<FilePartitionLog?>
+    private let log: Mutex<(log: FilePartitionLog?, deleted: Bool)>
 
     init(topic: String, partition: Int32, directory: String, config: TopicConfig, runtime: FileStorageRuntime) {
         self.topic = topic
@@ -17,7 +17,7 @@ final class LazyPartition: Sendable {
         self.directory = directory
         self.config = config
         self.runtime = runtime
-        self.log = Mutex(nil)
+        self.log = Mutex((nil, false))
     }
 
     /// A partition created just now, already open.
@@ -27,19 +27,30 @@ final class LazyPartition: Sendable {
         self.directory = opened.directory
         self.config = config
         self.runtime = runtime
-        self.log = Mutex(opened)
+        self.log = Mutex((opened, false))
     }
 
     func open() throws -> FilePartitionLog {
-        try log.withLock { log in
-            if let log { return log }
+        try log.withLock { slot in
+            if let log = slot.log { return log }
+            // A caller that found the slot just before its topic was deleted must not recreate
+            // the directory the delete is removing.
+            if slot.deleted { throw StorageError.unknownTopic(topic) }
             let opened = try FilePartitionLog.open(
                 topic: topic, partition: partition, directory: directory, config: config, runtime: runtime)
-            log = opened
+            slot.log = opened
             return opened
         }
     }
 
+    /// The topic is gone: an open log fails its users from now on, an unopened one never opens.
+    func markDeleted() {
+        log.withLock { slot in
+            slot.deleted = true
+            slot.log?.markDeleted()
+        }
+    }
+
     /// The log if someone has opened it; an unopened partition has nothing to sync or close.
-    var ifOpen: FilePartitionLog? { log.withLock { $0 } }
+    var ifOpen: FilePartitionLog? { log.withLock { $0.log } }
 }

@@ -80,6 +80,16 @@ struct FileHandleCacheTests {
         try reopened.close()
     }
 
+    @Test func aPartitionFoundJustBeforeItsTopicIsDeletedNeverOpens() throws {
+        defer { dir.remove() }
+        let runtime = FileStorageRuntime(flushPolicy: .none, maxOpenFiles: 4, logger: quietLogger)
+        let path = dir.path + "/t-0"
+        let slot = LazyPartition(topic: "t", partition: 0, directory: path, config: try TopicConfig(overrides: [:]), runtime: runtime)
+        slot.markDeleted()
+        #expect(throws: StorageError.unknownTopic("t")) { try slot.open() }
+        #expect(!FileManager.default.fileExists(atPath: path))
+    }
+
     @Test func flushAlwaysSyncsFilesEvictedBeforeTheirSync() async throws {
         defer { dir.remove() }
         let storage = try FileLogStorage(directory: dir.path, flushPolicy: .always, maxOpenFiles: 1, logger: quietLogger)
