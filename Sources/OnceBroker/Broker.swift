@@ -166,6 +166,7 @@ public final class Broker: Sendable {
         request.eventLoop.makeSucceededFuture(encode(response, for: request))
     }
 
+    /// The framed response as the single part of what the connection writes.
     func encode(_ response: some KafkaResponse, for request: Request, responseVersion: Int16? = nil) -> OutboundResponse? {
         OutboundResponse(encodeBuffer(response, for: request, responseVersion: responseVersion))
     }
