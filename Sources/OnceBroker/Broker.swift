@@ -21,6 +21,9 @@ public final class Broker: Sendable {
     /// The broker's one clock (milliseconds since the epoch): every handler, coordinator and timer
     /// reads time here, so a simulation can run the broker on time it controls.
     let clock: @Sendable () -> Int64
+    /// Paces auto-creation (`autoCreatePartitionsPerSecond`), so a client naming endless topics
+    /// cannot fill the disk and the directory table.
+    let autoCreateBudget: AutoCreateLimiter
 
     /// Reads the durable producer-id reservation; throws if storage cannot be read.
     public init(
@@ -32,6 +35,8 @@ public final class Broker: Sendable {
         self.storage = storage
         self.clusterId = clusterId
         self.logger = logger
+        self.autoCreateBudget = AutoCreateLimiter(
+            partitionsPerSecond: config.autoCreatePartitionsPerSecond, clock: clock)
         self.producers = try ProducerRegistry(storage: storage, logger: logger)
         self.dynamicConfigs = try DynamicConfigStore(storage: storage)
         var transactionConfig = TransactionCoordinator.Config()
@@ -67,9 +72,14 @@ public final class Broker: Sendable {
         var description: String
     }
 
+    /// `serve` with the response in one buffer, for callers that write bytes, not files (tests).
+    func handle(frame: ByteBuffer, eventLoop: any EventLoop) throws -> EventLoopFuture<ByteBuffer?> {
+        try serve(frame: frame, eventLoop: eventLoop).flatMapThrowing { try $0?.materialized() }
+    }
+
     /// Handles one request frame (without its size prefix). Returns the framed response, or nil when
     /// the request expects none (Produce with acks=0). A thrown error closes the connection.
-    func handle(frame: ByteBuffer, eventLoop: any EventLoop) throws -> EventLoopFuture<ByteBuffer?> {
+    func serve(frame: ByteBuffer, eventLoop: any EventLoop) throws -> EventLoopFuture<OutboundResponse?> {
         var frame = frame
         guard let rawKey = frame.getInteger(at: frame.readerIndex, as: Int16.self),
             let version = frame.getInteger(at: frame.readerIndex + 2, as: Int16.self)
@@ -146,7 +156,7 @@ public final class Broker: Sendable {
         case .writeTxnMarkers:
             return respond(request, writeTxnMarkers(try WriteTxnMarkersRequest(from: &frame, version: version), request))
         case .fetch:
-            return fetch(try FetchRequest(from: &frame, version: version), request).map { self.encode($0, for: request) }
+            return fetchStreaming(try FetchRequest(from: &frame, version: version), request)
         case .findCoordinator:
             return respond(request, findCoordinator(try FindCoordinatorRequest(from: &frame, version: version), request))
         case .joinGroup:
@@ -176,21 +186,21 @@ public final class Broker: Sendable {
         }
     }
 
-    private func respond(_ request: Request, _ response: some KafkaResponse) -> EventLoopFuture<ByteBuffer?> {
+    private func respond(_ request: Request, _ response: some KafkaResponse) -> EventLoopFuture<OutboundResponse?> {
         request.eventLoop.makeSucceededFuture(encode(response, for: request))
     }
 
     /// Under `--flush always`, holds a group coordinator's answer until what it wrote to
     /// `__consumer_offsets` (offsets, group metadata) is on disk: an acknowledged change survives a
     /// power cut. A failed sync fails the request, which closes the connection unanswered.
-    private func afterGroupWrites(_ request: Request, _ answer: EventLoopFuture<ByteBuffer?>) -> EventLoopFuture<ByteBuffer?> {
+    private func afterGroupWrites(_ request: Request, _ answer: EventLoopFuture<OutboundResponse?>) -> EventLoopFuture<OutboundResponse?> {
         guard config.flushPolicy == .always else { return answer }
         return answer.flatMap { response in
             guard let log = self.storage.partition(topic: InternalTopics.consumerOffsets, partition: 0) else {
                 return request.eventLoop.makeSucceededFuture(response)
             }
             let end = log.logEndOffset
-            let promise = request.eventLoop.makePromise(of: ByteBuffer?.self)
+            let promise = request.eventLoop.makePromise(of: OutboundResponse?.self)
             promise.completeWithTask {
                 try await log.waitDurable(upTo: end)
                 return response
@@ -199,8 +209,13 @@ public final class Broker: Sendable {
         }
     }
 
+    /// The framed response as the single part of what the connection writes.
+    func encode(_ response: some KafkaResponse, for request: Request, responseVersion: Int16? = nil) -> OutboundResponse? {
+        OutboundResponse(encodeBuffer(response, for: request, responseVersion: responseVersion))
+    }
+
     /// Frames a response: size, response header, body.
-    func encode(_ response: some KafkaResponse, for request: Request, responseVersion: Int16? = nil) -> ByteBuffer? {
+    func encodeBuffer(_ response: some KafkaResponse, for request: Request, responseVersion: Int16? = nil) -> ByteBuffer {
         let version = responseVersion ?? request.version
         var buffer = ByteBufferAllocator().buffer(capacity: 256)
         buffer.writeInteger(Int32(0))

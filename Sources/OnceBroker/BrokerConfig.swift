@@ -58,6 +58,33 @@ public struct BrokerConfig: Sendable {
     public var transactionalIdExpirationMs: Int64 = 604_800_000
     /// How often open transactions are checked against their timeouts. Default: 1 s.
     public var transactionTimeoutCheckIntervalMs: Int64 = 1_000
+    /// Segment descriptors kept open at once; the least recently used are closed and reopened on
+    /// demand (Kafka keeps every segment open and relies on `ulimit -n`). Default: 1000.
+    public var maxOpenFiles: Int = 1000
+    /// Auto-creation stops once the broker holds this many partitions; explicit CreateTopics is not
+    /// limited (Kafka has no such cap; KIP-578 proposed `max.partitions`). Default: 10,000.
+    public var autoCreateMaxPartitions: Int = 10_000
+    /// Partitions per second auto-creation may add, with a burst of one second's worth (Kafka's
+    /// KIP-599 `controller_mutation_rate` quota, which is unlimited there). Default: 100.
+    public var autoCreatePartitionsPerSecond: Double = 100
+    /// Largest Fetch response, whatever the client asks for (`fetch.max.bytes`); the first batch
+    /// is returned even when larger, so a consumer always progresses. Default: 55 MiB.
+    public var fetchMaxBytes: Int = 57_671_680
+    /// Request bytes buffered across all connections, partial frames included, before the broker
+    /// stops reading sockets until requests complete (`queued.max.request.bytes`). Must be at
+    /// least `maxRequestSize`, so any single allowed request can complete. Default: 128 MiB.
+    public var queuedMaxRequestBytes: Int = 128 * 1024 * 1024
+    /// A connection whose request frame has begun but not finished within this time is closed,
+    /// so a client trickling bytes cannot hold a buffer forever (Kafka has no equivalent).
+    /// Default: 30 s.
+    public var requestReadTimeoutMs: Int64 = 30_000
+    /// A connection with no bytes in either direction and nothing in flight for this long is
+    /// closed (`connections.max.idle.ms`). Default: 10 minutes.
+    public var connectionsMaxIdleMs: Int64 = 600_000
+    /// Connections open at once; more are closed on accept (`max.connections`). Default: 10,000.
+    public var maxConnections: Int = 10_000
+    /// Connections open at once from one IP address (`max.connections.per.ip`). Default: unlimited.
+    public var maxConnectionsPerIp: Int = Int.max
     /// Event-loop threads. Default: the number of cores.
     public var threads: Int = System.coreCount
 

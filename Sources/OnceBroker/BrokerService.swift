@@ -33,7 +33,9 @@ public struct BrokerService: Service {
         let clusterId: String
         switch config.storage {
         case .file:
-            storage = try FileLogStorage(directory: config.dataDirectory, flushPolicy: config.flushPolicy, logger: logger)
+            storage = try FileLogStorage(
+                directory: config.dataDirectory, flushPolicy: config.flushPolicy, maxOpenFiles: config.maxOpenFiles,
+                logger: logger)
             clusterId = try ClusterIdentity.loadOrCreate(directory: config.dataDirectory)
         case .memory:
             storage = MemoryLogStorage(flushPolicy: config.flushPolicy)
@@ -57,17 +59,29 @@ public struct BrokerService: Service {
 
     private func serve(_ broker: Broker, on group: MultiThreadedEventLoopGroup) async throws {
         let logger = self.logger
-        let maxFrame = config.maxRequestSize
+        // A budget below the largest request would leave that request unable to ever complete.
+        let limits = KafkaConnectionHandler.Limits(
+            maxFrameSize: config.maxRequestSize,
+            budget: RequestBytesBudget(limit: max(config.queuedMaxRequestBytes, config.maxRequestSize)),
+            requestReadTimeout: .milliseconds(config.requestReadTimeoutMs))
+        let idleTimeout = TimeAmount.milliseconds(config.connectionsMaxIdleMs)
+        let connections = ConnectionLimiter(maxTotal: config.maxConnections, maxPerAddress: config.maxConnectionsPerIp)
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                let address = channel.remoteAddress?.ipAddress ?? "?"
+                if let refusal = connections.admit(address) {
+                    logger.warning("refusing connection", metadata: ["peer": "\(address)", "reason": "\(refusal)"])
+                    return channel.eventLoop.makeFailedFuture(refusal)
+                }
+                channel.closeFuture.whenComplete { _ in connections.release(address) }
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(IdleStateHandler(allTimeout: idleTimeout))
                     try channel.pipeline.syncOperations.addHandler(
-                        ByteToMessageHandler(KafkaFrameDecoder(maxFrameSize: maxFrame)))
-                    try channel.pipeline.syncOperations.addHandler(KafkaConnectionHandler(broker: broker, logger: logger))
+                        KafkaConnectionHandler(broker: broker, limits: limits, logger: logger))
                 }
             }
             .bind(host: config.listen.host, port: config.listen.port).get()

@@ -6,9 +6,9 @@ import NIOCore
 import Synchronization
 
 /// The default engine: one directory per partition (`<dir>/<topic>-<partition>/`) of segment
-/// files, and one metadata file per topic under `<dir>/__topics/`. Opening it recovers every
-/// partition, so a kill -9 at any point loses at most what was not yet durable under the flush
-/// policy.
+/// files, and one metadata file per topic under `<dir>/__topics/`. Each partition is recovered when
+/// first used (so a restart does not wait for thousands of them), and a kill -9 at any point loses
+/// at most what was not yet durable under the flush policy.
 public final class FileLogStorage: LogStorage {
     public let directory: String
     private let runtime: FileStorageRuntime
@@ -16,7 +16,7 @@ public final class FileLogStorage: LogStorage {
 
     private struct Topic {
         var metadata: TopicMetadata
-        var partitions: [FilePartitionLog]
+        var partitions: [LazyPartition]
     }
 
     private struct State {
@@ -26,6 +26,11 @@ public final class FileLogStorage: LogStorage {
     }
 
     private let state = Mutex(State())
+
+    public static let defaultMaxOpenFiles = 1000
+
+    /// Segment descriptors the handle cache holds now, and how many open(2) calls it has made.
+    public var openFileStats: (open: Int, opens: Int) { (runtime.files.openCount, runtime.files.openCalls) }
 
     private var topicsDirectory: String { directory + "/__topics" }
     private var stateDirectory: String { directory + "/__state" }
@@ -38,10 +43,16 @@ public final class FileLogStorage: LogStorage {
         topicsDirectory + "/" + topic + ".meta"
     }
 
-    /// Opens the data directory, creating it if needed, and recovers every topic in it.
-    public init(directory: String, flushPolicy: FlushPolicy = .none, logger: Logger = Logger(label: "once.storage")) throws {
+    /// Opens the data directory, creating it if needed, and reads every topic's metadata; partitions
+    /// recover on first use.
+    /// - Parameter maxOpenFiles: segment descriptors kept open at once (least recently used are
+    ///   closed and reopened on demand), so partitions never exhaust the process's descriptors.
+    public init(
+        directory: String, flushPolicy: FlushPolicy = .none, maxOpenFiles: Int = FileLogStorage.defaultMaxOpenFiles,
+        logger: Logger = Logger(label: "once.storage")
+    ) throws {
         self.directory = directory
-        self.runtime = FileStorageRuntime(flushPolicy: flushPolicy, logger: logger)
+        self.runtime = FileStorageRuntime(flushPolicy: flushPolicy, maxOpenFiles: maxOpenFiles, logger: logger)
         let fileManager = FileManager.default
         do {
             try fileManager.createDirectory(atPath: topicsDirectory, withIntermediateDirectories: true)
@@ -59,8 +70,8 @@ public final class FileLogStorage: LogStorage {
             guard name.hasSuffix(".meta") else { continue }
             let metadata = try TopicMetadataFile.decode(try PosixFile.readWhole(path), path: path)
             let config = try TopicConfig(overrides: metadata.configs)
-            let partitions = try (0..<metadata.partitionCount).map {
-                try FilePartitionLog.open(
+            let partitions = (0..<metadata.partitionCount).map {
+                LazyPartition(
                     topic: metadata.name, partition: $0, directory: partitionDirectory(metadata.name, $0),
                     config: config, runtime: runtime)
             }
@@ -105,7 +116,7 @@ public final class FileLogStorage: LogStorage {
 
     private func syncAll() {
         let logs = state.withLock { $0.topics.values.flatMap(\.partitions) }
-        for log in logs { log.syncOnce() }
+        for log in logs { log.ifOpen?.syncOnce() }
     }
 
     // MARK: LogStorage
@@ -130,13 +141,13 @@ public final class FileLogStorage: LogStorage {
             let metadata = TopicMetadata(name: name, id: .random(), partitionCount: partitions, configs: configs)
             // Data directories first, metadata last: until the metadata file lands the topic does not
             // exist, and a crash before then leaves orphans that the next open removes.
-            var logs: [FilePartitionLog] = []
+            var logs: [LazyPartition] = []
             for partition in 0..<partitions {
                 let path = partitionDirectory(name, partition)
                 try? FileManager.default.removeItem(atPath: path)
-                logs.append(
-                    try FilePartitionLog.open(
-                        topic: name, partition: partition, directory: path, config: config, runtime: runtime))
+                let log = try FilePartitionLog.open(
+                    topic: name, partition: partition, directory: path, config: config, runtime: runtime)
+                logs.append(LazyPartition(opened: log, config: config, runtime: runtime))
             }
             try PosixFile.syncDirectory(directory)
             try PosixFile.writeAtomically(
@@ -192,7 +203,7 @@ public final class FileLogStorage: LogStorage {
             try PosixFile.writeAtomically(
                 TopicMetadataFile.encode(metadata), to: metadataPath(name), directory: topicsDirectory)
             topic.metadata = metadata
-            topic.partitions += logs
+            topic.partitions += logs.map { LazyPartition(opened: $0, config: config, runtime: runtime) }
             s.topics[name] = topic
             logger.info("added partitions", metadata: ["topic": "\(name)", "partitions": "\(count)"])
             return metadata
@@ -238,15 +249,31 @@ public final class FileLogStorage: LogStorage {
     }
 
     public func partition(topic: String, partition: Int32) -> PartitionLog? {
-        state.withLock { s in
+        let slot: LazyPartition? = state.withLock { s in
             guard let logs = s.topics[topic]?.partitions, partition >= 0, Int(partition) < logs.count else { return nil }
             return logs[Int(partition)]
+        }
+        guard let slot else { return nil }
+        do {
+            return try slot.open()
+        } catch StorageError.unknownTopic {
+            return nil
+        } catch {
+            logger.error("could not open partition", metadata: ["partition": "\(topic)-\(partition)", "error": "\(error)"])
+            return nil
         }
     }
 
     public func enforceRetention(nowMs: Int64) {
+        // Retention opens partitions nobody has used since the restart too: their data still ages.
         let logs = state.withLock { $0.topics.values.flatMap(\.partitions) }
-        for log in logs { log.enforceRetention(nowMs: nowMs) }
+        for slot in logs {
+            do {
+                try slot.open().enforceRetention(nowMs: nowMs)
+            } catch {
+                logger.error("could not open partition", metadata: ["partition": "\(slot.topic)-\(slot.partition)", "error": "\(error)"])
+            }
+        }
     }
 
     public func close() throws {
@@ -255,7 +282,7 @@ public final class FileLogStorage: LogStorage {
             s.isOpen = false
             let timer = s.flushTimer
             s.flushTimer = nil
-            return (s.topics.values.flatMap(\.partitions), timer)
+            return (s.topics.values.flatMap(\.partitions).compactMap(\.ifOpen), timer)
         }
         timer?.cancel()
         var firstError: (any Error)?

@@ -109,8 +109,10 @@ extension FilePartitionLog {
             let active = s.segments.last
             let waiters = s.waiters
             s.waiters = []
+            let closing = s.segments
             s.segments = []
             s.unsynced = []
+            for segment in closing where segment.baseOffset != active?.baseOffset { segment.log.release() }
             return (active, waiters, s.durableOffset)
         }
         for waiter in waiters {
@@ -126,6 +128,7 @@ extension FilePartitionLog {
             } catch {
                 runtime.logger.warning("could not write segment indexes", metadata: ["segment": "\(active.log.path)", "error": "\(error)"])
             }
+            active.log.release()
         }
         if case .failure(let error) = synced { throw error }
     }
@@ -135,6 +138,7 @@ extension FilePartitionLog {
         let waiters: [Waiter] = state.withLock { s in
             s.isDeleted = true
             s.isOpen = false
+            for segment in s.segments { segment.log.release() }
             s.segments = []
             s.unsynced = []
             let waiters = s.waiters

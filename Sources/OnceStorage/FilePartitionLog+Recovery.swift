@@ -37,11 +37,14 @@ extension FilePartitionLog {
         let logger = runtime.logger
         var segments: [FileSegment] = []
         if bases.isEmpty {
-            segments.append(try FileSegment.create(baseOffset: 0, directory: directory, nowMs: currentTimeMillis()))
-            try PosixFile.syncDirectory(directory)
+            segments.append(
+                try FileSegment.create(baseOffset: 0, directory: directory, nowMs: currentTimeMillis(), files: runtime.files))
+            // The entry must be durable before fsynced appends to it count as durable; with no
+            // fsyncs promised (as for a roll) a lost empty segment is simply created again.
+            if runtime.flushPolicy != .none { try PosixFile.syncDirectory(directory) }
         }
         for (i, base) in bases.enumerated() {
-            let log = try PosixFile.openFile(FileSegment.path(directory, base, .log), create: false)
+            let log = SegmentFile(path: FileSegment.path(directory, base, .log), cache: runtime.files)
             var segment = FileSegment(
                 baseOffset: base, directory: directory, log: log, lastAppendMs: try log.modificationTimeMs())
             if i == bases.count - 1 {
@@ -124,7 +127,7 @@ extension FilePartitionLog {
             })
         {
             var cursor = FrameCursor(
-                file: segment.log, from: offsetIndex.count > 0 ? Int(offsetIndex.positions.last!) : 0, end: size)
+                file: try segment.log.open(), from: offsetIndex.count > 0 ? Int(offsetIndex.positions.last!) : 0, end: size)
             var expected = offsetIndex.count > 0 ? base + Int64(offsetIndex.relativeOffsets.last!) : base
             var tailMax: (timestamp: Int64, offset: Int64) = (-1, -1)
             var consistent = true

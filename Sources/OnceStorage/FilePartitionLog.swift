@@ -26,7 +26,7 @@ final class FilePartitionLog: PartitionLog {
         /// Set when the topic was deleted, so late users get `unknownTopic` rather than an I/O error.
         var isDeleted = false
         /// Logs with appended data not yet fsynced, in append order.
-        var unsynced: [PosixFile] = []
+        var unsynced: [SegmentFile] = []
         /// Everything below this offset is on disk.
         var durableOffset: Int64
         var syncInFlight = false
@@ -93,7 +93,7 @@ final class FilePartitionLog: PartitionLog {
             let log = s.segments[last].log
             let position = s.segments[last].size
             do {
-                try Self.write(frames, of: batches, firstOffset: base, to: log, at: position)
+                try Self.write(frames, of: batches, firstOffset: base, to: try log.open(), at: position)
             } catch {
                 // A partial write must not stay: the next append goes where this one started.
                 try? log.truncate(to: position)
@@ -151,7 +151,8 @@ final class FilePartitionLog: PartitionLog {
         let last = s.segments.count - 1
         s.segments[last].seal()
         let sealed = s.segments[last]
-        let segment = try FileSegment.create(baseOffset: s.logEndOffset, directory: directory, nowMs: nowMs)
+        let segment = try FileSegment.create(
+            baseOffset: s.logEndOffset, directory: directory, nowMs: nowMs, files: runtime.files)
         s.segments.append(segment)
         if runtime.flushPolicy != .none { try PosixFile.syncDirectory(directory) }
         let logger = runtime.logger
@@ -170,7 +171,8 @@ final class FilePartitionLog: PartitionLog {
     func read(from offset: Int64, maxBytes: Int, limitOffset: Int64) throws -> ByteBuffer {
         var after: Int64?
         while true {
-            // The lock only picks the segment and an index position; the file I/O runs without it.
+            // The lock only picks the segment and an index position, and pins the descriptor so
+            // retention or the handle cache cannot close it mid-read; the file I/O runs without it.
             let snapshot: (log: PosixFile, start: Int, end: Int, interval: Int, base: Int64)? = try state.withLock { s in
                 try checkOpen(s)
                 let logStart = s.logStartOffset
@@ -188,7 +190,7 @@ final class FilePartitionLog: PartitionLog {
                     segment = s.segments[Self.segmentIndex(containing: offset, in: s.segments)]
                     start = segment.offsetIndex.position(atOrBefore: offset - segment.baseOffset)
                 }
-                return (segment.log, start, segment.size, s.config.indexIntervalBytes, segment.baseOffset)
+                return (try segment.log.open(), start, segment.size, s.config.indexIntervalBytes, segment.baseOffset)
             }
             guard let snapshot else { return ByteBuffer() }
             if let batches = try Self.read(
@@ -201,6 +203,38 @@ final class FilePartitionLog: PartitionLog {
             // damaged segment was truncated on recovery): the next segment holds what comes next.
             after = snapshot.base
         }
+    }
+
+    func locate(from offset: Int64, maxBytes: Int, limitOffset: Int64) throws -> StoredRecords? {
+        let snapshot: (log: PosixFile, start: Int, end: Int, logEnd: Int64) = try state.withLock { s in
+            try checkOpen(s)
+            let logStart = s.segments[0].baseOffset
+            guard offset >= logStart, offset <= s.logEndOffset else {
+                throw StorageError.offsetOutOfRange(requested: offset, logStart: logStart, logEnd: s.logEndOffset)
+            }
+            let segment = s.segments[Self.segmentIndex(containing: offset, in: s.segments)]
+            let start = segment.offsetIndex.position(atOrBefore: offset - segment.baseOffset)
+            return (try segment.log.open(), start, segment.size, s.logEndOffset)
+        }
+        // Only batch headers are read; the chunk is small so large batches are not pulled in whole.
+        var cursor = FrameCursor(file: snapshot.log, from: snapshot.start, end: snapshot.end, chunkSize: 16 * 1024)
+        var first: BatchFrame?
+        while let frame = try cursor.next() {
+            if frame.lastOffset >= offset {
+                first = frame
+                break
+            }
+        }
+        guard let first else {
+            // At the log end there is nothing to return; before it, the next batch is in another segment.
+            return offset == snapshot.logEnd ? StoredRecords(file: snapshot.log, position: snapshot.end, length: 0) : nil
+        }
+        guard first.lastOffset < limitOffset else { return StoredRecords(file: snapshot.log, position: first.position, length: 0) }
+        var length = first.size
+        while let frame = try cursor.next(), frame.lastOffset < limitOffset, length + frame.size <= maxBytes {
+            length += frame.size
+        }
+        return StoredRecords(file: snapshot.log, position: first.position, length: length)
     }
 
     /// Whole batches from the one containing `offset`; nil when the segment ends before it.
@@ -254,6 +288,13 @@ final class FilePartitionLog: PartitionLog {
         return chunk.getSlice(at: cursor, length: length)!
     }
 
+    /// Unlinks segments already taken out of `segments`. A pending sync of one is dropped: its
+    /// name is gone, so it could only be reopened to fail, and its data no longer matters.
+    private static func remove(_ removed: ArraySlice<FileSegment>, from s: inout State) throws {
+        s.unsynced.removeAll { file in removed.contains { $0.log === file } }
+        for segment in removed { try segment.removeFiles() }
+    }
+
     static func segmentIndex(containing offset: Int64, in segments: [FileSegment]) -> Int {
         var lo = 0
         var hi = segments.count - 1
@@ -272,7 +313,7 @@ final class FilePartitionLog: PartitionLog {
             // Segments before the first one whose maximum reaches `timestamp` cannot hold the answer.
             guard let segment = s.segments.first(where: { $0.maxTimestamp >= timestamp }) else { return nil }
             let relative = segment.timeIndex.relativeOffset(below: timestamp).map(Int64.init) ?? 0
-            return (segment.log, segment.offsetIndex.position(atOrBefore: relative), segment.size, s.logStartOffset)
+            return (try segment.log.open(), segment.offsetIndex.position(atOrBefore: relative), segment.size, s.logStartOffset)
         }
         guard let snapshot else { return nil }
         var cursor = FrameCursor(file: snapshot.log, from: snapshot.start, end: snapshot.end)
@@ -307,7 +348,7 @@ final class FilePartitionLog: PartitionLog {
             guard count > 0 else { return 0 }
             let removed = s.segments.prefix(count)
             s.segments.removeFirst(count)
-            for segment in removed { try segment.removeFiles() }
+            try Self.remove(removed, from: &s)
             return count
         }
     }
@@ -331,9 +372,7 @@ final class FilePartitionLog: PartitionLog {
                 if count == s.segments.count { try roll(&s, nowMs: nowMs) }
                 let removed = s.segments.prefix(count)
                 s.segments.removeFirst(count)
-                for segment in removed {
-                    try segment.removeFiles()
-                }
+                try Self.remove(removed, from: &s)
                 runtime.logger.info(
                     "deleted segments beyond retention",
                     metadata: [

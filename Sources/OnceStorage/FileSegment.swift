@@ -3,12 +3,13 @@ import NIOCore
 
 /// One segment of a partition on disk: `<base>.log` holding batches back to back, and its two
 /// derived indexes, `<base>.index` and `<base>.timeindex`, which are written when the segment stops
-/// being active. The partition's lock guards every mutable field; `log` may be used without it for
-/// reads of bytes below a `size` observed under the lock, since those never change.
+/// being active. The partition's lock guards every mutable field; a descriptor taken from `log`
+/// under it may be read without it, for bytes below a `size` observed under the lock, since those
+/// never change.
 struct FileSegment: Sendable {
     let baseOffset: Int64
     let directory: String
-    let log: PosixFile
+    let log: SegmentFile
     /// Bytes of whole batches in the log.
     var size = 0
     /// Offset after the last batch.
@@ -25,7 +26,7 @@ struct FileSegment: Sendable {
     var firstAppendMs: Int64?
     var lastAppendMs: Int64
 
-    init(baseOffset: Int64, directory: String, log: PosixFile, lastAppendMs: Int64) {
+    init(baseOffset: Int64, directory: String, log: SegmentFile, lastAppendMs: Int64) {
         self.baseOffset = baseOffset
         self.directory = directory
         self.log = log
@@ -34,9 +35,9 @@ struct FileSegment: Sendable {
     }
 
     /// Creates the empty log file of a new segment.
-    static func create(baseOffset: Int64, directory: String, nowMs: Int64) throws -> FileSegment {
+    static func create(baseOffset: Int64, directory: String, nowMs: Int64, files: FileHandleCache) throws -> FileSegment {
         let path = Self.path(directory, baseOffset, .log)
-        let file = try PosixFile.openFile(path, create: true)
+        let file = try SegmentFile.create(path: path, cache: files)
         try file.truncate(to: 0)
         for kind in [FileKind.index, .timeIndex] { try PosixFile.remove(Self.path(directory, baseOffset, kind)) }
         return FileSegment(baseOffset: baseOffset, directory: directory, log: file, lastAppendMs: nowMs)
@@ -102,8 +103,9 @@ struct FileSegment: Sendable {
         }
     }
 
-    /// Deletes the segment's files; readers holding `log` keep reading the unlinked file.
+    /// Deletes the segment's files; readers holding a descriptor keep reading the unlinked file.
     func removeFiles() throws {
         for kind in [FileKind.index, .timeIndex, .log] { try PosixFile.remove(Self.path(directory, baseOffset, kind)) }
+        log.release()
     }
 }

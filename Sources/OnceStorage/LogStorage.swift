@@ -80,6 +80,11 @@ public protocol PartitionLog: AnyObject, Sendable {
     /// `logEndOffset`.
     func read(from offset: Int64, maxBytes: Int, limitOffset: Int64) throws -> ByteBuffer
 
+    /// Where the batches `read` would return lie in one file, without reading them (length 0 when
+    /// it would return none). Nil when the engine has no files or the batches are not in one
+    /// place (an offset in a gap between segments); the caller then uses `read`.
+    func locate(from offset: Int64, maxBytes: Int, limitOffset: Int64) throws -> StoredRecords?
+
     /// The earliest offset whose batch max timestamp is >= `timestamp`, with that batch's
     /// max timestamp; nil if no such batch (Kafka answers -1).
     func offset(forTimestamp timestamp: Int64) throws -> (offset: Int64, timestamp: Int64)?

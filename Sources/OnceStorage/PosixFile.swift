@@ -19,13 +19,23 @@ final class PosixFile: Sendable {
 
     /// Opens for reading and writing, creating the file when `create` is set.
     static func openFile(_ path: String, create: Bool) throws -> PosixFile {
+        switch attemptOpen(path, create: create) {
+        case .success(let file): return file
+        case .failure(let code): throw PosixFile.error("open", path, code.rawValue)
+        }
+    }
+
+    struct Errno: Error { let rawValue: Int32 }
+
+    /// The open, or the errno that refused it, so callers can tell "out of descriptors" apart.
+    static func attemptOpen(_ path: String, create: Bool) -> Result<PosixFile, Errno> {
         var flags = O_RDWR | O_CLOEXEC
         if create { flags |= O_CREAT }
         while true {
             let fd = open(path, flags, 0o644)
-            if fd >= 0 { return PosixFile(fd: fd, path: path) }
+            if fd >= 0 { return .success(PosixFile(fd: fd, path: path)) }
             if errno == EINTR { continue }
-            throw PosixFile.error("open", path)
+            return .failure(Errno(rawValue: errno))
         }
     }
 

@@ -60,6 +60,33 @@ struct BrokerCommand: AsyncParsableCommand {
     @Option(help: "How long an idle producer id's state is kept, ms [env: ONCE_PRODUCER_ID_EXPIRATION_MS] (default: 86400000)")
     var producerIdExpirationMs: Int64?
 
+    @Option(help: "Segment files kept open at once, least recently used closed first [env: ONCE_MAX_OPEN_FILES] (default: 1000)")
+    var maxOpenFiles: Int?
+
+    @Option(help: "Auto-creation stops once the broker holds this many partitions [env: ONCE_AUTO_CREATE_MAX_PARTITIONS] (default: 10000)")
+    var autoCreateMaxPartitions: Int?
+
+    @Option(help: "Partitions per second auto-creation may add [env: ONCE_AUTO_CREATE_PARTITIONS_PER_SECOND] (default: 100)")
+    var autoCreatePartitionsPerSecond: Double?
+
+    @Option(help: "Largest Fetch response in bytes, fetch.max.bytes [env: ONCE_FETCH_MAX_BYTES] (default: 57671680)")
+    var fetchMaxBytes: Int?
+
+    @Option(help: "Request bytes buffered across all connections before reads pause, queued.max.request.bytes [env: ONCE_QUEUED_MAX_REQUEST_BYTES] (default: 134217728)")
+    var queuedMaxRequestBytes: Int?
+
+    @Option(help: "Close a connection whose started request is unfinished after this many ms [env: ONCE_REQUEST_READ_TIMEOUT_MS] (default: 30000)")
+    var requestReadTimeoutMs: Int64?
+
+    @Option(help: "Close a connection idle this many ms, connections.max.idle.ms [env: ONCE_CONNECTIONS_MAX_IDLE_MS] (default: 600000)")
+    var connectionsMaxIdleMs: Int64?
+
+    @Option(help: "Connections open at once, max.connections [env: ONCE_MAX_CONNECTIONS] (default: 10000)")
+    var maxConnections: Int?
+
+    @Option(help: "Connections open at once from one IP address, max.connections.per.ip [env: ONCE_MAX_CONNECTIONS_PER_IP] (default: unlimited)")
+    var maxConnectionsPerIp: Int?
+
     func run() async throws {
         let config = try makeConfig()
         let level = try setting(logLevel, "ONCE_LOG_LEVEL").map { value -> Logger.Level in
@@ -136,7 +163,42 @@ struct BrokerCommand: AsyncParsableCommand {
             guard v > 0 else { throw ValidationError("--producer-id-expiration-ms must be positive") }
             config.producerIdExpirationMs = v
         }
+        try applyLimits(&config)
         return config
+    }
+
+    private func applyLimits(_ config: inout BrokerConfig) throws {
+        func positive<T: LosslessStringConvertible & Comparable & Numeric>(_ flag: T?, _ env: String, _ name: String) throws -> T? {
+            guard let v = try setting(flag, env) else { return nil }
+            guard v > 0 else { throw ValidationError("--\(name) must be positive") }
+            return v
+        }
+        if let v = try positive(maxOpenFiles, "ONCE_MAX_OPEN_FILES", "max-open-files") { config.maxOpenFiles = v }
+        if let v = try setting(autoCreateMaxPartitions, "ONCE_AUTO_CREATE_MAX_PARTITIONS") {
+            guard v >= 0 else { throw ValidationError("--auto-create-max-partitions must not be negative") }
+            config.autoCreateMaxPartitions = v
+        }
+        if let v = try positive(autoCreatePartitionsPerSecond, "ONCE_AUTO_CREATE_PARTITIONS_PER_SECOND", "auto-create-partitions-per-second") {
+            config.autoCreatePartitionsPerSecond = v
+        }
+        if let v = try positive(fetchMaxBytes, "ONCE_FETCH_MAX_BYTES", "fetch-max-bytes") { config.fetchMaxBytes = v }
+        if let v = try positive(queuedMaxRequestBytes, "ONCE_QUEUED_MAX_REQUEST_BYTES", "queued-max-request-bytes") {
+            config.queuedMaxRequestBytes = v
+        }
+        guard config.queuedMaxRequestBytes >= config.maxRequestSize else {
+            throw ValidationError(
+                "--queued-max-request-bytes (\(config.queuedMaxRequestBytes)) must be at least --max-request-size (\(config.maxRequestSize)), or a largest request could never be read")
+        }
+        if let v = try positive(requestReadTimeoutMs, "ONCE_REQUEST_READ_TIMEOUT_MS", "request-read-timeout-ms") {
+            config.requestReadTimeoutMs = v
+        }
+        if let v = try positive(connectionsMaxIdleMs, "ONCE_CONNECTIONS_MAX_IDLE_MS", "connections-max-idle-ms") {
+            config.connectionsMaxIdleMs = v
+        }
+        if let v = try positive(maxConnections, "ONCE_MAX_CONNECTIONS", "max-connections") { config.maxConnections = v }
+        if let v = try positive(maxConnectionsPerIp, "ONCE_MAX_CONNECTIONS_PER_IP", "max-connections-per-ip") {
+            config.maxConnectionsPerIp = v
+        }
     }
 
     private func setting(_ flag: String?, _ env: String) -> String? {

@@ -216,7 +216,7 @@ struct LogStorageConformanceTests {
         defer { dir.remove() }
         switch engine {
         case .memory: storage = MemoryLogStorage()
-        case .file: storage = try FileLogStorage(directory: dir.path, logger: quietLogger)
+        case .file, .fileOneHandle: storage = try engine.makeFileStorage(dir.path)
         }
         try storage.createTopic(name: "t", partitions: 1, configs: [:])
         let log = try #require(storage.partition(topic: "t", partition: 0))

@@ -55,6 +55,9 @@ struct TemporaryDirectory {
 enum Engine: String, CaseIterable, CustomTestStringConvertible, Sendable {
     case memory
     case file
+    /// The file engine with a handle cache of one descriptor: nearly every access evicts another
+    /// segment's descriptor and reopens its own, so the suite proves lazily opened files behave.
+    case fileOneHandle
 
     var testDescription: String { rawValue }
 
@@ -63,13 +66,21 @@ enum Engine: String, CaseIterable, CustomTestStringConvertible, Sendable {
         switch self {
         case .memory:
             return try body(MemoryLogStorage())
-        case .file:
+        case .file, .fileOneHandle:
             let dir = try TemporaryDirectory()
             defer { dir.remove() }
-            let storage = try FileLogStorage(directory: dir.path, logger: quietLogger)
+            let storage = try makeFileStorage(dir.path)
             defer { try? storage.close() }
             return try body(storage)
         }
+    }
+}
+
+extension Engine {
+    func makeFileStorage(_ path: String, flushPolicy: FlushPolicy = .none) throws -> FileLogStorage {
+        try FileLogStorage(
+            directory: path, flushPolicy: flushPolicy,
+            maxOpenFiles: self == .fileOneHandle ? 1 : FileLogStorage.defaultMaxOpenFiles, logger: quietLogger)
     }
 }
 

@@ -7,21 +7,38 @@ import OnceStorage
 /// Fetch sessions (KIP-227) are declined by answering session id 0, which makes clients send full
 /// requests, as Kafka allows.
 extension Broker {
-    func fetch(_ req: FetchRequest, _ request: Request) -> EventLoopFuture<FetchResponse> {
+    /// Record sets stay in their segment files and go out with sendfile; engines without files
+    /// answer from memory.
+    func fetchStreaming(_ req: FetchRequest, _ request: Request) -> EventLoopFuture<OutboundResponse?> {
+        fetch(req, request).map { round in
+            var response = round.response
+            for placeholder in round.placeholders {
+                // Markers sit where the record sets go; `splice` swaps them for the file ranges.
+                let key = placeholder.key
+                response.responses[key.topic].partitions[key.partition].records = placeholder.marker.marker
+            }
+            let encoded = self.encodeBuffer(response, for: request)
+            let spliced = OutboundResponse.splice(encoded, round.placeholders.map(\.marker), compact: request.version >= 12)
+            self.metrics.responseSent(.fetch, bytes: spliced.byteCount - encoded.readableBytes)
+            return spliced
+        }
+    }
+
+    private func fetch(_ req: FetchRequest, _ request: Request) -> EventLoopFuture<FetchRound> {
         if request.version >= 7 && req.sessionId != 0 {
-            var response = FetchResponse()
-            response.errorCode = ErrorCode.fetchSessionIdNotFound.rawValue
-            return request.eventLoop.makeSucceededFuture(response)
+            var round = FetchRound()
+            round.response.errorCode = ErrorCode.fetchSessionIdNotFound.rawValue
+            return request.eventLoop.makeSucceededFuture(round)
         }
         let waitMs = Int64(max(0, min(req.maxWaitMs, config.maxFetchWaitMs)))
         return fetchRound(req, request, deadline: .now() + .milliseconds(waitMs))
     }
 
-    private func fetchRound(_ req: FetchRequest, _ request: Request, deadline: NIODeadline) -> EventLoopFuture<FetchResponse> {
+    private func fetchRound(_ req: FetchRequest, _ request: Request, deadline: NIODeadline) -> EventLoopFuture<FetchRound> {
         let round = readFetch(req)
         if round.bytes >= Int(req.minBytes) || round.failed || NIODeadline.now() >= deadline {
             metrics.recordBytesFetched(round.bytes)
-            return request.eventLoop.makeSucceededFuture(round.response)
+            return request.eventLoop.makeSucceededFuture(round)
         }
         let promise = request.eventLoop.makePromise(of: Void.self)
         let id = waiters.register(Array(round.endOffsets.keys), promise: promise)
@@ -43,18 +60,27 @@ extension Broker {
         var failed = false
         /// High watermarks seen by this round, to notice appends (and syncs) while parked.
         var endOffsets: [FetchWaiters.PartitionKey: Int64] = [:]
+        /// Record sets left in their files, by position in `response`.
+        var placeholders: [FilePlaceholder] = []
+    }
+
+    private struct FilePlaceholder {
+        var key: (topic: Int, partition: Int)
+        var marker: OutboundResponse.Placeholder
     }
 
     private func readFetch(_ req: FetchRequest) -> FetchRound {
+        var placeholders: [FilePlaceholder] = []
         var bytes = 0
         var failed = false
         var endOffsets: [FetchWaiters.PartitionKey: Int64] = [:]
         let readCommitted = req.isolationLevel == 1
-        var remaining = Int(req.maxBytes)
-        let responses = req.topics.map { t in
+        // The broker's fetch.max.bytes bounds what one response may hold, whatever the client asks.
+        var remaining = min(Int(req.maxBytes), config.fetchMaxBytes)
+        let responses = req.topics.enumerated().map { topicIndex, t in
             var topic = FetchResponse.FetchableTopicResponse()
             topic.topic = t.topic
-            topic.partitions = t.partitions.map { p in
+            topic.partitions = t.partitions.enumerated().map { partitionIndex, p in
                 var result = FetchResponse.PartitionData()
                 result.partitionIndex = p.partition
                 // Empty, not null: librdkafka cannot parse a null record set, even beside an error.
@@ -87,9 +113,20 @@ extension Broker {
                     guard remaining > 0 || bytes == 0 else { return result }
                     let limit = readCommitted ? stable : end
                     let maxBytes = max(1, min(Int(p.partitionMaxBytes), remaining))
-                    let records = try log.read(from: p.fetchOffset, maxBytes: maxBytes, limitOffset: limit)
                     // Only the first partition with data may exceed the limits (so a consumer always
                     // progresses); later ones stop at what still fits.
+                    if let stored = try log.locate(from: p.fetchOffset, maxBytes: maxBytes, limitOffset: limit) {
+                        if stored.length > 0 && (bytes == 0 || stored.length <= remaining) {
+                            placeholders.append(
+                                FilePlaceholder(
+                                    key: (topicIndex, partitionIndex),
+                                    marker: .init(marker: OutboundResponse.makeMarker(), records: stored)))
+                            bytes += stored.length
+                            remaining -= stored.length
+                        }
+                        return result
+                    }
+                    let records = try log.read(from: p.fetchOffset, maxBytes: maxBytes, limitOffset: limit)
                     if bytes == 0 || records.readableBytes <= remaining {
                         result.records = records
                         bytes += records.readableBytes
@@ -105,7 +142,7 @@ extension Broker {
             }
             return topic
         }
-        var round = FetchRound(bytes: bytes, failed: failed, endOffsets: endOffsets)
+        var round = FetchRound(bytes: bytes, failed: failed, endOffsets: endOffsets, placeholders: placeholders)
         round.response.responses = responses
         return round
     }

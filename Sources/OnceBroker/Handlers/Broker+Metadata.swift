@@ -83,6 +83,15 @@ extension Broker {
     func topicForUse(_ name: String, autoCreate: Bool) -> Result<TopicMetadata, ErrorCode> {
         if let meta = storage.topic(named: name) { return .success(meta) }
         guard autoCreate else { return .failure(.unknownTopicOrPartition) }
+        if let refusal = autoCreateRefusal(partitions: Int(config.defaultPartitions)) {
+            if let refused = autoCreateBudget.refusalToLog() {
+                logger.warning(
+                    "not auto-creating topics", metadata: ["topic": "\(name)", "refused": "\(refused)", "reason": "\(refusal)"])
+            }
+            // As for a topic auto-creation did not make: the client retries Metadata and, when the
+            // budget refills or an operator creates the topic, finds it.
+            return .failure(.unknownTopicOrPartition)
+        }
         do {
             let meta = try storage.createTopic(name: name, partitions: config.defaultPartitions, configs: [:])
             logger.info("auto-created topic", metadata: ["topic": "\(name)", "partitions": "\(config.defaultPartitions)"])
@@ -95,6 +104,21 @@ extension Broker {
             logger.error("auto-creating topic failed", metadata: ["topic": "\(name)", "error": "\(error)"])
             return .failure(.kafkaStorageError)
         }
+    }
+
+    /// Why auto-creating `partitions` more would break a limit, or nil if it may go ahead.
+    private func autoCreateRefusal(partitions: Int) -> String? {
+        // The broker's own internal topics are a fixed cost, not what the cap is for.
+        let existing = storage.topics().reduce(0) {
+            $0 + (InternalTopics.names.contains($1.name) ? 0 : Int($1.partitionCount))
+        }
+        if existing + partitions > config.autoCreateMaxPartitions {
+            return "the broker holds \(existing) partitions outside internal topics; auto-creation stops at \(config.autoCreateMaxPartitions)"
+        }
+        guard autoCreateBudget.allow(partitions: partitions) else {
+            return "more than \(config.autoCreatePartitionsPerSecond) partitions per second"
+        }
+        return nil
     }
 
     func describeCluster(_ req: DescribeClusterRequest, _ request: Request) -> DescribeClusterResponse {
