@@ -22,13 +22,30 @@ public enum RecordValidationError: Error, Hashable, Sendable {
     /// A batch from an idempotent producer (producerId set) without a base sequence.
     case missingSequence(position: Int, producerId: Int64)
     case batchTooLarge(position: Int, size: Int, limit: Int)
+    /// Record `index` of the batch cannot be parsed, or the records do not match the declared count.
+    case malformedRecord(position: Int, index: Int, reason: String)
+    /// Records without a key on a topic whose cleanup.policy includes compact.
+    case keylessRecordsOnCompactedTopic(position: Int, indexes: [Int])
+    /// The codec rejects the compressed records.
+    case corruptCompression(position: Int, codec: CompressionCodec, reason: String)
+    /// The compressed records stop before their stream ends.
+    case truncatedCompression(position: Int, codec: CompressionCodec, reason: String)
+    /// The compressed records inflate past the broker's bound.
+    case uncompressedTooLarge(position: Int, limit: Int)
 
     /// The Kafka error code for the partition's ProduceResponse.
     public var kafkaErrorCode: Int16 {
         switch self {
         case .truncatedBatch, .invalidBatchLength, .crcMismatch, .unknownCompression:
             return 2  // CORRUPT_MESSAGE
-        case .batchTooLarge:
+        case .corruptCompression:
+            // Kafka's codec streams throw a bare KafkaException here, which reaches the client as
+            // UNKNOWN_SERVER_ERROR; the bytes are corrupt, and CORRUPT_MESSAGE says so.
+            return 2  // CORRUPT_MESSAGE
+        case .malformedRecord, .keylessRecordsOnCompactedTopic, .truncatedCompression:
+            // DefaultRecord.readFrom and the batch iterator throw InvalidRecordException.
+            return 87  // INVALID_RECORD
+        case .batchTooLarge, .uncompressedTooLarge:
             return 10  // MESSAGE_TOO_LARGE
         case .noBatches, .multipleBatches, .unsupportedMagic, .invalidRecordCount, .controlBatchFromClient,
             .missingSequence:
@@ -39,4 +56,16 @@ public enum RecordValidationError: Error, Hashable, Sendable {
     }
 
     public var errorCode: ErrorCode { ErrorCode(kafkaErrorCode) }
+
+    /// KIP-467's per-record errors (ProduceResponse v8+): which records of the batch were refused.
+    public var recordErrors: [(index: Int32, message: String)] {
+        switch self {
+        case .malformedRecord(_, let index, let reason):
+            return [(Int32(clamping: index), reason)]
+        case .keylessRecordsOnCompactedTopic(_, let indexes):
+            return indexes.map { (Int32(clamping: $0), "compacted topic cannot accept a record without a key") }
+        default:
+            return []
+        }
+    }
 }
