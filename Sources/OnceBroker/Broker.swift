@@ -88,7 +88,8 @@ public final class Broker: Sendable {
         case .describeCluster:
             return respond(request, describeCluster(request))
         case .createTopics:
-            return respond(request, createTopics(try CreateTopicsRequest(from: &frame, version: version), request))
+            return createTopics(try CreateTopicsRequest(from: &frame, version: version), request)
+                .map { self.encode($0, for: request) }
         case .deleteTopics:
             return respond(request, deleteTopics(try DeleteTopicsRequest(from: &frame, version: version), request))
         case .describeConfigs:

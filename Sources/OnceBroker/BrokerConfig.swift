@@ -58,6 +58,13 @@ public struct BrokerConfig: Sendable {
     public var transactionalIdExpirationMs: Int64 = 604_800_000
     /// How often open transactions are checked against their timeouts. Default: 1 s.
     public var transactionTimeoutCheckIntervalMs: Int64 = 1_000
+    /// Most partitions one CreateTopics may ask for, all topics together; a larger request is
+    /// refused whole with POLICY_VIOLATION, as Kafka's controller refuses an operation of more than
+    /// 10,000 records (its `MAX_RECORDS_PER_USER_OP`). Default: 10,000.
+    public var maxPartitionsPerRequest: Int = 10_000
+    /// Most partitions this broker holds, all topics together (KIP-578's `max.broker.partitions`);
+    /// a topic that would pass it is refused with POLICY_VIOLATION. Default: 50,000.
+    public var maxPartitions: Int = 50_000
     /// Event-loop threads. Default: the number of cores.
     public var threads: Int = System.coreCount
 

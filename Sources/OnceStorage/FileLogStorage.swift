@@ -21,6 +21,9 @@ public final class FileLogStorage: LogStorage {
 
     private struct State {
         var topics: [String: Topic] = [:]
+        /// Names whose directories are being made outside the lock; a second create of one waits
+        /// for nothing and is refused as existing.
+        var creating: Set<String> = []
         var isOpen = true
         var flushTimer: FlushTimer?
     }
@@ -123,14 +126,18 @@ public final class FileLogStorage: LogStorage {
         if let problem = TopicName.validationError(name) { throw StorageError.invalidConfig(problem) }
         guard partitions > 0 else { throw StorageError.invalidConfig("partition count \(partitions) must be positive") }
         let config = try TopicConfig(overrides: configs)
-        // Creating under the lock keeps two creates of one name from racing on its directories.
-        return try state.withLock { s in
+        // The name is reserved under the lock, the directories are made outside it (thousands of
+        // them take seconds, and every other request needs this lock), then the metadata file
+        // makes the topic exist. A failure removes everything made, so nothing is left behind.
+        try state.withLock { s in
             guard s.isOpen else { throw StorageError.io("storage is closed") }
-            guard s.topics[name] == nil else { throw StorageError.topicExists(name) }
-            let metadata = TopicMetadata(name: name, id: .random(), partitionCount: partitions, configs: configs)
-            // Data directories first, metadata last: until the metadata file lands the topic does not
-            // exist, and a crash before then leaves orphans that the next open removes.
-            var logs: [FilePartitionLog] = []
+            guard s.topics[name] == nil, !s.creating.contains(name) else { throw StorageError.topicExists(name) }
+            s.creating.insert(name)
+        }
+        let metadata = TopicMetadata(name: name, id: .random(), partitionCount: partitions, configs: configs)
+        var logs: [FilePartitionLog] = []
+        do {
+            logs.reserveCapacity(Int(partitions))
             for partition in 0..<partitions {
                 let path = partitionDirectory(name, partition)
                 try? FileManager.default.removeItem(atPath: path)
@@ -139,12 +146,25 @@ public final class FileLogStorage: LogStorage {
                         topic: name, partition: partition, directory: path, config: config, runtime: runtime))
             }
             try PosixFile.syncDirectory(directory)
-            try PosixFile.writeAtomically(
-                TopicMetadataFile.encode(metadata), to: metadataPath(name), directory: topicsDirectory)
-            s.topics[name] = Topic(metadata: metadata, partitions: logs)
-            logger.info("created topic", metadata: ["topic": "\(name)", "id": "\(metadata.id)", "partitions": "\(partitions)"])
-            return metadata
+            try state.withLock { s in
+                guard s.isOpen else { throw StorageError.io("storage is closed") }
+                // Data directories first, metadata last: until the metadata file lands the topic
+                // does not exist, and a crash before then leaves orphans that the next open removes.
+                try PosixFile.writeAtomically(
+                    TopicMetadataFile.encode(metadata), to: metadataPath(name), directory: topicsDirectory)
+                s.creating.remove(name)
+                s.topics[name] = Topic(metadata: metadata, partitions: logs)
+            }
+        } catch {
+            for log in logs { log.markDeleted() }
+            for partition in 0..<partitions {
+                try? FileManager.default.removeItem(atPath: partitionDirectory(name, partition))
+            }
+            _ = state.withLock { $0.creating.remove(name) }
+            throw error
         }
+        logger.info("created topic", metadata: ["topic": "\(name)", "id": "\(metadata.id)", "partitions": "\(partitions)"])
+        return metadata
     }
 
     public func deleteTopic(name: String) throws {

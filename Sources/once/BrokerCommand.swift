@@ -59,6 +59,12 @@ struct BrokerCommand: AsyncParsableCommand {
     @Option(help: "How long an idle producer id's state is kept, ms [env: ONCE_PRODUCER_ID_EXPIRATION_MS] (default: 86400000)")
     var producerIdExpirationMs: Int64?
 
+    @Option(help: "Most partitions one CreateTopics may ask for [env: ONCE_MAX_PARTITIONS_PER_REQUEST] (default: 10000)")
+    var maxPartitionsPerRequest: Int?
+
+    @Option(help: "Most partitions this broker holds [env: ONCE_MAX_PARTITIONS] (default: 50000)")
+    var maxPartitions: Int?
+
     func run() async throws {
         let config = try makeConfig()
         let level = try setting(logLevel, "ONCE_LOG_LEVEL").map { value -> Logger.Level in
@@ -133,6 +139,14 @@ struct BrokerCommand: AsyncParsableCommand {
         if let v = try setting(producerIdExpirationMs, "ONCE_PRODUCER_ID_EXPIRATION_MS") {
             guard v > 0 else { throw ValidationError("--producer-id-expiration-ms must be positive") }
             config.producerIdExpirationMs = v
+        }
+        if let v = try setting(maxPartitionsPerRequest, "ONCE_MAX_PARTITIONS_PER_REQUEST") {
+            guard v > 0 else { throw ValidationError("--max-partitions-per-request must be positive") }
+            config.maxPartitionsPerRequest = v
+        }
+        if let v = try setting(maxPartitions, "ONCE_MAX_PARTITIONS") {
+            guard v > 0 else { throw ValidationError("--max-partitions must be positive") }
+            config.maxPartitions = v
         }
         return config
     }

@@ -1,61 +1,8 @@
 import KafkaProtocol
 import OnceStorage
 
-/// CreateTopics, DeleteTopics and DescribeConfigs: topic administration.
+/// DeleteTopics and DescribeConfigs: topic administration (CreateTopics is in Broker+CreateTopics).
 extension Broker {
-    func createTopics(_ req: CreateTopicsRequest, _ request: Request) -> CreateTopicsResponse {
-        var response = CreateTopicsResponse()
-        response.topics = req.topics.map { t in
-            var result = CreateTopicsResponse.CreatableTopicResult()
-            result.name = t.name
-            let partitions = t.numPartitions == -1 ? config.defaultPartitions : t.numPartitions
-            var configs: [String: String] = [:]
-            for c in t.configs { if let v = c.value { configs[c.name] = v } }
-            if partitions <= 0 || !t.assignments.isEmpty && t.numPartitions != -1 {
-                result.errorCode = ErrorCode.invalidPartitions.rawValue
-                result.errorMessage = t.assignments.isEmpty
-                    ? "number of partitions must be positive" : "give either partitions or assignments"
-            } else if t.replicationFactor != -1 && t.replicationFactor != 1 && t.assignments.isEmpty {
-                result.errorCode = ErrorCode.invalidReplicationFactor.rawValue
-                result.errorMessage = "replication factor \(t.replicationFactor) is larger than the 1 available broker"
-            } else if storage.topic(named: t.name) != nil {
-                result.errorCode = ErrorCode.topicAlreadyExists.rawValue
-                result.errorMessage = "topic '\(t.name)' already exists"
-            } else if let problem = TopicName.validationError(t.name) {
-                result.errorCode = ErrorCode.invalidTopicException.rawValue
-                result.errorMessage = problem
-            } else if let problem = Self.configProblem(configs) {
-                result.errorCode = ErrorCode.invalidConfig.rawValue
-                result.errorMessage = problem
-            } else if !req.validateOnly {
-                do {
-                    let meta = try storage.createTopic(name: t.name, partitions: partitions, configs: configs)
-                    result.topicId = meta.id
-                    logger.info("created topic", metadata: ["topic": "\(t.name)", "partitions": "\(partitions)"])
-                } catch {
-                    let (code, message) = errorCode(for: error)
-                    result.errorCode = code.rawValue
-                    result.errorMessage = message
-                }
-            }
-            if result.errorCode == 0 {
-                result.numPartitions = partitions
-                result.replicationFactor = 1
-                result.configs = Self.topicConfig(configs).entries.map { e in
-                    var c = CreateTopicsResponse.CreatableTopicConfigs()
-                    c.name = e.name
-                    c.value = e.value
-                    c.configSource = e.isDefault ? ConfigSource.defaultConfig : ConfigSource.topicConfig
-                    return c
-                }
-            } else {
-                metrics.error(.createTopics, ErrorCode(result.errorCode))
-            }
-            return result
-        }
-        return response
-    }
-
     func deleteTopics(_ req: DeleteTopicsRequest, _ request: Request) -> DeleteTopicsResponse {
         // v0-5 name topics; v6 names them or gives their ids.
         let targets: [(name: String?, id: KafkaUUID)] =
@@ -75,6 +22,15 @@ extension Broker {
             }
             result.name = meta.name
             result.topicId = meta.id
+            // The coordinators' logs: deleting one would break every transaction or group until a
+            // restart. Kafka's own tools refuse with "is a kafka internal topic"; the broker uses the
+            // code it gives for writes to an internal topic.
+            guard !InternalTopics.names.contains(meta.name) else {
+                result.errorCode = ErrorCode.invalidTopicException.rawValue
+                result.errorMessage = "topic '\(meta.name)' is internal and cannot be deleted"
+                metrics.error(.deleteTopics, .invalidTopicException)
+                return result
+            }
             do {
                 try storage.deleteTopic(name: meta.name)
                 producers.topicDeleted(meta)
