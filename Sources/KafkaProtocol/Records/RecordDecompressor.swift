@@ -30,15 +30,19 @@ public enum RecordDecompressor {
         }
     }
 
-    /// A growable output that refuses to pass `limit`; starts small because most batches are.
+    /// A growable output that refuses to pass `limit`. It starts at the size the stream declares,
+    /// when it declares one, so the usual batch inflates with no regrowth; a declared size is
+    /// only a hint, capped so that a lying header cannot make a tiny batch allocate `limit`.
     private struct Output {
         var bytes: [UInt8]
         var filled = 0
         let limit: Int
 
-        init(expected: Int, limit: Int) {
+        init(declared: Int?, inputSize: Int, limit: Int) {
             self.limit = limit
-            bytes = [UInt8](repeating: 0, count: max(1, min(limit, max(expected, 4096))))
+            let guess = declared.map { min($0, inputSize.multipliedReportingOverflow(by: 256).partialValue) }
+            let size = max(1, min(limit, max(guess ?? inputSize * 4, 4096)))
+            bytes = [UInt8](unsafeUninitializedCapacity: size) { _, count in count = size }
         }
 
         var spare: Int { bytes.count - filled }
@@ -64,7 +68,9 @@ public enum RecordDecompressor {
         var stream = z_stream()
         guard once_gzip_inflate_init(&stream) == Z_OK else { return .failure(.corrupt("zlib could not start")) }
         defer { inflateEnd(&stream) }
-        var out = Output(expected: input.count * 4, limit: limit)
+        // A gzip member ends with its uncompressed size modulo 2^32.
+        let declared = input.count >= 18 ? Int(UInt32(littleEndian: input.loadUnaligned(fromByteOffset: input.count - 4, as: UInt32.self))) : nil
+        var out = Output(declared: declared, inputSize: input.count, limit: limit)
         let base = input.baseAddress!.assumingMemoryBound(to: UInt8.self)
         stream.next_in = UnsafeMutablePointer(mutating: base)
         stream.avail_in = UInt32(input.count)
@@ -150,8 +156,16 @@ public enum RecordDecompressor {
             return .failure(.corrupt("lz4 could not start"))
         }
         defer { _ = LZ4F_freeDecompressionContext(context) }
-        var out = Output(expected: input.count * 4, limit: limit)
-        var consumed = 0
+        // The frame header may carry the content size (librdkafka leaves it out; others set it).
+        var info = LZ4F_frameInfo_t()
+        var consumed = input.count
+        let header = LZ4F_getFrameInfo(context, &info, input.baseAddress, &consumed)
+        if LZ4F_isError(header) != 0 {
+            if input.count < 7 { return .failure(.truncated("lz4 frame header is cut short")) }
+            return .failure(.corrupt("lz4: \(String(cString: LZ4F_getErrorName(header)))"))
+        }
+        let declared = info.contentSize > 0 && info.contentSize < UInt64(Int.max) ? Int(info.contentSize) : nil
+        var out = Output(declared: declared, inputSize: input.count, limit: limit)
         while true {
             if out.spare == 0 && !out.grow() { return .failure(.tooLarge(limit: limit)) }
             var sourceSize = input.count - consumed
@@ -180,7 +194,10 @@ public enum RecordDecompressor {
     private static func unzstd(_ input: UnsafeRawBufferPointer, limit: Int) -> Result<[UInt8], Failure> {
         guard let context = ZSTD_createDCtx() else { return .failure(.corrupt("zstd could not start")) }
         defer { ZSTD_freeDCtx(context) }
-        var out = Output(expected: input.count * 4, limit: limit)
+        let size = ZSTD_getFrameContentSize(input.baseAddress, input.count)
+        // Larger values are ZSTD_CONTENTSIZE_UNKNOWN and ZSTD_CONTENTSIZE_ERROR.
+        let declared = size < UInt64(Int.max) ? Int(size) : nil
+        var out = Output(declared: declared, inputSize: input.count, limit: limit)
         var source = ZSTD_inBuffer(src: input.baseAddress, size: input.count, pos: 0)
         var remainingHint = 1
         while true {
