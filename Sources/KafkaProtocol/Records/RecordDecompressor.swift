@@ -2,6 +2,7 @@ import CLZ4
 import CSnappy
 import CZlib
 import CZstd
+import Synchronization
 
 /// Inflates the records section of a compressed batch so that every record can be checked on
 /// append, as Kafka's broker does. Output is bounded: a small batch cannot make the broker allocate
@@ -191,9 +192,32 @@ public enum RecordDecompressor {
 
     // MARK: zstd
 
+    /// A zstd decoder keeps a window buffer of up to several MiB; allocating (and page-faulting)
+    /// one per batch cost more than inflating the batch, so decoders are kept and reused.
+    private struct ZstdContext: @unchecked Sendable {
+        let pointer: OpaquePointer
+    }
+
+    private static let zstdContexts = Mutex<[ZstdContext]>([])
+    /// Enough for every event-loop thread of a large machine; more are freed, not kept.
+    private static let keptZstdContexts = 64
+
+    private static func releaseZstd(_ context: OpaquePointer) {
+        // A reset session forgets the last frame, so the next batch starts clean.
+        let kept = ZSTD_isError(ZSTD_DCtx_reset(context, ZSTD_reset_session_only)) == 0
+            && zstdContexts.withLock { pool in
+                guard pool.count < keptZstdContexts else { return false }
+                pool.append(ZstdContext(pointer: context))
+                return true
+            }
+        if !kept { ZSTD_freeDCtx(context) }
+    }
+
     private static func unzstd(_ input: UnsafeRawBufferPointer, limit: Int) -> Result<[UInt8], Failure> {
-        guard let context = ZSTD_createDCtx() else { return .failure(.corrupt("zstd could not start")) }
-        defer { ZSTD_freeDCtx(context) }
+        guard let context = zstdContexts.withLock({ $0.popLast()?.pointer }) ?? ZSTD_createDCtx() else {
+            return .failure(.corrupt("zstd could not start"))
+        }
+        defer { releaseZstd(context) }
         let size = ZSTD_getFrameContentSize(input.baseAddress, input.count)
         // Larger values are ZSTD_CONTENTSIZE_UNKNOWN and ZSTD_CONTENTSIZE_ERROR.
         let declared = size < UInt64(Int.max) ? Int(size) : nil
