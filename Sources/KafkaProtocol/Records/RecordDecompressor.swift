@@ -70,7 +70,8 @@ public enum RecordDecompressor {
         guard once_gzip_inflate_init(&stream) == Z_OK else { return .failure(.corrupt("zlib could not start")) }
         defer { inflateEnd(&stream) }
         // A gzip member ends with its uncompressed size modulo 2^32.
-        let declared = input.count >= 18 ? Int(UInt32(littleEndian: input.loadUnaligned(fromByteOffset: input.count - 4, as: UInt32.self))) : nil
+        let declared = input.count >= 18
+            ? Int(UInt32(littleEndian: input.loadUnaligned(fromByteOffset: input.count - 4, as: UInt32.self))) : nil
         var out = Output(declared: declared, inputSize: input.count, limit: limit)
         let base = input.baseAddress!.assumingMemoryBound(to: UInt8.self)
         stream.next_in = UnsafeMutablePointer(mutating: base)
