@@ -9,10 +9,12 @@ import gzip
 import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import NewTopic
+from kafka import KafkaConsumer
+from kafka import TopicPartition as KpTopicPartition
 
 from confluent_helpers import admin, create_topic, produce_indexed, read_to_end, watermarks
 from record_batches import batch, good_records, produce, record, varint
-from support import index_of, unique_topic, value_for, wait_until
+from support import Deadline, index_of, unique_topic, value_for, wait_until
 
 INVALID_RECORD = 87
 CORRUPT_MESSAGE = 2
@@ -75,6 +77,25 @@ def test_poison_batches_are_refused_and_never_stored(broker, acks):
     assert [r.value for r in records[8:10]] == [f"gz-v{i}".encode() for i in range(2)]
     assert [index_of(r.value) for r in records[10:]] == list(range(5, 10))
     assert len(before) == 5
+    # kafka-python raised CorruptRecordError at a stored poison batch; it reads the same 15.
+    assert _kafka_python_offsets(broker, topic, 15) == list(range(15))
+
+
+def _kafka_python_offsets(broker, topic: str, count: int) -> list[int]:
+    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=None, enable_auto_commit=False)
+    try:
+        partition = KpTopicPartition(topic, 0)
+        consumer.assign([partition])
+        consumer.seek_to_beginning(partition)
+        offsets: list[int] = []
+        deadline = Deadline(60, f"{count} records from kafka-python")
+        while len(offsets) < count:
+            deadline.check(f"({len(offsets)} so far)")
+            for batch in consumer.poll(timeout_ms=500).values():
+                offsets.extend(message.offset for message in batch)
+        return offsets
+    finally:
+        consumer.close()
 
 
 @pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
