@@ -69,3 +69,34 @@ public enum RecordValidationError: Error, Hashable, Sendable {
         }
     }
 }
+
+extension RecordValidationError: CustomStringConvertible {
+    /// The sentence a client sees as the partition's errorMessage.
+    public var description: String {
+        switch self {
+        case .noBatches: return "the record set holds no batch"
+        case .multipleBatches: return "produce v3 and later carry exactly one batch per partition"
+        case .truncatedBatch(let at): return "the batch at byte \(at) is cut short"
+        case .invalidBatchLength(let at, let length): return "the batch at byte \(at) has an invalid length \(length)"
+        case .unsupportedMagic(let at, let magic): return "the batch at byte \(at) has magic \(magic); only v2 batches are accepted"
+        case .crcMismatch(let at, let stored, let computed):
+            return "the batch at byte \(at) fails its CRC (stored \(stored), computed \(computed))"
+        case .unknownCompression(let at, let codec): return "the batch at byte \(at) names no known codec (\(codec))"
+        case .invalidRecordCount(let at, let count, let delta):
+            return "the batch at byte \(at) declares \(count) records but a last offset delta of \(delta)"
+        case .controlBatchFromClient(let at): return "the batch at byte \(at) is a control batch; only the broker writes those"
+        case .missingSequence(let at, let producerId):
+            return "the batch at byte \(at) has producer id \(producerId) but no base sequence"
+        case .batchTooLarge(let at, let size, let limit):
+            return "the batch at byte \(at) is \(size) bytes, more than max.message.bytes \(limit)"
+        case .malformedRecord(let at, let index, let reason): return "record \(index) of the batch at byte \(at): \(reason)"
+        case .keylessRecordsOnCompactedTopic(_, let indexes):
+            return "\(indexes.count) records without a key; a compacted topic needs a key on every record"
+        case .corruptCompression(let at, let codec, let reason): return "the \(codec) records of the batch at byte \(at) are corrupt: \(reason)"
+        case .truncatedCompression(let at, let codec, let reason):
+            return "the \(codec) records of the batch at byte \(at) end early: \(reason)"
+        case .uncompressedTooLarge(let at, let limit):
+            return "the compressed records of the batch at byte \(at) inflate past \(limit) bytes"
+        }
+    }
+}
