@@ -91,7 +91,8 @@ public final class Broker: Sendable {
             return createTopics(try CreateTopicsRequest(from: &frame, version: version), request)
                 .map { self.encode($0, for: request) }
         case .deleteTopics:
-            return respond(request, deleteTopics(try DeleteTopicsRequest(from: &frame, version: version), request))
+            return deleteTopics(try DeleteTopicsRequest(from: &frame, version: version), request)
+                .map { self.encode($0, for: request) }
         case .describeConfigs:
             return respond(request, describeConfigs(try DescribeConfigsRequest(from: &frame, version: version), request))
         case .listOffsets:

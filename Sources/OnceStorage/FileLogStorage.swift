@@ -21,9 +21,9 @@ public final class FileLogStorage: LogStorage {
 
     private struct State {
         var topics: [String: Topic] = [:]
-        /// Names whose directories are being made outside the lock; a second create of one waits
-        /// for nothing and is refused as existing.
-        var creating: Set<String> = []
+        /// Names whose directories are being made or removed outside the lock; creating one of
+        /// them is refused as existing until that work is done.
+        var reserved: Set<String> = []
         var isOpen = true
         var flushTimer: FlushTimer?
     }
@@ -131,8 +131,8 @@ public final class FileLogStorage: LogStorage {
         // makes the topic exist. A failure removes everything made, so nothing is left behind.
         try state.withLock { s in
             guard s.isOpen else { throw StorageError.io("storage is closed") }
-            guard s.topics[name] == nil, !s.creating.contains(name) else { throw StorageError.topicExists(name) }
-            s.creating.insert(name)
+            guard s.topics[name] == nil, !s.reserved.contains(name) else { throw StorageError.topicExists(name) }
+            s.reserved.insert(name)
         }
         let metadata = TopicMetadata(name: name, id: .random(), partitionCount: partitions, configs: configs)
         var logs: [FilePartitionLog] = []
@@ -152,7 +152,7 @@ public final class FileLogStorage: LogStorage {
                 // does not exist, and a crash before then leaves orphans that the next open removes.
                 try PosixFile.writeAtomically(
                     TopicMetadataFile.encode(metadata), to: metadataPath(name), directory: topicsDirectory)
-                s.creating.remove(name)
+                s.reserved.remove(name)
                 s.topics[name] = Topic(metadata: metadata, partitions: logs)
             }
         } catch {
@@ -160,7 +160,7 @@ public final class FileLogStorage: LogStorage {
             for partition in 0..<partitions {
                 try? FileManager.default.removeItem(atPath: partitionDirectory(name, partition))
             }
-            _ = state.withLock { $0.creating.remove(name) }
+            _ = state.withLock { $0.reserved.remove(name) }
             throw error
         }
         logger.info("created topic", metadata: ["topic": "\(name)", "id": "\(metadata.id)", "partitions": "\(partitions)"])
@@ -168,22 +168,27 @@ public final class FileLogStorage: LogStorage {
     }
 
     public func deleteTopic(name: String) throws {
-        try state.withLock { s in
+        let partitions = try state.withLock { s in
             guard let topic = s.topics[name] else { throw StorageError.unknownTopic(name) }
             // Metadata first: once it is gone the topic is gone, whatever happens to the data.
             try PosixFile.remove(metadataPath(name))
             try PosixFile.syncDirectory(topicsDirectory)
             s.topics[name] = nil
-            for log in topic.partitions {
-                log.markDeleted()
-                do {
-                    try FileManager.default.removeItem(atPath: log.directory)
-                } catch {
-                    logger.warning("could not remove partition directory", metadata: ["directory": "\(log.directory)", "error": "\(error)"])
-                }
-            }
-            logger.info("deleted topic", metadata: ["topic": "\(name)"])
+            s.reserved.insert(name)
+            return topic.partitions
         }
+        defer { _ = state.withLock { $0.reserved.remove(name) } }
+        // Outside the lock: removing thousands of directories takes seconds, and nothing can reach
+        // them any more (a crash before they are gone leaves orphans the next open removes).
+        for log in partitions {
+            log.markDeleted()
+            do {
+                try FileManager.default.removeItem(atPath: log.directory)
+            } catch {
+                logger.warning("could not remove partition directory", metadata: ["directory": "\(log.directory)", "error": "\(error)"])
+            }
+        }
+        logger.info("deleted topic", metadata: ["topic": "\(name)"])
     }
 
     public func readState(named name: String) throws -> [UInt8]? {

@@ -83,30 +83,40 @@ def test_the_broker_wide_partition_limit(broker_factory):
     assert len(_partition_directories(broker, first)) == 40
 
 
-@pytest.mark.timeout_seconds(300)
-def test_a_big_create_topics_does_not_stall_other_clients(broker):
+def _produce_while(producer: Producer, topic: str, first: int, operation, what: str) -> int:
+    """Produces records one at a time, each acknowledged within a generous bound, until
+    `operation` is done; returns how many were acknowledged while it was still running."""
+    during = 0
+    for i in range(first, first + 20):
+        reports = []
+        producer.produce(topic, key=b"k", value=str(i).encode(), on_delivery=lambda err, msg: reports.append(err))
+        assert producer.flush(10) == 0, f"record {i} not acknowledged within 10 s while {what} ran"
+        assert reports == [None], reports
+        if not operation.done():
+            during += 1
+    assert during > 0, f"{what} finished before the producer started: nothing was proved"
+    return during
+
+
+@pytest.mark.timeout_seconds(400)
+def test_a_big_create_or_delete_topics_does_not_stall_other_clients(broker):
     busy = unique_topic("busy")
     create_topic(broker, busy, 1)
     client = admin(broker)
     big = unique_topic("big")
-    futures = client.create_topics([NewTopic(big, num_partitions=10_000, replication_factor=1)], request_timeout=280)
-    creation = futures[big]
-
-    # Each record must be acknowledged within a generous bound while the creation runs; before the
-    # creation moved off the event loops, a request waited for all of its file work.
+    # Before the file work moved off the event loops, every request waited for all of it.
     producer = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 0})
-    acknowledged_during_creation = 0
-    for i in range(20):
-        reports = []
-        producer.produce(busy, key=b"k", value=str(i).encode(), on_delivery=lambda err, msg: reports.append(err))
-        assert producer.flush(10) == 0, f"record {i} not acknowledged within 10 s while a big CreateTopics ran"
-        assert reports == [None], reports
-        if not creation.done():
-            acknowledged_during_creation += 1
-    assert acknowledged_during_creation > 0, "the creation finished before the producer started: nothing was proved"
+    creation = client.create_topics([NewTopic(big, num_partitions=10_000, replication_factor=1)], request_timeout=280)[big]
+    _produce_while(producer, busy, 0, creation, "a 10,000-partition CreateTopics")
     assert _error_code(creation, 280) == 0
     assert partition_count(broker, big) == 10_000
-    assert [r.value for r in read_to_end(broker, busy, [0])] == [str(i).encode() for i in range(20)]
+
+    deletion = client.delete_topics([big], request_timeout=280)[big]
+    _produce_while(producer, busy, 20, deletion, "deleting 10,000 partitions")
+    assert _error_code(deletion, 280) == 0
+    assert partition_count(broker, big) is None
+    assert _partition_directories(broker, big) == []
+    assert [r.value for r in read_to_end(broker, busy, [0])] == [str(i).encode() for i in range(40)]
 
 
 def test_a_failed_creation_leaves_no_directory_behind(broker_factory, tmp_path):

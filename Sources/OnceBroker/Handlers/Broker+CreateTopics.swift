@@ -5,8 +5,8 @@ import OnceStorage
 
 /// CreateTopics. Checks run on the event loop; making directories does not, because a topic of
 /// thousands of partitions takes seconds of file work that would stall every connection served by
-/// that loop. Creations run one at a time on their own queue, which also makes the broker-wide
-/// partition limit exact.
+/// that loop. Creations run one at a time on the topic-administration queue (deletions too),
+/// which also makes the broker-wide partition limit exact.
 extension Broker {
     /// Kafka's controller refuses an operation that needs more than its bound of records with
     /// this message (a PolicyViolationException).
@@ -58,7 +58,7 @@ extension Broker {
         let pending = response
         let creations = toCreate
         let validateOnly = req.validateOnly
-        TopicCreationQueue.queue.async {
+        TopicAdministrationQueue.queue.async {
             var response = pending
             for item in creations {
                 response.topics[item.index] = self.createTopic(
@@ -70,7 +70,8 @@ extension Broker {
         return promise.futureResult
     }
 
-    /// Creates one checked topic, within the broker-wide partition limit. Runs on the creation queue.
+    /// Creates one checked topic, within the broker-wide partition limit. Runs on the
+    /// topic-administration queue.
     private func createTopic(
         _ result: CreateTopicsResponse.CreatableTopicResult, partitions: Int32, configs: [String: String],
         validateOnly: Bool
@@ -115,7 +116,7 @@ extension Broker {
     }
 }
 
-/// The one serial queue topic creations run on, off every event loop.
-enum TopicCreationQueue {
-    static let queue = DispatchQueue(label: "once.topic-creation")
+/// The one serial queue topic creations and deletions run on, off every event loop.
+enum TopicAdministrationQueue {
+    static let queue = DispatchQueue(label: "once.topic-administration")
 }

@@ -1,9 +1,20 @@
 import KafkaProtocol
+import NIOCore
 import OnceStorage
 
 /// DeleteTopics and DescribeConfigs: topic administration (CreateTopics is in Broker+CreateTopics).
 extension Broker {
-    func deleteTopics(_ req: DeleteTopicsRequest, _ request: Request) -> DeleteTopicsResponse {
+    /// Runs on the topic-administration queue: removing a big topic's directories takes seconds
+    /// that no event loop serving other connections should spend.
+    func deleteTopics(_ req: DeleteTopicsRequest, _ request: Request) -> EventLoopFuture<DeleteTopicsResponse> {
+        let promise = request.eventLoop.makePromise(of: DeleteTopicsResponse.self)
+        TopicAdministrationQueue.queue.async {
+            promise.succeed(self.deleteTopicsNow(req, request))
+        }
+        return promise.futureResult
+    }
+
+    private func deleteTopicsNow(_ req: DeleteTopicsRequest, _ request: Request) -> DeleteTopicsResponse {
         // v0-5 name topics; v6 names them or gives their ids.
         let targets: [(name: String?, id: KafkaUUID)] =
             request.version >= 6 ? req.topics.map { ($0.name, $0.topicId) } : req.topicNames.map { ($0, .zero) }
