@@ -9,7 +9,7 @@ import gzip
 import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import NewTopic
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KpTopicPartition
 
 from confluent_helpers import admin, create_topic, produce_indexed, read_to_end, watermarks
@@ -136,3 +136,15 @@ def test_keyless_records_on_a_compacted_topic_are_invalid_record(broker):
     assert reports[1] is None, reports[1]
     records = read_to_end(broker, topic, [0])
     assert [(r.key, r.value) for r in records] == [(b"k", b"keyed")]
+
+
+def test_gzip_batches_from_kafka_python_still_work(broker):
+    # kafka-python writes gzip itself (Python's gzip module), a second implementation of the framing.
+    topic = unique_topic("kp-gzip")
+    create_topic(broker, topic, 1)
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, compression_type="gzip", acks="all", linger_ms=20)
+    futures = [producer.send(topic, key=b"k", value=value_for(i), partition=0) for i in range(500)]
+    producer.flush(60)
+    assert sorted(f.get(timeout=60).offset for f in futures) == list(range(500))
+    producer.close()
+    assert [index_of(r.value) for r in read_to_end(broker, topic, [0])] == list(range(500))
