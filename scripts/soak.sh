@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Long soak and fault runs, kept out of CI (which runs short, seeded versions of the same tests):
-# the transaction simulation over many more seeds and steps, the decoder and record-validator
-# fuzzers with a fresh seed and many more inputs, then the crash, idempotence, exactly-once
+# the transaction simulation over many more seeds and steps, the decoder, record-validator and
+# request-handler fuzzers (the filter matches HandlerFuzzTests too) with a fresh seed and many
+# more inputs, then the crash, idempotence, exactly-once
 # pipeline and mutated-frame interop tests with more records and frames.
 #   SOAK_SEEDS (default 2000), SOAK_STEPS (default 5000), SOAK_RECORDS (default 500000),
 #   SOAK_FUZZ_SEED (default random), SOAK_FUZZ_ITERATIONS (default 2000000),
