@@ -77,14 +77,14 @@ def _send_batch(address: tuple[str, int], frames: list[bytes]) -> None:
         for payload in frames:
             try:
                 sock.sendall(payload)
-            except (BrokenPipeError, ConnectionResetError):
+            except OSError:
                 return  # the broker already closed this connection on an earlier frame
         try:
             sock.shutdown(socket.SHUT_WR)
             while sock.recv(65536):
                 pass
-        except (ConnectionResetError, BrokenPipeError):
-            pass
+        except OSError:
+            pass  # reset, or already closed by the broker (ENOTCONN)
     finally:
         sock.close()
 
