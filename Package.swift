@@ -29,9 +29,16 @@ let package = Package(
         .target(name: "CCRC32C"),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        // Kafka's other record codecs; the broker decompresses every produced batch to validate it.
+        .systemLibrary(name: "CLZ4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CSnappy", pkgConfig: "snappy", providers: [.apt(["libsnappy-dev"])]),
         .target(
             name: "KafkaProtocol",
-            dependencies: ["CCRC32C", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: [
+                "CCRC32C", "CZlib", "CLZ4", "CZstd", "CSnappy",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
         ),
         .target(name: "OnceCore"),
         // History in, anomalies out: the standard library only, so a simulator can link it too.
@@ -114,7 +121,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KafkaProtocolTests",
-            dependencies: ["KafkaProtocol"],
+            dependencies: ["KafkaProtocol", "CZlib", "CLZ4", "CZstd", "CSnappy"],
             exclude: ["Fixtures/capture_client_frames.py", "Fixtures/kafka_python_encodings.py"]
         ),
         .testTarget(name: "OnceStorageTests", dependencies: ["OnceStorage", "KafkaProtocol"]),

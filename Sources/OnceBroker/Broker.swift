@@ -107,9 +107,11 @@ public final class Broker: Sendable {
         case .describeCluster:
             return respond(request, describeCluster(try DescribeClusterRequest(from: &frame, version: version), request))
         case .createTopics:
-            return respond(request, createTopics(try CreateTopicsRequest(from: &frame, version: version), request))
+            return createTopics(try CreateTopicsRequest(from: &frame, version: version), request)
+                .map { self.encode($0, for: request) }
         case .deleteTopics:
-            return respond(request, deleteTopics(try DeleteTopicsRequest(from: &frame, version: version), request))
+            return deleteTopics(try DeleteTopicsRequest(from: &frame, version: version), request)
+                .map { self.encode($0, for: request) }
         case .describeConfigs:
             return respond(request, describeConfigs(try DescribeConfigsRequest(from: &frame, version: version), request))
         case .alterConfigs:

@@ -85,6 +85,13 @@ public struct BrokerConfig: Sendable {
     public var maxConnections: Int = 10_000
     /// Connections open at once from one IP address (`max.connections.per.ip`). Default: unlimited.
     public var maxConnectionsPerIp: Int = Int.max
+    /// Most partitions one CreateTopics may ask for, all topics together; a larger request is
+    /// refused whole with POLICY_VIOLATION, as Kafka's controller refuses an operation of more than
+    /// 10,000 records (its `MAX_RECORDS_PER_USER_OP`). Default: 10,000.
+    public var maxPartitionsPerRequest: Int = 10_000
+    /// Most partitions this broker holds, all topics together (KIP-578's `max.broker.partitions`);
+    /// a topic that would pass it is refused with POLICY_VIOLATION. Default: 50,000.
+    public var maxPartitions: Int = 50_000
     /// Event-loop threads. Default: the number of cores.
     public var threads: Int = System.coreCount
 

@@ -29,10 +29,14 @@ public struct BrokerService: Service {
     }
 
     public func run() async throws {
+        try ListenAddressProbe.check(config.listen)
         let storage: any LogStorage
         let clusterId: String
+        var dataLock: DataDirectoryLock?
+        defer { dataLock?.release() }
         switch config.storage {
         case .file:
+            dataLock = try DataDirectoryLock(directory: config.dataDirectory)
             storage = try FileLogStorage(
                 directory: config.dataDirectory, flushPolicy: config.flushPolicy, maxOpenFiles: config.maxOpenFiles,
                 logger: logger)

@@ -21,6 +21,9 @@ public final class FileLogStorage: LogStorage {
 
     private struct State {
         var topics: [String: Topic] = [:]
+        /// Names whose directories are being made or removed outside the lock; creating one of
+        /// them is refused as existing until that work is done.
+        var reserved: Set<String> = []
         var isOpen = true
         var flushTimer: FlushTimer?
     }
@@ -134,14 +137,18 @@ public final class FileLogStorage: LogStorage {
         if let problem = TopicName.validationError(name) { throw StorageError.invalidConfig(problem) }
         guard partitions > 0 else { throw StorageError.invalidConfig("partition count \(partitions) must be positive") }
         let config = try TopicConfig(overrides: configs)
-        // Creating under the lock keeps two creates of one name from racing on its directories.
-        return try state.withLock { s in
+        // The name is reserved under the lock, the directories are made outside it (thousands of
+        // them take seconds, and every other request needs this lock), then the metadata file
+        // makes the topic exist. A failure removes everything made, so nothing is left behind.
+        try state.withLock { s in
             guard s.isOpen else { throw StorageError.io("storage is closed") }
-            guard s.topics[name] == nil else { throw StorageError.topicExists(name) }
-            let metadata = TopicMetadata(name: name, id: .random(), partitionCount: partitions, configs: configs)
-            // Data directories first, metadata last: until the metadata file lands the topic does not
-            // exist, and a crash before then leaves orphans that the next open removes.
-            var logs: [LazyPartition] = []
+            guard s.topics[name] == nil, !s.reserved.contains(name) else { throw StorageError.topicExists(name) }
+            s.reserved.insert(name)
+        }
+        let metadata = TopicMetadata(name: name, id: .random(), partitionCount: partitions, configs: configs)
+        var logs: [LazyPartition] = []
+        do {
+            logs.reserveCapacity(Int(partitions))
             for partition in 0..<partitions {
                 let path = partitionDirectory(name, partition)
                 try? FileManager.default.removeItem(atPath: path)
@@ -150,31 +157,49 @@ public final class FileLogStorage: LogStorage {
                 logs.append(LazyPartition(opened: log, config: config, runtime: runtime))
             }
             try PosixFile.syncDirectory(directory)
-            try PosixFile.writeAtomically(
-                TopicMetadataFile.encode(metadata), to: metadataPath(name), directory: topicsDirectory)
-            s.topics[name] = Topic(metadata: metadata, partitions: logs)
-            logger.info("created topic", metadata: ["topic": "\(name)", "id": "\(metadata.id)", "partitions": "\(partitions)"])
-            return metadata
+            try state.withLock { s in
+                guard s.isOpen else { throw StorageError.io("storage is closed") }
+                // Data directories first, metadata last: until the metadata file lands the topic
+                // does not exist, and a crash before then leaves orphans that the next open removes.
+                try PosixFile.writeAtomically(
+                    TopicMetadataFile.encode(metadata), to: metadataPath(name), directory: topicsDirectory)
+                s.reserved.remove(name)
+                s.topics[name] = Topic(metadata: metadata, partitions: logs)
+            }
+        } catch {
+            for log in logs { log.markDeleted() }
+            for partition in 0..<partitions {
+                try? FileManager.default.removeItem(atPath: partitionDirectory(name, partition))
+            }
+            _ = state.withLock { $0.reserved.remove(name) }
+            throw error
         }
+        logger.info("created topic", metadata: ["topic": "\(name)", "id": "\(metadata.id)", "partitions": "\(partitions)"])
+        return metadata
     }
 
     public func deleteTopic(name: String) throws {
-        try state.withLock { s in
+        let partitions = try state.withLock { s in
             guard let topic = s.topics[name] else { throw StorageError.unknownTopic(name) }
             // Metadata first: once it is gone the topic is gone, whatever happens to the data.
             try PosixFile.remove(metadataPath(name))
             try PosixFile.syncDirectory(topicsDirectory)
             s.topics[name] = nil
-            for log in topic.partitions {
-                log.markDeleted()
-                do {
-                    try FileManager.default.removeItem(atPath: log.directory)
-                } catch {
-                    logger.warning("could not remove partition directory", metadata: ["directory": "\(log.directory)", "error": "\(error)"])
-                }
-            }
-            logger.info("deleted topic", metadata: ["topic": "\(name)"])
+            s.reserved.insert(name)
+            return topic.partitions
         }
+        defer { _ = state.withLock { $0.reserved.remove(name) } }
+        // Outside the lock: removing thousands of directories takes seconds, and nothing can reach
+        // them any more (a crash before they are gone leaves orphans the next open removes).
+        for log in partitions {
+            log.markDeleted()
+            do {
+                try FileManager.default.removeItem(atPath: log.directory)
+            } catch {
+                logger.warning("could not remove partition directory", metadata: ["directory": "\(log.directory)", "error": "\(error)"])
+            }
+        }
+        logger.info("deleted topic", metadata: ["topic": "\(name)"])
     }
 
     @discardableResult

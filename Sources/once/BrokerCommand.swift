@@ -86,6 +86,11 @@ struct BrokerCommand: AsyncParsableCommand {
 
     @Option(help: "Connections open at once from one IP address, max.connections.per.ip [env: ONCE_MAX_CONNECTIONS_PER_IP] (default: unlimited)")
     var maxConnectionsPerIp: Int?
+    @Option(help: "Most partitions one CreateTopics may ask for [env: ONCE_MAX_PARTITIONS_PER_REQUEST] (default: 10000)")
+    var maxPartitionsPerRequest: Int?
+
+    @Option(help: "Most partitions this broker holds [env: ONCE_MAX_PARTITIONS] (default: 50000)")
+    var maxPartitions: Int?
 
     func run() async throws {
         let config = try makeConfig()
@@ -164,6 +169,14 @@ struct BrokerCommand: AsyncParsableCommand {
             config.producerIdExpirationMs = v
         }
         try applyLimits(&config)
+        if let v = try setting(maxPartitionsPerRequest, "ONCE_MAX_PARTITIONS_PER_REQUEST") {
+            guard v > 0 else { throw ValidationError("--max-partitions-per-request must be positive") }
+            config.maxPartitionsPerRequest = v
+        }
+        if let v = try setting(maxPartitions, "ONCE_MAX_PARTITIONS") {
+            guard v > 0 else { throw ValidationError("--max-partitions must be positive") }
+            config.maxPartitions = v
+        }
         return config
     }
 

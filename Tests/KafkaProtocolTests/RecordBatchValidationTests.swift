@@ -144,12 +144,17 @@ import Testing
         expectRejection(buffer, .unknownCompression(position: 0, codec: 5), code: 2)
     }
 
-    @Test func compressedBatchesPassValidation() throws {
-        // Validation never looks inside records, so a compressed batch is checked like any other.
+    @Test func uncompressedRecordsLabelledZstdAreCorrupt() {
+        // Produced batches are inflated to check their records, so a codec bit over plain records fails.
         var buffer = BatchFixtures.sampleBatch()
         buffer.setInteger(Int16(CompressionCodec.zstd.rawValue), at: 21)
         BatchFixtures.reseal(&buffer)
-        #expect(try RecordBatchValidator.validate(buffer).map(\.compression) == [.zstd])
+        do {
+            _ = try RecordBatchValidator.validate(buffer)
+            Issue.record("accepted plain records labelled zstd")
+        } catch {
+            #expect(error.kafkaErrorCode == 2)
+        }
     }
 
     @Test func oversizedBatchIsMessageTooLarge() throws {

@@ -1,7 +1,8 @@
 import NIOCore
 
-/// Checks record sets batch by batch, reading headers and checksumming bytes in place: no record is
-/// decoded and nothing is copied, because this runs on every produce and on every log recovery.
+/// Checks record sets batch by batch, reading headers and checksumming bytes in place. A produced
+/// batch also has every record walked (in place when uncompressed, after inflating otherwise), as
+/// Kafka does on append; log recovery checks only headers and CRCs, which is all a torn tail needs.
 public enum RecordBatchValidator {
     /// Validates a Produce partition's record set and returns the header of each batch, in order.
     ///
@@ -9,10 +10,14 @@ public enum RecordBatchValidator {
     ///   - allowMultipleBatches: Kafka refuses more than one batch per partition from produce v3 on;
     ///     pass true for older request versions or for sets that do not come from a producer.
     ///   - maxBatchSize: the topic's max.message.bytes; a larger batch is MESSAGE_TOO_LARGE.
+    ///   - requireKeys: the topic is compacted, so a record without a key is INVALID_RECORD.
+    ///   - maxUncompressedBytes: how far a compressed batch may inflate before it is refused.
     public static func validate(
         _ records: ByteBuffer,
         allowMultipleBatches: Bool = false,
-        maxBatchSize: Int = .max
+        maxBatchSize: Int = .max,
+        requireKeys: Bool = false,
+        maxUncompressedBytes: Int = 100 * 1024 * 1024
     ) throws(RecordValidationError) -> [RecordBatchHeader] {
         let result = records.withUnsafeReadableBytes { bytes -> Result<[RecordBatchHeader], RecordValidationError> in
             var headers: [RecordBatchHeader] = []
@@ -25,6 +30,12 @@ public enum RecordBatchValidator {
                 case .failure(let error): return .failure(error)
                 }
                 if let error = producedBatchError(header, at: position, maxBatchSize: maxBatchSize) {
+                    return .failure(error)
+                }
+                let batch = UnsafeRawBufferPointer(rebasing: bytes[position..<(position + header.totalSize)])
+                if let error = recordsError(
+                    batch, header: header, at: position, requireKeys: requireKeys, maxUncompressedBytes: maxUncompressedBytes)
+                {
                     return .failure(error)
                 }
                 headers.append(header)
@@ -79,6 +90,38 @@ public enum RecordBatchValidator {
             return .failure(.crcMismatch(position: position, stored: header.crc, computed: computed))
         }
         return .success(header)
+    }
+
+    /// Walks the records of one batch (`batch` spans exactly its bytes), inflating them first if
+    /// the batch is compressed.
+    static func recordsError(
+        _ batch: UnsafeRawBufferPointer, header: RecordBatchHeader, at position: Int,
+        requireKeys: Bool, maxUncompressedBytes: Int
+    ) -> RecordValidationError? {
+        let section = UnsafeRawBufferPointer(rebasing: batch[RecordBatchHeader.size...])
+        let problem: RecordSectionChecker.Problem?
+        let codec = header.compression
+        if codec == .none {
+            problem = RecordSectionChecker.check(section, count: header.recordCount, requireKeys: requireKeys)
+        } else {
+            switch RecordDecompressor.decompress(codec, section, limit: maxUncompressedBytes) {
+            case .success(let inflated):
+                problem = inflated.withUnsafeBytes {
+                    RecordSectionChecker.check($0, count: header.recordCount, requireKeys: requireKeys)
+                }
+            case .failure(.corrupt(let reason)):
+                return .corruptCompression(position: position, codec: codec, reason: reason)
+            case .failure(.truncated(let reason)):
+                return .truncatedCompression(position: position, codec: codec, reason: reason)
+            case .failure(.tooLarge(let limit)):
+                return .uncompressedTooLarge(position: position, limit: limit)
+            }
+        }
+        switch problem {
+        case nil: return nil
+        case .malformed(let index, let reason): return .malformedRecord(position: position, index: index, reason: reason)
+        case .keyless(let indexes): return .keylessRecordsOnCompactedTopic(position: position, indexes: indexes)
+        }
     }
 
     /// The checks Kafka makes of a batch that a client produced, on top of `checkBatch`.

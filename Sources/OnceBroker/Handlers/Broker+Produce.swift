@@ -3,8 +3,9 @@ import NIOCore
 import OnceCore
 import OnceStorage
 
-/// Produce: validate each partition's batches (per batch, never per record), append them as sent,
-/// wake waiting fetches, and answer once the flush policy says the data is safe.
+/// Produce: validate each partition's batches (the header, then every record, as Kafka does, so a
+/// batch no consumer could read is never stored), append them as sent, wake waiting fetches, and
+/// answer once the flush policy says the data is safe.
 extension Broker {
     func produce(_ req: ProduceRequest, _ request: Request) -> EventLoopFuture<ProduceResponse> {
         var response = ProduceResponse()
@@ -51,6 +52,12 @@ extension Broker {
                     } catch let error as ProduceError {
                         result.errorCode = error.code.rawValue
                         result.errorMessage = error.message
+                        result.recordErrors = error.recordErrors.map { index, message in
+                            var recordError = ProduceResponse.BatchIndexAndErrorMessage()
+                            recordError.batchIndex = index
+                            recordError.batchIndexErrorMessage = message
+                            return recordError
+                        }
                     } catch {
                         let (code, message) = errorCode(for: error)
                         result.errorCode = code.rawValue
@@ -80,9 +87,10 @@ extension Broker {
     struct ProduceError: Error {
         var code: ErrorCode
         var message: String
+        /// KIP-467 per-record errors: the index of each refused record in its batch.
+        var recordErrors: [(index: Int32, message: String)] = []
     }
 
-    /// Validates and appends one partition's record set.
     /// What one partition's append produced.
     private struct Appended {
         var baseOffset: Int64
@@ -102,9 +110,12 @@ extension Broker {
         let topicConfig = Self.topicConfig(topic.configs)
         let headers: [RecordBatchHeader]
         do {
-            headers = try RecordBatchValidator.validate(records, maxBatchSize: topicConfig.maxMessageBytes)
+            headers = try RecordBatchValidator.validate(
+                records, maxBatchSize: topicConfig.maxMessageBytes,
+                requireKeys: topicConfig.cleanupPolicy.contains("compact"),
+                maxUncompressedBytes: config.maxRequestSize)
         } catch {
-            throw ProduceError(code: error.errorCode, message: "\(error)")
+            throw ProduceError(code: error.errorCode, message: "\(error)", recordErrors: error.recordErrors)
         }
         var logAppendTime: Int64?
         if topicConfig.messageTimestampType == .logAppendTime {
