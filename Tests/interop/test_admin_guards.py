@@ -17,6 +17,7 @@ from confluent_helpers import admin, create_topic, partition_count, produce_inde
 from support import index_of, unique_topic
 
 INVALID_TOPIC_EXCEPTION = 17
+INVALID_REQUEST = 42
 POLICY_VIOLATION = 44
 
 
@@ -50,6 +51,12 @@ def test_internal_topics_cannot_be_deleted(broker):
     futures = client.delete_topics(["__transaction_state"], operation_timeout=30, request_timeout=30)
     assert _error_code(futures["__transaction_state"]) == INVALID_TOPIC_EXCEPTION
     assert partition_count(broker, "__transaction_state") is not None
+
+    # Nor can they grow: the coordinators' keys would move to other partitions.
+    from confluent_kafka.admin import NewPartitions
+    grown = client.create_partitions([NewPartitions("__transaction_state", 4)], request_timeout=30)
+    assert _error_code(grown["__transaction_state"]) == INVALID_REQUEST
+    assert partition_count(broker, "__transaction_state") == 1
 
     # Transactions of a known and of a new transactional id still work.
     _transaction(broker, "guard-1", topic, b"after")

@@ -42,6 +42,12 @@ extension Broker {
     /// Kafka's checks, in its order and with its messages (KRaft's ReplicationControlManager).
     private func createPartitionsRefusal(_ topic: CreatePartitionsRequest.CreatePartitionsTopic) -> (ErrorCode, String?)? {
         guard let meta = storage.topic(named: topic.name) else { return (.unknownTopicOrPartition, nil) }
+        // The coordinators find a key's partition from the internal topic's partition count: growing
+        // it would move every group's offsets and every transactional id's state out of reach. Kafka
+        // only warns; we refuse, with the code Kafka gives for a request that cannot be served.
+        if InternalTopics.names.contains(meta.name) {
+            return (.invalidRequest, "\(meta.name) is an internal topic; its partition count cannot change")
+        }
         let current = meta.partitionCount
         if topic.count == current {
             return (.invalidPartitions, "Topic already has \(current) partition(s).")
