@@ -37,7 +37,7 @@ extension FilePartitionLog {
             while count + 1 < s.segments.count && s.segments[count + 1].baseOffset <= offset { count += 1 }
             let removed = s.segments.prefix(count)
             s.segments.removeFirst(count)
-            for segment in removed { try segment.removeFiles() }
+            try Self.remove(removed, from: &s)
             return s.logStartOffset
         }
     }

@@ -208,7 +208,7 @@ final class FilePartitionLog: PartitionLog {
     func locate(from offset: Int64, maxBytes: Int, limitOffset: Int64) throws -> StoredRecords? {
         let snapshot: (log: PosixFile, start: Int, end: Int, logEnd: Int64) = try state.withLock { s in
             try checkOpen(s)
-            let logStart = s.segments[0].baseOffset
+            let logStart = s.logStartOffset
             guard offset >= logStart, offset <= s.logEndOffset else {
                 throw StorageError.offsetOutOfRange(requested: offset, logStart: logStart, logEnd: s.logEndOffset)
             }
@@ -290,7 +290,7 @@ final class FilePartitionLog: PartitionLog {
 
     /// Unlinks segments already taken out of `segments`. A pending sync of one is dropped: its
     /// name is gone, so it could only be reopened to fail, and its data no longer matters.
-    private static func remove(_ removed: ArraySlice<FileSegment>, from s: inout State) throws {
+    static func remove(_ removed: ArraySlice<FileSegment>, from s: inout State) throws {
         s.unsynced.removeAll { file in removed.contains { $0.log === file } }
         for segment in removed { try segment.removeFiles() }
     }
