@@ -121,14 +121,14 @@ let package = Package(
         ),
         .testTarget(
             name: "KafkaProtocolTests",
-            dependencies: ["KafkaProtocol", "CZlib", "CLZ4", "CZstd", "CSnappy"],
+            dependencies: ["KafkaProtocol", "OnceCore", "CZlib", "CLZ4", "CZstd", "CSnappy"],
             exclude: ["Fixtures/capture_client_frames.py", "Fixtures/kafka_python_encodings.py"]
         ),
         .testTarget(name: "OnceStorageTests", dependencies: ["OnceStorage", "KafkaProtocol"]),
         .testTarget(
             name: "OnceBrokerTests",
             dependencies: [
-                "OnceBroker", "OnceStorage", "KafkaProtocol", "OnceCheck",
+                "OnceBroker", "OnceCore", "OnceStorage", "KafkaProtocol", "OnceCheck",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

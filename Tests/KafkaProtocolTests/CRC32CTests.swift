@@ -1,6 +1,7 @@
 import Foundation
 import KafkaProtocol
 import NIOCore
+import OnceCore
 import Testing
 
 /// A bit-at-a-time CRC-32C written from the polynomial alone, so tests do not trust the code they test.
@@ -15,17 +16,6 @@ func referenceCRC32C<S: Sequence<UInt8>>(_ bytes: S) -> UInt32 {
     return ~crc
 }
 
-/// SplitMix64: seeded, so a failing case reproduces.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 @Suite struct CRC32CTests {
     static let vectors: [(String, [UInt8], UInt32)] = [
@@ -72,7 +62,7 @@ struct SeededGenerator: RandomNumberGenerator {
     /// Both paths against each other and the reference, over lengths that cross every 8-byte tail
     /// and start addresses of every alignment.
     @Test func hardwareMatchesSoftwareOnRandomInput() {
-        var rng = SeededGenerator(state: 0xC0FFEE)
+        var rng = SplitMix64(seed: 0xC0FFEE)
         let pool = (0..<4096).map { _ in UInt8.random(in: 0...255, using: &rng) }
         pool.withUnsafeBytes { all in
             for _ in 0..<500 {

@@ -1,6 +1,7 @@
 import Foundation
 import KafkaProtocol
 import NIOCore
+import OnceCore
 @testable import OnceBroker
 import Testing
 
@@ -21,18 +22,6 @@ struct HandlerFuzzTests {
         DescribeTransactionsRequest.self, ListTransactionsRequest.self,
     ]
 
-    /// SplitMix64, so a seed replays exactly.
-    struct Random {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        mutating func below(_ n: Int) -> Int { n <= 1 ? 0 : Int(next() % UInt64(n)) }
-    }
 
     /// A frame (header, then body) of each served API at each served version, with every body field
     /// at its default; the header length is kept so mutations land in the body.
@@ -65,7 +54,7 @@ struct HandlerFuzzTests {
         let seed = ProcessInfo.processInfo.environment["ONCE_FUZZ_SEED"].flatMap { UInt64($0) } ?? 0x0_4A2D
         let iterations = ProcessInfo.processInfo.environment["ONCE_FUZZ_ITERATIONS"].flatMap { Int($0) } ?? 5_000
         print("fuzz handlers: seed \(seed), \(iterations) requests (replay with ONCE_FUZZ_SEED=\(seed))")
-        var random = Random(state: seed)
+        var random = SplitMix64(seed: seed)
         var answered = 0
         for _ in 0..<iterations {
             let (frame, headerLength) = seeds[random.below(seeds.count)]

@@ -180,7 +180,7 @@ struct ProducerStateTableTests {
         var live = Table()
         var next: Int64 = 0
         var log: [(Table.IncomingBatch, Int64, Int64)] = []
-        var rng = SplitMix(seed: 42)
+        var rng = SplitMix64(seed: 42)
         var sequences: [Int64: Int32] = [:]
         var epochs: [Int64: Int16] = [:]
         var snapshot: ProducerStateSnapshot?
@@ -252,15 +252,3 @@ struct ProducerIdAllocatorTests {
     }
 }
 
-/// A small deterministic generator so a failing run replays exactly.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

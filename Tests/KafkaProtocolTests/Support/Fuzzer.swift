@@ -1,12 +1,12 @@
 import Foundation
+import OnceCore
 
 /// A seeded mutator of valid inputs. The same seed gives the same mutations in the same order, so a
 /// failure found by one run (its seed is printed first) replays exactly with `ONCE_FUZZ_SEED`.
 struct Fuzzer {
-    /// SplitMix64: tiny, fast and the same on every platform.
-    private var state: UInt64
+    private var random: SplitMix64
 
-    init(seed: UInt64) { state = seed }
+    init(seed: UInt64) { random = SplitMix64(seed: seed) }
 
     /// The seed from `ONCE_FUZZ_SEED`, else `fallback`, so CI runs the same inputs every time and a
     /// soak run can pass a fresh one.
@@ -19,15 +19,9 @@ struct Fuzzer {
         ProcessInfo.processInfo.environment["ONCE_FUZZ_ITERATIONS"].flatMap { Int($0) } ?? fallback
     }
 
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    mutating func next() -> UInt64 { random.next() }
 
-    mutating func below(_ n: Int) -> Int { n <= 1 ? 0 : Int(next() % UInt64(n)) }
+    mutating func below(_ n: Int) -> Int { random.below(n) }
 
     /// Values that sit on the edges decoders check: lengths, counts and varint boundaries.
     private static let edges: [UInt32] = [

@@ -3,6 +3,7 @@ import KafkaProtocol
 import NIOCore
 @testable import OnceBroker
 import OnceCheck
+import OnceCore
 import OnceStorage
 
 /// One seeded run: transactional producers (with zombies and KIP-360 bumps), an idempotent
@@ -37,7 +38,7 @@ final class BrokerSimulation {
 
     let seed: UInt64
     let options: Options
-    var rng: SeededRandom
+    var rng: SplitMix64
     let world: SimulatedWorld
     var history = SimulationHistory()
     private var clients: [TransactionalClient] = []
@@ -55,7 +56,7 @@ final class BrokerSimulation {
     init(seed: UInt64, options: Options) throws {
         self.seed = seed
         self.options = options
-        rng = SeededRandom(seed: seed)
+        rng = SplitMix64(seed: seed)
         world = try SimulatedWorld(flushPolicy: options.flushPolicy, topics: [Self.topic: options.partitions, Self.input: 1])
         for i in 0..<options.transactionalIds { clients.append(newInstance(of: "t\(i)")) }
     }
