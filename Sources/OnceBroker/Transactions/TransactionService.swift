@@ -179,11 +179,14 @@ final class TransactionService: Sendable {
             return outcome
         }
         guard outcome.failure == nil, !joining.isEmpty else { return outcome.failure }
+        // Loading a partition's producer state may replay its log: done before taking the lock.
+        let tables = try joining.compactMap { key in
+            try storage.topic(named: key.topic).flatMap { try producers.producers(topic: $0, partition: key.partition) }
+                .map { (key, $0) }
+        }
         try coordinator.withLockedValue { _ in
-            for key in joining {
-                guard let topic = storage.topic(named: key.topic),
-                    let partition = try producers.producers(topic: topic, partition: key.partition),
-                    let stale = partition.table.openTransactionsByProducer.first(where: { $0.producerId == producerId })
+            for (key, partition) in tables {
+                guard let stale = partition.table.openTransactionsByProducer.first(where: { $0.producerId == producerId })
                 else { continue }
                 logger.warning("aborting a transaction left open by a lost marker", metadata: [
                     "partition": "\(key)", "producer": "\(producerId)", "firstOffset": "\(stale.firstOffset)",
