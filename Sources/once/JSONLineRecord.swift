@@ -10,6 +10,10 @@ struct JSONLineRecord {
     var partition: Int32?
     var timestamp: Int64?
 
+    init(key: [UInt8]?, value: [UInt8]?, headers: [RecordHeader] = [], partition: Int32?, timestamp: Int64?) {
+        (self.key, self.value, self.headers, self.partition, self.timestamp) = (key, value, headers, partition, timestamp)
+    }
+
     init(_ line: String, lineNumber: Int) throws {
         func failure(_ why: String) -> CommandFailure { CommandFailure("line \(lineNumber): \(why)") }
         guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {

@@ -43,6 +43,9 @@ struct ProduceCommand: AsyncParsableCommand {
     @Option(help: "Compression codec: none or gzip")
     var compression: String = "none"
 
+    @Option(help: "Parse each line with this pattern: %k key, %v value, %p partition, %T timestamp (e.g. '%k %v')")
+    var format: String?
+
     @Flag(help: "Read JSON lines: {\"key\", \"value\", \"headers\": {K: V}, \"partition\", \"timestamp\"}, each optional but value")
     var json = false
 
@@ -56,7 +59,12 @@ struct ProduceCommand: AsyncParsableCommand {
         guard batchLines > 0 else { throw ValidationError("--batch-lines must be positive") }
         _ = try parsedHeaders()
         _ = try parsedCompression()
-        if json, keySeparator != nil { throw ValidationError("--json lines carry their own keys; drop --key-separator") }
+        if [json, keySeparator != nil, format != nil].filter({ $0 }).count > 1 {
+            throw ValidationError("--json, --format and --key-separator cannot be combined")
+        }
+        if let format {
+            do { _ = try ProduceLineFormat(format) } catch { throw ValidationError("\(error)") }
+        }
     }
 
     func parsedHeaders() throws -> [RecordHeader] {
@@ -89,6 +97,7 @@ struct ProduceCommand: AsyncParsableCommand {
         let acks = try parsedAcks()
         let headers = try parsedHeaders()
         let codec = try parsedCompression()
+        let lineFormat = try format.map { try ProduceLineFormat($0) }
         try await client.withClient { client in
             let metadata = try await client.metadata(topics: [topic], allowAutoTopicCreation: true)
             let partitionCount = Int32(try requireTopic(metadata, topic).partitions.count)
@@ -102,7 +111,16 @@ struct ProduceCommand: AsyncParsableCommand {
             while let line = readLine(strippingNewline: true) {
                 lineNumber += 1
                 let now = timestamp ?? Int64(Date().timeIntervalSince1970 * 1000)
-                if json {
+                if let lineFormat {
+                    let fields = try lineFormat.parse(line, lineNumber: lineNumber)
+                    if let p = fields.partition, p >= partitionCount {
+                        throw CommandFailure("line \(lineNumber): topic '\(topic)' has \(partitionCount) partitions; partition \(p) does not exist")
+                    }
+                    batcher.add(
+                        JSONLineRecord(key: fields.key, value: fields.value, partition: fields.partition,
+                                       timestamp: fields.timestamp),
+                        defaultTimestamp: now)
+                } else if json {
                     let record = try JSONLineRecord(line, lineNumber: lineNumber)
                     if let p = record.partition, p >= partitionCount {
                         throw CommandFailure("line \(lineNumber): topic '\(topic)' has \(partitionCount) partitions; partition \(p) does not exist")

@@ -123,6 +123,24 @@ def test_produce_reads_json_lines(broker):
     assert_one_line_failure(refused, "line 1", "value")
 
 
+def test_produce_parses_lines_with_a_format(broker):
+    topic = unique_topic("cli-format-in")
+    once(broker, "topic", "create", topic, "--partitions", "2")
+    once(broker, "produce", topic, "--format", "%p|%T|%k=%v",
+         stdin=b"1|1700000000500|user-1=a=b\n0|1700000000600|user-2=plain\n")
+    got = [(m.partition(), m.key(), m.value(), m.timestamp()[1]) for m in librdkafka_messages(broker, topic, 2)]
+    # The value reaches to the end of the line, so a separator inside it stays.
+    assert got == [(0, b"user-2", b"plain", 1700000000600), (1, b"user-1", b"a=b", 1700000000500)]
+
+    once(broker, "produce", topic, "--format", "%k %v", "--partition", "0", stdin=b"k spaced value\n")
+    assert (b"k", b"spaced value") in [(m.key(), m.value()) for m in librdkafka_messages(broker, topic, 2)]
+
+    refused = once(broker, "produce", topic, "--format", "%p|%v", stdin=b"x|value\n", check=False)
+    assert_one_line_failure(refused, "line 1", "partition 'x'")
+    refused = once(broker, "produce", topic, "--format", "%k%v", stdin=b"kv\n", check=False)
+    assert refused.returncode != 0 and "separated" in refused.stderr
+
+
 # consume
 
 
