@@ -3,6 +3,7 @@ import KafkaProtocol
 
 /// One line of `once produce --json`: the shape `once consume --json` prints, so a topic can be
 /// copied with a pipe between the two. Only "value" is required; a null value is a tombstone.
+/// `--format` lines become the same record, so both carry a partition and time of their own.
 struct JSONLineRecord {
     var key: [UInt8]?
     var value: [UInt8]?
