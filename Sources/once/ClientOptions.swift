@@ -5,8 +5,21 @@ import OnceClient
 /// Flags every client command shares, and the one place that turns a client failure into the
 /// single stderr line and non-zero exit the commands promise.
 struct ClientOptions: ParsableArguments {
-    @Option(name: .customLong("bootstrap-server"), help: "Broker address(es): HOST:PORT[,HOST:PORT...]")
-    var bootstrapServer: String = "127.0.0.1:9092"
+    /// Read from the environment when the flag is absent, as rpk reads RPK_BROKERS, so a shell
+    /// pointed at one cluster once needs no flag on every command.
+    static let brokersVariable = "ONCE_BROKERS"
+    static let defaultBootstrap = "127.0.0.1:9092"
+
+    @Option(
+        name: .customLong("bootstrap-server"),
+        help: "Broker address(es): HOST:PORT[,HOST:PORT...] (default: $ONCE_BROKERS, else 127.0.0.1:9092)")
+    var bootstrapFlag: String?
+
+    var bootstrapServer: String { Self.bootstrap(flag: bootstrapFlag) }
+
+    static func bootstrap(flag: String?) -> String {
+        flag ?? ProcessInfo.processInfo.environment[brokersVariable] ?? defaultBootstrap
+    }
 
     @Option(help: "Client id sent to the broker")
     var clientId: String = "once-cli"
@@ -16,7 +29,8 @@ struct ClientOptions: ParsableArguments {
 
     func validate() throws {
         guard BootstrapServer.parseList(bootstrapServer) != nil else {
-            throw ValidationError("--bootstrap-server must be HOST:PORT[,HOST:PORT...], got '\(bootstrapServer)'")
+            let source = bootstrapFlag == nil ? Self.brokersVariable : "--bootstrap-server"
+            throw ValidationError("\(source) must be HOST:PORT[,HOST:PORT...], got '\(bootstrapServer)'")
         }
         guard requestTimeoutMs > 0 else { throw ValidationError("--request-timeout-ms must be positive") }
     }

@@ -5,8 +5,8 @@ import OnceClient
 struct GroupCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "group",
-        abstract: "List consumer groups and show their members, committed offsets and lag.",
-        subcommands: [List.self, Describe.self]
+        abstract: "List, describe and delete consumer groups; reset and delete their committed offsets.",
+        subcommands: [List.self, Describe.self, ResetOffsets.self, Delete.self, DeleteOffsets.self]
     )
 
     struct List: AsyncParsableCommand {

@@ -10,7 +10,7 @@ struct OnceCommand: AsyncParsableCommand {
         version: OnceVersion.string,
         subcommands: [
             BrokerCommand.self, TopicCommand.self, ProduceCommand.self, ConsumeCommand.self, ProducersCommand.self,
-            GroupCommand.self, PerfCommand.self, TxnCommand.self, VerifyCommand.self, DemoCommand.self,
+            GroupCommand.self, ClusterCommand.self, PerfCommand.self, TxnCommand.self, VerifyCommand.self, DemoCommand.self,
         ]
     )
 }

@@ -16,8 +16,12 @@ struct PerfCommand: AsyncParsableCommand {
 
 /// Flags both perf commands take.
 struct PerfOptions: ParsableArguments {
-    @Option(name: .customLong("bootstrap-server"), help: "Broker address(es): HOST:PORT[,HOST:PORT...]")
-    var bootstrapServer: String = "127.0.0.1:9092"
+    @Option(
+        name: .customLong("bootstrap-server"),
+        help: "Broker address(es): HOST:PORT[,HOST:PORT...] (default: $ONCE_BROKERS, else 127.0.0.1:9092)")
+    var bootstrapFlag: String?
+
+    var bootstrapServer: String { ClientOptions.bootstrap(flag: bootstrapFlag) }
 
     @Option(help: "Topic to use")
     var topic: String
@@ -28,11 +32,19 @@ struct PerfOptions: ParsableArguments {
     @Flag(help: "No progress bar on stderr")
     var noProgress = false
 
+    @Option(help: "When stderr is not a terminal, a progress line at most this often, in ms (0: every update)")
+    var progressIntervalMs: Int = 5000
+
     func validate() throws {
         guard BootstrapServer.parseList(bootstrapServer) != nil else {
             throw ValidationError("--bootstrap-server must be HOST:PORT[,HOST:PORT...], got '\(bootstrapServer)'")
         }
         guard numRecords > 0 else { throw ValidationError("--num-records must be positive") }
+        guard progressIntervalMs >= 0 else { throw ValidationError("--progress-interval-ms must not be negative") }
+    }
+
+    func progressBar() -> ProgressBar {
+        ProgressBar(total: numRecords, enabled: !noProgress, lineInterval: .milliseconds(progressIntervalMs))
     }
 
     var servers: [BootstrapServer] { BootstrapServer.parseList(bootstrapServer)! }
@@ -105,7 +117,7 @@ struct PerfProduceCommand: AsyncParsableCommand {
             throw ExitCode.failure
         }
         let stats = PerfStats()
-        let progress = ProgressBar(total: options.numRecords, enabled: !options.noProgress)
+        let progress = options.progressBar()
         let value = [UInt8](repeating: UInt8(ascii: "x"), count: recordSize)
         let clock = ContinuousClock()
         let start = clock.now
@@ -212,7 +224,7 @@ struct PerfConsumeCommand: AsyncParsableCommand {
             printError(describe(error))
             throw ExitCode.failure
         }
-        let progress = ProgressBar(total: options.numRecords, enabled: !options.noProgress)
+        let progress = options.progressBar()
         let clock = ContinuousClock()
         let start = clock.now
         var count = 0
@@ -222,21 +234,24 @@ struct PerfConsumeCommand: AsyncParsableCommand {
         let reader = Task {
             var count = 0
             var bytes = 0
+            var first: ContinuousClock.Instant?
             for try await record in consumer.records {
+                if first == nil { first = clock.now }
                 count += 1
                 bytes += record.value?.count ?? 0
                 if count % 1000 == 0 { progress.advance(count) }
                 if count >= numRecords { break }
             }
-            return (count, bytes)
+            return (count, bytes, first)
         }
         let watchdog = Task {
             try await Task.sleep(for: timeout)
             reader.cancel()
             await consumer.close()
         }
+        var firstRecord: ContinuousClock.Instant?
         do {
-            (count, bytes) = try await reader.value
+            (count, bytes, firstRecord) = try await reader.value
         } catch {
             watchdog.cancel()
             await consumer.close()
@@ -252,6 +267,15 @@ struct PerfConsumeCommand: AsyncParsableCommand {
         print(String(
             format: "%d records consumed in %.2f s, %.1f records/sec (%.2f MB/sec)",
             count, seconds, Double(count) / seconds, Double(bytes) / 1_048_576 / seconds))
+        // A group's join (and its initial rebalance delay) can dwarf the reading itself; the
+        // rate after the first record is the consumer's throughput.
+        if let firstRecord {
+            let waited = (firstRecord - start).seconds
+            let reading = (start + elapsed - firstRecord).seconds
+            let what = group == nil ? "first fetch" : "group join and first fetch"
+            print(String(format: "first record after %.2f s (", waited) + what
+                + String(format: "); then %.1f records/sec", reading > 0 ? Double(count) / reading : 0))
+        }
         if count < numRecords {
             printError("timed out after \(count) of \(numRecords) records")
             throw ExitCode.failure
@@ -304,27 +328,38 @@ final class PerfStats: Sendable {
     }
 }
 
-/// A one-line progress bar on stderr, redrawn at most ten times a second.
+/// A one-line progress bar on stderr, redrawn at most ten times a second; when stderr is not a
+/// terminal (CI logs, `2> file`), plain lines instead, since a redrawn bar there is one endless line.
 final class ProgressBar: Sendable {
     private let total: Int
     private let enabled: Bool
+    private let onTerminal: Bool
+    private let lineInterval: Duration
     var isEnabled: Bool { enabled }
     private let lastDraw = Mutex<(ContinuousClock.Instant?, Int)>((nil, 0))
 
-    init(total: Int, enabled: Bool) {
+    init(total: Int, enabled: Bool, lineInterval: Duration = .seconds(5)) {
         self.total = total
-        self.enabled = enabled && isatty(STDERR_FILENO) != 0
+        self.enabled = enabled
+        self.onTerminal = isatty(STDERR_FILENO) != 0
+        self.lineInterval = lineInterval
     }
 
     func advance(_ done: Int) {
         guard enabled else { return }
         let now = ContinuousClock.now
+        let interval = onTerminal ? Duration.milliseconds(100) : lineInterval
         let draw = lastDraw.withLock { state -> Bool in
-            if let last = state.0, now - last < .milliseconds(100), done < total { return false }
+            if let last = state.0, now - last < interval, done < total || !onTerminal { return false }
             state = (now, done)
             return true
         }
         guard draw else { return }
+        guard onTerminal else {
+            let percent = done * 100 / max(total, 1)
+            FileHandle.standardError.write(Data("progress: \(done)/\(total) records (\(percent)%)\n".utf8))
+            return
+        }
         let width = 40
         let filled = min(width, done * width / max(total, 1))
         let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
@@ -332,7 +367,7 @@ final class ProgressBar: Sendable {
     }
 
     func finish() {
-        guard enabled else { return }
+        guard enabled, onTerminal else { return }
         FileHandle.standardError.write(Data("\n".utf8))
     }
 }

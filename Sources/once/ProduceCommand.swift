@@ -1,5 +1,7 @@
 import ArgumentParser
 import Foundation
+import KafkaProtocol
+import NIOCore
 import OnceClient
 
 /// `once produce TOPIC`: one record per stdin line, sent in batches.
@@ -31,6 +33,22 @@ struct ProduceCommand: AsyncParsableCommand {
     @Option(help: "Most lines per batch")
     var batchLines: Int = 1000
 
+    @Option(name: [.customShort("H"), .customLong("header")], help: "Add header KEY=VALUE to every record; repeatable")
+    var headers: [String] = []
+
+    @Option(help: "Record timestamp in milliseconds since the epoch (default: the time each line is read)")
+    var timestamp: Int64?
+
+    /// OnceClient compresses with zlib only; the broker itself accepts all four codecs.
+    @Option(help: "Compression codec: none or gzip")
+    var compression: String = "none"
+
+    @Option(help: "Parse each line with this pattern: %k key, %v value, %p partition, %T timestamp (e.g. '%k %v')")
+    var format: String?
+
+    @Flag(help: "Read JSON lines: {\"key\", \"value\", \"headers\": {K: V}, \"partition\", \"timestamp\"}, each optional but value")
+    var json = false
+
     /// Bytes of record payload per batch before it is sent; well under the usual 1 MB message limit.
     static let maxBatchBytes = 1024 * 1024
 
@@ -39,6 +57,31 @@ struct ProduceCommand: AsyncParsableCommand {
         if let keySeparator, keySeparator.isEmpty { throw ValidationError("--key-separator must not be empty") }
         if let partition, partition < 0 { throw ValidationError("--partition must not be negative") }
         guard batchLines > 0 else { throw ValidationError("--batch-lines must be positive") }
+        _ = try parsedHeaders()
+        _ = try parsedCompression()
+        if [json, keySeparator != nil, format != nil].filter({ $0 }).count > 1 {
+            throw ValidationError("--json, --format and --key-separator cannot be combined")
+        }
+        if let format {
+            do { _ = try ProduceLineFormat(format) } catch { throw ValidationError("\(error)") }
+        }
+    }
+
+    func parsedHeaders() throws -> [RecordHeader] {
+        try headers.map { header in
+            guard let equals = header.firstIndex(of: "="), equals != header.startIndex else {
+                throw ValidationError("--header must be KEY=VALUE, got '\(header)'")
+            }
+            return RecordHeader(key: String(header[..<equals]), value: Array(header[header.index(after: equals)...].utf8))
+        }
+    }
+
+    func parsedCompression() throws -> CompressionCodec {
+        switch compression {
+        case "none": return .none
+        case "gzip": return .gzip
+        default: throw ValidationError("--compression must be none or gzip, got '\(compression)'")
+        }
     }
 
     func parsedAcks() throws -> Int16 {
@@ -52,6 +95,9 @@ struct ProduceCommand: AsyncParsableCommand {
 
     func run() async throws {
         let acks = try parsedAcks()
+        let headers = try parsedHeaders()
+        let codec = try parsedCompression()
+        let lineFormat = try format.map { try ProduceLineFormat($0) }
         try await client.withClient { client in
             let metadata = try await client.metadata(topics: [topic], allowAutoTopicCreation: true)
             let partitionCount = Int32(try requireTopic(metadata, topic).partitions.count)
@@ -60,22 +106,51 @@ struct ProduceCommand: AsyncParsableCommand {
             }
             var batcher = LineBatcher(
                 partitionCount: partitionCount, fixedPartition: partition.map { Int32($0) },
-                keySeparator: keySeparator.map { Array($0.utf8) })
+                keySeparator: keySeparator.map { Array($0.utf8) }, headers: headers)
+            var lineNumber = 0
             while let line = readLine(strippingNewline: true) {
-                batcher.add(line, timestamp: Int64(Date().timeIntervalSince1970 * 1000))
+                lineNumber += 1
+                let now = timestamp ?? Int64(Date().timeIntervalSince1970 * 1000)
+                if let lineFormat {
+                    let fields = try lineFormat.parse(line, lineNumber: lineNumber)
+                    if let p = fields.partition, p >= partitionCount {
+                        throw CommandFailure("line \(lineNumber): topic '\(topic)' has \(partitionCount) partitions; partition \(p) does not exist")
+                    }
+                    batcher.add(
+                        JSONLineRecord(key: fields.key, value: fields.value, partition: fields.partition,
+                                       timestamp: fields.timestamp),
+                        defaultTimestamp: now)
+                } else if json {
+                    let record = try JSONLineRecord(line, lineNumber: lineNumber)
+                    if let p = record.partition, p >= partitionCount {
+                        throw CommandFailure("line \(lineNumber): topic '\(topic)' has \(partitionCount) partitions; partition \(p) does not exist")
+                    }
+                    batcher.add(record, defaultTimestamp: now)
+                } else {
+                    batcher.add(line, timestamp: now)
+                }
                 if batcher.lineCount >= batchLines || batcher.byteCount >= Self.maxBatchBytes {
-                    try await send(batcher.take(), client: client, acks: acks)
+                    try await send(batcher.take(), client: client, acks: acks, codec: codec)
                 }
             }
             if batcher.lineCount > 0 {
-                try await send(batcher.take(), client: client, acks: acks)
+                try await send(batcher.take(), client: client, acks: acks, codec: codec)
             }
         }
     }
 
-    private func send(_ records: [Int32: [ProducerRecord]], client: KafkaClient, acks: Int16) async throws {
-        let byPartition = Dictionary(uniqueKeysWithValues: records.map { (TopicPartition(topic, $0.key), $0.value) })
-        let results = try await client.produce(records: byPartition, acks: acks)
+    private func send(
+        _ records: [Int32: [ProducerRecord]], client: KafkaClient, acks: Int16, codec: CompressionCodec
+    ) async throws {
+        var batches: [TopicPartition: ByteBuffer] = [:]
+        for (partition, list) in records {
+            var builder = RecordBatchBuilder()
+            for record in list {
+                builder.append(key: record.key, value: record.value, headers: record.headers, timestamp: record.timestamp)
+            }
+            batches[TopicPartition(topic, partition)] = try builder.build(compression: codec)
+        }
+        let results = try await client.produce(batches, acks: acks)
         if let failed = results.values.sorted(by: { $0.topicPartition.partition < $1.topicPartition.partition })
             .first(where: { $0.error != nil })
         {
@@ -89,16 +164,18 @@ struct LineBatcher {
     let partitionCount: Int32
     let fixedPartition: Int32?
     let keySeparator: [UInt8]?
+    let headers: [RecordHeader]
     private(set) var lineCount = 0
     private(set) var byteCount = 0
     private var records: [Int32: [ProducerRecord]] = [:]
     /// Unkeyed records stick to one partition per batch, as the Java client's default does.
     private var stickyPartition: Int32
 
-    init(partitionCount: Int32, fixedPartition: Int32?, keySeparator: [UInt8]?) {
+    init(partitionCount: Int32, fixedPartition: Int32?, keySeparator: [UInt8]?, headers: [RecordHeader] = []) {
         self.partitionCount = partitionCount
         self.fixedPartition = fixedPartition
         self.keySeparator = keySeparator
+        self.headers = headers
         self.stickyPartition = Int32.random(in: 0..<partitionCount)
     }
 
@@ -110,12 +187,24 @@ struct LineBatcher {
             key = Array(bytes[..<at.lowerBound])
             value = Array(bytes[at.upperBound...])
         }
-        let partition = fixedPartition
-            ?? key.map { Partitioner.partition(forKey: $0, partitionCount: partitionCount) }
+        append(ProducerRecord(key: key, value: value, headers: headers, timestamp: timestamp), partition: nil)
+    }
+
+    /// A JSON line's own partition wins over --partition, which wins over the key's partition.
+    mutating func add(_ line: JSONLineRecord, defaultTimestamp: Int64) {
+        append(
+            ProducerRecord(key: line.key, value: line.value, headers: headers + line.headers,
+                           timestamp: line.timestamp ?? defaultTimestamp),
+            partition: line.partition)
+    }
+
+    private mutating func append(_ record: ProducerRecord, partition explicit: Int32?) {
+        let partition = explicit ?? fixedPartition
+            ?? record.key.map { Partitioner.partition(forKey: $0, partitionCount: partitionCount) }
             ?? stickyPartition
-        records[partition, default: []].append(ProducerRecord(key: key, value: value, timestamp: timestamp))
+        records[partition, default: []].append(record)
         lineCount += 1
-        byteCount += value.count + (key?.count ?? 0)
+        byteCount += (record.value?.count ?? 0) + (record.key?.count ?? 0)
     }
 
     mutating func take() -> [Int32: [ProducerRecord]] {

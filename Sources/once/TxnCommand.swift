@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import OnceClient
 
 /// `once txn list|describe|abort|find-hanging|abort-hanging`: what the transaction coordinator
@@ -12,16 +13,37 @@ struct TxnCommand: AsyncParsableCommand {
     )
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List transactional ids and their states.")
+        static let configuration = CommandConfiguration(
+            abstract: "List transactional ids, their states and how long each open transaction has been open.",
+            discussion: "With --hanging, lists hanging transactions instead, as find-hanging does.")
         @OptionGroup var client: ClientOptions
         @Option(name: .customLong("state"), help: "Only these states (Empty, Ongoing, PrepareCommit, ...); repeatable")
         var states: [String] = []
+        @Flag(help: "List open transactions on partitions that no coordinator considers live")
+        var hanging = false
+
+        func validate() throws {
+            if hanging, !states.isEmpty { throw ValidationError("--hanging and --state cannot be combined") }
+        }
 
         func run() async throws {
+            if hanging {
+                try await client.withClient { try await FindHanging.printHanging(topic: nil, $0) }
+                return
+            }
             try await client.withClient { client in
-                print("TRANSACTIONAL-ID\tPRODUCER-ID\tSTATE")
+                let now = Int64(Date().timeIntervalSince1970 * 1000)
+                print("TRANSACTIONAL-ID\tPRODUCER-ID\tSTATE\tAGE")
                 for txn in try await client.listTransactions(states: states) {
-                    print("\(txn.transactionalId)\t\(txn.producerId)\t\(txn.state)")
+                    // Only an open transaction has an age worth reading; its start is in DescribeTransactions.
+                    var age = "-"
+                    if !["Empty", "CompleteCommit", "CompleteAbort", "Dead"].contains(txn.state),
+                        let described = try? await client.describeTransaction(txn.transactionalId),
+                        described.startTimeMs >= 0
+                    {
+                        age = humanDuration(milliseconds: now - described.startTimeMs)
+                    }
+                    print("\(txn.transactionalId)\t\(txn.producerId)\t\(txn.state)\t\(age)")
                 }
             }
         }
@@ -71,12 +93,14 @@ struct TxnCommand: AsyncParsableCommand {
         @Option(help: "Only this topic (default: every topic)") var topic: String?
 
         func run() async throws {
-            try await client.withClient { client in
-                let hanging = try await client.findHangingTransactions(in: try await TxnCommand.partitions(topic, client))
-                print("TOPIC\tPARTITION\tPRODUCER-ID\tEPOCH\tSTART-OFFSET\tREASON")
-                for h in hanging {
-                    print("\(h.partition.topic)\t\(h.partition.partition)\t\(h.producerId)\t\(h.producerEpoch)\t\(h.startOffset)\t\(h.reason)")
-                }
+            try await client.withClient { try await Self.printHanging(topic: topic, $0) }
+        }
+
+        static func printHanging(topic: String?, _ client: KafkaClient) async throws {
+            let hanging = try await client.findHangingTransactions(in: try await TxnCommand.partitions(topic, client))
+            print("TOPIC\tPARTITION\tPRODUCER-ID\tEPOCH\tSTART-OFFSET\tREASON")
+            for h in hanging {
+                print("\(h.partition.topic)\t\(h.partition.partition)\t\(h.producerId)\t\(h.producerEpoch)\t\(h.startOffset)\t\(h.reason)")
             }
         }
     }

@@ -22,8 +22,12 @@ struct VerifyCommand: AsyncParsableCommand {
             """
     )
 
-    @Option(name: .customLong("bootstrap-server"), help: "Broker address(es): HOST:PORT[,HOST:PORT...]")
-    var bootstrapServer: String = "127.0.0.1:9092"
+    @Option(
+        name: .customLong("bootstrap-server"),
+        help: "Broker address(es): HOST:PORT[,HOST:PORT...] (default: $ONCE_BROKERS, else 127.0.0.1:9092)")
+    var bootstrapFlag: String?
+
+    var bootstrapServer: String { ClientOptions.bootstrap(flag: bootstrapFlag) }
 
     @Option(help: "Seconds the writers run")
     var seconds: Int = 60

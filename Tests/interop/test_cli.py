@@ -304,7 +304,8 @@ def test_consuming_an_unknown_topic_fails(broker):
 
 
 @pytest.mark.parametrize("args", [
-    ["consume", "t", "--offset=-5"],
+    ["consume", "t", "--offset=yesterday"],
+    ["consume", "t", "--offset=s@-1"],
     ["consume", "t", "--from-beginning", "--offset", "3"],
     ["consume", "t", "--isolation", "serializable"],
     ["produce", "t", "--acks", "2"],

@@ -84,6 +84,9 @@ def test_find_hanging_and_abort_hanging_from_the_cli(broker_factory):
     assert len(rows) == 1, found.stdout
     producer_id = rows[0][2]
     assert rows[0][:2] == [topic, "0"] and rows[0][4] == "0", rows
+    # `txn list --hanging` is the same finder over every topic; this broker holds only this one.
+    listed = once_txn(broker, "list", "--hanging")
+    assert listed.returncode == 0 and listed.stdout == found.stdout, (listed.stdout, found.stdout)
 
     live_id = next(int(r[1]) for r in (line.split("\t") for line in subprocess.run(
         [str(broker_binary()), "producers", "describe", topic, "--bootstrap-server", broker.bootstrap],

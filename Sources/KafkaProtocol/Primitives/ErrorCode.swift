@@ -75,6 +75,7 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, Error, CustomStri
     public static let groupMaxSizeReached = ErrorCode(81)
     public static let fencedInstanceId = ErrorCode(82)
     public static let unsupportedCompressionType = ErrorCode(76)
+    public static let groupSubscribedToTopic = ErrorCode(86)
     public static let invalidRecord = ErrorCode(87)
     public static let unstableOffsetCommit = ErrorCode(88)
     public static let unknownTopicId = ErrorCode(100)
@@ -104,7 +105,7 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, Error, CustomStri
         59: "UNKNOWN_PRODUCER_ID", 68: "NON_EMPTY_GROUP", 69: "GROUP_ID_NOT_FOUND",
         70: "FETCH_SESSION_ID_NOT_FOUND", 71: "INVALID_FETCH_SESSION_EPOCH", 74: "FENCED_LEADER_EPOCH",
         75: "UNKNOWN_LEADER_EPOCH", 76: "UNSUPPORTED_COMPRESSION_TYPE", 78: "OFFSET_NOT_AVAILABLE", 79: "MEMBER_ID_REQUIRED",
-        81: "GROUP_MAX_SIZE_REACHED", 82: "FENCED_INSTANCE_ID", 87: "INVALID_RECORD",
+        81: "GROUP_MAX_SIZE_REACHED", 82: "FENCED_INSTANCE_ID", 86: "GROUP_SUBSCRIBED_TO_TOPIC", 87: "INVALID_RECORD",
         88: "UNSTABLE_OFFSET_COMMIT", 90: "PRODUCER_FENCED", 100: "UNKNOWN_TOPIC_ID",
         105: "TRANSACTIONAL_ID_NOT_FOUND",
     ]

@@ -52,6 +52,7 @@ final class DataDirectoryLock {
     private var fd: Int32
 
     init(directory: String) throws {
+        try DataDirectoryCheck.check(directory)
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         } catch {
