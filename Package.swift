@@ -149,6 +149,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "OnceCoreTests", dependencies: ["OnceCore"]),
+        .testTarget(name: "OnceConsoleTests", dependencies: ["OnceConsole"]),
         .testTarget(name: "OnceCheckTests", dependencies: ["OnceCheck"]),
         .testTarget(name: "OnceVerifyTests", dependencies: ["OnceVerify", "OnceCheck"]),
         .testTarget(

@@ -112,6 +112,8 @@ struct BrokerCommand: AsyncParsableCommand {
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
 
         let console = try setting(httpListen, "ONCE_HTTP_LISTEN").map { try address($0, "--http-listen") }
+        // Before the data directory is touched, like the Kafka listener: a taken console port names itself.
+        if let console { try ListenAddressProbe.check(console) }
         let view = console.map { _ in BrokerView() }
         let service = BrokerService(config: config, logger: logger, registry: registry, view: view) { kafka, metrics in
             var line = "once broker ready on \(config.listen.host):\(kafka.port ?? config.listen.port)"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import urllib.error
 import urllib.request
@@ -19,13 +20,13 @@ from confluent_kafka import IsolationLevel, TopicPartition
 from confluent_kafka.admin import OffsetSpec
 
 import confluent_helpers as ck
-from once_broker import broker_binary, free_port
+from once_broker import BrokerError, broker_binary, free_port
 from support import Deadline, unique_topic, wait_until
 from test_hanging_transactions import committed_then_cut
 from test_transactions import read_values, txn_producer
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(
+needs_chromium = pytest.mark.skipif(
     CHROMIUM is None, reason="no chromium on PATH (scripts/install-deps.sh installs Debian's chromium)")
 
 
@@ -154,6 +155,7 @@ def partition_row(dom: Node, topic: str, partition: int) -> Node:
     return rows[0]
 
 
+@needs_chromium
 def test_pages_show_what_the_kafka_apis_report(broker_factory, tmp_path):
     broker, console = console_broker(broker_factory, tmp_path, "--group-initial-rebalance-delay-ms", "0")
     topic = unique_topic("console")
@@ -216,6 +218,12 @@ def test_pages_show_what_the_kafka_apis_report(broker_factory, tmp_path):
         groups = {g["groupId"]: g for g in console.api("/api/groups")}
         assert groups[group]["state"] == "Stable"
         assert groups[group]["totalLag"] == sum(marks[p][1] - committed[p] for p in committed)
+        # The chart's samples, taken in the background every 5 s, carry the same lag.
+        expected_lag = groups[group]["totalLag"]
+        samples = wait_until(lambda: [x for x in console.api("/api/groups/lag-history").get(group, [])
+                                      if x["totalLag"] == expected_lag][1:], 60, "two lag samples")
+        assert samples
+        assert console.render("/groups").find_all("svg", **{"class": "lag-chart"}), "the lag chart is drawn"
 
         health = console.render("/")
         version = subprocess.run([str(broker_binary()), "--version"], capture_output=True, text=True, timeout=30)
@@ -229,6 +237,7 @@ def test_pages_show_what_the_kafka_apis_report(broker_factory, tmp_path):
     open_txn.abort_transaction(30)
 
 
+@needs_chromium
 def test_a_transaction_appears_and_disappears_after_commit(broker_factory, tmp_path):
     broker, console = console_broker(broker_factory, tmp_path)
     topic = unique_topic("console-txn")
@@ -271,6 +280,7 @@ def test_a_transaction_appears_and_disappears_after_commit(broker_factory, tmp_p
     assert "holding" not in row.attrs.get("class", "")
 
 
+@needs_chromium
 def test_abort_hanging_transaction_behind_a_confirmation(broker_factory, tmp_path):
     # No periodic check: only the console's action may end the hanging transaction.
     broker, console = console_broker(broker_factory, tmp_path, "--transaction-timeout-check-interval-ms", "3600000")
@@ -317,3 +327,19 @@ def test_abort_hanging_transaction_behind_a_confirmation(broker_factory, tmp_pat
     assert read_values(broker, topic, "read_committed") == [b"after"]
     live.commit_transaction(30)
     assert read_values(broker, topic, "read_committed") == [b"after", b"live"]
+
+
+def test_a_console_address_in_use_is_named_before_the_data_directory_is_touched(broker_factory):
+    port = free_port()
+    broker = broker_factory(start=False, extra_args=["--http-listen", f"127.0.0.1:{port}"])
+    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    holder.bind(("127.0.0.1", port))
+    holder.listen(1)
+    try:
+        with pytest.raises(BrokerError):
+            broker.start()
+    finally:
+        holder.close()
+    assert f"127.0.0.1:{port} is already in use" in broker.log_text(), broker.log_tail()
+    assert not broker.data_dir.exists() or list(broker.data_dir.iterdir()) == [], "the data directory was touched"
+    assert broker.process.returncode != 0
