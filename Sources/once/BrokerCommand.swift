@@ -105,7 +105,9 @@ struct BrokerCommand: AsyncParsableCommand {
         }
         let logger = Logger(label: "once.broker")
         let registry = PrometheusCollectorRegistry()
-        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.durationHistogramBuckets[BrokerMetricNames.requestDuration] = BrokerMetricNames.requestDurationBuckets
+        MetricsSystem.bootstrap(factory)
 
         let service = BrokerService(config: config, logger: logger, registry: registry) { kafka, metrics in
             var line = "once broker ready on \(config.listen.host):\(kafka.port ?? config.listen.port)"
