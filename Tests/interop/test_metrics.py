@@ -233,6 +233,12 @@ def test_every_metric_the_grafana_dashboard_queries_exists_in_a_real_scrape(brok
     txn.begin_transaction()
     txn.produce(topic, value=value_for(0), partition=0)
     assert txn.flush(30) == 0
+    # An answered error, so the error counter has a series: writing an internal topic is refused.
+    failures: list[str] = []
+    refused = Producer({"bootstrap.servers": broker.bootstrap, "retries": 0})
+    refused.produce("__consumer_offsets", value=b"x", partition=0, on_delivery=lambda err, _: failures.append(str(err)))
+    assert refused.flush(30) == 0
+    assert failures and failures[0] != "None", failures
     try:
         names = Scrape(broker).names()
         queried = dashboard_metric_names()
