@@ -76,7 +76,9 @@ def test_request_counters_grow_with_traffic(broker):
 # --- Every family an operator dashboard reads, checked against a workload whose effect is known. ---
 
 LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
-DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "grafana" / "once-dashboard.json"
+ROOT = Path(__file__).resolve().parents[2]
+DASHBOARD = ROOT / "docs" / "grafana" / "once-dashboard.json"
+README = ROOT / "README.md"
 
 
 class Scrape:
@@ -225,7 +227,16 @@ def dashboard_metric_names() -> set[str]:
     return {name for expr in exprs for name in re.findall(r"\b((?:once|process)_[a-z_]+)\b", expr)}
 
 
-def test_every_metric_the_grafana_dashboard_queries_exists_in_a_real_scrape(broker):
+def readme_metric_names() -> set[str]:
+    """The names in the first column of README's metrics table."""
+    names: set[str] = set()
+    for line in README.read_text().splitlines():
+        if line.startswith("| `once_") or line.startswith("| `process_"):
+            names |= set(re.findall(r"`((?:once|process)_[a-z_]+)`", line.split("|")[1]))
+    return names
+
+
+def test_the_dashboard_and_readme_name_exactly_the_metrics_a_real_scrape_serves(broker):
     topic = unique_topic("metrics-dashboard")
     produce_indexed(broker, topic, range(50))
     consume_in_group(broker, topic, unique_topic("metrics-dashboard-group"), 50)
@@ -240,9 +251,15 @@ def test_every_metric_the_grafana_dashboard_queries_exists_in_a_real_scrape(brok
     assert refused.flush(30) == 0
     assert failures and failures[0] != "None", failures
     try:
-        names = Scrape(broker).names()
+        m = Scrape(broker)
+        names = m.names()
         queried = dashboard_metric_names()
         missing = sorted(queried - names)
         assert not missing, f"the dashboard queries metrics no scrape has: {missing}"
+        # README's table documents exactly the families a scrape has.
+        families = set(m.types)
+        documented = readme_metric_names()
+        assert not sorted(families - documented), f"undocumented in README: {sorted(families - documented)}"
+        assert not sorted(documented - families), f"documented but never served: {sorted(documented - families)}"
     finally:
         txn.commit_transaction(30)
