@@ -5,9 +5,10 @@ import OnceStorage
 /// scraped, so producing and fetching never maintain them.
 ///
 /// Cardinality is bounded by what this process has touched, not by what the data directory holds:
-/// per-partition series cover the partitions opened since start (a produce, fetch or offset lookup
-/// opens one), LSO lag and producer entries only those with producer state loaded, and group lag
-/// only committed offsets on opened partitions. Thousands of idle partitions add no series.
+/// per-partition series cover the partitions created or opened since start (a produce, fetch or
+/// offset lookup opens one), LSO lag and producer entries only those with producer state loaded,
+/// and group lag only committed offsets on opened partitions. Thousands of partitions left idle
+/// since a restart add no series.
 struct BrokerStateMetrics: Sendable {
     let broker: Broker
     let connections: ConnectionLimiter
