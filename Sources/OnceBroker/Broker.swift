@@ -80,6 +80,15 @@ public final class Broker: Sendable {
     /// Handles one request frame (without its size prefix). Returns the framed response, or nil when
     /// the request expects none (Produce with acks=0). A thrown error closes the connection.
     func serve(frame: ByteBuffer, eventLoop: any EventLoop) throws -> EventLoopFuture<OutboundResponse?> {
+        let started = NIODeadline.now()
+        let answer = try route(frame: frame, eventLoop: eventLoop)
+        if let api = frame.getInteger(at: frame.readerIndex, as: Int16.self).flatMap(ApiKey.init(rawValue:)) {
+            answer.whenSuccess { _ in self.metrics.requestCompleted(api, since: started) }
+        }
+        return answer
+    }
+
+    private func route(frame: ByteBuffer, eventLoop: any EventLoop) throws -> EventLoopFuture<OutboundResponse?> {
         var frame = frame
         guard let rawKey = frame.getInteger(at: frame.readerIndex, as: Int16.self),
             let version = frame.getInteger(at: frame.readerIndex + 2, as: Int16.self)

@@ -82,8 +82,13 @@ public struct BrokerService: Service {
                 let address = channel.remoteAddress?.ipAddress ?? "?"
                 if let refusal = connections.admit(address) {
                     logger.warning("refusing connection", metadata: ["peer": "\(address)", "reason": "\(refusal)"])
+                    switch refusal {
+                    case .total: broker.metrics.connectionRefused(.maxConnections)
+                    case .perAddress: broker.metrics.connectionRefused(.maxConnectionsPerIp)
+                    }
                     return channel.eventLoop.makeFailedFuture(refusal)
                 }
+                broker.metrics.connectionAccepted()
                 channel.closeFuture.whenComplete { _ in connections.release(address) }
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(IdleStateHandler(allTimeout: idleTimeout))
@@ -95,12 +100,13 @@ public struct BrokerService: Service {
 
         var metricsServer: (any Channel)?
         if let metricsListen = config.metricsListen, let registry {
+            let state = BrokerStateMetrics(broker: broker, connections: connections)
             metricsServer = try await ServerBootstrap(group: group)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                        try channel.pipeline.syncOperations.addHandler(MetricsHTTPHandler(registry: registry))
+                        try channel.pipeline.syncOperations.addHandler(MetricsHTTPHandler(registry: registry, state: state))
                     }
                 }
                 .bind(host: metricsListen.host, port: metricsListen.port).get()

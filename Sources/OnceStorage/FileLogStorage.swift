@@ -273,6 +273,11 @@ public final class FileLogStorage: LogStorage {
         try PosixFile.syncDirectory(stateDirectory)
     }
 
+    public func loadedPartitions() -> [any PartitionLog] {
+        let slots = state.withLock { s in s.topics.values.flatMap(\.partitions) }
+        return slots.compactMap(\.ifOpen)
+    }
+
     public func partition(topic: String, partition: Int32) -> PartitionLog? {
         let slot: LazyPartition? = state.withLock { s in
             guard let logs = s.topics[topic]?.partitions, partition >= 0, Int(partition) < logs.count else { return nil }

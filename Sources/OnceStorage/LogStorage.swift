@@ -31,6 +31,10 @@ public protocol LogStorage: AnyObject, Sendable {
     /// The log of one partition, or nil if the topic or partition does not exist.
     func partition(topic: String, partition: Int32) -> PartitionLog?
 
+    /// The partitions already open, never opening one: what a metrics scrape may look at without
+    /// loading thousands of idle logs.
+    func loadedPartitions() -> [any PartitionLog]
+
     /// Deletes segments beyond retention and rolls segments by age. The broker calls it periodically.
     func enforceRetention(nowMs: Int64)
 

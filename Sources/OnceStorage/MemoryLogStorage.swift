@@ -97,6 +97,11 @@ public final class MemoryLogStorage: LogStorage {
         }
     }
 
+    /// Every partition: memory logs have nothing to load.
+    public func loadedPartitions() -> [any PartitionLog] {
+        topicsByName.withLock { $0.values.flatMap(\.partitions) }
+    }
+
     public func partition(topic: String, partition: Int32) -> PartitionLog? {
         topicsByName.withLock { topics in
             guard let logs = topics[topic]?.partitions, partition >= 0, Int(partition) < logs.count else { return nil }

@@ -109,7 +109,9 @@ struct BrokerCommand: AsyncParsableCommand {
         }
         let logger = Logger(label: "once.broker")
         let registry = PrometheusCollectorRegistry()
-        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.durationHistogramBuckets[BrokerMetricNames.requestDuration] = BrokerMetricNames.requestDurationBuckets
+        MetricsSystem.bootstrap(factory)
 
         let console = try setting(httpListen, "ONCE_HTTP_LISTEN").map { try address($0, "--http-listen") }
         // Before the data directory is touched, like the Kafka listener: a taken console port names itself.

@@ -38,6 +38,7 @@ extension Broker {
         let round = readFetch(req)
         if round.bytes >= Int(req.minBytes) || round.failed || NIODeadline.now() >= deadline {
             metrics.recordBytesFetched(round.bytes)
+            for (topic, bytes) in round.bytesByTopic { metrics.topicFetched(topic, bytes: bytes) }
             return request.eventLoop.makeSucceededFuture(round)
         }
         let promise = request.eventLoop.makePromise(of: Void.self)
@@ -58,6 +59,7 @@ extension Broker {
         var response = FetchResponse()
         var bytes = 0
         var failed = false
+        var bytesByTopic: [String: Int] = [:]
         /// High watermarks seen by this round, to notice appends (and syncs) while parked.
         var endOffsets: [FetchWaiters.PartitionKey: Int64] = [:]
         /// Record sets left in their files, by position in `response`.
@@ -74,6 +76,7 @@ extension Broker {
         var bytes = 0
         var failed = false
         var endOffsets: [FetchWaiters.PartitionKey: Int64] = [:]
+        var bytesByTopic: [String: Int] = [:]
         let readCommitted = req.isolationLevel == 1
         // The broker's fetch.max.bytes bounds what one response may hold, whatever the client asks.
         var remaining = min(Int(req.maxBytes), config.fetchMaxBytes)
@@ -123,6 +126,7 @@ extension Broker {
                                     marker: .init(marker: OutboundResponse.makeMarker(), records: stored)))
                             bytes += stored.length
                             remaining -= stored.length
+                            bytesByTopic[t.topic, default: 0] += stored.length
                         }
                         return result
                     }
@@ -131,6 +135,7 @@ extension Broker {
                         result.records = records
                         bytes += records.readableBytes
                         remaining -= records.readableBytes
+                        bytesByTopic[t.topic, default: 0] += records.readableBytes
                     }
                 } catch {
                     let (code, _) = errorCode(for: error)
@@ -142,7 +147,8 @@ extension Broker {
             }
             return topic
         }
-        var round = FetchRound(bytes: bytes, failed: failed, endOffsets: endOffsets, placeholders: placeholders)
+        var round = FetchRound(
+            bytes: bytes, failed: failed, bytesByTopic: bytesByTopic, endOffsets: endOffsets, placeholders: placeholders)
         round.response.responses = responses
         return round
     }

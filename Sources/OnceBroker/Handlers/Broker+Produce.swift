@@ -18,6 +18,8 @@ extension Broker {
             let meta = !validAcks ? .failure(.invalidRequiredAcks)
                 : InternalTopics.names.contains(t.name) ? .failure(.invalidTopicException)
                 : topicForUse(t.name, autoCreate: config.autoCreateTopics)
+            var appendedBytes = 0
+            var appendedRecords = 0
             topic.partitionResponses = t.partitionData.map { p in
                 var result = ProduceResponse.PartitionProduceResponse()
                 result.index = p.index
@@ -35,7 +37,11 @@ extension Broker {
                         result.baseOffset = appended.baseOffset
                         result.logAppendTimeMs = appended.logAppendTime ?? -1
                         result.logStartOffset = log.logStartOffset
-                        if appended.isNew { waiters.notify(.init(topic: t.name, partition: p.index)) }
+                        if appended.isNew {
+                            waiters.notify(.init(topic: t.name, partition: p.index))
+                            appendedBytes += appended.bytes
+                            appendedRecords += appended.records
+                        }
                         if config.flushPolicy == .always {
                             let promise = request.eventLoop.makePromise(of: Void.self)
                             let end = appended.durableUpTo
@@ -67,6 +73,7 @@ extension Broker {
                 if result.errorCode != 0 { metrics.error(.produce, ErrorCode(result.errorCode)) }
                 return result
             }
+            metrics.topicAppended(t.name, bytes: appendedBytes, records: appendedRecords)
             return topic
         }
         guard !durable.isEmpty else { return request.eventLoop.makeSucceededFuture(response) }
@@ -99,6 +106,8 @@ extension Broker {
         var logAppendTime: Int64?
         /// False for a producer's retry of a batch already in the log.
         var isNew: Bool
+        var bytes = 0
+        var records = 0
     }
 
     /// Validates one partition's record set and appends it; batches with a producer id go through
@@ -132,7 +141,9 @@ extension Broker {
         guard header.hasProducerId, let table = try producers.producers(topic: topic, partition: partition) else {
             let result = try log.append(records)
             metrics.batchesAppended(headers.count)
-            return Appended(baseOffset: result.baseOffset, durableUpTo: result.logEndOffset, logAppendTime: logAppendTime, isNew: true)
+            return Appended(
+                baseOffset: result.baseOffset, durableUpTo: result.logEndOffset, logAppendTime: logAppendTime, isNew: true,
+                bytes: records.readableBytes, records: headers.reduce(0) { $0 + Int($1.recordCount) })
         }
         // The guard is taken before asking the coordinator, so a marker written between the answer
         // and the append (ending the transaction that was verified) makes the append fail.
@@ -148,7 +159,9 @@ extension Broker {
             switch try table.append(records, header: header, verification: verification) {
             case .appended(let result):
                 metrics.batchesAppended(headers.count)
-                return Appended(baseOffset: result.baseOffset, durableUpTo: result.logEndOffset, logAppendTime: logAppendTime, isNew: true)
+                return Appended(
+                    baseOffset: result.baseOffset, durableUpTo: result.logEndOffset, logAppendTime: logAppendTime, isNew: true,
+                    bytes: records.readableBytes, records: Int(header.recordCount))
             case .duplicate(let firstOffset, let lastOffset):
                 logger.debug("duplicate batch answered with its original offsets", metadata: [
                     "topic": "\(topic.name)", "partition": "\(partition)", "producer": "\(header.producerId)",

@@ -47,6 +47,7 @@ extension Broker {
                 try storage.deleteTopic(name: meta.name)
                 producers.topicDeleted(meta)
                 groups.topicDeleted(meta.name)
+                metrics.topicDeleted(meta.name)
                 logger.info("deleted topic", metadata: ["topic": "\(meta.name)"])
             } catch {
                 let (code, message) = errorCode(for: error)

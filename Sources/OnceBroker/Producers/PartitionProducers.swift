@@ -158,9 +158,20 @@ final class PartitionProducers: Sendable {
     /// open transaction, or the log end) and the aborted transactions overlapping `[from, LSO)`.
     func stableView(from: Int64) -> (lastStableOffset: Int64, aborted: [ProducerStateTable.AbortedTransaction]) {
         state.withLockedValue { s in
-            let lso = min(s.table.firstUnstableOffset ?? .max, log.highWatermark)
+            let lso = Self.lastStableOffset(s.table, highWatermark: log.highWatermark)
             return (lso, s.table.abortedTransactions(from: from, upTo: lso))
         }
+    }
+
+    /// The last stable offset and how many producers the table tracks, read together for a scrape.
+    var gauges: (lastStableOffset: Int64, producers: Int) {
+        state.withLockedValue { s in
+            (Self.lastStableOffset(s.table, highWatermark: log.highWatermark), s.table.producers.count)
+        }
+    }
+
+    private static func lastStableOffset(_ table: ProducerStateTable, highWatermark: Int64) -> Int64 {
+        min(table.firstUnstableOffset ?? .max, highWatermark)
     }
 
     var table: ProducerStateTable {

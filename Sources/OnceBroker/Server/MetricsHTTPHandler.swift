@@ -9,10 +9,13 @@ final class MetricsHTTPHandler: ChannelInboundHandler {
     typealias OutboundOut = HTTPServerResponsePart
 
     private let registry: PrometheusCollectorRegistry
+    private let state: BrokerStateMetrics
     private var path: String?
 
-    init(registry: PrometheusCollectorRegistry) {
+    /// - Parameter state: the scrape-time gauges, written after the registry's families.
+    init(registry: PrometheusCollectorRegistry, state: BrokerStateMetrics) {
         self.registry = registry
+        self.state = state
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -23,7 +26,7 @@ final class MetricsHTTPHandler: ChannelInboundHandler {
             break
         case .end:
             let found = path == "/metrics" || path?.hasPrefix("/metrics?") == true
-            let body = found ? registry.emitToBuffer() : Array("not found\n".utf8)
+            let body = found ? registry.emitToBuffer() + state.render() : Array("not found\n".utf8)
             var headers = HTTPHeaders()
             headers.add(name: "Content-Type", value: found ? "text/plain; version=0.0.4" : "text/plain")
             headers.add(name: "Content-Length", value: String(body.count))

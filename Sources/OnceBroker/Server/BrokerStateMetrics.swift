@@ -1,0 +1,101 @@
+import OnceCore
+import OnceStorage
+
+/// The gauges that describe the broker's state rather than its traffic, computed when `/metrics` is
+/// scraped, so producing and fetching never maintain them.
+///
+/// Cardinality is bounded by what this process has touched, not by what the data directory holds:
+/// per-partition series cover the partitions created or opened since start (a produce, fetch or
+/// offset lookup opens one), LSO lag and producer entries only those with producer state loaded,
+/// and group lag only committed offsets on opened partitions. Thousands of partitions left idle
+/// since a restart add no series.
+struct BrokerStateMetrics: Sendable {
+    let broker: Broker
+    let connections: ConnectionLimiter
+
+    func render() -> [UInt8] {
+        var text = PrometheusText()
+        text.family("once_connections", "gauge", help: "Client connections open now.")
+        text.sample("once_connections", Int64(connections.openConnections))
+        writeTransactions(into: &text)
+        let highWatermarks = writePartitions(into: &text)
+        writeGroups(into: &text, highWatermarks: highWatermarks)
+        ProcessMetrics.write(into: &text)
+        return text.bytes
+    }
+
+    private func writeTransactions(into text: inout PrometheusText) {
+        let now = broker.clock()
+        let open = broker.transactions.transactions.filter { metadata in
+            switch metadata.state {
+            case .ongoing, .prepareCommit, .prepareAbort: true
+            case .empty, .completeCommit, .completeAbort, .dead: false
+            }
+        }
+        text.family("once_transactions_open", "gauge", help: "Transactions begun and not yet completed (Ongoing, PrepareCommit, PrepareAbort).")
+        text.sample("once_transactions_open", Int64(open.count))
+        let oldest = open.map(\.startTimestamp).filter { $0 >= 0 }.min()
+        text.family(
+            "once_transaction_oldest_age_seconds", "gauge",
+            help: "Age of the oldest open transaction, 0 when none is open; a hanging one holds every LSO it touches.")
+        text.sample("once_transaction_oldest_age_seconds", oldest.map { Double(max(0, now - $0)) / 1000 } ?? 0)
+    }
+
+    /// Writes the per-partition families and returns the high watermarks it saw, for group lag.
+    private func writePartitions(into text: inout PrometheusText) -> [TopicPartitionKey: Int64] {
+        let logs = broker.storage.loadedPartitions().sorted {
+            ($0.topic, $0.partition) < ($1.topic, $1.partition)
+        }
+        var highWatermarks: [TopicPartitionKey: Int64] = [:]
+        text.family("once_partition_log_size_bytes", "gauge", help: "Bytes the partition's batches take in storage.")
+        for log in logs {
+            let key = TopicPartitionKey(log.topic, log.partition)
+            highWatermarks[key] = log.highWatermark
+            text.sample("once_partition_log_size_bytes", labels(key), log.sizeInBytes)
+        }
+        text.family("once_partition_high_watermark", "gauge", help: "The partition's high watermark.")
+        for log in logs {
+            text.sample("once_partition_high_watermark", labels(TopicPartitionKey(log.topic, log.partition)), log.highWatermark)
+        }
+        let loaded = broker.producers.loaded()
+        let gauges = loaded.map { ($0.key, $0.producers.gauges) }
+        text.family(
+            "once_partition_lso_lag", "gauge",
+            help: "High watermark minus last stable offset: records read_committed consumers cannot see yet.")
+        for (key, gauge) in gauges {
+            let end = highWatermarks[key] ?? gauge.lastStableOffset
+            text.sample("once_partition_lso_lag", labels(key), max(0, end - gauge.lastStableOffset))
+        }
+        text.family("once_partition_producers", "gauge", help: "Producer-state entries (producer ids) the partition tracks.")
+        for (key, gauge) in gauges {
+            text.sample("once_partition_producers", labels(key), Int64(gauge.producers))
+        }
+        return highWatermarks
+    }
+
+    private func writeGroups(into text: inout PrometheusText, highWatermarks: [TopicPartitionKey: Int64]) {
+        let groups = broker.groups.groups()
+        text.family("once_consumer_groups", "gauge", help: "Consumer groups by state.")
+        var byState: [ConsumerGroup.State: Int64] = [:]
+        for group in groups { byState[group.state, default: 0] += 1 }
+        for state in ConsumerGroup.State.allCases {
+            text.sample("once_consumer_groups", [("state", state.rawValue)], byState[state] ?? 0)
+        }
+        text.family(
+            "once_consumer_group_lag", "gauge",
+            help: "High watermark minus the group's committed offset, per committed partition.")
+        for group in groups {
+            for (partition, committed) in group.offsets.sorted(by: { $0.key < $1.key }) {
+                guard let end = highWatermarks[TopicPartitionKey(partition.topic, partition.partition)] else { continue }
+                text.sample(
+                    "once_consumer_group_lag",
+                    [("group", group.groupId), ("topic", partition.topic), ("partition", String(partition.partition))],
+                    max(0, end - committed.offset))
+            }
+        }
+    }
+
+    private func labels(_ key: TopicPartitionKey) -> [(String, String)] {
+        [("topic", key.topic), ("partition", String(key.partition))]
+    }
+}
