@@ -1,9 +1,11 @@
 import ServiceLifecycle
 
 /// Runs until the service group shuts down, then flushes buffered records and closes, so a
-/// SIGTERM never drops what `send`/`enqueue` already accepted.
+/// SIGTERM never drops what `send`/`enqueue` already accepted. A producer made with `init` starts connecting here (its producer id) rather than at
+/// construction, and reconnects on demand for as long as it runs.
 extension KafkaProducer: Service {
     public func run() async throws {
+        startProducerIdInit()
         try? await gracefulShutdown()
         await close()
     }
