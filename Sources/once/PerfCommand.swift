@@ -357,7 +357,7 @@ struct ClientScenarioCommand: AsyncParsableCommand {
         commandName: "scenario",
         abstract: "OnceClient test scenarios for the interop suite.",
         shouldDisplay: false,
-        subcommands: [ScenarioProduce.self, ScenarioConsume.self, ScenarioGroupMember.self]
+        subcommands: [ScenarioProduce.self, ScenarioConsume.self, ScenarioGroupMember.self, ScenarioService.self]
     )
 }
 
