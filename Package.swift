@@ -128,6 +128,7 @@ let package = Package(
             name: "OnceClientTests",
             dependencies: [
                 "OnceClient", "KafkaProtocol",
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -23,25 +23,27 @@ struct ProducerMetrics {
     let epochBumps: Counter
     /// One Produce request's round trip.
     let requestLatency: Timer
+    private let factory: any MetricsFactory
     private var topics: [String: Topic] = [:]
 
-    init(clientId: String) {
+    init(clientId: String, factory: any MetricsFactory = MetricsSystem.factory) {
         self.clientId = clientId
+        self.factory = factory
         let client = [("client_id", clientId)]
-        batchesSent = Counter(label: "once_client_producer_batches_sent_total", dimensions: client)
-        retries = Counter(label: "once_client_producer_retries_total", dimensions: client)
-        epochBumps = Counter(label: "once_client_producer_epoch_bumps_total", dimensions: client)
-        requestLatency = Timer(label: "once_client_producer_request_latency_seconds", dimensions: client)
+        batchesSent = Counter(label: "once_client_producer_batches_sent_total", dimensions: client, factory: factory)
+        retries = Counter(label: "once_client_producer_retries_total", dimensions: client, factory: factory)
+        epochBumps = Counter(label: "once_client_producer_epoch_bumps_total", dimensions: client, factory: factory)
+        requestLatency = Timer(label: "once_client_producer_request_latency_seconds", dimensions: client, factory: factory)
     }
 
     mutating func topic(_ name: String) -> Topic {
         if let known = topics[name] { return known }
         let dimensions = [("client_id", clientId), ("topic", name)]
         let topic = Topic(
-            recordsSent: Counter(label: "once_client_producer_records_sent_total", dimensions: dimensions),
-            bytesSent: Counter(label: "once_client_producer_bytes_sent_total", dimensions: dimensions),
-            recordErrors: Counter(label: "once_client_producer_record_errors_total", dimensions: dimensions),
-            deliveryLatency: Timer(label: "once_client_producer_delivery_latency_seconds", dimensions: dimensions))
+            recordsSent: Counter(label: "once_client_producer_records_sent_total", dimensions: dimensions, factory: factory),
+            bytesSent: Counter(label: "once_client_producer_bytes_sent_total", dimensions: dimensions, factory: factory),
+            recordErrors: Counter(label: "once_client_producer_record_errors_total", dimensions: dimensions, factory: factory),
+            deliveryLatency: Timer(label: "once_client_producer_delivery_latency_seconds", dimensions: dimensions, factory: factory))
         topics[name] = topic
         return topic
     }
