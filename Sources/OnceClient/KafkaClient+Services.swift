@@ -1,8 +1,9 @@
 import ServiceLifecycle
 
 /// Runs until the service group shuts down, then flushes buffered records and closes, so a
-/// SIGTERM never drops what `send`/`enqueue` already accepted. A producer made with `init` starts connecting here (its producer id) rather than at
-/// construction, and reconnects on demand for as long as it runs.
+/// SIGTERM never drops what `send`/`enqueue` already accepted. A producer made with `init`
+/// starts obtaining its producer id here rather than at construction, and reconnects on demand
+/// for as long as it runs.
 extension KafkaProducer: Service {
     public func run() async throws {
         startProducerIdInit()
