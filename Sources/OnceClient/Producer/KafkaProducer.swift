@@ -404,6 +404,9 @@ public actor KafkaProducer {
     func pump() {
         guard !isClosed || !pending.isEmpty else { return }
         if configuration.isIdempotent, producerId < 0 || epochBumping {
+            // Batches that never went out still fail at their delivery timeout while no
+            // producer id can be had (the broker down), instead of waiting without end.
+            expireQueued(now: .now)
             if producerId < 0, configuration.transactionalId == nil { startProducerIdInit() }
             return
         }
@@ -768,6 +771,7 @@ public actor KafkaProducer {
                     attempt += 1
                     guard await !self.isClosed else { return await self.producerIdInitFinished(error) }
                     try? await Task.sleep(for: Self.reconnectBackoff(attempt: attempt, base: self.configuration.retryBackoff))
+                    await self.pump()
                 } catch {
                     await self.producerIdInitFinished(error)
                     return
