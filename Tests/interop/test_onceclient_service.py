@@ -36,6 +36,9 @@ class Lines:
         with self.changed:
             while line not in self.lines:
                 deadline.check(f"(exit code {process.poll()}, last lines {self.lines[-5:]})")
+                if process.poll() is not None and not self.thread.is_alive():
+                    raise AssertionError(
+                        f"the scenario exited {process.returncode} before {line!r}; last lines {self.lines[-5:]}")
                 self.changed.wait(0.2)
 
 
