@@ -12,8 +12,6 @@ let package = Package(
         .library(name: "OnceStreams", targets: ["OnceStreams"]),
         .library(name: "OnceCheck", targets: ["OnceCheck"]),
         .library(name: "OnceVerify", targets: ["OnceVerify"]),
-        .library(name: "OnceStreamsPostgres", targets: ["OnceStreamsPostgres"]),
-        .executable(name: "once-postgres-dedup", targets: ["OnceStreamsPostgresDemo"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -23,7 +21,6 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
-        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
         // The web console only; no traits, so swift-configuration is neither fetched into the build nor compiled.
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: []),
     ],
@@ -94,23 +91,6 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
-        // Apart from OnceStreams so that the `once` executable never compiles postgres-nio.
-        .target(
-            name: "OnceStreamsPostgres",
-            dependencies: [
-                "OnceStreams", "OnceClient",
-                .product(name: "PostgresNIO", package: "postgres-nio"),
-                .product(name: "Logging", package: "swift-log"),
-            ]
-        ),
-        .executableTarget(
-            name: "OnceStreamsPostgresDemo",
-            dependencies: [
-                "OnceStreams", "OnceStreamsPostgres", "OnceClient",
-                .product(name: "PostgresNIO", package: "postgres-nio"),
-                .product(name: "Logging", package: "swift-log"),
-            ]
-        ),
         // Hummingbird lives here alone, so only the console and the executable that links it compile it.
         .target(
             name: "OnceConsole",
@@ -160,17 +140,10 @@ let package = Package(
             ]
         ),
         .testTarget(
-            name: "OnceStreamsPostgresTests",
-            dependencies: [
-                "OnceStreamsPostgres", "OnceStreams", "OnceClient",
-                .product(name: "PostgresNIO", package: "postgres-nio"),
-                .product(name: "Logging", package: "swift-log"),
-            ]
-        ),
-        .testTarget(
             name: "OnceClientTests",
             dependencies: [
                 "OnceClient", "KafkaProtocol",
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

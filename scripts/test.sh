@@ -19,6 +19,11 @@ swift build -c release --product once
 echo "== swift test"
 swift test
 
+# The PostgreSQL store is its own package so OnceClient users never resolve postgres-nio;
+# its tests (and the demo binary test_streams.py runs) build there.
+echo "== swift test --package-path Packages/OnceStreamsPostgres"
+swift test --package-path Packages/OnceStreamsPostgres
+
 ONCE_BIN="$(swift build -c release --show-bin-path)/once"
 export ONCE_BIN
 export PYTHONDONTWRITEBYTECODE=1

@@ -58,7 +58,7 @@ extension KafkaClient {
         resource.configurationKeys = nil
         var request = DescribeConfigsRequest()
         request.resources = [resource]
-        let response = try await bootstrap.send(request)
+        let response = try await liveBootstrap().send(request)
         guard let result = response.results.first(where: { $0.resourceName == topic }) else {
             throw KafkaClientError(.unexpectedResponse, "DescribeConfigs response does not mention '\(topic)'")
         }

@@ -34,7 +34,7 @@ extension KafkaClient {
     /// Every group the cluster's coordinators know (this asks the bootstrap broker, which for a
     /// single-broker cluster is every coordinator).
     public func listGroups() async throws -> [GroupListing] {
-        let response = try await bootstrap.send(ListGroupsRequest())
+        let response = try await liveBootstrap().send(ListGroupsRequest())
         if let error = KafkaError(errorCode: response.errorCode) { throw error }
         return response.groups.map {
             GroupListing(groupId: $0.groupId, protocolType: $0.protocolType, state: $0.groupState)

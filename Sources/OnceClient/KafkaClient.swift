@@ -8,10 +8,18 @@ import NIOPosix
 /// The admin, produce and fetch operations live in extensions, one file per API family.
 public actor KafkaClient {
     public nonisolated let configuration: KafkaClientConfiguration
+    public nonisolated let bootstrapServers: [BootstrapServer]
     private let group: any EventLoopGroup
-    /// The first bootstrap server that answered; used for requests any broker can serve.
-    /// Replaced by a fresh connection to the same server when it closes.
-    private(set) var bootstrap: KafkaConnection
+    /// The bootstrap server that answered last; used for requests any broker can serve. Opened
+    /// on first use and reopened after it closes, so a client can be made before its broker
+    /// is up and outlives a broker restart.
+    private var bootstrap: KafkaConnection?
+    /// The connect under way, shared by every request that needs the bootstrap connection.
+    private var bootstrapConnecting: Task<KafkaConnection, any Error>?
+    /// Where the next bootstrap connect starts in `bootstrapServers`: the server that answered
+    /// last, so a reconnect goes back to it first.
+    private var preferredServer = 0
+    private var isClosed = false
 
     private var brokers: [Int32: BrokerInfo] = [:]
     private(set) var controllerId: Int32 = -1
@@ -20,35 +28,39 @@ public actor KafkaClient {
     private var topicNames: [KafkaUUID: String] = [:]
     private var connections: [Int32: Task<KafkaConnection, any Error>] = [:]
 
-    private init(configuration: KafkaClientConfiguration, group: any EventLoopGroup, bootstrap: KafkaConnection) {
+    /// A client that connects when the first request needs a broker, trying each of
+    /// `bootstrapServers` in turn; a request made while none is reachable fails with
+    /// `cannotConnect` and the next one tries again.
+    public init(
+        bootstrapServers: [BootstrapServer],
+        configuration: KafkaClientConfiguration = KafkaClientConfiguration(),
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) throws(KafkaUsageError) {
+        guard !bootstrapServers.isEmpty else {
+            throw KafkaUsageError(.noBootstrapServers, "at least one bootstrap server is required")
+        }
         self.configuration = configuration
+        self.bootstrapServers = bootstrapServers
         self.group = group
-        self.bootstrap = bootstrap
     }
 
-    /// Connects to the first reachable server of `bootstrapServers` and negotiates versions.
-    /// When none is reachable, the error names the last one tried.
+    /// Connects to the first reachable server of `bootstrapServers` and negotiates versions,
+    /// for callers that want an unreachable cluster reported now. When none is reachable, the
+    /// error names the last one tried.
     public static func connect(
         bootstrapServers: [BootstrapServer],
         configuration: KafkaClientConfiguration = KafkaClientConfiguration(),
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> KafkaClient {
-        precondition(!bootstrapServers.isEmpty, "at least one bootstrap server is required")
-        var lastError: (any Error)?
-        for server in bootstrapServers {
-            do {
-                let connection = try await KafkaConnection.connect(
-                    host: server.host, port: server.port, configuration: configuration, group: group)
-                return KafkaClient(configuration: configuration, group: group, bootstrap: connection)
-            } catch {
-                lastError = error
-            }
-        }
-        throw lastError!
+        let client = try KafkaClient(bootstrapServers: bootstrapServers, configuration: configuration, group: group)
+        _ = try await client.liveBootstrap()
+        return client
     }
 
     /// Closes every connection. The client must not be used afterwards.
     public func close() async {
+        isClosed = true
+        bootstrapConnecting?.cancel()
         let open = connections.values
         connections = [:]
         for task in open {
@@ -56,7 +68,7 @@ public actor KafkaClient {
                 await connection.close()
             }
         }
-        await bootstrap.close()
+        await bootstrap?.close()
     }
 
     // MARK: Metadata
@@ -167,7 +179,7 @@ public actor KafkaClient {
         guard let broker = brokers[nodeId] else {
             throw KafkaClientError(.unknownBroker, "broker \(nodeId) is not in the cluster metadata")
         }
-        if broker.host == bootstrap.host, broker.port == bootstrap.port {
+        if let bootstrap, broker.host == bootstrap.host, broker.port == bootstrap.port {
             return try await liveBootstrap()
         }
         let configuration = configuration, group = group
@@ -179,17 +191,39 @@ public actor KafkaClient {
         return try await connection(toNode: nodeId)
     }
 
-    /// The bootstrap connection, reopened to the same server if it has closed.
+    /// The bootstrap connection, opened or reopened when it is not live: first to the server
+    /// that answered last, then to the others.
     func liveBootstrap() async throws -> KafkaConnection {
-        if bootstrap.isActive { return bootstrap }
-        let replacement = try await KafkaConnection.connect(
-            host: bootstrap.host, port: bootstrap.port, configuration: configuration, group: group)
-        if bootstrap.isActive {
-            await replacement.close()
-        } else {
-            bootstrap = replacement
+        guard !isClosed else { throw KafkaClientError(.connectionClosed, "the client is closed") }
+        if let bootstrap, bootstrap.isActive { return bootstrap }
+        if let connecting = bootstrapConnecting { return try await connecting.value }
+        let servers = Array(bootstrapServers[preferredServer...] + bootstrapServers[..<preferredServer])
+        let configuration = configuration, group = group
+        let task = Task { () async throws -> (KafkaConnection, BootstrapServer) in
+            var lastError: (any Error)?
+            for server in servers {
+                try Task.checkCancellation()
+                do {
+                    let connection = try await KafkaConnection.connect(
+                        host: server.host, port: server.port, configuration: configuration, group: group)
+                    return (connection, server)
+                } catch {
+                    lastError = error
+                }
+            }
+            throw lastError!
         }
-        return bootstrap
+        let shared = Task { try await task.value.0 }
+        bootstrapConnecting = shared
+        defer { if bootstrapConnecting == shared { bootstrapConnecting = nil } }
+        let (connection, server) = try await task.value
+        if isClosed {
+            await connection.close()
+            throw KafkaClientError(.connectionClosed, "the client is closed")
+        }
+        if let index = bootstrapServers.firstIndex(of: server) { preferredServer = index }
+        bootstrap = connection
+        return connection
     }
 
     /// The controller handles topic creation and deletion; any broker forwards for it in KRaft

@@ -20,7 +20,8 @@ struct Processor: Sendable {
     func run(writersDone: Flag) async -> Bool {
         guard let consumer = await connectConsumer(configuration) else { return false }
         let partitions = (0..<configuration.partitions).map { TopicPartition(inputTopic, $0) }
-        await consumer.assign(partitions)
+        // A fresh consumer has no subscription, so assigning cannot fail.
+        guard (try? await consumer.assign(partitions)) != nil else { return false }
         var session = TransactionalSession(
             transactionalId: transactionalId, label: "proc", configuration: configuration, recorder: recorder)
         var rewinds = 0
@@ -45,7 +46,7 @@ struct Processor: Sendable {
                 reader = "processor#\(rewinds)"
                 for partition in partitions {
                     let position = committed[partition] ?? 0
-                    await consumer.seek(partition, to: position)
+                    guard (try? await consumer.seek(partition, to: position)) != nil else { return false }
                     recorder.record(.readerStarted(
                         reader: reader, topic: inputTopic, partition: partition.partition, position: position))
                 }

@@ -13,9 +13,10 @@ struct Reader: Sendable {
     func run(drain: Flag, drainDeadline: @Sendable () -> ContinuousClock.Instant) async -> Bool {
         guard let consumer = await connectConsumer(configuration) else { return false }
         let partitions = topics.flatMap { topic in (0..<configuration.partitions).map { TopicPartition(topic, $0) } }
-        await consumer.assign(partitions)
+        // A fresh consumer has no subscription, so assigning cannot fail.
+        guard (try? await consumer.assign(partitions)) != nil else { return false }
         for partition in partitions {
-            await consumer.seek(partition, to: 0)
+            guard (try? await consumer.seek(partition, to: 0)) != nil else { return false }
             recorder.record(.readerStarted(
                 reader: "reader", topic: partition.topic, partition: partition.partition, position: 0))
         }

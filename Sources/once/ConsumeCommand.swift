@@ -235,7 +235,7 @@ struct ConsumeCommand: AsyncParsableCommand {
             ? try await client.listOffsets(
                 Dictionary(uniqueKeysWithValues: partitions.map { ($0, .latest) }), isolation: isolation.level)
             : [:]
-        await consumer.subscribe([topic])
+        try await consumer.subscribe([topic])
         var printed = 0
         while true {
             let records = try await consumer.poll(timeout: .milliseconds(500))

@@ -214,7 +214,7 @@ extension DemoCommand {
             config.enableAutoCommit = false
             config.autoOffsetReset = .earliest
             let consumer = try await KafkaConsumer.connect(configuration: config)
-            await consumer.subscribe([input])
+            try await consumer.subscribe([input])
             let started = ContinuousClock.now
             var done = 0
             while done < records {

@@ -212,13 +212,13 @@ struct PerfConsumeCommand: AsyncParsableCommand {
         do {
             consumer = try await KafkaConsumer.connect(configuration: configuration)
             if group != nil {
-                await consumer.subscribe([options.topic])
+                try await consumer.subscribe([options.topic])
             } else {
                 let client = try await KafkaClient.connect(bootstrapServers: options.servers)
                 let metadata = try await client.metadata(topics: [options.topic])
                 await client.close()
                 let topic = try requireTopic(metadata, options.topic)
-                await consumer.assign(topic.partitions.map { TopicPartition(options.topic, $0.partition) })
+                try await consumer.assign(topic.partitions.map { TopicPartition(options.topic, $0.partition) })
             }
         } catch {
             printError(describe(error))
@@ -392,7 +392,7 @@ struct ClientScenarioCommand: AsyncParsableCommand {
         commandName: "scenario",
         abstract: "OnceClient test scenarios for the interop suite.",
         shouldDisplay: false,
-        subcommands: [ScenarioProduce.self, ScenarioConsume.self, ScenarioGroupMember.self]
+        subcommands: [ScenarioProduce.self, ScenarioConsume.self, ScenarioGroupMember.self, ScenarioService.self]
     )
 }
 
@@ -482,7 +482,7 @@ struct ScenarioConsume: AsyncParsableCommand {
         let client = try await KafkaClient.connect(bootstrapServers: servers)
         let topicMetadata = try requireTopic(try await client.metadata(topics: [topic]), topic)
         await client.close()
-        await consumer.assign(topicMetadata.partitions.map { TopicPartition(topic, $0.partition) })
+        try await consumer.assign(topicMetadata.partitions.map { TopicPartition(topic, $0.partition) })
         let lastRecord = Mutex(ContinuousClock.now)
         let idle = Duration.milliseconds(idleMs)
         let watchdog = Task {
@@ -527,7 +527,7 @@ struct ScenarioGroupMember: AsyncParsableCommand {
         configuration.fetchMaxWait = .milliseconds(200)
         configuration.assignors = [assignor]
         let consumer = try await KafkaConsumer.connect(configuration: configuration)
-        await consumer.subscribe([topic])
+        try await consumer.subscribe([topic])
         let events = Task {
             for await event in consumer.events {
                 if case .assigned(let partitions) = event {

@@ -138,7 +138,7 @@ private final class FakeCoordinatorHandler: ChannelInboundHandler {
 
     @Test func pollReturnsNothingOnTimeout() async throws {
         try await withConsumer { consumer, _ in
-            await consumer.assign([])
+            try await consumer.assign([])
             let started = ContinuousClock.now
             let records = try await consumer.poll(timeout: .milliseconds(150))
             let elapsed = ContinuousClock.now - started
@@ -150,7 +150,7 @@ private final class FakeCoordinatorHandler: ChannelInboundHandler {
 
     @Test func pollHonoursCancellation() async throws {
         try await withConsumer { consumer, _ in
-            await consumer.assign([])
+            try await consumer.assign([])
             let poll = Task { try await consumer.poll(timeout: .seconds(60)) }
             try await Task.sleep(for: .milliseconds(100))
             let started = ContinuousClock.now
@@ -170,7 +170,7 @@ private final class FakeCoordinatorHandler: ChannelInboundHandler {
     @Test func retriableGroupErrorsAreRetriedInsteadOfEndingTheConsumer() async throws {
         try await withConsumer(joinErrors: [.rebalanceInProgress, .coordinatorNotAvailable, .illegalGeneration]) {
             consumer, coordinator in
-            await consumer.subscribe(["t"])
+            try await consumer.subscribe(["t"])
             try await pollUntilJoined(consumer)
             #expect(await consumer.groupMetadata.memberId == "member-1")
             // Three failed JoinGroups and the one that worked; none had a member id to send yet.
@@ -180,7 +180,7 @@ private final class FakeCoordinatorHandler: ChannelInboundHandler {
 
     @Test func anUnknownMemberRejoinsWithAnEmptyMemberId() async throws {
         try await withConsumer { consumer, coordinator in
-            await consumer.subscribe(["t"])
+            try await consumer.subscribe(["t"])
             try await pollUntilJoined(consumer)
             // The coordinator forgets the member, as after a session timeout.
             coordinator.joinErrors.withLock { $0 = [.unknownMemberId] }
@@ -197,7 +197,7 @@ private final class FakeCoordinatorHandler: ChannelInboundHandler {
 
     @Test func aNonRetriableGroupErrorEndsThePoll() async throws {
         try await withConsumer(joinErrors: [.groupAuthorizationFailed]) { consumer, _ in
-            await consumer.subscribe(["t"])
+            try await consumer.subscribe(["t"])
             let deadline = ContinuousClock.now + .seconds(10)
             await #expect(throws: KafkaError(.groupAuthorizationFailed)) {
                 while ContinuousClock.now < deadline { _ = try await consumer.poll(timeout: .milliseconds(50)) }

@@ -193,12 +193,14 @@ def postgres_dedup_binary() -> Path:
     explicit = os.environ.get("ONCE_POSTGRES_DEDUP_BIN")
     if explicit:
         return Path(explicit)
+    # Its own package (Packages/OnceStreamsPostgres), so postgres-nio stays out of the root's.
+    package = REPO_ROOT / "Packages" / "OnceStreamsPostgres"
     for config in ("debug", "release"):
-        candidate = REPO_ROOT / ".build" / config / "once-postgres-dedup"
+        candidate = package / ".build" / config / "once-postgres-dedup"
         if candidate.exists():
             return candidate
-    subprocess.run(["swift", "build", "--product", "once-postgres-dedup"], cwd=REPO_ROOT, check=True)
-    return REPO_ROOT / ".build" / "debug" / "once-postgres-dedup"
+    subprocess.run(["swift", "build", "--product", "once-postgres-dedup"], cwd=package, check=True)
+    return package / ".build" / "debug" / "once-postgres-dedup"
 
 
 @pytest.mark.timeout_seconds(600)

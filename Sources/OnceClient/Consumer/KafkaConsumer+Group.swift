@@ -3,11 +3,14 @@ import NIOCore
 
 extension KafkaConsumer {
     /// Joins the configured group and reads the partitions it assigns, following rebalances.
-    public func subscribe(_ topics: [String]) {
+    /// Throws `KafkaUsageError` without a group id or after `assign`.
+    public func subscribe(_ topics: [String]) throws(KafkaUsageError) {
         guard let groupId = configuration.groupId else {
-            preconditionFailure("subscribe needs ConsumerConfiguration.groupId")
+            throw KafkaUsageError(.subscribeWithoutGroupId, "subscribe needs ConsumerConfiguration.groupId")
         }
-        precondition(positions.isEmpty || group != nil, "assign and subscribe cannot be combined")
+        guard positions.isEmpty || group != nil else {
+            throw KafkaUsageError(.assignAndSubscribe, "subscribe after assign: a consumer does one or the other")
+        }
         if group == nil {
             group = GroupMemberState(groupId: groupId, topics: topics.sorted())
         } else {

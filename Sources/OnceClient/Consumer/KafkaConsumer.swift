@@ -37,16 +37,25 @@ public actor KafkaConsumer {
     var retainedPositions: RetainedPositions?
     var lastAutoCommit = ContinuousClock.now
 
-    private let recordsReceived = Counter(label: "once_client_consumer_records_total")
-    private let fetches = Counter(label: "once_client_consumer_fetches_total")
+    private var metrics: ConsumerMetrics
 
     private init(configuration: ConsumerConfiguration, client: KafkaClient, logger: Logger) {
         self.configuration = configuration
         self.client = client
         self.logger = logger
+        self.metrics = ConsumerMetrics(clientId: configuration.client.clientId)
         (rebalanceEvents, rebalanceContinuation) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(64))
     }
 
+    /// A consumer that connects when iteration first needs a broker and reconnects after
+    /// the broker goes away, as a `Service` in a `ServiceGroup` should: made before its
+    /// broker is up, its `records` wait for it instead of failing.
+    public init(configuration: ConsumerConfiguration, logger: Logger = Logger(label: "once.consumer")) throws(KafkaUsageError) {
+        let client = try KafkaClient(bootstrapServers: configuration.bootstrapServers, configuration: configuration.client)
+        self.init(configuration: configuration, client: client, logger: logger)
+    }
+
+    /// Connects before returning, for callers that want an unreachable cluster reported now.
     public static func connect(
         configuration: ConsumerConfiguration, logger: Logger = Logger(label: "once.consumer")
     ) async throws -> KafkaConsumer {
@@ -82,9 +91,11 @@ public actor KafkaConsumer {
     // MARK: Manual assignment
 
     /// Reads exactly these partitions (no group), starting at committed offsets when a group
-    /// id is configured, else by `autoOffsetReset`.
-    public func assign(_ partitions: [TopicPartition]) {
-        precondition(group == nil, "assign and subscribe cannot be combined")
+    /// id is configured, else by `autoOffsetReset`. Throws `KafkaUsageError` after `subscribe`.
+    public func assign(_ partitions: [TopicPartition]) throws(KafkaUsageError) {
+        guard group == nil else {
+            throw KafkaUsageError(.assignAndSubscribe, "assign after subscribe: a consumer does one or the other")
+        }
         setAssignment(partitions)
     }
 
@@ -94,21 +105,24 @@ public actor KafkaConsumer {
     }
 
     /// Continues `partition` at `offset`; records already buffered for it are dropped.
-    public func seek(_ partition: TopicPartition, to offset: Int64) {
-        precondition(positions[partition] != nil, "\(partition) is not assigned")
+    /// Throws `KafkaUsageError` for a partition the consumer does not read.
+    public func seek(_ partition: TopicPartition, to offset: Int64) throws(KafkaUsageError) {
+        guard positions[partition] != nil else {
+            throw KafkaUsageError(.partitionNotAssigned, "seek on \(partition), which is not assigned")
+        }
         discardBuffered { $0 == partition }
         positions[partition] = offset
     }
 
     public func seekToBeginning(_ partitions: [TopicPartition]) async throws {
         let offsets = try await client.listOffsets(Dictionary(uniqueKeysWithValues: partitions.map { ($0, .earliest) }))
-        for (tp, offset) in offsets { seek(tp, to: offset) }
+        for (tp, offset) in offsets { try seek(tp, to: offset) }
     }
 
     public func seekToEnd(_ partitions: [TopicPartition]) async throws {
         let offsets = try await client.listOffsets(
             Dictionary(uniqueKeysWithValues: partitions.map { ($0, .latest) }), isolation: configuration.isolationLevel)
-        for (tp, offset) in offsets { seek(tp, to: offset) }
+        for (tp, offset) in offsets { try seek(tp, to: offset) }
     }
 
     /// The offset of the next record to be returned for `partition`, once known.
@@ -251,15 +265,17 @@ public actor KafkaConsumer {
         guard !fetchPositions.isEmpty else { return }
         prefetchPositions = Dictionary(uniqueKeysWithValues: fetchPositions.map { ($0.topicPartition, $0.offset) })
         let configuration = configuration
-        fetches.increment()
+        metrics.fetches.increment()
         prefetchId += 1
         prefetchDone = false
         let id = prefetchId
-        prefetch = Task { [weak self, client] in
+        prefetch = Task { [weak self, client, fetchLatency = metrics.fetchLatency] in
             do {
+                let started = ContinuousClock.now
                 let fetched = try await client.fetch(
                     fetchPositions, isolation: configuration.isolationLevel, maxWait: configuration.fetchMaxWait,
                     minBytes: configuration.fetchMinBytes, maxBytes: configuration.fetchMaxBytes)
+                fetchLatency.recordInterval(since: started)
                 await self?.prefetchFinished(id)
                 return fetched
             } catch {
@@ -287,7 +303,9 @@ public actor KafkaConsumer {
             let result = try reader.read(partition, from: sent)
             positions[tp] = result.nextOffset
             buffered.append(contentsOf: result.records)
-            recordsReceived.increment(by: result.records.count)
+            let topic = metrics.topic(tp.topic)
+            topic.records.increment(by: result.records.count)
+            topic.bytes.increment(by: result.records.reduce(0) { $0 + ($1.key?.count ?? 0) + ($1.value?.count ?? 0) })
         }
         if !outOfRange.isEmpty {
             guard configuration.autoOffsetReset != .none else {

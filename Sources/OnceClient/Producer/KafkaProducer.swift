@@ -94,32 +94,39 @@ public actor KafkaProducer {
     /// in-flight batches drain, then InitProducerId bumps the epoch and sequences restart.
     private var epochBumpNeeded = false
     private var epochBumping = false
+    private var initializingProducerId = false
 
     var transaction = TransactionStateMachine()
     private var addingPartitions = false
 
-    private let recordsSent = Counter(label: "once_client_producer_records_sent_total")
-    private let batchesSent = Counter(label: "once_client_producer_batches_sent_total")
-    private let retries = Counter(label: "once_client_producer_retries_total")
-    private let failures = Counter(label: "once_client_producer_record_errors_total")
-    private let epochBumps = Counter(label: "once_client_producer_epoch_bumps_total")
+    private var metrics: ProducerMetrics
 
     private init(configuration: ProducerConfiguration, client: KafkaClient, ownsClient: Bool, logger: Logger) {
         self.configuration = configuration
+        self.metrics = ProducerMetrics(clientId: configuration.client.clientId)
         self.client = client
         self.ownsClient = ownsClient
         self.logger = logger
     }
 
+    /// A producer that connects when it first needs a broker and keeps reconnecting, as a
+    /// `Service` in a `ServiceGroup` should: made before its broker is up, it waits for it
+    /// (up to `maxBlock` per `send`) instead of failing. An idempotent producer obtains its id
+    /// in the background; a transactional one does so in `initTransactions`. Throws only for
+    /// settings Kafka's producer rejects too.
+    public init(configuration: ProducerConfiguration, logger: Logger = Logger(label: "once.producer")) throws(KafkaUsageError) {
+        try configuration.validate()
+        let client = try KafkaClient(bootstrapServers: configuration.bootstrapServers, configuration: configuration.client)
+        self.init(configuration: configuration, client: client, ownsClient: true, logger: logger)
+    }
+
     /// Connects to the cluster and, for an idempotent or transactional producer, obtains a
     /// producer id. A transactional producer thereby fences older producers with its id.
+    /// Fails when no broker answers; `init(configuration:logger:)` waits for one instead.
     public static func connect(
         configuration: ProducerConfiguration, logger: Logger = Logger(label: "once.producer")
     ) async throws -> KafkaProducer {
-        precondition(
-            !configuration.isIdempotent || configuration.acks == .all, "idempotence and transactions need acks=all")
-        precondition((1...5).contains(configuration.maxInFlightPerPartition) || !configuration.isIdempotent,
-            "idempotence allows 1 to 5 batches in flight per partition")
+        try configuration.validate()
         let client = try await KafkaClient.connect(
             bootstrapServers: configuration.bootstrapServers, configuration: configuration.client)
         let producer = KafkaProducer(configuration: configuration, client: client, ownsClient: true, logger: logger)
@@ -202,7 +209,7 @@ public actor KafkaProducer {
         if let known = try partitionFromCache(message) {
             partition = known
         } else {
-            _ = try await partitionCount(message.topic)
+            try await waitForPartitionCount(message.topic)
             partition = try partitionFromCache(message)!
         }
         let size = RecordBatchBuilder.estimatedSize(key: message.key, value: message.value, headers: message.headers)
@@ -293,6 +300,36 @@ public actor KafkaProducer {
         return count
     }
 
+    /// The topic's partition count, waiting up to `maxBlock` while no broker can be reached
+    /// (Kafka's producer blocks on metadata the same way), so a record sent while the broker
+    /// restarts waits for it rather than failing.
+    private func waitForPartitionCount(_ topic: String) async throws {
+        let deadline = ContinuousClock.now + configuration.maxBlock
+        var attempt = 0
+        while true {
+            do {
+                _ = try await partitionCount(topic)
+                return
+            } catch let error as KafkaClientError
+                where Self.isUnreachable(error) && ContinuousClock.now < deadline && !isClosed
+            {
+                attempt += 1
+                logger.debug("no broker for metadata, retrying", metadata: ["error": "\(error)"])
+                try await Task.sleep(for: Self.reconnectBackoff(attempt: attempt, base: configuration.retryBackoff))
+            }
+        }
+    }
+
+    /// The failures a reconnect can cure.
+    static func isUnreachable(_ error: KafkaClientError) -> Bool {
+        error.kind == .cannotConnect || error.kind == .connectionClosed || error.kind == .requestTimedOut
+    }
+
+    /// `base` doubling per attempt up to 1 s, as librdkafka's reconnect.backoff.max.ms caps it.
+    static func reconnectBackoff(attempt: Int, base: Duration) -> Duration {
+        min(.seconds(1), base * (1 << min(max(attempt - 1, 0), 6)))
+    }
+
     private var isDrained: Bool { openBatches.isEmpty && pending.isEmpty }
 
     /// The partition for `message`, or nil while its topic's partition count is unknown.
@@ -366,7 +403,13 @@ public actor KafkaProducer {
     /// a closed batch, an answer, a connection, metadata, a backoff running out.
     func pump() {
         guard !isClosed || !pending.isEmpty else { return }
-        if configuration.isIdempotent, producerId < 0 || epochBumping { return }
+        if configuration.isIdempotent, producerId < 0 || epochBumping {
+            // Batches that never went out still fail at their delivery timeout while no
+            // producer id can be had (the broker down), instead of waiting without end.
+            expireQueued(now: .now)
+            if producerId < 0, configuration.transactionalId == nil { startProducerIdInit() }
+            return
+        }
         if epochBumpNeeded {
             if queues.values.allSatisfy({ $0.inFlight.isEmpty }) { startEpochBump() }
             return
@@ -430,7 +473,7 @@ public actor KafkaProducer {
                 data.records = try batch.builder.build(stamp: stamp, compression: configuration.compression)
                 byTopic[tp.topic, default: []].append(data)
                 sent.append((tp, entry))
-                if entry.attempts > 1 { retries.increment() }
+                if entry.attempts > 1 { metrics.retries.increment() }
             } catch {
                 queues[tp]!.failedPermanently(id: entry.id)
                 finish(entry.id, with: .failure(error))
@@ -443,7 +486,7 @@ public actor KafkaProducer {
             data.partitionData = partitions
             return data
         }
-        batchesSent.increment(by: sent.count)
+        metrics.batchesSent.increment(by: sent.count)
         if configuration.acks == .none {
             Task { [weak self] in
                 let result: Result<ProduceResponse?, any Error>
@@ -458,11 +501,13 @@ public actor KafkaProducer {
             return
         }
         do {
+            let started = ContinuousClock.now
             let response = try connection.start(request, brokerWait: configuration.requestTimeout)
-            Task { [weak self] in
+            Task { [weak self, requestLatency = metrics.requestLatency] in
                 let result: Result<ProduceResponse?, any Error>
                 do {
                     result = .success(try await response.get())
+                    requestLatency.recordInterval(since: started)
                 } catch {
                     result = .failure(error)
                 }
@@ -577,7 +622,10 @@ public actor KafkaProducer {
     private func complete(_ id: Int, baseOffset: Int64, logAppendTime: Int64) {
         guard let batch = pending.removeValue(forKey: id) else { return }
         release(batch.bytes)
-        recordsSent.increment(by: Int(batch.builder.recordCount))
+        let topic = metrics.topic(batch.topicPartition.topic)
+        topic.recordsSent.increment(by: Int(batch.builder.recordCount))
+        topic.bytesSent.increment(by: batch.bytes)
+        topic.deliveryLatency.recordInterval(since: batch.deadline - configuration.deliveryTimeout)
         var record = 0
         for run in batch.deliveries {
             run.deliver(startingAt: record) { i in
@@ -592,7 +640,7 @@ public actor KafkaProducer {
     private func finish(_ id: Int, with result: Result<Never, any Error>) {
         guard let batch = pending.removeValue(forKey: id), case .failure(let error) = result else { return }
         release(batch.bytes)
-        failures.increment(by: Int(batch.builder.recordCount))
+        metrics.topic(batch.topicPartition.topic).recordErrors.increment(by: Int(batch.builder.recordCount))
         var record = 0
         for run in batch.deliveries {
             run.deliver(startingAt: record) { _ in .failure(error) }
@@ -704,10 +752,47 @@ public actor KafkaProducer {
 
     // MARK: Producer id
 
+    /// Obtains the idempotent producer's id in the background, retrying while no broker
+    /// answers: the lazy path, for a producer made with `init` before its broker is up. A
+    /// failure no retry cures fails the buffered records.
+    func startProducerIdInit() {
+        guard configuration.isIdempotent, configuration.transactionalId == nil, producerId < 0,
+            !initializingProducerId, !epochBumping, !isClosed
+        else { return }
+        initializingProducerId = true
+        Task { [weak self] in
+            var attempt = 0
+            while let self {
+                do {
+                    try await self.initProducerId(bump: false)
+                    await self.producerIdInitFinished(nil)
+                    return
+                } catch let error as KafkaClientError where Self.isUnreachable(error) {
+                    attempt += 1
+                    guard await !self.isClosed else { return await self.producerIdInitFinished(error) }
+                    try? await Task.sleep(for: Self.reconnectBackoff(attempt: attempt, base: self.configuration.retryBackoff))
+                    await self.pump()
+                } catch {
+                    await self.producerIdInitFinished(error)
+                    return
+                }
+            }
+        }
+    }
+
+    private func producerIdInitFinished(_ error: (any Error)?) async {
+        initializingProducerId = false
+        if let error {
+            logger.error("cannot obtain a producer id", metadata: ["error": "\(error)"])
+            await discardUnsent(error)
+        }
+        pump()
+    }
+
     private func startEpochBump() {
         guard !epochBumping else { return }
         epochBumping = true
-        epochBumps.increment()
+        metrics.epochBumps.increment()
         Task { [weak self] in
             guard let self else { return }
             do {

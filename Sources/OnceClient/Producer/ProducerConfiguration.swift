@@ -54,6 +54,10 @@ public struct ProducerConfiguration: Sendable {
     /// How long a record may take, retries included, before `send` fails. Default: 120 s.
     public var deliveryTimeout: Duration = .seconds(120)
 
+    /// How long `send` and `enqueue` wait for a topic's metadata while no broker can be
+    /// reached (Kafka's `max.block.ms`). Default: 60 s.
+    public var maxBlock: Duration = .seconds(60)
+
     /// Pause before a failed batch is sent again. Default: 100 ms.
     public var retryBackoff: Duration = .milliseconds(100)
 

@@ -76,7 +76,7 @@ public final class IdempotentConsumer<Store: DedupStore>: Service, Sendable {
         consumerConfiguration.enableAutoCommit = false
         let group = consumerConfiguration.groupId!
         let consumer = try await KafkaConsumer.connect(configuration: consumerConfiguration, logger: logger)
-        await consumer.subscribe(configuration.topics)
+        try await consumer.subscribe(configuration.topics)
         var pending: ArraySlice<ConsumerRecord> = []
         do {
             while !Task.isCancelled, !Task.isShuttingDownGracefully {

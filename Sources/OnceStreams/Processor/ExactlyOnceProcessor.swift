@@ -101,7 +101,7 @@ public final class ExactlyOnceProcessor: Service, Sendable {
         consumerConfiguration.sessionTimeout = configuration.sessionTimeout
         consumerConfiguration.heartbeatInterval = configuration.heartbeatInterval
         let consumer = try await KafkaConsumer.connect(configuration: consumerConfiguration, logger: logger)
-        await consumer.subscribe(configuration.inputTopics)
+        try await consumer.subscribe(configuration.inputTopics)
         state.unloadAll()
         var transaction = OpenTransaction()
         let end: SessionEnd
