@@ -21,8 +21,6 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
-        // The web console only; no traits, so swift-configuration is neither fetched into the build nor compiled.
-        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: []),
     ],
     targets: [
         .target(name: "CCRC32C"),
@@ -91,22 +89,10 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
-        // Hummingbird lives here alone, so only the console and the executable that links it compile it.
-        .target(
-            name: "OnceConsole",
-            dependencies: [
-                "OnceBroker", "KafkaProtocol",
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "HummingbirdCore", package: "hummingbird"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ]
-        ),
         .executableTarget(
             name: "once",
             dependencies: [
-                "OnceBroker", "OnceConsole", "OnceClient", "OnceStreams", "OnceVerify", "OnceCheck", "KafkaProtocol",
+                "OnceBroker", "OnceClient", "OnceStreams", "OnceVerify", "OnceCheck", "KafkaProtocol",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),
@@ -129,7 +115,6 @@ let package = Package(
             ]
         ),
         .testTarget(name: "OnceCoreTests", dependencies: ["OnceCore"]),
-        .testTarget(name: "OnceConsoleTests", dependencies: ["OnceConsole"]),
         .testTarget(name: "OnceCheckTests", dependencies: ["OnceCheck"]),
         .testTarget(name: "OnceVerifyTests", dependencies: ["OnceVerify", "OnceCheck"]),
         .testTarget(

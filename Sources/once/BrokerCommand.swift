@@ -4,7 +4,6 @@ import KafkaProtocol
 import Logging
 import Metrics
 import OnceBroker
-import OnceConsole
 import Prometheus
 import ServiceLifecycle
 
@@ -27,9 +26,6 @@ struct BrokerCommand: AsyncParsableCommand {
 
     @Option(help: "HOST:PORT for the Prometheus /metrics endpoint [env: ONCE_METRICS_LISTEN] (default: off)")
     var metricsListen: String?
-
-    @Option(help: "HOST:PORT for the web console and its JSON API [env: ONCE_HTTP_LISTEN] (default: off)")
-    var httpListen: String?
 
     @Option(help: "Create topics on first use: true|false [env: ONCE_AUTO_CREATE_TOPICS] (default: true)")
     var autoCreateTopics: String?
@@ -113,32 +109,16 @@ struct BrokerCommand: AsyncParsableCommand {
         factory.durationHistogramBuckets[BrokerMetricNames.requestDuration] = BrokerMetricNames.requestDurationBuckets
         MetricsSystem.bootstrap(factory)
 
-        let console = try setting(httpListen, "ONCE_HTTP_LISTEN").map { try address($0, "--http-listen") }
-        // Before the data directory is touched, like the Kafka listener: a taken console port names itself.
-        if let console { try ListenAddressProbe.check(console) }
-        let view = console.map { _ in BrokerView() }
-        let service = BrokerService(config: config, logger: logger, registry: registry, view: view) { kafka, metrics in
+        let service = BrokerService(config: config, logger: logger, registry: registry) { kafka, metrics in
             var line = "once broker ready on \(config.listen.host):\(kafka.port ?? config.listen.port)"
             if let metrics { line += " (metrics on \(config.metricsListen?.host ?? "?"):\(metrics.port ?? 0))" }
             line += ", version \(OnceVersion.string)"
             print(line)
             fflush(nil)
         }
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
-            .init(service: service, successTerminationBehavior: .gracefullyShutdownGroup)
-        ]
-        if let console, let view {
-            let consoleService = ConsoleService(
-                configuration: .init(host: console.host, port: console.port), view: view, logger: Logger(label: "once.console")
-            ) { port in
-                print("once console on http://\(console.host):\(port)/")
-                fflush(nil)
-            }
-            services.append(.init(service: consoleService, successTerminationBehavior: .gracefullyShutdownGroup))
-        }
         let group = ServiceGroup(
             configuration: .init(
-                services: services,
+                services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup)],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
         try await group.run()
