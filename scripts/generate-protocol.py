@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
 """Generates KafkaProtocol's request/response types from Kafka's JSON message schemas.
 
-Usage: python3 scripts/generate-protocol.py [--schemas DIR]
+Usage: python3 scripts/generate-protocol.py [--schemas DIR] [--kafka-schemas DIR]
 
 The schemas ship inside the kafka-python wheel. They are looked for under DIR (default
 /tmp/kafka-schemas, or $KAFKA_SCHEMAS); when that directory does not exist the wheel is
 fetched with `pip download --no-deps kafka-python==3.0.12` and unzipped into it.
+
+APIs missing from the wheel (KAFKA_ONLY below) are not in the wheel; their schemas are read from a
+checkout of Kafka's sources, clients/src/main/resources/common/message (--kafka-schemas, or
+$KAFKA_MESSAGE_SCHEMAS), which is then required.
 
 Writes, deterministically:
   Sources/KafkaProtocol/Generated/<Message>.swift   one file per message
@@ -37,7 +41,11 @@ API_PAIRS = [
     "AddOffsetsToTxn", "TxnOffsetCommit", "EndTxn", "WriteTxnMarkers",
     "DescribeTransactions", "ListTransactions", "OffsetForLeaderEpoch", "SaslHandshake",
     "AlterConfigs", "IncrementalAlterConfigs", "DeleteRecords", "DescribeLogDirs",
+    "SaslAuthenticate", "CreateAcls", "DescribeAcls", "DeleteAcls",
+    "DescribeUserScramCredentials", "AlterUserScramCredentials",
 ]
+# APIs whose schemas come from Kafka's own sources (--kafka-schemas) because the wheel lacks them.
+KAFKA_ONLY = []
 # Headers and embedded data types, generated the same way but without an api key.
 OTHER_MESSAGES = [
     "RequestHeader", "ResponseHeader",
@@ -129,8 +137,14 @@ def ensure_schemas(cache):
     return found
 
 
+KAFKA_SCHEMA_DIR = None
+
+
 def load_schema(schema_dir, name):
-    with open(os.path.join(schema_dir, name + ".json"), encoding="utf-8") as f:
+    path = os.path.join(schema_dir, name + ".json")
+    if not os.path.exists(path) and KAFKA_SCHEMA_DIR:
+        path = os.path.join(KAFKA_SCHEMA_DIR, name + ".json")
+    with open(path, encoding="utf-8") as f:
         return json.loads(strip_comments(f.read()))
 
 
@@ -738,12 +752,18 @@ def write_outputs(directory, files):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--schemas", default=os.environ.get("KAFKA_SCHEMAS", "/tmp/kafka-schemas"))
+    parser.add_argument("--kafka-schemas", default=os.environ.get("KAFKA_MESSAGE_SCHEMAS"))
     args = parser.parse_args()
     schema_dir = ensure_schemas(args.schemas)
+    global KAFKA_SCHEMA_DIR
+    KAFKA_SCHEMA_DIR = args.kafka_schemas
+    if KAFKA_ONLY and not KAFKA_SCHEMA_DIR:
+        sys.exit("--kafka-schemas DIR (Kafka's clients/src/main/resources/common/message) is needed for "
+                 + ", ".join(KAFKA_ONLY))
 
     messages = []
     requests = []
-    for api in API_PAIRS:
+    for api in API_PAIRS + KAFKA_ONLY:
         for suffix in ("Request", "Response"):
             m = Message(schema_dir, api + suffix)
             m.api = api

@@ -27,13 +27,19 @@ public enum ApiKey: Int16, CaseIterable, Sendable {
     case endTxn = 26
     case writeTxnMarkers = 27
     case txnOffsetCommit = 28
+    case describeAcls = 29
+    case createAcls = 30
+    case deleteAcls = 31
     case describeConfigs = 32
     case alterConfigs = 33
     case describeLogDirs = 35
+    case saslAuthenticate = 36
     case createPartitions = 37
     case deleteGroups = 42
     case incrementalAlterConfigs = 44
     case offsetDelete = 47
+    case describeUserScramCredentials = 50
+    case alterUserScramCredentials = 51
     case describeCluster = 60
     case describeProducers = 61
     case describeTransactions = 65
@@ -67,13 +73,19 @@ public enum ApiKey: Int16, CaseIterable, Sendable {
         case .endTxn: "EndTxn"
         case .writeTxnMarkers: "WriteTxnMarkers"
         case .txnOffsetCommit: "TxnOffsetCommit"
+        case .describeAcls: "DescribeAcls"
+        case .createAcls: "CreateAcls"
+        case .deleteAcls: "DeleteAcls"
         case .describeConfigs: "DescribeConfigs"
         case .alterConfigs: "AlterConfigs"
         case .describeLogDirs: "DescribeLogDirs"
+        case .saslAuthenticate: "SaslAuthenticate"
         case .createPartitions: "CreatePartitions"
         case .deleteGroups: "DeleteGroups"
         case .incrementalAlterConfigs: "IncrementalAlterConfigs"
         case .offsetDelete: "OffsetDelete"
+        case .describeUserScramCredentials: "DescribeUserScramCredentials"
+        case .alterUserScramCredentials: "AlterUserScramCredentials"
         case .describeCluster: "DescribeCluster"
         case .describeProducers: "DescribeProducers"
         case .describeTransactions: "DescribeTransactions"
@@ -109,13 +121,19 @@ public enum ApiKey: Int16, CaseIterable, Sendable {
         case .endTxn: 0...5
         case .writeTxnMarkers: 1...2
         case .txnOffsetCommit: 0...5
+        case .describeAcls: 1...3
+        case .createAcls: 1...3
+        case .deleteAcls: 1...3
         case .describeConfigs: 1...4
         case .alterConfigs: 0...2
         case .describeLogDirs: 1...5
+        case .saslAuthenticate: 0...2
         case .createPartitions: 0...3
         case .deleteGroups: 0...2
         case .incrementalAlterConfigs: 0...1
         case .offsetDelete: 0...0
+        case .describeUserScramCredentials: 0...0
+        case .alterUserScramCredentials: 0...0
         case .describeCluster: 0...2
         case .describeProducers: 0...0
         case .describeTransactions: 0...0
@@ -151,13 +169,19 @@ public enum ApiKey: Int16, CaseIterable, Sendable {
         case .endTxn: 3
         case .writeTxnMarkers: 1
         case .txnOffsetCommit: 3
+        case .describeAcls: 2
+        case .createAcls: 2
+        case .deleteAcls: 2
         case .describeConfigs: 4
         case .alterConfigs: 2
         case .describeLogDirs: 2
+        case .saslAuthenticate: 2
         case .createPartitions: 2
         case .deleteGroups: 2
         case .incrementalAlterConfigs: 1
         case .offsetDelete: nil
+        case .describeUserScramCredentials: 0
+        case .alterUserScramCredentials: 0
         case .describeCluster: 0
         case .describeProducers: 0
         case .describeTransactions: 0

@@ -109,6 +109,18 @@ let generatedMessageTypes: [any Sampled.Type] = [
     DeleteRecordsResponse.self,
     DescribeLogDirsRequest.self,
     DescribeLogDirsResponse.self,
+    SaslAuthenticateRequest.self,
+    SaslAuthenticateResponse.self,
+    CreateAclsRequest.self,
+    CreateAclsResponse.self,
+    DescribeAclsRequest.self,
+    DescribeAclsResponse.self,
+    DeleteAclsRequest.self,
+    DeleteAclsResponse.self,
+    DescribeUserScramCredentialsRequest.self,
+    DescribeUserScramCredentialsResponse.self,
+    AlterUserScramCredentialsRequest.self,
+    AlterUserScramCredentialsResponse.self,
     RequestHeader.self,
     ResponseHeader.self,
     ConsumerProtocolSubscription.self,
@@ -188,6 +200,18 @@ let generatedMessageTypes: [any Sampled.Type] = [
     @Test func deleteRecordsResponse() throws { try expectRoundTrip(DeleteRecordsResponse.self) }
     @Test func describeLogDirsRequest() throws { try expectRoundTrip(DescribeLogDirsRequest.self) }
     @Test func describeLogDirsResponse() throws { try expectRoundTrip(DescribeLogDirsResponse.self) }
+    @Test func saslAuthenticateRequest() throws { try expectRoundTrip(SaslAuthenticateRequest.self) }
+    @Test func saslAuthenticateResponse() throws { try expectRoundTrip(SaslAuthenticateResponse.self) }
+    @Test func createAclsRequest() throws { try expectRoundTrip(CreateAclsRequest.self) }
+    @Test func createAclsResponse() throws { try expectRoundTrip(CreateAclsResponse.self) }
+    @Test func describeAclsRequest() throws { try expectRoundTrip(DescribeAclsRequest.self) }
+    @Test func describeAclsResponse() throws { try expectRoundTrip(DescribeAclsResponse.self) }
+    @Test func deleteAclsRequest() throws { try expectRoundTrip(DeleteAclsRequest.self) }
+    @Test func deleteAclsResponse() throws { try expectRoundTrip(DeleteAclsResponse.self) }
+    @Test func describeUserScramCredentialsRequest() throws { try expectRoundTrip(DescribeUserScramCredentialsRequest.self) }
+    @Test func describeUserScramCredentialsResponse() throws { try expectRoundTrip(DescribeUserScramCredentialsResponse.self) }
+    @Test func alterUserScramCredentialsRequest() throws { try expectRoundTrip(AlterUserScramCredentialsRequest.self) }
+    @Test func alterUserScramCredentialsResponse() throws { try expectRoundTrip(AlterUserScramCredentialsResponse.self) }
     @Test func requestHeader() throws { try expectRoundTrip(RequestHeader.self) }
     @Test func responseHeader() throws { try expectRoundTrip(ResponseHeader.self) }
     @Test func consumerProtocolSubscription() throws { try expectRoundTrip(ConsumerProtocolSubscription.self) }
