@@ -89,10 +89,22 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // The web console: HTTP over NIOHTTP1, which OnceBroker links already, so no package is added.
+        .target(
+            name: "OnceConsole",
+            dependencies: [
+                "OnceBroker", "KafkaProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .executableTarget(
             name: "once",
             dependencies: [
-                "OnceBroker", "OnceClient", "OnceStreams", "OnceVerify", "OnceCheck", "KafkaProtocol",
+                "OnceBroker", "OnceConsole", "OnceClient", "OnceStreams", "OnceVerify", "OnceCheck", "KafkaProtocol",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),
@@ -115,6 +127,16 @@ let package = Package(
             ]
         ),
         .testTarget(name: "OnceCoreTests", dependencies: ["OnceCore"]),
+        .testTarget(
+            name: "OnceConsoleTests",
+            dependencies: [
+                "OnceConsole", "OnceBroker",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(name: "OnceCheckTests", dependencies: ["OnceCheck"]),
         .testTarget(name: "OnceVerifyTests", dependencies: ["OnceVerify", "OnceCheck"]),
         .testTarget(
