@@ -71,7 +71,7 @@ let package = Package(
         .target(
             name: "OnceClient",
             dependencies: [
-                "KafkaProtocol", "CZlib",
+                "KafkaProtocol",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
