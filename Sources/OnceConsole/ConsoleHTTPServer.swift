@@ -16,15 +16,34 @@ struct ConsoleHTTPServer: Sendable {
 
     /// Serves until graceful shutdown or cancellation; `onReady` gets the bound port.
     func run(onReady: @Sendable (_ port: Int) -> Void) async throws {
-        var limits = NIOHTTPDecoderLimitConfiguration()
-        limits.maxHeaderFieldSize = configuration.maxRequestHeaderBytes
-        limits.maxHeaderListSize = configuration.maxRequestHeaderBytes
-        limits.maxHeaderFieldCount = configuration.maxRequestHeaders
+        let limits = {
+            var limits = NIOHTTPDecoderLimitConfiguration()
+            limits.maxHeaderFieldSize = configuration.maxRequestHeaderBytes
+            limits.maxHeaderListSize = configuration.maxRequestHeaderBytes
+            limits.maxHeaderFieldCount = configuration.maxRequestHeaders
+            return limits
+        }()
+        let connections = ConsoleConnections(limit: configuration.maxConnections)
+        let idleTimeout = TimeAmount.milliseconds(configuration.connectionsMaxIdleMs)
+        let logger = self.logger
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 64)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .bind(host: configuration.host, port: configuration.port) { channel in
-                channel.eventLoop.makeCompletedFuture {
+            .bind(host: configuration.host, port: configuration.port) { channel -> EventLoopFuture<Connection> in
+                // Over the limit, the connection is closed as accepted, as the Kafka listener does.
+                guard connections.admit() else {
+                    logger.warning("refusing a console connection", metadata: [
+                        "peer": "\(channel.remoteAddress?.description ?? "?")",
+                        "reason": "\(connections.limit) open (--http-max-connections)",
+                    ])
+                    // The async bootstrap does not close a channel whose initializer failed.
+                    channel.close(promise: nil)
+                    return channel.eventLoop.makeFailedFuture(ChannelError.inputClosed)
+                }
+                channel.closeFuture.whenComplete { _ in connections.release() }
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(IdleStateHandler(allTimeout: idleTimeout))
+                    try channel.pipeline.syncOperations.addHandler(ConsoleIdleCloser())
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(
                         withErrorHandling: false, withEncoderConfiguration: .init(), withDecoderLimitConfiguration: limits)
                     try channel.pipeline.syncOperations.addHandler(ConsoleProtocolErrorHandler())

@@ -18,6 +18,10 @@ public struct ConsoleService: Service {
         /// Body bytes before a request is refused with 413; the console's one POST has none.
         /// Default: 4096.
         public var maxRequestBodyBytes = 4096
+        /// Console connections open at once; more are closed as they are accepted. Default: 64.
+        public var maxConnections = 64
+        /// A console connection with no bytes either way for this long is closed. Default: 60 s.
+        public var connectionsMaxIdleMs: Int64 = 60_000
         /// How often consumer-group lag is sampled for the charts. Default: 5 s.
         public var lagSampleInterval: Duration = .seconds(5)
         /// Samples kept per group (memory only; a restart starts the charts afresh). Default: 720 (an hour at 5 s).

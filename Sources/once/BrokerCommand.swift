@@ -40,6 +40,12 @@ struct BrokerCommand: AsyncParsableCommand {
     @Option(help: "Body bytes of a console request before 413 [env: ONCE_HTTP_MAX_REQUEST_BODY_BYTES] (default: 4096)")
     var httpMaxRequestBodyBytes: Int?
 
+    @Option(help: "Console connections open at once [env: ONCE_HTTP_MAX_CONNECTIONS] (default: 64)")
+    var httpMaxConnections: Int?
+
+    @Option(help: "Close a console connection idle this long, ms [env: ONCE_HTTP_CONNECTIONS_MAX_IDLE_MS] (default: 60000)")
+    var httpConnectionsMaxIdleMs: Int?
+
     @Option(help: "Create topics on first use: true|false [env: ONCE_AUTO_CREATE_TOPICS] (default: true)")
     var autoCreateTopics: String?
 
@@ -140,6 +146,10 @@ struct BrokerCommand: AsyncParsableCommand {
             var configuration = ConsoleService.Configuration(host: console.host, port: console.port)
             if let v = try positive(httpMaxRequestHeaderBytes, "ONCE_HTTP_MAX_REQUEST_HEADER_BYTES") { configuration.maxRequestHeaderBytes = v }
             if let v = try positive(httpMaxRequestHeaders, "ONCE_HTTP_MAX_REQUEST_HEADERS") { configuration.maxRequestHeaders = v }
+            if let v = try positive(httpMaxConnections, "ONCE_HTTP_MAX_CONNECTIONS") { configuration.maxConnections = v }
+            if let v = try positive(httpConnectionsMaxIdleMs, "ONCE_HTTP_CONNECTIONS_MAX_IDLE_MS") {
+                configuration.connectionsMaxIdleMs = Int64(v)
+            }
             if let v = try setting(httpMaxRequestBodyBytes, "ONCE_HTTP_MAX_REQUEST_BODY_BYTES") {
                 guard v >= 0 else { throw ValidationError("--http-max-request-body-bytes must be 0 or more") }
                 configuration.maxRequestBodyBytes = v
