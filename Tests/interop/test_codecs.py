@@ -65,6 +65,8 @@ def test_onceclient_producer_and_librdkafka_batches_of_each_codec_cross(broker, 
     assert [index_of(r.value) for r in by_librdkafka] == list(range(2000))
     by_onceclient = swift_consume(broker, topic, "--count", "2000")
     assert [index_of(v.encode()) for _, _, v in by_onceclient] == list(range(2000))
+    by_kcat = kcat(broker, "-C", "-t", topic, "-e", "-o", "beginning", "-q", "-f", "%s\\n")
+    assert [index_of(line) for line in by_kcat.stdout.splitlines()] == list(range(2000))
 
 
 @pytest.mark.parametrize("codec", CODECS)
