@@ -12,6 +12,8 @@ import struct
 import subprocess
 import threading
 
+from confluent_kafka import TopicPartition
+
 import confluent_helpers as ck
 import kafka_wire as wire
 from once_broker import broker_binary
@@ -22,6 +24,7 @@ from test_transactions import txn_producer
 
 PRODUCE = 0
 END_TXN = 26
+TXN_OFFSET_COMMIT = 28
 NONE = 0
 INVALID_PRODUCER_EPOCH = 47
 PRODUCER_FENCED = 90
@@ -64,6 +67,24 @@ def end_txn_v5(broker, transactional_id: str, producer_id: int, epoch: int, comm
     payload = _round_trip(broker, wire.request_header(END_TXN, 5, 9, flexible=True) + body)
     _throttle, error, pid, got_epoch = struct.unpack_from(">ihqh", payload, 5)
     return error, pid, got_epoch
+
+
+def txn_offset_commit_v5(broker, transactional_id: str, group: str, producer_id: int, epoch: int,
+                         topic: str, offset: int) -> int:
+    """TxnOffsetCommit v5 (no AddOffsetsToTxn before it) of one partition; returns its error code."""
+    body = (wire.compact_string(transactional_id) + wire.compact_string(group)
+            + struct.pack(">qhi", producer_id, epoch, -1) + wire.compact_string("") + b"\x00"  # member id, no instance id
+            + wire.uvarint(2) + wire.compact_string(topic)
+            + wire.uvarint(2) + struct.pack(">iqi", 0, offset, -1) + b"\x00" + b"\x00"  # null metadata, tags
+            + b"\x00" + b"\x00")
+    payload = _round_trip(broker, wire.request_header(TXN_OFFSET_COMMIT, 5, 11, flexible=True) + body)
+    pos = 4 + 1 + 4  # correlation id, header tags, throttle time
+    _, pos = wire._read_uvarint(payload, pos)
+    name_length, pos = wire._read_uvarint(payload, pos)
+    pos += name_length - 1
+    _, pos = wire._read_uvarint(payload, pos)
+    _index, error = struct.unpack_from(">ih", payload, pos)
+    return error
 
 
 def _round_trip(broker, request: bytes) -> bytes:
@@ -174,6 +195,28 @@ def test_a_delayed_end_txn_of_the_previous_transaction_is_fenced(broker):
     assert committed_values(broker, topic) == [b"t1"]
     assert end_txn_v5(broker, tid, pid, next_epoch, commit=False)[0] == NONE
     assert committed_values(broker, topic) == [b"t1"]
+
+
+def test_txn_offset_commit_v5_adds_the_offsets_partition_itself(broker):
+    source, sink, group, tid = (unique_topic(p) for p in ("v2-in", "v2-out", "v2-group", "v2-tid"))
+    ck.create_topic(broker, source, 1)
+    ck.create_topic(broker, sink, 1)
+    _, pid, epoch = init_producer_id(broker, tid)
+    assert produce_v12(broker, tid, sink, 0, txn_batch(pid, epoch, 0, [b"out-1"])) == NONE
+    # No AddOffsetsToTxn: under V2 the group's offsets join the transaction with the commit itself.
+    assert txn_offset_commit_v5(broker, tid, group, pid, epoch, source, 5) == NONE
+    _, _, epoch = end_txn_v5(broker, tid, pid, epoch, commit=True)
+    assert txn_offset_commit_v5(broker, tid, group, pid, epoch, source, 9) == NONE
+    assert end_txn_v5(broker, tid, pid, epoch, commit=False)[0] == NONE
+    # A stale epoch is the partition's INVALID_PRODUCER_EPOCH, as Kafka's verification answers.
+    assert txn_offset_commit_v5(broker, tid, group, pid, epoch, source, 11) == INVALID_PRODUCER_EPOCH
+    consumer = ck.consumer(broker, **{"group.id": group, "isolation.level": "read_committed"})
+    try:
+        assert consumer.committed([TopicPartition(source, 0)], timeout=10)[0].offset == 5, (
+            "the committed transaction's offset, not the aborted one's")
+    finally:
+        consumer.close()
+    assert committed_values(broker, sink) == [b"out-1"]
 
 
 def once_perf_produce(broker, topic: str, records: int, per_txn: int, tid: str, *extra: str) -> str:
