@@ -197,6 +197,25 @@ def test_a_delayed_end_txn_of_the_previous_transaction_is_fenced(broker):
     assert committed_values(broker, topic) == [b"t1"]
 
 
+def test_v2_state_survives_a_kill_9(broker):
+    topic, tid = unique_topic("v2-restart"), unique_topic("v2-tid")
+    ck.create_topic(broker, topic, 1)
+    _, pid, epoch = init_producer_id(broker, tid)
+    assert produce_v12(broker, tid, topic, 0, txn_batch(pid, epoch, 0, [b"t1"])) == NONE
+    assert end_txn_v5(broker, tid, pid, epoch, commit=True) == (NONE, pid, epoch + 1)
+    broker.kill9()
+    broker.restart()
+    # The restarted coordinator still knows the transaction was V2: the retry of its EndTxn (one
+    # epoch below) is answered as before, not fenced, and the same-epoch EndTxn of a transaction
+    # never begun still is.
+    assert end_txn_v5(broker, tid, pid, epoch, commit=True) == (NONE, pid, epoch + 1)
+    assert end_txn_v5(broker, tid, pid, epoch + 1, commit=True)[0] == PRODUCER_FENCED
+    assert produce_v12(broker, tid, topic, 0, txn_batch(pid, epoch, 1, [b"late"])) == INVALID_PRODUCER_EPOCH
+    assert produce_v12(broker, tid, topic, 0, txn_batch(pid, epoch + 1, 0, [b"t2"])) == NONE
+    assert end_txn_v5(broker, tid, pid, epoch + 1, commit=True) == (NONE, pid, epoch + 2)
+    assert committed_values(broker, topic) == [b"t1", b"t2"]
+
+
 def test_txn_offset_commit_v5_adds_the_offsets_partition_itself(broker):
     source, sink, group, tid = (unique_topic(p) for p in ("v2-in", "v2-out", "v2-group", "v2-tid"))
     ck.create_topic(broker, source, 1)
