@@ -54,9 +54,10 @@ final class BrokerSimulation {
     private var idempotent = IdempotentClient()
     private var positions: [Int32: Int64] = [:]
     /// Requests held back by the network, delivered at some later step (their answers go nowhere).
-    private var delayed: [(frame: SimulatedWorld.Frame, onAck: ((ProduceResponse) -> Void)?, endTxn: DelayedEnd?)] = []
-    /// Which transaction a held-back EndTxn was sent for.
-    struct DelayedEnd {
+    private var delayed: [(frame: SimulatedWorld.Frame, onAck: ((ProduceResponse) -> Void)?, origin: DelayedOrigin?)] = []
+    /// Which transaction a held-back EndTxn or transactional Produce was sent for.
+    struct DelayedOrigin {
+        var isEndTxn: Bool
         var client: String
         var transactionalId: String
         var transaction: String
@@ -70,6 +71,9 @@ final class BrokerSimulation {
     /// Held-back EndTxns delivered while their producer's next transaction was open at the
     /// coordinator: the KAFKA-17754 situation, counted so a test knows it happened.
     private(set) var lateEndsWhileNextOpen = 0
+    /// Held-back Produce requests of a V2 producer delivered after it began its next transaction
+    /// (each must be refused: the end bumped the epoch).
+    private(set) var lateV2Produces = 0
 
     init(seed: UInt64, options: Options) throws {
         self.seed = seed
@@ -118,9 +122,10 @@ final class BrokerSimulation {
             let index = Int.random(in: 0..<delayed.count, using: &rng)
             let held = delayed.remove(at: index)
             trace("delayed request \(held.frame.apiKey) delivered")
-            if let end = held.endTxn {
-                await deliverDelayedEnd(held.frame, end)
+            if let origin = held.origin, origin.isEndTxn {
+                await deliverDelayedEnd(held.frame, origin)
             } else if let onAck = held.onAck, let response = await world.deliver(held.frame, as: ProduceResponse.self) {
+                if let origin = held.origin { checkLateProduce(response, origin) }
                 onAck(response)
             } else {
                 _ = await world.deliver(held.frame, as: ProduceResponse.self)
@@ -148,7 +153,7 @@ final class BrokerSimulation {
     /// A held-back EndTxn arrives. If its producer has since begun another transaction and the
     /// coordinator holds that one open, the late EndTxn must not end it: with V2 the bumped epoch
     /// fences it; with V1 nothing can tell the two transactions apart (KAFKA-17754).
-    private func deliverDelayedEnd(_ frame: SimulatedWorld.Frame, _ end: DelayedEnd) async {
+    private func deliverDelayedEnd(_ frame: SimulatedWorld.Frame, _ end: DelayedOrigin) async {
         let current = clients.first { $0.name == end.client }?.currentTransaction
         let before = world.broker.transactions.transactions.first { $0.transactionalId == end.transactionalId }
         let response = await world.deliver(frame, as: EndTxnResponse.self)
@@ -156,8 +161,24 @@ final class BrokerSimulation {
         trace("  delayed end of \(end.transaction): \(response.map { ErrorCode($0.errorCode) }.map(String.init(describing:)) ?? "no answer")")
         guard let current, current != end.transaction, before?.state == .ongoing else { return }
         lateEndsWhileNextOpen += 1
-        if response?.errorCode == 0, after?.state != .ongoing {
+        if response?.errorCode == 0, after?.state != .ongoing, history.acknowledgementsAreDurable {
             history.note("a delayed EndTxn of \(end.transaction) ended \(current), its producer's next transaction (KAFKA-17754)")
+        }
+    }
+
+    /// A held-back Produce of a V2 producer that has since begun another transaction: its
+    /// transaction ended with an epoch bump (EndTxn, a timeout or a KIP-360 bump), so the partition
+    /// must refuse it rather than let it join the next transaction (KAFKA-17754).
+    private func checkLateProduce(_ response: ProduceResponse, _ origin: DelayedOrigin) {
+        guard let client = clients.first(where: { $0.name == origin.client }), client.v2,
+            let current = client.currentTransaction, current != origin.transaction
+        else { return }
+        lateV2Produces += 1
+        let code = response.responses.first?.partitionResponses.first.map { ErrorCode($0.errorCode) }
+        // A power cut under a policy that does not sync may take the bump back with the tail of
+        // the transaction log; then the old epoch is current again and nothing is owed.
+        if code == ErrorCode.none && history.acknowledgementsAreDurable {
+            history.note("a delayed Produce of \(origin.transaction) was appended after its producer began \(current) (KAFKA-17754)")
         }
     }
 
@@ -228,13 +249,13 @@ final class BrokerSimulation {
 
     private func send<R: KafkaRequest>(
         _ request: R, version: Int16, faults: Bool = true, delayable: Bool = false,
-        onDelayedAck: ((ProduceResponse) -> Void)? = nil, delayedEnd: DelayedEnd? = nil, delivered: () -> Void = {}
+        origin: DelayedOrigin? = nil, onDelayedAck: ((ProduceResponse) -> Void)? = nil, delivered: () -> Void = {}
     ) async -> Delivery<R.Response> {
         let frame = world.frame(request, version: version)
         if faults {
             if rng.chance(options.lostRequestChance) { return .noAnswer }
             if delayable && rng.chance(options.delayChance) {
-                delayed.append((frame, onDelayedAck, delayedEnd))
+                delayed.append((frame, onDelayedAck, origin))
                 delivered()
                 return .noAnswer
             }
@@ -318,7 +339,7 @@ final class BrokerSimulation {
             let key = txn.key
             let answer = await send(
                 req, version: c.v2 ? 5 : 3, faults: faults, delayable: c.v2 || options.delayV1EndTxn,
-                delayedEnd: DelayedEnd(client: c.name, transactionalId: c.transactionalId, transaction: key),
+                origin: DelayedOrigin(isEndTxn: true, client: c.name, transactionalId: c.transactionalId, transaction: key),
                 delivered: { if txn.commit { self.history.transactions[key]?.commitDelivered = true } })
             guard case .answered(let r) = answer else { return }
             let code = ErrorCode(r.errorCode)
@@ -422,7 +443,8 @@ final class BrokerSimulation {
         var req = Self.produceRequest(partition: partition, batch: batch)
         if c.v2 { req.transactionalId = c.transactionalId }
         let (id, pid, epoch, key) = (c.transactionalId, c.producerId, c.epoch, txn.key)
-        let answer = await send(req, version: c.v2 ? 12 : 9, faults: faults, delayable: true, onDelayedAck: { [self] response in
+        let origin = DelayedOrigin(isEndTxn: false, client: c.name, transactionalId: c.transactionalId, transaction: txn.key)
+        let answer = await send(req, version: c.v2 ? 12 : 9, faults: faults, delayable: true, origin: origin, onDelayedAck: { [self] response in
             if response.responses.first?.partitionResponses.first?.errorCode == 0 {
                 history.appendAcked(id, producerId: pid, epoch: epoch, values: pending)
             }
