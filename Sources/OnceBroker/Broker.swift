@@ -165,7 +165,9 @@ public final class Broker: Sendable {
         case .endTxn:
             return endTxn(try EndTxnRequest(from: &frame, version: version), request).map { self.encode($0, for: request) }
         case .txnOffsetCommit:
-            return afterGroupWrites(request, respond(request, txnOffsetCommit(try TxnOffsetCommitRequest(from: &frame, version: version), request)))
+            return afterGroupWrites(
+                request, txnOffsetCommit(try TxnOffsetCommitRequest(from: &frame, version: version), request)
+                    .map { self.encode($0, for: request) })
         case .describeTransactions:
             return respond(request, describeTransactions(try DescribeTransactionsRequest(from: &frame, version: version), request))
         case .listTransactions:

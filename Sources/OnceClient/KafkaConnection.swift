@@ -155,6 +155,8 @@ extension ApiVersionTable {
         for key in response.apiKeys where key.minVersion <= key.maxVersion {
             ranges[key.apiKey] = key.minVersion...key.maxVersion
         }
-        self.init(brokerRanges: ranges)
+        var features: [String: Int16] = [:]
+        for feature in response.finalizedFeatures { features[feature.name] = feature.maxVersionLevel }
+        self.init(brokerRanges: ranges, finalizedFeatures: features)
     }
 }

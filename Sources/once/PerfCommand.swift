@@ -81,6 +81,9 @@ struct PerfProduceCommand: AsyncParsableCommand {
     @Option(help: "Records per transaction")
     var transactionSize: Int = 1000
 
+    @Flag(help: "Use transactions V1 even when the broker offers V2 (AddPartitionsToTxn, one epoch for every transaction)")
+    var transactionsV1 = false
+
     @Option(help: "Milliseconds a batch waits for more records")
     var lingerMs: Int = 5
 
@@ -105,6 +108,7 @@ struct PerfProduceCommand: AsyncParsableCommand {
         configuration.acks = acks == "1" ? .leader : acks == "0" ? .none : .all
         configuration.enableIdempotence = idempotence
         configuration.transactionalId = transactionalId
+        configuration.transactionsV2 = !transactionsV1
         configuration.linger = .milliseconds(lingerMs)
         configuration.batchSize = batchSize
         configuration.compression = compression
@@ -160,6 +164,7 @@ struct PerfProduceCommand: AsyncParsableCommand {
             throw ExitCode.failure
         }
         let elapsed = clock.now - start
+        let txnProtocol = await producer.transactionProtocol
         await producer.close()
         progress.finish()
         let summary = stats.summary()
@@ -172,9 +177,9 @@ struct PerfProduceCommand: AsyncParsableCommand {
             format: "latency ms: p50 %.2f, p95 %.2f, p99 %.2f, p99.9 %.2f", summary.p50, summary.p95, summary.p99, summary.p999))
         if transactionalId != nil {
             print(String(
-                format: "commit latency ms: p50 %.2f, p99 %.2f (%d transactions)",
+                format: "commit latency ms: p50 %.2f, p99 %.2f (%d transactions",
                 Double(commitLatencies.valueAtPercentile(50)) / 1000, Double(commitLatencies.valueAtPercentile(99)) / 1000,
-                Int(commitLatencies.totalCount)))
+                Int(commitLatencies.totalCount)) + ", transactions \(txnProtocol == .v2 ? "V2" : "V1"))")
         }
         if summary.failed > 0 {
             printError("\(summary.failed) records failed; first error: \(summary.firstError ?? "")")

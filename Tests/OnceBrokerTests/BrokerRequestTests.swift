@@ -38,7 +38,7 @@ struct BrokerRequestTests {
         #expect(responseHeader.correlationId == 42)
         let body = try ApiVersionsResponse(from: &response, version: 0)
         #expect(body.errorCode == ErrorCode.unsupportedVersion.rawValue)
-        #expect(body.apiKeys.contains { $0.apiKey == ApiVersionsRequest.apiKey && $0.maxVersion == 3 })
+        #expect(body.apiKeys.contains { $0.apiKey == ApiVersionsRequest.apiKey && $0.maxVersion == 4 })
     }
 
     @Test("an API the broker does not serve closes the connection")

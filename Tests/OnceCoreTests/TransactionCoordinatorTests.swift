@@ -21,12 +21,22 @@ struct TransactionCoordinatorTests {
                 expectedProducerEpoch: expected?.1 ?? -1, now: now, newProducerId: { defer { next += 1 }; return next })
         }
 
-        mutating func add(_ pid: Int64, _ epoch: Int16, _ partitions: [TopicPartitionKey], id: String = "tx") -> C.Outcome {
-            c.addPartitionsReceived(transactionalId: id, producerId: pid, producerEpoch: epoch, partitions: partitions, now: now)
+        /// `version` 2 is a partition's implicit add (transactions V2); 0 is AddPartitionsToTxn.
+        mutating func add(_ pid: Int64, _ epoch: Int16, _ partitions: [TopicPartitionKey], id: String = "tx", version: Int16 = 0)
+            -> C.Outcome
+        {
+            c.addPartitionsReceived(
+                transactionalId: id, producerId: pid, producerEpoch: epoch, partitions: partitions, transactionVersion: version,
+                now: now)
         }
 
-        mutating func end(_ pid: Int64, _ epoch: Int16, commit: Bool, id: String = "tx") -> C.Outcome {
-            c.endTransactionReceived(transactionalId: id, producerId: pid, producerEpoch: epoch, commit: commit, now: now)
+        /// `version` 2 is EndTxn v5 (transactions V2).
+        mutating func end(_ pid: Int64, _ epoch: Int16, commit: Bool, id: String = "tx", version: Int16 = 0) -> C.Outcome {
+            var next = nextId
+            defer { nextId = next }
+            return c.endTransactionReceived(
+                transactionalId: id, producerId: pid, producerEpoch: epoch, commit: commit, transactionVersion: version, now: now,
+                newProducerId: { defer { next += 1 }; return next })
         }
 
         var state: TransactionState? { c.transactions["tx"]?.state }

@@ -81,6 +81,7 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, Error, CustomStri
     public static let unknownTopicId = ErrorCode(100)
     public static let producerFenced = ErrorCode(90)
     public static let transactionalIdNotFound = ErrorCode(105)
+    public static let transactionAbortable = ErrorCode(120)
 
     private static let names: [Int16: String] = [
         -1: "UNKNOWN_SERVER_ERROR", 0: "NONE", 1: "OFFSET_OUT_OF_RANGE", 2: "CORRUPT_MESSAGE",
@@ -107,7 +108,7 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, Error, CustomStri
         75: "UNKNOWN_LEADER_EPOCH", 76: "UNSUPPORTED_COMPRESSION_TYPE", 78: "OFFSET_NOT_AVAILABLE", 79: "MEMBER_ID_REQUIRED",
         81: "GROUP_MAX_SIZE_REACHED", 82: "FENCED_INSTANCE_ID", 86: "GROUP_SUBSCRIBED_TO_TOPIC", 87: "INVALID_RECORD",
         88: "UNSTABLE_OFFSET_COMMIT", 90: "PRODUCER_FENCED", 100: "UNKNOWN_TOPIC_ID",
-        105: "TRANSACTIONAL_ID_NOT_FOUND",
+        105: "TRANSACTIONAL_ID_NOT_FOUND", 120: "TRANSACTION_ABORTABLE",
     ]
 
     /// Kafka's upper-case name, e.g. `UNKNOWN_TOPIC_OR_PARTITION`.

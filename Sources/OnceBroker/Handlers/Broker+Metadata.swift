@@ -16,6 +16,7 @@ extension Broker {
             v.maxVersion = entry.versions.upperBound
             return v
         }
+        SupportedFeatures.describe(in: &response, version: version)
         return response
     }
 

@@ -8,6 +8,69 @@ import OnceStorage
 /// answer once the flush policy says the data is safe.
 extension Broker {
     func produce(_ req: ProduceRequest, _ request: Request) -> EventLoopFuture<ProduceResponse> {
+        // v12 is transactions V2 (KIP-890): the client sends no AddPartitionsToTxn, so each
+        // partition of a transactional write adds itself to the transaction first, as Kafka's
+        // partition leader asks the coordinator.
+        guard request.version >= 12, let transactionalId = req.transactionalId, !transactionalId.isEmpty else {
+            return append(req, request, refused: [:])
+        }
+        let writes = transactionalWrites(req)
+        guard !writes.isEmpty else { return append(req, request, refused: [:]) }
+        let promise = request.eventLoop.makePromise(of: [TopicPartitionKey: ErrorCode].self)
+        promise.completeWithTask {
+            var refused: [TopicPartitionKey: ErrorCode] = [:]
+            for (producer, partitions) in writes {
+                let code: ErrorCode
+                do {
+                    code = try await self.transactions.addPartitions(
+                        transactionalId: transactionalId, producerId: producer.id, producerEpoch: producer.epoch,
+                        partitions: partitions, transactionVersion: 2, now: self.clock()
+                    ).map(Self.implicitAddErrorCode) ?? .none
+                } catch {
+                    code = self.transactionStorageFailure(error)
+                }
+                if code != .none { for key in partitions { refused[key] = code } }
+            }
+            return refused
+        }
+        return promise.futureResult.flatMap { self.append(req, request, refused: $0) }
+    }
+
+    /// A producer id and epoch, as a transactional batch header carries them.
+    struct ProducerIdentity: Hashable {
+        var id: Int64
+        var epoch: Int16
+    }
+
+    /// The existing partitions each producer writes transactional batches to (auto-creating
+    /// topics first, as the append would).
+    private func transactionalWrites(_ req: ProduceRequest) -> [ProducerIdentity: [TopicPartitionKey]] {
+        var writes: [ProducerIdentity: [TopicPartitionKey]] = [:]
+        for t in req.topicData where !InternalTopics.names.contains(t.name) {
+            guard case .success = topicForUse(t.name, autoCreate: config.autoCreateTopics) else { continue }
+            for p in t.partitionData {
+                guard let records = p.records, storage.partition(topic: t.name, partition: p.index) != nil,
+                    let header = try? RecordBatchHeader(reading: records, at: records.readerIndex),
+                    header.isTransactional, header.hasProducerId
+                else { continue }
+                writes[ProducerIdentity(id: header.producerId, epoch: header.producerEpoch), default: []]
+                    .append(TopicPartitionKey(t.name, p.index))
+            }
+        }
+        return writes
+    }
+
+    /// The code a partition answers when its implicit add failed, as Kafka's verification maps the
+    /// coordinator's answer: a stale epoch is the partition's INVALID_PRODUCER_EPOCH, and the
+    /// retriable CONCURRENT_TRANSACTIONS (the previous transaction's markers are still being
+    /// written) becomes NOT_ENOUGH_REPLICAS, which every client retries without a metadata refresh.
+    static func implicitAddErrorCode(_ failure: TransactionCoordinator.Failure) -> ErrorCode {
+        failure == .concurrentTransactions ? .notEnoughReplicas : failure.partitionWriteErrorCode
+    }
+
+    private func append(
+        _ req: ProduceRequest, _ request: Request, refused: [TopicPartitionKey: ErrorCode]
+    ) -> EventLoopFuture<ProduceResponse> {
         var response = ProduceResponse()
         var durable: [EventLoopFuture<Void>] = []
         let validAcks = req.acks == 0 || req.acks == 1 || req.acks == -1
@@ -32,8 +95,13 @@ extension Broker {
                         result.errorCode = ErrorCode.unknownTopicOrPartition.rawValue
                         break
                     }
+                    if let code = refused[TopicPartitionKey(t.name, p.index)] {
+                        result.errorCode = code.rawValue
+                        break
+                    }
                     do {
-                        let appended = try append(p.records, to: log, topic: meta, partition: p.index)
+                        let appended = try append(
+                            p.records, to: log, topic: meta, partition: p.index, requestVersion: request.version)
                         result.baseOffset = appended.baseOffset
                         result.logAppendTimeMs = appended.logAppendTime ?? -1
                         result.logStartOffset = log.logStartOffset
@@ -112,7 +180,9 @@ extension Broker {
 
     /// Validates one partition's record set and appends it; batches with a producer id go through
     /// the partition's producer-state table, which turns a retry into the original offsets.
-    private func append(_ records: ByteBuffer?, to log: any PartitionLog, topic: TopicMetadata, partition: Int32) throws -> Appended {
+    private func append(
+        _ records: ByteBuffer?, to log: any PartitionLog, topic: TopicMetadata, partition: Int32, requestVersion: Int16
+    ) throws -> Appended {
         guard var records, records.readableBytes > 0 else {
             throw ProduceError(code: .invalidRecord, message: "the partition's record set is empty")
         }
@@ -153,7 +223,10 @@ extension Broker {
                 producerId: header.producerId, producerEpoch: header.producerEpoch,
                 partition: TopicPartitionKey(topic.name, partition))
         {
-            throw ProduceError(code: failure.partitionWriteErrorCode, message: "transactional write refused: \(failure)")
+            // v11+ clients know TRANSACTION_ABORTABLE, Kafka's answer for a partition not in the
+            // transaction; older ones get INVALID_TXN_STATE.
+            let code = failure == .invalidTxnState && requestVersion >= 11 ? .transactionAbortable : failure.partitionWriteErrorCode
+            throw ProduceError(code: code, message: "transactional write refused: \(failure)")
         }
         do {
             switch try table.append(records, header: header, verification: verification) {

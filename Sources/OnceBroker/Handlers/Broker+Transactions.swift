@@ -121,9 +121,16 @@ extension Broker {
         answerLater(request) {
             var response = EndTxnResponse()
             do {
-                response.errorCode = (try await self.transactions.endTransaction(
+                // v5 is transactions V2 (KIP-890): the end bumps the epoch and the answer says which to use next.
+                let outcome = try await self.transactions.endTransaction(
                     transactionalId: req.transactionalId, producerId: req.producerId, producerEpoch: req.producerEpoch,
-                    commit: req.committed, now: self.clock())?.errorCode ?? ErrorCode.none).rawValue
+                    commit: req.committed, transactionVersion: request.version >= 5 ? 2 : 0, now: self.clock())
+                if let failure = outcome.failure {
+                    response.errorCode = failure.errorCode.rawValue
+                } else {
+                    response.producerId = outcome.producerId
+                    response.producerEpoch = outcome.producerEpoch
+                }
             } catch {
                 response.errorCode = self.transactionStorageFailure(error).rawValue
             }
@@ -131,9 +138,46 @@ extension Broker {
         }
     }
 
-    /// TxnOffsetCommit: the consumer offsets of a read-process-write transaction. Refused unless the
-    /// producer is current and the group's offsets partition joined its transaction (AddOffsetsToTxn).
-    func txnOffsetCommit(_ req: TxnOffsetCommitRequest, _ request: Request) -> TxnOffsetCommitResponse {
+    /// TxnOffsetCommit. From v5 (transactions V2) the client sends no AddOffsetsToTxn: the group's
+    /// offsets partition joins the transaction here first, as Kafka's group coordinator asks the
+    /// transaction coordinator.
+    func txnOffsetCommit(_ req: TxnOffsetCommitRequest, _ request: Request) -> EventLoopFuture<TxnOffsetCommitResponse> {
+        guard request.version >= 5, !req.groupId.isEmpty, let partition = try? consumerOffsetsPartition(forGroup: req.groupId)
+        else { return request.eventLoop.makeSucceededFuture(verifiedTxnOffsetCommit(req, request)) }
+        return answerLater(request) {
+            let code: ErrorCode
+            do {
+                code = try await self.transactions.addPartitions(
+                    transactionalId: req.transactionalId, producerId: req.producerId, producerEpoch: req.producerEpoch,
+                    partitions: [partition], transactionVersion: 2, now: self.clock()
+                )?.partitionWriteErrorCode ?? .none
+            } catch {
+                code = self.transactionStorageFailure(error)
+            }
+            return code == .none ? self.verifiedTxnOffsetCommit(req, request) : Self.txnOffsetCommitRefused(req, code)
+        }
+    }
+
+    private static func txnOffsetCommitRefused(_ req: TxnOffsetCommitRequest, _ code: ErrorCode) -> TxnOffsetCommitResponse {
+        var response = TxnOffsetCommitResponse()
+        response.topics = req.topics.map { t in
+            var topic = TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic()
+            topic.name = t.name
+            topic.partitions = t.partitions.map { p in
+                var partition = TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition()
+                partition.partitionIndex = p.partitionIndex
+                partition.errorCode = code.rawValue
+                return partition
+            }
+            return topic
+        }
+        return response
+    }
+
+    /// The consumer offsets of a read-process-write transaction. Refused unless the producer is
+    /// current and the group's offsets partition joined its transaction (AddOffsetsToTxn, or the
+    /// implicit add of v5).
+    private func verifiedTxnOffsetCommit(_ req: TxnOffsetCommitRequest, _ request: Request) -> TxnOffsetCommitResponse {
         let now = clock()
         var offsets: [GroupPartition: CommittedOffset] = [:]
         for t in req.topics {
@@ -149,7 +193,10 @@ extension Broker {
         } else if let failure = (try? consumerOffsetsPartition(forGroup: req.groupId)).flatMap({
             transactions.verify(producerId: req.producerId, producerEpoch: req.producerEpoch, partition: $0)
         }) {
-            outcome = .failure(failure.partitionWriteErrorCode)
+            // v4+ clients know TRANSACTION_ABORTABLE, Kafka's answer when the offsets partition is not
+            // in the transaction.
+            outcome = .failure(
+                failure == .invalidTxnState && request.version >= 4 ? .transactionAbortable : failure.partitionWriteErrorCode)
         } else {
             // v3+ (KIP-447) carries the consumer's group metadata, checked like a plain commit.
             outcome = groups.transactionalCommit(

@@ -4,11 +4,11 @@ import KafkaProtocol
 /// them is refused. A range grows only together with the handler code that gives its versions meaning.
 enum SupportedApis {
     static let ranges: [ApiKey: ClosedRange<Int16>] = [
-        .produce: 3...9,
+        .produce: 3...12,
         .fetch: 4...12,
         .listOffsets: 1...7,
         .metadata: 0...12,
-        .apiVersions: 0...3,
+        .apiVersions: 0...4,
         .createTopics: 2...7,
         .deleteTopics: 1...6,
         .describeConfigs: 1...4,
@@ -33,8 +33,8 @@ enum SupportedApis {
         .describeProducers: 0...0,
         .addPartitionsToTxn: 0...4,
         .addOffsetsToTxn: 0...3,
-        .endTxn: 0...3,
-        .txnOffsetCommit: 0...3,
+        .endTxn: 0...5,
+        .txnOffsetCommit: 0...5,
         .describeTransactions: 0...0,
         .listTransactions: 0...1,
         .writeTxnMarkers: 1...1,

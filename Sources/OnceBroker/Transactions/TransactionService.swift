@@ -163,15 +163,19 @@ final class TransactionService: Sendable {
     /// transaction must not hold an open transaction of this producer: any it holds is an earlier
     /// one whose marker that partition lost, and the new transaction's marker would end it too
     /// (committing what may have been aborted). It is aborted first, under the coordinator's lock.
+    ///
+    /// `transactionVersion` 2 is a partition adding itself on a transactions-V2 write (Produce v12,
+    /// TxnOffsetCommit v5), where no AddPartitionsToTxn comes from the client.
     func addPartitions(
-        transactionalId: String, producerId: Int64, producerEpoch: Int16, partitions: [TopicPartitionKey], now: Int64
+        transactionalId: String, producerId: Int64, producerEpoch: Int16, partitions: [TopicPartitionKey],
+        transactionVersion: Int16 = 0, now: Int64
     ) async throws -> TransactionCoordinator.Failure? {
         var joining: [TopicPartitionKey] = []
         let outcome = try await run(now: now) { c in
             let before = c.transactions[transactionalId]
             let outcome = c.addPartitionsReceived(
                 transactionalId: transactionalId, producerId: producerId, producerEpoch: producerEpoch,
-                partitions: partitions, now: now)
+                partitions: partitions, transactionVersion: transactionVersion, now: now)
             if outcome.failure == nil {
                 let held = before?.state == .ongoing ? before?.partitions ?? [] : []
                 joining = partitions.filter { !held.contains($0) }
@@ -197,13 +201,16 @@ final class TransactionService: Sendable {
         return nil
     }
 
+    /// EndTxn; with `transactionVersion` 2 (EndTxn v5) the outcome carries the producer id and
+    /// epoch the client continues with.
     func endTransaction(
-        transactionalId: String, producerId: Int64, producerEpoch: Int16, commit: Bool, now: Int64
-    ) async throws -> TransactionCoordinator.Failure? {
+        transactionalId: String, producerId: Int64, producerEpoch: Int16, commit: Bool, transactionVersion: Int16, now: Int64
+    ) async throws -> TransactionCoordinator.Outcome {
         try await run(now: now) { c in
-            c.endTransactionReceived(
-                transactionalId: transactionalId, producerId: producerId, producerEpoch: producerEpoch, commit: commit, now: now)
-        }.failure
+            try c.endTransactionReceived(
+                transactionalId: transactionalId, producerId: producerId, producerEpoch: producerEpoch, commit: commit,
+                transactionVersion: transactionVersion, now: now, newProducerId: producers.allocateProducerId)
+        }
     }
 
     func abort(transactionalId: String, now: Int64) async throws -> TransactionCoordinator.Failure? {

@@ -98,6 +98,8 @@ public actor KafkaProducer {
 
     var transaction = TransactionStateMachine()
     private var addingPartitions = false
+    /// The transaction protocol agreed with the coordinator at the last InitProducerId.
+    public internal(set) var transactionProtocol = TransactionProtocol.v1
 
     private var metrics: ProducerMetrics
 
@@ -502,7 +504,11 @@ public actor KafkaProducer {
         }
         do {
             let started = ContinuousClock.now
-            let response = try connection.start(request, brokerWait: configuration.requestTimeout)
+            // A transactional write's version says which transaction protocol it follows.
+            let version = configuration.transactionalId == nil ? nil
+                : transactionProtocol.version(
+                    for: ProduceRequest.self, in: connection.apiVersions, cap: transactionProtocol.produce)
+            let response = try connection.start(request, version: version, brokerWait: configuration.requestTimeout)
             Task { [weak self, requestLatency = metrics.requestLatency] in
                 let result: Result<ProduceResponse?, any Error>
                 do {

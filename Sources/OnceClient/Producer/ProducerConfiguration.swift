@@ -38,6 +38,11 @@ public struct ProducerConfiguration: Sendable {
     /// the newest one wins. Default: nil.
     public var transactionalId: String?
 
+    /// Uses transactions V2 (KIP-890 part 2) when the transaction coordinator offers it: no
+    /// AddPartitionsToTxn or AddOffsetsToTxn round trip, and a new epoch from every EndTxn, which
+    /// fences anything delayed from an earlier transaction. False keeps V1 everywhere. Default: true.
+    public var transactionsV2 = true
+
     /// How long the coordinator lets a transaction stay open before aborting it. Default: 60 s.
     public var transactionTimeout: Duration = .seconds(60)
 

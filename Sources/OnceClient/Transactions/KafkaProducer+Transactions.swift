@@ -81,6 +81,8 @@ extension KafkaProducer {
                 kafkaError = KafkaError(errorCode: response.errorCode)
                 if kafkaError == nil {
                     _ = transaction.initCompleted(nil)
+                    useTransactionProtocol(
+                        configuration.transactionsV2 && coordinator.apiVersions.offersTransactionsV2 ? .v2 : .v1)
                     setProducerIdentity(id: response.producerId, epoch: response.producerEpoch)
                     logger.debug("transactional id \(transactionalId): producer id \(producerId) epoch \(producerEpoch)")
                     return
@@ -144,20 +146,24 @@ extension KafkaProducer {
 
     /// Adds a consumer's offsets to the current transaction (AddOffsetsToTxn, then
     /// TxnOffsetCommit to the group coordinator), so they commit or abort with its records.
-    /// `offsets` are the next offsets to read, as for any offset commit.
+    /// With transactions V2 the TxnOffsetCommit adds the offsets itself. `offsets` are the next
+    /// offsets to read, as for any offset commit.
     public func sendOffsets(_ offsets: [TopicPartition: Int64], groupMetadata: ConsumerGroupMetadata) async throws {
         guard let transactionalId = configuration.transactionalId else {
             throw TransactionError(.invalidState, "sendOffsets needs a transactional id")
         }
         try transaction.offsetsRequested()
-        try await retryingCoordinatorCall(step: "AddOffsetsToTxn") {
-            let coordinator = try await self.client.coordinator(for: transactionalId, type: .transaction)
-            var request = AddOffsetsToTxnRequest()
-            request.transactionalId = transactionalId
-            request.producerId = await self.producerId
-            request.producerEpoch = await self.producerEpoch
-            request.groupId = groupMetadata.groupId
-            return KafkaError(errorCode: try await coordinator.send(request).errorCode)
+        let txnProtocol = transactionProtocol
+        if txnProtocol == .v1 {
+            try await retryingCoordinatorCall(step: "AddOffsetsToTxn") {
+                let coordinator = try await self.client.coordinator(for: transactionalId, type: .transaction)
+                var request = AddOffsetsToTxnRequest()
+                request.transactionalId = transactionalId
+                request.producerId = await self.producerId
+                request.producerEpoch = await self.producerEpoch
+                request.groupId = groupMetadata.groupId
+                return KafkaError(errorCode: try await coordinator.send(request).errorCode)
+            }
         }
         try await retryingCoordinatorCall(step: "TxnOffsetCommit") {
             let coordinator = try await self.client.coordinator(for: groupMetadata.groupId, type: .group)
@@ -181,7 +187,9 @@ extension KafkaProducer {
                 }
                 return t
             }
-            let response = try await coordinator.send(request)
+            let version = try Self.version(
+                TxnOffsetCommitRequest.self, txnProtocol, cap: txnProtocol.txnOffsetCommit, on: coordinator)
+            let response = try await coordinator.send(request, version: version)
             for topic in response.topics {
                 for partition in topic.partitions {
                     if let error = KafkaError(errorCode: partition.errorCode) { return error }
@@ -189,6 +197,26 @@ extension KafkaProducer {
             }
             return nil
         }
+    }
+
+    /// Switches the transaction protocol (at InitProducerId, between transactions).
+    func useTransactionProtocol(_ txnProtocol: TransactionProtocol) {
+        if txnProtocol != transactionProtocol {
+            logger.debug("transactions \(txnProtocol == .v2 ? "V2" : "V1") with the coordinator")
+        }
+        transactionProtocol = txnProtocol
+        transaction.addsPartitionsImplicitly = txnProtocol == .v2
+    }
+
+    /// The version of a transaction request under `txnProtocol`; throws when the broker has none
+    /// that fits it.
+    static func version<R: KafkaRequest>(
+        _ type: R.Type, _ txnProtocol: TransactionProtocol, cap: Int16, on connection: KafkaConnection
+    ) throws -> Int16 {
+        guard let version = txnProtocol.version(for: type, in: connection.apiVersions, cap: cap) else {
+            throw KafkaClientError(.unsupportedApi, "\(connection.endpoint) has no \(R.self) version for transactions \(txnProtocol)")
+        }
+        return version
     }
 
     /// Runs one coordinator request until it succeeds, fails for good, or the transaction
@@ -238,12 +266,12 @@ extension KafkaProducer {
                 request.producerId = producerId
                 request.producerEpoch = producerEpoch
                 request.committed = commit
-                let response = try await coordinator.send(request)
+                let version = try Self.version(EndTxnRequest.self, transactionProtocol, cap: transactionProtocol.endTxn, on: coordinator)
+                let response = try await coordinator.send(request, version: version)
                 error = KafkaError(errorCode: response.errorCode)
-                if error == nil, response.producerEpoch >= 0, response.producerId == producerId,
-                    response.producerEpoch > producerEpoch
-                {
-                    // KIP-890: the coordinator bumps the epoch at the end of every transaction.
+                if error == nil, version >= TransactionProtocol.v2.endTxn, response.producerId >= 0, response.producerEpoch >= 0 {
+                    // Transactions V2: every end bumps the epoch (or moves to a new producer id when
+                    // the epoch ran out); the next transaction uses what the coordinator answered.
                     setProducerIdentity(id: response.producerId, epoch: response.producerEpoch)
                 }
             } catch let clientError as KafkaClientError {

@@ -31,6 +31,9 @@ public struct TransactionStateMachine: Sendable, Hashable {
     public private(set) var pendingPartitions: Set<TopicPartition> = []
     /// Whether AddOffsetsToTxn has put a group's offsets in this transaction.
     public private(set) var hasOffsets = false
+    /// Transactions V2: a partition joins the transaction with its first write, so nothing waits
+    /// for AddPartitionsToTxn.
+    public var addsPartitionsImplicitly = false
 
     public init() {}
 
@@ -102,6 +105,10 @@ public struct TransactionStateMachine: Sendable, Hashable {
         switch state {
         case .inTransaction:
             if addedPartitions.contains(partition) { return false }
+            if addsPartitionsImplicitly {
+                addedPartitions.insert(partition)
+                return false
+            }
             pendingPartitions.insert(partition)
             return true
         case .abortableError(let error): throw error

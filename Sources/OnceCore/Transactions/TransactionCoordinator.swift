@@ -120,9 +120,13 @@ public struct TransactionCoordinator: Sendable {
     /// Kafka stops handing out epochs at `Int16.max - 1`: the last one is kept for fencing by timeout.
     static func isExhausted(_ epoch: Int16) -> Bool { epoch >= Int16.max - 1 }
 
-    /// AddPartitionsToTxn / AddOffsetsToTxn: the transaction will write these partitions.
+    /// AddPartitionsToTxn / AddOffsetsToTxn, or (transactions V2, `transactionVersion` 2) a
+    /// partition's own request on the first transactional write there (Produce v12,
+    /// TxnOffsetCommit v5): the transaction will write these partitions. The first add of a
+    /// transaction records which rules its end follows.
     public mutating func addPartitionsReceived(
-        transactionalId: String, producerId: Int64, producerEpoch: Int16, partitions: [TopicPartitionKey], now: Int64
+        transactionalId: String, producerId: Int64, producerEpoch: Int16, partitions: [TopicPartitionKey],
+        transactionVersion: Int16 = 0, now: Int64
     ) -> Outcome {
         guard var txn = transactions[transactionalId] else { return .fail(.invalidProducerIdMapping) }
         if let failure = Self.checkProducer(txn, producerId, producerEpoch) { return .fail(failure) }
@@ -136,6 +140,7 @@ public struct TransactionCoordinator: Sendable {
                 txn.state = .ongoing
                 txn.partitions = []
                 txn.startTimestamp = now
+                txn.transactionVersion = transactionVersion
             }
             txn.partitions.formUnion(partitions)
             txn.lastUpdateTimestamp = now
@@ -161,26 +166,79 @@ public struct TransactionCoordinator: Sendable {
 
     /// EndTxn. A retry of a finished EndTxn gets the same answer; one for the other outcome, or
     /// for a transaction still finishing, gets INVALID_TXN_STATE or CONCURRENT_TRANSACTIONS as Kafka answers.
+    ///
+    /// With transactions V2 (EndTxn v5, `transactionVersion` 2) the end bumps the epoch, and the
+    /// markers carry the bumped one, so nothing sent at the old epoch (a delayed Produce or EndTxn
+    /// of this transaction, KAFKA-17754) can act on the next transaction: the partitions refuse
+    /// it and so does the coordinator. The answer carries the producer id and epoch to use next;
+    /// an exhausted epoch moves to a new producer id (`newProducerId`) once the markers are written.
+    /// A V2 transaction knows a retry of its EndTxn only by the epoch just below the current one.
     public mutating func endTransactionReceived(
-        transactionalId: String, producerId: Int64, producerEpoch: Int16, commit: Bool, now: Int64
-    ) -> Outcome {
+        transactionalId: String, producerId: Int64, producerEpoch: Int16, commit: Bool, transactionVersion: Int16 = 0,
+        now: Int64, newProducerId: () throws -> Int64
+    ) rethrows -> Outcome {
         guard var txn = transactions[transactionalId] else { return .fail(.invalidProducerIdMapping) }
-        // A producer whose transaction timed out finds its epoch bumped: it is fenced, as in Kafka.
-        if let failure = Self.checkProducer(txn, producerId, producerEpoch) { return .fail(failure) }
+        if txn.isTransactionV2 {
+            if let failure = Self.checkV2EndProducer(txn, producerId, producerEpoch) { return .fail(failure) }
+        } else if let failure = Self.checkProducer(txn, producerId, producerEpoch) {
+            // A producer whose transaction timed out finds its epoch bumped: it is fenced, as in Kafka.
+            return .fail(failure)
+        }
         switch txn.state {
         case .ongoing:
-            return commit ? beginCommit(&txn, now: now) : beginAbort(&txn, fence: false, now: now)
+            let bump = transactionVersion >= 2
+            if bump {
+                txn.transactionVersion = transactionVersion
+                txn.lastProducerId = txn.producerId
+                txn.lastProducerEpoch = txn.producerEpoch
+                if Self.isExhausted(txn.producerEpoch) { txn.nextProducerId = try newProducerId() }
+                txn.producerEpoch += 1
+            }
+            var outcome = commit ? beginCommit(&txn, now: now) : beginAbort(&txn, fence: false, now: now)
+            if bump {
+                (outcome.producerId, outcome.producerEpoch) = txn.nextProducerId >= 0
+                    ? (txn.nextProducerId, 0) : (txn.producerId, txn.producerEpoch)
+            }
+            return outcome
         case .prepareCommit:
             return .fail(commit ? .concurrentTransactions : .invalidTxnState)
         case .prepareAbort:
             return .fail(commit ? .invalidTxnState : .concurrentTransactions)
         case .completeCommit:
-            return commit ? Outcome() : .fail(.invalidTxnState)
+            return commit ? Self.current(txn) : .fail(.invalidTxnState)
         case .completeAbort:
-            return commit ? .fail(.invalidTxnState) : Outcome()
+            return commit ? .fail(.invalidTxnState) : Self.current(txn)
         case .empty, .dead:
             return .fail(.invalidTxnState)
         }
+    }
+
+    /// The answer to a retried EndTxn: nothing to do, and the identity to carry on with.
+    private static func current(_ txn: TransactionMetadata) -> Outcome {
+        var outcome = Outcome()
+        outcome.producerId = txn.producerId
+        outcome.producerEpoch = txn.producerEpoch
+        return outcome
+    }
+
+    /// Kafka's epoch check for an EndTxn on a V2 transaction. An open (or never begun) one needs
+    /// the current epoch. A prepared or finished one accepts only a retry of the EndTxn that
+    /// bumped it (the epoch just below, recorded by that bump), or of one whose bump rolled the
+    /// producer id; a same-epoch EndTxn there would be the next transaction's and is fenced, as
+    /// is the producer a timeout fenced (that bump records no previous epoch).
+    private static func checkV2EndProducer(_ txn: TransactionMetadata, _ producerId: Int64, _ producerEpoch: Int16) -> Failure? {
+        let retryOfBump = producerId == txn.producerId && txn.lastProducerEpoch >= 0
+            && producerEpoch == txn.lastProducerEpoch && txn.producerEpoch == producerEpoch + 1
+        let retryOfRoll = producerId != txn.producerId && producerId == txn.lastProducerId
+            && isExhausted(producerEpoch) && producerEpoch == txn.lastProducerEpoch && txn.producerEpoch == 0
+        guard producerId == txn.producerId || retryOfRoll else { return .invalidProducerIdMapping }
+        let valid: Bool
+        switch txn.state {
+        case .ongoing, .empty, .dead: valid = producerEpoch == txn.producerEpoch
+        case .prepareCommit, .prepareAbort: valid = retryOfBump
+        case .completeCommit, .completeAbort: valid = retryOfBump || retryOfRoll
+        }
+        return valid ? nil : .producerFenced
     }
 
     /// Whether a transaction of this producer that writes to `partition` is still live here: open
@@ -213,6 +271,12 @@ public struct TransactionCoordinator: Sendable {
         case .prepareCommit: txn.state = .completeCommit
         case .prepareAbort: txn.state = .completeAbort
         default: return Outcome()
+        }
+        if txn.nextProducerId >= 0 {
+            // The markers fenced the exhausted id everywhere; the next transaction uses the new one.
+            txn.producerId = txn.nextProducerId
+            txn.producerEpoch = 0
+            txn.nextProducerId = -1
         }
         // The start time stays, as in Kafka: DescribeTransactions of a finished transaction shows it.
         txn.partitions = []

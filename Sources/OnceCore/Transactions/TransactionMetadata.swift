@@ -57,11 +57,19 @@ public struct TransactionMetadata: Sendable, Equatable {
     /// When the open transaction began (first partition added); timeouts count from it.
     public var startTimestamp: Int64
     public var lastUpdateTimestamp: Int64
+    /// Kafka's `clientTransactionVersion`: the transaction version (the `transaction.version`
+    /// feature level) of the client behind the current transaction. At 2 (KIP-890 part 2) every
+    /// EndTxn bumps the epoch, so an EndTxn retry is recognised by the epoch below the current one.
+    public var transactionVersion: Int16
+    /// The producer id a prepared transaction moves to once its markers are written: set when a
+    /// transactions-V2 end found the epoch exhausted (-1 otherwise). The markers still carry the
+    /// old id at its last epoch, fencing it on every partition.
+    public var nextProducerId: Int64
 
     public init(
         transactionalId: String, producerId: Int64, producerEpoch: Int16, lastProducerId: Int64 = -1,
         lastProducerEpoch: Int16 = -1, timeoutMs: Int32, state: TransactionState, partitions: Set<TopicPartitionKey> = [],
-        startTimestamp: Int64 = -1, lastUpdateTimestamp: Int64
+        startTimestamp: Int64 = -1, lastUpdateTimestamp: Int64, transactionVersion: Int16 = 0, nextProducerId: Int64 = -1
     ) {
         self.transactionalId = transactionalId
         self.producerId = producerId
@@ -73,11 +81,16 @@ public struct TransactionMetadata: Sendable, Equatable {
         self.partitions = partitions
         self.startTimestamp = startTimestamp
         self.lastUpdateTimestamp = lastUpdateTimestamp
+        self.transactionVersion = transactionVersion
+        self.nextProducerId = nextProducerId
     }
+
+    /// Whether the current transaction follows transactions V2's rules (an epoch bump per end).
+    public var isTransactionV2: Bool { transactionVersion >= 2 }
 
     public func encoded() -> [UInt8] {
         var w = BinaryWriter()
-        w.put(UInt8(1))
+        w.put(UInt8(2))
         w.put(transactionalId)
         w.put(producerId)
         w.put(producerEpoch)
@@ -93,13 +106,16 @@ public struct TransactionMetadata: Sendable, Equatable {
             w.put(p.topic)
             w.put(p.partition)
         }
+        w.put(transactionVersion)
+        w.put(nextProducerId)
         return w.bytes
     }
 
     public init(decoding bytes: [UInt8]) throws {
         var r = BinaryReader(bytes)
         let version: UInt8 = try r.get()
-        guard version == 1 else { throw ProducerStateSnapshot.DecodingError(reason: "transaction record version \(version)") }
+        // Version 1 records come from before transactions V2: their transactions are V1.
+        guard version == 1 || version == 2 else { throw ProducerStateSnapshot.DecodingError(reason: "transaction record version \(version)") }
         transactionalId = try r.get()
         producerId = try r.get()
         producerEpoch = try r.get()
@@ -120,6 +136,8 @@ public struct TransactionMetadata: Sendable, Equatable {
             partitions.insert(TopicPartitionKey(topic, try r.get()))
         }
         self.partitions = partitions
+        transactionVersion = version >= 2 ? try r.get() : 0
+        nextProducerId = version >= 2 ? try r.get() : -1
         guard r.isAtEnd else { throw ProducerStateSnapshot.DecodingError(reason: "trailing bytes") }
     }
 }

@@ -6,10 +6,12 @@ import OnceCheck
 import OnceCore
 import OnceStorage
 
-/// One seeded run: transactional producers (with zombies and KIP-360 bumps), an idempotent
-/// producer with retries, a read_committed reader and consumer offsets in transactions, against
-/// the production broker while it crashes, loses power (under `always`), and its requests and
-/// answers are lost, duplicated and delayed. `run()` returns the anomalies the history shows.
+/// One seeded run: transactional producers (with zombies and KIP-360 bumps; each instance speaks
+/// transactions V1 or V2), an idempotent producer with retries, a read_committed reader and
+/// consumer offsets in transactions, against the production broker while it crashes, loses power
+/// (under `always`), and its requests and answers are lost, duplicated and delayed: a delayed
+/// Produce or EndTxn of one transaction may arrive after its producer began the next (KAFKA-17754).
+/// `run()` returns the anomalies the history shows.
 final class BrokerSimulation {
     struct Options {
         var steps = 300
@@ -22,6 +24,13 @@ final class BrokerSimulation {
         var lostResponseChance = 0.05
         var duplicateChance = 0.03
         var delayChance = 0.03
+        /// The chance that a new producer instance speaks transactions V2 (Produce v12, EndTxn v5,
+        /// TxnOffsetCommit v5: implicit adds, an epoch bump per transaction) instead of V1.
+        var transactionsV2Share = 0.5
+        /// Whether a V1 producer's EndTxn may be held back too. Off by default: with V1 (one epoch
+        /// for many transactions) a delayed EndTxn acts on the producer's next transaction in any
+        /// Kafka broker (KAFKA-17754), which only V2 closes; `v1DelayedEndTxnHole` shows it.
+        var delayV1EndTxn = false
         /// Prints every step and answer (`ONCE_SIMULATION_TRACE=1` when replaying a seed).
         var trace = ProcessInfo.processInfo.environment["ONCE_SIMULATION_TRACE"] == "1"
     }
@@ -45,13 +54,26 @@ final class BrokerSimulation {
     private var idempotent = IdempotentClient()
     private var positions: [Int32: Int64] = [:]
     /// Requests held back by the network, delivered at some later step (their answers go nowhere).
-    private var delayed: [(frame: SimulatedWorld.Frame, onAck: ((ProduceResponse) -> Void)?)] = []
+    private var delayed: [(frame: SimulatedWorld.Frame, onAck: ((ProduceResponse) -> Void)?, origin: DelayedOrigin?)] = []
+    /// Which transaction a held-back EndTxn or transactional Produce was sent for.
+    struct DelayedOrigin {
+        var isEndTxn: Bool
+        var client: String
+        var transactionalId: String
+        var transaction: String
+    }
     private var nextInstance: [String: Int] = [:]
     private var groupSerial: [String: Int64] = [:]
     /// Transactional ids a coordinator snapshot held: durable whatever the flush policy.
     private var snapshotted: Set<String> = []
     private var sentOnce: Set<String> = []
     private var readerStarted: Set<Int32> = []
+    /// Held-back EndTxns delivered while their producer's next transaction was open at the
+    /// coordinator: the KAFKA-17754 situation, counted so a test knows it happened.
+    private(set) var lateEndsWhileNextOpen = 0
+    /// Held-back Produce requests of a V2 producer delivered after it began its next transaction
+    /// (each must be refused: the end bumped the epoch).
+    private(set) var lateV2Produces = 0
 
     init(seed: UInt64, options: Options) throws {
         self.seed = seed
@@ -64,7 +86,7 @@ final class BrokerSimulation {
     private func newInstance(of id: String) -> TransactionalClient {
         let instance = nextInstance[id, default: 0]
         nextInstance[id] = instance + 1
-        return TransactionalClient(transactionalId: id, instance: instance)
+        return TransactionalClient(transactionalId: id, instance: instance, v2: rng.chance(options.transactionsV2Share))
     }
 
     // MARK: The run
@@ -100,10 +122,13 @@ final class BrokerSimulation {
             let index = Int.random(in: 0..<delayed.count, using: &rng)
             let held = delayed.remove(at: index)
             trace("delayed request \(held.frame.apiKey) delivered")
-            if let onAck = held.onAck, let response = await world.deliver(held.frame, as: ProduceResponse.self) {
+            if let origin = held.origin, origin.isEndTxn {
+                await deliverDelayedEnd(held.frame, origin)
+            } else if let onAck = held.onAck, let response = await world.deliver(held.frame, as: ProduceResponse.self) {
+                if let origin = held.origin { checkLateProduce(response, origin) }
                 onAck(response)
             } else {
-                _ = await world.deliver(held.frame, as: EndTxnResponse.self)
+                _ = await world.deliver(held.frame, as: ProduceResponse.self)
             }
         } else if roll < 0.19 {
             // A new instance of an id: the old one becomes a zombie that keeps trying.
@@ -122,6 +147,38 @@ final class BrokerSimulation {
             clients[index] = client
             clients.removeAll { $0.isDone }
             if clients.isEmpty { clients.append(newInstance(of: "t0")) }
+        }
+    }
+
+    /// A held-back EndTxn arrives. If its producer has since begun another transaction and the
+    /// coordinator holds that one open, the late EndTxn must not end it: with V2 the bumped epoch
+    /// fences it; with V1 nothing can tell the two transactions apart (KAFKA-17754).
+    private func deliverDelayedEnd(_ frame: SimulatedWorld.Frame, _ end: DelayedOrigin) async {
+        let current = clients.first { $0.name == end.client }?.currentTransaction
+        let before = world.broker.transactions.transactions.first { $0.transactionalId == end.transactionalId }
+        let response = await world.deliver(frame, as: EndTxnResponse.self)
+        let after = world.broker.transactions.transactions.first { $0.transactionalId == end.transactionalId }
+        trace("  delayed end of \(end.transaction): \(response.map { ErrorCode($0.errorCode) }.map(String.init(describing:)) ?? "no answer")")
+        guard let current, current != end.transaction, before?.state == .ongoing else { return }
+        lateEndsWhileNextOpen += 1
+        if response?.errorCode == 0, after?.state != .ongoing, history.acknowledgementsAreDurable {
+            history.note("a delayed EndTxn of \(end.transaction) ended \(current), its producer's next transaction (KAFKA-17754)")
+        }
+    }
+
+    /// A held-back Produce of a V2 producer that has since begun another transaction: its
+    /// transaction ended with an epoch bump (EndTxn, a timeout or a KIP-360 bump), so the partition
+    /// must refuse it rather than let it join the next transaction (KAFKA-17754).
+    private func checkLateProduce(_ response: ProduceResponse, _ origin: DelayedOrigin) {
+        guard let client = clients.first(where: { $0.name == origin.client }), client.v2,
+            let current = client.currentTransaction, current != origin.transaction
+        else { return }
+        lateV2Produces += 1
+        let code = response.responses.first?.partitionResponses.first.map { ErrorCode($0.errorCode) }
+        // A power cut under a policy that does not sync may take the bump back with the tail of
+        // the transaction log; then the old epoch is current again and nothing is owed.
+        if code == ErrorCode.none && history.acknowledgementsAreDurable {
+            history.note("a delayed Produce of \(origin.transaction) was appended after its producer began \(current) (KAFKA-17754)")
         }
     }
 
@@ -192,13 +249,13 @@ final class BrokerSimulation {
 
     private func send<R: KafkaRequest>(
         _ request: R, version: Int16, faults: Bool = true, delayable: Bool = false,
-        onDelayedAck: ((ProduceResponse) -> Void)? = nil, delivered: () -> Void = {}
+        origin: DelayedOrigin? = nil, onDelayedAck: ((ProduceResponse) -> Void)? = nil, delivered: () -> Void = {}
     ) async -> Delivery<R.Response> {
         let frame = world.frame(request, version: version)
         if faults {
             if rng.chance(options.lostRequestChance) { return .noAnswer }
             if delayable && rng.chance(options.delayChance) {
-                delayed.append((frame, onDelayedAck))
+                delayed.append((frame, onDelayedAck, origin))
                 delivered()
                 return .noAnswer
             }
@@ -226,6 +283,7 @@ final class BrokerSimulation {
 
     private static let retriable: Set<ErrorCode> = [
         .concurrentTransactions, .coordinatorLoadInProgress, .coordinatorNotAvailable, .notCoordinator, .kafkaStorageError,
+        .notEnoughReplicas,
     ]
     private static let fenced: Set<ErrorCode> = [.producerFenced, .invalidProducerEpoch, .invalidProducerIdMapping]
 
@@ -266,9 +324,10 @@ final class BrokerSimulation {
             history.transactions[key] = .init(transactionalId: c.transactionalId, instance: c.instance, groupOffset: offset)
             history.events.append(.transactionBegan(
                 transaction: key, transactionalId: c.transactionalId, instance: c.name, producerId: c.producerId, epoch: c.epoch))
+            // V2: partitions and offsets join with their first write; there is nothing to add.
             c.phase = .open(.init(
                 key: key, partitions: partitions, batches: Int.random(in: 1...4, using: &rng), groupOffset: offset,
-                commit: rng.chance(0.7)))
+                commit: rng.chance(0.7), added: c.v2, offsetsAdded: c.v2))
         case .open(var txn):
             try await openStep(&c, &txn, faults: faults)
         case .ending(let txn):
@@ -278,18 +337,28 @@ final class BrokerSimulation {
             req.producerEpoch = c.epoch
             req.committed = txn.commit
             let key = txn.key
-            let answer = await send(req, version: 3, faults: faults, delivered: {
-                if txn.commit { self.history.transactions[key]?.commitDelivered = true }
-            })
+            let answer = await send(
+                req, version: c.v2 ? 5 : 3, faults: faults, delayable: c.v2 || options.delayV1EndTxn,
+                origin: DelayedOrigin(isEndTxn: true, client: c.name, transactionalId: c.transactionalId, transaction: key),
+                delivered: { if txn.commit { self.history.transactions[key]?.commitDelivered = true } })
             guard case .answered(let r) = answer else { return }
             let code = ErrorCode(r.errorCode)
-            trace("  end \(txn.key) commit=\(txn.commit): \(code)")
+            trace("  end \(txn.key) commit=\(txn.commit): \(code) p\(r.producerId)e\(r.producerEpoch)")
             if code == .none {
                 if txn.commit { history.transactions[key]?.commitAcked = true } else { history.transactions[key]?.abortAcked = true }
                 history.events.append(.transactionEnded(transaction: key, outcome: txn.commit ? .committed : .aborted))
-                // After an abort the producer bumps its own epoch (KIP-360): always when a batch went
-                // unanswered (its sequence must not be reused), sometimes otherwise.
-                let bump = !txn.commit && (txn.pendingValues != nil || rng.chance(0.3))
+                if c.v2 {
+                    // V2: the end bumped the epoch (or moved to a new producer id); sequences restart.
+                    history.epochGranted(c.transactionalId, instance: c.instance, producerId: r.producerId, epoch: r.producerEpoch)
+                    history.events.append(.producerInitialized(
+                        transactionalId: c.transactionalId, instance: c.name, producerId: r.producerId, epoch: r.producerEpoch))
+                    c.producerId = r.producerId
+                    c.epoch = r.producerEpoch
+                    c.sequences = [:]
+                }
+                // After an abort the producer bumps its own epoch (KIP-360): with V1 always when a
+                // batch went unanswered (its sequence must not be reused), sometimes otherwise.
+                let bump = !txn.commit && ((!c.v2 && txn.pendingValues != nil) || rng.chance(0.3))
                 c.phase = bump ? .needsInit(expected: (c.producerId, c.epoch)) : .idle
             } else if Self.fenced.contains(code) {
                 fence(&c)
@@ -347,7 +416,7 @@ final class BrokerSimulation {
             req.producerEpoch = c.epoch
             req.generationId = -1
             req.topics = [t]
-            guard case .answered(let r) = await send(req, version: 3, faults: faults) else { return }
+            guard case .answered(let r) = await send(req, version: c.v2 ? 5 : 3, faults: faults) else { return }
             let code = ErrorCode(r.topics[0].partitions[0].errorCode)
             if code == .none {
                 txn.offsetsCommitted = true
@@ -371,9 +440,11 @@ final class BrokerSimulation {
         let batch = RecordBatch.encode(
             records: records, baseTimestamp: world.clock.now, producerId: c.producerId, producerEpoch: c.epoch,
             baseSequence: sequence, isTransactional: true)
-        let req = Self.produceRequest(partition: partition, batch: batch)
+        var req = Self.produceRequest(partition: partition, batch: batch)
+        if c.v2 { req.transactionalId = c.transactionalId }
         let (id, pid, epoch, key) = (c.transactionalId, c.producerId, c.epoch, txn.key)
-        let answer = await send(req, version: 9, faults: faults, delayable: true, onDelayedAck: { [self] response in
+        let origin = DelayedOrigin(isEndTxn: false, client: c.name, transactionalId: c.transactionalId, transaction: txn.key)
+        let answer = await send(req, version: c.v2 ? 12 : 9, faults: faults, delayable: true, origin: origin, onDelayedAck: { [self] response in
             if response.responses.first?.partitionResponses.first?.errorCode == 0 {
                 history.appendAcked(id, producerId: pid, epoch: epoch, values: pending)
             }
@@ -573,6 +644,8 @@ final class BrokerSimulation {
 struct TransactionalClient {
     let transactionalId: String
     let instance: Int
+    /// Speaks transactions V2 (KIP-890 part 2) rather than V1.
+    let v2: Bool
     var producerId: Int64 = -1
     var epoch: Int16 = -1
     var sequences: [Int32: Int32] = [:]
@@ -604,7 +677,14 @@ struct TransactionalClient {
         var finishingDecided = false
     }
 
-    var name: String { "\(transactionalId)#\(instance)" }
+    var name: String { "\(transactionalId)#\(instance)\(v2 ? "v2" : "")" }
+    /// The transaction this instance has open or is ending, if any.
+    var currentTransaction: String? {
+        switch phase {
+        case .open(let txn), .ending(let txn): txn.key
+        case .needsInit, .idle, .dead: nil
+        }
+    }
     var isDone: Bool { if case .dead = phase { true } else { false } }
     var isBusy: Bool {
         switch phase {
