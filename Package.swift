@@ -50,7 +50,7 @@ let package = Package(
         .target(
             name: "OnceStorage",
             dependencies: [
-                "KafkaProtocol",
+                "KafkaProtocol", "OnceCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -1,0 +1,193 @@
+import Foundation
+import KafkaProtocol
+import NIOCore
+import Testing
+
+@testable import OnceStorage
+
+/// The file engine's cleaner: what a pass leaves in the log, and how a partition recovers from a
+/// clean that a crash interrupted.
+@Suite("FileLog compaction")
+struct FileLogCompactionTests {
+    let dir: TemporaryDirectory
+
+    init() throws {
+        dir = try TemporaryDirectory()
+    }
+
+    static let compacted = [
+        "cleanup.policy": "compact", "segment.bytes": "200", "min.cleanable.dirty.ratio": "0.01",
+    ]
+
+    func open() throws -> FileLogStorage {
+        try FileLogStorage(directory: dir.path, logger: quietLogger)
+    }
+
+    static func keyed(_ pairs: [(String, String?)]) -> ByteBuffer {
+        let records = pairs.enumerated().map { i, pair in
+            Record(timestampDelta: Int64(i), offsetDelta: Int32(i), key: Array(pair.0.utf8), value: pair.1.map { Array($0.utf8) })
+        }
+        return RecordBatch.encode(records: records, baseTimestamp: TestBatches.baseTime)
+    }
+
+    /// (offset, key, value) of every record from the log start.
+    static func contents(_ log: PartitionLog) throws -> [(Int64, String, String?)] {
+        var rows: [(Int64, String, String?)] = []
+        var offset = log.logStartOffset
+        // A read stops at its segment's end, as a fetch does; gaps are skipped by reading on.
+        while offset < log.logEndOffset {
+            let batches = try RecordBatch.decodeAll(from: try log.read(from: offset, maxBytes: 1 << 24, limitOffset: .max))
+            guard let last = batches.last else { break }
+            for batch in batches {
+                rows += batch.records.map { r in
+                    (batch.offset(of: r), String(decoding: r.key ?? [], as: UTF8.self), r.value.map { String(decoding: $0, as: UTF8.self) })
+                }
+            }
+            offset = last.header.lastOffset + 1
+        }
+        return rows
+    }
+
+    static func describe(_ rows: [(Int64, String, String?)]) -> [String] {
+        rows.map { "\($0.0):\($0.1)=\($0.2 ?? "∅")" }
+    }
+
+    /// Ten overwrites of three keys and a tombstone, each in its own batch, then an active segment.
+    func fill(_ storage: FileLogStorage) throws -> FilePartitionLog {
+        try storage.createTopic(name: "c", partitions: 1, configs: Self.compacted)
+        let log = try #require(storage.partition(topic: "c", partition: 0) as? FilePartitionLog)
+        for round in 0..<3 {
+            for key in ["a", "b", "c"] { _ = try log.append(Self.keyed([(key, "\(key)\(round)")])) }
+        }
+        _ = try log.append(Self.keyed([("b", nil)]))
+        _ = try log.append(Self.keyed([("d", "d0"), ("a", "a3")]))
+        // Everything above is sealed once this lands in a new segment.
+        log.state.withLock { s in try? log.roll(&s, nowMs: currentTimeMillis()) }
+        _ = try log.append(Self.keyed([("e", "e0")]))
+        return log
+    }
+
+    @Test func aPassKeepsTheLatestValuePerKeyAtItsOriginalOffset() throws {
+        defer { dir.remove() }
+        let storage = try open()
+        let log = try fill(storage)
+        let before = log.segmentBaseOffsets.count
+        let report = try #require(try log.clean(nowMs: currentTimeMillis(), throttle: CleanerThrottle(maxBytesPerSecond: nil)))
+        #expect(report.cleaned)
+        #expect(report.dirtyRatio == 1)
+        // Each key's last record, at the offset it was written at; the tombstone of b stays until
+        // delete.retention.ms has passed, and the active segment is not touched.
+        let expected = ["8:c=c2", "9:b=∅", "10:d=d0", "11:a=a3", "12:e=e0"]
+        #expect(Self.describe(try Self.contents(log)) == expected)
+        #expect(log.segmentBaseOffsets.count < before)
+        #expect(log.logEndOffset == 13)
+        #expect(try log.read(from: 3, maxBytes: 1 << 20, limitOffset: .max).readableBytes > 0, "an offset in a gap reads on from the next batch")
+        // Nothing is dirty now, so a second pass leaves the log alone.
+        let again = try #require(try log.clean(nowMs: currentTimeMillis(), throttle: CleanerThrottle(maxBytesPerSecond: nil)))
+        #expect(!again.cleaned)
+        try storage.close()
+
+        let reopened = try open()
+        let log2 = try #require(reopened.partition(topic: "c", partition: 0))
+        #expect(Self.describe(try Self.contents(log2)) == expected)
+        #expect(log2.logEndOffset == 13)
+        try reopened.close()
+        let names = try FileManager.default.contentsOfDirectory(atPath: dir.path + "/c-0")
+        #expect(!names.contains { $0.hasSuffix(".cleaned") || $0.hasSuffix(".swap") })
+    }
+
+    @Test func tombstonesGoOnceTheDeleteHorizonHasPassed() throws {
+        defer { dir.remove() }
+        let storage = try open()
+        let log = try fill(storage)
+        let later = currentTimeMillis() + 2 * 86_400_000
+        _ = try log.clean(nowMs: later, throttle: CleanerThrottle(maxBytesPerSecond: nil))
+        // The pass itself left everything below the active segment clean; new dirt brings it back.
+        _ = try log.append(Self.keyed([("f", "f0")]))
+        log.state.withLock { s in try? log.roll(&s, nowMs: currentTimeMillis()) }
+        _ = try log.clean(nowMs: later, throttle: CleanerThrottle(maxBytesPerSecond: nil))
+        #expect(!Self.describe(try Self.contents(log)).contains("9:b=∅"))
+        #expect(Self.describe(try Self.contents(log)).contains("11:a=a3"))
+        try storage.close()
+    }
+
+    @Test func aCompactOnlyTopicIsNeverTrimmedByRetention() throws {
+        defer { dir.remove() }
+        let storage = try open()
+        try storage.createTopic(name: "c", partitions: 1, configs: Self.compacted.merging(["retention.ms": "1"]) { $1 })
+        let log = try #require(storage.partition(topic: "c", partition: 0))
+        for i in 0..<5 { _ = try log.append(Self.keyed([("k\(i)", "v")])) }
+        storage.enforceRetention(nowMs: currentTimeMillis() + 10_000)
+        #expect(log.logStartOffset == 0)
+        try storage.close()
+    }
+
+    /// Builds the same partition in two directories, cleans one, and returns the cleaned
+    /// segment's name and bytes: what a crash would have left committed as a swap.
+    func cleanedCopy() throws -> (base: Int64, end: Int64, bytes: Data, expected: [String]) {
+        let other = try TemporaryDirectory()
+        defer { other.remove() }
+        let cleanStorage = try FileLogStorage(directory: other.path, logger: quietLogger)
+        let cleanLog = try fill(cleanStorage)
+        let sourceBases = cleanLog.segmentBaseOffsets
+        _ = try cleanLog.clean(nowMs: currentTimeMillis(), throttle: CleanerThrottle(maxBytesPerSecond: nil))
+        let cleanedBases = cleanLog.segmentBaseOffsets
+        let expected = Self.describe(try Self.contents(cleanLog))
+        try cleanStorage.close()
+        // The first cleaned segment replaced the sources from its base to the next cleaned base.
+        let base = cleanedBases[0]
+        let end = cleanedBases[1]
+        #expect(sourceBases.filter { $0 >= base && $0 < end }.count > 1)
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: FileSegment.path(other.path + "/c-0", base, .log)))
+        return (base, end, bytes, expected)
+    }
+
+    @Test func openingFinishesASwapACrashInterrupted() throws {
+        defer { dir.remove() }
+        let (base, end, bytes, _) = try cleanedCopy()
+        let storage = try open()
+        let log = try fill(storage)
+        let original = Self.describe(try Self.contents(log))
+        try storage.close()
+        let partitionDir = dir.path + "/c-0"
+        // Committed: the swap is named; the crash came before any source was deleted.
+        try bytes.write(to: URL(fileURLWithPath: FilePartitionLog.swapPath(partitionDir, base, end)))
+
+        let reopened = try open()
+        let log2 = try #require(reopened.partition(topic: "c", partition: 0) as? FilePartitionLog)
+        let after = Self.describe(try Self.contents(log2))
+        // The swapped range holds only its survivors; everything else reads as before.
+        #expect(after.count < original.count)
+        #expect(Set(after).isSubset(of: Set(original)))
+        #expect(after.last == original.last)
+        #expect(log2.segmentBaseOffsets.filter { $0 >= base && $0 < end } == [base])
+        let names = try FileManager.default.contentsOfDirectory(atPath: partitionDir)
+        #expect(!names.contains { $0.hasSuffix(".swap") })
+        try reopened.close()
+    }
+
+    @Test func openingDropsAHalfWrittenCleanedSegment() throws {
+        defer { dir.remove() }
+        let storage = try open()
+        let log = try fill(storage)
+        let original = Self.describe(try Self.contents(log))
+        let bases = log.segmentBaseOffsets
+        try storage.close()
+        let partitionDir = dir.path + "/c-0"
+        // Not committed: only a torn `.cleaned` file exists beside the sources.
+        try Data([0, 0, 0, 1, 2, 3]).write(to: URL(fileURLWithPath: FilePartitionLog.cleanedPath(partitionDir, 0)))
+
+        let reopened = try open()
+        let log2 = try #require(reopened.partition(topic: "c", partition: 0) as? FilePartitionLog)
+        #expect(Self.describe(try Self.contents(log2)) == original)
+        #expect(log2.segmentBaseOffsets == bases)
+        #expect(!FileManager.default.fileExists(atPath: FilePartitionLog.cleanedPath(partitionDir, 0)))
+        try reopened.close()
+    }
+
+    @Test func theThrottleWaitsForTheBytesAlreadyMoved() {
+        #expect(CleanerThrottle.delay(bytes: 1000, elapsedNs: 0, rate: 1000) == 1_000_000_000)
+        #expect(CleanerThrottle.delay(bytes: 1000, elapsedNs: 400_000_000, rate: 1000) == 600_000_000)
+        #expect(CleanerThrottle.delay(bytes: 1000, elapsedNs: 2_000_000_000, rate: 1000) == 0)
+    }
+}
