@@ -149,6 +149,7 @@ extension FilePartitionLog {
     func clean(nowMs: Int64, throttle: CleanerThrottle, shouldContinue: () -> Bool = { true }) throws -> CleaningReport? {
         try rollIfAged(nowMs: nowMs)
         guard let range = try cleanableRange(nowMs: nowMs) else { return nil }
+        let startedNs = CleanerThrottle.monotonicNs()
         var cleanBytes = 0
         var dirtyBytes = 0
         var firstDirtySegment: Int?
@@ -255,6 +256,7 @@ extension FilePartitionLog {
                 "partition": "\(topic)-\(partition)", "dirtyRatio": "\(report.dirtyRatio)",
                 "bytesRead": "\(report.bytesRead)", "bytesWritten": "\(report.bytesWritten)",
                 "segmentsReplaced": "\(report.segmentsReplaced)",
+                "durationMs": "\((CleanerThrottle.monotonicNs() - startedNs) / 1_000_000)",
             ])
         return report
     }
