@@ -178,19 +178,15 @@ extension FilePartitionLog {
         var places: [BatchPlace] = []
         for (i, segment) in range.segments.enumerated() {
             guard shouldContinue() else { return report }
-            let bytes = try range.files[i].read(at: 0, count: segment.size)
-            throttle.account(bytes.readableBytes)
-            report.bytesRead += bytes.readableBytes
             let horizonPassed = segment.lastAppendMs + range.config.deleteRetentionMs <= nowMs
-            var position = 0
-            while position < bytes.readableBytes {
-                let header = try RecordBatchHeader(reading: bytes, at: position)
-                let records = try Self.records(of: header, in: bytes.getSlice(at: position, length: header.totalSize)!)
+            var reader = BatchReader(file: range.files[i], end: segment.size, throttle: throttle)
+            while let (position, header, bytes) = try reader.next() {
+                let records = try Self.records(of: header, in: bytes)
                 batches.append(Self.planBatch(header, records: records, horizonPassed: horizonPassed))
                 places.append(BatchPlace(segment: i, position: position, size: header.totalSize,
                                          recordSizes: records.map(\.encodedSize)))
-                position += header.totalSize
             }
+            report.bytesRead += reader.bytesRead
         }
         let outcomes = CleaningPlan.outcomes(batches)
 
@@ -225,9 +221,14 @@ extension FilePartitionLog {
 
         var placesBySegment = [[Int]](repeating: [], count: range.segments.count)
         for (j, place) in places.enumerated() { placesBySegment[place.segment].append(j) }
+        // The checkpoint moves only when every group was dealt with.
+        var finished = true
         for group in groups {
             if group.count == 1 && !changed[group[0]] { continue }
-            guard shouldContinue() else { break }
+            guard shouldContinue() else {
+                finished = false
+                break
+            }
             let (segment, written) = try writeCleaned(
                 group, range: range, places: places, placesBySegment: placesBySegment, outcomes: outcomes,
                 throttle: throttle, report: &report)
@@ -235,6 +236,7 @@ extension FilePartitionLog {
             // group may drop a marker on the strength of records this one removes.
             guard try swap(group, range: range, cleaned: segment) else {
                 try PosixFile.remove(Self.cleanedPath(directory, segment.baseOffset))
+                finished = false
                 break
             }
             report.bytesWritten += written
@@ -246,7 +248,7 @@ extension FilePartitionLog {
                 runtime.logger.warning("could not write cleaned segment indexes", metadata: ["segment": "\(segment.log.path)", "error": "\(error)"])
             }
         }
-        if report.cleaned || range.end > range.firstDirty {
+        if finished && range.end > range.firstDirty {
             try writeCleanerCheckpoint(range.end)
             state.withLock { $0.firstDirtyOffset = max($0.firstDirtyOffset, range.end) }
         }
@@ -293,12 +295,13 @@ extension FilePartitionLog {
             pending.clear()
         }
         for i in group {
-            let bytes = try range.files[i].read(at: 0, count: range.segments[i].size)
-            throttle.account(bytes.readableBytes)
-            report.bytesRead += bytes.readableBytes
+            var reader = BatchReader(file: range.files[i], end: range.segments[i].size, throttle: throttle)
+            defer { report.bytesRead += reader.bytesRead }
             for j in placesBySegment[i] {
-                let place = places[j]
-                let original = bytes.getSlice(at: place.position, length: place.size)!
+                // The sources are sealed, so the second read finds the batches the plan saw.
+                guard let (position, _, original) = try reader.next(), position == places[j].position else {
+                    throw StorageError.corrupt("\(range.segments[i].log.path) changed while being cleaned")
+                }
                 var batch: ByteBuffer
                 switch outcomes[j] {
                 case .remove:

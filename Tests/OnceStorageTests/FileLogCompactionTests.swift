@@ -185,6 +185,30 @@ struct FileLogCompactionTests {
         try reopened.close()
     }
 
+    @Test(arguments: [RecordBatchHeader.size, 100, 8 << 20])
+    func theBatchReaderReturnsEveryBatchWholeWhateverItsChunkSize(chunkSize: Int) throws {
+        defer { dir.remove() }
+        let storage = try open()
+        try storage.createTopic(name: "c", partitions: 1, configs: [:])
+        let log = try #require(storage.partition(topic: "c", partition: 0) as? FilePartitionLog)
+        let batches = [TestBatches.batch(records: 1), TestBatches.batch(records: 9, valueSize: 200), TestBatches.batch(records: 2)]
+        for batch in batches { _ = try log.append(batch) }
+        let (file, size) = try log.state.withLock { s in (try s.segments[0].log.open(), s.segments[0].size) }
+        var reader = BatchReader(file: file, end: size, throttle: CleanerThrottle(maxBytesPerSecond: nil), chunkSize: chunkSize)
+        var seen: [(Int, Int64, Int)] = []
+        while let (position, header, bytes) = try reader.next() {
+            var copy = bytes
+            _ = try RecordBatch.decode(from: &copy)
+            seen.append((position, header.baseOffset, bytes.readableBytes))
+        }
+        let sizes = batches.map(\.readableBytes)
+        #expect(seen.map(\.0) == [0, sizes[0], sizes[0] + sizes[1]])
+        #expect(seen.map(\.1) == [0, 1, 10])
+        #expect(seen.map(\.2) == sizes)
+        #expect(reader.bytesRead >= size)
+        try storage.close()
+    }
+
     @Test func theThrottleWaitsForTheBytesAlreadyMoved() {
         #expect(CleanerThrottle.delay(bytes: 1000, elapsedNs: 0, rate: 1000) == 1_000_000_000)
         #expect(CleanerThrottle.delay(bytes: 1000, elapsedNs: 400_000_000, rate: 1000) == 600_000_000)
