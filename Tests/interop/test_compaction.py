@@ -6,6 +6,7 @@ it run within seconds; every wait polls for the outcome, none sleeps and then as
 
 from __future__ import annotations
 
+import struct
 import urllib.request
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from confluent_kafka import KafkaError, Producer
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic, ResourceType
 
 import confluent_helpers as ck
+from kafka_wire import connect, frame, read_frame, request_header
+from record_batches import batch, produce, record
 from support import unique_topic, wait_until
 
 FAST_CLEANER = ["--log-cleaner-backoff-ms", "200"]
@@ -221,3 +224,54 @@ def test_keyless_records_are_invalid_record_and_keyed_ones_compact(broker_factor
     assert reports[0] is not None and reports[0].code() == KafkaError.INVALID_RECORD, reports
     offsets = produce_all(broker, topic, [(b"a", b"1"), (b"a", b"2")])
     wait_until(lambda: contents(broker, topic) == [(offsets[1], b"a", b"2")], 90, "the overwritten a to go")
+
+
+OUT_OF_ORDER_SEQUENCE_NUMBER = 45
+
+
+def init_producer_id(address) -> tuple[int, int]:
+    """InitProducerId v1 for an idempotent (non-transactional) producer: (producer id, epoch)."""
+    body = struct.pack(">hi", -1, 60_000)
+    with connect(address) as sock:
+        sock.sendall(frame(request_header(22, 1, 1, flexible=False) + body))
+        payload = read_frame(sock)
+    _correlation, _throttle, error, producer_id, epoch = struct.unpack_from(">iihqh", payload, 0)
+    assert error == 0, error
+    return producer_id, epoch
+
+
+def test_a_producers_emptied_last_batch_keeps_its_idempotence_through_a_restart(broker_factory):
+    """The cleaner removes the records of a producer's last batch but keeps the batch, so the
+    producer state rebuilt from the log alone still knows its sequence: a retry of that batch is
+    answered with its original offset, and a sequence gap is refused."""
+    broker = broker_factory(extra_args=FAST_CLEANER)
+    topic = unique_topic("compact-idem")
+    client = ck.admin(broker)
+    client.create_topics([NewTopic(topic, 1, 1, config=COMPACT)])[topic].result(timeout=30)
+    address = ("127.0.0.1", broker.port)
+    producer_id, epoch = init_producer_id(address)
+
+    def idempotent(value: bytes, sequence: int) -> bytes:
+        return batch(record(0, b"a", value), 1, producer_id=producer_id, producer_epoch=epoch, base_sequence=sequence)
+
+    first = produce(address, topic, idempotent(b"1", 0), acks=-1)
+    last = produce(address, topic, idempotent(b"2", 1), acks=-1)
+    assert (first.error_code, last.error_code) == (0, 0)
+    plain = produce_all(broker, topic, [(b"a", b"3")])
+    # Only the plain a=3 is left to read; the producer's batch with a=2 stays, empty.
+    wait_until(lambda: contents(broker, topic) == [(plain[0], b"a", b"3")], 90, "the cleaner to supersede a=1 and a=2")
+    end = ck.watermarks(broker, topic, 0)[1]
+
+    broker.kill9()
+    # Without snapshots the producer state comes from the compacted log alone.
+    for snapshot in (Path(broker.data_dir) / "__state").glob("producers-*"):
+        snapshot.unlink()
+    broker.restart()
+
+    retry = produce(address, topic, idempotent(b"2", 1), acks=-1)
+    assert (retry.error_code, retry.base_offset) == (0, last.base_offset), retry
+    assert ck.watermarks(broker, topic, 0)[1] == end, "the retry was appended again"
+    gap = produce(address, topic, idempotent(b"4", 5), acks=-1)
+    assert gap.error_code == OUT_OF_ORDER_SEQUENCE_NUMBER, gap
+    following = produce(address, topic, idempotent(b"5", 2), acks=-1)
+    assert (following.error_code, following.base_offset) == (0, end), following
