@@ -111,6 +111,64 @@ struct FileLogCompactionTests {
         try storage.close()
     }
 
+    @Test func belowTheDirtyRatioOnlyMaxCompactionLagCleans() throws {
+        defer { dir.remove() }
+        let storage = try open()
+        let log = try fill(storage)
+        let throttle = CleanerThrottle(maxBytesPerSecond: nil)
+        _ = try log.clean(nowMs: currentTimeMillis(), throttle: throttle)
+        _ = try log.append(Self.keyed([("a", "a4")]))
+        log.state.withLock { s in try? log.roll(&s, nowMs: currentTimeMillis()) }
+        var config = try TopicConfig(overrides: Self.compacted.merging(["min.cleanable.dirty.ratio": "0.9"]) { $1 })
+        log.updateConfig(config)
+        let below = try #require(try log.clean(nowMs: currentTimeMillis(), throttle: throttle))
+        #expect(!below.cleaned)
+        #expect(below.dirtyRatio > 0 && below.dirtyRatio < 0.9)
+        // The test batches carry timestamps from 2023: far older than a one-second lag.
+        config = try TopicConfig(
+            overrides: Self.compacted.merging(["min.cleanable.dirty.ratio": "0.9", "max.compaction.lag.ms": "1000"]) { $1 })
+        log.updateConfig(config)
+        let overdue = try #require(try log.clean(nowMs: currentTimeMillis(), throttle: throttle))
+        #expect(overdue.cleaned)
+        #expect(!Self.describe(try Self.contents(log)).contains("11:a=a3"))
+        try storage.close()
+    }
+
+    @Test func segmentsYoungerThanMinCompactionLagAreNotCleaned() throws {
+        defer { dir.remove() }
+        let storage = try open()
+        let log = try fill(storage)
+        let before = Self.describe(try Self.contents(log))
+        log.updateConfig(try TopicConfig(overrides: Self.compacted.merging(["min.compaction.lag.ms": String(Int64.max / 2)]) { $1 }))
+        let report = try #require(try log.clean(nowMs: currentTimeMillis(), throttle: CleanerThrottle(maxBytesPerSecond: nil)))
+        #expect(!report.cleaned)
+        #expect(Self.describe(try Self.contents(log)) == before)
+        try storage.close()
+    }
+
+    @Test func aRewrittenBatchKeepsItsOffsetsAndProducerFields() throws {
+        let records = ["a", "b", "c"].enumerated().map { i, key in
+            Record(timestampDelta: Int64(i), offsetDelta: Int32(i), key: Array(key.utf8), value: Array("v".utf8))
+        }
+        var original = RecordBatch.encode(
+            records: records, baseOffset: 40, baseTimestamp: TestBatches.baseTime, producerId: 9, producerEpoch: 3,
+            baseSequence: 17, isTransactional: true)
+        let rewritten = try FilePartitionLog.rewrite(original, keeping: [1])
+        var copy = rewritten
+        let batch = try RecordBatch.decode(from: &copy)
+        let before = try RecordBatch.decode(from: &original)
+        #expect(batch.header.baseOffset == 40 && batch.header.lastOffset == 42)
+        #expect(batch.header.producerId == 9 && batch.header.producerEpoch == 3 && batch.header.baseSequence == 17)
+        #expect(batch.header.lastSequence == before.header.lastSequence)
+        #expect(batch.header.isTransactional && batch.header.baseTimestamp == before.header.baseTimestamp)
+        #expect(batch.records.map { batch.offset(of: $0) } == [41])
+        #expect(batch.records.map(\.key) == [Array("b".utf8)])
+        let emptied = try FilePartitionLog.rewrite(rewritten, keeping: [])
+        var emptyCopy = emptied
+        let empty = try RecordBatch.decode(from: &emptyCopy)
+        #expect(empty.records.isEmpty && empty.header.lastOffset == 42 && empty.header.baseSequence == 17)
+    }
+
     @Test func aCompactOnlyTopicIsNeverTrimmedByRetention() throws {
         defer { dir.remove() }
         let storage = try open()
