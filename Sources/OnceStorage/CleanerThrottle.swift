@@ -8,6 +8,7 @@ public final class CleanerThrottle: Sendable {
     /// Bytes per second; nil for no limit.
     public let maxBytesPerSecond: Double?
     private let window = Mutex<(startNs: UInt64?, bytes: Double)>((nil, 0))
+    private let stopped = Atomic<Bool>(false)
 
     public init(maxBytesPerSecond: Double?) {
         self.maxBytesPerSecond = maxBytesPerSecond
@@ -29,11 +30,20 @@ public final class CleanerThrottle: Sendable {
             w.bytes += Double(bytes)
             return Self.delay(bytes: w.bytes, elapsedNs: now - start, rate: rate)
         }
-        if wait > 0 {
-            var request = timespec(tv_sec: Int(wait / 1_000_000_000), tv_nsec: Int(wait % 1_000_000_000))
+        // In slices, so a shutdown never waits out a long throttle.
+        var left = wait
+        while left > 0 && !stopped.load(ordering: .relaxed) {
+            let slice = min(left, 50_000_000)
+            var request = timespec(tv_sec: 0, tv_nsec: Int(slice))
             var remaining = timespec()
             while nanosleep(&request, &remaining) != 0 && errno == EINTR { request = remaining }
+            left -= slice
         }
+    }
+
+    /// Ends every wait now and from now on: the storage is closing.
+    func stop() {
+        stopped.store(true, ordering: .relaxed)
     }
 
     /// Starts a new averaging window: idle time between passes must not be spent as a burst.

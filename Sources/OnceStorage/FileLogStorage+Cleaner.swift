@@ -41,12 +41,13 @@ extension FileLogStorage: LogCleaning {
         let timer = FlushTimer(every: max(backoffMs, 1), label: "once.storage.cleaner") { [weak self] in
             _ = self?.cleanCompactedLogs(nowMs: currentTimeMillis(), throttle: throttle, excluding: excluded)
         }
-        let previous: FlushTimer? = state.withLock { s in
-            guard s.isOpen else { return timer }
-            defer { s.cleaner = timer }
+        let previous: (timer: FlushTimer, throttle: CleanerThrottle)? = state.withLock { s in
+            guard s.isOpen else { return (timer, throttle) }
+            defer { s.cleaner = (timer, throttle) }
             return s.cleaner
         }
-        previous?.cancelAndWait()
+        previous?.throttle.stop()
+        previous?.timer.cancelAndWait()
     }
 
     public var cleanerStats: CleanerStats { cleanerStatsBox.value.withLock { $0 } }

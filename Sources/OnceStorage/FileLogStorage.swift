@@ -26,7 +26,7 @@ public final class FileLogStorage: LogStorage {
         var reserved: Set<String> = []
         var isOpen = true
         var flushTimer: FlushTimer?
-        var cleaner: FlushTimer?
+        var cleaner: (timer: FlushTimer, throttle: CleanerThrottle)?
     }
 
     let state = Mutex(State())
@@ -311,7 +311,7 @@ public final class FileLogStorage: LogStorage {
     }
 
     public func close() throws {
-        let (logs, timer, cleaner): ([FilePartitionLog], FlushTimer?, FlushTimer?) = state.withLock { s in
+        let (logs, timer, cleaner): ([FilePartitionLog], FlushTimer?, (timer: FlushTimer, throttle: CleanerThrottle)?) = state.withLock { s in
             guard s.isOpen else { return ([], nil, nil) }
             s.isOpen = false
             defer { (s.flushTimer, s.cleaner) = (nil, nil) }
@@ -320,7 +320,8 @@ public final class FileLogStorage: LogStorage {
         timer?.cancel()
         // A pass in progress stops at its next segment (it sees the storage closed) and is waited
         // for, so no cleaner write races the close.
-        cleaner?.cancelAndWait()
+        cleaner?.throttle.stop()
+        cleaner?.timer.cancelAndWait()
         var firstError: (any Error)?
         for log in logs {
             do {

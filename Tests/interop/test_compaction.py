@@ -275,3 +275,20 @@ def test_a_producers_emptied_last_batch_keeps_its_idempotence_through_a_restart(
     assert gap.error_code == OUT_OF_ORDER_SEQUENCE_NUMBER, gap
     following = produce(address, topic, idempotent(b"5", 2), acks=-1)
     assert (following.error_code, following.base_offset) == (0, end), following
+
+
+def test_a_graceful_shutdown_does_not_wait_out_a_throttled_clean(broker_factory):
+    # At 5 KB a second the clean of ~100 KB takes most of a minute; SIGTERM must still stop the broker
+    # cleanly (the fixture's stop waits 30 s at most), and the restarted broker lost nothing.
+    broker = broker_factory(extra_args=FAST_CLEANER + ["--log-cleaner-io-max-bytes-per-second", "5000"])
+    topic = unique_topic("compact-term")
+    client = ck.admin(broker)
+    client.create_topics([NewTopic(topic, 1, 1, config=COMPACT)])[topic].result(timeout=30)
+    items = [(f"k{i % 50}".encode(), (f"v{i}-" + "x" * 100).encode()) for i in range(1000)]
+    offsets = produce_all(broker, topic, items)
+    partition_dir = Path(broker.data_dir) / f"{topic}-0"
+    wait_until(lambda: any(p.name.endswith(".cleaned") for p in partition_dir.iterdir()), 120, "a clean in progress")
+    assert broker.stop() == 0
+    broker.restart()
+    rows = set(contents(broker, topic))
+    assert all(row in rows for row in latest_per_key(items, offsets))
