@@ -26,7 +26,8 @@ let package = Package(
         .target(name: "CCRC32C"),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
-        // Kafka's other record codecs; the broker decompresses every produced batch to validate it.
+        // Kafka's other record codecs, through KafkaProtocol: the broker inflates every produced batch to
+        // validate it, OnceClient compresses and inflates with them.
         .systemLibrary(name: "CLZ4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CSnappy", pkgConfig: "snappy", providers: [.apt(["libsnappy-dev"])]),
@@ -71,7 +72,7 @@ let package = Package(
         .target(
             name: "OnceClient",
             dependencies: [
-                "KafkaProtocol", "CZlib",
+                "KafkaProtocol",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -89,10 +90,22 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // The web console: HTTP over NIOHTTP1, which OnceBroker links already, so no package is added.
+        .target(
+            name: "OnceConsole",
+            dependencies: [
+                "OnceBroker", "KafkaProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .executableTarget(
             name: "once",
             dependencies: [
-                "OnceBroker", "OnceClient", "OnceStreams", "OnceVerify", "OnceCheck", "KafkaProtocol",
+                "OnceBroker", "OnceConsole", "OnceClient", "OnceStreams", "OnceVerify", "OnceCheck", "KafkaProtocol",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),
@@ -115,6 +128,16 @@ let package = Package(
             ]
         ),
         .testTarget(name: "OnceCoreTests", dependencies: ["OnceCore"]),
+        .testTarget(
+            name: "OnceConsoleTests",
+            dependencies: [
+                "OnceConsole", "OnceBroker",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(name: "OnceCheckTests", dependencies: ["OnceCheck"]),
         .testTarget(name: "OnceVerifyTests", dependencies: ["OnceVerify", "OnceCheck"]),
         .testTarget(

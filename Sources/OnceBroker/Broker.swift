@@ -73,22 +73,28 @@ public final class Broker: Sendable {
     }
 
     /// `serve` with the response in one buffer, for callers that write bytes, not files (tests).
-    func handle(frame: ByteBuffer, eventLoop: any EventLoop) throws -> EventLoopFuture<ByteBuffer?> {
-        try serve(frame: frame, eventLoop: eventLoop).flatMapThrowing { try $0?.materialized() }
+    func handle(
+        frame: ByteBuffer, eventLoop: any EventLoop, session: ConnectionSession = .plaintext()
+    ) throws -> EventLoopFuture<ByteBuffer?> {
+        try serve(frame: frame, eventLoop: eventLoop, session: session).flatMapThrowing { try $0?.materialized() }
     }
 
     /// Handles one request frame (without its size prefix). Returns the framed response, or nil when
     /// the request expects none (Produce with acks=0). A thrown error closes the connection.
-    func serve(frame: ByteBuffer, eventLoop: any EventLoop) throws -> EventLoopFuture<OutboundResponse?> {
+    func serve(
+        frame: ByteBuffer, eventLoop: any EventLoop, session: ConnectionSession = .plaintext()
+    ) throws -> EventLoopFuture<OutboundResponse?> {
         let started = NIODeadline.now()
-        let answer = try route(frame: frame, eventLoop: eventLoop)
+        let answer = try route(frame: frame, eventLoop: eventLoop, session: session)
         if let api = frame.getInteger(at: frame.readerIndex, as: Int16.self).flatMap(ApiKey.init(rawValue:)) {
             answer.whenSuccess { _ in self.metrics.requestCompleted(api, since: started) }
         }
         return answer
     }
 
-    private func route(frame: ByteBuffer, eventLoop: any EventLoop) throws -> EventLoopFuture<OutboundResponse?> {
+    private func route(
+        frame: ByteBuffer, eventLoop: any EventLoop, session: ConnectionSession
+    ) throws -> EventLoopFuture<OutboundResponse?> {
         var frame = frame
         guard let rawKey = frame.getInteger(at: frame.readerIndex, as: Int16.self),
             let version = frame.getInteger(at: frame.readerIndex + 2, as: Int16.self)
@@ -98,7 +104,7 @@ public final class Broker: Sendable {
         }
         let header = try RequestHeader(from: &frame, version: KafkaHeaderVersions.request(apiKey: rawKey, apiVersion: version))
         metrics.requestReceived(api, bytes: frame.readableBytes)
-        let request = Request(header: header, api: api, version: version, eventLoop: eventLoop)
+        let request = Request(header: header, api: api, version: version, eventLoop: eventLoop, session: session)
         guard supported.contains(version) else {
             guard api == .apiVersions else {
                 throw ConnectionError(description: "\(api.name) v\(version) is not supported (\(supported))")
@@ -246,5 +252,7 @@ struct Request: Sendable {
     var api: ApiKey
     var version: Int16
     var eventLoop: any EventLoop
+    /// The connection's listener and principal: what authorization and Metadata's addresses need.
+    var session: ConnectionSession
 }
 

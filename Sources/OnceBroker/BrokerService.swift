@@ -12,19 +12,22 @@ public struct BrokerService: Service {
     public let config: BrokerConfig
     let logger: Logger
     let registry: PrometheusCollectorRegistry?
+    let view: BrokerView?
     let onReady: @Sendable (_ kafka: SocketAddress, _ metrics: SocketAddress?) -> Void
 
     /// - Parameters:
     ///   - registry: where `/metrics` reads from; the process bootstraps swift-metrics with it.
+    ///   - view: given the broker while it serves, for the web console.
     ///   - onReady: called once the listeners are bound, with their real addresses (port 0 binds
     ///     a free port, which tests use).
     public init(
-        config: BrokerConfig, logger: Logger, registry: PrometheusCollectorRegistry? = nil,
+        config: BrokerConfig, logger: Logger, registry: PrometheusCollectorRegistry? = nil, view: BrokerView? = nil,
         onReady: @escaping @Sendable (_ kafka: SocketAddress, _ metrics: SocketAddress?) -> Void = { _, _ in }
     ) {
         self.config = config
         self.logger = logger
         self.registry = registry
+        self.view = view
         self.onReady = onReady
     }
 
@@ -155,6 +158,7 @@ public struct BrokerService: Service {
             return promise.futureResult
         }
 
+        view?.attach(broker, connections: connections)
         if let address = server.localAddress {
             logger.info(
                 "listening",
@@ -164,6 +168,7 @@ public struct BrokerService: Service {
         // Serve until shutdown is requested (SIGTERM/SIGINT through the ServiceGroup) or the task is cancelled.
         try? await gracefulShutdown()
         logger.info("shutting down")
+        view?.detach()
         retention.cancel()
         broker.groups.stop()
         snapshots.cancel()

@@ -10,20 +10,21 @@ import NIOCore
 /// size limit) is left for the next fetch.
 public struct RecordSetReader: Sendable {
     public var isolation: IsolationLevel
+    /// The most bytes one compressed batch may inflate to: a broker's few bytes must not decide how
+    /// much this process allocates. Default: 256 MiB, past any batch a Kafka producer sends.
+    public var maxUncompressedBatchBytes: Int
 
-    public init(isolation: IsolationLevel) {
+    public static let defaultMaxUncompressedBatchBytes = 256 * 1024 * 1024
+
+    public init(isolation: IsolationLevel, maxUncompressedBatchBytes: Int = Self.defaultMaxUncompressedBatchBytes) {
         self.isolation = isolation
+        self.maxUncompressedBatchBytes = maxUncompressedBatchBytes
     }
 
-    /// Decodes one batch, inflating its records first when it is compressed (RecordBatch.decode
-    /// itself handles only uncompressed batches).
-    static func decodeBatch(from buffer: inout ByteBuffer, header: RecordBatchHeader) throws -> RecordBatch {
+    /// Decodes one batch, inflating its records first when it is compressed with any of Kafka's
+    /// codecs (RecordBatch.decode itself handles only uncompressed batches).
+    func decodeBatch(from buffer: inout ByteBuffer, header: RecordBatchHeader) throws -> RecordBatch {
         guard header.compression != .none else { return try RecordBatch.decode(from: &buffer) }
-        guard header.compression == .gzip else {
-            throw KafkaClientError(
-                .unsupportedFeature,
-                "offset \(header.baseOffset): batch is \(header.compression)-compressed; this client reads none and gzip")
-        }
         guard var whole = buffer.readSlice(length: header.totalSize) else {
             throw KafkaProtocolError.truncated("record batch")
         }
@@ -32,7 +33,7 @@ public struct RecordSetReader: Sendable {
             throw KafkaProtocolError.invalid("record batch CRC \(header.crc), computed \(computed)")
         }
         whole.moveReaderIndex(forwardBy: RecordBatchHeader.size)
-        var records = try RecordCompression.decompress(whole, codec: header.compression)
+        var records = try RecordCompression.decompress(whole, codec: header.compression, limit: maxUncompressedBatchBytes)
         var decoded: [Record] = []
         decoded.reserveCapacity(Int(max(0, min(header.recordCount, 1_000_000))))
         for _ in 0..<max(0, header.recordCount) {
@@ -53,7 +54,7 @@ public struct RecordSetReader: Sendable {
                 length >= 0, buffer.readableBytes >= RecordBatchHeader.logOverhead + Int(length)
             else { break }
             let header = try RecordBatchHeader(reading: buffer, at: buffer.readerIndex)
-            let batch = try Self.decodeBatch(from: &buffer, header: header)
+            let batch = try decodeBatch(from: &buffer, header: header)
             nextOffset = max(nextOffset, header.nextOffset)
 
             if isolation == .readCommitted, header.hasProducerId {

@@ -4,6 +4,7 @@ import KafkaProtocol
 import Logging
 import Metrics
 import OnceBroker
+import OnceConsole
 import Prometheus
 import ServiceLifecycle
 
@@ -26,6 +27,24 @@ struct BrokerCommand: AsyncParsableCommand {
 
     @Option(help: "HOST:PORT for the Prometheus /metrics endpoint [env: ONCE_METRICS_LISTEN] (default: off)")
     var metricsListen: String?
+
+    @Option(help: "HOST:PORT for the web console and its JSON API [env: ONCE_HTTP_LISTEN] (default: off)")
+    var httpListen: String?
+
+    @Option(help: "Bytes of a console request's headers before 431 [env: ONCE_HTTP_MAX_REQUEST_HEADER_BYTES] (default: 16384)")
+    var httpMaxRequestHeaderBytes: Int?
+
+    @Option(help: "Header fields in a console request before 431 [env: ONCE_HTTP_MAX_REQUEST_HEADERS] (default: 64)")
+    var httpMaxRequestHeaders: Int?
+
+    @Option(help: "Body bytes of a console request before 413 [env: ONCE_HTTP_MAX_REQUEST_BODY_BYTES] (default: 4096)")
+    var httpMaxRequestBodyBytes: Int?
+
+    @Option(help: "Console connections open at once [env: ONCE_HTTP_MAX_CONNECTIONS] (default: 64)")
+    var httpMaxConnections: Int?
+
+    @Option(help: "Close a console connection idle this long, ms [env: ONCE_HTTP_CONNECTIONS_MAX_IDLE_MS] (default: 60000)")
+    var httpConnectionsMaxIdleMs: Int?
 
     @Option(help: "Create topics on first use: true|false [env: ONCE_AUTO_CREATE_TOPICS] (default: true)")
     var autoCreateTopics: String?
@@ -115,16 +134,43 @@ struct BrokerCommand: AsyncParsableCommand {
         factory.durationHistogramBuckets[BrokerMetricNames.requestDuration] = BrokerMetricNames.requestDurationBuckets
         MetricsSystem.bootstrap(factory)
 
-        let service = BrokerService(config: config, logger: logger, registry: registry) { kafka, metrics in
+        let console = try setting(httpListen, "ONCE_HTTP_LISTEN").map { try address($0, "--http-listen") }
+        // Before the data directory is touched, like the Kafka listener: a taken console port names itself.
+        if let console { try ListenAddressProbe.check(console) }
+        let view = console.map { _ in BrokerView() }
+        let service = BrokerService(config: config, logger: logger, registry: registry, view: view) { kafka, metrics in
             var line = "once broker ready on \(config.listen.host):\(kafka.port ?? config.listen.port)"
             if let metrics { line += " (metrics on \(config.metricsListen?.host ?? "?"):\(metrics.port ?? 0))" }
             line += ", version \(OnceVersion.string)"
             print(line)
             fflush(nil)
         }
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: service, successTerminationBehavior: .gracefullyShutdownGroup)
+        ]
+        if let console, let view {
+            var configuration = ConsoleService.Configuration(host: console.host, port: console.port)
+            if let v = try positive(httpMaxRequestHeaderBytes, "ONCE_HTTP_MAX_REQUEST_HEADER_BYTES") { configuration.maxRequestHeaderBytes = v }
+            if let v = try positive(httpMaxRequestHeaders, "ONCE_HTTP_MAX_REQUEST_HEADERS") { configuration.maxRequestHeaders = v }
+            if let v = try positive(httpMaxConnections, "ONCE_HTTP_MAX_CONNECTIONS") { configuration.maxConnections = v }
+            if let v = try positive(httpConnectionsMaxIdleMs, "ONCE_HTTP_CONNECTIONS_MAX_IDLE_MS") {
+                configuration.connectionsMaxIdleMs = Int64(v)
+            }
+            if let v = try setting(httpMaxRequestBodyBytes, "ONCE_HTTP_MAX_REQUEST_BODY_BYTES") {
+                guard v >= 0 else { throw ValidationError("--http-max-request-body-bytes must be 0 or more") }
+                configuration.maxRequestBodyBytes = v
+            }
+            let consoleService = ConsoleService(
+                configuration: configuration, view: view, logger: Logger(label: "once.console")
+            ) { port in
+                print("once console on http://\(console.host):\(port)/")
+                fflush(nil)
+            }
+            services.append(.init(service: consoleService, successTerminationBehavior: .gracefullyShutdownGroup))
+        }
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup)],
+                services: services,
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
         try await group.run()
@@ -238,6 +284,12 @@ struct BrokerCommand: AsyncParsableCommand {
         if let flag { return flag }
         guard let text = setting(nil as String?, env) else { return nil }
         guard let value = T(text) else { throw ValidationError("\(env)='\(text)' is not a valid value") }
+        return value
+    }
+
+    private func positive(_ flag: Int?, _ env: String) throws -> Int? {
+        guard let value = try setting(flag, env) else { return nil }
+        guard value > 0 else { throw ValidationError("\(env) must be positive, got \(value)") }
         return value
     }
 

@@ -87,11 +87,10 @@ struct PerfProduceCommand: AsyncParsableCommand {
     @Option(help: "Bytes per batch")
     var batchSize: Int = 1024 * 1024
 
-    @Option(help: "none or gzip")
-    var compression: String = "none"
+    @Option(help: "Compression codec: \(CompressionCodec.argumentNames)")
+    var compression: CompressionCodec = .none
 
     func validate() throws {
-        guard ["none", "gzip"].contains(compression) else { throw ValidationError("--compression must be none or gzip") }
         guard recordSize >= 0 else { throw ValidationError("--record-size must not be negative") }
         guard transactionSize > 0 else { throw ValidationError("--transaction-size must be positive") }
         guard ["all", "-1", "1", "0"].contains(acks) else { throw ValidationError("--acks must be all, 1 or 0") }
@@ -108,7 +107,7 @@ struct PerfProduceCommand: AsyncParsableCommand {
         configuration.transactionalId = transactionalId
         configuration.linger = .milliseconds(lingerMs)
         configuration.batchSize = batchSize
-        configuration.compression = compression == "gzip" ? .gzip : .none
+        configuration.compression = compression
         let producer: KafkaProducer
         do {
             producer = try await KafkaProducer.connect(configuration: configuration)
@@ -409,7 +408,7 @@ struct ScenarioProduce: AsyncParsableCommand {
     @Flag(inversion: .prefixedEnableDisable) var idempotence = true
     @Option var transactionalId: String?
     @Flag(help: "Abort the transaction instead of committing it") var abort = false
-    @Flag var gzip = false
+    @Option var compression: CompressionCodec = .none
     @Option var batchSize: Int = 1024 * 1024
 
     func run() async throws {
@@ -418,7 +417,7 @@ struct ScenarioProduce: AsyncParsableCommand {
         configuration.transactionalId = transactionalId
         configuration.client.requestTimeout = .seconds(10)
         configuration.retryBackoff = .milliseconds(50)
-        if gzip { configuration.compression = .gzip }
+        configuration.compression = compression
         configuration.batchSize = batchSize
         let producer = try await KafkaProducer.connect(configuration: configuration)
         let results = Mutex<[Int: RecordMetadata]>([:])

@@ -83,17 +83,4 @@ import Testing
         let uncommitted = try RecordSetReader(isolation: .readUncommitted).read(fetched(parts, aborted: aborted), from: 0)
         #expect(values(uncommitted) == ["committed", "aborted-1", "aborted-2", "plain", "later"])
     }
-
-    @Test func reportsUnsupportedCodecsClearly() throws {
-        var snappy = batch(at: 0, values: ["a"])
-        // Flip the codec bits to snappy; the reader must refuse before it checks the CRC.
-        let attributesIndex = snappy.readerIndex + 21
-        snappy.setInteger(Int16(2), at: attributesIndex, endianness: .big)
-        #expect {
-            try RecordSetReader(isolation: .readUncommitted).read(fetched([snappy]), from: 0)
-        } throws: { error in
-            guard let error = error as? KafkaClientError else { return false }
-            return error.kind == .unsupportedFeature && error.description.contains("snappy")
-        }
-    }
 }

@@ -274,20 +274,6 @@ def test_read_committed_hides_aborted_transactions(broker):
         [f"committed {i}" for i in range(5)] + [f"aborted {i}" for i in range(3)] + ["committed last"])
 
 
-def test_gzip_batches_are_read_and_other_codecs_reported_clearly(broker):
-    topic = unique_topic("cli-gzip")
-    once(broker, "topic", "create", topic)
-    produce_with_librdkafka(broker, topic, [(None, b"squeeze me " * 20)], **{"compression.type": "gzip"})
-    result = once(broker, "consume", topic, "--from-beginning", "--exit")
-    assert result.stdout.strip() == ("squeeze me " * 20).strip()
-
-    lz4 = unique_topic("cli-lz4")
-    once(broker, "topic", "create", lz4)
-    produce_with_librdkafka(broker, lz4, [(None, b"squeeze me " * 20)], **{"compression.type": "lz4"})
-    result = once(broker, "consume", lz4, "--from-beginning", "--exit", check=False)
-    assert_one_line_failure(result, "lz4", "compressed")
-
-
 # Failures
 
 

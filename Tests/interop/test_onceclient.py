@@ -207,14 +207,3 @@ def test_once_perf_produce_and_consume_round_trip(broker):
     assert "2000 records sent" in out and "4 transactions" in out
     records = ck.read_to_end(broker, topic, range(2), **{"isolation.level": "read_committed"})
     assert len(records) == 7000
-
-
-def test_gzip_batches_cross_between_onceclient_and_librdkafka(broker):
-    topic = unique_topic("oc-gzip")
-    ck.create_topic(broker, topic, 1)
-    swift_produce(broker, topic, 1000, "--gzip")
-    ck.produce_indexed(broker, topic, range(1000, 2000), **{"compression.type": "gzip"})
-    by_librdkafka = ck.read_to_end(broker, topic, [0])
-    assert [index_of(r.value) for r in by_librdkafka] == list(range(2000))
-    by_onceclient = swift_consume(broker, topic, "--count", "2000")
-    assert [index_of(v.encode()) for _, _, v in by_onceclient] == list(range(2000))

@@ -5,6 +5,22 @@ public enum CompressionCodec: Int16, Sendable, Hashable, CaseIterable {
     case snappy = 2
     case lz4 = 3
     case zstd = 4
+
+    /// The names Kafka's `compression.type` uses, which clients take on their command lines too.
+    public var name: String {
+        switch self {
+        case .none: "none"
+        case .gzip: "gzip"
+        case .snappy: "snappy"
+        case .lz4: "lz4"
+        case .zstd: "zstd"
+        }
+    }
+
+    public init?(name: String) {
+        guard let codec = Self.allCases.first(where: { $0.name == name }) else { return nil }
+        self = codec
+    }
 }
 
 /// Bit 3 of a batch's attributes: whose clock the record timestamps come from.

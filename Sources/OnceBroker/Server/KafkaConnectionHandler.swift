@@ -22,6 +22,7 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
     }
 
     private let broker: Broker
+    private var session = ConnectionSession.plaintext(peerHost: "?")
     private var logger: Logger
     private var decoder: KafkaFrameDecoder
     private let budget: RequestBytesBudget
@@ -52,6 +53,7 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
 
     func channelActive(context: ChannelHandlerContext) {
         logger[metadataKey: "peer"] = "\(context.remoteAddress.map { "\($0)" } ?? "?")"
+        session = ConnectionSession.plaintext(peerHost: context.remoteAddress?.ipAddress ?? "?")
         context.fireChannelActive()
     }
 
@@ -99,7 +101,7 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
         requestBytes[sequence] = frame.readableBytes + 4
         let future: EventLoopFuture<OutboundResponse?>
         do {
-            future = try broker.serve(frame: frame, eventLoop: context.eventLoop)
+            future = try broker.serve(frame: frame, eventLoop: context.eventLoop, session: session)
         } catch {
             closeConnection(context: context, reason: "\(error)")
             return

@@ -14,8 +14,8 @@ public struct StartupError: Error, CustomStringConvertible {
 /// Binds the listen address once and lets it go, so a broker whose port is taken says so before it
 /// opens (and recovers, and possibly rewrites) a data directory that may belong to the broker
 /// already listening there.
-enum ListenAddressProbe {
-    static func check(_ address: HostPort) throws {
+public enum ListenAddressProbe {
+    public static func check(_ address: HostPort) throws {
         let resolved: SocketAddress
         do {
             resolved = try SocketAddress.makeAddressResolvingHost(address.host, port: address.port)

@@ -250,6 +250,12 @@ final class TransactionService: Sendable {
         }
     }
 
+    /// Whether a partition's open transaction belongs to a live coordinator transaction; one that
+    /// does not is hanging (see `abortHangingTransactions`).
+    func isLive(producerId: Int64, partition: TopicPartitionKey) -> Bool {
+        coordinator.withLockedValue { $0.isLive(producerId: producerId, partition: partition) }
+    }
+
     var transactions: [TransactionMetadata] {
         coordinator.withLockedValue { Array($0.transactions.values) }.sorted { $0.transactionalId < $1.transactionalId }
     }

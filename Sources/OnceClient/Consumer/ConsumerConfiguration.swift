@@ -44,6 +44,10 @@ public struct ConsumerConfiguration: Sendable {
     /// Bytes per partition per fetch. Default: 1 MiB.
     public var maxPartitionFetchBytes: Int32 = 1024 * 1024
 
+    /// Bytes one compressed batch may inflate to before the fetch fails, so that a broker's few
+    /// bytes cannot decide how much this process allocates. Default: 256 MiB.
+    public var maxUncompressedBatchBytes: Int = RecordSetReader.defaultMaxUncompressedBatchBytes
+
     /// Members are dropped from the group when no heartbeat arrives for this long. Default: 45 s.
     public var sessionTimeout: Duration = .seconds(45)
 

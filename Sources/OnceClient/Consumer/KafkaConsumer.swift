@@ -286,7 +286,8 @@ public actor KafkaConsumer {
     }
 
     private func absorb(_ fetched: [FetchedPartition]) async throws {
-        let reader = RecordSetReader(isolation: configuration.isolationLevel)
+        let reader = RecordSetReader(
+            isolation: configuration.isolationLevel, maxUncompressedBatchBytes: configuration.maxUncompressedBatchBytes)
         var outOfRange: [TopicPartition] = []
         for partition in fetched {
             let tp = partition.topicPartition

@@ -68,7 +68,8 @@ public struct ProducerConfiguration: Sendable {
     /// Default: 32 MiB.
     public var bufferMemory = 32 * 1024 * 1024
 
-    /// Default: `.none`.
+    /// The codec of every batch, written in the framing Kafka's Java producer uses (xerial for
+    /// snappy, independent-block frames for lz4), so every Kafka consumer reads it. Default: `.none`.
     public var compression: CompressionCodec = .none
 
     /// Default: `.murmur2Sticky`.
