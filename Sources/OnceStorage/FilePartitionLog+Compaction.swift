@@ -387,16 +387,28 @@ extension FilePartitionLog {
     }
 
     /// The batch with only the records at `kept`: the same base and last offset, timestamps and
-    /// producer fields (so the producer's last sequence survives), uncompressed, with a new CRC.
+    /// producer fields (so the producer's last sequence survives), compressed again with its codec
+    /// as Kafka's cleaner does, with a new length and CRC. An emptied batch is left uncompressed.
     static func rewrite(_ batch: ByteBuffer, keeping kept: [Int]) throws -> ByteBuffer {
         var header = try RecordBatchHeader(reading: batch, at: batch.readerIndex)
         let records = try Self.records(of: header, in: batch)
+        var section = ByteBufferAllocator().buffer(capacity: kept.reduce(0) { $0 + records[$1].encodedSize })
+        for i in kept { records[i].encode(into: &section) }
+        let codec = kept.isEmpty ? .none : header.compression
+        let body = try section.withUnsafeReadableBytes { try RecordCompressor.compress(codec, $0) }
         header.attributes = RecordBatchHeader.attributes(
-            compression: .none, timestampType: header.timestampType, isTransactional: header.isTransactional,
+            compression: codec, timestampType: header.timestampType, isTransactional: header.isTransactional,
             isControl: header.isControl, hasDeleteHorizon: header.hasDeleteHorizon)
-        let survivors = kept.map { records[$0] }
-        var out = ByteBufferAllocator().buffer(capacity: RecordBatchHeader.size + survivors.reduce(0) { $0 + $1.encodedSize })
-        RecordBatch(header: header, records: survivors).encode(into: &out)
+        header.recordCount = Int32(kept.count)
+        header.batchLength = Int32(RecordBatchHeader.size - RecordBatchHeader.logOverhead + body.count)
+        header.crc = 0
+        var out = ByteBufferAllocator().buffer(capacity: RecordBatchHeader.size + body.count)
+        header.write(into: &out)
+        out.writeBytes(body)
+        let crc = out.withUnsafeReadableBytes {
+            CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[RecordBatchHeader.attributesOffset...]))
+        }
+        out.setInteger(crc, at: RecordBatchHeader.crcOffset, endianness: .big)
         return out
     }
 }

@@ -169,6 +169,41 @@ struct FileLogCompactionTests {
         #expect(empty.records.isEmpty && empty.header.lastOffset == 42 && empty.header.baseSequence == 17)
     }
 
+    @Test(arguments: [CompressionCodec.gzip, .snappy, .lz4, .zstd])
+    func aRewrittenCompressedBatchKeepsItsCodec(codec: CompressionCodec) throws {
+        let records = (0..<20).map { i in
+            Record(timestampDelta: Int64(i), offsetDelta: Int32(i), key: Array("k\(i % 4)".utf8), value: Array("value-\(i)".utf8))
+        }
+        var section = ByteBuffer()
+        for record in records { record.encode(into: &section) }
+        let body = try section.withUnsafeReadableBytes { try RecordCompressor.compress(codec, $0) }
+        var header = RecordBatchHeader(
+            baseOffset: 100, batchLength: Int32(RecordBatchHeader.size - RecordBatchHeader.logOverhead + body.count),
+            partitionLeaderEpoch: -1, attributes: RecordBatchHeader.attributes(compression: codec), lastOffsetDelta: 19,
+            baseTimestamp: TestBatches.baseTime, maxTimestamp: TestBatches.baseTime + 19, producerId: -1, producerEpoch: -1,
+            baseSequence: -1, recordCount: 20)
+        header.crc = 0
+        var original = ByteBuffer()
+        header.write(into: &original)
+        original.writeBytes(body)
+        let crc = original.withUnsafeReadableBytes {
+            CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[RecordBatchHeader.attributesOffset...]))
+        }
+        original.setInteger(crc, at: RecordBatchHeader.crcOffset, endianness: .big)
+
+        let rewritten = try FilePartitionLog.rewrite(original, keeping: [16, 17, 18, 19])
+        let rewrittenHeader = try RecordBatchHeader(reading: rewritten, at: 0)
+        #expect(rewrittenHeader.compression == codec)
+        #expect(rewrittenHeader.baseOffset == 100 && rewrittenHeader.lastOffset == 119 && rewrittenHeader.recordCount == 4)
+        let kept = try FilePartitionLog.records(of: rewrittenHeader, in: rewritten)
+        #expect(kept == Array(records[16...]))
+        let computed = rewritten.withUnsafeReadableBytes {
+            CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[RecordBatchHeader.attributesOffset...]))
+        }
+        #expect(computed == rewrittenHeader.crc)
+        #expect(rewrittenHeader.totalSize == rewritten.readableBytes)
+    }
+
     @Test func aCompactOnlyTopicIsNeverTrimmedByRetention() throws {
         defer { dir.remove() }
         let storage = try open()
