@@ -248,9 +248,11 @@ extension FilePartitionLog {
                 runtime.logger.warning("could not write cleaned segment indexes", metadata: ["segment": "\(segment.log.path)", "error": "\(error)"])
             }
         }
-        if finished && range.end > range.firstDirty {
-            try writeCleanerCheckpoint(range.end)
-            state.withLock { $0.firstDirtyOffset = max($0.firstDirtyOffset, range.end) }
+        // What an open transaction held back stays dirty, so the pass after it ends runs.
+        let cleanedUpTo = min(range.end, CleaningPlan.stableEnd(batches) ?? range.end)
+        if finished && cleanedUpTo > range.firstDirty {
+            try writeCleanerCheckpoint(cleanedUpTo)
+            state.withLock { $0.firstDirtyOffset = max($0.firstDirtyOffset, cleanedUpTo) }
         }
         runtime.logger.info(
             "cleaned partition",

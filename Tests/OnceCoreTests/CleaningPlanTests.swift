@@ -129,6 +129,8 @@ struct CleaningPlanTests {
         // Offset 2's transaction has no marker: from there on nothing changes, and b at 3 and 4
         // (which read_committed readers cannot see yet) does not supersede b at 1.
         #expect(outcomes == [.keep, .keep, .keep, .keep])
+        #expect(CleaningPlan.stableEnd([Self.data(0, ["a"]), Self.data(1, ["a"], producer: 5, transactional: true)]) == 1)
+        #expect(CleaningPlan.stableEnd([Self.data(0, ["a"])]) == nil)
     }
 
     @Test func anOpenTransactionDoesNotHideAnEarlierCommittedOne() {

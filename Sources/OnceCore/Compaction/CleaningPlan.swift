@@ -122,6 +122,13 @@ public enum CleaningPlan {
         return result
     }
 
+    /// The first offset of the first transaction undecided in `batches`, or nil when none is:
+    /// where a pass's cleaning stops, so the part after it is still dirty for the next pass.
+    public static func stableEnd(_ batches: [Batch]) -> Int64? {
+        let end = Transactions(batches).stableEnd
+        return end == .max ? nil : end
+    }
+
     /// How each transactional batch ended, read from the markers that follow it.
     struct Transactions {
         /// Per batch index: true committed, false aborted, nil undecided (no marker in the range)
