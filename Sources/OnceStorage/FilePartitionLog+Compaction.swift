@@ -92,9 +92,6 @@ extension FilePartitionLog {
             StateDocument.encode(bytes), to: directory + "/" + Self.cleanerCheckpointFileName, directory: directory)
     }
 
-    /// The dirty ratio the last pass saw.
-    var dirtyRatio: Double { state.withLock { $0.dirtyRatio } }
-
     private struct CleanableRange {
         var config: TopicConfig
         var segments: [FileSegment]
@@ -163,7 +160,6 @@ extension FilePartitionLog {
         }
         let total = cleanBytes + dirtyBytes
         var report = CleaningReport(dirtyRatio: total > 0 ? Double(dirtyBytes) / Double(total) : 0)
-        state.withLock { $0.dirtyRatio = report.dirtyRatio }
         guard dirtyBytes > 0, let firstDirtySegment else { return report }
         var overdue = false
         if range.config.maxCompactionLagMs < .max {

@@ -37,8 +37,6 @@ final class FilePartitionLog: PartitionLog {
         var startFloor: Int64 = 0
         /// Where the log cleaner's last pass ended: the bytes above it are the dirty part.
         var firstDirtyOffset: Int64 = 0
-        /// The dirty ratio the cleaner saw last, for metrics.
-        var dirtyRatio: Double = 0
 
         var logStartOffset: Int64 { max(segments.first?.baseOffset ?? logEndOffset, startFloor) }
     }
