@@ -51,7 +51,7 @@ let package = Package(
         .target(
             name: "OnceStorage",
             dependencies: [
-                "KafkaProtocol",
+                "KafkaProtocol", "OnceCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]

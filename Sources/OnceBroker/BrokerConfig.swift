@@ -31,6 +31,12 @@ public struct BrokerConfig: Sendable {
     /// How often retention and segment age are checked (`log.retention.check.interval.ms`).
     /// Default: 5 minutes.
     public var retentionCheckIntervalMs: Int64 = 300_000
+    /// How long the log cleaner waits between passes over the compacted partitions
+    /// (`log.cleaner.backoff.ms`). Default: 15 s.
+    public var cleanerBackoffMs: Int64 = 15_000
+    /// The most bytes per second the log cleaner reads and writes together
+    /// (`log.cleaner.io.max.bytes.per.second`); nil for no limit. Default: nil, as Kafka's.
+    public var cleanerIoMaxBytesPerSecond: Double?
     /// Largest fetch wait honoured, so a client cannot park a request forever. Default: 30 s.
     public var maxFetchWaitMs: Int32 = 30_000
     /// How long a producer id's state is kept after its last write (`producer.id.expiration.ms`).

@@ -119,6 +119,12 @@ public struct BrokerService: Service {
             broker.storage.enforceRetention(nowMs: broker.clock())
         }
 
+        // The cleaner runs on a thread of its own: a pass reads and rewrites whole segments. The
+        // coordinators' topics are compacted by their snapshots, which their replay relies on.
+        (broker.storage as? any LogCleaning)?.startCleaner(
+            backoffMs: config.cleanerBackoffMs, maxBytesPerSecond: config.cleanerIoMaxBytesPerSecond,
+            excluding: InternalTopics.names)
+
         let snapshots = group.next().scheduleRepeatedTask(
             initialDelay: .milliseconds(config.producerSnapshotIntervalMs),
             delay: .milliseconds(config.producerSnapshotIntervalMs)

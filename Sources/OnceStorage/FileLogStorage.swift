@@ -12,23 +12,27 @@ import Synchronization
 public final class FileLogStorage: LogStorage {
     public let directory: String
     private let runtime: FileStorageRuntime
-    private var logger: Logger { runtime.logger }
+    var logger: Logger { runtime.logger }
 
-    private struct Topic {
+    struct Topic {
         var metadata: TopicMetadata
         var partitions: [LazyPartition]
     }
 
-    private struct State {
+    struct State {
         var topics: [String: Topic] = [:]
         /// Names whose directories are being made or removed outside the lock; creating one of
         /// them is refused as existing until that work is done.
         var reserved: Set<String> = []
         var isOpen = true
         var flushTimer: FlushTimer?
+        var cleaner: (timer: FlushTimer, throttle: CleanerThrottle)?
     }
 
-    private let state = Mutex(State())
+    let state = Mutex(State())
+    let cleanerStatsBox = CleanerStatsBox()
+
+    var isOpen: Bool { state.withLock { $0.isOpen } }
 
     public static let defaultMaxOpenFiles = 1000
 
@@ -307,14 +311,17 @@ public final class FileLogStorage: LogStorage {
     }
 
     public func close() throws {
-        let (logs, timer): ([FilePartitionLog], FlushTimer?) = state.withLock { s in
-            guard s.isOpen else { return ([], nil) }
+        let (logs, timer, cleaner): ([FilePartitionLog], FlushTimer?, (timer: FlushTimer, throttle: CleanerThrottle)?) = state.withLock { s in
+            guard s.isOpen else { return ([], nil, nil) }
             s.isOpen = false
-            let timer = s.flushTimer
-            s.flushTimer = nil
-            return (s.topics.values.flatMap(\.partitions).compactMap(\.ifOpen), timer)
+            defer { (s.flushTimer, s.cleaner) = (nil, nil) }
+            return (s.topics.values.flatMap(\.partitions).compactMap(\.ifOpen), s.flushTimer, s.cleaner)
         }
         timer?.cancel()
+        // A pass in progress stops at its next segment (it sees the storage closed) and is waited
+        // for, so no cleaner write races the close.
+        cleaner?.throttle.stop()
+        cleaner?.timer.cancelAndWait()
         var firstError: (any Error)?
         for log in logs {
             do {
@@ -334,8 +341,11 @@ final class FlushTimer: @unchecked Sendable {
     // A dispatch source is thread-safe; it is only not marked Sendable.
     private let source: any DispatchSourceTimer
 
-    init(every milliseconds: Int64, _ tick: @escaping @Sendable () -> Void) {
-        source = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "once.storage.flusher"))
+    private let queue: DispatchQueue
+
+    init(every milliseconds: Int64, label: String = "once.storage.flusher", _ tick: @escaping @Sendable () -> Void) {
+        queue = DispatchQueue(label: label)
+        source = DispatchSource.makeTimerSource(queue: queue)
         let interval = DispatchTimeInterval.milliseconds(Int(milliseconds))
         source.schedule(deadline: .now() + interval, repeating: interval)
         source.setEventHandler(handler: tick)
@@ -344,5 +354,11 @@ final class FlushTimer: @unchecked Sendable {
 
     func cancel() {
         source.cancel()
+    }
+
+    /// Cancels and returns once a tick that is running has finished.
+    func cancelAndWait() {
+        source.cancel()
+        queue.sync {}
     }
 }

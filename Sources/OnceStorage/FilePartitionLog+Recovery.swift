@@ -19,18 +19,22 @@ extension FilePartitionLog {
                 throw StorageError.io("mkdir \(directory): \(error)")
             }
         }
-        let names: [String]
-        do {
-            names = try fileManager.contentsOfDirectory(atPath: directory)
-        } catch {
-            throw StorageError.io("list \(directory): \(error)")
+        func list() throws -> [String] {
+            do {
+                return try fileManager.contentsOfDirectory(atPath: directory)
+            } catch {
+                throw StorageError.io("list \(directory): \(error)")
+            }
         }
+        var names = try list()
+        // A cleaner swap that a crash interrupted is finished before the segments are read.
+        if try recoverSwaps(directory: directory, names: names) { names = try list() }
         let bases = names.compactMap { FileSegment.baseOffset(fromFileName: $0, kind: .log) }.sorted()
         let baseSet = Set(bases)
         for name in names {
             let orphanIndex = (FileSegment.baseOffset(fromFileName: name, kind: .index)
                 ?? FileSegment.baseOffset(fromFileName: name, kind: .timeIndex)).map { !baseSet.contains($0) } ?? false
-            if name.hasSuffix(".tmp") || orphanIndex {
+            if name.hasSuffix(".tmp") || name.hasSuffix(cleanedSuffix) || orphanIndex {
                 try PosixFile.remove(directory + "/" + name)
             }
         }
@@ -62,11 +66,13 @@ extension FilePartitionLog {
         var state = State(config: config, segments: segments, logEndOffset: logEnd, durableOffset: logEnd)
         // A torn tail can leave the log end below a start DeleteRecords stored; then nothing is left.
         state.startFloor = min(try readLogStart(directory: directory), logEnd)
+        state.firstDirtyOffset = min(try readCleanerCheckpoint(directory: directory), logEnd)
         return FilePartitionLog(topic: topic, partition: partition, directory: directory, runtime: runtime, state: state)
     }
 
-    /// Rebuilds a segment from its log, checking every batch's length, magic, CRC and offset
-    /// continuity, and truncates the file after the last good batch.
+    /// Rebuilds a segment from its log, checking every batch's length, magic, CRC and that offsets
+    /// only grow (compaction leaves gaps between batches), and truncates the file after the last
+    /// good batch.
     static func recover(_ segment: inout FileSegment, config: TopicConfig, logger: Logger) throws {
         let fileSize = try segment.log.size()
         let defaultChunk = 8 * 1024 * 1024
@@ -79,8 +85,8 @@ extension FilePartitionLog {
             let (_, headers) = RecordBatchValidator.scanValidPrefix(chunk)
             var consumed = 0
             for header in headers {
-                // Offsets were assigned consecutively on append; a batch out of sequence is damage.
-                guard header.baseOffset == expectedOffset, header.lastOffsetDelta >= 0 else { break scan }
+                // Offsets were assigned in order on append; a batch that goes back is damage.
+                guard header.baseOffset >= expectedOffset, header.lastOffsetDelta >= 0 else { break scan }
                 segment.recordBatch(BatchFrame(header, position: position), indexInterval: config.indexIntervalBytes)
                 consumed += header.totalSize
                 position += header.totalSize
@@ -133,7 +139,7 @@ extension FilePartitionLog {
             var consistent = true
             do {
                 while let frame = try cursor.next() {
-                    guard frame.baseOffset == expected else {
+                    guard frame.baseOffset >= expected else {
                         consistent = false
                         break
                     }
@@ -143,7 +149,8 @@ extension FilePartitionLog {
             } catch {
                 consistent = false
             }
-            if consistent && expected == nextBaseOffset {
+            // A cleaned segment may end before the next one begins: its last batches were removed.
+            if consistent && expected <= nextBaseOffset {
                 segment.offsetIndex = offsetIndex
                 segment.timeIndex = timeIndex
                 segment.size = size
@@ -160,9 +167,9 @@ extension FilePartitionLog {
         }
         logger.info("rebuilding segment indexes", metadata: ["segment": "\(segment.log.path)"])
         try recover(&segment, config: config, logger: logger)
-        if segment.nextOffset != nextBaseOffset {
+        if segment.nextOffset > nextBaseOffset {
             logger.warning(
-                "segment ends before the next one begins; the offsets between are lost",
+                "segment runs past the next one's base offset",
                 metadata: ["segment": "\(segment.log.path)", "end": "\(segment.nextOffset)", "nextBase": "\(nextBaseOffset)"])
         }
         segment.seal()

@@ -35,6 +35,8 @@ final class FilePartitionLog: PartitionLog {
         var syncRounds = 0
         /// Where DeleteRecords moved the log start; it can lie inside the first segment.
         var startFloor: Int64 = 0
+        /// Where the log cleaner's last pass ended: the bytes above it are the dirty part.
+        var firstDirtyOffset: Int64 = 0
 
         var logStartOffset: Int64 { max(segments.first?.baseOffset ?? logEndOffset, startFloor) }
     }

@@ -56,6 +56,9 @@ final class LazyPartition: Sendable {
         }
     }
 
+    /// The config the partition applies (or will, once opened).
+    var config: TopicConfig { log.withLock { $0.config } }
+
     /// The log if someone has opened it; an unopened partition has nothing to sync or close.
     var ifOpen: FilePartitionLog? { log.withLock { $0.log } }
 }

@@ -33,7 +33,8 @@ enum SegmentPolicy {
     /// Time retention may include a non-empty active segment, in which case the caller rolls first
     /// so the partition keeps an (empty) active segment; size retention never counts the active one.
     static func segmentsToDelete(_ segments: [Stats], config: TopicConfig, nowMs: Int64) -> Int {
-        guard !segments.isEmpty else { return 0 }
+        // A compact-only topic keeps its latest values however old: the cleaner shrinks it instead.
+        guard !segments.isEmpty, config.deletesByRetention else { return 0 }
         var count = 0
         if config.retentionMs >= 0 {
             while count < segments.count {

@@ -2,7 +2,7 @@
 /// any of them (CreateTopics, AlterConfigs) and read them back, so tools written for Kafka keep
 /// working; their values are checked as Kafka checks them, but a single broker that stores batches
 /// as they were produced has nothing to do with them: replication throttles, tiered storage,
-/// compaction tuning, compression levels, flush hints and broker-side recompression.
+/// compression levels, flush hints and broker-side recompression.
 extension TopicConfig {
     /// How a recorded config's value is checked.
     enum ValueKind: Sendable {
@@ -26,7 +26,6 @@ extension TopicConfig {
         .init(name: "compression.gzip.level", defaultValue: "-1", kind: .integer(-1...9)),
         .init(name: "compression.lz4.level", defaultValue: "9", kind: .integer(1...17)),
         .init(name: "compression.zstd.level", defaultValue: "3", kind: .integer(-131_072...22)),
-        .init(name: "delete.retention.ms", defaultValue: "86400000", kind: .integer(0...Int64.max)),
         .init(name: "file.delete.delay.ms", defaultValue: "60000", kind: .integer(0...Int64.max)),
         .init(name: "flush.messages", defaultValue: String(Int64.max), kind: .integer(1...Int64.max)),
         .init(name: "flush.ms", defaultValue: String(Int64.max), kind: .integer(0...Int64.max)),
@@ -34,11 +33,8 @@ extension TopicConfig {
         .init(name: "leader.replication.throttled.replicas", defaultValue: "", kind: .replicaList),
         .init(name: "local.retention.bytes", defaultValue: "-2", kind: .integer(-2...Int64.max)),
         .init(name: "local.retention.ms", defaultValue: "-2", kind: .integer(-2...Int64.max)),
-        .init(name: "max.compaction.lag.ms", defaultValue: String(Int64.max), kind: .integer(1...Int64.max)),
         .init(name: "message.timestamp.after.max.ms", defaultValue: "3600000", kind: .integer(0...Int64.max)),
         .init(name: "message.timestamp.before.max.ms", defaultValue: String(Int64.max), kind: .integer(0...Int64.max)),
-        .init(name: "min.cleanable.dirty.ratio", defaultValue: "0.5", kind: .ratio),
-        .init(name: "min.compaction.lag.ms", defaultValue: "0", kind: .integer(0...Int64.max)),
         .init(name: "preallocate", defaultValue: "false", kind: .boolean),
         .init(name: "remote.log.copy.disable", defaultValue: "false", kind: .boolean),
         .init(name: "remote.log.delete.on.disable", defaultValue: "false", kind: .boolean),

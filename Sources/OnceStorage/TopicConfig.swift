@@ -10,9 +10,20 @@ public struct TopicConfig: Sendable, Equatable {
     public var retentionMs: Int64 = 604_800_000
     /// Partition size above which the oldest segments are deleted; -1 means no limit. Default: -1.
     public var retentionBytes: Int64 = -1
-    /// "delete", "compact" or both. Only deletion is performed; compaction is accepted and stored.
-    /// Default: ["delete"].
+    /// "delete", "compact" or both. Default: ["delete"].
     public var cleanupPolicy: [String] = ["delete"]
+    /// How long the cleaner keeps a tombstone, and a transaction marker with no record left, after
+    /// the segment holding it was last written: long enough for a consumer reading from the start
+    /// to see the deletion. Default: 1 day.
+    public var deleteRetentionMs: Int64 = 86_400_000
+    /// Records newer than this (by their segment's largest timestamp) are not compacted yet.
+    /// Default: 0.
+    public var minCompactionLagMs: Int64 = 0
+    /// A partition whose oldest uncleaned record is older than this is cleaned whatever its dirty
+    /// ratio. Default: Int64.max (never).
+    public var maxCompactionLagMs: Int64 = .max
+    /// The share of the cleanable log not yet cleaned above which the cleaner runs. Default: 0.5.
+    public var minCleanableDirtyRatio: Double = 0.5
     /// Whose clock stamps records. Default: CreateTime.
     public var messageTimestampType: TimestampType = .createTime
     /// Largest record batch the broker accepts. Default: 1048588.
@@ -21,6 +32,12 @@ public struct TopicConfig: Sendable, Equatable {
     public var indexIntervalBytes: Int = 4096
     /// Stored for DescribeConfigs; a single broker is always in sync. Default: 1.
     public var minInsyncReplicas: Int = 1
+
+    /// Whether the log cleaner keeps only the latest record per key.
+    public var isCompacted: Bool { cleanupPolicy.contains("compact") }
+
+    /// Whether retention deletes old segments.
+    public var deletesByRetention: Bool { cleanupPolicy.contains("delete") }
 
     /// The overrides this config was built from.
     public private(set) var overrides: [String: String] = [:]
@@ -36,6 +53,10 @@ public struct TopicConfig: Sendable, Equatable {
         case retentionMs = "retention.ms"
         case retentionBytes = "retention.bytes"
         case cleanupPolicy = "cleanup.policy"
+        case deleteRetentionMs = "delete.retention.ms"
+        case minCompactionLagMs = "min.compaction.lag.ms"
+        case maxCompactionLagMs = "max.compaction.lag.ms"
+        case minCleanableDirtyRatio = "min.cleanable.dirty.ratio"
         case messageTimestampType = "message.timestamp.type"
         case maxMessageBytes = "max.message.bytes"
         case indexIntervalBytes = "index.interval.bytes"
@@ -92,6 +113,10 @@ public struct TopicConfig: Sendable, Equatable {
         case .retentionMs: String(retentionMs)
         case .retentionBytes: String(retentionBytes)
         case .cleanupPolicy: cleanupPolicy.joined(separator: ",")
+        case .deleteRetentionMs: String(deleteRetentionMs)
+        case .minCompactionLagMs: String(minCompactionLagMs)
+        case .maxCompactionLagMs: String(maxCompactionLagMs)
+        case .minCleanableDirtyRatio: String(minCleanableDirtyRatio)
         case .messageTimestampType: messageTimestampType.rawValue
         case .maxMessageBytes: String(maxMessageBytes)
         case .indexIntervalBytes: String(indexIntervalBytes)
@@ -116,6 +141,17 @@ public struct TopicConfig: Sendable, Equatable {
                 throw StorageError.invalidConfig("\(key.rawValue)=\(value): expected delete, compact or both")
             }
             cleanupPolicy = policies
+        case .deleteRetentionMs:
+            deleteRetentionMs = try Self.integer(key, value, in: 0...Int64.max)
+        case .minCompactionLagMs:
+            minCompactionLagMs = try Self.integer(key, value, in: 0...Int64.max)
+        case .maxCompactionLagMs:
+            maxCompactionLagMs = try Self.integer(key, value, in: 1...Int64.max)
+        case .minCleanableDirtyRatio:
+            guard let ratio = Double(value.trimmingWhitespace()), (0.0...1.0).contains(ratio) else {
+                throw StorageError.invalidConfig("\(key.rawValue)=\(value): expected a number in [0, 1]")
+            }
+            minCleanableDirtyRatio = ratio
         case .messageTimestampType:
             guard let type = TimestampType(rawValue: value) else {
                 throw StorageError.invalidConfig("\(key.rawValue)=\(value): expected CreateTime or LogAppendTime")

@@ -67,6 +67,12 @@ struct BrokerCommand: AsyncParsableCommand {
     @Option(help: "Keep an empty group's committed offsets this long [env: ONCE_OFFSETS_RETENTION_MINUTES] (default: 10080)")
     var offsetsRetentionMinutes: Int64?
 
+    @Option(help: "Wait between log cleaner passes, ms [env: ONCE_LOG_CLEANER_BACKOFF_MS] (default: 15000)")
+    var logCleanerBackoffMs: Int64?
+
+    @Option(help: "Most bytes per second the log cleaner reads and writes [env: ONCE_LOG_CLEANER_IO_MAX_BYTES_PER_SECOND] (default: unlimited)")
+    var logCleanerIoMaxBytesPerSecond: Double?
+
     @Option(help: "Log level: trace|debug|info|notice|warning|error|critical [env: ONCE_LOG_LEVEL] (default: info)")
     var logLevel: String?
 
@@ -203,6 +209,14 @@ struct BrokerCommand: AsyncParsableCommand {
         if let v = try setting(offsetsRetentionMinutes, "ONCE_OFFSETS_RETENTION_MINUTES") {
             guard v > 0 else { throw ValidationError("--offsets-retention-minutes must be positive") }
             config.offsetsRetentionMinutes = v
+        }
+        if let v = try setting(logCleanerBackoffMs, "ONCE_LOG_CLEANER_BACKOFF_MS") {
+            guard v > 0 else { throw ValidationError("--log-cleaner-backoff-ms must be positive") }
+            config.cleanerBackoffMs = v
+        }
+        if let v = try setting(logCleanerIoMaxBytesPerSecond, "ONCE_LOG_CLEANER_IO_MAX_BYTES_PER_SECOND") {
+            guard v > 0 else { throw ValidationError("--log-cleaner-io-max-bytes-per-second must be positive") }
+            config.cleanerIoMaxBytesPerSecond = v
         }
         if let v = try setting(transactionMaxTimeoutMs, "ONCE_TRANSACTION_MAX_TIMEOUT_MS") {
             guard v > 0 else { throw ValidationError("--transaction-max-timeout-ms must be positive") }

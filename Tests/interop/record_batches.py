@@ -57,10 +57,14 @@ def record(offset_delta: int, key: bytes | None, value: bytes | None, headers: l
     return varint(len(body)) + body
 
 
-def batch(section: bytes, record_count: int, *, codec: int = 0, timestamp_ms: int | None = None) -> bytes:
+def batch(
+    section: bytes, record_count: int, *, codec: int = 0, timestamp_ms: int | None = None,
+    producer_id: int = -1, producer_epoch: int = -1, base_sequence: int = -1,
+) -> bytes:
     """A batch around `section` (the records, compressed or not) whose length and CRC are right."""
     ts = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
-    after_crc = struct.pack(">hiqqqhii", codec, record_count - 1, ts, ts, -1, -1, -1, record_count) + section
+    after_crc = struct.pack(
+        ">hiqqqhii", codec, record_count - 1, ts, ts, producer_id, producer_epoch, base_sequence, record_count) + section
     crc = crc32c(after_crc)
     length = 4 + 1 + 4 + len(after_crc)  # leader epoch, magic, crc, then the covered part
     return struct.pack(">qiibI", 0, length, -1, 2, crc) + after_crc

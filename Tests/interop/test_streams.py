@@ -13,10 +13,12 @@ import random
 import sqlite3
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
+from confluent_kafka.admin import ConfigResource, NewTopic, ResourceType
 
 import confluent_helpers as ck
 from once_broker import REPO_ROOT, broker_binary
@@ -88,12 +90,15 @@ def produce_events(broker, topic: str, count: int, duplicate_every: int) -> int:
     return sent
 
 
-@pytest.mark.timeout_seconds(420)
-def test_processor_copies_exactly_once_and_state_matches_input_through_sigkills(broker, tmp_path):
-    records = 20_000
+def run_processor(broker, tmp_path, records: int, kills: int, changelog_configs: dict[str, str] | None = None) -> str:
+    """Feeds `records` inputs through `once demo processor`, SIGKILLed `kills` times, and checks its
+    output and changelog. Returns the changelog's name."""
     source, sink, changelog = unique_topic("sp-in"), unique_topic("sp-out"), unique_topic("sp-counts")
     ck.create_topic(broker, source, 2)
     ck.create_topic(broker, sink, 2)
+    if changelog_configs is not None:
+        client = ck.admin(broker)
+        client.create_topics([NewTopic(changelog, 2, 1, config=changelog_configs)])[changelog].result(timeout=30)
     producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 5})
     keys = []
     for i in range(records):
@@ -116,8 +121,7 @@ def test_processor_copies_exactly_once_and_state_matches_input_through_sigkills(
     def read_output():
         return ck.read_to_end(broker, sink, [0, 1], **{"isolation.level": "read_committed"})
 
-    kills = crash_loop(args, tmp_path / "processor.log", kills=4, seed=11, done=done)
-    assert kills == 4
+    assert crash_loop(args, tmp_path / "processor.log", kills=kills, seed=11, done=done) == kills
     values = [int(r.value.removeprefix(b"processed:")) for r in read_output()]
     duplicates = len(values) - len(set(values))
     assert duplicates == 0, f"{duplicates} inputs were output more than once"
@@ -130,6 +134,30 @@ def test_processor_copies_exactly_once_and_state_matches_input_through_sigkills(
     for (_, key), count in state.items():
         counts[key.decode()] += count
     assert counts == collections.Counter(keys), "the changelog's counts equal a recount of the input"
+    return changelog
+
+
+@pytest.mark.timeout_seconds(420)
+def test_processor_copies_exactly_once_and_state_matches_input_through_sigkills(broker, tmp_path):
+    changelog = run_processor(broker, tmp_path, records=20_000, kills=4)
+    client = ck.admin(broker)
+    resource = ConfigResource(ResourceType.TOPIC, changelog)
+    configs = client.describe_configs([resource])[resource].result(timeout=30)
+    assert configs["cleanup.policy"].value == "compact", "the processor creates its changelog compacted"
+
+
+@pytest.mark.timeout_seconds(420)
+def test_processor_restores_its_state_from_a_compacted_changelog(broker_factory, tmp_path):
+    # A cleaner that runs within a second, on a changelog whose segments roll every half second:
+    # every restart after the first clean restores from a compacted log.
+    broker = broker_factory(extra_args=["--log-cleaner-backoff-ms", "200"])
+    changelog = run_processor(broker, tmp_path, records=8_000, kills=3, changelog_configs={
+        "cleanup.policy": "compact", "segment.ms": "500", "min.cleanable.dirty.ratio": "0.01",
+    })
+    text = urllib.request.urlopen(broker.metrics_url, timeout=10).read().decode()
+    replaced = [line for line in text.splitlines() if line.startswith("once_log_cleaner_segments_replaced_total ")]
+    assert replaced and float(replaced[0].split()[-1]) > 0, "the changelog was never compacted, so the test proved nothing"
+    assert any(line.startswith("once_partition_dirty_ratio") and changelog in line for line in text.splitlines())
 
 
 def dedup_test(broker, tmp_path, args_for, count_rows, group: str, topic: str):

@@ -30,9 +30,9 @@ public struct RecordBatchHeader: Sendable, Hashable {
     static let batchLengthOffset = 8
     static let partitionLeaderEpochOffset = 12
     static let magicOffset = 16
-    static let crcOffset = 17
+    public static let crcOffset = 17
     /// Where the CRC-covered part begins.
-    static let attributesOffset = 21
+    public static let attributesOffset = 21
     static let lastOffsetDeltaOffset = 23
     static let baseTimestampOffset = 27
     static let maxTimestampOffset = 35

@@ -285,6 +285,11 @@ extension Broker {
             .init(name: "auto.create.topics.enable", value: String(config.autoCreateTopics), isDefault: config.autoCreateTopics),
             .init(name: "broker.id", value: String(config.nodeId), isDefault: false),
             .init(name: "listeners", value: "PLAINTEXT://\(config.listen)", isDefault: false),
+            .init(name: "log.cleaner.backoff.ms", value: String(config.cleanerBackoffMs), isDefault: config.cleanerBackoffMs == 15_000),
+            .init(
+                name: "log.cleaner.io.max.bytes.per.second",
+                value: String(config.cleanerIoMaxBytesPerSecond ?? .greatestFiniteMagnitude),
+                isDefault: config.cleanerIoMaxBytesPerSecond == nil),
             .init(name: "log.dirs", value: config.dataDirectory, isDefault: false),
             .init(name: "log.retention.check.interval.ms", value: String(config.retentionCheckIntervalMs), isDefault: config.retentionCheckIntervalMs == 300_000),
             .init(name: "num.partitions", value: String(config.defaultPartitions), isDefault: config.defaultPartitions == 1),

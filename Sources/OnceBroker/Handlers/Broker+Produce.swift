@@ -191,7 +191,7 @@ extension Broker {
         do {
             headers = try RecordBatchValidator.validate(
                 records, maxBatchSize: topicConfig.maxMessageBytes,
-                requireKeys: topicConfig.cleanupPolicy.contains("compact"),
+                requireKeys: topicConfig.isCompacted,
                 maxUncompressedBytes: config.maxRequestSize)
         } catch {
             throw ProduceError(code: error.errorCode, message: "\(error)", recordErrors: error.recordErrors)

@@ -48,7 +48,7 @@ extension Broker {
             throw AdminRefusal(code: .unknownTopicOrPartition, message: "\(name)-\(partition) does not exist")
         }
         // Deleting by offset would undo what compaction keeps (the latest value of each key).
-        guard Self.topicConfig(meta.configs).cleanupPolicy.contains("delete") else {
+        guard Self.topicConfig(meta.configs).deletesByRetention else {
             throw AdminRefusal(
                 code: .policyViolation, message: "Records of partition \(name)-\(partition) can not be deleted due to the configured policy")
         }

@@ -20,6 +20,7 @@ struct BrokerStateMetrics: Sendable {
         writeTransactions(into: &text)
         let highWatermarks = writePartitions(into: &text)
         writeGroups(into: &text, highWatermarks: highWatermarks)
+        if let cleaning = broker.storage as? any LogCleaning { writeCleaner(cleaning.cleanerStats, into: &text) }
         ProcessMetrics.write(into: &text)
         return text.bytes
     }
@@ -71,6 +72,25 @@ struct BrokerStateMetrics: Sendable {
             text.sample("once_partition_producers", labels(key), Int64(gauge.producers))
         }
         return highWatermarks
+    }
+
+    private func writeCleaner(_ stats: CleanerStats, into text: inout PrometheusText) {
+        text.family("once_log_cleaner_bytes_read_total", "counter", help: "Segment bytes the log cleaner has read (Kafka counts them as cleaned).")
+        text.sample("once_log_cleaner_bytes_read_total", stats.bytesRead)
+        text.family("once_log_cleaner_bytes_written_total", "counter", help: "Bytes of cleaned segments the log cleaner has written.")
+        text.sample("once_log_cleaner_bytes_written_total", stats.bytesWritten)
+        text.family("once_log_cleaner_segments_replaced_total", "counter", help: "Segments the log cleaner has swapped for cleaned ones.")
+        text.sample("once_log_cleaner_segments_replaced_total", stats.segmentsReplaced)
+        text.family(
+            "once_log_cleaner_last_run_timestamp_seconds", "gauge",
+            help: "When the log cleaner's last pass ended, seconds since the epoch; 0 before the first.")
+        text.sample("once_log_cleaner_last_run_timestamp_seconds", Double(stats.lastRunMs ?? 0) / 1000)
+        text.family(
+            "once_partition_dirty_ratio", "gauge",
+            help: "Share of a compacted partition's cleanable bytes not yet cleaned, as the cleaner's last pass saw it.")
+        for (key, ratio) in stats.dirtyRatios.sorted(by: { $0.key < $1.key }) {
+            text.sample("once_partition_dirty_ratio", labels(TopicPartitionKey(key.topic, key.partition)), ratio)
+        }
     }
 
     private func writeGroups(into text: inout PrometheusText, highWatermarks: [TopicPartitionKey: Int64]) {

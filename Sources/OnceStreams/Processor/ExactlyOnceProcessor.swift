@@ -84,11 +84,13 @@ public final class ExactlyOnceProcessor: Service, Sendable {
         await producer.close()
     }
 
+    /// Compacted, as Kafka Streams makes its changelogs: a restore then reads about one record per
+    /// key, not every change ever made, and deleted keys' tombstones go after delete.retention.ms.
     private func createChangelog(_ topic: String, admin: KafkaClient) async throws {
         let metadata = try await admin.metadata(topics: [configuration.inputTopics[0]])
         let partitions = Int32(metadata.topic(configuration.inputTopics[0])?.partitions.count ?? 1)
         do {
-            try await admin.createTopic(topic, partitions: max(1, partitions))
+            try await admin.createTopic(topic, partitions: max(1, partitions), configs: [("cleanup.policy", "compact")])
         } catch let error as KafkaError where error.code == .topicAlreadyExists {}
     }
 
@@ -287,6 +289,7 @@ public final class ExactlyOnceProcessor: Service, Sendable {
     }
 
     /// Reads a partition's changelog to its last stable offset, once no transaction is open on it.
+    /// The log may be compacted: offsets have gaps, and a key's last record is its value.
     private func restoreState(_ input: TopicPartition, admin: KafkaClient) async throws -> [String: [UInt8]] {
         guard let changelog = configuration.changelogTopic else { return [:] }
         let tp = TopicPartition(changelog, input.partition)

@@ -1,0 +1,145 @@
+import Testing
+
+@testable import OnceCore
+
+/// Which records and batches log compaction keeps, over plain batches.
+@Suite("CleaningPlan")
+struct CleaningPlanTests {
+    typealias Batch = CleaningPlan.Batch
+
+    static func record(_ offset: Int64, _ key: String?, tombstone: Bool = false) -> CleaningPlan.Record {
+        .init(offset: offset, key: key.map { Array($0.utf8) }, isTombstone: tombstone)
+    }
+
+    /// A batch of one record per (key, tombstone), at consecutive offsets from `base`.
+    static func data(
+        _ base: Int64, _ keys: [String?], producer: Int64 = -1, transactional: Bool = false, tombstones: Set<Int> = [],
+        horizonPassed: Bool = false
+    ) -> Batch {
+        Batch(
+            baseOffset: base, lastOffset: base + Int64(keys.count) - 1, producerId: producer, isTransactional: transactional,
+            records: keys.enumerated().map { i, key in record(base + Int64(i), key, tombstone: tombstones.contains(i)) },
+            deleteHorizonPassed: horizonPassed)
+    }
+
+    static func marker(_ offset: Int64, producer: Int64, commit: Bool, horizonPassed: Bool = false) -> Batch {
+        Batch(
+            baseOffset: offset, lastOffset: offset, producerId: producer, isTransactional: true, kind: .marker(commit: commit),
+            records: [], deleteHorizonPassed: horizonPassed)
+    }
+
+    @Test func theLatestRecordOfEachKeySurvivesAndOlderOnesGo() {
+        let outcomes = CleaningPlan.outcomes([
+            Self.data(0, ["a", "b", "a"]),
+            Self.data(3, ["b"]),
+            Self.data(4, ["c"]),
+        ])
+        #expect(outcomes == [.keepRecords([2]), .keep, .keep])
+    }
+
+    @Test func aBatchWithNothingLeftIsRemovedUnlessItIsItsProducersLast() {
+        let outcomes = CleaningPlan.outcomes([
+            Self.data(0, ["a"], producer: 7),
+            Self.data(1, ["a"], producer: 7),
+            Self.data(2, ["a"], producer: 8),
+            Self.data(3, ["a"]),
+        ])
+        // Producer 7's last batch stays, emptied, so its epoch and sequence survive a rebuild.
+        #expect(outcomes == [.remove, .keepRecords([]), .keepRecords([]), .keep])
+    }
+
+    @Test func keylessRecordsAreRemoved() {
+        #expect(CleaningPlan.outcomes([Self.data(0, [nil, "a", nil])]) == [.keepRecords([1])])
+    }
+
+    @Test func aTombstoneStaysUntilTheDeleteHorizonPasses() {
+        let young = CleaningPlan.outcomes([Self.data(0, ["a"]), Self.data(1, ["a"], tombstones: [0])])
+        #expect(young == [.remove, .keep])
+        let old = CleaningPlan.outcomes([
+            Self.data(0, ["a"], horizonPassed: true), Self.data(1, ["a", "b"], tombstones: [0], horizonPassed: true),
+        ])
+        #expect(old == [.remove, .keepRecords([1])])
+    }
+
+    @Test func anOlderTombstoneIsSupersededByANewerValue() {
+        let outcomes = CleaningPlan.outcomes([Self.data(0, ["a"], tombstones: [0]), Self.data(1, ["a"])])
+        #expect(outcomes == [.remove, .keep])
+    }
+
+    @Test func abortedRecordsGoAndDoNotSupersedeCommittedOnes() {
+        let outcomes = CleaningPlan.outcomes([
+            Self.data(0, ["a"]),
+            Self.data(1, ["a", "b"], producer: 5, transactional: true),
+            Self.marker(3, producer: 5, commit: false),
+            Self.data(4, ["c"], producer: 6, transactional: true),
+            Self.marker(5, producer: 6, commit: true),
+            Self.data(6, ["z"], producer: 5),
+            Self.data(7, ["z"], producer: 6),
+        ])
+        #expect(outcomes[0] == .keep, "the committed value of a stays: the newer one was aborted")
+        #expect(outcomes[1] == .remove)
+        #expect(outcomes[2] == .keep, "the delete horizon has not passed")
+        #expect(outcomes[3] == .keep)
+        #expect(outcomes[4] == .keep, "its transaction still has a record")
+    }
+
+    @Test func committedRecordsSupersedeOlderOnes() {
+        let outcomes = CleaningPlan.outcomes([
+            Self.data(0, ["a"]),
+            Self.data(1, ["a"], producer: 5, transactional: true),
+            Self.marker(2, producer: 5, commit: true),
+        ])
+        #expect(outcomes == [.remove, .keep, .keep])
+    }
+
+    @Test func aMarkerGoesOnceItsTransactionHasNoRecordAndTheHorizonPassed() {
+        let batches = [
+            Self.data(0, ["a"], producer: 5, transactional: true),
+            Self.marker(1, producer: 5, commit: false, horizonPassed: true),
+            Self.data(2, ["b"], producer: 5, transactional: true),
+            Self.marker(3, producer: 5, commit: true, horizonPassed: true),
+        ]
+        // The second transaction's batch is producer 5's last, so it and its marker are pinned.
+        #expect(CleaningPlan.outcomes(batches) == [.remove, .remove, .keep, .keep])
+        let young = batches.enumerated().map { i, b in
+            var b = b
+            if i == 1 { b.deleteHorizonPassed = false }
+            return b
+        }
+        #expect(CleaningPlan.outcomes(young) == [.remove, .keep, .keep, .keep])
+    }
+
+    @Test func aCommittedMarkerWhoseRecordsWereAllSupersededGoes() {
+        let outcomes = CleaningPlan.outcomes([
+            Self.data(0, ["a"], producer: 5, transactional: true),
+            Self.marker(1, producer: 5, commit: true, horizonPassed: true),
+            Self.data(2, ["a"], producer: 6),
+        ])
+        // Producer 5's last data batch is pinned, and with it the marker that closes it.
+        #expect(outcomes == [.keepRecords([]), .keep, .keep])
+    }
+
+    @Test func nothingAtOrAfterAnOpenTransactionIsTouchedOrCounted() {
+        let outcomes = CleaningPlan.outcomes([
+            Self.data(0, ["a", "b"]),
+            Self.data(2, ["a"], producer: 5, transactional: true),
+            Self.data(3, ["b"]),
+            Self.data(4, ["b"]),
+        ])
+        // Offset 2's transaction has no marker: from there on nothing changes, and b at 3 and 4
+        // (which read_committed readers cannot see yet) does not supersede b at 1.
+        #expect(outcomes == [.keep, .keep, .keep, .keep])
+        #expect(CleaningPlan.stableEnd([Self.data(0, ["a"]), Self.data(1, ["a"], producer: 5, transactional: true)]) == 1)
+        #expect(CleaningPlan.stableEnd([Self.data(0, ["a"])]) == nil)
+    }
+
+    @Test func anOpenTransactionDoesNotHideAnEarlierCommittedOne() {
+        let outcomes = CleaningPlan.outcomes([
+            Self.data(0, ["a"]),
+            Self.data(1, ["a"], producer: 5, transactional: true),
+            Self.marker(2, producer: 5, commit: true),
+            Self.data(3, ["a"], producer: 6, transactional: true),
+        ])
+        #expect(outcomes == [.remove, .keep, .keep, .keep])
+    }
+}
