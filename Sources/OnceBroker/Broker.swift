@@ -24,6 +24,7 @@ public final class Broker: Sendable {
     /// Paces auto-creation (`autoCreatePartitionsPerSecond`), so a client naming endless topics
     /// cannot fill the disk and the directory table.
     let autoCreateBudget: AutoCreateLimiter
+    let advertisedListeners: AdvertisedListeners
 
     /// Reads the durable producer-id reservation; throws if storage cannot be read.
     public init(
@@ -35,6 +36,7 @@ public final class Broker: Sendable {
         self.storage = storage
         self.clusterId = clusterId
         self.logger = logger
+        self.advertisedListeners = AdvertisedListeners(config.listeners)
         self.autoCreateBudget = AutoCreateLimiter(
             partitionsPerSecond: config.autoCreatePartitionsPerSecond, clock: clock)
         self.producers = try ProducerRegistry(storage: storage, logger: logger)
@@ -248,6 +250,12 @@ public final class Broker: Sendable {
 
 /// What a handler knows about the request it serves.
 struct Request: Sendable {
+    /// The address of the listener this request came through: every broker address a response
+    /// carries must speak the protocol the client already speaks.
+    func advertisedAddress(_ broker: Broker) -> HostPort {
+        broker.advertisedListeners.address(for: session.listenerName)
+    }
+
     var header: RequestHeader
     var api: ApiKey
     var version: Int16
