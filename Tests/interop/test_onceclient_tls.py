@@ -150,3 +150,14 @@ def test_an_expired_broker_certificate_fails_verification(tls_material):
         stop.set()
         thread.join(5)
         listener.close()
+
+
+def test_the_broker_certificate_must_name_the_address_unless_verification_is_off(broker_factory, tls_material):
+    broker = broker_factory(
+        listeners=["SSL"], extra_args=tls_material.broker_args(server=tls_material.misnamed_server))
+    address = broker.address("SSL")
+    refused = once(address, "cluster", "info", *ssl_flags(tls_material, certificate=False), check=False)
+    one_line_failure(refused, f"TLS handshake with {address} failed", "does not name")
+    relaxed = once(address, "cluster", "info", *ssl_flags(tls_material, certificate=False),
+                   "-X", "ssl.endpoint.identification.algorithm=none")
+    assert address in relaxed.stdout
