@@ -137,7 +137,9 @@ struct BrokerCommand: AsyncParsableCommand {
         MetricsSystem.bootstrap(factory)
 
         let service = BrokerService(config: config, logger: logger, registry: registry) { listeners, metrics in
-            let addresses = listeners.map { "\($0.listener.name)://\($0.listener.address.host):\($0.address.port ?? $0.listener.address.port)" }
+            let addresses = listeners.map {
+                "\($0.listener.name)://\(HostPort(host: $0.listener.address.host, port: $0.address.port ?? $0.listener.address.port))"
+            }
             var line = "once broker ready on \(addresses.joined(separator: " "))"
             if let metrics { line += " (metrics on \(config.metricsListen?.host ?? "?"):\(metrics.port ?? 0))" }
             line += ", version \(OnceVersion.string)"
