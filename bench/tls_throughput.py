@@ -8,7 +8,8 @@ Drivers: `once perf produce|consume` (OnceClient, the default), or with --eosben
 ../shared/bench/eosbench.c that also applies EOSBENCH_X="k=v;k=v" as librdkafka properties (the
 security settings); that driver is built outside this repository.
 
-usage: bench/tls_throughput.py ONCE_BIN [--records N] [--size BYTES] [--eosbench BIN]
+usage: bench/tls_throughput.py ONCE_BIN [--records N] [--size BYTES] [--eosbench BIN] [--ssl-first]
+                               [--storage file|memory]
 """
 
 from __future__ import annotations
@@ -46,20 +47,24 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--size", type=int, default=100)
     parser.add_argument("--eosbench")
+    # The second protocol runs on a page cache the first one filled; alternate to see the order effect.
+    parser.add_argument("--ssl-first", action="store_true")
+    parser.add_argument("--storage", default="file", choices=["file", "memory"])
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="tls-bench-"))
     tls = make_tls_material(work / "tls")
     plain_port, ssl_port = free_port(), free_port()
     broker = subprocess.Popen(
-        [args.once, "broker", "--data-dir", str(work / "data"), "--log-level", "warning",
+        [args.once, "broker", "--data-dir", str(work / "data"), "--log-level", "warning", "--storage", args.storage,
          "--listeners", f"PLAINTEXT://127.0.0.1:{plain_port},SSL://127.0.0.1:{ssl_port}",
          "--ssl-certificate-location", str(tls.server.certificate), "--ssl-key-location", str(tls.server.key)],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert "ready" in broker.stdout.readline()
     ssl_x = {"security.protocol": "SSL", "ssl.ca.location": str(tls.ca.certificate)}
     try:
-        for name, port, props in [("PLAINTEXT", plain_port, {}), ("SSL", ssl_port, ssl_x)]:
+        runs = [("PLAINTEXT", plain_port, {}), ("SSL", ssl_port, ssl_x)]
+        for name, port, props in (reversed(runs) if args.ssl_first else runs):
             topic = f"tls-bench-{name.lower()}"
             address = f"127.0.0.1:{port}"
             for step in ["produce", "fetch"]:
