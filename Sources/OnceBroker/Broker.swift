@@ -250,17 +250,17 @@ public final class Broker: Sendable {
 
 /// What a handler knows about the request it serves.
 struct Request: Sendable {
-    /// The address of the listener this request came through: every broker address a response
-    /// carries must speak the protocol the client already speaks.
-    func advertisedAddress(_ broker: Broker) -> HostPort {
-        broker.advertisedListeners.address(for: session.listenerName)
-    }
-
     var header: RequestHeader
     var api: ApiKey
     var version: Int16
     var eventLoop: any EventLoop
     /// The connection's listener and principal: what authorization and Metadata's addresses need.
     var session: ConnectionSession
+
+    /// The address of the listener this request came through: every broker address a response
+    /// carries must speak the protocol the client already speaks.
+    func advertisedAddress(_ broker: Broker) -> HostPort {
+        broker.advertisedListeners.address(for: session.listenerName)
+    }
 }
 

@@ -165,6 +165,8 @@ extension KafkaClientError {
             var described = codes.isEmpty ? text : codes.joined(separator: ", ")
             if codes.contains("CERTIFICATE_VERIFY_FAILED") {
                 described += " (the broker's certificate is expired, not yet valid, or not signed by a trusted CA)"
+            } else if codes.contains(where: { $0.contains("ALERT_UNKNOWN_CA") || $0.contains("ALERT_BAD_CERTIFICATE") }) {
+                described += " (the broker does not trust this client's certificate)"
             } else if codes.contains(where: { $0.contains("CERTIFICATE_REQUIRED") }) {
                 described += " (the broker requires a client certificate)"
             } else if codes.contains("WRONG_VERSION_NUMBER") {
