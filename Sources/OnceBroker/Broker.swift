@@ -24,6 +24,7 @@ public final class Broker: Sendable {
     /// Paces auto-creation (`autoCreatePartitionsPerSecond`), so a client naming endless topics
     /// cannot fill the disk and the directory table.
     let autoCreateBudget: AutoCreateLimiter
+    let advertisedListeners: AdvertisedListeners
 
     /// Reads the durable producer-id reservation; throws if storage cannot be read.
     public init(
@@ -35,6 +36,7 @@ public final class Broker: Sendable {
         self.storage = storage
         self.clusterId = clusterId
         self.logger = logger
+        self.advertisedListeners = AdvertisedListeners(config.listeners)
         self.autoCreateBudget = AutoCreateLimiter(
             partitionsPerSecond: config.autoCreatePartitionsPerSecond, clock: clock)
         self.producers = try ProducerRegistry(storage: storage, logger: logger)
@@ -256,5 +258,11 @@ struct Request: Sendable {
     var eventLoop: any EventLoop
     /// The connection's listener and principal: what authorization and Metadata's addresses need.
     var session: ConnectionSession
+
+    /// The address of the listener this request came through: every broker address a response
+    /// carries must speak the protocol the client already speaks.
+    func advertisedAddress(_ broker: Broker) -> HostPort {
+        broker.advertisedListeners.address(for: session.listenerName)
+    }
 }
 

@@ -19,6 +19,9 @@ public struct KafkaClientError: Error, Hashable, Sendable, CustomStringConvertib
         case unknownBroker
         case unexpectedResponse
         case unsupportedFeature
+        /// The TLS handshake failed or TLS material could not be loaded: an untrusted or
+        /// expired certificate, a missing client certificate, a port that does not speak TLS.
+        case tlsFailed
     }
 
     public var kind: Kind

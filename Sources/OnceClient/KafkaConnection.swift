@@ -29,6 +29,13 @@ public final class KafkaConnection: Sendable {
         do {
             let table = try await negotiateVersions(transport, configuration: configuration)
             return KafkaConnection(transport: transport, apiVersions: table)
+        } catch let error as KafkaClientError where error.kind == .connectionClosed && configuration.tls != nil {
+            await transport.close()
+            // Under TLS 1.3 a broker checks the client certificate after the client's side of the
+            // handshake is done; its alert is often lost to the reset of the socket it closes.
+            throw KafkaClientError(
+                .tlsFailed,
+                "\(transport.endpoint) closed the connection right after the TLS handshake: it most likely requires a client certificate (ssl.certificate.location) or refused the one sent")
         } catch {
             await transport.close()
             throw error

@@ -22,10 +22,34 @@ struct BrokerCommand: AsyncParsableCommand {
     @Option(help: "HOST:PORT clients are told to connect to [env: ONCE_ADVERTISED_LISTENER] (default: the listen address)")
     var advertisedListener: String?
 
+    @Option(help: "Listeners, Kafka's listeners: NAME://HOST:PORT[,...], e.g. PLAINTEXT://127.0.0.1:9092,SSL://127.0.0.1:9093; replaces --listen [env: ONCE_LISTENERS]")
+    var listeners: String?
+
+    @Option(help: "Addresses clients of each listener are told to connect to, Kafka's advertised.listeners: NAME://HOST:PORT[,...] [env: ONCE_ADVERTISED_LISTENERS] (default: each listener's own address)")
+    var advertisedListeners: String?
+
+    @Option(help: "Security protocol of each named listener, Kafka's listener.security.protocol.map: NAME:PROTOCOL[,...] [env: ONCE_LISTENER_SECURITY_PROTOCOL_MAP] (default: PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL map to themselves)")
+    var listenerSecurityProtocolMap: String?
+
+    @Option(help: "PEM certificate chain of the SSL/SASL_SSL listeners, server certificate first [env: ONCE_BROKER_SSL_CERTIFICATE_LOCATION]")
+    var sslCertificateLocation: String?
+
+    @Option(help: "PEM private key of that certificate [env: ONCE_BROKER_SSL_KEY_LOCATION]")
+    var sslKeyLocation: String?
+
+    @Option(help: "Passphrase of an encrypted --ssl-key-location, ssl.key.password [env: ONCE_BROKER_SSL_KEY_PASSWORD]")
+    var sslKeyPassword: String?
+
+    @Option(help: "PEM CA bundle client certificates must chain to [env: ONCE_BROKER_SSL_CA_LOCATION] (default: the system trust store)")
+    var sslCaLocation: String?
+
+    @Option(help: "Client certificates, ssl.client.auth: none|requested|required [env: ONCE_BROKER_SSL_CLIENT_AUTH] (default: none)")
+    var sslClientAuth: String?
+
     @Option(help: "This broker's node id [env: ONCE_NODE_ID] (default: 1)")
     var nodeId: Int32?
 
-    @Option(help: "HOST:PORT for the Prometheus /metrics endpoint [env: ONCE_METRICS_LISTEN] (default: off)")
+    @Option(help: "HOST:PORT for the Prometheus /metrics endpoint, loopback only unless --metrics-allow-remote [env: ONCE_METRICS_LISTEN] (default: off)")
     var metricsListen: String?
 
     @Option(help: "HOST:PORT for the web console and its JSON API [env: ONCE_HTTP_LISTEN] (default: off)")
@@ -45,6 +69,9 @@ struct BrokerCommand: AsyncParsableCommand {
 
     @Option(help: "Close a console connection idle this long, ms [env: ONCE_HTTP_CONNECTIONS_MAX_IDLE_MS] (default: 60000)")
     var httpConnectionsMaxIdleMs: Int?
+
+    @Flag(help: "Let the unauthenticated /metrics endpoint listen on a non-loopback address [env: ONCE_METRICS_ALLOW_REMOTE=true]")
+    var metricsAllowRemote = false
 
     @Option(help: "Create topics on first use: true|false [env: ONCE_AUTO_CREATE_TOPICS] (default: true)")
     var autoCreateTopics: String?
@@ -138,8 +165,11 @@ struct BrokerCommand: AsyncParsableCommand {
         // Before the data directory is touched, like the Kafka listener: a taken console port names itself.
         if let console { try ListenAddressProbe.check(console) }
         let view = console.map { _ in BrokerView() }
-        let service = BrokerService(config: config, logger: logger, registry: registry, view: view) { kafka, metrics in
-            var line = "once broker ready on \(config.listen.host):\(kafka.port ?? config.listen.port)"
+        let service = BrokerService(config: config, logger: logger, registry: registry, view: view) { listeners, metrics in
+            let addresses = listeners.map {
+                "\($0.listener.name)://\(HostPort(host: $0.listener.address.host, port: $0.address.port ?? $0.listener.address.port))"
+            }
+            var line = "once broker ready on \(addresses.joined(separator: " "))"
             if let metrics { line += " (metrics on \(config.metricsListen?.host ?? "?"):\(metrics.port ?? 0))" }
             line += ", version \(OnceVersion.string)"
             print(line)
@@ -179,8 +209,13 @@ struct BrokerCommand: AsyncParsableCommand {
     private func makeConfig() throws -> BrokerConfig {
         var config = BrokerConfig()
         if let v = setting(dataDir, "ONCE_DATA_DIR") { config.dataDirectory = v }
-        if let v = setting(listen, "ONCE_LISTEN") { config.listen = try address(v, "--listen") }
-        if let v = setting(advertisedListener, "ONCE_ADVERTISED_LISTENER") { config.advertised = try address(v, "--advertised-listener") }
+        config.listeners = try makeListeners()
+        config.tls = try makeTLS()
+        if metricsAllowRemote { config.metricsAllowRemote = true }
+        if let v = setting(nil as String?, "ONCE_METRICS_ALLOW_REMOTE") {
+            guard let b = Bool(v.lowercased()) else { throw ValidationError("ONCE_METRICS_ALLOW_REMOTE takes true or false, not '\(v)'") }
+            config.metricsAllowRemote = config.metricsAllowRemote || b
+        }
         if let v = setting(metricsListen, "ONCE_METRICS_LISTEN") { config.metricsListen = try address(v, "--metrics-listen") }
         if let v = try setting(nodeId, "ONCE_NODE_ID") { config.nodeId = v }
         if let v = setting(autoCreateTopics, "ONCE_AUTO_CREATE_TOPICS") {
@@ -240,6 +275,66 @@ struct BrokerCommand: AsyncParsableCommand {
             config.maxPartitions = v
         }
         return config
+    }
+
+    /// `--listeners` in Kafka's form, or the `--listen` shorthand for one PLAINTEXT listener.
+    /// The command line wins over the environment as a whole; both forms from the same source
+    /// would leave it unclear which addresses the operator meant.
+    private func makeListeners() throws -> [Listener] {
+        let flagGiven = listen != nil || advertisedListener != nil || listeners != nil
+        let environment = ProcessInfo.processInfo.environment
+        func pick(_ flag: String?, _ variable: String) -> String? {
+            flagGiven ? flag : environment[variable].flatMap { $0.isEmpty ? nil : $0 }
+        }
+        let shorthand = pick(listen, "ONCE_LISTEN")
+        let shorthandAdvertised = pick(advertisedListener, "ONCE_ADVERTISED_LISTENER")
+        guard let text = pick(listeners, "ONCE_LISTENERS") else {
+            if setting(advertisedListeners, "ONCE_ADVERTISED_LISTENERS") != nil || setting(listenerSecurityProtocolMap, "ONCE_LISTENER_SECURITY_PROTOCOL_MAP") != nil {
+                throw ValidationError("--advertised-listeners and --listener-security-protocol-map need --listeners")
+            }
+            let bind = try shorthand.map { try address($0, "--listen") } ?? BrokerConfig().listeners[0].address
+            return [.plaintext(bind, advertised: try shorthandAdvertised.map { try address($0, "--advertised-listener") })]
+        }
+        guard shorthand == nil, shorthandAdvertised == nil else {
+            throw ValidationError("--listen/--advertised-listener are a shorthand for --listeners; give one form, not both")
+        }
+        do {
+            let map = try setting(listenerSecurityProtocolMap, "ONCE_LISTENER_SECURITY_PROTOCOL_MAP").map(Listener.parseProtocolMap)
+                ?? Listener.defaultProtocolMap
+            var parsed = try Listener.parseList(text, protocolMap: map)
+            if let advertised = setting(advertisedListeners, "ONCE_ADVERTISED_LISTENERS") {
+                parsed = try Listener.advertise(advertised, on: parsed)
+            }
+            return parsed
+        } catch let error as Listener.ParseError {
+            throw ValidationError(error.description)
+        }
+    }
+
+    /// The TLS material, when a certificate or key is given; both are needed together.
+    private func makeTLS() throws -> BrokerTLS? {
+        let certificate = setting(sslCertificateLocation, "ONCE_BROKER_SSL_CERTIFICATE_LOCATION")
+        let key = setting(sslKeyLocation, "ONCE_BROKER_SSL_KEY_LOCATION")
+        let clientAuth = try setting(sslClientAuth, "ONCE_BROKER_SSL_CLIENT_AUTH").map { text in
+            guard let mode = BrokerTLS.ClientAuth(rawValue: text.lowercased()) else {
+                throw ValidationError("--ssl-client-auth takes none, requested or required, not '\(text)'")
+            }
+            return mode
+        }
+        guard let certificate, let key else {
+            if certificate != nil || key != nil {
+                throw ValidationError("--ssl-certificate-location and --ssl-key-location go together")
+            }
+            if clientAuth != nil || setting(sslCaLocation, "ONCE_BROKER_SSL_CA_LOCATION") != nil {
+                throw ValidationError("--ssl-client-auth and --ssl-ca-location need --ssl-certificate-location and --ssl-key-location")
+            }
+            return nil
+        }
+        var tls = BrokerTLS(certificateLocation: certificate, keyLocation: key)
+        tls.keyPassword = setting(sslKeyPassword, "ONCE_BROKER_SSL_KEY_PASSWORD")
+        tls.caLocation = setting(sslCaLocation, "ONCE_BROKER_SSL_CA_LOCATION")
+        if let clientAuth { tls.clientAuth = clientAuth }
+        return tls
     }
 
     private func applyLimits(_ config: inout BrokerConfig) throws {

@@ -88,9 +88,19 @@ def broker_factory(request: pytest.FixtureRequest, tmp_path: Path):
     brokers: list[Broker] = []
     request.node._once_brokers = brokers
 
-    def make(*, start: bool = True, extra_args: list[str] | None = None, env: dict[str, str] | None = None) -> Broker:
+    def make(
+        *,
+        start: bool = True,
+        extra_args: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        listeners: list[str] | None = None,
+    ) -> Broker:
+        """`listeners` names security protocols (["PLAINTEXT", "SSL"]), one loopback port each;
+        without it the broker has one PLAINTEXT listener."""
         n = len(brokers)
-        broker = Broker(tmp_path / f"data-{n}", tmp_path / f"broker-{n}.log", extra_args=extra_args, env=env)
+        broker = Broker(
+            tmp_path / f"data-{n}", tmp_path / f"broker-{n}.log", extra_args=extra_args, env=env, listeners=listeners
+        )
         brokers.append(broker)
         if start:
             broker.start()
@@ -115,3 +125,12 @@ def broker_factory(request: pytest.FixtureRequest, tmp_path: Path):
 def broker(broker_factory) -> Broker:
     """A running broker with default settings (auto-create on, one partition per new topic)."""
     return broker_factory()
+
+
+@pytest.fixture(scope="session")
+def tls_material(tmp_path_factory):
+    """CA, server, client, expired and untrusted certificates made by openssl for this session
+    (tls_material.py); `tls_material.broker_args()` gives a broker's TLS flags."""
+    from tls_material import make_tls_material
+
+    return make_tls_material(tmp_path_factory.mktemp("tls"))

@@ -15,6 +15,14 @@ public struct StartupError: Error, CustomStringConvertible {
 /// opens (and recovers, and possibly rewrites) a data directory that may belong to the broker
 /// already listening there.
 public enum ListenAddressProbe {
+    static func check(_ listener: Listener) throws {
+        do {
+            try check(listener.address)
+        } catch let error as StartupError {
+            throw StartupError(description: "\(error.description) (listener \(listener.name))")
+        }
+    }
+
     public static func check(_ address: HostPort) throws {
         let resolved: SocketAddress
         do {
@@ -40,6 +48,38 @@ public enum ListenAddressProbe {
                 throw StartupError(description: "listen address \(address) is already in use")
             }
             throw StartupError(description: "cannot bind listen address \(address): \(String(cString: strerror(code)))")
+        }
+    }
+}
+
+/// `/metrics` answers anyone who reaches it, without authentication, with the names of every
+/// topic, group and transactional id: it may listen on loopback only unless the operator says
+/// otherwise (`--metrics-allow-remote`).
+enum MetricsAddressGuard {
+    static func check(_ address: HostPort) throws {
+        let resolved: SocketAddress
+        do {
+            resolved = try SocketAddress.makeAddressResolvingHost(address.host, port: address.port)
+        } catch {
+            throw StartupError(description: "cannot resolve metrics address \(address): \(error)")
+        }
+        guard isLoopback(resolved) else {
+            throw StartupError(
+                description:
+                    "metrics address \(address) is not a loopback address; /metrics is unauthenticated, so pass --metrics-allow-remote to serve it beyond this machine"
+            )
+        }
+    }
+
+    static func isLoopback(_ address: SocketAddress) -> Bool {
+        switch address {
+        case .v4(let v4):
+            // 127.0.0.0/8, the whole loopback block.
+            return UInt32(bigEndian: v4.address.sin_addr.s_addr) >> 24 == 127
+        case .v6:
+            return address.ipAddress == "::1"
+        default:
+            return false
         }
     }
 }
