@@ -10,7 +10,7 @@ enum ConsolePages {
             ("version", "Version", esc(h.version)),
             ("cluster-id", "Cluster id", esc(h.clusterId)),
             ("node-id", "Node id", "\(h.nodeId)"),
-            ("listen", "Kafka listener", esc(h.listen)),
+            ("listen", "Kafka listeners", esc(h.listen)),
             ("uptime", "Uptime", esc(humanDuration(ms: h.uptimeMs))),
             ("connections", "Open Kafka connections", "\(h.openConnections)"),
             ("topics", "Topics", "\(userTopics.count)"),

@@ -29,7 +29,7 @@ public final class BrokerView: Sendable {
         let config = a.broker.config
         let health = BrokerSnapshot.Health(
             version: OnceVersion.string, clusterId: a.broker.clusterId, nodeId: config.nodeId,
-            listen: "\(config.listen.host):\(config.listen.port)", startedAtMs: a.startedAtMs,
+            listen: config.listeners.map(\.description).joined(separator: " "), startedAtMs: a.startedAtMs,
             uptimeMs: max(0, a.broker.clock() - a.startedAtMs), openConnections: a.connections.openConnections)
         return try a.broker.snapshot(health: health)
     }
