@@ -28,6 +28,7 @@ public final class Broker: Sendable {
     let scramCredentials: ScramCredentialStore
     let cryptography = LibCrypto()
     let authenticationFailures: AuthenticationFailureLimiter
+    let advertisedListeners: AdvertisedListeners
 
     /// Reads the durable producer-id reservation; throws if storage cannot be read.
     public init(
@@ -39,6 +40,7 @@ public final class Broker: Sendable {
         self.storage = storage
         self.clusterId = clusterId
         self.logger = logger
+        self.advertisedListeners = AdvertisedListeners(config.listeners)
         self.autoCreateBudget = AutoCreateLimiter(
             partitionsPerSecond: config.autoCreatePartitionsPerSecond, clock: clock)
         self.producers = try ProducerRegistry(storage: storage, logger: logger)
@@ -268,6 +270,12 @@ public final class Broker: Sendable {
 
 /// What a handler knows about the request it serves.
 struct Request: Sendable {
+    /// The address of the listener this request came through: every broker address a response
+    /// carries must speak the protocol the client already speaks.
+    func advertisedAddress(_ broker: Broker) -> HostPort {
+        broker.advertisedListeners.address(for: session.listenerName)
+    }
+
     var header: RequestHeader
     var api: ApiKey
     var version: Int16

@@ -13,6 +13,7 @@ extension Broker {
         // One broker coordinates every group (key type 0) and every transactional id (key type 1).
         let known = req.keyType == 0 || req.keyType == 1
         let error: ErrorCode = known ? .none : .invalidRequest
+        let address = request.advertisedAddress(self)
         if request.version >= 4 {
             response.coordinators = req.coordinatorKeys.map { key in
                 var c = FindCoordinatorResponse.Coordinator()
@@ -20,8 +21,8 @@ extension Broker {
                 c.errorCode = error.rawValue
                 c.errorMessage = known ? nil : "unknown key type \(req.keyType)"
                 c.nodeId = known ? config.nodeId : -1
-                c.host = known ? config.advertisedAddress.host : ""
-                c.port = known ? Int32(config.advertisedAddress.port) : -1
+                c.host = known ? address.host : ""
+                c.port = known ? Int32(address.port) : -1
                 return c
             }
             return response
@@ -29,8 +30,8 @@ extension Broker {
         response.errorCode = error.rawValue
         response.errorMessage = known ? nil : "unknown key type \(req.keyType)"
         response.nodeId = known ? config.nodeId : -1
-        response.host = known ? config.advertisedAddress.host : ""
-        response.port = known ? Int32(config.advertisedAddress.port) : -1
+        response.host = known ? address.host : ""
+        response.port = known ? Int32(address.port) : -1
         return response
     }
 
