@@ -104,6 +104,7 @@ public final class Broker: Sendable {
     private func route(
         frame: ByteBuffer, eventLoop: any EventLoop, session: ConnectionSession
     ) throws -> EventLoopFuture<OutboundResponse?> {
+        if let answer = rawSaslToken(frame, session: session, eventLoop: eventLoop) { return answer }
         var frame = frame
         guard let rawKey = frame.getInteger(at: frame.readerIndex, as: Int16.self),
             let version = frame.getInteger(at: frame.readerIndex + 2, as: Int16.self)
