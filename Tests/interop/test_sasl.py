@@ -421,3 +421,23 @@ def test_plaintext_listener_answers_sasl_requests_with_illegal_sasl_state(broker
     # The same broker serves both listeners.
     ck.produce_indexed(SimpleNamespace(bootstrap=broker.address("PLAINTEXT")), unique_topic("plain-l"), range(3),
                        partition=0)
+
+
+def test_handshake_v0_carries_bare_tokens(broker_factory):
+    """Before KIP-152, SaslHandshake v0 is followed by bare size-prefixed tokens; Kafka still serves
+    that framing, and librdkafka 2.0 refuses SASL unless v0 is advertised."""
+    broker = sasl_broker(broker_factory, "--connection-failed-authentication-delay-ms", "0")
+    with wire.connect(sasl_port(broker)) as sock:
+        sock.sendall(wire.frame(wire.request_header(SASL_HANDSHAKE, 0, 1, flexible=False) + string("PLAIN")))
+        assert struct.unpack(">h", wire.read_frame(sock)[4:6])[0] == 0
+        sock.sendall(wire.frame(b"\0" + ALICE.encode() + b"\0" + ALICE_PASSWORD.encode()))
+        assert wire.read_frame(sock) == b""  # PLAIN's empty server token
+        sock.sendall(metadata_request(5))
+        assert struct.unpack(">i", wire.read_frame(sock)[:4])[0] == 5
+    # A wrong password in v0 has no error response: the connection is closed.
+    with wire.connect(sasl_port(broker)) as sock:
+        sock.sendall(wire.frame(wire.request_header(SASL_HANDSHAKE, 0, 1, flexible=False) + string("PLAIN")))
+        wire.read_frame(sock)
+        sock.sendall(wire.frame(b"\0" + ALICE.encode() + b"\0wrong"))
+        assert wire.closed_by_peer(sock)
+    assert "wrong password for user 'alice'" in broker.log_text()
