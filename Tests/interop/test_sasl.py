@@ -441,3 +441,58 @@ def test_handshake_v0_carries_bare_tokens(broker_factory):
         sock.sendall(wire.frame(b"\0" + ALICE.encode() + b"\0wrong"))
         assert wire.closed_by_peer(sock)
     assert "wrong password for user 'alice'" in broker.log_text()
+
+
+# SASL_SSL: the same exchanges inside TLS (the broker's TLS material from the tls_material fixture).
+
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-512", "PLAIN"])
+def test_confluent_kafka_over_sasl_ssl(broker_factory, tls_material, mechanism):
+    broker = sasl_broker(broker_factory, *tls_material.broker_args(), listeners=["SASL_SSL"])
+    target = SimpleNamespace(bootstrap=broker.address("SASL_SSL"))
+    conf = {**librdkafka_sasl(mechanism), "security.protocol": "SASL_SSL", "ssl.ca.location": str(tls_material.ca.certificate)}
+    topic = unique_topic("sasl-ssl-ck")
+    ck.produce_indexed(target, topic, range(200), partition=0, **conf)
+    txn = Producer({"bootstrap.servers": target.bootstrap, "transactional.id": unique_topic("sasl-ssl-tid"), **conf})
+    txn.init_transactions(30)
+    txn.begin_transaction()
+    for i in range(200, 210):
+        txn.produce(topic, value=value_for(i), partition=0)
+    txn.commit_transaction(30)
+    records = ck.read_to_end(target, topic, [0], **{"isolation.level": "read_committed", **conf})
+    assert [index_of(r.value) for r in records] == list(range(210))
+
+    errors: list[KafkaError] = []
+    wrong = Producer({"bootstrap.servers": target.bootstrap, **conf, "sasl.password": "wrong", "error_cb": errors.append})
+    wait_until(lambda: wrong.poll(0.2) >= 0 and any(e.code() == KafkaError._AUTHENTICATION for e in errors), 30,
+               "librdkafka to report the refused password over TLS")
+    assert ALICE_PASSWORD not in broker.log_text()
+
+
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-512", "PLAIN"])
+def test_kafka_python_over_sasl_ssl(broker_factory, tls_material, mechanism):
+    broker = sasl_broker(broker_factory, *tls_material.broker_args(), listeners=["SASL_SSL"])
+    sasl = dict(
+        bootstrap_servers=broker.address("SASL_SSL"), security_protocol="SASL_SSL", ssl_cafile=str(tls_material.ca.certificate),
+        sasl_mechanism=mechanism, sasl_plain_username=ALICE, sasl_plain_password=ALICE_PASSWORD,
+    )
+    topic = unique_topic("sasl-ssl-kp")
+    producer = KafkaProducer(acks="all", enable_idempotence=False, **sasl)
+    try:
+        for i in range(50):
+            producer.send(topic, value=value_for(i), partition=0).get(timeout=30)
+    finally:
+        producer.close(timeout=10)
+    consumer = KafkaConsumer(enable_auto_commit=False, **sasl)
+    try:
+        partition = KTopicPartition(topic, 0)
+        consumer.assign([partition])
+        consumer.seek_to_beginning(partition)
+        values = []
+        deadline = Deadline(60, "kafka-python to read over SASL_SSL")
+        while len(values) < 50:
+            deadline.check(f"({len(values)} so far)")
+            for batch in consumer.poll(timeout_ms=500).values():
+                values.extend(index_of(r.value) for r in batch)
+        assert values == list(range(50))
+    finally:
+        consumer.close()
