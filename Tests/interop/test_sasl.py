@@ -496,3 +496,31 @@ def test_kafka_python_over_sasl_ssl(broker_factory, tls_material, mechanism):
         assert values == list(range(50))
     finally:
         consumer.close()
+
+
+def test_once_cli_over_sasl_ssl_with_kcat_style_properties(broker_factory, tls_material):
+    """OnceClient with TLS and SCRAM together, configured the way kcat is: -X with librdkafka's names."""
+    broker = sasl_broker(broker_factory, *tls_material.broker_args(), listeners=["SASL_SSL"])
+    properties = ["-X", "security.protocol=SASL_SSL", "-X", f"ssl.ca.location={tls_material.ca.certificate}",
+                  "-X", "sasl.mechanisms=SCRAM-SHA-512", "-X", f"sasl.username={ALICE}", "-X", f"sasl.password={ALICE_PASSWORD}"]
+    topic = unique_topic("sasl-ssl-cli")
+    command = [str(broker_binary()), "produce", topic, "--bootstrap-server", broker.address("SASL_SSL"), *properties]
+    produced = subprocess.run(command, input="a\nb\n", capture_output=True, text=True, timeout=60)
+    assert produced.returncode == 0, produced.stderr
+    consumed = subprocess.run(
+        [str(broker_binary()), "consume", topic, "--from-beginning", "--max-messages", "2",
+         "--bootstrap-server", broker.address("SASL_SSL"), *properties],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert consumed.returncode == 0, consumed.stderr
+    assert consumed.stdout.splitlines() == ["a", "b"]
+    # librdkafka reads what OnceClient wrote, over the same listener.
+    conf = {**librdkafka_sasl("SCRAM-SHA-512"), "security.protocol": "SASL_SSL",
+            "ssl.ca.location": str(tls_material.ca.certificate)}
+    records = ck.read_to_end(SimpleNamespace(bootstrap=broker.address("SASL_SSL")), topic, [0], **conf)
+    assert [r.value for r in records] == [b"a", b"b"]
+
+    # sasl.* without a SASL protocol is refused before anything connects.
+    refused = subprocess.run(
+        [str(broker_binary()), "user", "list", "--bootstrap-server", broker.address("SASL_SSL"),
+         "-X", "sasl.username=alice"], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert refused.returncode != 0 and "need security.protocol=SASL_PLAINTEXT or SASL_SSL" in refused.stderr
