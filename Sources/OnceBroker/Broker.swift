@@ -211,10 +211,13 @@ public final class Broker: Sendable {
         case .deleteGroups:
             return afterGroupWrites(request, respond(request, deleteGroups(try DeleteGroupsRequest(from: &frame, version: version), request)))
         case .saslHandshake:
-            return respond(request, saslHandshake(try SaslHandshakeRequest(from: &frame, version: version), request))
+            let response = saslHandshake(try SaslHandshakeRequest(from: &frame, version: version), request)
+            let refused = response.errorCode == ErrorCode.unsupportedSaslMechanism.rawValue
+            return eventLoop.makeSucceededFuture(encode(response, for: request)?.closing(if: refused))
         case .saslAuthenticate:
-            return saslAuthenticate(try SaslAuthenticateRequest(from: &frame, version: version), request)
-                .map { self.encode($0, for: request) }
+            return saslAuthenticate(try SaslAuthenticateRequest(from: &frame, version: version), request).map {
+                self.encode($0, for: request)?.closing(if: $0.errorCode == ErrorCode.saslAuthenticationFailed.rawValue)
+            }
         case .describeUserScramCredentials:
             return respond(
                 request,

@@ -215,6 +215,11 @@ def test_a_mechanism_the_broker_does_not_enable_is_refused_with_the_enabled_list
     with wire.connect(sasl_port(broker)) as sock:
         code, mechanisms = handshake(sock, "GSSAPI")
         assert code == UNSUPPORTED_SASL_MECHANISM and mechanisms == ["SCRAM-SHA-512"]
+        assert wire.closed_by_peer(sock)
+    # OnceClient says the same, as a typed error the CLI prints in one line.
+    refused = once(broker, "user", "list", env=once_sasl(ALICE, ALICE_PASSWORD, "PLAIN"), check=False)
+    assert refused.returncode != 0
+    assert "UNSUPPORTED_SASL_MECHANISM (broker enables: SCRAM-SHA-512)" in refused.stderr, refused.stderr
     ck.produce_indexed(sasl_address(broker), unique_topic("sasl-mech"), range(5), partition=0,
                        **librdkafka_sasl("SCRAM-SHA-512"))
 
@@ -297,8 +302,9 @@ def test_failed_authentications_are_rate_limited_per_address(broker_factory):
     assert code == 0
     for _ in range(3):
         sock, code, message = plain_login(address, ALICE, "guess")
-        sock.close()
-        assert (code, message) == (SASL_AUTHENTICATION_FAILED, "Authentication failed: Invalid username or password")
+        with sock:
+            assert (code, message) == (SASL_AUTHENTICATION_FAILED, "Authentication failed: Invalid username or password")
+            assert wire.closed_by_peer(sock), "Kafka hangs up after a failed authentication"
     # The fourth attempt from this address fails unchecked, even with the right password...
     sock, code, message = plain_login(address, ALICE, ALICE_PASSWORD)
     sock.close()
