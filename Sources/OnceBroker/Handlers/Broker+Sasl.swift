@@ -11,9 +11,12 @@ extension Broker {
     /// connection on anything else.
     func checkSaslGate(_ api: ApiKey, _ session: ConnectionSession) throws {
         guard session.securityProtocol.usesSASL else { return }
-        let phase = session.sasl.withLock { $0 }
-        guard phase.allows(api) else {
-            let step = if case .awaitingHandshake = phase.phase { "handshake" } else { "authentication" }
+        let (allowed, handshaking) = session.sasl.withLock { state in
+            if case .awaitingHandshake = state.phase { return (state.allows(api), true) }
+            return (state.allows(api), false)
+        }
+        guard allowed else {
+            let step = handshaking ? "handshake" : "authentication"
             throw ConnectionError(description: "Unexpected Kafka request of type \(api.name) during SASL \(step)")
         }
     }
