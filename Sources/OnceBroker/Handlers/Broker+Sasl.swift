@@ -57,6 +57,8 @@ extension Broker {
         case authenticated(user: String, reply: [UInt8])
         /// `message` goes to the client, `reason` to the log; neither holds a secret.
         case failed(message: String, reason: String, user: String?)
+        /// Refused unchecked, the address having failed too often: not one more failure.
+        case rateLimited
         case illegalState
     }
 
@@ -74,10 +76,10 @@ extension Broker {
             return eventLoop.makeSucceededFuture(OutboundResponse(buffer))
         case .illegalState:
             return eventLoop.makeFailedFuture(ConnectionError(description: "SASL token out of turn"))
-        case .failed(_, let reason, _):
+        case .failed, .rateLimited:
             let delay = TimeAmount.milliseconds(config.sasl.failedAuthenticationDelayMs)
             return eventLoop.scheduleTask(in: delay) { () throws -> OutboundResponse? in
-                throw ConnectionError(description: "SASL authentication failed: \(reason)")
+                throw ConnectionError(description: "SASL authentication failed")
             }.futureResult
         }
     }
@@ -90,15 +92,13 @@ extension Broker {
             guard session.securityProtocol.usesSASL, !state.isAuthenticated else { return .illegalState }
             if authenticationFailures.isLimited(session.peerHost, nowMs: now) {
                 state.phase = .failed
-                return .failed(
-                    message: "Authentication failed: too many failed authentications from this address, retry later",
-                    reason: "rate limited", user: nil)
+                return .rateLimited
             }
             let step = authenticationStep(token, &state)
             switch step {
             case .authenticated: state.phase = .authenticated
             case .failed: state.phase = .failed
-            case .reply, .illegalState: break
+            case .reply, .illegalState, .rateLimited: break
             }
             return step
         }
@@ -108,11 +108,14 @@ extension Broker {
             session.authenticate(as: principal)
             logger.debug("SASL authenticated", metadata: ["peer": "\(session.peerHost)", "principal": "\(principal)"])
         case .failed(_, let reason, let user):
-            if reason != "rate limited" { authenticationFailures.recordFailure(session.peerHost, nowMs: now) }
+            authenticationFailures.recordFailure(session.peerHost, nowMs: now)
             metrics.error(.saslAuthenticate, .saslAuthenticationFailed)
             logger.warning(
                 "SASL authentication failed",
                 metadata: ["peer": "\(session.peerHost)", "user": "\(user ?? "?")", "reason": "\(reason)"])
+        case .rateLimited:
+            metrics.error(.saslAuthenticate, .saslAuthenticationFailed)
+            logger.warning("SASL authentication refused unchecked", metadata: ["peer": "\(session.peerHost)", "reason": "rate limited"])
         case .reply, .illegalState:
             break
         }
@@ -122,22 +125,25 @@ extension Broker {
     func saslAuthenticate(_ req: SaslAuthenticateRequest, _ request: Request) -> EventLoopFuture<SaslAuthenticateResponse> {
         var response = SaslAuthenticateResponse()
         response.errorMessage = nil
+        let failure: String
         switch evaluate(req.authBytes, request.session) {
         case .illegalState:
             response.errorCode = ErrorCode.illegalSaslState.rawValue
             response.errorMessage = "SaslAuthenticate request received after successful authentication"
-        case .reply(let bytes):
+            return request.eventLoop.makeSucceededFuture(response)
+        case .reply(let bytes), .authenticated(_, let bytes):
             response.authBytes = bytes
-        case .authenticated(_, let bytes):
-            response.authBytes = bytes
+            return request.eventLoop.makeSucceededFuture(response)
+        case .rateLimited:
+            failure = "Authentication failed: too many failed authentications from this address, retry later"
         case .failed(let message, _, _):
-            response.errorCode = ErrorCode.saslAuthenticationFailed.rawValue
-            response.errorMessage = message
-            let delay = TimeAmount.milliseconds(config.sasl.failedAuthenticationDelayMs)
-            let failure = response
-            return request.eventLoop.scheduleTask(in: delay) { failure }.futureResult
+            failure = message
         }
-        return request.eventLoop.makeSucceededFuture(response)
+        response.errorCode = ErrorCode.saslAuthenticationFailed.rawValue
+        response.errorMessage = failure
+        let answer = response
+        let delay = TimeAmount.milliseconds(config.sasl.failedAuthenticationDelayMs)
+        return request.eventLoop.scheduleTask(in: delay) { answer }.futureResult
     }
 
     private func authenticationStep(_ token: [UInt8], _ state: inout SaslSessionState) -> SaslStep {
