@@ -154,6 +154,8 @@ extension KafkaClientError {
         switch error {
         case ChannelError.eof:
             reason = "the broker closed the connection during the handshake (is this a TLS listener?)"
+        case let error where "\(error)".contains("EOF during handshake"):
+            reason = "the broker closed the connection during the handshake (is this a TLS listener?)"
         default:
             let text = "\(error)"
             let codes = text.split(separator: ":").compactMap { part -> String? in

@@ -22,6 +22,12 @@ public struct KafkaFrameDecoder: NIOSingleStepByteToMessageDecoder {
         // Every response starts with a 4-byte correlation id.
         guard size >= 4 else { throw KafkaProtocolError.invalid("response frame of \(size) bytes") }
         guard Int(size) <= maxFrameSize else {
+            // A TLS record (alert 0x15 or handshake 0x16, version 3.x) where a size should be:
+            // the broker's listener speaks TLS and this connection does not.
+            if size >> 24 == 0x15 || size >> 24 == 0x16, (size >> 16) & 0xFF == 0x03 {
+                throw KafkaClientError(
+                    .tlsFailed, "the broker answered with TLS: this listener needs security.protocol=SSL (ClientTLS)")
+            }
             throw KafkaProtocolError.invalid("response frame of \(size) bytes exceeds the \(maxFrameSize)-byte limit")
         }
         guard buffer.readableBytes >= 4 + Int(size) else { return nil }

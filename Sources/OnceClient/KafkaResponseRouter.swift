@@ -1,5 +1,6 @@
 import KafkaProtocol
 import NIOCore
+import NIOSSL
 
 /// One encoded request on its way to the broker, with where its response should go.
 struct OutboundKafkaRequest: Sendable {
@@ -81,7 +82,11 @@ final class KafkaResponseRouter: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // Under TLS 1.3 a broker refuses a client certificate after the client's side of the
+        // handshake is done, so the refusal arrives here, on the first response.
+        let tlsError = error is NIOSSLError || error is BoringSSLError
         let clientError = error as? KafkaClientError
+            ?? (tlsError ? KafkaClientError.tlsHandshakeFailed(endpoint, error) : nil)
             ?? KafkaClientError(.malformedResponse, "connection to \(endpoint) failed: \(error)")
         fail(context: context, clientError)
     }

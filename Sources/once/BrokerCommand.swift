@@ -139,7 +139,9 @@ struct BrokerCommand: AsyncParsableCommand {
         MetricsSystem.bootstrap(factory)
 
         let service = BrokerService(config: config, logger: logger, registry: registry) { listeners, metrics in
-            let addresses = listeners.map { "\($0.listener.name)://\($0.listener.address.host):\($0.address.port ?? $0.listener.address.port)" }
+            let addresses = listeners.map {
+                "\($0.listener.name)://\(HostPort(host: $0.listener.address.host, port: $0.address.port ?? $0.listener.address.port))"
+            }
             var line = "once broker ready on \(addresses.joined(separator: " "))"
             if let metrics { line += " (metrics on \(config.metricsListen?.host ?? "?"):\(metrics.port ?? 0))" }
             line += ", version \(OnceVersion.string)"
@@ -218,12 +220,18 @@ struct BrokerCommand: AsyncParsableCommand {
         return config
     }
 
-    /// `--listeners` in Kafka's form, or the `--listen` shorthand for one PLAINTEXT listener;
-    /// giving both would leave it unclear which addresses the operator meant.
+    /// `--listeners` in Kafka's form, or the `--listen` shorthand for one PLAINTEXT listener.
+    /// The command line wins over the environment as a whole; both forms from the same source
+    /// would leave it unclear which addresses the operator meant.
     private func makeListeners() throws -> [Listener] {
-        let shorthand = setting(listen, "ONCE_LISTEN")
-        let shorthandAdvertised = setting(advertisedListener, "ONCE_ADVERTISED_LISTENER")
-        guard let text = setting(listeners, "ONCE_LISTENERS") else {
+        let flagGiven = listen != nil || advertisedListener != nil || listeners != nil
+        let environment = ProcessInfo.processInfo.environment
+        func pick(_ flag: String?, _ variable: String) -> String? {
+            flagGiven ? flag : environment[variable].flatMap { $0.isEmpty ? nil : $0 }
+        }
+        let shorthand = pick(listen, "ONCE_LISTEN")
+        let shorthandAdvertised = pick(advertisedListener, "ONCE_ADVERTISED_LISTENER")
+        guard let text = pick(listeners, "ONCE_LISTENERS") else {
             if setting(advertisedListeners, "ONCE_ADVERTISED_LISTENERS") != nil || setting(listenerSecurityProtocolMap, "ONCE_LISTENER_SECURITY_PROTOCOL_MAP") != nil {
                 throw ValidationError("--advertised-listeners and --listener-security-protocol-map need --listeners")
             }

@@ -1,3 +1,4 @@
+import KafkaProtocol
 import NIOCore
 import NIOPosix
 import Testing
@@ -78,5 +79,25 @@ struct ClientTLSTests {
     private struct Failure: Error, CustomStringConvertible {
         var text: String
         var description: String { text }
+    }
+}
+
+@Suite("A plaintext client on a TLS listener")
+struct PlaintextOnTLSTests {
+    @Test("A TLS alert where a frame size belongs is a .tlsFailed error that says what to configure")
+    func alertRecord() throws {
+        var decoder = KafkaFrameDecoder()
+        // TLS 1.2 alert record: type 21, version 3.3, length 2, fatal, protocol_version.
+        var alert = ByteBuffer(bytes: [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46])
+        do {
+            _ = try decoder.decode(buffer: &alert)
+            Issue.record("a TLS alert was taken for a frame")
+        } catch let error as KafkaClientError {
+            #expect(error.kind == .tlsFailed)
+            #expect(error.description.contains("security.protocol=SSL"))
+        }
+        // An oversized frame that is not TLS keeps its own error.
+        var huge = ByteBuffer(bytes: [0x7F, 0x00, 0x00, 0x00, 0x00])
+        #expect(throws: KafkaProtocolError.self) { _ = try decoder.decode(buffer: &huge) }
     }
 }

@@ -93,3 +93,9 @@ def test_a_bad_listener_list_is_refused_in_one_line(tmp_path, args, message):
     assert result.returncode != 0
     assert message in result.stderr, result.stderr
     assert not (tmp_path / "data").exists()
+
+
+def test_the_command_line_wins_over_the_environment(broker_factory):
+    # A shell that exported the shorthand for another broker does not break --listeners.
+    broker = broker_factory(listeners=["PLAINTEXT"], env={"ONCE_LISTEN": "127.0.0.1:1", "ONCE_ADVERTISED_LISTENER": "x:1"})
+    assert brokers_seen_through(broker.bootstrap) == {broker.bootstrap}

@@ -313,3 +313,47 @@ def test_metrics_refuse_a_non_loopback_address_unless_allowed(tmp_path, broker_f
 
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         assert response.status == 200
+
+
+def test_tls_below_1_2_is_refused_and_1_2_is_served(broker_factory, tls_material):
+    broker = ssl_broker(broker_factory, tls_material)
+    host, port = broker.address("SSL").split(":")
+
+    def handshake(version: ssl.TLSVersion) -> str:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.load_verify_locations(str(tls_material.ca.certificate))
+        # Security level 0 lets this client offer TLS 1.1 at all, so the refusal is the broker's.
+        context.set_ciphers("DEFAULT@SECLEVEL=0")
+        context.minimum_version = context.maximum_version = version
+        with socket.create_connection((host, int(port)), timeout=10) as raw:
+            with context.wrap_socket(raw, server_hostname=host) as tls:
+                return tls.version()
+
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        with pytest.raises(ssl.SSLError) as raised:
+            handshake(ssl.TLSVersion.TLSv1_1)
+    assert "PROTOCOL_VERSION" in str(raised.value).upper(), raised.value
+    assert handshake(ssl.TLSVersion.TLSv1_2) == "TLSv1.2"
+
+
+def test_limits_hold_inside_tls_a_garbage_frame_and_a_trickled_request_are_closed(broker_factory, tls_material):
+    broker = ssl_broker(broker_factory, tls_material, extra=["--request-read-timeout-ms", "1000"])
+    host, port = broker.address("SSL").split(":")
+    context = ssl.create_default_context(cafile=str(tls_material.ca.certificate))
+
+    def tls_connection() -> ssl.SSLSocket:
+        return context.wrap_socket(socket.create_connection((host, int(port)), timeout=10), server_hostname=host)
+
+    # A frame whose header names no API, sent properly encrypted: the connection closes.
+    with tls_connection() as garbage:
+        garbage.sendall(b"\x00\x00\x00\x08" + b"\x7f\x7f\x00\x00\x00\x00\x00\x01")
+        assert kafka_wire.closed_by_peer(garbage), "an unknown API over TLS left the connection open"
+    # Half a request, then silence: the request read timeout applies after the handshake too.
+    with tls_connection() as trickle:
+        trickle.sendall(kafka_wire.frame(kafka_wire.api_versions_request(3, 1))[:7])
+        assert kafka_wire.closed_by_peer(trickle, seconds=30), "a half-sent request over TLS stayed open"
+    assert "request unfinished after 1000 ms" in broker.log_text()
+    still_serves(broker, tls_material)

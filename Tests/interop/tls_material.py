@@ -1,6 +1,7 @@
 """Test certificates, made fresh with Debian's openssl for each test session (never committed):
 a CA, a server certificate for 127.0.0.1/localhost, client certificates, an expired server
-certificate, and a second, untrusted CA with a server certificate of its own."""
+certificate, a server certificate for another name, and a second, untrusted CA with a server
+certificate of its own."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ class TLSMaterial:
     untrusted_ca: Pair
     untrusted_server: Pair
     untrusted_client: Pair
+    misnamed_server: Pair
     encrypted_server_key: Path
     wrong_key: Path
 
@@ -68,7 +70,8 @@ def _ca(directory: Path, name: str, subject: str) -> Pair:
     return Pair(cert, key)
 
 
-def _leaf(directory: Path, name: str, subject: str, ca: Pair, *, server: bool) -> Pair:
+def _leaf(directory: Path, name: str, subject: str, ca: Pair, *, server: bool,
+          names: str = "IP:127.0.0.1,DNS:localhost") -> Pair:
     key = _key(directory, name)
     csr = directory / f"{name}.csr"
     cert = directory / f"{name}.pem"
@@ -77,7 +80,7 @@ def _leaf(directory: Path, name: str, subject: str, ca: Pair, *, server: bool) -
     usage = "serverAuth" if server else "clientAuth"
     lines = ["basicConstraints=CA:FALSE", "keyUsage=critical,digitalSignature", f"extendedKeyUsage={usage}"]
     if server:
-        lines.append("subjectAltName=IP:127.0.0.1,DNS:localhost")
+        lines.append(f"subjectAltName={names}")
     ext.write_text("\n".join(lines) + "\n")
     openssl(
         "x509", "-req", "-in", str(csr), "-CA", str(ca.certificate), "-CAkey", str(ca.key), "-CAcreateserial",
@@ -140,8 +143,9 @@ def make_tls_material(directory: Path) -> TLSMaterial:
         cwd=directory,
     )
     wrong_key = _key(directory, "wrong")
+    misnamed = _leaf(directory, "misnamed", "/CN=elsewhere.example", ca, server=True, names="DNS:elsewhere.example")
     return TLSMaterial(
         directory=directory, ca=ca, server=server, client=client, expired_server=expired,
         untrusted_ca=untrusted_ca, untrusted_server=untrusted_server, untrusted_client=untrusted_client,
-        encrypted_server_key=encrypted, wrong_key=wrong_key,
+        misnamed_server=misnamed, encrypted_server_key=encrypted, wrong_key=wrong_key,
     )
