@@ -2,6 +2,7 @@ import KafkaProtocol
 import Logging
 import NIOCore
 import OnceCore
+import OnceCrypto
 import OnceStorage
 
 /// The request-handling half of the broker: decodes a frame, runs the API's handler against storage
@@ -24,6 +25,9 @@ public final class Broker: Sendable {
     /// Paces auto-creation (`autoCreatePartitionsPerSecond`), so a client naming endless topics
     /// cannot fill the disk and the directory table.
     let autoCreateBudget: AutoCreateLimiter
+    let scramCredentials: ScramCredentialStore
+    let cryptography = LibCrypto()
+    let authenticationFailures: AuthenticationFailureLimiter
     let advertisedListeners: AdvertisedListeners
 
     /// Reads the durable producer-id reservation; throws if storage cannot be read.
@@ -41,6 +45,9 @@ public final class Broker: Sendable {
             partitionsPerSecond: config.autoCreatePartitionsPerSecond, clock: clock)
         self.producers = try ProducerRegistry(storage: storage, logger: logger)
         self.dynamicConfigs = try DynamicConfigStore(storage: storage)
+        self.scramCredentials = try ScramCredentialStore(storage: storage)
+        self.authenticationFailures = AuthenticationFailureLimiter(maxFailures: config.sasl.maxFailedAuthenticationsPerMinute)
+        try scramCredentials.storeBootstrap(config.sasl.bootstrapCredentials, hashing: cryptography)
         var transactionConfig = TransactionCoordinator.Config()
         transactionConfig.maxTimeoutMs = config.transactionMaxTimeoutMs
         transactionConfig.idExpirationMs = config.transactionalIdExpirationMs
@@ -86,6 +93,8 @@ public final class Broker: Sendable {
     func serve(
         frame: ByteBuffer, eventLoop: any EventLoop, session: ConnectionSession = .plaintext()
     ) throws -> EventLoopFuture<OutboundResponse?> {
+        // A bare SASL token (after SaslHandshake v0) is no request: no header, no metrics.
+        if let answer = rawSaslToken(frame, session: session, eventLoop: eventLoop) { return answer }
         let started = NIODeadline.now()
         let answer = try route(frame: frame, eventLoop: eventLoop, session: session)
         if let api = frame.getInteger(at: frame.readerIndex, as: Int16.self).flatMap(ApiKey.init(rawValue:)) {
@@ -104,6 +113,7 @@ public final class Broker: Sendable {
         guard let api = ApiKey(rawValue: rawKey), let supported = SupportedApis.range(of: api) else {
             throw ConnectionError(description: "unsupported api key \(rawKey)")
         }
+        try checkSaslGate(api, session)
         let header = try RequestHeader(from: &frame, version: KafkaHeaderVersions.request(apiKey: rawKey, apiVersion: version))
         metrics.requestReceived(api, bytes: frame.readableBytes)
         let request = Request(header: header, api: api, version: version, eventLoop: eventLoop, session: session)
@@ -202,6 +212,21 @@ public final class Broker: Sendable {
             return respond(request, describeGroups(try DescribeGroupsRequest(from: &frame, version: version), request))
         case .deleteGroups:
             return afterGroupWrites(request, respond(request, deleteGroups(try DeleteGroupsRequest(from: &frame, version: version), request)))
+        case .saslHandshake:
+            let response = saslHandshake(try SaslHandshakeRequest(from: &frame, version: version), request)
+            let refused = response.errorCode == ErrorCode.unsupportedSaslMechanism.rawValue
+            return eventLoop.makeSucceededFuture(encode(response, for: request)?.closing(if: refused))
+        case .saslAuthenticate:
+            return saslAuthenticate(try SaslAuthenticateRequest(from: &frame, version: version), request).map {
+                self.encode($0, for: request)?.closing(if: $0.errorCode == ErrorCode.saslAuthenticationFailed.rawValue)
+            }
+        case .describeUserScramCredentials:
+            return respond(
+                request,
+                describeUserScramCredentials(try DescribeUserScramCredentialsRequest(from: &frame, version: version), request))
+        case .alterUserScramCredentials:
+            return respond(
+                request, alterUserScramCredentials(try AlterUserScramCredentialsRequest(from: &frame, version: version), request))
         default:
             throw ConnectionError(description: "\(api.name) has no handler")
         }

@@ -104,6 +104,8 @@ public struct BrokerConfig: Sendable {
     /// Most partitions this broker holds, all topics together (KIP-578's `max.broker.partitions`);
     /// a topic that would pass it is refused with POLICY_VIOLATION. Default: 50,000.
     public var maxPartitions: Int = 50_000
+    /// SASL mechanisms, failure delay and rate limit, and the credentials stored at start.
+    public var sasl = SaslConfig()
     /// Event-loop threads. Default: the number of cores.
     public var threads: Int = System.coreCount
 

@@ -26,5 +26,8 @@ public struct KafkaClientConfiguration: Sendable {
     /// TLS for every connection, bootstrap and brokers; nil speaks plaintext. Default: nil.
     public var tls: ClientTLS?
 
+    /// Authenticate every connection with SASL; nil for listeners without SASL. Default: nil.
+    public var sasl: ClientSASL?
+
     public init() {}
 }

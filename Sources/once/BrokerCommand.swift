@@ -144,6 +144,8 @@ struct BrokerCommand: AsyncParsableCommand {
     @Option(help: "Most partitions this broker holds [env: ONCE_MAX_PARTITIONS] (default: 50000)")
     var maxPartitions: Int?
 
+    @OptionGroup(title: "SASL") var sasl: SaslBrokerOptions
+
     func run() async throws {
         let config = try makeConfig()
         let level = try setting(logLevel, "ONCE_LOG_LEVEL").map { value -> Logger.Level in
@@ -266,6 +268,7 @@ struct BrokerCommand: AsyncParsableCommand {
             config.producerIdExpirationMs = v
         }
         try applyLimits(&config)
+        try sasl.apply(to: &config.sasl)
         if let v = try setting(maxPartitionsPerRequest, "ONCE_MAX_PARTITIONS_PER_REQUEST") {
             guard v > 0 else { throw ValidationError("--max-partitions-per-request must be positive") }
             config.maxPartitionsPerRequest = v

@@ -26,7 +26,13 @@ struct ConnectionProperties: ParsableArguments {
         Known(name: "ssl.key.location", environment: "ONCE_SSL_KEY_LOCATION"),
         Known(name: "ssl.key.password", environment: "ONCE_SSL_KEY_PASSWORD"),
         Known(name: "ssl.endpoint.identification.algorithm", environment: "ONCE_SSL_ENDPOINT_IDENTIFICATION_ALGORITHM"),
+        Known(name: "sasl.mechanism", environment: "ONCE_SASL_MECHANISM"),
+        Known(name: "sasl.username", environment: "ONCE_SASL_USERNAME"),
+        Known(name: "sasl.password", environment: "ONCE_SASL_PASSWORD"),
     ]
+
+    /// librdkafka's older spelling, which kcat command lines still use.
+    static let aliases = ["sasl.mechanisms": "sasl.mechanism"]
 
     func validate() throws {
         _ = try values()
@@ -43,7 +49,8 @@ struct ConnectionProperties: ParsableArguments {
             guard let equals = entry.firstIndex(of: "="), equals != entry.startIndex else {
                 throw ValidationError("-X takes NAME=VALUE, not '\(entry)'")
             }
-            let name = String(entry[..<equals])
+            var name = String(entry[..<equals])
+            name = Self.aliases[name] ?? name
             guard Self.known.contains(where: { $0.name == name }) else {
                 throw ValidationError("-X \(name): unknown property (known: \(Self.known.map(\.name).joined(separator: ", ")))")
             }
@@ -52,18 +59,22 @@ struct ConnectionProperties: ParsableArguments {
         return values
     }
 
-    /// Applies the properties to a client configuration: TLS when the security protocol says so.
+    /// Applies the properties to a client configuration: TLS and SASL as the security protocol says.
     func apply(to configuration: inout KafkaClientConfiguration) throws {
         let values = try values()
         let securityProtocol = values["security.protocol"]?.uppercased() ?? "PLAINTEXT"
         let sslSettings = values.keys.filter { $0.hasPrefix("ssl.") }.sorted()
+        guard ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"].contains(securityProtocol) else {
+            throw ValidationError("security.protocol takes PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL, not '\(securityProtocol)'")
+        }
+        configuration.sasl = try ClientSASLSettings.resolve(values, securityProtocol: securityProtocol)
         switch securityProtocol {
-        case "PLAINTEXT":
+        case "PLAINTEXT", "SASL_PLAINTEXT":
             guard sslSettings.isEmpty else {
-                throw ValidationError("\(sslSettings.joined(separator: ", ")) need security.protocol=SSL")
+                throw ValidationError("\(sslSettings.joined(separator: ", ")) need security.protocol=SSL or SASL_SSL")
             }
             configuration.tls = nil
-        case "SSL":
+        default:
             var tls = ClientTLS(trust: values["ssl.ca.location"].map { .caBundle(path: $0) } ?? .system)
             tls.certificateLocation = values["ssl.certificate.location"]
             tls.keyLocation = values["ssl.key.location"]
@@ -77,8 +88,6 @@ struct ConnectionProperties: ParsableArguments {
             case let other: throw ValidationError("ssl.endpoint.identification.algorithm takes https or none, not '\(other)'")
             }
             configuration.tls = tls
-        default:
-            throw ValidationError("security.protocol takes PLAINTEXT or SSL, not '\(securityProtocol)'")
         }
     }
 }

@@ -155,6 +155,10 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
             if let response {
                 for part in response.parts { write(part, context: context) }
                 wrote = true
+                if response.closesConnection {
+                    closeAfterWrites(context: context)
+                    return
+                }
             }
         }
         if wrote { context.flush() }
@@ -237,6 +241,17 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         closeConnection(context: context, reason: "\(error)")
+    }
+
+    /// Closes once everything written so far has gone out: an empty write completes after the
+    /// writes before it.
+    private func closeAfterWrites(context: ChannelHandlerContext) {
+        guard !closed else { return }
+        closed = true
+        let done = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(wrapOutboundOut(.byteBuffer(context.channel.allocator.buffer(capacity: 0))), promise: done)
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        done.futureResult.whenComplete { _ in bound.value.close(promise: nil) }
     }
 
     private func closeConnection(context: ChannelHandlerContext, reason: String, level: Logger.Level = .warning) {

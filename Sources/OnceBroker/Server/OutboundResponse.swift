@@ -10,6 +10,9 @@ struct OutboundResponse: Sendable {
     }
 
     var parts: [Part]
+    /// The connection closes once this response is written: Kafka answers a refused SASL
+    /// mechanism or a failed authentication and then hangs up.
+    var closesConnection = false
 
     init(_ buffer: ByteBuffer) {
         parts = [.bytes(buffer)]
@@ -17,6 +20,12 @@ struct OutboundResponse: Sendable {
 
     init(parts: [Part]) {
         self.parts = parts
+    }
+
+    func closing(if condition: Bool) -> OutboundResponse {
+        var response = self
+        response.closesConnection = condition
+        return response
     }
 
     var byteCount: Int {

@@ -38,6 +38,10 @@ enum SupportedApis {
         .describeTransactions: 0...0,
         .listTransactions: 0...1,
         .writeTxnMarkers: 1...1,
+        .saslHandshake: 0...1,
+        .saslAuthenticate: 0...2,
+        .describeUserScramCredentials: 0...0,
+        .alterUserScramCredentials: 0...0,
     ]
 
     static func range(of api: ApiKey) -> ClosedRange<Int16>? { ranges[api] }
