@@ -92,7 +92,7 @@ let package = Package(
         .executableTarget(
             name: "once",
             dependencies: [
-                "OnceBroker", "OnceClient", "OnceStreams", "OnceVerify", "OnceCheck", "KafkaProtocol",
+                "OnceBroker", "OnceClient", "OnceStreams", "OnceVerify", "OnceCheck", "OnceCore", "KafkaProtocol",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),

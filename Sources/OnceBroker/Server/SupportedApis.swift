@@ -38,6 +38,9 @@ enum SupportedApis {
         .describeTransactions: 0...0,
         .listTransactions: 0...1,
         .writeTxnMarkers: 1...1,
+        .describeAcls: 1...3,
+        .createAcls: 1...3,
+        .deleteAcls: 1...3,
     ]
 
     static func range(of api: ApiKey) -> ClosedRange<Int16>? { ranges[api] }
