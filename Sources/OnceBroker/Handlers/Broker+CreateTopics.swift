@@ -15,6 +15,7 @@ extension Broker {
     func createTopics(_ req: CreateTopicsRequest, _ request: Request) -> EventLoopFuture<CreateTopicsResponse> {
         var response = CreateTopicsResponse()
         var toCreate: [(index: Int, partitions: Int32, configs: [String: String])] = []
+        let auth = authorization(request)
         response.topics = req.topics.enumerated().map { index, t in
             var result = CreateTopicsResponse.CreatableTopicResult()
             result.name = t.name
@@ -23,7 +24,12 @@ extension Broker {
                 ? Int32(t.assignments.count) : t.numPartitions == -1 ? config.defaultPartitions : t.numPartitions
             var configs: [String: String] = [:]
             for c in t.configs { if let v = c.value { configs[c.name] = v } }
-            if let (code, message) = assignmentRefusal(t) {
+            // Cluster CREATE covers every topic; Topic CREATE one name. Checked before existence,
+            // so a refusal does not say whether the topic is there.
+            if !auth.allowsCreatingTopic(t.name) {
+                result.errorCode = ErrorCode.topicAuthorizationFailed.rawValue
+                result.errorMessage = "Authorization failed."
+            } else if let (code, message) = assignmentRefusal(t) {
                 result.errorCode = code.rawValue
                 result.errorMessage = message
             } else if partitions <= 0 {

@@ -20,12 +20,26 @@ extension Broker {
         let targets: [(name: String?, id: KafkaUUID)] =
             request.version >= 6 ? req.topics.map { ($0.name, $0.topicId) } : req.topicNames.map { ($0, .zero) }
         var response = DeleteTopicsResponse()
+        let auth = authorization(request)
         response.responses = targets.map { target in
             var result = DeleteTopicsResponse.DeletableTopicResult()
             result.name = target.name
             result.topicId = target.id
-            let meta = target.name.flatMap { storage.topic(named: $0) }
+            // Topic DELETE, checked before existence for a name so a refusal leaks nothing; a topic
+            // given by id the principal may not DESCRIBE is answered as unknown.
+            if let name = target.name, !auth.allowsTopic(.delete, name) {
+                result.errorCode = ErrorCode.topicAuthorizationFailed.rawValue
+                metrics.error(.deleteTopics, .topicAuthorizationFailed)
+                return result
+            }
+            var meta = target.name.flatMap { storage.topic(named: $0) }
                 ?? storage.topics().first { $0.id == target.id && target.id != .zero }
+            if target.name == nil, let found = meta, !auth.allowsTopic(.describe, found.name) { meta = nil }
+            if target.name == nil, let found = meta, !auth.allowsTopic(.delete, found.name) {
+                result.errorCode = ErrorCode.topicAuthorizationFailed.rawValue
+                metrics.error(.deleteTopics, .topicAuthorizationFailed)
+                return result
+            }
             guard let meta else {
                 let code: ErrorCode = target.name == nil ? .unknownTopicId : .unknownTopicOrPartition
                 result.errorCode = code.rawValue
