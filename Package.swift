@@ -30,6 +30,8 @@ let package = Package(
         .systemLibrary(name: "CLZ4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CSnappy", pkgConfig: "snappy", providers: [.apt(["libsnappy-dev"])]),
+        // SCRAM's HMAC, SHA-2 and PBKDF2 from the system's OpenSSL, so no Swift crypto package is resolved.
+        .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .target(
             name: "KafkaProtocol",
             dependencies: [
@@ -38,6 +40,7 @@ let package = Package(
             ]
         ),
         .target(name: "OnceCore"),
+        .target(name: "OnceCrypto", dependencies: ["CLibCrypto", "OnceCore"]),
         // History in, anomalies out: the standard library only, so a simulator can link it too.
         .target(name: "OnceCheck"),
         .target(
@@ -58,7 +61,7 @@ let package = Package(
         .target(
             name: "OnceBroker",
             dependencies: [
-                "KafkaProtocol", "OnceCore", "OnceStorage",
+                "KafkaProtocol", "OnceCore", "OnceCrypto", "OnceStorage",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -71,7 +74,7 @@ let package = Package(
         .target(
             name: "OnceClient",
             dependencies: [
-                "KafkaProtocol", "CZlib",
+                "KafkaProtocol", "CZlib", "OnceCore", "OnceCrypto",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -92,7 +95,7 @@ let package = Package(
         .executableTarget(
             name: "once",
             dependencies: [
-                "OnceBroker", "OnceClient", "OnceStreams", "OnceVerify", "OnceCheck", "OnceCore", "KafkaProtocol",
+                "OnceBroker", "OnceClient", "OnceStreams", "OnceVerify", "OnceCheck", "KafkaProtocol", "OnceCore", "OnceCrypto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),
@@ -115,6 +118,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "OnceCoreTests", dependencies: ["OnceCore"]),
+        .testTarget(name: "OnceCryptoTests", dependencies: ["OnceCrypto", "OnceCore"]),
         .testTarget(name: "OnceCheckTests", dependencies: ["OnceCheck"]),
         .testTarget(name: "OnceVerifyTests", dependencies: ["OnceVerify", "OnceCheck"]),
         .testTarget(

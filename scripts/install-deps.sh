@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the build and the test suite need beyond the Swift toolchain: the codec libraries
-# the broker links (zlib, lz4, zstd, snappy), kcat and librdkafka from
+# the broker links (zlib, lz4, zstd, snappy; OpenSSL libcrypto for SCRAM), kcat and librdkafka from
 # Debian, and the Python clients plus pytest from PyPI. Safe to run again: it only installs
 # what is missing.
 set -euo pipefail
@@ -12,7 +12,7 @@ as_root() {
 apt_missing=()
 command -v python3 >/dev/null 2>&1 || apt_missing+=(python3 python3-pip)
 command -v kcat >/dev/null 2>&1 || apt_missing+=(kcat)
-for package in librdkafka-dev zlib1g-dev libsqlite3-dev liblz4-dev libzstd-dev libsnappy-dev; do
+for package in librdkafka-dev zlib1g-dev libsqlite3-dev liblz4-dev libzstd-dev libsnappy-dev libssl-dev; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || apt_missing+=("$package")
 done
 

@@ -2,6 +2,7 @@ import KafkaProtocol
 import Logging
 import NIOCore
 import OnceCore
+import OnceCrypto
 import OnceStorage
 
 /// The request-handling half of the broker: decodes a frame, runs the API's handler against storage
@@ -26,6 +27,10 @@ public final class Broker: Sendable {
     /// Paces auto-creation (`autoCreatePartitionsPerSecond`), so a client naming endless topics
     /// cannot fill the disk and the directory table.
     let autoCreateBudget: AutoCreateLimiter
+    let scramCredentials: ScramCredentialStore
+    let cryptography = LibCrypto()
+    let authenticationFailures: AuthenticationFailureLimiter
+    let advertisedListeners: AdvertisedListeners
 
     /// Reads the durable producer-id reservation; throws if storage cannot be read.
     public init(
@@ -37,6 +42,7 @@ public final class Broker: Sendable {
         self.storage = storage
         self.clusterId = clusterId
         self.logger = logger
+        self.advertisedListeners = AdvertisedListeners(config.listeners)
         self.autoCreateBudget = AutoCreateLimiter(
             partitionsPerSecond: config.autoCreatePartitionsPerSecond, clock: clock)
         self.producers = try ProducerRegistry(storage: storage, logger: logger)
@@ -53,6 +59,9 @@ public final class Broker: Sendable {
         } else {
             self.acls = nil
         }
+        self.scramCredentials = try ScramCredentialStore(storage: storage)
+        self.authenticationFailures = AuthenticationFailureLimiter(maxFailures: config.sasl.maxFailedAuthenticationsPerMinute)
+        try scramCredentials.storeBootstrap(config.sasl.bootstrapCredentials, hashing: cryptography)
         var transactionConfig = TransactionCoordinator.Config()
         transactionConfig.maxTimeoutMs = config.transactionMaxTimeoutMs
         transactionConfig.idExpirationMs = config.transactionalIdExpirationMs
@@ -116,6 +125,7 @@ public final class Broker: Sendable {
         guard let api = ApiKey(rawValue: rawKey), let supported = SupportedApis.range(of: api) else {
             throw ConnectionError(description: "unsupported api key \(rawKey)")
         }
+        try checkSaslGate(api, session)
         let header = try RequestHeader(from: &frame, version: KafkaHeaderVersions.request(apiKey: rawKey, apiVersion: version))
         metrics.requestReceived(api, bytes: frame.readableBytes)
         let request = Request(header: header, api: api, version: version, eventLoop: eventLoop, session: session)
@@ -218,6 +228,18 @@ public final class Broker: Sendable {
             return respond(request, describeAcls(try DescribeAclsRequest(from: &frame, version: version), request))
         case .deleteAcls:
             return respond(request, deleteAcls(try DeleteAclsRequest(from: &frame, version: version), request))
+        case .saslHandshake:
+            return respond(request, saslHandshake(try SaslHandshakeRequest(from: &frame, version: version), request))
+        case .saslAuthenticate:
+            return saslAuthenticate(try SaslAuthenticateRequest(from: &frame, version: version), request)
+                .map { self.encode($0, for: request) }
+        case .describeUserScramCredentials:
+            return respond(
+                request,
+                describeUserScramCredentials(try DescribeUserScramCredentialsRequest(from: &frame, version: version), request))
+        case .alterUserScramCredentials:
+            return respond(
+                request, alterUserScramCredentials(try AlterUserScramCredentialsRequest(from: &frame, version: version), request))
         default:
             throw ConnectionError(description: "\(api.name) has no handler")
         }
@@ -268,6 +290,12 @@ public final class Broker: Sendable {
 
 /// What a handler knows about the request it serves.
 struct Request: Sendable {
+    /// The address of the listener this request came through: every broker address a response
+    /// carries must speak the protocol the client already speaks.
+    func advertisedAddress(_ broker: Broker) -> HostPort {
+        broker.advertisedListeners.address(for: session.listenerName)
+    }
+
     var header: RequestHeader
     var api: ApiKey
     var version: Int16

@@ -10,11 +10,10 @@ public struct BrokerConfig: Sendable {
     /// Storage engine: `.file` for real use, `.memory` for tests that need no disk.
     /// Default: `.file`.
     public var storage: StorageEngine = .file
-    /// Address the listener binds. Default: `127.0.0.1:9092`.
-    public var listen: HostPort = HostPort(host: "127.0.0.1", port: 9092)
-    /// Address Metadata hands to clients, so a client can reach the broker through a proxy.
-    /// Default: the listen address.
-    public var advertised: HostPort?
+    /// The sockets clients connect to, each with its security protocol and the address Metadata
+    /// hands to the clients that came through it (Kafka's `listeners` and `advertised.listeners`).
+    /// Default: one PLAINTEXT listener on `127.0.0.1:9092`.
+    public var listeners: [Listener] = [.plaintext(HostPort(host: "127.0.0.1", port: 9092))]
     /// This broker's node id. Default: 1.
     public var nodeId: Int32 = 1
     /// Create a topic the first time Metadata or Produce names it, as Kafka's
@@ -103,12 +102,12 @@ public struct BrokerConfig: Sendable {
     /// Allow an operation on a resource no ACL names at all (`allow.everyone.if.no.acl.found`).
     /// Default: false.
     public var allowEveryoneIfNoAclFound: Bool = false
+    /// SASL mechanisms, failure delay and rate limit, and the credentials stored at start.
+    public var sasl = SaslConfig()
     /// Event-loop threads. Default: the number of cores.
     public var threads: Int = System.coreCount
 
     public init() {}
-
-    public var advertisedAddress: HostPort { advertised ?? listen }
 
     public enum StorageEngine: String, Sendable, CaseIterable {
         case file, memory

@@ -12,15 +12,20 @@ public struct BrokerService: Service {
     public let config: BrokerConfig
     let logger: Logger
     let registry: PrometheusCollectorRegistry?
-    let onReady: @Sendable (_ kafka: SocketAddress, _ metrics: SocketAddress?) -> Void
+    let onReady: @Sendable (_ listeners: [BoundListener], _ metrics: SocketAddress?) -> Void
+
+    /// A listener and the address it really bound (port 0 binds a free port, which tests use).
+    public struct BoundListener: Sendable {
+        public var listener: Listener
+        public var address: SocketAddress
+    }
 
     /// - Parameters:
     ///   - registry: where `/metrics` reads from; the process bootstraps swift-metrics with it.
-    ///   - onReady: called once the listeners are bound, with their real addresses (port 0 binds
-    ///     a free port, which tests use).
+    ///   - onReady: called once every listener is bound, in the order of `config.listeners`.
     public init(
         config: BrokerConfig, logger: Logger, registry: PrometheusCollectorRegistry? = nil,
-        onReady: @escaping @Sendable (_ kafka: SocketAddress, _ metrics: SocketAddress?) -> Void = { _, _ in }
+        onReady: @escaping @Sendable (_ listeners: [BoundListener], _ metrics: SocketAddress?) -> Void = { _, _ in }
     ) {
         self.config = config
         self.logger = logger
@@ -29,7 +34,12 @@ public struct BrokerService: Service {
     }
 
     public func run() async throws {
-        try ListenAddressProbe.check(config.listen)
+        for listener in config.listeners {
+            if listener.securityProtocol.usesTLS {
+                throw StartupError(description: "listener \(listener): TLS listeners are not supported yet")
+            }
+            try ListenAddressProbe.check(listener)
+        }
         let storage: any LogStorage
         let clusterId: String
         var dataLock: DataDirectoryLock?
@@ -70,30 +80,45 @@ public struct BrokerService: Service {
             requestReadTimeout: .milliseconds(config.requestReadTimeoutMs))
         let idleTimeout = TimeAmount.milliseconds(config.connectionsMaxIdleMs)
         let connections = ConnectionLimiter(maxTotal: config.maxConnections, maxPerAddress: config.maxConnectionsPerIp)
-        let server = try await ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 256)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelOption(.maxMessagesPerRead, value: 16)
-            .childChannelInitializer { channel in
-                let address = channel.remoteAddress?.ipAddress ?? "?"
-                if let refusal = connections.admit(address) {
-                    logger.warning("refusing connection", metadata: ["peer": "\(address)", "reason": "\(refusal)"])
-                    switch refusal {
-                    case .total: broker.metrics.connectionRefused(.maxConnections)
-                    case .perAddress: broker.metrics.connectionRefused(.maxConnectionsPerIp)
+        var servers: [any Channel] = []
+        var bound: [BoundListener] = []
+        do {
+            for listener in config.listeners {
+                let server = try await ServerBootstrap(group: group)
+                    .serverChannelOption(.backlog, value: 256)
+                    .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                    .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                    .childChannelOption(.maxMessagesPerRead, value: 16)
+                    .childChannelInitializer { channel in
+                        let address = channel.remoteAddress?.ipAddress ?? "?"
+                        if let refusal = connections.admit(address) {
+                            logger.warning("refusing connection", metadata: ["peer": "\(address)", "reason": "\(refusal)"])
+                            switch refusal {
+                            case .total: broker.metrics.connectionRefused(.maxConnections)
+                            case .perAddress: broker.metrics.connectionRefused(.maxConnectionsPerIp)
+                            }
+                            return channel.eventLoop.makeFailedFuture(refusal)
+                        }
+                        broker.metrics.connectionAccepted()
+                        channel.closeFuture.whenComplete { _ in connections.release(address) }
+                        return channel.eventLoop.makeCompletedFuture {
+                            try channel.pipeline.syncOperations.addHandler(IdleStateHandler(allTimeout: idleTimeout))
+                            try channel.pipeline.syncOperations.addHandler(
+                                KafkaConnectionHandler(broker: broker, listener: listener, limits: limits, logger: logger))
+                        }
                     }
-                    return channel.eventLoop.makeFailedFuture(refusal)
+                    .bind(host: listener.address.host, port: listener.address.port).get()
+                servers.append(server)
+                guard let address = server.localAddress else {
+                    throw StartupError(description: "listener \(listener) bound no address")
                 }
-                broker.metrics.connectionAccepted()
-                channel.closeFuture.whenComplete { _ in connections.release(address) }
-                return channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(IdleStateHandler(allTimeout: idleTimeout))
-                    try channel.pipeline.syncOperations.addHandler(
-                        KafkaConnectionHandler(broker: broker, limits: limits, logger: logger))
-                }
+                broker.advertisedListeners.bound(listener, port: address.port ?? listener.address.port)
+                bound.append(BoundListener(listener: listener, address: address))
             }
-            .bind(host: config.listen.host, port: config.listen.port).get()
+        } catch {
+            for server in servers { try? await server.close() }
+            throw error
+        }
 
         var metricsServer: (any Channel)?
         if let metricsListen = config.metricsListen, let registry {
@@ -149,12 +174,17 @@ public struct BrokerService: Service {
             return promise.futureResult
         }
 
-        if let address = server.localAddress {
+        for listener in bound {
             logger.info(
                 "listening",
-                metadata: ["listen": "\(address)", "advertised": "\(config.advertisedAddress)", "node": "\(config.nodeId)"])
-            onReady(address, metricsServer?.localAddress)
+                metadata: [
+                    "listener": "\(listener.listener.name)", "protocol": "\(listener.listener.securityProtocol.rawValue)",
+                    "listen": "\(listener.address)",
+                    "advertised": "\(broker.advertisedListeners.address(for: listener.listener.name))",
+                    "node": "\(config.nodeId)",
+                ])
         }
+        onReady(bound, metricsServer?.localAddress)
         // Serve until shutdown is requested (SIGTERM/SIGINT through the ServiceGroup) or the task is cancelled.
         try? await gracefulShutdown()
         logger.info("shutting down")
@@ -164,6 +194,6 @@ public struct BrokerService: Service {
         transactionTimeouts.cancel()
         expiry.cancel()
         try? await metricsServer?.close()
-        try? await server.close()
+        for server in servers { try? await server.close() }
     }
 }

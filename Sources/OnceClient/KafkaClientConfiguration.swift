@@ -23,5 +23,8 @@ public struct KafkaClientConfiguration: Sendable {
     /// The largest response frame accepted. Default: 100 MiB.
     public var maxResponseSize: Int = 100 * 1024 * 1024
 
+    /// Authenticate every connection with SASL; nil for listeners without SASL. Default: nil.
+    public var sasl: ClientSASL?
+
     public init() {}
 }

@@ -19,6 +19,9 @@ public struct KafkaClientError: Error, Hashable, Sendable, CustomStringConvertib
         case unknownBroker
         case unexpectedResponse
         case unsupportedFeature
+        /// SASL failed: the broker refused the mechanism or the credentials, or (SCRAM) could not
+        /// prove it knows them. Retrying with the same settings fails the same way.
+        case authenticationFailed
     }
 
     public var kind: Kind

@@ -28,6 +28,9 @@ public final class KafkaConnection: Sendable {
             host: host, port: port, configuration: configuration, group: group)
         do {
             let table = try await negotiateVersions(transport, configuration: configuration)
+            if let sasl = configuration.sasl {
+                try await SaslAuthentication.authenticate(sasl, over: transport, versions: table)
+            }
             return KafkaConnection(transport: transport, apiVersions: table)
         } catch {
             await transport.close()

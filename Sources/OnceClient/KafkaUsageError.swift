@@ -17,6 +17,8 @@ public struct KafkaUsageError: Error, Hashable, Sendable, CustomStringConvertibl
         case maxInFlightOutOfRange
         /// No bootstrap server was given.
         case noBootstrapServers
+        /// SCRAM credentials are per SCRAM mechanism; PLAIN has none of its own.
+        case notAScramMechanism
     }
 
     public var kind: Kind

@@ -22,6 +22,15 @@ struct BrokerCommand: AsyncParsableCommand {
     @Option(help: "HOST:PORT clients are told to connect to [env: ONCE_ADVERTISED_LISTENER] (default: the listen address)")
     var advertisedListener: String?
 
+    @Option(help: "Listeners, Kafka's listeners: NAME://HOST:PORT[,...], e.g. PLAINTEXT://127.0.0.1:9092,SSL://127.0.0.1:9093; replaces --listen [env: ONCE_LISTENERS]")
+    var listeners: String?
+
+    @Option(help: "Addresses clients of each listener are told to connect to, Kafka's advertised.listeners: NAME://HOST:PORT[,...] [env: ONCE_ADVERTISED_LISTENERS] (default: each listener's own address)")
+    var advertisedListeners: String?
+
+    @Option(help: "Security protocol of each named listener, Kafka's listener.security.protocol.map: NAME:PROTOCOL[,...] [env: ONCE_LISTENER_SECURITY_PROTOCOL_MAP] (default: PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL map to themselves)")
+    var listenerSecurityProtocolMap: String?
+
     @Option(help: "This broker's node id [env: ONCE_NODE_ID] (default: 1)")
     var nodeId: Int32?
 
@@ -101,6 +110,7 @@ struct BrokerCommand: AsyncParsableCommand {
 
     @Option(help: "Allow what no ACL names, allow.everyone.if.no.acl.found: true|false [env: ONCE_ALLOW_EVERYONE_IF_NO_ACL_FOUND] (default: false)")
     var allowEveryoneIfNoAclFound: String?
+    @OptionGroup(title: "SASL") var sasl: SaslBrokerOptions
 
     func run() async throws {
         let config = try makeConfig()
@@ -119,8 +129,9 @@ struct BrokerCommand: AsyncParsableCommand {
         factory.durationHistogramBuckets[BrokerMetricNames.requestDuration] = BrokerMetricNames.requestDurationBuckets
         MetricsSystem.bootstrap(factory)
 
-        let service = BrokerService(config: config, logger: logger, registry: registry) { kafka, metrics in
-            var line = "once broker ready on \(config.listen.host):\(kafka.port ?? config.listen.port)"
+        let service = BrokerService(config: config, logger: logger, registry: registry) { listeners, metrics in
+            let addresses = listeners.map { "\($0.listener.name)://\($0.listener.address.host):\($0.address.port ?? $0.listener.address.port)" }
+            var line = "once broker ready on \(addresses.joined(separator: " "))"
             if let metrics { line += " (metrics on \(config.metricsListen?.host ?? "?"):\(metrics.port ?? 0))" }
             line += ", version \(OnceVersion.string)"
             print(line)
@@ -137,8 +148,7 @@ struct BrokerCommand: AsyncParsableCommand {
     private func makeConfig() throws -> BrokerConfig {
         var config = BrokerConfig()
         if let v = setting(dataDir, "ONCE_DATA_DIR") { config.dataDirectory = v }
-        if let v = setting(listen, "ONCE_LISTEN") { config.listen = try address(v, "--listen") }
-        if let v = setting(advertisedListener, "ONCE_ADVERTISED_LISTENER") { config.advertised = try address(v, "--advertised-listener") }
+        config.listeners = try makeListeners()
         if let v = setting(metricsListen, "ONCE_METRICS_LISTEN") { config.metricsListen = try address(v, "--metrics-listen") }
         if let v = try setting(nodeId, "ONCE_NODE_ID") { config.nodeId = v }
         if let v = setting(autoCreateTopics, "ONCE_AUTO_CREATE_TOPICS") {
@@ -181,6 +191,7 @@ struct BrokerCommand: AsyncParsableCommand {
             config.producerIdExpirationMs = v
         }
         try applyLimits(&config)
+        try sasl.apply(to: &config.sasl)
         if let v = try setting(maxPartitionsPerRequest, "ONCE_MAX_PARTITIONS_PER_REQUEST") {
             guard v > 0 else { throw ValidationError("--max-partitions-per-request must be positive") }
             config.maxPartitionsPerRequest = v
@@ -215,6 +226,34 @@ struct BrokerCommand: AsyncParsableCommand {
                 throw ValidationError("--allow-everyone-if-no-acl-found takes true or false, not '\(v)'")
             }
             config.allowEveryoneIfNoAclFound = b
+        }
+    }
+
+    /// `--listeners` in Kafka's form, or the `--listen` shorthand for one PLAINTEXT listener;
+    /// giving both would leave it unclear which addresses the operator meant.
+    private func makeListeners() throws -> [Listener] {
+        let shorthand = setting(listen, "ONCE_LISTEN")
+        let shorthandAdvertised = setting(advertisedListener, "ONCE_ADVERTISED_LISTENER")
+        guard let text = setting(listeners, "ONCE_LISTENERS") else {
+            if setting(advertisedListeners, "ONCE_ADVERTISED_LISTENERS") != nil || setting(listenerSecurityProtocolMap, "ONCE_LISTENER_SECURITY_PROTOCOL_MAP") != nil {
+                throw ValidationError("--advertised-listeners and --listener-security-protocol-map need --listeners")
+            }
+            let bind = try shorthand.map { try address($0, "--listen") } ?? BrokerConfig().listeners[0].address
+            return [.plaintext(bind, advertised: try shorthandAdvertised.map { try address($0, "--advertised-listener") })]
+        }
+        guard shorthand == nil, shorthandAdvertised == nil else {
+            throw ValidationError("--listen/--advertised-listener are a shorthand for --listeners; give one form, not both")
+        }
+        do {
+            let map = try setting(listenerSecurityProtocolMap, "ONCE_LISTENER_SECURITY_PROTOCOL_MAP").map(Listener.parseProtocolMap)
+                ?? Listener.defaultProtocolMap
+            var parsed = try Listener.parseList(text, protocolMap: map)
+            if let advertised = setting(advertisedListeners, "ONCE_ADVERTISED_LISTENERS") {
+                parsed = try Listener.advertise(advertised, on: parsed)
+            }
+            return parsed
+        } catch let error as Listener.ParseError {
+            throw ValidationError(error.description)
         }
     }
 

@@ -41,6 +41,7 @@ struct ClientOptions: ParsableArguments {
         var configuration = KafkaClientConfiguration()
         configuration.clientId = clientId
         configuration.requestTimeout = .milliseconds(requestTimeoutMs)
+        configuration.sasl = try ClientSASLSettings.resolve(properties: [:])
         let client: KafkaClient
         do {
             client = try await KafkaClient.connect(

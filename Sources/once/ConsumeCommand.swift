@@ -211,6 +211,7 @@ struct ConsumeCommand: AsyncParsableCommand {
         var configuration = ConsumerConfiguration(bootstrapServers: BootstrapServer.parseList(self.client.bootstrapServer)!)
         configuration.client.clientId = self.client.clientId
         configuration.client.requestTimeout = .milliseconds(self.client.requestTimeoutMs)
+        configuration.client.sasl = try ClientSASLSettings.resolve(properties: [:])
         configuration.groupId = group
         configuration.isolationLevel = isolation.level
         configuration.autoOffsetReset = fromBeginning ? .earliest : .latest

@@ -314,7 +314,7 @@ private struct DemoBroker {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("\(name)-\(getpid())").path
         var config = BrokerConfig()
         config.dataDirectory = directory
-        config.listen = HostPort(host: "127.0.0.1", port: port)
+        config.listeners = [.plaintext(HostPort(host: "127.0.0.1", port: port))]
         config.groupInitialRebalanceDelayMs = 0
         var logger = Logger(label: "once.demo.broker")
         logger.logLevel = .error

@@ -12,6 +12,7 @@ struct OnceCommand: AsyncParsableCommand {
             BrokerCommand.self, TopicCommand.self, ProduceCommand.self, ConsumeCommand.self, ProducersCommand.self,
             GroupCommand.self, ClusterCommand.self, PerfCommand.self, TxnCommand.self, VerifyCommand.self, DemoCommand.self,
             AclCommand.self,
+            UserCommand.self,
         ]
     )
 }

@@ -13,7 +13,8 @@ import Testing
     static let bob = KafkaPrincipal(name: "bob")
 
     static func session(_ principal: KafkaPrincipal, host: String = "127.0.0.1") -> ConnectionSession {
-        ConnectionSession(listenerName: "SASL_PLAINTEXT", securityProtocol: .saslPlaintext, peerHost: host, principal: principal)
+        // A transport-established principal (as a client certificate gives) needs no SASL exchange.
+        ConnectionSession(listenerName: "SSL", securityProtocol: .ssl, peerHost: host, principal: principal)
     }
 
     let harness: BrokerHarness
@@ -30,7 +31,7 @@ import Testing
     }
 
     func send<R: KafkaRequest>(_ request: R, version: Int16, as principal: KafkaPrincipal) async throws -> R.Response {
-        try #require(try await harness.send(request, version: version, session: Self.session(principal)))
+        try await harness.send(request, version: version, as: principal)
     }
 
     func grant(
@@ -166,7 +167,7 @@ import Testing
         creation.permissionType = AclPermission.allow.rawValue
         var req = CreateAclsRequest()
         req.creations = [creation]
-        _ = try await first.send(req, version: 3, session: Self.session(Self.admin))
+        _ = try await first.send(req, version: 3, as: Self.admin)
         let second = Self.secured(storage: storage)
         #expect(second.broker.acls?.current.authorize(Self.alice, host: "h", .read, .topic, "orders") == true)
     }
@@ -491,6 +492,17 @@ import Testing
         #expect(harness.broker.groups.group("billing") != nil)
     }
 
+    @Test func scramCredentialApisNeedClusterDescribeAndAlter() async throws {
+        #expect(try await send(DescribeUserScramCredentialsRequest(), version: 0, as: Self.bob).errorCode == ErrorCode.clusterAuthorizationFailed.rawValue)
+        var alter = AlterUserScramCredentialsRequest()
+        var deletion = AlterUserScramCredentialsRequest.ScramCredentialDeletion()
+        deletion.name = "alice"
+        deletion.mechanism = 1
+        alter.deletions = [deletion]
+        #expect(try await send(alter, version: 0, as: Self.bob).results.map(\.errorCode) == [ErrorCode.clusterAuthorizationFailed.rawValue])
+        #expect(try await send(DescribeUserScramCredentialsRequest(), version: 0, as: Self.admin).errorCode == 0)
+    }
+
     @Test func clusterAuthorizedOperationsAreTheGrantedSet() async throws {
         var req = DescribeClusterRequest()
         req.includeClusterAuthorizedOperations = true
@@ -499,5 +511,17 @@ import Testing
         #expect(try await send(req, version: 1, as: Self.bob).clusterAuthorizedOperations == 1 << Int32(AclOperation.describe.rawValue))
         let everything = AuthorizedOperations.cluster.reduce(Int32(0)) { $0 | 1 << Int32($1.rawValue) }
         #expect(try await send(req, version: 1, as: Self.admin).clusterAuthorizedOperations == everything)
+    }
+}
+
+extension BrokerHarness {
+    /// `send` on a connection authenticated as `principal`.
+    fileprivate func send<R: KafkaRequest>(_ request: R, version: Int16, as principal: KafkaPrincipal) async throws -> R.Response {
+        let session = AuthorizationRequestTests.session(principal)
+        let future = try broker.handle(frame: Self.frame(request, version: version), eventLoop: eventLoop, session: session)
+        var response = try #require(try await future.get())
+        _ = response.readInteger(as: Int32.self)
+        _ = try ResponseHeader(from: &response, version: KafkaHeaderVersions.response(apiKey: R.apiKey, apiVersion: version))
+        return try R.Response(from: &response, version: version)
     }
 }

@@ -35,10 +35,8 @@ struct BrokerHarness {
     }
 
     /// Sends a request and decodes its response; nil when the broker sends none.
-    func send<R: KafkaRequest>(
-        _ request: R, version: Int16, session: ConnectionSession = .plaintext()
-    ) async throws -> R.Response? {
-        let future = try broker.handle(frame: Self.frame(request, version: version), eventLoop: eventLoop, session: session)
+    func send<R: KafkaRequest>(_ request: R, version: Int16) async throws -> R.Response? {
+        let future = try broker.handle(frame: Self.frame(request, version: version), eventLoop: eventLoop)
         guard var response = try await future.get() else { return nil }
         let size = response.readInteger(as: Int32.self)
         precondition(Int(size!) == response.readableBytes, "size prefix matches the frame")

@@ -328,7 +328,7 @@ struct BrokerRequestTests {
 
     @Test("DescribeCluster names this broker as the controller")
     func describeCluster() async throws {
-        let h = BrokerHarness { $0.advertised = HostPort(host: "proxy.local", port: 19092) }
+        let h = BrokerHarness { $0.listeners[0].advertised = HostPort(host: "proxy.local", port: 19092) }
         let response = try #require(try await h.send(DescribeClusterRequest(), version: 1))
         #expect(response.clusterId == "test-cluster")
         #expect(response.controllerId == 1)

@@ -88,9 +88,19 @@ def broker_factory(request: pytest.FixtureRequest, tmp_path: Path):
     brokers: list[Broker] = []
     request.node._once_brokers = brokers
 
-    def make(*, start: bool = True, extra_args: list[str] | None = None, env: dict[str, str] | None = None) -> Broker:
+    def make(
+        *,
+        start: bool = True,
+        extra_args: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        listeners: list[str] | None = None,
+    ) -> Broker:
+        """`listeners` names security protocols (["PLAINTEXT", "SSL"]), one loopback port each;
+        without it the broker has one PLAINTEXT listener."""
         n = len(brokers)
-        broker = Broker(tmp_path / f"data-{n}", tmp_path / f"broker-{n}.log", extra_args=extra_args, env=env)
+        broker = Broker(
+            tmp_path / f"data-{n}", tmp_path / f"broker-{n}.log", extra_args=extra_args, env=env, listeners=listeners
+        )
         brokers.append(broker)
         if start:
             broker.start()

@@ -71,6 +71,7 @@ class Broker:
         env: dict[str, str] | None = None,
         ready_timeout: float = 60.0,
         binary: Path | None = None,
+        listeners: list[str] | None = None,
     ) -> None:
         self.binary = Path(binary) if binary else broker_binary()
         self.data_dir = Path(data_dir)
@@ -78,7 +79,9 @@ class Broker:
         self.extra_args = list(extra_args or [])
         self.env = dict(env or {})
         self.ready_timeout = ready_timeout
-        self.port = free_port()
+        # One port per listener, by listener name; the first is what `bootstrap` names.
+        self.listener_ports = {name.upper(): free_port() for name in (listeners or [])}
+        self.port = next(iter(self.listener_ports.values()), None) or free_port()
         self.metrics_port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
@@ -90,17 +93,24 @@ class Broker:
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    def address(self, listener: str) -> str:
+        """`host:port` of the listener named `listener` (its security protocol's name)."""
+        return f"127.0.0.1:{self.listener_ports[listener.upper()]}"
+
     @property
     def metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     def command(self) -> list[str]:
+        if self.listener_ports:
+            listen = ["--listeners", ",".join(f"{name}://{self.address(name)}" for name in self.listener_ports)]
+        else:
+            listen = ["--listen", self.bootstrap, "--advertised-listener", self.bootstrap]
         return [
             str(self.binary),
             "broker",
             "--data-dir", str(self.data_dir),
-            "--listen", self.bootstrap,
-            "--advertised-listener", self.bootstrap,
+            *listen,
             "--node-id", "1",
             "--metrics-listen", f"127.0.0.1:{self.metrics_port}",
             *self.extra_args,

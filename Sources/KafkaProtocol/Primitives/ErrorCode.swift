@@ -63,6 +63,7 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, Error, CustomStri
     public static let securityDisabled = ErrorCode(54)
     public static let operationNotAttempted = ErrorCode(55)
     public static let kafkaStorageError = ErrorCode(56)
+    public static let saslAuthenticationFailed = ErrorCode(58)
     public static let unknownProducerId = ErrorCode(59)
     public static let nonEmptyGroup = ErrorCode(68)
     public static let groupIdNotFound = ErrorCode(69)
@@ -81,6 +82,9 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, Error, CustomStri
     public static let unknownTopicId = ErrorCode(100)
     public static let producerFenced = ErrorCode(90)
     public static let transactionalIdNotFound = ErrorCode(105)
+    public static let resourceNotFound = ErrorCode(91)
+    public static let duplicateResource = ErrorCode(92)
+    public static let unacceptableCredential = ErrorCode(93)
 
     private static let names: [Int16: String] = [
         -1: "UNKNOWN_SERVER_ERROR", 0: "NONE", 1: "OFFSET_OUT_OF_RANGE", 2: "CORRUPT_MESSAGE",
@@ -108,6 +112,7 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, Error, CustomStri
         81: "GROUP_MAX_SIZE_REACHED", 82: "FENCED_INSTANCE_ID", 86: "GROUP_SUBSCRIBED_TO_TOPIC", 87: "INVALID_RECORD",
         88: "UNSTABLE_OFFSET_COMMIT", 90: "PRODUCER_FENCED", 100: "UNKNOWN_TOPIC_ID",
         105: "TRANSACTIONAL_ID_NOT_FOUND",
+        58: "SASL_AUTHENTICATION_FAILED", 91: "RESOURCE_NOT_FOUND", 92: "DUPLICATE_RESOURCE", 93: "UNACCEPTABLE_CREDENTIAL",
     ]
 
     /// Kafka's upper-case name, e.g. `UNKNOWN_TOPIC_OR_PARTITION`.

@@ -302,10 +302,16 @@ extension Broker {
         case .always: flush = "always"
         }
         return [
-            .init(name: "advertised.listeners", value: "PLAINTEXT://\(config.advertisedAddress)", isDefault: config.advertised == nil),
+            .init(
+                name: "advertised.listeners", value: advertisedListeners.kafkaForm(config.listeners),
+                isDefault: config.listeners.allSatisfy { $0.advertised == nil }),
             .init(name: "auto.create.topics.enable", value: String(config.autoCreateTopics), isDefault: config.autoCreateTopics),
             .init(name: "broker.id", value: String(config.nodeId), isDefault: false),
-            .init(name: "listeners", value: "PLAINTEXT://\(config.listen)", isDefault: false),
+            .init(name: "listeners", value: config.listeners.map(\.description).joined(separator: ","), isDefault: false),
+            .init(
+                name: "listener.security.protocol.map",
+                value: config.listeners.map { "\($0.name):\($0.securityProtocol.rawValue)" }.joined(separator: ","),
+                isDefault: config.listeners.allSatisfy { $0.name == $0.securityProtocol.rawValue }),
             .init(name: "log.dirs", value: config.dataDirectory, isDefault: false),
             .init(name: "log.retention.check.interval.ms", value: String(config.retentionCheckIntervalMs), isDefault: config.retentionCheckIntervalMs == 300_000),
             .init(name: "num.partitions", value: String(config.defaultPartitions), isDefault: config.defaultPartitions == 1),

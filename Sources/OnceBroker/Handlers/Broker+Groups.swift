@@ -13,6 +13,7 @@ extension Broker {
         // One broker coordinates every group (key type 0) and every transactional id (key type 1).
         let known = req.keyType == 0 || req.keyType == 1
         let auth = authorization(request)
+        let address = request.advertisedAddress(self)
         // Finding a coordinator needs DESCRIBE on the group or transactional id it coordinates.
         func error(for key: String) -> ErrorCode {
             guard known else { return .invalidRequest }
@@ -30,8 +31,8 @@ extension Broker {
                 c.errorCode = error.rawValue
                 c.errorMessage = message(error)
                 c.nodeId = error == .none ? config.nodeId : -1
-                c.host = error == .none ? config.advertisedAddress.host : ""
-                c.port = error == .none ? Int32(config.advertisedAddress.port) : -1
+                c.host = error == .none ? address.host : ""
+                c.port = error == .none ? Int32(address.port) : -1
                 return c
             }
             return response
@@ -40,8 +41,8 @@ extension Broker {
         response.errorCode = error.rawValue
         response.errorMessage = message(error)
         response.nodeId = error == .none ? config.nodeId : -1
-        response.host = error == .none ? config.advertisedAddress.host : ""
-        response.port = error == .none ? Int32(config.advertisedAddress.port) : -1
+        response.host = error == .none ? address.host : ""
+        response.port = error == .none ? Int32(address.port) : -1
         return response
     }
 

@@ -23,8 +23,9 @@ extension Broker {
         var response = MetadataResponse()
         var broker = MetadataResponse.MetadataResponseBroker()
         broker.nodeId = config.nodeId
-        broker.host = config.advertisedAddress.host
-        broker.port = Int32(config.advertisedAddress.port)
+        let address = request.advertisedAddress(self)
+        broker.host = address.host
+        broker.port = Int32(address.port)
         response.brokers = [broker]
         response.clusterId = clusterId
         response.controllerId = config.nodeId
@@ -142,8 +143,9 @@ extension Broker {
         response.controllerId = config.nodeId
         var broker = DescribeClusterResponse.DescribeClusterBroker()
         broker.brokerId = config.nodeId
-        broker.host = config.advertisedAddress.host
-        broker.port = Int32(config.advertisedAddress.port)
+        let address = request.advertisedAddress(self)
+        broker.host = address.host
+        broker.port = Int32(address.port)
         response.brokers = [broker]
         return response
     }

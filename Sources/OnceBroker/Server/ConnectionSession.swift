@@ -22,6 +22,8 @@ public final class ConnectionSession: Sendable {
     /// The client's IP address, as ACLs' host field and per-address limits see it.
     public let peerHost: String
     private let authenticated: Mutex<KafkaPrincipal>
+    /// How far SASL authentication has come (SASL listeners only).
+    let sasl = Mutex(SaslSessionState())
 
     public init(
         listenerName: String, securityProtocol: SecurityProtocol, peerHost: String,

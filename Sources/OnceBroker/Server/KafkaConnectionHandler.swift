@@ -22,7 +22,8 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
     }
 
     private let broker: Broker
-    private var session = ConnectionSession.plaintext(peerHost: "?")
+    private let listener: Listener
+    private var session: ConnectionSession
     private var logger: Logger
     private var decoder: KafkaFrameDecoder
     private let budget: RequestBytesBudget
@@ -43,8 +44,10 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
     private var closed = false
     private static let maxOutstanding = 64
 
-    init(broker: Broker, limits: Limits, logger: Logger) {
+    init(broker: Broker, listener: Listener, limits: Limits, logger: Logger) {
         self.broker = broker
+        self.listener = listener
+        self.session = ConnectionSession(listenerName: listener.name, securityProtocol: listener.securityProtocol, peerHost: "?")
         self.logger = logger
         self.decoder = KafkaFrameDecoder(maxFrameSize: limits.maxFrameSize)
         self.budget = limits.budget
@@ -53,7 +56,9 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
 
     func channelActive(context: ChannelHandlerContext) {
         logger[metadataKey: "peer"] = "\(context.remoteAddress.map { "\($0)" } ?? "?")"
-        session = ConnectionSession.plaintext(peerHost: context.remoteAddress?.ipAddress ?? "?")
+        session = ConnectionSession(
+            listenerName: listener.name, securityProtocol: listener.securityProtocol,
+            peerHost: context.remoteAddress?.ipAddress ?? "?")
         context.fireChannelActive()
     }
 

@@ -15,6 +15,14 @@ public struct StartupError: Error, CustomStringConvertible {
 /// opens (and recovers, and possibly rewrites) a data directory that may belong to the broker
 /// already listening there.
 enum ListenAddressProbe {
+    static func check(_ listener: Listener) throws {
+        do {
+            try check(listener.address)
+        } catch let error as StartupError {
+            throw StartupError(description: "\(error.description) (listener \(listener.name))")
+        }
+    }
+
     static func check(_ address: HostPort) throws {
         let resolved: SocketAddress
         do {

@@ -41,6 +41,10 @@ enum SupportedApis {
         .describeAcls: 1...3,
         .createAcls: 1...3,
         .deleteAcls: 1...3,
+        .saslHandshake: 1...1,
+        .saslAuthenticate: 0...2,
+        .describeUserScramCredentials: 0...0,
+        .alterUserScramCredentials: 0...0,
     ]
 
     static func range(of api: ApiKey) -> ClosedRange<Int16>? { ranges[api] }
