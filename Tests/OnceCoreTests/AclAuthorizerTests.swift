@@ -85,6 +85,23 @@ import Testing
         #expect(!star.authorize(alice, host: "h", .read, .topic, "orders"))
     }
 
+    @Test func everyCoveringPrefixOfEveryLengthCounts() {
+        let authorizer = AclAuthorizer(bindings: [
+            acl(.topic, "a", pattern: .prefixed, .read), acl(.topic, "ab-", pattern: .prefixed, .read, .deny),
+            acl(.topic, "zz", pattern: .prefixed, .read), acl(.topic, "é", pattern: .prefixed, .write),
+            acl(.topic, "abc", pattern: .prefixed, .write),
+        ])
+        #expect(authorizer.authorize(alice, host: "h", .read, .topic, "abc"))
+        #expect(authorizer.authorize(alice, host: "h", .write, .topic, "abcd"))
+        #expect(!authorizer.authorize(alice, host: "h", .read, .topic, "ab-x"))
+        #expect(authorizer.authorize(alice, host: "h", .read, .topic, "zzz"))
+        #expect(!authorizer.authorize(alice, host: "h", .read, .topic, "z"))
+        #expect(authorizer.authorize(alice, host: "h", .write, .topic, "éa"))
+        #expect(!authorizer.authorize(alice, host: "h", .write, .topic, "e"))
+        // A two-byte first character: the one-byte cut falls inside it and matches nothing.
+        #expect(!authorizer.authorize(alice, host: "h", .read, .topic, "ña"))
+    }
+
     @Test func resourceTypesAreSeparate() {
         let authorizer = AclAuthorizer(bindings: [acl(.transactionalId, "app", .write)])
         #expect(authorizer.authorize(alice, host: "h", .write, .transactionalId, "app"))

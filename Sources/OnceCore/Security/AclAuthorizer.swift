@@ -16,9 +16,14 @@ public struct AclAuthorizer: Sendable {
     public let bindings: [AclBinding]
     private let index: [AclResourceType: ResourceIndex]
 
+    /// A resource's covering PREFIXED patterns are found by looking up the resource name's own
+    /// prefixes of each stored prefix length, so a decision costs one lookup per distinct length,
+    /// however many prefixed ACLs there are.
     private struct ResourceIndex: Sendable {
         var literal: [String: [AclEntry]] = [:]
-        var prefixed: [(prefix: String, entries: [AclEntry])] = []
+        var prefixed: [String: [AclEntry]] = [:]
+        /// The UTF-8 lengths of the stored prefixes, ascending.
+        var prefixLengths: [Int] = []
     }
 
     public init(bindings: [AclBinding] = [], superUsers: Set<String> = [], allowEveryoneIfNoAclFound: Bool = false) {
@@ -27,17 +32,16 @@ public struct AclAuthorizer: Sendable {
         var seen = Set<AclBinding>()
         self.bindings = bindings.filter { seen.insert($0).inserted }
         var index: [AclResourceType: ResourceIndex] = [:]
-        var prefixedByName: [AclResourceType: [String: [AclEntry]]] = [:]
         for binding in self.bindings {
             let type = binding.pattern.resourceType
             switch binding.pattern.patternType {
             case .literal: index[type, default: ResourceIndex()].literal[binding.pattern.name, default: []].append(binding.entry)
-            case .prefixed: prefixedByName[type, default: [:]][binding.pattern.name, default: []].append(binding.entry)
+            case .prefixed: index[type, default: ResourceIndex()].prefixed[binding.pattern.name, default: []].append(binding.entry)
             default: continue
             }
         }
-        for (type, byName) in prefixedByName {
-            index[type, default: ResourceIndex()].prefixed = byName.map { ($0.key, $0.value) }.sorted { $0.prefix < $1.prefix }
+        for type in index.keys {
+            index[type]!.prefixLengths = Set(index[type]!.prefixed.keys.map(\.utf8.count)).sorted()
         }
         self.index = index
     }
@@ -75,7 +79,11 @@ public struct AclAuthorizer: Sendable {
         if name != AclResourcePattern.wildcard, let wildcard = resources.literal[AclResourcePattern.wildcard], !consider(wildcard) {
             return false
         }
-        for (prefix, entries) in resources.prefixed where name.hasPrefix(prefix) {
+        let bytes = name.utf8
+        for length in resources.prefixLengths {
+            guard length <= bytes.count else { break }
+            // Nil when the cut falls inside a character: no stored prefix ends there.
+            guard let prefix = String(bytes.prefix(length)), let entries = resources.prefixed[prefix] else { continue }
             if !consider(entries) { return false }
         }
         if allowed { return true }
@@ -114,12 +122,7 @@ public struct AclAuthorizer: Sendable {
             }
         }
         func dominated(_ name: String) -> Bool {
-            var prefix = ""
-            for character in name {
-                prefix.append(character)
-                if deniedPrefixes.contains(prefix) { return true }
-            }
-            return false
+            deniedPrefixes.contains { name.utf8.starts(with: $0.utf8) }
         }
         if allowedLiteral.contains(where: { !deniedLiteral.contains($0) && !dominated($0) }) { return true }
         return allowedPrefixes.contains { !dominated($0) }

@@ -106,7 +106,8 @@ public struct AclResourcePattern: Hashable, Sendable, Codable {
     public func covers(_ resourceName: String) -> Bool {
         switch patternType {
         case .literal: name == resourceName || name == Self.wildcard
-        case .prefixed: resourceName.hasPrefix(name)
+        // Byte-wise, as Kafka compares names character by character without normalizing them.
+        case .prefixed: resourceName.utf8.starts(with: name.utf8)
         default: false
         }
     }
