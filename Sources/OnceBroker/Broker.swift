@@ -107,6 +107,8 @@ public final class Broker: Sendable {
     func serve(
         frame: ByteBuffer, eventLoop: any EventLoop, session: ConnectionSession = .plaintext()
     ) throws -> EventLoopFuture<OutboundResponse?> {
+        // A bare SASL token (after SaslHandshake v0) is no request: no header, no metrics.
+        if let answer = rawSaslToken(frame, session: session, eventLoop: eventLoop) { return answer }
         let started = NIODeadline.now()
         let answer = try route(frame: frame, eventLoop: eventLoop, session: session)
         if let api = frame.getInteger(at: frame.readerIndex, as: Int16.self).flatMap(ApiKey.init(rawValue:)) {

@@ -26,8 +26,15 @@ public struct BrokerConfig: Sendable {
     public var maxRequestSize: Int = 100 * 1024 * 1024
     /// When appended data is fsynced. Default: `.none` (page cache), as Kafka.
     public var flushPolicy: FlushPolicy = .none
+    /// Certificate, key and client authentication of the SSL and SASL_SSL listeners; required
+    /// when there is one. Default: nil.
+    public var tls: BrokerTLS?
     /// Address of the Prometheus `/metrics` endpoint; nil disables it. Default: nil.
     public var metricsListen: HostPort?
+    /// Whether `/metrics` may listen on an address other machines reach. It is unauthenticated and
+    /// names every topic, group and transactional id, so by default only loopback is allowed.
+    /// Default: false.
+    public var metricsAllowRemote: Bool = false
     /// How often retention and segment age are checked (`log.retention.check.interval.ms`).
     /// Default: 5 minutes.
     public var retentionCheckIntervalMs: Int64 = 300_000

@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import OnceStorage
 import Prometheus
 import ServiceLifecycle
@@ -34,10 +35,11 @@ public struct BrokerService: Service {
     }
 
     public func run() async throws {
+        let tlsContext = try makeTLSContext()
+        if let metricsListen = config.metricsListen, !config.metricsAllowRemote {
+            try MetricsAddressGuard.check(metricsListen)
+        }
         for listener in config.listeners {
-            if listener.securityProtocol.usesTLS {
-                throw StartupError(description: "listener \(listener): TLS listeners are not supported yet")
-            }
             try ListenAddressProbe.check(listener)
         }
         let storage: any LogStorage
@@ -58,7 +60,7 @@ public struct BrokerService: Service {
         let broker = try Broker(config: config, storage: storage, clusterId: clusterId, logger: logger)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, config.threads))
         do {
-            try await serve(broker, on: group)
+            try await serve(broker, tlsContext: tlsContext, on: group)
         } catch {
             try? storage.close()
             try? await group.shutdownGracefully()
@@ -71,7 +73,19 @@ public struct BrokerService: Service {
         logger.info("broker stopped")
     }
 
-    private func serve(_ broker: Broker, on group: MultiThreadedEventLoopGroup) async throws {
+    /// One TLS context for every SSL and SASL_SSL listener, built before anything is opened.
+    private func makeTLSContext() throws -> NIOSSLContext? {
+        let tlsListeners = config.listeners.filter { $0.securityProtocol.usesTLS }
+        guard !tlsListeners.isEmpty else { return nil }
+        guard let tls = config.tls else {
+            throw StartupError(
+                description:
+                    "listener \(tlsListeners[0]) needs a certificate and key: give --ssl-certificate-location and --ssl-key-location")
+        }
+        return try tls.makeServerContext()
+    }
+
+    private func serve(_ broker: Broker, tlsContext: NIOSSLContext?, on group: MultiThreadedEventLoopGroup) async throws {
         let logger = self.logger
         // A budget below the largest request would leave that request unable to ever complete.
         let limits = KafkaConnectionHandler.Limits(
@@ -102,6 +116,13 @@ public struct BrokerService: Service {
                         broker.metrics.connectionAccepted()
                         channel.closeFuture.whenComplete { _ in connections.release(address) }
                         return channel.eventLoop.makeCompletedFuture {
+                            if listener.securityProtocol.usesTLS, let tlsContext {
+                                try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tlsContext))
+                                try channel.pipeline.syncOperations.addHandler(
+                                    TLSHandshakeHandler(
+                                        timeout: limits.requestReadTimeout,
+                                        principalFromCertificate: listener.securityProtocol == .ssl, logger: logger))
+                            }
                             try channel.pipeline.syncOperations.addHandler(IdleStateHandler(allTimeout: idleTimeout))
                             try channel.pipeline.syncOperations.addHandler(
                                 KafkaConnectionHandler(broker: broker, listener: listener, limits: limits, logger: logger))

@@ -23,6 +23,9 @@ public struct KafkaClientConfiguration: Sendable {
     /// The largest response frame accepted. Default: 100 MiB.
     public var maxResponseSize: Int = 100 * 1024 * 1024
 
+    /// TLS for every connection, bootstrap and brokers; nil speaks plaintext. Default: nil.
+    public var tls: ClientTLS?
+
     /// Authenticate every connection with SASL; nil for listeners without SASL. Default: nil.
     public var sasl: ClientSASL?
 

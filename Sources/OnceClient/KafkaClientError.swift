@@ -19,6 +19,9 @@ public struct KafkaClientError: Error, Hashable, Sendable, CustomStringConvertib
         case unknownBroker
         case unexpectedResponse
         case unsupportedFeature
+        /// The TLS handshake failed or TLS material could not be loaded: an untrusted or
+        /// expired certificate, a missing client certificate, a port that does not speak TLS.
+        case tlsFailed
         /// SASL failed: the broker refused the mechanism or the credentials, or (SCRAM) could not
         /// prove it knows them. Retrying with the same settings fails the same way.
         case authenticationFailed

@@ -1,6 +1,7 @@
 import KafkaProtocol
 import NIOCore
 import NIOPosix
+import NIOSSL
 import Synchronization
 
 /// The framing layer of a connection: writes request headers and frames, hands back the body of
@@ -28,6 +29,10 @@ final class KafkaTransport: Sendable {
     ) async throws -> KafkaTransport {
         let endpoint = "\(host):\(port)"
         let maxFrameSize = configuration.maxResponseSize
+        let tlsContext = try configuration.tls?.context()
+        let serverHostname = configuration.tls?.hostname(connectingTo: host)
+        // Made before the channel exists so a failed connect can fail it too: no promise is left behind.
+        let handshake = tlsContext.map { _ in group.next().makePromise(of: Void.self) }
         let channel: any Channel
         do {
             channel = try await ClientBootstrap(group: group)
@@ -36,6 +41,10 @@ final class KafkaTransport: Sendable {
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         let sync = channel.pipeline.syncOperations
+                        if let tlsContext {
+                            try sync.addHandler(NIOSSLClientHandler(context: tlsContext, serverHostname: serverHostname))
+                            try sync.addHandler(TLSHandshakeWaiter(done: handshake!))
+                        }
                         try sync.addHandler(ByteToMessageHandler(KafkaFrameDecoder(maxFrameSize: maxFrameSize)))
                         try sync.addHandler(KafkaResponseRouter(endpoint: endpoint))
                     }
@@ -43,8 +52,22 @@ final class KafkaTransport: Sendable {
                 .connect(host: host, port: port)
                 .get()
         } catch {
+            handshake?.fail(error)
             throw KafkaClientError.cannotConnect(
                 host: host, port: port, reason: KafkaClientError.connectFailureReason(error))
+        }
+        if let handshake {
+            let timeout = channel.eventLoop.scheduleTask(in: TimeAmount(configuration.connectTimeout)) {
+                channel.close(promise: nil)
+            }
+            do {
+                try await handshake.futureResult.get()
+                timeout.cancel()
+            } catch {
+                timeout.cancel()
+                try? await channel.close()
+                throw KafkaClientError.tlsHandshakeFailed(endpoint, error)
+            }
         }
         return KafkaTransport(
             host: host, port: port, clientId: configuration.clientId,

@@ -39,6 +39,9 @@ public struct VerifyConfiguration: Sendable {
     /// The clients' own logging. The workload provokes errors on purpose (fenced zombies), so
     /// the default keeps them quiet. Default: `.critical`.
     public var clientLogLevel: Logger.Level = .critical
+    /// What every client connection starts from (TLS, for one); its id and timeouts are set
+    /// from this configuration. Default: `KafkaClientConfiguration()`.
+    public var connection = KafkaClientConfiguration()
 
     public init(bootstrapServers: [BootstrapServer]) {
         self.bootstrapServers = bootstrapServers
@@ -51,7 +54,7 @@ public struct VerifyConfiguration: Sendable {
     }
 
     var clientConfiguration: KafkaClientConfiguration {
-        var client = KafkaClientConfiguration()
+        var client = connection
         client.clientId = "once-verify"
         client.requestTimeout = requestTimeout
         client.connectTimeout = requestTimeout

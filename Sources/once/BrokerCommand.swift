@@ -31,11 +31,29 @@ struct BrokerCommand: AsyncParsableCommand {
     @Option(help: "Security protocol of each named listener, Kafka's listener.security.protocol.map: NAME:PROTOCOL[,...] [env: ONCE_LISTENER_SECURITY_PROTOCOL_MAP] (default: PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL map to themselves)")
     var listenerSecurityProtocolMap: String?
 
+    @Option(help: "PEM certificate chain of the SSL/SASL_SSL listeners, server certificate first [env: ONCE_BROKER_SSL_CERTIFICATE_LOCATION]")
+    var sslCertificateLocation: String?
+
+    @Option(help: "PEM private key of that certificate [env: ONCE_BROKER_SSL_KEY_LOCATION]")
+    var sslKeyLocation: String?
+
+    @Option(help: "Passphrase of an encrypted --ssl-key-location, ssl.key.password [env: ONCE_BROKER_SSL_KEY_PASSWORD]")
+    var sslKeyPassword: String?
+
+    @Option(help: "PEM CA bundle client certificates must chain to [env: ONCE_BROKER_SSL_CA_LOCATION] (default: the system trust store)")
+    var sslCaLocation: String?
+
+    @Option(help: "Client certificates, ssl.client.auth: none|requested|required [env: ONCE_BROKER_SSL_CLIENT_AUTH] (default: none)")
+    var sslClientAuth: String?
+
     @Option(help: "This broker's node id [env: ONCE_NODE_ID] (default: 1)")
     var nodeId: Int32?
 
-    @Option(help: "HOST:PORT for the Prometheus /metrics endpoint [env: ONCE_METRICS_LISTEN] (default: off)")
+    @Option(help: "HOST:PORT for the Prometheus /metrics endpoint, loopback only unless --metrics-allow-remote [env: ONCE_METRICS_LISTEN] (default: off)")
     var metricsListen: String?
+
+    @Flag(help: "Let the unauthenticated /metrics endpoint listen on a non-loopback address [env: ONCE_METRICS_ALLOW_REMOTE=true]")
+    var metricsAllowRemote = false
 
     @Option(help: "Create topics on first use: true|false [env: ONCE_AUTO_CREATE_TOPICS] (default: true)")
     var autoCreateTopics: String?
@@ -149,6 +167,12 @@ struct BrokerCommand: AsyncParsableCommand {
         var config = BrokerConfig()
         if let v = setting(dataDir, "ONCE_DATA_DIR") { config.dataDirectory = v }
         config.listeners = try makeListeners()
+        config.tls = try makeTLS()
+        if metricsAllowRemote { config.metricsAllowRemote = true }
+        if let v = setting(nil as String?, "ONCE_METRICS_ALLOW_REMOTE") {
+            guard let b = Bool(v.lowercased()) else { throw ValidationError("ONCE_METRICS_ALLOW_REMOTE takes true or false, not '\(v)'") }
+            config.metricsAllowRemote = config.metricsAllowRemote || b
+        }
         if let v = setting(metricsListen, "ONCE_METRICS_LISTEN") { config.metricsListen = try address(v, "--metrics-listen") }
         if let v = try setting(nodeId, "ONCE_NODE_ID") { config.nodeId = v }
         if let v = setting(autoCreateTopics, "ONCE_AUTO_CREATE_TOPICS") {
@@ -255,6 +279,32 @@ struct BrokerCommand: AsyncParsableCommand {
         } catch let error as Listener.ParseError {
             throw ValidationError(error.description)
         }
+    }
+
+    /// The TLS material, when a certificate or key is given; both are needed together.
+    private func makeTLS() throws -> BrokerTLS? {
+        let certificate = setting(sslCertificateLocation, "ONCE_BROKER_SSL_CERTIFICATE_LOCATION")
+        let key = setting(sslKeyLocation, "ONCE_BROKER_SSL_KEY_LOCATION")
+        let clientAuth = try setting(sslClientAuth, "ONCE_BROKER_SSL_CLIENT_AUTH").map { text in
+            guard let mode = BrokerTLS.ClientAuth(rawValue: text.lowercased()) else {
+                throw ValidationError("--ssl-client-auth takes none, requested or required, not '\(text)'")
+            }
+            return mode
+        }
+        guard let certificate, let key else {
+            if certificate != nil || key != nil {
+                throw ValidationError("--ssl-certificate-location and --ssl-key-location go together")
+            }
+            if clientAuth != nil || setting(sslCaLocation, "ONCE_BROKER_SSL_CA_LOCATION") != nil {
+                throw ValidationError("--ssl-client-auth and --ssl-ca-location need --ssl-certificate-location and --ssl-key-location")
+            }
+            return nil
+        }
+        var tls = BrokerTLS(certificateLocation: certificate, keyLocation: key)
+        tls.keyPassword = setting(sslKeyPassword, "ONCE_BROKER_SSL_KEY_PASSWORD")
+        tls.caLocation = setting(sslCaLocation, "ONCE_BROKER_SSL_CA_LOCATION")
+        if let clientAuth { tls.clientAuth = clientAuth }
+        return tls
     }
 
     private func applyLimits(_ config: inout BrokerConfig) throws {

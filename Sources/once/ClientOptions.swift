@@ -27,6 +27,8 @@ struct ClientOptions: ParsableArguments {
     @Option(help: "Milliseconds to wait for a broker response")
     var requestTimeoutMs: Int = 30_000
 
+    @OptionGroup var connection: ConnectionProperties
+
     func validate() throws {
         guard BootstrapServer.parseList(bootstrapServer) != nil else {
             let source = bootstrapFlag == nil ? Self.brokersVariable : "--bootstrap-server"
@@ -38,10 +40,7 @@ struct ClientOptions: ParsableArguments {
     /// Connects, runs `body`, closes the client, and reports any failure as one stderr line
     /// followed by exit status 1.
     func withClient(_ body: (KafkaClient) async throws -> Void) async throws {
-        var configuration = KafkaClientConfiguration()
-        configuration.clientId = clientId
-        configuration.requestTimeout = .milliseconds(requestTimeoutMs)
-        configuration.sasl = try ClientSASLSettings.resolve(properties: [:])
+        let configuration = try clientConfiguration()
         let client: KafkaClient
         do {
             client = try await KafkaClient.connect(
@@ -59,6 +58,17 @@ struct ClientOptions: ParsableArguments {
             printError(describe(error))
             throw ExitCode.failure
         }
+    }
+}
+
+extension ClientOptions {
+    /// The connection settings every client of a command shares: id, timeout, security.
+    func clientConfiguration() throws -> KafkaClientConfiguration {
+        var configuration = KafkaClientConfiguration()
+        configuration.clientId = clientId
+        configuration.requestTimeout = .milliseconds(requestTimeoutMs)
+        try connection.apply(to: &configuration)
+        return configuration
     }
 }
 

@@ -209,9 +209,7 @@ struct ConsumeCommand: AsyncParsableCommand {
 
     private func consumeInGroup(_ group: String, partitions: [TopicPartition], client: KafkaClient) async throws {
         var configuration = ConsumerConfiguration(bootstrapServers: BootstrapServer.parseList(self.client.bootstrapServer)!)
-        configuration.client.clientId = self.client.clientId
-        configuration.client.requestTimeout = .milliseconds(self.client.requestTimeoutMs)
-        configuration.client.sasl = try ClientSASLSettings.resolve(properties: [:])
+        configuration.client = try self.client.clientConfiguration()
         configuration.groupId = group
         configuration.isolationLevel = isolation.level
         configuration.autoOffsetReset = fromBeginning ? .earliest : .latest

@@ -29,6 +29,16 @@ struct PerfOptions: ParsableArguments {
     @Option(help: "Records to produce or consume")
     var numRecords: Int
 
+    @OptionGroup var connection: ConnectionProperties
+
+    /// The perf tools' own client id, with the command line's security settings.
+    func clientConfiguration() throws -> KafkaClientConfiguration {
+        var configuration = KafkaClientConfiguration()
+        configuration.clientId = "once-perf"
+        try connection.apply(to: &configuration)
+        return configuration
+    }
+
     @Flag(help: "No progress bar on stderr")
     var noProgress = false
 
@@ -102,7 +112,7 @@ struct PerfProduceCommand: AsyncParsableCommand {
 
     func run() async throws {
         var configuration = ProducerConfiguration(bootstrapServers: options.servers)
-        configuration.client.clientId = "once-perf"
+        configuration.client = try options.clientConfiguration()
         configuration.acks = acks == "1" ? .leader : acks == "0" ? .none : .all
         configuration.enableIdempotence = idempotence
         configuration.transactionalId = transactionalId
@@ -204,7 +214,7 @@ struct PerfConsumeCommand: AsyncParsableCommand {
 
     func run() async throws {
         var configuration = ConsumerConfiguration(bootstrapServers: options.servers)
-        configuration.client.clientId = "once-perf"
+        configuration.client = try options.clientConfiguration()
         configuration.isolationLevel = isolation.level
         configuration.autoOffsetReset = .earliest
         configuration.groupId = group
@@ -214,7 +224,8 @@ struct PerfConsumeCommand: AsyncParsableCommand {
             if group != nil {
                 try await consumer.subscribe([options.topic])
             } else {
-                let client = try await KafkaClient.connect(bootstrapServers: options.servers)
+                let client = try await KafkaClient.connect(
+                    bootstrapServers: options.servers, configuration: configuration.client)
                 let metadata = try await client.metadata(topics: [options.topic])
                 await client.close()
                 let topic = try requireTopic(metadata, options.topic)

@@ -29,6 +29,8 @@ struct VerifyCommand: AsyncParsableCommand {
 
     var bootstrapServer: String { ClientOptions.bootstrap(flag: bootstrapFlag) }
 
+    @OptionGroup var connection: ConnectionProperties
+
     @Option(help: "Seconds the writers run")
     var seconds: Int = 60
 
@@ -99,6 +101,7 @@ struct VerifyCommand: AsyncParsableCommand {
         }
 
         var configuration = VerifyConfiguration(bootstrapServers: BootstrapServer.parseList(bootstrapServer)!)
+        try connection.apply(to: &configuration.connection)
         configuration.duration = .seconds(seconds)
         configuration.writers = producers
         configuration.partitions = partitions

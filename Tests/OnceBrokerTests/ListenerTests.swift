@@ -56,6 +56,8 @@ struct ListenerTests {
             ]
         }
         let sasl = ConnectionSession(listenerName: "SASL_PLAINTEXT", securityProtocol: .saslPlaintext, peerHost: "127.0.0.1")
+        // A SASL listener serves Metadata only once the connection has authenticated.
+        sasl.sasl.withLock { $0.phase = .authenticated }
         let metadata = try await h.send(MetadataRequest(), version: 12, session: sasl)
         #expect(metadata.brokers.map(\.host) == ["sasl.example"])
         #expect(metadata.brokers.map(\.port) == [19094])

@@ -130,6 +130,27 @@ import Testing
             == .fail(.nonceMismatch(user: "user")))
     }
 
+    /// librdkafka 2.0 sends its nonce twice in client-final; Kafka accepts any nonce that ends with
+    /// the one it sent, so a proof over that message still authenticates.
+    @Test func aClientFinalNonceWithThePrefixRepeatedIsAccepted() throws {
+        let formulas = ScramFormulas(.sha256, hashing: LibCrypto())
+        let stored = Self.credential(.sha256)
+        var server = ScramServerExchange(mechanism: .sha256, hashing: LibCrypto())
+        let clientFirstBare = "n=user,r=\(Self.clientNonce)"
+        _ = server.received(Array("n,,\(clientFirstBare)".utf8), serverNonce: Self.serverNonce, credential: { _ in stored })
+        let withoutProof = "c=biws,r=\(Self.clientNonce)\(Self.nonce)"
+        let authMessage = Array("\(clientFirstBare),\(Self.serverFirst),\(withoutProof)".utf8)
+        let salted = formulas.saltedPassword("pencil", salt: Self.salt, iterations: 4096)
+        let clientKey = formulas.clientKey(saltedPassword: salted)
+        let proof = formulas.clientProof(clientKey: clientKey, storedKey: formulas.storedKey(clientKey: clientKey), authMessage: authMessage)
+        let action = server.received(Array("\(withoutProof),p=\(Base64.encode(proof))".utf8), serverNonce: "", credential: { _ in stored })
+        guard case .authenticated(let user, _) = action else {
+            Issue.record("refused: \(action)")
+            return
+        }
+        #expect(user == "user")
+    }
+
     @Test func plainIsVerifiedAgainstTheScramCredential() throws {
         for mechanism in ScramMechanism.allCases {
             let formulas = ScramFormulas(mechanism, hashing: LibCrypto())

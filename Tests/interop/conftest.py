@@ -125,3 +125,12 @@ def broker_factory(request: pytest.FixtureRequest, tmp_path: Path):
 def broker(broker_factory) -> Broker:
     """A running broker with default settings (auto-create on, one partition per new topic)."""
     return broker_factory()
+
+
+@pytest.fixture(scope="session")
+def tls_material(tmp_path_factory):
+    """CA, server, client, expired and untrusted certificates made by openssl for this session
+    (tls_material.py); `tls_material.broker_args()` gives a broker's TLS flags."""
+    from tls_material import make_tls_material
+
+    return make_tls_material(tmp_path_factory.mktemp("tls"))

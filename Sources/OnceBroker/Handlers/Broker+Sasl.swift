@@ -21,7 +21,6 @@ extension Broker {
     func saslHandshake(_ req: SaslHandshakeRequest, _ request: Request) -> SaslHandshakeResponse {
         var response = SaslHandshakeResponse()
         let enabled = config.sasl.enabledMechanisms
-        response.mechanisms = enabled.map(\.rawValue)
         let session = request.session
         guard session.securityProtocol.usesSASL else {
             response.errorCode = ErrorCode.illegalSaslState.rawValue
@@ -32,6 +31,7 @@ extension Broker {
                 response.errorCode = ErrorCode.illegalSaslState.rawValue
                 return
             }
+            response.mechanisms = enabled.map(\.rawValue)
             guard let mechanism = SaslMechanism(rawValue: req.mechanism), enabled.contains(mechanism) else {
                 // Kafka answers, then closes the connection.
                 response.errorCode = ErrorCode.unsupportedSaslMechanism.rawValue
@@ -39,6 +39,7 @@ extension Broker {
                 return
             }
             state.phase = .awaitingToken(mechanism)
+            state.rawTokens = request.version == 0
         }
         if response.errorCode == ErrorCode.unsupportedSaslMechanism.rawValue {
             logger.info(
@@ -56,10 +57,31 @@ extension Broker {
         case illegalState
     }
 
-    func saslAuthenticate(_ req: SaslAuthenticateRequest, _ request: Request) -> EventLoopFuture<SaslAuthenticateResponse> {
-        let session = request.session
-        var response = SaslAuthenticateResponse()
-        response.errorMessage = nil
+    /// After a v0 handshake the frame is the token itself and the answer a bare size-prefixed
+    /// token; a failure closes the connection, as v0 has no way to say why. Nil when the frame is
+    /// an ordinary request.
+    func rawSaslToken(_ frame: ByteBuffer, session: ConnectionSession, eventLoop: any EventLoop) -> EventLoopFuture<OutboundResponse?>? {
+        guard session.securityProtocol.usesSASL, session.sasl.withLock({ $0.expectsRawToken }) else { return nil }
+        let token = Array(frame.readableBytesView)
+        switch evaluate(token, session) {
+        case .reply(let bytes), .authenticated(_, let bytes):
+            var buffer = ByteBufferAllocator().buffer(capacity: 4 + bytes.count)
+            buffer.writeInteger(Int32(bytes.count))
+            buffer.writeBytes(bytes)
+            return eventLoop.makeSucceededFuture(OutboundResponse(buffer))
+        case .illegalState:
+            return eventLoop.makeFailedFuture(ConnectionError(description: "SASL token out of turn"))
+        case .failed(_, let reason, _):
+            let delay = TimeAmount.milliseconds(config.sasl.failedAuthenticationDelayMs)
+            return eventLoop.scheduleTask(in: delay) { () throws -> OutboundResponse? in
+                throw ConnectionError(description: "SASL authentication failed: \(reason)")
+            }.futureResult
+        }
+    }
+
+    /// Runs one token through the connection's exchange and performs what follows from the
+    /// outcome: the principal on success; the log line, failure count and metric on failure.
+    private func evaluate(_ token: [UInt8], _ session: ConnectionSession) -> SaslStep {
         let now = clock()
         let step: SaslStep = session.sasl.withLock { state in
             guard session.securityProtocol.usesSASL, !state.isAuthenticated else { return .illegalState }
@@ -69,7 +91,7 @@ extension Broker {
                     message: "Authentication failed: too many failed authentications from this address, retry later",
                     reason: "rate limited", user: nil)
             }
-            let step = authenticationStep(req.authBytes, &state)
+            let step = authenticationStep(token, &state)
             switch step {
             case .authenticated: state.phase = .authenticated
             case .failed: state.phase = .failed
@@ -78,22 +100,34 @@ extension Broker {
             return step
         }
         switch step {
-        case .illegalState:
-            response.errorCode = ErrorCode.illegalSaslState.rawValue
-            response.errorMessage = "SaslAuthenticate request received after successful authentication"
-        case .reply(let bytes):
-            response.authBytes = bytes
-        case .authenticated(let user, let bytes):
-            response.authBytes = bytes
+        case .authenticated(let user, _):
             let principal = KafkaPrincipal(name: user)
             session.authenticate(as: principal)
             logger.debug("SASL authenticated", metadata: ["peer": "\(session.peerHost)", "principal": "\(principal)"])
-        case .failed(let message, let reason, let user):
+        case .failed(_, let reason, let user):
             if reason != "rate limited" { authenticationFailures.recordFailure(session.peerHost, nowMs: now) }
             metrics.error(.saslAuthenticate, .saslAuthenticationFailed)
             logger.warning(
                 "SASL authentication failed",
                 metadata: ["peer": "\(session.peerHost)", "user": "\(user ?? "?")", "reason": "\(reason)"])
+        case .reply, .illegalState:
+            break
+        }
+        return step
+    }
+
+    func saslAuthenticate(_ req: SaslAuthenticateRequest, _ request: Request) -> EventLoopFuture<SaslAuthenticateResponse> {
+        var response = SaslAuthenticateResponse()
+        response.errorMessage = nil
+        switch evaluate(req.authBytes, request.session) {
+        case .illegalState:
+            response.errorCode = ErrorCode.illegalSaslState.rawValue
+            response.errorMessage = "SaslAuthenticate request received after successful authentication"
+        case .reply(let bytes):
+            response.authBytes = bytes
+        case .authenticated(_, let bytes):
+            response.authBytes = bytes
+        case .failed(let message, _, _):
             response.errorCode = ErrorCode.saslAuthenticationFailed.rawValue
             response.errorMessage = message
             let delay = TimeAmount.milliseconds(config.sasl.failedAuthenticationDelayMs)

@@ -14,6 +14,18 @@ struct SaslSessionState: Sendable {
     }
 
     var phase = Phase.awaitingHandshake
+    /// After SaslHandshake v0 the tokens travel as bare size-prefixed frames, without request
+    /// headers (the framing before KIP-152), until authentication ends.
+    var rawTokens = false
+
+    /// Whether the next frame is a bare token rather than a request.
+    var expectsRawToken: Bool {
+        guard rawTokens else { return false }
+        switch phase {
+        case .awaitingToken, .scram: return true
+        case .awaitingHandshake, .authenticated, .failed: return false
+        }
+    }
 
     func allows(_ api: ApiKey) -> Bool {
         switch phase {

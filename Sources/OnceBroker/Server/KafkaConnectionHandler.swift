@@ -172,6 +172,13 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
         switch part {
         case .bytes(let buffer):
             context.write(wrapOutboundOut(.byteBuffer(buffer)), promise: nil)
+        case .file(let records) where listener.securityProtocol.usesTLS:
+            // Bytes the kernel sends straight from the file would bypass encryption.
+            do {
+                context.write(wrapOutboundOut(.byteBuffer(try records.read())), promise: nil)
+            } catch {
+                closeConnection(context: context, reason: "reading stored records failed: \(error)")
+            }
         case .file(let records):
             let handle = NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: records.descriptor)
             let region = FileRegion(
@@ -214,6 +221,10 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let identified = event as? TLSHandshakeHandler.PeerIdentified {
+            session.authenticate(as: identified.principal)
+            return
+        }
         if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .all {
             // A long-polling fetch or a parked produce is not idleness.
             if nextSequence == nextToWrite && inbound == nil {

@@ -52,6 +52,38 @@ enum ListenAddressProbe {
     }
 }
 
+/// `/metrics` answers anyone who reaches it, without authentication, with the names of every
+/// topic, group and transactional id: it may listen on loopback only unless the operator says
+/// otherwise (`--metrics-allow-remote`).
+enum MetricsAddressGuard {
+    static func check(_ address: HostPort) throws {
+        let resolved: SocketAddress
+        do {
+            resolved = try SocketAddress.makeAddressResolvingHost(address.host, port: address.port)
+        } catch {
+            throw StartupError(description: "cannot resolve metrics address \(address): \(error)")
+        }
+        guard isLoopback(resolved) else {
+            throw StartupError(
+                description:
+                    "metrics address \(address) is not a loopback address; /metrics is unauthenticated, so pass --metrics-allow-remote to serve it beyond this machine"
+            )
+        }
+    }
+
+    static func isLoopback(_ address: SocketAddress) -> Bool {
+        switch address {
+        case .v4(let v4):
+            // 127.0.0.0/8, the whole loopback block.
+            return UInt32(bigEndian: v4.address.sin_addr.s_addr) >> 24 == 127
+        case .v6:
+            return address.ipAddress == "::1"
+        default:
+            return false
+        }
+    }
+}
+
 /// An exclusive flock on `<data-dir>/.lock`, held for the broker's lifetime: two brokers appending to
 /// the same segments would corrupt each other. The kernel drops the lock when the process dies, so
 /// a SIGKILLed broker never leaves a stale one behind.

@@ -41,7 +41,7 @@ enum SupportedApis {
         .describeAcls: 1...3,
         .createAcls: 1...3,
         .deleteAcls: 1...3,
-        .saslHandshake: 1...1,
+        .saslHandshake: 0...1,
         .saslAuthenticate: 0...2,
         .describeUserScramCredentials: 0...0,
         .alterUserScramCredentials: 0...0,

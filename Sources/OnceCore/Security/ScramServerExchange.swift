@@ -153,7 +153,9 @@ public struct ScramServerExchange: Sendable {
         guard let binding = Base64.decode(attributes[0].value), binding == Array(pending.gs2Header.utf8) else {
             return .fail(.unsupported("channel binding"))
         }
-        guard attributes[1].value == pending.nonce else { return .fail(.nonceMismatch(user: pending.user)) }
+        // Kafka accepts any nonce that ends with the one it sent (ScramSaslServer), and
+        // librdkafka 2.0 relies on that: it sends its own nonce again in front.
+        guard attributes[1].value.hasSuffix(pending.nonce) else { return .fail(.nonceMismatch(user: pending.user)) }
         guard let proof = Base64.decode(last.value), proof.count == mechanism.digestLength else {
             return .fail(.malformed("bad proof"))
         }

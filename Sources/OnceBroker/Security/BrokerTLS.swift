@@ -1,0 +1,112 @@
+import Foundation
+import NIOSSL
+
+/// What SSL and SASL_SSL listeners present and ask for: a PEM certificate chain and key (Kafka's
+/// `ssl.keystore.*` with `ssl.keystore.type=PEM`), and for client-certificate authentication
+/// the CA bundle client certificates must chain to (`ssl.truststore.*`).
+public struct BrokerTLS: Sendable, Equatable {
+    /// Kafka's `ssl.client.auth`.
+    public enum ClientAuth: String, Sendable, CaseIterable {
+        /// No client certificate is asked for; clients are ANONYMOUS until SASL says otherwise.
+        case none
+        /// A client certificate is asked for and, when given, must verify; a client without one
+        /// still connects, as ANONYMOUS.
+        case requested
+        /// A client without a certificate that verifies fails the handshake.
+        case required
+    }
+
+    public var certificateLocation: String
+    public var keyLocation: String
+    /// The passphrase of an encrypted key (`ssl.key.password`). Default: none.
+    public var keyPassword: String?
+    /// PEM CA bundle client certificates are checked against; nil uses the system's trust store.
+    /// Default: nil.
+    public var caLocation: String?
+    /// Default: `.none`, as Kafka.
+    public var clientAuth: ClientAuth = .none
+
+    public init(certificateLocation: String, keyLocation: String) {
+        self.certificateLocation = certificateLocation
+        self.keyLocation = keyLocation
+    }
+
+    /// Loads and checks everything once at start, so an operator reads one line about the file
+    /// at fault rather than every client failing its handshake later. TLS 1.2 is the floor, as
+    /// Kafka's default `ssl.enabled.protocols` (TLSv1.2,TLSv1.3).
+    func makeServerContext(now: Date = Date()) throws -> NIOSSLContext {
+        let chain: [NIOSSLCertificate]
+        do {
+            try Self.requireReadable(certificateLocation, what: "certificate")
+            chain = try NIOSSLCertificate.fromPEMFile(certificateLocation)
+        } catch let error as StartupError {
+            throw error
+        } catch {
+            throw StartupError(description: "cannot read a PEM certificate from \(certificateLocation): \(error)")
+        }
+        guard let leaf = chain.first else {
+            throw StartupError(description: "\(certificateLocation) holds no PEM certificate")
+        }
+        let seconds = Int(now.timeIntervalSince1970)
+        if Int(leaf.notValidAfter) < seconds {
+            throw StartupError(
+                description: "the certificate in \(certificateLocation) expired on \(Self.date(leaf.notValidAfter))")
+        }
+        if Int(leaf.notValidBefore) > seconds {
+            throw StartupError(
+                description: "the certificate in \(certificateLocation) is not valid before \(Self.date(leaf.notValidBefore))")
+        }
+        let key: NIOSSLPrivateKey
+        do {
+            try Self.requireReadable(keyLocation, what: "key")
+            if let keyPassword {
+                key = try NIOSSLPrivateKey(file: keyLocation, format: .pem) { $0(Array(keyPassword.utf8)) }
+            } else {
+                key = try NIOSSLPrivateKey(file: keyLocation, format: .pem)
+            }
+        } catch let error as StartupError {
+            throw error
+        } catch {
+            let hint = keyPassword == nil ? " (an encrypted key needs --ssl-key-password)" : " (or the key password is wrong)"
+            throw StartupError(description: "cannot read a PEM private key from \(keyLocation)\(hint): \(error)")
+        }
+        var configuration = TLSConfiguration.makeServerConfiguration(
+            certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
+        configuration.minimumTLSVersion = .tlsv12
+        switch clientAuth {
+        case .none: configuration.certificateVerification = .none
+        case .requested: configuration.certificateVerification = .optionalVerification
+        case .required: configuration.certificateVerification = .noHostnameVerification
+        }
+        if let caLocation {
+            do {
+                try Self.requireReadable(caLocation, what: "CA bundle")
+                let authorities = try NIOSSLCertificate.fromPEMFile(caLocation)
+                guard !authorities.isEmpty else { throw StartupError(description: "\(caLocation) holds no PEM certificate") }
+                configuration.trustRoots = .certificates(authorities)
+            } catch let error as StartupError {
+                throw error
+            } catch {
+                throw StartupError(description: "cannot read the PEM CA bundle \(caLocation): \(error)")
+            }
+        }
+        do {
+            return try NIOSSLContext(configuration: configuration)
+        } catch {
+            // The files each loaded, so what BoringSSL refuses is the pair.
+            throw StartupError(
+                description: "the key in \(keyLocation) does not match the certificate in \(certificateLocation): \(error)")
+        }
+    }
+
+    private static func requireReadable(_ path: String, what: String) throws {
+        guard FileManager.default.isReadableFile(atPath: path) else {
+            let reason = FileManager.default.fileExists(atPath: path) ? "is not readable" : "does not exist"
+            throw StartupError(description: "the TLS \(what) file \(path) \(reason)")
+        }
+    }
+
+    private static func date(_ time: time_t) -> String {
+        ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: TimeInterval(time)))
+    }
+}
