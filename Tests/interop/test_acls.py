@@ -208,3 +208,41 @@ def test_anonymous_gets_exactly_what_its_acls_grant(broker_factory):
         admin.create_acls([binding])[binding].result(timeout=30)
     assert refused.value.args[0].code() == KafkaError.CLUSTER_AUTHORIZATION_FAILED
     broker.assert_alive()
+
+
+def test_a_client_certificates_subject_is_the_principal_acls_name(broker_factory, tls_material):
+    """mTLS: the broker's principal for a verified client certificate is its RFC 2253 subject, and
+    ACLs naming that principal are what the client may do; ANONYMOUS on the PLAINTEXT listener
+    administers."""
+    from tls_material import CLIENT_PRINCIPAL
+
+    class Via:
+        def __init__(self, bootstrap: str) -> None:
+            self.bootstrap = bootstrap
+
+    broker = broker_factory(
+        listeners=["SSL", "PLAINTEXT"],
+        extra_args=[*tls_material.broker_args(client_auth="required"), *ANONYMOUS_IS_SUPER])
+    mine, theirs = unique_topic("mtls-mine"), unique_topic("mtls-theirs")
+    plaintext = Via(broker.address("PLAINTEXT"))
+    ck.create_topic(plaintext, mine, 1)
+    ck.create_topic(plaintext, theirs, 1)
+    grants = [acl(ResourceType.TOPIC, mine, CLIENT_PRINCIPAL, AclOperation.WRITE),
+              acl(ResourceType.TOPIC, mine, CLIENT_PRINCIPAL, AclOperation.READ),
+              acl(ResourceType.GROUP, "interop-assign-only", CLIENT_PRINCIPAL, AclOperation.READ)]
+    admin = ck.admin(plaintext)
+    for future in admin.create_acls(grants).values():
+        future.result(timeout=30)
+
+    tls = {"security.protocol": "SSL", "ssl.ca.location": str(tls_material.ca.certificate),
+           "ssl.certificate.location": str(tls_material.client.certificate),
+           "ssl.key.location": str(tls_material.client.key)}
+    via = Via(broker.address("SSL"))
+    ck.produce_indexed(via, mine, range(10), partition=0, **tls)
+    assert len(ck.read_to_end(via, mine, [0], **tls)) == 10
+
+    errors: list[KafkaError] = []
+    producer = Producer({"bootstrap.servers": broker.address("SSL"), **tls, "message.timeout.ms": 10000})
+    producer.produce(theirs, b"x", on_delivery=lambda err, msg: errors.append(err))
+    producer.flush(30)
+    assert [e.code() for e in errors] == [KafkaError.TOPIC_AUTHORIZATION_FAILED]
