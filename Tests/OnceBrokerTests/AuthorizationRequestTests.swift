@@ -268,7 +268,16 @@ import Testing
         createTopics.topics = [creatable]
         #expect(try await send(createTopics, version: 7, as: Self.bob).topics.map(\.errorCode) == [ErrorCode.topicAuthorizationFailed.rawValue])
         try await grant(Self.bob, .create, .cluster, "kafka-cluster")
-        #expect(try await send(createTopics, version: 7, as: Self.bob).topics.map(\.errorCode) == [0])
+        // Created, but bob may not DESCRIBE_CONFIGS it: its configs are not shown to him.
+        let created = try await send(createTopics, version: 7, as: Self.bob).topics[0]
+        #expect(created.errorCode == 0)
+        #expect(created.topicConfigErrorCode == ErrorCode.topicAuthorizationFailed.rawValue)
+        #expect((created.configs ?? []).isEmpty && created.numPartitions == -1)
+        creatable.name = "fresh-2"
+        createTopics.topics = [creatable]
+        try await grant(Self.bob, .describeConfigs, .topic, "fresh-2")
+        let shown = try await send(createTopics, version: 7, as: Self.bob).topics[0]
+        #expect(shown.topicConfigErrorCode == 0 && shown.numPartitions == 1 && !(shown.configs ?? []).isEmpty)
 
         var grow = CreatePartitionsRequest.CreatePartitionsTopic()
         grow.name = "orders"
@@ -310,6 +319,14 @@ import Testing
         #expect(try await send(describeConfigs, version: 4, as: Self.bob).results.map(\.errorCode) == [0, ErrorCode.clusterAuthorizationFailed.rawValue])
 
         #expect(try await send(DescribeLogDirsRequest(), version: 4, as: Self.bob).errorCode == ErrorCode.clusterAuthorizationFailed.rawValue)
+
+        // DESCRIBE without DELETE: an existing topic is refused, a missing one is unknown.
+        try await grant(Self.bob, .describe, .topic, "orders")
+        try await grant(Self.bob, .describe, .topic, "missing")
+        deleteTopics.topicNames = ["orders", "missing"]
+        #expect(
+            try await send(deleteTopics, version: 5, as: Self.bob).responses.map(\.errorCode)
+                == [ErrorCode.topicAuthorizationFailed.rawValue, ErrorCode.unknownTopicOrPartition.rawValue])
     }
 
     // MARK: Transactions

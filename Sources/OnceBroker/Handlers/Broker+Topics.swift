@@ -25,20 +25,20 @@ extension Broker {
             var result = DeleteTopicsResponse.DeletableTopicResult()
             result.name = target.name
             result.topicId = target.id
-            // Topic DELETE, checked before existence for a name so a refusal leaks nothing; a topic
-            // given by id the principal may not DESCRIBE is answered as unknown.
-            if let name = target.name, !auth.allowsTopic(.delete, name) {
-                result.errorCode = ErrorCode.topicAuthorizationFailed.rawValue
-                metrics.error(.deleteTopics, .topicAuthorizationFailed)
-                return result
-            }
-            var meta = target.name.flatMap { storage.topic(named: $0) }
+            let meta = target.name.flatMap { storage.topic(named: $0) }
                 ?? storage.topics().first { $0.id == target.id && target.id != .zero }
-            if target.name == nil, let found = meta, !auth.allowsTopic(.describe, found.name) { meta = nil }
-            if target.name == nil, let found = meta, !auth.allowsTopic(.delete, found.name) {
-                result.errorCode = ErrorCode.topicAuthorizationFailed.rawValue
-                metrics.error(.deleteTopics, .topicAuthorizationFailed)
-                return result
+            // Topic DELETE, as Kafka's controller decides it: a name the principal may not DESCRIBE is
+            // refused whether it exists or not; a topic found by id is named in the refusal only to
+            // a principal that may DESCRIBE it.
+            if let name = target.name ?? meta?.name, !auth.allowsTopic(.delete, name) {
+                let describable = auth.allowsTopic(.describe, name)
+                // Only a principal that may DESCRIBE a name learns that it does not exist.
+                if target.name == nil || !describable || meta != nil {
+                    if target.name == nil && !describable { result.name = nil }
+                    result.errorCode = ErrorCode.topicAuthorizationFailed.rawValue
+                    metrics.error(.deleteTopics, .topicAuthorizationFailed)
+                    return result
+                }
             }
             guard let meta else {
                 let code: ErrorCode = target.name == nil ? .unknownTopicId : .unknownTopicOrPartition
