@@ -8,6 +8,7 @@ missing."""
 
 from __future__ import annotations
 
+import os
 import re
 import struct
 import subprocess
@@ -27,7 +28,7 @@ from confluent_kafka.admin import (
 import confluent_helpers as ck
 import kafka_wire as wire
 from once_broker import broker_binary
-from support import Deadline, unique_topic, wait_until
+from support import Deadline, unique_topic
 
 ADMIN = ("admin", "admin-secret-pw")
 ALICE = ("alice", "alice-secret-pw")
@@ -85,7 +86,6 @@ def create_topics(broker, *names: str) -> None:
 def once(broker, user, *args: str) -> subprocess.CompletedProcess[str]:
     env = {"ONCE_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "ONCE_SASL_MECHANISM": "PLAIN",
            "ONCE_SASL_USERNAME": user[0], "ONCE_SASL_PASSWORD": user[1]}
-    import os
     command = [str(broker_binary()), *args, "--bootstrap-server", broker.address("SASL_PLAINTEXT")]
     return subprocess.run(command, capture_output=True, text=True, timeout=120, env={**os.environ, **env})
 

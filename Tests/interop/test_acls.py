@@ -4,7 +4,6 @@ refusal, and an ANONYMOUS principal held to exactly what its ACLs grant."""
 
 from __future__ import annotations
 
-import subprocess
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -13,14 +12,26 @@ from confluent_kafka.admin import (
     AclBindingFilter,
     AclOperation,
     AclPermissionType,
+    NewTopic,
     ResourcePatternType,
     ResourceType,
 )
+from kafka.admin import (
+    ACLFilter,
+    ACLOperation,
+    ACLPermissionType,
+    ACLResourcePatternType,
+    KafkaAdminClient,
+    ResourcePatternFilter,
+)
+from kafka.admin import ResourceType as KPResourceType
+from kafka.errors import SecurityDisabledError
 
 import confluent_helpers as ck
 from once_broker import Broker, BrokerError
 from support import unique_topic
 from test_cli import assert_one_line_failure, once
+from tls_material import CLIENT_PRINCIPAL
 
 ANONYMOUS_IS_SUPER = ["--authorizer", "on", "--super-users", "User:ANONYMOUS"]
 
@@ -85,10 +96,6 @@ def test_acl_apis_answer_security_disabled_without_an_authorizer(broker):
         admin.create_acls([binding])[binding].result(timeout=30)
     assert refused.value.args[0].code() == KafkaError.SECURITY_DISABLED
     # librdkafka reports DescribeAcls' top-level error as an empty list; kafka-python raises it.
-    from kafka.admin import (ACLFilter, ACLOperation, ACLPermissionType, ACLResourcePatternType, KafkaAdminClient,
-                             ResourcePatternFilter)
-    from kafka.admin import ResourceType as KPResourceType
-    from kafka.errors import SecurityDisabledError
     client = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
     try:
         with pytest.raises(SecurityDisabledError):
@@ -191,7 +198,6 @@ def test_anonymous_gets_exactly_what_its_acls_grant(broker_factory):
 
     # Creating a topic needs CREATE; deleting one needs DELETE.
     admin = ck.admin(broker)
-    from confluent_kafka.admin import NewTopic
     created = admin.create_topics([NewTopic(unique_topic("new"), 1, 1)], operation_timeout=10)
     for future in created.values():
         with pytest.raises(KafkaException) as refused:
@@ -214,8 +220,6 @@ def test_a_client_certificates_subject_is_the_principal_acls_name(broker_factory
     """mTLS: the broker's principal for a verified client certificate is its RFC 2253 subject, and
     ACLs naming that principal are what the client may do; ANONYMOUS on the PLAINTEXT listener
     administers."""
-    from tls_material import CLIENT_PRINCIPAL
-
     class Via:
         def __init__(self, bootstrap: str) -> None:
             self.bootstrap = bootstrap
