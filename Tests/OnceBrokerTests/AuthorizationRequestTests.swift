@@ -203,6 +203,21 @@ import Testing
         let fetched = try await send(fetch, version: 12, as: Self.alice).responses[0].partitions[0]
         #expect(fetched.errorCode == 0)
         #expect(try BrokerHarness.values(fetched.records).map(\.value) == ["v"])
+
+        // A deleted ACL stops granting from the next request on.
+        var filter = DeleteAclsRequest.DeleteAclsFilter()
+        filter.resourceTypeFilter = AclResourceType.topic.rawValue
+        filter.resourceNameFilter = "orders"
+        filter.patternTypeFilter = AclPatternType.literal.rawValue
+        filter.principalFilter = Self.alice.description
+        filter.hostFilter = nil
+        filter.operation = AclOperation.write.rawValue
+        filter.permissionType = AclPermission.allow.rawValue
+        var delete = DeleteAclsRequest()
+        delete.filters = [filter]
+        #expect(try await send(delete, version: 3, as: Self.admin).filterResults[0].matchingAcls.count == 1)
+        #expect(try await produce("orders", as: Self.alice) == ErrorCode.topicAuthorizationFailed.rawValue)
+        #expect(try await send(fetch, version: 12, as: Self.alice).responses[0].partitions[0].errorCode == 0)
     }
 
     @Test func transactionalProduceNeedsTransactionalIdWrite() async throws {
