@@ -133,6 +133,14 @@ def test_a_stranger_cannot_describe_end_or_fence_another_applications_transactio
           allow(ResourceType.TOPIC, orders, MALLORY, AclOperation.READ),
           allow(ResourceType.TRANSACTIONAL_ID, "mallory-app", MALLORY, AclOperation.WRITE))
 
+    # ACL administration is the admin's: `once acl` over SASL for each of them.
+    listed = once(broker, ADMIN, "acl", "list", "--transactional-id", "alice-app")
+    assert listed.returncode == 0 and "(principal=User:alice, host=*, operation=WRITE, permissionType=ALLOW)" in listed.stdout
+    for command in (["acl", "list"], ["acl", "add", "--allow-principal", "User:mallory", "--operation", "All",
+                                      "--transactional-id", "alice-app"]):
+        refused = once(broker, MALLORY, *command)
+        assert refused.returncode != 0 and "CLUSTER_AUTHORIZATION_FAILED" in refused.stderr, refused
+
     owner = txn_producer(broker, ALICE, "alice-app")
     owner.init_transactions(30)
     owner.begin_transaction()
