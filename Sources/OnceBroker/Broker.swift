@@ -19,6 +19,8 @@ public final class Broker: Sendable {
     let transactions: TransactionService
     let groups: GroupCoordinator
     let dynamicConfigs: DynamicConfigStore
+    /// The stored ACLs and the authorizer compiled from them; nil when `--authorizer` is off.
+    let acls: AclStore?
     /// The broker's one clock (milliseconds since the epoch): every handler, coordinator and timer
     /// reads time here, so a simulation can run the broker on time it controls.
     let clock: @Sendable () -> Int64
@@ -45,6 +47,18 @@ public final class Broker: Sendable {
             partitionsPerSecond: config.autoCreatePartitionsPerSecond, clock: clock)
         self.producers = try ProducerRegistry(storage: storage, logger: logger)
         self.dynamicConfigs = try DynamicConfigStore(storage: storage)
+        if config.authorizerEnabled {
+            let acls = try AclStore(
+                storage: storage, superUsers: Set(config.superUsers.map(\.description)),
+                allowEveryoneIfNoAclFound: config.allowEveryoneIfNoAclFound)
+            // Without either, nobody could ever be granted the right to add the first ACL.
+            guard !config.superUsers.isEmpty || !acls.current.bindings.isEmpty else {
+                throw StartupError(description: "--authorizer on needs at least one --super-users principal or a stored ACL")
+            }
+            self.acls = acls
+        } else {
+            self.acls = nil
+        }
         self.scramCredentials = try ScramCredentialStore(storage: storage)
         self.authenticationFailures = AuthenticationFailureLimiter(maxFailures: config.sasl.maxFailedAuthenticationsPerMinute)
         try scramCredentials.storeBootstrap(config.sasl.bootstrapCredentials, hashing: cryptography)
@@ -212,6 +226,12 @@ public final class Broker: Sendable {
             return respond(request, describeGroups(try DescribeGroupsRequest(from: &frame, version: version), request))
         case .deleteGroups:
             return afterGroupWrites(request, respond(request, deleteGroups(try DeleteGroupsRequest(from: &frame, version: version), request)))
+        case .createAcls:
+            return respond(request, createAcls(try CreateAclsRequest(from: &frame, version: version), request))
+        case .describeAcls:
+            return respond(request, describeAcls(try DescribeAclsRequest(from: &frame, version: version), request))
+        case .deleteAcls:
+            return respond(request, deleteAcls(try DeleteAclsRequest(from: &frame, version: version), request))
         case .saslHandshake:
             let response = saslHandshake(try SaslHandshakeRequest(from: &frame, version: version), request)
             let refused = response.errorCode == ErrorCode.unsupportedSaslMechanism.rawValue

@@ -1,4 +1,5 @@
 import NIOCore
+import OnceCore
 import OnceStorage
 
 /// Everything `once broker` can be told. Defaults follow Kafka's where Kafka has one.
@@ -104,6 +105,16 @@ public struct BrokerConfig: Sendable {
     /// Most partitions this broker holds, all topics together (KIP-578's `max.broker.partitions`);
     /// a topic that would pass it is refused with POLICY_VIOLATION. Default: 50,000.
     public var maxPartitions: Int = 50_000
+    /// Check every request against the stored ACLs (Kafka's `authorizer.class.name` set to
+    /// StandardAuthorizer). Off, every principal may do anything and the ACL APIs answer
+    /// SECURITY_DISABLED, as Kafka without an authorizer. Default: false.
+    public var authorizerEnabled: Bool = false
+    /// Principals the authorizer allows everything, whatever the ACLs say (`super.users`), in
+    /// `User:NAME` form. Default: none.
+    public var superUsers: [KafkaPrincipal] = []
+    /// Allow an operation on a resource no ACL names at all (`allow.everyone.if.no.acl.found`).
+    /// Default: false.
+    public var allowEveryoneIfNoAclFound: Bool = false
     /// SASL mechanisms, failure delay and rate limit, and the credentials stored at start.
     public var sasl = SaslConfig()
     /// Event-loop threads. Default: the number of cores.

@@ -5,6 +5,7 @@ import Logging
 import Metrics
 import OnceBroker
 import OnceConsole
+import OnceCore
 import Prometheus
 import ServiceLifecycle
 
@@ -144,6 +145,14 @@ struct BrokerCommand: AsyncParsableCommand {
     @Option(help: "Most partitions this broker holds [env: ONCE_MAX_PARTITIONS] (default: 50000)")
     var maxPartitions: Int?
 
+    @Option(help: "Check every request against the stored ACLs, authorizer.class.name: on|off [env: ONCE_AUTHORIZER] (default: off)")
+    var authorizer: String?
+
+    @Option(help: "Principals allowed everything, super.users: 'User:admin;User:ops' [env: ONCE_SUPER_USERS] (default: none)")
+    var superUsers: String?
+
+    @Option(help: "Allow what no ACL names, allow.everyone.if.no.acl.found: true|false [env: ONCE_ALLOW_EVERYONE_IF_NO_ACL_FOUND] (default: false)")
+    var allowEveryoneIfNoAclFound: String?
     @OptionGroup(title: "SASL") var sasl: SaslBrokerOptions
 
     func run() async throws {
@@ -277,7 +286,33 @@ struct BrokerCommand: AsyncParsableCommand {
             guard v > 0 else { throw ValidationError("--max-partitions must be positive") }
             config.maxPartitions = v
         }
+        try applySecurity(&config)
         return config
+    }
+
+    private func applySecurity(_ config: inout BrokerConfig) throws {
+        if let v = setting(authorizer, "ONCE_AUTHORIZER") {
+            switch v.lowercased() {
+            case "on": config.authorizerEnabled = true
+            case "off": config.authorizerEnabled = false
+            default: throw ValidationError("--authorizer takes on or off, not '\(v)'")
+            }
+        }
+        if let v = setting(superUsers, "ONCE_SUPER_USERS") {
+            config.superUsers = try v.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+                .map { text in
+                    guard let principal = KafkaPrincipal(parsing: text) else {
+                        throw ValidationError("--super-users takes TYPE:NAME principals separated by ';', not '\(text)'")
+                    }
+                    return principal
+                }
+        }
+        if let v = setting(allowEveryoneIfNoAclFound, "ONCE_ALLOW_EVERYONE_IF_NO_ACL_FOUND") {
+            guard let b = Bool(v.lowercased()) else {
+                throw ValidationError("--allow-everyone-if-no-acl-found takes true or false, not '\(v)'")
+            }
+            config.allowEveryoneIfNoAclFound = b
+        }
     }
 
     /// `--listeners` in Kafka's form, or the `--listen` shorthand for one PLAINTEXT listener.

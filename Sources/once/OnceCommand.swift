@@ -11,6 +11,7 @@ struct OnceCommand: AsyncParsableCommand {
         subcommands: [
             BrokerCommand.self, TopicCommand.self, ProduceCommand.self, ConsumeCommand.self, ProducersCommand.self,
             GroupCommand.self, ClusterCommand.self, PerfCommand.self, TxnCommand.self, VerifyCommand.self, DemoCommand.self,
+            AclCommand.self,
             UserCommand.self,
         ]
     )

@@ -1,18 +1,19 @@
-/// The `authorized_operations` bitfields of Metadata, DescribeCluster and DescribeGroups (KIP-430).
-/// This broker has no authorizer, and Kafka without one reports every operation the resource
-/// type supports, as bits numbered by Kafka's AclOperation codes.
+import OnceCore
+
+/// The `authorized_operations` bitfields of Metadata, DescribeCluster and DescribeGroups (KIP-430):
+/// the operations each resource type supports, of which the answer names those the principal is
+/// granted (all of them without an authorizer, as Kafka without one reports).
 enum AuthorizedOperations {
-    /// Kafka's AclOperation codes.
-    enum Operation: Int32 {
-        case read = 3, write = 4, create = 5, delete = 6, alter = 7, describe = 8, clusterAction = 9
-        case describeConfigs = 10, alterConfigs = 11, idempotentWrite = 12
-    }
+    static let topic: [AclOperation] = [.read, .write, .create, .describe, .delete, .alter, .describeConfigs, .alterConfigs]
+    static let group: [AclOperation] = [.read, .describe, .delete, .describeConfigs, .alterConfigs]
+    static let cluster: [AclOperation] = [.create, .clusterAction, .describeConfigs, .alterConfigs, .idempotentWrite, .alter, .describe]
+}
 
-    static let topic = bits([.read, .write, .create, .describe, .delete, .alter, .describeConfigs, .alterConfigs])
-    static let group = bits([.read, .describe, .delete, .describeConfigs, .alterConfigs])
-    static let cluster = bits([.create, .clusterAction, .describeConfigs, .alterConfigs, .idempotentWrite, .alter, .describe])
-
-    private static func bits(_ operations: [Operation]) -> Int32 {
-        operations.reduce(0) { $0 | 1 << $1.rawValue }
+extension RequestAuthorization {
+    func topicOperations(_ name: String) -> Int32 { operationBits(.topic, name, among: AuthorizedOperations.topic) }
+    func groupOperations(_ name: String) -> Int32 { operationBits(.group, name, among: AuthorizedOperations.group) }
+    /// Kafka answers 0 to a principal that may not DESCRIBE the cluster.
+    func clusterOperations() -> Int32 {
+        allowsCluster(.describe) ? operationBits(.cluster, AclResourcePattern.clusterName, among: AuthorizedOperations.cluster) : 0
     }
 }

@@ -1,4 +1,5 @@
 import KafkaProtocol
+import OnceCore
 import OnceStorage
 
 /// DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics, this broker (and the
@@ -21,12 +22,15 @@ extension Broker {
 
     func describeConfigs(_ req: DescribeConfigsRequest, _ request: Request) -> DescribeConfigsResponse {
         var response = DescribeConfigsResponse()
+        let auth = authorization(request)
         response.results = req.resources.map { resource in
             var result = DescribeConfigsResponse.DescribeConfigsResult()
             result.resourceType = resource.resourceType
             result.resourceName = resource.resourceName
             let rows: [ConfigRow]
-            switch configRows(type: resource.resourceType, name: resource.resourceName) {
+            let found = Self.configRefusal(auth, .describeConfigs, type: resource.resourceType, name: resource.resourceName)
+                .map { Result<[ConfigRow], AdminRefusal>.failure($0) } ?? configRows(type: resource.resourceType, name: resource.resourceName)
+            switch found {
             case .success(let found): rows = found
             case .failure(let refusal):
                 result.errorCode = refusal.code.rawValue
@@ -61,11 +65,12 @@ extension Broker {
     /// their defaults.
     func alterConfigs(_ req: AlterConfigsRequest, _ request: Request) -> AlterConfigsResponse {
         var response = AlterConfigsResponse()
+        let auth = authorization(request)
         response.responses = req.resources.map { resource in
             var result = AlterConfigsResponse.AlterConfigsResourceResponse()
             result.resourceType = resource.resourceType
             result.resourceName = resource.resourceName
-            let refusal = alterConfigs(type: resource.resourceType, name: resource.resourceName, validateOnly: req.validateOnly) { _ in
+            let refusal = Self.configRefusal(auth, .alterConfigs, type: resource.resourceType, name: resource.resourceName) ?? alterConfigs(type: resource.resourceType, name: resource.resourceName, validateOnly: req.validateOnly) { _ in
                 var next: [String: String] = [:]
                 for config in resource.configs {
                     guard next[config.name] == nil else {
@@ -90,12 +95,13 @@ extension Broker {
     /// overrides.
     func incrementalAlterConfigs(_ req: IncrementalAlterConfigsRequest, _ request: Request) -> IncrementalAlterConfigsResponse {
         var response = IncrementalAlterConfigsResponse()
+        let auth = authorization(request)
         response.responses = req.resources.map { resource in
             var result = IncrementalAlterConfigsResponse.AlterConfigsResourceResponse()
             result.resourceType = resource.resourceType
             result.resourceName = resource.resourceName
             let type = resource.resourceType
-            let refusal = alterConfigs(type: type, name: resource.resourceName, validateOnly: req.validateOnly) { current in
+            let refusal = Self.configRefusal(auth, .alterConfigs, type: type, name: resource.resourceName) ?? alterConfigs(type: type, name: resource.resourceName, validateOnly: req.validateOnly) { current in
                 guard Set(resource.configs.map(\.name)).count == resource.configs.count else {
                     throw AdminRefusal(code: .invalidRequest, message: "Error due to duplicate config keys")
                 }
@@ -111,6 +117,21 @@ extension Broker {
             return result
         }
         return response
+    }
+
+    /// The resource's DESCRIBE_CONFIGS or ALTER_CONFIGS, refused with the code of its kind: a topic's
+    /// own ACLs, the cluster's for the broker, a group's own.
+    private static func configRefusal(
+        _ auth: RequestAuthorization, _ operation: AclOperation, type: Int8, name: String
+    ) -> AdminRefusal? {
+        switch type {
+        case ConfigResourceType.topic:
+            auth.allowsTopic(operation, name) ? nil : AdminRefusal(code: .topicAuthorizationFailed, message: "Authorization failed.")
+        case ConfigResourceType.group:
+            auth.allowsGroup(operation, name) ? nil : AdminRefusal(code: .groupAuthorizationFailed, message: "Authorization failed.")
+        default:
+            auth.allowsCluster(operation) ? nil : AdminRefusal(code: .clusterAuthorizationFailed, message: "Authorization failed.")
+        }
     }
 
     /// Kafka's AlterConfigOp types.

@@ -14,7 +14,8 @@ extension Broker {
 
     func createTopics(_ req: CreateTopicsRequest, _ request: Request) -> EventLoopFuture<CreateTopicsResponse> {
         var response = CreateTopicsResponse()
-        var toCreate: [(index: Int, partitions: Int32, configs: [String: String])] = []
+        var toCreate: [(index: Int, partitions: Int32, configs: [String: String], describable: Bool)] = []
+        let auth = authorization(request)
         response.topics = req.topics.enumerated().map { index, t in
             var result = CreateTopicsResponse.CreatableTopicResult()
             result.name = t.name
@@ -23,7 +24,12 @@ extension Broker {
                 ? Int32(t.assignments.count) : t.numPartitions == -1 ? config.defaultPartitions : t.numPartitions
             var configs: [String: String] = [:]
             for c in t.configs { if let v = c.value { configs[c.name] = v } }
-            if let (code, message) = assignmentRefusal(t) {
+            // Cluster CREATE covers every topic; Topic CREATE one name. Checked before existence,
+            // so a refusal does not say whether the topic is there.
+            if !auth.allowsCreatingTopic(t.name) {
+                result.errorCode = ErrorCode.topicAuthorizationFailed.rawValue
+                result.errorMessage = "Authorization failed."
+            } else if let (code, message) = assignmentRefusal(t) {
                 result.errorCode = code.rawValue
                 result.errorMessage = message
             } else if partitions <= 0 {
@@ -42,7 +48,7 @@ extension Broker {
                 result.errorCode = ErrorCode.invalidConfig.rawValue
                 result.errorMessage = problem
             } else {
-                toCreate.append((index, partitions, configs))
+                toCreate.append((index, partitions, configs, auth.allowsTopic(.describeConfigs, t.name)))
             }
             return result
         }
@@ -67,7 +73,7 @@ extension Broker {
             for item in creations {
                 response.topics[item.index] = self.createTopic(
                     response.topics[item.index], partitions: item.partitions, configs: item.configs,
-                    validateOnly: validateOnly)
+                    validateOnly: validateOnly, describable: item.describable)
             }
             promise.succeed(self.finish(response))
         }
@@ -75,10 +81,11 @@ extension Broker {
     }
 
     /// Creates one checked topic, within the broker-wide partition limit. Runs on the
-    /// topic-administration queue.
+    /// topic-administration queue. A creator without DESCRIBE_CONFIGS on the topic is not shown its
+    /// configs, partitions or replication, as Kafka's controller answers it.
     private func createTopic(
         _ result: CreateTopicsResponse.CreatableTopicResult, partitions: Int32, configs: [String: String],
-        validateOnly: Bool
+        validateOnly: Bool, describable: Bool
     ) -> CreateTopicsResponse.CreatableTopicResult {
         var result = result
         let existing = storage.topics().reduce(0) { $0 + Int($1.partitionCount) }
@@ -98,7 +105,9 @@ extension Broker {
                 result.errorMessage = message
             }
         }
-        if result.errorCode == 0 {
+        if result.errorCode == 0 && !describable {
+            result.topicConfigErrorCode = ErrorCode.topicAuthorizationFailed.rawValue
+        } else if result.errorCode == 0 {
             result.numPartitions = partitions
             result.replicationFactor = 1
             result.configs = Self.topicConfig(configs).entries.map { e in

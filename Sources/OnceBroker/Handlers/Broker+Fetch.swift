@@ -31,11 +31,16 @@ extension Broker {
             return request.eventLoop.makeSucceededFuture(round)
         }
         let waitMs = Int64(max(0, min(req.maxWaitMs, config.maxFetchWaitMs)))
-        return fetchRound(req, request, deadline: .now() + .milliseconds(waitMs))
+        // Decided once per request, not per round or batch: Topic READ for each topic.
+        let auth = authorization(request)
+        let refused = Set(req.topics.map(\.topic).filter { !auth.allowsTopic(.read, $0) })
+        return fetchRound(req, request, refused: refused, deadline: .now() + .milliseconds(waitMs))
     }
 
-    private func fetchRound(_ req: FetchRequest, _ request: Request, deadline: NIODeadline) -> EventLoopFuture<FetchRound> {
-        let round = readFetch(req)
+    private func fetchRound(
+        _ req: FetchRequest, _ request: Request, refused: Set<String>, deadline: NIODeadline
+    ) -> EventLoopFuture<FetchRound> {
+        let round = readFetch(req, refused: refused)
         if round.bytes >= Int(req.minBytes) || round.failed || NIODeadline.now() >= deadline {
             metrics.recordBytesFetched(round.bytes)
             for (topic, bytes) in round.bytesByTopic { metrics.topicFetched(topic, bytes: bytes) }
@@ -51,7 +56,7 @@ extension Broker {
         let timer = request.eventLoop.scheduleTask(deadline: deadline) { self.waiters.complete(id) }
         return promise.futureResult.flatMap {
             timer.cancel()
-            return self.fetchRound(req, request, deadline: deadline)
+            return self.fetchRound(req, request, refused: refused, deadline: deadline)
         }
     }
 
@@ -71,7 +76,7 @@ extension Broker {
         var marker: OutboundResponse.Placeholder
     }
 
-    private func readFetch(_ req: FetchRequest) -> FetchRound {
+    private func readFetch(_ req: FetchRequest, refused: Set<String>) -> FetchRound {
         var placeholders: [FilePlaceholder] = []
         var bytes = 0
         var failed = false
@@ -88,6 +93,13 @@ extension Broker {
                 result.partitionIndex = p.partition
                 // Empty, not null: librdkafka cannot parse a null record set, even beside an error.
                 result.records = ByteBuffer()
+                guard !refused.contains(t.topic) else {
+                    result.errorCode = ErrorCode.topicAuthorizationFailed.rawValue
+                    result.highWatermark = -1
+                    failed = true
+                    metrics.error(.fetch, .topicAuthorizationFailed)
+                    return result
+                }
                 guard let log = storage.partition(topic: t.topic, partition: p.partition) else {
                     result.errorCode = ErrorCode.unknownTopicOrPartition.rawValue
                     result.highWatermark = -1

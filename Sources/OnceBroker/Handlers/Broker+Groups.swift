@@ -12,26 +12,37 @@ extension Broker {
         var response = FindCoordinatorResponse()
         // One broker coordinates every group (key type 0) and every transactional id (key type 1).
         let known = req.keyType == 0 || req.keyType == 1
-        let error: ErrorCode = known ? .none : .invalidRequest
+        let auth = authorization(request)
         let address = request.advertisedAddress(self)
+        // Finding a coordinator needs DESCRIBE on the group or transactional id it coordinates.
+        func error(for key: String) -> ErrorCode {
+            guard known else { return .invalidRequest }
+            if req.keyType == 0 { return auth.allowsGroup(.describe, key) ? .none : .groupAuthorizationFailed }
+            return auth.allowsTransactionalId(.describe, key) ? .none : .transactionalIdAuthorizationFailed
+        }
+        func message(_ error: ErrorCode) -> String? {
+            error == .none ? nil : known ? error.name : "unknown key type \(req.keyType)"
+        }
         if request.version >= 4 {
             response.coordinators = req.coordinatorKeys.map { key in
                 var c = FindCoordinatorResponse.Coordinator()
+                let error = error(for: key)
                 c.key = key
                 c.errorCode = error.rawValue
-                c.errorMessage = known ? nil : "unknown key type \(req.keyType)"
-                c.nodeId = known ? config.nodeId : -1
-                c.host = known ? address.host : ""
-                c.port = known ? Int32(address.port) : -1
+                c.errorMessage = message(error)
+                c.nodeId = error == .none ? config.nodeId : -1
+                c.host = error == .none ? address.host : ""
+                c.port = error == .none ? Int32(address.port) : -1
                 return c
             }
             return response
         }
+        let error = error(for: req.key)
         response.errorCode = error.rawValue
-        response.errorMessage = known ? nil : "unknown key type \(req.keyType)"
-        response.nodeId = known ? config.nodeId : -1
-        response.host = known ? address.host : ""
-        response.port = known ? Int32(address.port) : -1
+        response.errorMessage = message(error)
+        response.nodeId = error == .none ? config.nodeId : -1
+        response.host = error == .none ? address.host : ""
+        response.port = error == .none ? Int32(address.port) : -1
         return response
     }
 
@@ -56,6 +67,14 @@ extension Broker {
             }
             return r
         }
+        guard authorization(request).allowsGroup(.read, req.groupId) else {
+            var refused = JoinGroupResponse()
+            refused.errorCode = ErrorCode.groupAuthorizationFailed.rawValue
+            refused.generationId = -1
+            refused.memberId = req.memberId
+            refused.protocolName = version >= 7 ? nil : ""
+            return request.eventLoop.makeSucceededFuture(refused)
+        }
         guard !req.groupId.isEmpty else {
             return request.eventLoop.makeSucceededFuture(
                 response(JoinGroupResult(error: .invalidGroupId, memberId: req.memberId)))
@@ -78,6 +97,11 @@ extension Broker {
 
     func syncGroup(_ req: SyncGroupRequest, _ request: Request) -> EventLoopFuture<SyncGroupResponse> {
         let version = request.version
+        guard authorization(request).allowsGroup(.read, req.groupId) else {
+            var refused = SyncGroupResponse()
+            refused.errorCode = ErrorCode.groupAuthorizationFailed.rawValue
+            return request.eventLoop.makeSucceededFuture(refused)
+        }
         var assignments: [String: [UInt8]] = [:]
         for a in req.assignments { assignments[a.memberId] = a.assignment }
         return groups.sync(
@@ -96,6 +120,10 @@ extension Broker {
 
     func heartbeat(_ req: HeartbeatRequest, _ request: Request) -> HeartbeatResponse {
         var r = HeartbeatResponse()
+        guard authorization(request).allowsGroup(.read, req.groupId) else {
+            r.errorCode = ErrorCode.groupAuthorizationFailed.rawValue
+            return r
+        }
         r.errorCode =
             groups.heartbeat(
                 groupId: req.groupId, memberId: req.memberId,
@@ -105,6 +133,11 @@ extension Broker {
     }
 
     func leaveGroup(_ req: LeaveGroupRequest, _ request: Request) -> LeaveGroupResponse {
+        guard authorization(request).allowsGroup(.read, req.groupId) else {
+            var refused = LeaveGroupResponse()
+            refused.errorCode = ErrorCode.groupAuthorizationFailed.rawValue
+            return refused
+        }
         let leaving: [ConsumerGroup.Leaving] =
             request.version >= 3
             ? req.members.map { ConsumerGroup.Leaving(memberId: $0.memberId, groupInstanceId: $0.groupInstanceId) }
@@ -129,8 +162,12 @@ extension Broker {
 
     func offsetCommit(_ req: OffsetCommitRequest, _ request: Request) -> OffsetCommitResponse {
         let now = clock()
+        let auth = authorization(request)
+        // Group READ for the commit, Topic READ for each topic in it; what is refused is not committed.
+        let groupAllowed = auth.allowsGroup(.read, req.groupId)
+        let refusedTopics = Set(req.topics.map(\.name).filter { !auth.allowsTopic(.read, $0) })
         var offsets: [GroupPartition: CommittedOffset] = [:]
-        for t in req.topics {
+        for t in req.topics where !refusedTopics.contains(t.name) {
             for p in t.partitions {
                 offsets[GroupPartition(t.name, p.partitionIndex)] = CommittedOffset(
                     offset: p.committedOffset, leaderEpoch: request.version >= 6 ? p.committedLeaderEpoch : -1,
@@ -138,8 +175,10 @@ extension Broker {
             }
         }
         let outcome: Result<[GroupPartition: GroupError?], ErrorCode> =
-            req.groupId.isEmpty
+            !groupAllowed ? .failure(.groupAuthorizationFailed)
+            : req.groupId.isEmpty
             ? .failure(.invalidGroupId)
+            : offsets.isEmpty && !refusedTopics.isEmpty ? .success([:])
             : groups.commit(
                 groupId: req.groupId, memberId: req.memberId,
                 groupInstanceId: request.version >= 7 ? req.groupInstanceId : nil,
@@ -152,7 +191,10 @@ extension Broker {
             topic.partitions = t.partitions.map { p in
                 var partition = OffsetCommitResponse.OffsetCommitResponsePartition()
                 partition.partitionIndex = p.partitionIndex
-                partition.errorCode = Self.commitErrorCode(outcome, GroupPartition(t.name, p.partitionIndex))
+                partition.errorCode =
+                    groupAllowed && refusedTopics.contains(t.name)
+                    ? ErrorCode.topicAuthorizationFailed.rawValue
+                    : Self.commitErrorCode(outcome, GroupPartition(t.name, p.partitionIndex))
                 return partition
             }
             return topic
@@ -171,12 +213,17 @@ extension Broker {
 
     func offsetFetch(_ req: OffsetFetchRequest, _ request: Request) -> OffsetFetchResponse {
         var r = OffsetFetchResponse()
+        let auth = authorization(request)
         if request.version >= 8 {
             r.groups = req.groups.map { g in
                 var group = OffsetFetchResponse.OffsetFetchResponseGroup()
                 group.groupId = g.groupId
+                guard auth.allowsGroup(.describe, g.groupId) else {
+                    group.errorCode = ErrorCode.groupAuthorizationFailed.rawValue
+                    return group
+                }
                 let asked = g.topics.map { $0.map { ($0.name, $0.partitionIndexes) } }
-                group.topics = offsetRows(g.groupId, asked, requireStable: req.requireStable).map { name, rows in
+                group.topics = offsetRows(g.groupId, asked, requireStable: req.requireStable, auth).map { name, rows in
                     var topic = OffsetFetchResponse.OffsetFetchResponseTopics()
                     topic.name = name
                     topic.partitions = rows.map { row in
@@ -196,7 +243,24 @@ extension Broker {
         }
         // v1 names its topics; from v2 null topics means every committed offset of the group.
         let asked = req.topics.map { $0.map { ($0.name, $0.partitionIndexes) } }
-        r.topics = offsetRows(req.groupId, asked, requireStable: request.version >= 7 && req.requireStable).map { name, rows in
+        guard auth.allowsGroup(.describe, req.groupId) else {
+            // v1 has no top-level error: each asked partition carries it.
+            if request.version >= 2 { r.errorCode = ErrorCode.groupAuthorizationFailed.rawValue }
+            r.topics = (asked ?? []).map { name, indexes in
+                var topic = OffsetFetchResponse.OffsetFetchResponseTopic()
+                topic.name = name
+                topic.partitions = indexes.map { index in
+                    var p = OffsetFetchResponse.OffsetFetchResponsePartition()
+                    p.partitionIndex = index
+                    p.errorCode = ErrorCode.groupAuthorizationFailed.rawValue
+                    p.committedOffset = -1
+                    return p
+                }
+                return topic
+            }
+            return r
+        }
+        r.topics = offsetRows(req.groupId, asked, requireStable: request.version >= 7 && req.requireStable, auth).map { name, rows in
             var topic = OffsetFetchResponse.OffsetFetchResponseTopic()
             topic.name = name
             topic.partitions = rows.map { row in
@@ -224,8 +288,10 @@ extension Broker {
     /// The asked partitions (or every committed one) with their offsets. With `requireStable` (a
     /// read_committed consumer, v7+), partitions whose transactional offsets are undecided answer
     /// UNSTABLE_OFFSET_COMMIT so the consumer retries.
+    /// Asked topics the principal may not DESCRIBE answer TOPIC_AUTHORIZATION_FAILED; when every
+    /// topic is asked for, they are left out, as Kafka hides them.
     private func offsetRows(
-        _ groupId: String, _ asked: [(String, [Int32])]?, requireStable: Bool
+        _ groupId: String, _ asked: [(String, [Int32])]?, requireStable: Bool, _ auth: RequestAuthorization
     ) -> [(String, [OffsetRow])] {
         let partitions = asked.map { $0.flatMap { name, indexes in indexes.map { GroupPartition(name, $0) } } }
         let committed = groups.committedOffsets(groupId: groupId, partitions: partitions)
@@ -236,16 +302,28 @@ extension Broker {
                 errorCode: unstable.contains(partition) ? .unstableOffsetCommit : .none)
         }
         if let asked {
-            return asked.map { name, indexes in (name, indexes.map { row(GroupPartition(name, $0)) }) }
+            return asked.map { name, indexes in
+                guard auth.allowsTopic(.describe, name) else {
+                    return (name, indexes.map { OffsetRow(partition: $0, committed: nil, errorCode: .topicAuthorizationFailed) })
+                }
+                return (name, indexes.map { row(GroupPartition(name, $0)) })
+            }
         }
         let byTopic = Dictionary(grouping: committed.keys.sorted(), by: \.topic)
-        return byTopic.keys.sorted().map { name in (name, byTopic[name]!.map(row)) }
+        return byTopic.keys.sorted().filter { auth.allowsTopic(.describe, $0) }.map { name in (name, byTopic[name]!.map(row)) }
     }
 
     func offsetDelete(_ req: OffsetDeleteRequest, _ request: Request) -> OffsetDeleteResponse {
-        let partitions = req.topics.flatMap { t in t.partitions.map { GroupPartition(t.name, $0.partitionIndex) } }
-        let outcome = groups.deleteOffsets(groupId: req.groupId, partitions: partitions) { Self.subscribedTopics(of: $0) }
+        let auth = authorization(request)
         var r = OffsetDeleteResponse()
+        guard auth.allowsGroup(.delete, req.groupId) else {
+            r.errorCode = ErrorCode.groupAuthorizationFailed.rawValue
+            return r
+        }
+        let refusedTopics = Set(req.topics.map(\.name).filter { !auth.allowsTopic(.read, $0) })
+        let partitions = req.topics.filter { !refusedTopics.contains($0.name) }
+            .flatMap { t in t.partitions.map { GroupPartition(t.name, $0.partitionIndex) } }
+        let outcome = groups.deleteOffsets(groupId: req.groupId, partitions: partitions) { Self.subscribedTopics(of: $0) }
         switch outcome {
         case .failure(let error):
             r.errorCode = error.rawValue
@@ -256,7 +334,10 @@ extension Broker {
                 topic.partitions = t.partitions.map { p in
                     var partition = OffsetDeleteResponse.OffsetDeleteResponsePartition()
                     partition.partitionIndex = p.partitionIndex
-                    partition.errorCode = results[GroupPartition(t.name, p.partitionIndex)]??.rawValue ?? 0
+                    partition.errorCode =
+                        refusedTopics.contains(t.name)
+                        ? ErrorCode.topicAuthorizationFailed.rawValue
+                        : results[GroupPartition(t.name, p.partitionIndex)]??.rawValue ?? 0
                     return partition
                 }
                 return topic
@@ -285,7 +366,11 @@ extension Broker {
         let states = Set(req.statesFilter.map { $0.lowercased() })
         let types = Set(req.typesFilter.map { $0.lowercased() })
         var r = ListGroupsResponse()
+        // Cluster DESCRIBE lists every group; otherwise only the groups the principal may DESCRIBE.
+        let auth = authorization(request)
+        let everyGroup = auth.allowsCluster(.describe)
         r.groups = groups.groups().compactMap { group in
+            guard everyGroup || auth.allowsGroup(.describe, group.groupId) else { return nil }
             guard states.isEmpty || states.contains(group.state.rawValue.lowercased()) else { return nil }
             guard types.isEmpty || types.contains("classic") else { return nil }
             var listed = ListGroupsResponse.ListedGroup()
@@ -300,10 +385,15 @@ extension Broker {
 
     func describeGroups(_ req: DescribeGroupsRequest, _ request: Request) -> DescribeGroupsResponse {
         var r = DescribeGroupsResponse()
+        let auth = authorization(request)
         r.groups = req.groups.map { id in
             var described = DescribeGroupsResponse.DescribedGroup()
             described.groupId = id
-            if req.includeAuthorizedOperations { described.authorizedOperations = AuthorizedOperations.group }
+            guard auth.allowsGroup(.describe, id) else {
+                described.errorCode = ErrorCode.groupAuthorizationFailed.rawValue
+                return described
+            }
+            if req.includeAuthorizedOperations { described.authorizedOperations = auth.groupOperations(id) }
             guard let group = groups.group(id) else {
                 described.groupState = ConsumerGroup.State.dead.rawValue
                 return described
@@ -329,12 +419,19 @@ extension Broker {
     }
 
     func deleteGroups(_ req: DeleteGroupsRequest, _ request: Request) -> DeleteGroupsResponse {
-        let results = groups.delete(groupIds: req.groupsNames)
+        let auth = authorization(request)
+        let allowed = req.groupsNames.filter { auth.allowsGroup(.delete, $0) }
+        var outcomes: [String: GroupError?] = [:]
+        for (id, error) in zip(allowed, groups.delete(groupIds: allowed)) { outcomes[id] = error }
         var r = DeleteGroupsResponse()
-        r.results = zip(req.groupsNames, results).map { id, error in
+        r.results = req.groupsNames.map { id in
             var result = DeleteGroupsResponse.DeletableGroupResult()
             result.groupId = id
-            result.errorCode = error?.rawValue ?? 0
+            if let outcome = outcomes[id] {
+                result.errorCode = outcome?.rawValue ?? 0
+            } else {
+                result.errorCode = ErrorCode.groupAuthorizationFailed.rawValue
+            }
             return result
         }
         return r

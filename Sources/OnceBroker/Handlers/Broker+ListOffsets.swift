@@ -6,12 +6,19 @@ extension Broker {
     func listOffsets(_ req: ListOffsetsRequest, _ request: Request) -> ListOffsetsResponse {
         var response = ListOffsetsResponse()
         let readCommitted = req.isolationLevel == 1
+        let auth = authorization(request)
         response.topics = req.topics.map { t in
             var topic = ListOffsetsResponse.ListOffsetsTopicResponse()
             topic.name = t.name
+            let allowed = auth.allowsTopic(.describe, t.name)
             topic.partitions = t.partitions.map { p in
                 var result = ListOffsetsResponse.ListOffsetsPartitionResponse()
                 result.partitionIndex = p.partitionIndex
+                guard allowed else {
+                    result.errorCode = ErrorCode.topicAuthorizationFailed.rawValue
+                    metrics.error(.listOffsets, .topicAuthorizationFailed)
+                    return result
+                }
                 guard let log = storage.partition(topic: t.name, partition: p.partitionIndex) else {
                     result.errorCode = ErrorCode.unknownTopicOrPartition.rawValue
                     metrics.error(.listOffsets, .unknownTopicOrPartition)

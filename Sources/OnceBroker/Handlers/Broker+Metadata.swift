@@ -30,14 +30,17 @@ extension Broker {
         response.brokers = [broker]
         response.clusterId = clusterId
         response.controllerId = config.nodeId
-        if req.includeClusterAuthorizedOperations { response.clusterAuthorizedOperations = AuthorizedOperations.cluster }
-        let operations = req.includeTopicAuthorizedOperations ? AuthorizedOperations.topic : nil
+        let auth = authorization(request)
+        if req.includeClusterAuthorizedOperations { response.clusterAuthorizedOperations = auth.clusterOperations() }
+        let operations: ((String) -> Int32)? = req.includeTopicAuthorizedOperations ? { auth.topicOperations($0) } : nil
 
         // v0: an empty list means every topic; v1+: null means every topic, empty means none.
         let requested: [MetadataRequest.MetadataRequestTopic]? =
             request.version == 0 && req.topics?.isEmpty == true ? nil : req.topics
         guard let requested else {
-            response.topics = storage.topics().map { topicMetadata($0, authorizedOperations: operations) }
+            // Topics the principal may not DESCRIBE are left out, so their existence does not leak.
+            response.topics = storage.topics().filter { auth.allowsTopic(.describe, $0.name) }
+                .map { topicMetadata($0, authorizedOperations: operations) }
             return response
         }
         let allowCreate = config.autoCreateTopics && (request.version < 4 || req.allowAutoTopicCreation)
@@ -48,7 +51,16 @@ extension Broker {
                 missing.errorCode = ErrorCode.unknownTopicId.rawValue
                 return missing
             }
-            switch topicForUse(name, autoCreate: allowCreate) {
+            // As Kafka: a named topic the principal may not DESCRIBE, or may not create when it
+            // would be auto-created, is answered TOPIC_AUTHORIZATION_FAILED whether it exists or not.
+            let mayCreate = allowCreate && auth.allowsCreatingTopic(name)
+            guard auth.allowsTopic(.describe, name), storage.topic(named: name) != nil || !allowCreate || mayCreate else {
+                var refused = MetadataResponse.MetadataResponseTopic()
+                refused.name = name
+                refused.errorCode = ErrorCode.topicAuthorizationFailed.rawValue
+                return refused
+            }
+            switch topicForUse(name, autoCreate: mayCreate) {
             case .success(let meta):
                 return topicMetadata(meta, authorizedOperations: operations)
             case .failure(let code):
@@ -61,9 +73,11 @@ extension Broker {
         return response
     }
 
-    private func topicMetadata(_ meta: TopicMetadata, authorizedOperations: Int32?) -> MetadataResponse.MetadataResponseTopic {
+    private func topicMetadata(
+        _ meta: TopicMetadata, authorizedOperations: ((String) -> Int32)?
+    ) -> MetadataResponse.MetadataResponseTopic {
         var topic = MetadataResponse.MetadataResponseTopic()
-        if let authorizedOperations { topic.topicAuthorizedOperations = authorizedOperations }
+        if let authorizedOperations { topic.topicAuthorizedOperations = authorizedOperations(meta.name) }
         topic.name = meta.name
         topic.topicId = meta.id
         topic.isInternal = InternalTopics.names.contains(meta.name)
@@ -125,7 +139,7 @@ extension Broker {
 
     func describeCluster(_ req: DescribeClusterRequest, _ request: Request) -> DescribeClusterResponse {
         var response = DescribeClusterResponse()
-        if req.includeClusterAuthorizedOperations { response.clusterAuthorizedOperations = AuthorizedOperations.cluster }
+        if req.includeClusterAuthorizedOperations { response.clusterAuthorizedOperations = authorization(request).clusterOperations() }
         response.clusterId = clusterId
         response.controllerId = config.nodeId
         var broker = DescribeClusterResponse.DescribeClusterBroker()

@@ -17,10 +17,14 @@ extension Broker {
             result.errorMessage = "Duplicate topic name."
             return result
         }
+        let auth = authorization(request)
         for topic in req.topics where !duplicates.contains(topic.name) {
             var result = CreatePartitionsResponse.CreatePartitionsTopicResult()
             result.name = topic.name
-            if let (code, message) = createPartitionsRefusal(topic) {
+            if !auth.allowsTopic(.alter, topic.name) {
+                result.errorCode = ErrorCode.topicAuthorizationFailed.rawValue
+                result.errorMessage = "Authorization failed."
+            } else if let (code, message) = createPartitionsRefusal(topic) {
                 result.errorCode = code.rawValue
                 result.errorMessage = message
             } else if !req.validateOnly {

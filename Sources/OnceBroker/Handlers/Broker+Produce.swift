@@ -74,13 +74,20 @@ extension Broker {
         var response = ProduceResponse()
         var durable: [EventLoopFuture<Void>] = []
         let validAcks = req.acks == 0 || req.acks == 1 || req.acks == -1
+        let auth = authorization(request)
+        // Transactional batches need TransactionalId WRITE, refused for the whole request as Kafka does.
+        let transactionalRefused =
+            auth.isEnabled && Self.carriesTransactionalBatches(req)
+            && !(req.transactionalId.map { auth.allowsTransactionalId(.write, $0) } ?? false)
         response.responses = req.topicData.map { t in
             var topic = ProduceResponse.TopicProduceResponse()
             topic.name = t.name
             // Internal topics are written by the coordinators only, as in Kafka.
             let meta = !validAcks ? .failure(.invalidRequiredAcks)
+                : transactionalRefused ? .failure(.transactionalIdAuthorizationFailed)
+                : !auth.allowsTopic(.write, t.name) ? .failure(.topicAuthorizationFailed)
                 : InternalTopics.names.contains(t.name) ? .failure(.invalidTopicException)
-                : topicForUse(t.name, autoCreate: config.autoCreateTopics)
+                : topicForUse(t.name, autoCreate: config.autoCreateTopics && auth.allowsCreatingTopic(t.name))
             var appendedBytes = 0
             var appendedRecords = 0
             topic.partitionResponses = t.partitionData.map { p in
@@ -157,6 +164,17 @@ extension Broker {
                 }
                 return failed
             }
+    }
+
+    /// Whether any partition's first batch has the transactional attribute bit; a client sends one
+    /// producer's batches in a request, so the first says what they all are.
+    private static func carriesTransactionalBatches(_ req: ProduceRequest) -> Bool {
+        req.topicData.contains { t in
+            t.partitionData.contains { p in
+                guard let records = p.records else { return false }
+                return (try? RecordBatchHeader(reading: records, at: records.readerIndex))?.isTransactional ?? false
+            }
+        }
     }
 
     struct ProduceError: Error {

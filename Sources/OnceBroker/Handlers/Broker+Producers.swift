@@ -7,10 +7,10 @@ import OnceStorage
 extension Broker {
     func initProducerId(_ req: InitProducerIdRequest, _ request: Request) -> InitProducerIdResponse {
         var response = InitProducerIdResponse()
-        if let transactionalId = req.transactionalId, !transactionalId.isEmpty {
-            // Transactions are not served yet, and ApiVersions does not advertise their APIs.
-            response.errorCode = ErrorCode.transactionalIdAuthorizationFailed.rawValue
-            metrics.error(.initProducerId, .transactionalIdAuthorizationFailed)
+        // An idempotent producer needs Cluster IDEMPOTENT_WRITE or WRITE on some topic (KIP-679).
+        let auth = authorization(request)
+        guard auth.allowsCluster(.idempotentWrite) || auth.allowsAny(.write, .topic) else {
+            response.errorCode = ErrorCode.clusterAuthorizationFailed.rawValue
             return response
         }
         // Without a transactional id every call gets a fresh id at epoch 0, as Kafka does; that is
@@ -27,13 +27,19 @@ extension Broker {
 
     func describeProducers(_ req: DescribeProducersRequest, _ request: Request) -> DescribeProducersResponse {
         var response = DescribeProducersResponse()
+        let auth = authorization(request)
         response.topics = req.topics.map { t in
             var topic = DescribeProducersResponse.TopicResponse()
             topic.name = t.name
-            let meta = storage.topic(named: t.name)
+            let allowed = auth.allowsTopic(.read, t.name)
+            let meta = allowed ? storage.topic(named: t.name) : nil
             topic.partitions = t.partitionIndexes.map { index in
                 var result = DescribeProducersResponse.PartitionResponse()
                 result.partitionIndex = index
+                guard allowed else {
+                    result.errorCode = ErrorCode.topicAuthorizationFailed.rawValue
+                    return result
+                }
                 do {
                     guard let meta, let table = try producers.producers(topic: meta, partition: index)?.table else {
                         result.errorCode = ErrorCode.unknownTopicOrPartition.rawValue

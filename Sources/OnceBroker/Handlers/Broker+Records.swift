@@ -13,14 +13,21 @@ extension Broker {
     /// OFFSET_OUT_OF_RANGE and reset; ListOffsets earliest answers the new start.
     func deleteRecords(_ req: DeleteRecordsRequest, _ request: Request) -> DeleteRecordsResponse {
         var response = DeleteRecordsResponse()
+        let auth = authorization(request)
         response.topics = req.topics.map { t in
             var topic = DeleteRecordsResponse.DeleteRecordsTopicResult()
             topic.name = t.name
+            let allowed = auth.allowsTopic(.delete, t.name)
             let meta = storage.topic(named: t.name)
             topic.partitions = t.partitions.map { p in
                 var result = DeleteRecordsResponse.DeleteRecordsPartitionResult()
                 result.partitionIndex = p.partitionIndex
                 result.lowWatermark = -1
+                guard allowed else {
+                    result.errorCode = ErrorCode.topicAuthorizationFailed.rawValue
+                    metrics.error(.deleteRecords, .topicAuthorizationFailed)
+                    return result
+                }
                 do {
                     result.lowWatermark = try deleteRecords(topic: meta, name: t.name, partition: p.partitionIndex, before: p.offset)
                 } catch let refusal as AdminRefusal {
@@ -70,6 +77,12 @@ extension Broker {
     /// DescribeLogDirs: the one data directory, the bytes each partition's batches take, and the
     /// file system's total and usable space.
     func describeLogDirs(_ req: DescribeLogDirsRequest, _ request: Request) -> DescribeLogDirsResponse {
+        // Cluster DESCRIBE; without it Kafka answers no directories (and, from v3, the error).
+        guard authorization(request).allowsCluster(.describe) else {
+            var refused = DescribeLogDirsResponse()
+            if request.version >= 3 { refused.errorCode = ErrorCode.clusterAuthorizationFailed.rawValue }
+            return refused
+        }
         // Null asks for every partition; named topics that do not exist are left out, as Kafka does.
         let wanted: [(TopicMetadata, [Int32])]
         if let topics = req.topics {

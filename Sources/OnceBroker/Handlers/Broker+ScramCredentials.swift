@@ -10,6 +10,11 @@ extension Broker {
     ) -> DescribeUserScramCredentialsResponse {
         var response = DescribeUserScramCredentialsResponse()
         response.errorMessage = nil
+        guard authorization(request).allowsCluster(.describe) else {
+            response.errorCode = ErrorCode.clusterAuthorizationFailed.rawValue
+            response.errorMessage = "Cluster authorization failed."
+            return response
+        }
         // Null or empty asks for every user; a user named twice is answered once, with an error.
         var seen: [String: Bool] = [:]
         var order: [String] = []
@@ -49,6 +54,20 @@ extension Broker {
     func alterUserScramCredentials(
         _ req: AlterUserScramCredentialsRequest, _ request: Request
     ) -> AlterUserScramCredentialsResponse {
+        guard authorization(request).allowsCluster(.alter) else {
+            // Every user the request names gets the refusal, as Kafka's error response does.
+            var names: [String] = []
+            for name in req.deletions.map(\.name) + req.upsertions.map(\.name) where !names.contains(name) { names.append(name) }
+            var refused = AlterUserScramCredentialsResponse()
+            refused.results = names.map { name in
+                var result = AlterUserScramCredentialsResponse.AlterUserScramCredentialsResult()
+                result.user = name
+                result.errorCode = ErrorCode.clusterAuthorizationFailed.rawValue
+                result.errorMessage = "Cluster authorization failed."
+                return result
+            }
+            return refused
+        }
         var errors: [String: (ErrorCode, String)] = [:]
         var changes: [String: ScramCredentialStore.Change] = [:]
         var order: [String] = []

@@ -20,12 +20,26 @@ extension Broker {
         let targets: [(name: String?, id: KafkaUUID)] =
             request.version >= 6 ? req.topics.map { ($0.name, $0.topicId) } : req.topicNames.map { ($0, .zero) }
         var response = DeleteTopicsResponse()
+        let auth = authorization(request)
         response.responses = targets.map { target in
             var result = DeleteTopicsResponse.DeletableTopicResult()
             result.name = target.name
             result.topicId = target.id
             let meta = target.name.flatMap { storage.topic(named: $0) }
                 ?? storage.topics().first { $0.id == target.id && target.id != .zero }
+            // Topic DELETE, as Kafka's controller decides it: a name the principal may not DESCRIBE is
+            // refused whether it exists or not; a topic found by id is named in the refusal only to
+            // a principal that may DESCRIBE it.
+            if let name = target.name ?? meta?.name, !auth.allowsTopic(.delete, name) {
+                let describable = auth.allowsTopic(.describe, name)
+                // Only a principal that may DESCRIBE a name learns that it does not exist.
+                if target.name == nil || !describable || meta != nil {
+                    if target.name == nil && !describable { result.name = nil }
+                    result.errorCode = ErrorCode.topicAuthorizationFailed.rawValue
+                    metrics.error(.deleteTopics, .topicAuthorizationFailed)
+                    return result
+                }
+            }
             guard let meta else {
                 let code: ErrorCode = target.name == nil ? .unknownTopicId : .unknownTopicOrPartition
                 result.errorCode = code.rawValue

@@ -10,7 +10,12 @@ extension Broker {
     func initTransactionalProducerId(_ req: InitProducerIdRequest, _ request: Request, transactionalId: String)
         -> EventLoopFuture<InitProducerIdResponse>
     {
-        answerLater(request) {
+        guard authorization(request).allowsTransactionalId(.write, transactionalId) else {
+            var refused = InitProducerIdResponse()
+            refused.errorCode = ErrorCode.transactionalIdAuthorizationFailed.rawValue
+            return request.eventLoop.makeSucceededFuture(refused)
+        }
+        return answerLater(request) {
             var response = InitProducerIdResponse()
             do {
                 let outcome = try await self.transactions.initProducerId(
@@ -30,12 +35,19 @@ extension Broker {
     }
 
     func addPartitionsToTxn(_ req: AddPartitionsToTxnRequest, _ request: Request) -> EventLoopFuture<AddPartitionsToTxnResponse> {
-        answerLater(request) {
+        let auth = authorization(request)
+        // v4+ is what brokers send each other: Cluster CLUSTER_ACTION, not the client's ACLs.
+        if request.version >= 4 && !auth.allowsCluster(.clusterAction) {
+            var refused = AddPartitionsToTxnResponse()
+            refused.errorCode = ErrorCode.clusterAuthorizationFailed.rawValue
+            return request.eventLoop.makeSucceededFuture(refused)
+        }
+        return answerLater(request) {
             var response = AddPartitionsToTxnResponse()
             if request.version <= 3 {
                 response.resultsByTopicV3AndBelow = await self.addPartitions(
                     transactionalId: req.v3AndBelowTransactionalId, producerId: req.v3AndBelowProducerId,
-                    producerEpoch: req.v3AndBelowProducerEpoch, topics: req.v3AndBelowTopics, verifyOnly: false)
+                    producerEpoch: req.v3AndBelowProducerEpoch, topics: req.v3AndBelowTopics, verifyOnly: false, client: auth)
             } else {
                 // v4+ is the batched form brokers use; `verifyOnly` asks without adding (KIP-890).
                 var results: [AddPartitionsToTxnResponse.AddPartitionsToTxnResult] = []
@@ -44,7 +56,7 @@ extension Broker {
                     result.transactionalId = txn.transactionalId
                     result.topicResults = await self.addPartitions(
                         transactionalId: txn.transactionalId, producerId: txn.producerId, producerEpoch: txn.producerEpoch,
-                        topics: txn.topics, verifyOnly: txn.verifyOnly)
+                        topics: txn.topics, verifyOnly: txn.verifyOnly, client: nil)
                     results.append(result)
                 }
                 response.resultsByTransaction = results
@@ -55,21 +67,36 @@ extension Broker {
 
     private func addPartitions(
         transactionalId: String, producerId: Int64, producerEpoch: Int16,
-        topics: [AddPartitionsToTxnRequest.AddPartitionsToTxnTopic], verifyOnly: Bool
+        topics: [AddPartitionsToTxnRequest.AddPartitionsToTxnTopic], verifyOnly: Bool, client: RequestAuthorization?
     ) async -> [AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult] {
-        // Partitions of unknown topics fail alone; the others are then not attempted, as Kafka does.
-        var unknown = Set<TopicPartitionKey>()
+        // A client (v3 and below) needs TransactionalId WRITE, and Topic WRITE on each topic it adds;
+        // internal topics are never a client's to add.
+        if let client, !client.allowsTransactionalId(.write, transactionalId) {
+            return Self.topicResults(topics) { _ in .transactionalIdAuthorizationFailed }
+        }
+        let refusedTopics = Set(
+            topics.map(\.name).filter { name in
+                client.map { !$0.allowsTopic(.write, name) || ($0.isEnabled && InternalTopics.names.contains(name)) } ?? false
+            })
+        // Partitions of unknown or refused topics fail alone; the others are then not attempted, as Kafka does.
+        var failed: [TopicPartitionKey: ErrorCode] = [:]
         var keys: [TopicPartitionKey] = []
         for t in topics {
             for p in t.partitions {
                 let key = TopicPartitionKey(t.name, p)
-                if storage.partition(topic: t.name, partition: p) == nil { unknown.insert(key) } else { keys.append(key) }
+                if refusedTopics.contains(t.name) {
+                    failed[key] = .topicAuthorizationFailed
+                } else if storage.partition(topic: t.name, partition: p) == nil {
+                    failed[key] = .unknownTopicOrPartition
+                } else {
+                    keys.append(key)
+                }
             }
         }
         var codes: [TopicPartitionKey: ErrorCode] = [:]
-        if !unknown.isEmpty {
+        if !failed.isEmpty {
             for key in keys { codes[key] = .operationNotAttempted }
-            for key in unknown { codes[key] = .unknownTopicOrPartition }
+            codes.merge(failed) { _, failure in failure }
         } else if verifyOnly {
             for key in keys {
                 codes[key] = transactions.verify(
@@ -87,13 +114,19 @@ extension Broker {
             }
             for key in keys { codes[key] = code }
         }
-        return topics.map { t in
+        return Self.topicResults(topics) { codes[$0] ?? ErrorCode.none }
+    }
+
+    private static func topicResults(
+        _ topics: [AddPartitionsToTxnRequest.AddPartitionsToTxnTopic], _ code: (TopicPartitionKey) -> ErrorCode
+    ) -> [AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult] {
+        topics.map { t in
             var result = AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult()
             result.name = t.name
             result.resultsByPartition = t.partitions.map { p in
                 var r = AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult()
                 r.partitionIndex = p
-                r.partitionErrorCode = (codes[TopicPartitionKey(t.name, p)] ?? ErrorCode.none).rawValue
+                r.partitionErrorCode = code(TopicPartitionKey(t.name, p)).rawValue
                 return r
             }
             return result
@@ -101,7 +134,16 @@ extension Broker {
     }
 
     func addOffsetsToTxn(_ req: AddOffsetsToTxnRequest, _ request: Request) -> EventLoopFuture<AddOffsetsToTxnResponse> {
-        answerLater(request) {
+        let auth = authorization(request)
+        let refusal: ErrorCode? =
+            !auth.allowsTransactionalId(.write, req.transactionalId) ? .transactionalIdAuthorizationFailed
+            : !auth.allowsGroup(.read, req.groupId) ? .groupAuthorizationFailed : nil
+        if let refusal {
+            var refused = AddOffsetsToTxnResponse()
+            refused.errorCode = refusal.rawValue
+            return request.eventLoop.makeSucceededFuture(refused)
+        }
+        return answerLater(request) {
             var response = AddOffsetsToTxnResponse()
             do {
                 // The group's offsets live in its __consumer_offsets partition; that partition joins
@@ -118,7 +160,12 @@ extension Broker {
     }
 
     func endTxn(_ req: EndTxnRequest, _ request: Request) -> EventLoopFuture<EndTxnResponse> {
-        answerLater(request) {
+        guard authorization(request).allowsTransactionalId(.write, req.transactionalId) else {
+            var refused = EndTxnResponse()
+            refused.errorCode = ErrorCode.transactionalIdAuthorizationFailed.rawValue
+            return request.eventLoop.makeSucceededFuture(refused)
+        }
+        return answerLater(request) {
             var response = EndTxnResponse()
             do {
                 // v5 is transactions V2 (KIP-890): the end bumps the epoch and the answer says which to use next.
@@ -179,8 +226,14 @@ extension Broker {
     /// implicit add of v5).
     private func verifiedTxnOffsetCommit(_ req: TxnOffsetCommitRequest, _ request: Request) -> TxnOffsetCommitResponse {
         let now = clock()
+        let auth = authorization(request)
+        // TransactionalId WRITE, then Group READ, for the whole request; Topic READ per topic.
+        let refusal: ErrorCode? =
+            !auth.allowsTransactionalId(.write, req.transactionalId) ? .transactionalIdAuthorizationFailed
+            : !auth.allowsGroup(.read, req.groupId) ? .groupAuthorizationFailed : nil
+        let refusedTopics = refusal != nil ? [] : Set(req.topics.map(\.name).filter { !auth.allowsTopic(.read, $0) })
         var offsets: [GroupPartition: CommittedOffset] = [:]
-        for t in req.topics {
+        for t in req.topics where !refusedTopics.contains(t.name) {
             for p in t.partitions {
                 offsets[GroupPartition(t.name, p.partitionIndex)] = CommittedOffset(
                     offset: p.committedOffset, leaderEpoch: request.version >= 2 ? p.committedLeaderEpoch : -1,
@@ -188,7 +241,11 @@ extension Broker {
             }
         }
         let outcome: Result<[GroupPartition: GroupError?], ErrorCode>
-        if req.groupId.isEmpty {
+        if let refusal {
+            outcome = .failure(refusal)
+        } else if offsets.isEmpty && !refusedTopics.isEmpty {
+            outcome = .success([:])
+        } else if req.groupId.isEmpty {
             outcome = .failure(.invalidGroupId)
         } else if let failure = (try? consumerOffsetsPartition(forGroup: req.groupId)).flatMap({
             transactions.verify(producerId: req.producerId, producerEpoch: req.producerEpoch, partition: $0)
@@ -213,7 +270,10 @@ extension Broker {
             topic.partitions = t.partitions.map { p in
                 var partition = TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition()
                 partition.partitionIndex = p.partitionIndex
-                partition.errorCode = Self.commitErrorCode(outcome, GroupPartition(t.name, p.partitionIndex))
+                partition.errorCode =
+                    refusedTopics.contains(t.name)
+                    ? ErrorCode.topicAuthorizationFailed.rawValue
+                    : Self.commitErrorCode(outcome, GroupPartition(t.name, p.partitionIndex))
                 return partition
             }
             return topic
@@ -224,9 +284,14 @@ extension Broker {
     func describeTransactions(_ req: DescribeTransactionsRequest, _ request: Request) -> DescribeTransactionsResponse {
         let known = Dictionary(uniqueKeysWithValues: transactions.transactions.map { ($0.transactionalId, $0) })
         var response = DescribeTransactionsResponse()
+        let auth = authorization(request)
         response.transactionStates = req.transactionalIds.map { id in
             var state = DescribeTransactionsResponse.TransactionState()
             state.transactionalId = id
+            guard auth.allowsTransactionalId(.describe, id) else {
+                state.errorCode = ErrorCode.transactionalIdAuthorizationFailed.rawValue
+                return state
+            }
             guard let txn = known[id] else {
                 state.errorCode = ErrorCode.transactionalIdNotFound.rawValue
                 return state
@@ -252,9 +317,11 @@ extension Broker {
         let knownStates = Set(TransactionState.allCases.map(\.name))
         response.unknownStateFilters = req.stateFilters.filter { !knownStates.contains($0) }
         let now = clock()
+        let auth = authorization(request)
         response.transactionStates = transactions.transactions.filter { txn in
-            // Dead ids are on their way out and never listed, as in Kafka.
-            txn.state != .dead
+            // Dead ids are on their way out and never listed, as in Kafka; ids the principal may
+            // not DESCRIBE are left out.
+            txn.state != .dead && auth.allowsTransactionalId(.describe, txn.transactionalId)
                 && (req.stateFilters.isEmpty || req.stateFilters.contains(txn.state.name))
                 && (req.producerIdFilters.isEmpty || req.producerIdFilters.contains(txn.producerId))
                 // v1+: only transactions that started longer ago than the filter, in any state.

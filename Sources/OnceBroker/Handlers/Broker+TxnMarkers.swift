@@ -9,6 +9,8 @@ import OnceCore
 extension Broker {
     func writeTxnMarkers(_ req: WriteTxnMarkersRequest, _ request: Request) -> WriteTxnMarkersResponse {
         var response = WriteTxnMarkersResponse()
+        // Markers are the coordinator's to write: Cluster CLUSTER_ACTION, as Kafka asks of brokers.
+        let allowed = authorization(request).allowsCluster(.clusterAction)
         response.markers = req.markers.map { marker in
             var result = WriteTxnMarkersResponse.WritableTxnMarkerResult()
             result.producerId = marker.producerId
@@ -19,7 +21,9 @@ extension Broker {
                     var partition = WriteTxnMarkersResponse.WritableTxnMarkerPartitionResult()
                     partition.partitionIndex = p
                     let code: ErrorCode
-                    if marker.transactionResult {
+                    if !allowed {
+                        code = .clusterAuthorizationFailed
+                    } else if marker.transactionResult {
                         code = .invalidRequest
                     } else {
                         do {
