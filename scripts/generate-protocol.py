@@ -45,7 +45,7 @@ API_PAIRS = [
     "DescribeUserScramCredentials", "AlterUserScramCredentials",
 ]
 # APIs whose schemas come from Kafka's own sources (--kafka-schemas) because the wheel lacks them.
-KAFKA_ONLY = []
+KAFKA_ONLY = ["ConsumerGroupHeartbeat", "ConsumerGroupDescribe"]
 # Headers and embedded data types, generated the same way but without an api key.
 OTHER_MESSAGES = [
     "RequestHeader", "ResponseHeader",
@@ -233,8 +233,11 @@ class Field:
         self.is_struct = self.elem not in PRIMITIVES
         self.struct = None  # StructDef, resolved later
         self.inline_fields = spec.get("fields")
-        if self.is_struct and not self.is_array and not self.nullable.empty():
-            sys.exit(f"{message}.{self.name}: nullable struct fields are not supported")
+        # A nullable struct is written as Kafka writes it: an int8 presence marker (-1 null, 1
+        # present) before the struct. Only a struct nullable in every version it exists in is supported.
+        self.nullable_struct = self.is_struct and not self.is_array and not self.nullable.empty()
+        if self.nullable_struct and not self.nullable.covers(self.versions):
+            sys.exit(f"{message}.{self.name}: a struct nullable in only some versions is not supported")
 
     @property
     def optional(self):
@@ -366,6 +369,8 @@ def read_expr(field, struct, message, nullable, buf="buffer", is_elem=False):
             fn = "readKafkaArray"
         inner = read_expr(field, struct, message, False, "$0", True)
         return f"try {buf}.{fn}(compact: {compact}) {{ {inner} }}"
+    if field.nullable_struct and not is_elem:
+        return f"try {buf}.readKafkaInt(Int8.self) < 0 ? nil : {field.struct.name}(from: &{buf}, version: version)"
     if field.is_struct:
         return f"try {field.struct.name}(from: &{buf}, version: version)"
     if t in INTEGERS:
@@ -393,6 +398,9 @@ def write_stmt(field, struct, message, value, buf="buffer", is_elem=False):
     if field.is_array and not is_elem:
         inner = write_stmt(field, struct, message, "$0", "$1", True)
         return f"{buf}.writeKafkaArray({value}, compact: {compact}) {{ {inner} }}"
+    if field.nullable_struct and not is_elem:
+        return (f"if let present = {value} {{ {buf}.writeInteger(Int8(1)); present.encode(into: &{buf}, version: version) }}"
+                f" else {{ {buf}.writeInteger(Int8(-1)) }}")
     if field.is_struct:
         return f"{value}.encode(into: &{buf}, version: version)"
     if t in INTEGERS:

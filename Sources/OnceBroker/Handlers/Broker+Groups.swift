@@ -142,7 +142,7 @@ extension Broker {
             : groups.commit(
                 groupId: req.groupId, memberId: req.memberId,
                 groupInstanceId: request.version >= 7 ? req.groupInstanceId : nil,
-                generationId: req.generationIdOrMemberEpoch, offsets: offsets
+                generationId: req.generationIdOrMemberEpoch, offsets: offsets, memberEpochAware: request.version >= 9
             ).mapError(\.errorCode)
         var r = OffsetCommitResponse()
         r.topics = req.topics.map { t in
@@ -174,6 +174,12 @@ extension Broker {
             r.groups = req.groups.map { g in
                 var group = OffsetFetchResponse.OffsetFetchResponseGroup()
                 group.groupId = g.groupId
+                if request.version >= 9,
+                    let error = groups.validateOffsetFetch(groupId: g.groupId, memberId: g.memberId, memberEpoch: g.memberEpoch)
+                {
+                    group.errorCode = error.rawValue
+                    return group
+                }
                 let asked = g.topics.map { $0.map { ($0.name, $0.partitionIndexes) } }
                 group.topics = offsetRows(g.groupId, asked, requireStable: req.requireStable).map { name, rows in
                     var topic = OffsetFetchResponse.OffsetFetchResponseTopics()
@@ -284,16 +290,26 @@ extension Broker {
         let states = Set(req.statesFilter.map { $0.lowercased() })
         let types = Set(req.typesFilter.map { $0.lowercased() })
         var r = ListGroupsResponse()
-        r.groups = groups.groups().compactMap { group in
-            guard states.isEmpty || states.contains(group.state.rawValue.lowercased()) else { return nil }
-            guard types.isEmpty || types.contains("classic") else { return nil }
+        let modern = groups.modernGroups()
+        let modernIds = Set(modern.map(\.groupId))
+        func listed(_ id: String, protocolType: String, state: String, type: String) -> ListGroupsResponse.ListedGroup? {
+            guard states.isEmpty || states.contains(state.lowercased()) else { return nil }
+            guard types.isEmpty || types.contains(type) else { return nil }
             var listed = ListGroupsResponse.ListedGroup()
-            listed.groupId = group.groupId
-            listed.protocolType = group.protocolType ?? ""
-            listed.groupState = group.state.rawValue
-            listed.groupType = "classic"
+            listed.groupId = id
+            listed.protocolType = protocolType
+            listed.groupState = state
+            listed.groupType = type
             return listed
         }
+        // A consumer group's offsets live in a classic entry; the group is listed once, as consumer.
+        let classic = groups.groups().filter { !modernIds.contains($0.groupId) }.compactMap {
+            listed($0.groupId, protocolType: $0.protocolType ?? "", state: $0.state.rawValue, type: "classic")
+        }
+        let consumer = modern.compactMap {
+            listed($0.groupId, protocolType: "consumer", state: $0.state.rawValue, type: "consumer")
+        }
+        r.groups = (classic + consumer).sorted { $0.groupId < $1.groupId }
         return r
     }
 
@@ -303,7 +319,9 @@ extension Broker {
             var described = DescribeGroupsResponse.DescribedGroup()
             described.groupId = id
             if req.includeAuthorizedOperations { described.authorizedOperations = AuthorizedOperations.group }
-            guard let group = groups.group(id) else {
+            // As Kafka: DescribeGroups describes classic groups; a consumer group is described by
+            // ConsumerGroupDescribe and reads as Dead here.
+            guard groups.modernGroup(id) == nil, let group = groups.group(id) else {
                 described.groupState = ConsumerGroup.State.dead.rawValue
                 return described
             }

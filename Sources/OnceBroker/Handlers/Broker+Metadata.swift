@@ -9,13 +9,28 @@ extension Broker {
 
     func apiVersionsResponse(version: Int16) -> ApiVersionsResponse {
         var response = ApiVersionsResponse()
-        response.apiKeys = SupportedApis.advertised.map { entry in
+        response.apiKeys = SupportedApis.advertised.filter { served($0.api) != nil }.map { entry in
             var v = ApiVersionsResponse.ApiVersion()
             v.apiKey = entry.api.rawValue
             v.minVersion = entry.versions.lowerBound
             v.maxVersion = entry.versions.upperBound
             return v
         }
+        // Features (KIP-584, v3+ tagged fields): `group.version` 1 is how Kafka 4.x says KIP-848's
+        // consumer protocol is on; supported 0-1 either way, finalized at 1 only while it is served.
+        var group = ApiVersionsResponse.SupportedFeatureKey()
+        group.name = "group.version"
+        group.minVersion = 0
+        group.maxVersion = 1
+        response.supportedFeatures = [group]
+        if config.consumerGroupProtocolEnabled {
+            var finalized = ApiVersionsResponse.FinalizedFeatureKey()
+            finalized.name = "group.version"
+            finalized.minVersionLevel = 1
+            finalized.maxVersionLevel = 1
+            response.finalizedFeatures = [finalized]
+        }
+        response.finalizedFeaturesEpoch = 0
         return response
     }
 
@@ -41,6 +56,11 @@ extension Broker {
         let allowCreate = config.autoCreateTopics && (request.version < 4 || req.allowAutoTopicCreation)
         response.topics = requested.map { t in
             guard let name = t.name else {
+                // KIP-516: v10+ may ask by topic id alone, as KIP-848 consumers do for the topic
+                // ids their assignment names.
+                if t.topicId != .zero, let meta = storage.topics().first(where: { $0.id == t.topicId }) {
+                    return topicMetadata(meta, authorizedOperations: operations)
+                }
                 var missing = MetadataResponse.MetadataResponseTopic()
                 missing.topicId = t.topicId
                 missing.errorCode = ErrorCode.unknownTopicId.rawValue
