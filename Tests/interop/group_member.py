@@ -73,13 +73,20 @@ def run_confluent_consumer_protocol(bootstrap: str, topic: str, group: str, inst
         config["group.instance.id"] = instance_id
     consumer = Consumer(config)
 
-    def changed(c, partitions):
-        emit({"assigned": sorted(tp.partition for tp in c.assignment())})
+    # The callbacks carry increments (cooperative), applied after they return, so the member
+    # keeps the whole assignment itself.
+    owned: set[int] = set()
+
+    def assigned(c, partitions):
+        owned.update(tp.partition for tp in partitions)
+        emit({"assigned": sorted(owned)})
 
     def revoked(c, partitions):
+        owned.difference_update(tp.partition for tp in partitions)
         emit({"revoked": sorted(tp.partition for tp in partitions)})
+        emit({"assigned": sorted(owned)})
 
-    consumer.subscribe([topic], on_assign=changed, on_revoke=revoked)
+    consumer.subscribe([topic], on_assign=assigned, on_revoke=revoked, on_lost=revoked)
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
     while not stop:
