@@ -131,6 +131,15 @@ let generatedMessageTypes: [any Sampled.Type] = [
     ConsumerProtocolAssignment.self,
 ]
 
+/// Messages generated from Kafka's own schemas because kafka-python has no codec for them, so
+/// no kafka-python encoding can vouch for their bytes.
+let kafkaOnlyMessageNames: Set<String> = [
+    "ConsumerGroupHeartbeatRequest",
+    "ConsumerGroupHeartbeatResponse",
+    "ConsumerGroupDescribeRequest",
+    "ConsumerGroupDescribeResponse",
+]
+
 @Suite struct GeneratedRoundTripTests {
     @Test func apiVersionsRequest() throws { try expectRoundTrip(ApiVersionsRequest.self) }
     @Test func apiVersionsResponse() throws { try expectRoundTrip(ApiVersionsResponse.self) }
