@@ -22,11 +22,13 @@ final class BrokerSimulation {
         var lostResponseChance = 0.05
         var duplicateChance = 0.03
         var delayChance = 0.03
+        /// KIP-848 group members heartbeating in one consumer group over `topic`.
+        var groupMembers = 3
         /// Prints every step and answer (`ONCE_SIMULATION_TRACE=1` when replaying a seed).
         var trace = ProcessInfo.processInfo.environment["ONCE_SIMULATION_TRACE"] == "1"
     }
 
-    private func trace(_ line: @autoclosure () -> String) {
+    func trace(_ line: @autoclosure () -> String) {
         if options.trace { print("[\(seed) t=\(world.clock.now - 1_700_000_000_000)] \(line())") }
     }
 
@@ -52,6 +54,9 @@ final class BrokerSimulation {
     private var snapshotted: Set<String> = []
     private var sentOnce: Set<String> = []
     private var readerStarted: Set<Int32> = []
+    /// The KIP-848 members and what each believes it owns (see BrokerSimulation+Groups).
+    var groupMembers: [SimulatedGroupMember] = []
+    var nextGroupMember = 0
 
     init(seed: UInt64, options: Options) throws {
         self.seed = seed
@@ -59,6 +64,7 @@ final class BrokerSimulation {
         rng = SplitMix64(seed: seed)
         world = try SimulatedWorld(flushPolicy: options.flushPolicy, topics: [Self.topic: options.partitions, Self.input: 1])
         for i in 0..<options.transactionalIds { clients.append(newInstance(of: "t\(i)")) }
+        for _ in 0..<options.groupMembers { groupMembers.append(newGroupMember()) }
     }
 
     private func newInstance(of id: String) -> TransactionalClient {
@@ -115,6 +121,8 @@ final class BrokerSimulation {
             try await idempotentStep()
         } else if roll < 0.37 {
             try await readStep()
+        } else if roll < 0.45, !groupMembers.isEmpty {
+            await groupMemberStep()
         } else {
             let index = Int.random(in: 0..<clients.count, using: &rng)
             var client = clients[index]
@@ -190,7 +198,7 @@ final class BrokerSimulation {
         case noAnswer
     }
 
-    private func send<R: KafkaRequest>(
+    func send<R: KafkaRequest>(
         _ request: R, version: Int16, faults: Bool = true, delayable: Bool = false,
         onDelayedAck: ((ProduceResponse) -> Void)? = nil, delivered: () -> Void = {}
     ) async -> Delivery<R.Response> {
