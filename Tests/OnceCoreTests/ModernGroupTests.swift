@@ -210,14 +210,30 @@ struct ModernGroupTests {
     @Test func newPartitionsAndRegexMatchesAreAssigned() {
         var s = Session()
         let first = s.beat(ModernGroup.Heartbeat(
-            memberId: "a", memberEpoch: 0, rebalanceTimeoutMs: 1_000, subscribedTopicRegex: "or.*", ownedPartitions: [:]))
-        #expect(first.assignment == ["orders": Set(0..<6)])
+            memberId: "a", memberEpoch: 0, rebalanceTimeoutMs: 1_000, subscribedTopicNames: ["audit"],
+            subscribedTopicRegex: "or.*", ownedPartitions: [:]))
+        // As in Kafka 4.x the regex is resolved after the heartbeat: literal topics come first.
+        #expect(first.assignment == ["audit": [0, 1]])
+        #expect(s.group.regexRefreshDue(now: s.now))
+        let refreshed = s.group.refreshRegexes(topics: s.topics, now: s.now)
+        #expect(refreshed.contains(.groupEpoch(first.memberEpoch + 1)))
+        #expect(!s.group.regexRefreshDue(now: s.now))
+        let matched = s.beat("a", epoch: first.memberEpoch, owned: first.assignment!)
+        #expect(matched.assignment == ["audit": [0, 1], "orders": Set(0..<6)])
+
+        // A partition added to a subscribed topic shows at the next heartbeat; a topic created
+        // later joins at the next regex refresh; internal topics never match.
         s.topics["orders"] = 8
         s.topics["ordinals"] = 1
         s.topics["__consumer_offsets"] = 1
-        let after = s.beat("a", epoch: first.memberEpoch, owned: first.assignment!)
-        #expect(after.memberEpoch == first.memberEpoch + 1)
-        #expect(after.assignment == ["orders": Set(0..<8), "ordinals": [0]])
+        let grown = s.beat("a", epoch: matched.memberEpoch, owned: matched.assignment!)
+        #expect(grown.memberEpoch == matched.memberEpoch + 1)
+        #expect(grown.assignment == ["audit": [0, 1], "orders": Set(0..<8)])
+        s.now += ModernGroup.regexRefreshIntervalMs
+        #expect(s.group.regexRefreshDue(now: s.now))
+        _ = s.group.refreshRegexes(topics: s.topics, now: s.now)
+        let later = s.beat("a", epoch: grown.memberEpoch, owned: grown.assignment!)
+        #expect(later.assignment == ["audit": [0, 1], "orders": Set(0..<8), "ordinals": [0]])
     }
 
     @Test func offsetCommitsCheckTheMemberEpoch() {

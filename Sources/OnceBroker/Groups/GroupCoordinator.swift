@@ -57,7 +57,10 @@ final class GroupCoordinator: Sendable {
             let (replay, snapshotIsAhead) = try OffsetsLogReplay.replay(
                 log, snapshot: try Self.loadSnapshot(storage), topicName: { names[$0] })
             let groups = replay.groups(config: config, now: clock())
-            let modern = replay.modernGroups(config: config, now: clock())
+            var modern = replay.modernGroups(config: config, now: clock())
+            var topics: [String: Int32] = [:]
+            for topic in storage.topics() { topics[topic.name] = topic.partitionCount }
+            for id in modern.keys { _ = modern[id]!.refreshRegexes(topics: topics, now: clock(), restoring: true) }
             state.withLockedValue {
                 $0.groups = groups
                 $0.modern = modern
@@ -485,6 +488,17 @@ final class GroupCoordinator: Sendable {
                 let more = perform(actions, in: &s, now: now)
                 completions.joins += more.joins
                 completions.syncs += more.syncs
+            }
+            var topics: [String: Int32]?
+            for (id, group) in s.modern where group.regexRefreshDue(now: now) {
+                if topics == nil {
+                    topics = [:]
+                    for topic in storage.topics() { topics![topic.name] = topic.partitionCount }
+                }
+                var group = group
+                let records = group.refreshRegexes(topics: topics!, now: now)
+                s.modern[id] = group
+                appendModern(id, records, now: now)
             }
             for (id, group) in s.modern {
                 guard let deadline = group.nextDeadlineMs, deadline <= now else { continue }

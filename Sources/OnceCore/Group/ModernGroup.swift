@@ -99,6 +99,12 @@ public struct ModernGroup: Sendable {
     public internal(set) var subscriptionMetadata: [String: Int32] = [:]
     /// The assignor the last target assignment used.
     public internal(set) var assignorName: String?
+    /// The topics each subscribed regex matched when last resolved. As in Kafka 4.x, a regex is
+    /// resolved apart from the heartbeat that brings it (`refreshRegexes`), so a member's first
+    /// assignment holds its literal topics and the matches follow one epoch later.
+    public internal(set) var resolvedRegexes: [String: Set<String>] = [:]
+    /// When the regexes were last resolved against the topics.
+    public internal(set) var regexesResolvedAtMs: Int64 = .min
     public private(set) var stateTimestampMs: Int64
 
     public init(groupId: String, config: GroupConfig = GroupConfig(), now: Int64) {
@@ -384,16 +390,46 @@ public struct ModernGroup: Sendable {
 
     // MARK: Subscriptions
 
-    /// Topics a member subscribes to that exist: by name, and every non-internal topic its regex
-    /// matches as a whole (as Kafka's RE2J `matches`).
+    /// Topics a member subscribes to that exist: by name, and those its regex matched when last
+    /// resolved.
     public func subscribedTopics(of member: ModernGroupMember, topics: [String: Int32]) -> Set<String> {
         var result = Set(member.subscribedTopicNames.filter { topics[$0] != nil })
-        if let pattern = member.subscribedTopicRegex, let regex = try? Regex(pattern) {
-            for name in topics.keys where !name.hasPrefix("__") && (try? regex.wholeMatch(in: name)) != nil {
-                result.insert(name)
-            }
+        if let pattern = member.subscribedTopicRegex {
+            result.formUnion((resolvedRegexes[pattern] ?? []).filter { topics[$0] != nil })
         }
         return result
+    }
+
+    /// How often subscribed regexes are matched against the topics again, so topics created later
+    /// join the subscription (Kafka refreshes them on a similar schedule). A regex not resolved yet
+    /// is resolved on the next refresh whatever the time.
+    public static let regexRefreshIntervalMs: Int64 = 10_000
+
+    /// Whether `refreshRegexes` has work: a regex never resolved, or the interval passed.
+    public func regexRefreshDue(now: Int64) -> Bool {
+        let used = Set(members.values.compactMap(\.subscribedTopicRegex))
+        guard !used.isEmpty else { return !resolvedRegexes.isEmpty }
+        return !used.isSubset(of: resolvedRegexes.keys) || now >= regexesResolvedAtMs &+ Self.regexRefreshIntervalMs
+    }
+
+    /// Matches every subscribed regex against the topics (whole names, as Kafka's RE2J `matches`;
+    /// internal topics never match). When the subscription's topics change the group epoch is
+    /// bumped, so the next heartbeats reassign. `restoring` (after a restart) only fills the cache.
+    public mutating func refreshRegexes(topics: [String: Int32], now: Int64, restoring: Bool = false) -> [ModernGroupRecord] {
+        var resolved: [String: Set<String>] = [:]
+        for pattern in Set(members.values.compactMap(\.subscribedTopicRegex)) {
+            guard let regex = try? Regex(pattern) else { continue }
+            resolved[pattern] = Set(topics.keys.filter { !$0.hasPrefix("__") && (try? regex.wholeMatch(in: $0)) != nil })
+        }
+        regexesResolvedAtMs = now
+        guard resolved != resolvedRegexes else { return [] }
+        resolvedRegexes = resolved
+        guard !restoring else { return [] }
+        let metadata = subscribedPartitionCounts(topics)
+        guard metadata != subscriptionMetadata else { return [] }
+        subscriptionMetadata = metadata
+        groupEpoch += 1
+        return [.subscriptionMetadata(metadata), .groupEpoch(groupEpoch)]
     }
 
     /// Every topic some member subscribes to, by name or regex, that exists.
