@@ -238,7 +238,8 @@ final class GroupCoordinator: Sendable {
                 // KIP-447 with member epochs; TxnOffsetCommit has no STALE_MEMBER_EPOCH, so a stale
                 // epoch answers ILLEGAL_GENERATION as in Kafka.
                 if let error = modern.offsetCommitReceived(
-                    memberId: memberId, memberEpoch: generationId, transactional: true, memberEpochAware: true)
+                    memberId: memberId, instanceId: groupInstanceId, memberEpoch: generationId, transactional: true,
+                    memberEpochAware: true)
                 {
                     return .failure(error == .staleMemberEpoch ? .illegalGeneration : error)
                 }
