@@ -234,6 +234,14 @@ struct ModernGroupTests {
         _ = s.group.refreshRegexes(topics: s.topics, now: s.now)
         let later = s.beat("a", epoch: grown.memberEpoch, owned: grown.assignment!)
         #expect(later.assignment == ["audit": [0, 1], "orders": Set(0..<8), "ordinals": [0]])
+
+        // Leaving drops the regex: a member subscribing to it again waits for a fresh resolution.
+        _ = s.beat(ModernGroup.Heartbeat(memberId: "a", memberEpoch: ModernGroup.leaveEpoch))
+        #expect(s.group.resolvedRegexes.isEmpty)
+        let again = s.beat(ModernGroup.Heartbeat(
+            memberId: "b", memberEpoch: 0, rebalanceTimeoutMs: 1_000, subscribedTopicNames: ["audit"],
+            subscribedTopicRegex: "or.*", ownedPartitions: [:]))
+        #expect(again.assignment == ["audit": [0, 1]])
     }
 
     @Test func offsetCommitsCheckTheMemberEpoch() {

@@ -179,6 +179,7 @@ public struct ModernGroup: Sendable {
         }
         let wasEmpty = members.isEmpty
         members[memberId] = updated
+        forgetUnusedRegexes()
 
         let metadata = subscribedPartitionCounts(topics)
         if metadata != subscriptionMetadata {
@@ -356,6 +357,7 @@ public struct ModernGroup: Sendable {
         var records = removalRecords(memberId)
         members[memberId] = nil
         targetAssignment[memberId] = nil
+        forgetUnusedRegexes()
         if members.isEmpty { stateTimestampMs = now }
         groupEpoch += 1
         records.append(.groupEpoch(groupEpoch))
@@ -405,10 +407,17 @@ public struct ModernGroup: Sendable {
     /// is resolved on the next refresh whatever the time.
     public static let regexRefreshIntervalMs: Int64 = 10_000
 
+    /// A regex no member subscribes to any more is dropped at once, as Kafka drops its resolution:
+    /// subscribing to it again resolves it afresh.
+    private mutating func forgetUnusedRegexes() {
+        let used = Set(members.values.compactMap(\.subscribedTopicRegex))
+        resolvedRegexes = resolvedRegexes.filter { used.contains($0.key) }
+    }
+
     /// Whether `refreshRegexes` has work: a regex never resolved, or the interval passed.
     public func regexRefreshDue(now: Int64) -> Bool {
         let used = Set(members.values.compactMap(\.subscribedTopicRegex))
-        guard !used.isEmpty else { return !resolvedRegexes.isEmpty }
+        guard !used.isEmpty else { return false }
         return !used.isSubset(of: resolvedRegexes.keys) || now >= regexesResolvedAtMs &+ Self.regexRefreshIntervalMs
     }
 
