@@ -45,7 +45,7 @@ API_PAIRS = [
     "DescribeUserScramCredentials", "AlterUserScramCredentials",
 ]
 # APIs whose schemas come from Kafka's own sources (--kafka-schemas) because the wheel lacks them.
-KAFKA_ONLY = []
+KAFKA_ONLY = ["ConsumerGroupHeartbeat", "ConsumerGroupDescribe"]
 # Headers and embedded data types, generated the same way but without an api key.
 OTHER_MESSAGES = [
     "RequestHeader", "ResponseHeader",
@@ -233,8 +233,11 @@ class Field:
         self.is_struct = self.elem not in PRIMITIVES
         self.struct = None  # StructDef, resolved later
         self.inline_fields = spec.get("fields")
-        if self.is_struct and not self.is_array and not self.nullable.empty():
-            sys.exit(f"{message}.{self.name}: nullable struct fields are not supported")
+        # A nullable struct is written as Kafka writes it: an int8 presence marker (-1 null, 1
+        # present) before the struct. Only a struct nullable in every version it exists in is supported.
+        self.nullable_struct = self.is_struct and not self.is_array and not self.nullable.empty()
+        if self.nullable_struct and not self.nullable.covers(self.versions):
+            sys.exit(f"{message}.{self.name}: a struct nullable in only some versions is not supported")
 
     @property
     def optional(self):
@@ -366,6 +369,8 @@ def read_expr(field, struct, message, nullable, buf="buffer", is_elem=False):
             fn = "readKafkaArray"
         inner = read_expr(field, struct, message, False, "$0", True)
         return f"try {buf}.{fn}(compact: {compact}) {{ {inner} }}"
+    if field.nullable_struct and not is_elem:
+        return f"try {buf}.readKafkaInt(Int8.self) < 0 ? nil : {field.struct.name}(from: &{buf}, version: version)"
     if field.is_struct:
         return f"try {field.struct.name}(from: &{buf}, version: version)"
     if t in INTEGERS:
@@ -393,6 +398,9 @@ def write_stmt(field, struct, message, value, buf="buffer", is_elem=False):
     if field.is_array and not is_elem:
         inner = write_stmt(field, struct, message, "$0", "$1", True)
         return f"{buf}.writeKafkaArray({value}, compact: {compact}) {{ {inner} }}"
+    if field.nullable_struct and not is_elem:
+        return (f"if let present = {value} {{ {buf}.writeInteger(Int8(1)); present.encode(into: &{buf}, version: version) }}"
+                f" else {{ {buf}.writeInteger(Int8(-1)) }}")
     if field.is_struct:
         return f"{value}.encode(into: &{buf}, version: version)"
     if t in INTEGERS:
@@ -562,12 +570,17 @@ def emit_struct(struct, message, indent):
     return out
 
 
-def header_line(source):
-    return f"{MARKER} from Kafka's {source} (kafka-python {KAFKA_PYTHON_VERSION}). Do not edit."
+def header_line(source, kafka_only=False):
+    origin = "Kafka's sources" if kafka_only else f"kafka-python {KAFKA_PYTHON_VERSION}"
+    return f"{MARKER} from Kafka's {source} ({origin}). Do not edit."
+
+
+def is_kafka_only(message):
+    return getattr(message, "api", None) in KAFKA_ONLY
 
 
 def emit_message_file(message):
-    lines = [header_line(message.name + ".json"), "", "import NIOCore", ""]
+    lines = [header_line(message.name + ".json", is_kafka_only(message)), "", "import NIOCore", ""]
     lines += emit_struct(message.top, message, 0)
     return "\n".join(lines) + "\n"
 
@@ -667,7 +680,7 @@ def emit_sample(struct, message, qualified):
 
 
 def emit_sample_file(message):
-    lines = [header_line(message.name + ".json"), "", "import KafkaProtocol", "import NIOCore", ""]
+    lines = [header_line(message.name + ".json", is_kafka_only(message)), "", "import KafkaProtocol", "import NIOCore", ""]
     lines += emit_sample(message.top, message, message.name)
     for s in message.structs.values():
         lines.append("")
@@ -716,6 +729,16 @@ def emit_round_trip_tests(messages):
     ]
     for m in messages:
         lines.append(f"    {m.name}.self,")
+    lines += [
+        "]",
+        "",
+        "/// Messages generated from Kafka's own schemas because kafka-python has no codec for them, so",
+        "/// no kafka-python encoding can vouch for their bytes.",
+        "let kafkaOnlyMessageNames: Set<String> = [",
+    ]
+    for m in messages:
+        if is_kafka_only(m):
+            lines.append(f"    \"{m.name}\",")
     lines += [
         "]",
         "",

@@ -124,7 +124,7 @@ public final class Broker: Sendable {
         guard let rawKey = frame.getInteger(at: frame.readerIndex, as: Int16.self),
             let version = frame.getInteger(at: frame.readerIndex + 2, as: Int16.self)
         else { throw ConnectionError(description: "frame of \(frame.readableBytes) bytes is too short for a request header") }
-        guard let api = ApiKey(rawValue: rawKey), let supported = SupportedApis.range(of: api) else {
+        guard let api = ApiKey(rawValue: rawKey), let supported = served(api) else {
             throw ConnectionError(description: "unsupported api key \(rawKey)")
         }
         try checkSaslGate(api, session)
@@ -247,9 +247,22 @@ public final class Broker: Sendable {
         case .alterUserScramCredentials:
             return respond(
                 request, alterUserScramCredentials(try AlterUserScramCredentialsRequest(from: &frame, version: version), request))
+        case .consumerGroupHeartbeat:
+            return afterGroupWrites(
+                request,
+                respond(request, consumerGroupHeartbeat(try ConsumerGroupHeartbeatRequest(from: &frame, version: version), request)))
+        case .consumerGroupDescribe:
+            return respond(request, consumerGroupDescribe(try ConsumerGroupDescribeRequest(from: &frame, version: version), request))
         default:
             throw ConnectionError(description: "\(api.name) has no handler")
         }
+    }
+
+    /// The versions of `api` this broker serves as configured: KIP-848's APIs only with the
+    /// consumer protocol on, as Kafka hides them when `group.coordinator.rebalance.protocols` lacks it.
+    func served(_ api: ApiKey) -> ClosedRange<Int16>? {
+        if !config.consumerGroupProtocolEnabled && SupportedApis.consumerGroupProtocol.contains(api) { return nil }
+        return SupportedApis.range(of: api)
     }
 
     private func respond(_ request: Request, _ response: some KafkaResponse) -> EventLoopFuture<OutboundResponse?> {

@@ -58,6 +58,19 @@ public struct BrokerConfig: Sendable {
     /// How long the first rebalance of a new or empty group waits for more members to join
     /// (`group.initial.rebalance.delay.ms`). Default: 3 s.
     public var groupInitialRebalanceDelayMs: Int32 = 3_000
+    /// Whether KIP-848's consumer group protocol is served (ConsumerGroupHeartbeat/Describe and
+    /// `group.version` 1 advertised) besides the classic one (`group.coordinator.rebalance.protocols`
+    /// containing `consumer`). Default: true.
+    public var consumerGroupProtocolEnabled: Bool = true
+    /// How often KIP-848 members heartbeat (`group.consumer.heartbeat.interval.ms`). Default: 5 s.
+    public var groupConsumerHeartbeatIntervalMs: Int32 = 5_000
+    /// How long a KIP-848 member may stay silent before it is removed (`group.consumer.session.timeout.ms`).
+    /// Default: 45 s.
+    public var groupConsumerSessionTimeoutMs: Int32 = 45_000
+    /// The server-side assignors, the first the default (`group.consumer.assignors`). Default: uniform, range.
+    public var groupConsumerAssignors: [String] = ["uniform", "range"]
+    /// Most members of one KIP-848 group (`group.consumer.max.size`). Default: unbounded.
+    public var groupConsumerMaxSize: Int = Int.max
     /// How long an empty group's committed offsets are kept (`offsets.retention.minutes`).
     /// Default: 7 days.
     public var offsetsRetentionMinutes: Int64 = 10_080

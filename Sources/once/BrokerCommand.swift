@@ -92,6 +92,21 @@ struct BrokerCommand: AsyncParsableCommand {
     @Option(help: "Wait for more members before a new group's first rebalance, in ms [env: ONCE_GROUP_INITIAL_REBALANCE_DELAY_MS] (default: 3000)")
     var groupInitialRebalanceDelayMs: Int32?
 
+    @Option(help: "Group protocols served, classic and/or consumer (KIP-848) [env: ONCE_GROUP_COORDINATOR_REBALANCE_PROTOCOLS] (default: classic,consumer)")
+    var groupCoordinatorRebalanceProtocols: String?
+
+    @Option(help: "How often KIP-848 members heartbeat, ms [env: ONCE_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS] (default: 5000)")
+    var groupConsumerHeartbeatIntervalMs: Int32?
+
+    @Option(help: "A silent KIP-848 member is removed after this, ms [env: ONCE_GROUP_CONSUMER_SESSION_TIMEOUT_MS] (default: 45000)")
+    var groupConsumerSessionTimeoutMs: Int32?
+
+    @Option(help: "Server-side assignors, the first the default [env: ONCE_GROUP_CONSUMER_ASSIGNORS] (default: uniform,range)")
+    var groupConsumerAssignors: String?
+
+    @Option(help: "Most members of one KIP-848 group [env: ONCE_GROUP_CONSUMER_MAX_SIZE] (default: unbounded)")
+    var groupConsumerMaxSize: Int?
+
     @Option(help: "Keep an empty group's committed offsets this long [env: ONCE_OFFSETS_RETENTION_MINUTES] (default: 10080)")
     var offsetsRetentionMinutes: Int64?
 
@@ -251,6 +266,36 @@ struct BrokerCommand: AsyncParsableCommand {
         if let v = try setting(groupInitialRebalanceDelayMs, "ONCE_GROUP_INITIAL_REBALANCE_DELAY_MS") {
             guard v >= 0 else { throw ValidationError("--group-initial-rebalance-delay-ms must not be negative") }
             config.groupInitialRebalanceDelayMs = v
+        }
+        if let v = setting(groupCoordinatorRebalanceProtocols, "ONCE_GROUP_COORDINATOR_REBALANCE_PROTOCOLS") {
+            let protocols = Set(v.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() })
+            guard protocols.contains("classic"), protocols.isSubset(of: ["classic", "consumer"]) else {
+                throw ValidationError("--group-coordinator-rebalance-protocols takes classic[,consumer], not '\(v)'")
+            }
+            config.consumerGroupProtocolEnabled = protocols.contains("consumer")
+        }
+        if let v = try setting(groupConsumerHeartbeatIntervalMs, "ONCE_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS") {
+            guard v > 0 else { throw ValidationError("--group-consumer-heartbeat-interval-ms must be positive") }
+            config.groupConsumerHeartbeatIntervalMs = v
+        }
+        if let v = try setting(groupConsumerSessionTimeoutMs, "ONCE_GROUP_CONSUMER_SESSION_TIMEOUT_MS") {
+            guard v > 0 else { throw ValidationError("--group-consumer-session-timeout-ms must be positive") }
+            config.groupConsumerSessionTimeoutMs = v
+        }
+        if let v = setting(groupConsumerAssignors, "ONCE_GROUP_CONSUMER_ASSIGNORS") {
+            let names = v.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+            guard !names.isEmpty, names.allSatisfy(BrokerConfig.serverAssignorNames.contains) else {
+                throw ValidationError(
+                    "--group-consumer-assignors takes \(BrokerConfig.serverAssignorNames.joined(separator: ", ")), not '\(v)'")
+            }
+            config.groupConsumerAssignors = names
+        }
+        if let v = try setting(groupConsumerMaxSize, "ONCE_GROUP_CONSUMER_MAX_SIZE") {
+            guard v > 0 else { throw ValidationError("--group-consumer-max-size must be positive") }
+            config.groupConsumerMaxSize = v
+        }
+        if config.groupConsumerHeartbeatIntervalMs >= config.groupConsumerSessionTimeoutMs {
+            throw ValidationError("--group-consumer-heartbeat-interval-ms must be below --group-consumer-session-timeout-ms")
         }
         if let v = try setting(offsetsRetentionMinutes, "ONCE_OFFSETS_RETENTION_MINUTES") {
             guard v > 0 else { throw ValidationError("--offsets-retention-minutes must be positive") }

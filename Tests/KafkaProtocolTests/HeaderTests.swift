@@ -36,7 +36,7 @@ import Testing
     }
 
     @Test func flexibilityTableMatchesTheGeneratedMessages() {
-        #expect(ApiKey.allCases.count == 42)
+        #expect(ApiKey.allCases.count == 44)
         #expect(ApiKey.produce.firstFlexibleVersion == ProduceRequest.firstFlexibleVersion)
         #expect(ApiKey.fetch.firstFlexibleVersion == FetchResponse.firstFlexibleVersion)
         #expect(ApiKey.describeCluster.firstFlexibleVersion == 0)

@@ -1,7 +1,10 @@
 """The seed document's exactly-once read-process-write loop, run as its own process so a test can
 SIGKILL it at any moment:
 
-    python3 eos_processor.py kafka-python|confluent BOOTSTRAP INPUT OUTPUT GROUP TRANSACTIONAL_ID
+    python3 eos_processor.py kafka-python|confluent|confluent-consumer BOOTSTRAP INPUT OUTPUT GROUP TRANSACTIONAL_ID
+
+(confluent-consumer: librdkafka with KIP-848's group.protocol=consumer, so the offsets it sends to
+the transaction are checked against its member epoch.)
 
 It consumes INPUT with read_committed in group GROUP, and for each poll writes the transformed
 records to OUTPUT and commits the input offsets in the same transaction (send_offsets_to_transaction),
@@ -56,19 +59,24 @@ def run_kafka_python(bootstrap: str, source: str, sink: str, group: str, transac
             raise
 
 
-def run_confluent(bootstrap: str, source: str, sink: str, group: str, transactional_id: str) -> None:
+def run_confluent(
+    bootstrap: str, source: str, sink: str, group: str, transactional_id: str, consumer_protocol: bool = False
+) -> None:
     from confluent_kafka import Consumer, Producer, TopicPartition
 
     producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": transactional_id, "linger.ms": 5})
-    consumer = Consumer({
+    config = {
         "bootstrap.servers": bootstrap,
         "group.id": group,
         "enable.auto.commit": False,
         "isolation.level": "read_committed",
         "auto.offset.reset": "earliest",
-        "session.timeout.ms": SESSION_TIMEOUT_MS,
-        "heartbeat.interval.ms": 500,
-    })
+    }
+    if consumer_protocol:
+        config["group.protocol"] = "consumer"
+    else:
+        config |= {"session.timeout.ms": SESSION_TIMEOUT_MS, "heartbeat.interval.ms": 500}
+    consumer = Consumer(config)
     consumer.subscribe([source])
     producer.init_transactions(30)
     print("ready", flush=True)
@@ -89,4 +97,7 @@ def run_confluent(bootstrap: str, source: str, sink: str, group: str, transactio
 
 if __name__ == "__main__":
     client, *args = sys.argv[1:]
-    {"kafka-python": run_kafka_python, "confluent": run_confluent}[client](*args)
+    if client == "confluent-consumer":
+        run_confluent(*args, consumer_protocol=True)
+    else:
+        {"kafka-python": run_kafka_python, "confluent": run_confluent}[client](*args)

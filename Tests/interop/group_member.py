@@ -1,6 +1,9 @@
 """One consumer-group member, run as its own process by test_groups.py so a test can SIGKILL it.
 
-    python3 group_member.py confluent|kafka-python BOOTSTRAP TOPIC GROUP
+    python3 group_member.py confluent|confluent-consumer|kafka-python BOOTSTRAP TOPIC GROUP [INSTANCE_ID]
+
+confluent-consumer speaks KIP-848 (group.protocol=consumer): the broker decides session and
+heartbeat timing there, and partitions arrive and leave incrementally. INSTANCE_ID makes it static.
 
 Prints one JSON object per line on stdout: {"assigned": [partitions]} after every rebalance, and
 {"p": partition, "o": offset, "v": value} for each record, printed only after its offset was
@@ -55,6 +58,53 @@ def run_confluent(bootstrap: str, topic: str, group: str) -> None:
     consumer.close()
 
 
+def run_confluent_consumer_protocol(bootstrap: str, topic: str, group: str, instance_id: str | None = None) -> None:
+    from confluent_kafka import Consumer
+
+    config = {
+        "bootstrap.servers": bootstrap,
+        "group.id": group,
+        "group.protocol": "consumer",
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+        "topic.metadata.refresh.interval.ms": 2000,
+    }
+    if instance_id:
+        config["group.instance.id"] = instance_id
+    consumer = Consumer(config)
+
+    # The callbacks carry increments (cooperative), applied after they return, so the member
+    # keeps the whole assignment itself.
+    owned: set[int] = set()
+
+    def assigned(c, partitions):
+        owned.update(tp.partition for tp in partitions)
+        emit({"assigned": sorted(owned)})
+
+    def revoked(c, partitions):
+        owned.difference_update(tp.partition for tp in partitions)
+        emit({"revoked": sorted(tp.partition for tp in partitions)})
+        emit({"assigned": sorted(owned)})
+
+    consumer.subscribe([topic], on_assign=assigned, on_revoke=revoked, on_lost=revoked)
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+    while not stop:
+        msg = consumer.poll(0.2)
+        if msg is None:
+            continue
+        if msg.error():
+            emit({"error": str(msg.error())})
+            continue
+        try:
+            consumer.commit(message=msg, asynchronous=False)
+        except Exception as error:  # a commit from a stale epoch is refused; the record is not claimed
+            emit({"error": str(error)})
+            continue
+        emit({"p": msg.partition(), "o": msg.offset(), "v": msg.value().decode()})
+    consumer.close()
+
+
 def run_kafka_python(bootstrap: str, topic: str, group: str) -> None:
     from kafka import ConsumerRebalanceListener, KafkaConsumer
     from kafka.structs import OffsetAndMetadata
@@ -92,6 +142,8 @@ def main() -> None:
     client, bootstrap, topic, group = sys.argv[1:5]
     if client == "confluent":
         run_confluent(bootstrap, topic, group)
+    elif client == "confluent-consumer":
+        run_confluent_consumer_protocol(bootstrap, topic, group, sys.argv[5] if len(sys.argv) > 5 else None)
     elif client == "kafka-python":
         run_kafka_python(bootstrap, topic, group)
     else:

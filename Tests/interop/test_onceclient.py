@@ -11,6 +11,7 @@ import subprocess
 import threading
 import time
 
+import pytest
 from confluent_kafka import Producer
 
 import confluent_helpers as ck
@@ -178,7 +179,10 @@ def wait_for_cover(members: list[Member], partitions: int, seconds: float, what:
         time.sleep(0.1)
 
 
-def test_an_onceclient_group_of_three_rebalances_when_one_leaves(broker):
+@pytest.mark.parametrize("protocols", ["classic,consumer", "classic"])
+def test_an_onceclient_group_of_three_rebalances_when_one_leaves(broker_factory, protocols):
+    """OnceClient joins with KIP-848's protocol when the broker offers it, classically when not."""
+    broker = broker_factory(extra_args=["--group-coordinator-rebalance-protocols", protocols])
     topic = unique_topic("oc-group")
     ck.create_topic(broker, topic, 6)
     group = unique_topic("oc-group-id")
@@ -186,6 +190,9 @@ def test_an_onceclient_group_of_three_rebalances_when_one_leaves(broker):
     try:
         wait_for_cover(members, 6, 60, "three members sharing six partitions")
         assert sorted(len(m.current) for m in members) == [2, 2, 2]
+        client = ck.admin(broker)
+        listed = {g.group_id: g.type.name for g in client.list_consumer_groups(request_timeout=20).result(timeout=30).valid}
+        assert listed[group] == ("CONSUMER" if "consumer" in protocols else "CLASSIC")
         leaving = members.pop(0)
         leaving.leave()
         wait_for_cover(members, 6, 60, "two members taking over the leaver's partitions")

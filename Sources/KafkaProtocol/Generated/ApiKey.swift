@@ -44,6 +44,8 @@ public enum ApiKey: Int16, CaseIterable, Sendable {
     case describeProducers = 61
     case describeTransactions = 65
     case listTransactions = 66
+    case consumerGroupHeartbeat = 68
+    case consumerGroupDescribe = 69
 
     /// The API's name as Kafka spells it.
     public var name: String {
@@ -90,6 +92,8 @@ public enum ApiKey: Int16, CaseIterable, Sendable {
         case .describeProducers: "DescribeProducers"
         case .describeTransactions: "DescribeTransactions"
         case .listTransactions: "ListTransactions"
+        case .consumerGroupHeartbeat: "ConsumerGroupHeartbeat"
+        case .consumerGroupDescribe: "ConsumerGroupDescribe"
         }
     }
 
@@ -138,6 +142,8 @@ public enum ApiKey: Int16, CaseIterable, Sendable {
         case .describeProducers: 0...0
         case .describeTransactions: 0...0
         case .listTransactions: 0...2
+        case .consumerGroupHeartbeat: 0...1
+        case .consumerGroupDescribe: 0...0
         }
     }
 
@@ -186,6 +192,8 @@ public enum ApiKey: Int16, CaseIterable, Sendable {
         case .describeProducers: 0
         case .describeTransactions: 0
         case .listTransactions: 0
+        case .consumerGroupHeartbeat: 0
+        case .consumerGroupDescribe: 0
         }
     }
 }

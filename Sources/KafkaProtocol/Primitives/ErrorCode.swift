@@ -86,6 +86,11 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, Error, CustomStri
     public static let resourceNotFound = ErrorCode(91)
     public static let duplicateResource = ErrorCode(92)
     public static let unacceptableCredential = ErrorCode(93)
+    public static let fencedMemberEpoch = ErrorCode(110)
+    public static let unreleasedInstanceId = ErrorCode(111)
+    public static let unsupportedAssignor = ErrorCode(112)
+    public static let staleMemberEpoch = ErrorCode(113)
+    public static let invalidRegularExpression = ErrorCode(128)
 
     private static let names: [Int16: String] = [
         -1: "UNKNOWN_SERVER_ERROR", 0: "NONE", 1: "OFFSET_OUT_OF_RANGE", 2: "CORRUPT_MESSAGE",
@@ -112,7 +117,8 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, Error, CustomStri
         75: "UNKNOWN_LEADER_EPOCH", 76: "UNSUPPORTED_COMPRESSION_TYPE", 78: "OFFSET_NOT_AVAILABLE", 79: "MEMBER_ID_REQUIRED",
         81: "GROUP_MAX_SIZE_REACHED", 82: "FENCED_INSTANCE_ID", 86: "GROUP_SUBSCRIBED_TO_TOPIC", 87: "INVALID_RECORD",
         88: "UNSTABLE_OFFSET_COMMIT", 90: "PRODUCER_FENCED", 100: "UNKNOWN_TOPIC_ID",
-        105: "TRANSACTIONAL_ID_NOT_FOUND", 120: "TRANSACTION_ABORTABLE",
+        105: "TRANSACTIONAL_ID_NOT_FOUND", 110: "FENCED_MEMBER_EPOCH", 111: "UNRELEASED_INSTANCE_ID",
+        112: "UNSUPPORTED_ASSIGNOR", 113: "STALE_MEMBER_EPOCH", 120: "TRANSACTION_ABORTABLE", 128: "INVALID_REGULAR_EXPRESSION",
         58: "SASL_AUTHENTICATION_FAILED", 91: "RESOURCE_NOT_FOUND", 92: "DUPLICATE_RESOURCE", 93: "UNACCEPTABLE_CREDENTIAL",
     ]
 

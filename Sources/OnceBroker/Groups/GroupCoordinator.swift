@@ -12,8 +12,12 @@ import OnceStorage
 final class GroupCoordinator: Sendable {
     static let topicName = "__consumer_offsets"
 
-    private struct State {
+    struct State {
+        /// Classic groups, and the committed offsets of every group whatever its protocol: offsets
+        /// are shared, so a group converting between protocols keeps its position.
         var groups: [String: ConsumerGroup] = [:]
+        /// KIP-848 groups (ConsumerGroupHeartbeat). A group id is in at most one of the two with members.
+        var modern: [String: ModernGroup] = [:]
         var nextToken: RequestToken = 0
         var joins: [RequestToken: EventLoopPromise<JoinGroupResult>] = [:]
         var syncs: [RequestToken: EventLoopPromise<SyncGroupResult>] = [:]
@@ -23,7 +27,7 @@ final class GroupCoordinator: Sendable {
     }
 
     /// Promises to complete once the lock is released.
-    private struct Completions {
+    struct Completions {
         var joins: [(EventLoopPromise<JoinGroupResult>, JoinGroupResult)] = []
         var syncs: [(EventLoopPromise<SyncGroupResult>, SyncGroupResult)] = []
 
@@ -34,10 +38,10 @@ final class GroupCoordinator: Sendable {
     }
 
     let config: GroupConfig
-    private let storage: any LogStorage
-    private let logger: Logger
-    private let clock: @Sendable () -> Int64
-    private let state = NIOLockedValueBox(State())
+    let storage: any LogStorage
+    let logger: Logger
+    let clock: @Sendable () -> Int64
+    let state = NIOLockedValueBox(State())
     private let timers = NIOLockedValueBox<[RepeatedTask]>([])
     private let lastSnapshotOffset = NIOLockedValueBox<Int64>(-1)
 
@@ -48,10 +52,18 @@ final class GroupCoordinator: Sendable {
         self.logger = logger
         self.clock = clock
         if let log = storage.partition(topic: Self.topicName, partition: 0) {
-            let (replay, snapshotIsAhead) = try OffsetsLogReplay.replay(log, snapshot: try Self.loadSnapshot(storage))
+            var names: [KafkaUUID: String] = [:]
+            for topic in storage.topics() { names[topic.id] = topic.name }
+            let (replay, snapshotIsAhead) = try OffsetsLogReplay.replay(
+                log, snapshot: try Self.loadSnapshot(storage), topicName: { names[$0] })
             let groups = replay.groups(config: config, now: clock())
+            var modern = replay.modernGroups(config: config, now: clock())
+            var topics: [String: Int32] = [:]
+            for topic in storage.topics() { topics[topic.name] = topic.partitionCount }
+            for id in modern.keys { _ = modern[id]!.refreshRegexes(topics: topics, now: clock(), restoring: true) }
             state.withLockedValue {
                 $0.groups = groups
+                $0.modern = modern
                 $0.transactional = replay.transactional
             }
             logger.info(
@@ -102,6 +114,17 @@ final class GroupCoordinator: Sendable {
             let token = s.nextToken
             s.nextToken += 1
             s.joins[token] = promise
+            if let modern = s.modern[groupId] {
+                // KIP-848's downgrade path: an empty consumer group becomes a classic one again, its
+                // offsets kept. Mixed groups (classic members inside a consumer group) are not served.
+                guard modern.isEmpty else {
+                    return perform(
+                        [.completeJoin(token, JoinGroupResult(error: .inconsistentGroupProtocol, memberId: request.memberId))],
+                        in: &s, now: now)
+                }
+                appendModern(groupId, modern.tombstones, now: now)
+                s.modern[groupId] = nil
+            }
             var group = s.groups[groupId] ?? ConsumerGroup(groupId: groupId, config: config, now: now)
             let actions = group.joinReceived(request, token: token, now: now)
             s.groups[groupId] = group
@@ -164,14 +187,24 @@ final class GroupCoordinator: Sendable {
 
     /// Validates, writes and applies a commit. Returns a group-level error (which then applies to
     /// every partition) or the per-partition outcome.
+    /// `memberEpochAware`: OffsetCommit v9+, whose generation field may carry a KIP-848 member epoch.
     func commit(
         groupId: String, memberId: String, groupInstanceId: String?, generationId: Int32,
-        offsets: [GroupPartition: CommittedOffset]
+        offsets: [GroupPartition: CommittedOffset], memberEpochAware: Bool = false
     ) -> Result<[GroupPartition: GroupError?], GroupError> {
         let now = clock()
         return state.withLockedValue { s in
             var group = s.groups[groupId] ?? ConsumerGroup(groupId: groupId, config: config, now: now)
-            if let error = group.offsetCommitReceived(
+            if let modern = s.modern[groupId] {
+                if let error = modern.offsetCommitReceived(
+                    memberId: memberId, memberEpoch: generationId, transactional: false, memberEpochAware: memberEpochAware)
+                {
+                    return .failure(error)
+                }
+            } else if memberEpochAware && generationId >= 0 && s.groups[groupId] == nil {
+                // From v9 a commit for a group that does not exist says so, whichever protocol asked.
+                return .failure(.groupIdNotFound)
+            } else if let error = group.offsetCommitReceived(
                 memberId: memberId, groupInstanceId: groupInstanceId, generationId: generationId, now: now)
             {
                 if s.groups[groupId] != nil { s.groups[groupId] = group }
@@ -201,7 +234,16 @@ final class GroupCoordinator: Sendable {
     ) -> Result<[GroupPartition: GroupError?], GroupError> {
         let now = clock()
         return state.withLockedValue { s in
-            if var group = s.groups[groupId] {
+            if let modern = s.modern[groupId] {
+                // KIP-447 with member epochs; TxnOffsetCommit has no STALE_MEMBER_EPOCH, so a stale
+                // epoch answers ILLEGAL_GENERATION as in Kafka.
+                if let error = modern.offsetCommitReceived(
+                    memberId: memberId, instanceId: groupInstanceId, memberEpoch: generationId, transactional: true,
+                    memberEpochAware: true)
+                {
+                    return .failure(error == .staleMemberEpoch ? .illegalGeneration : error)
+                }
+            } else if var group = s.groups[groupId] {
                 // Producers without group metadata (generation -1, no member) commit unchecked, as
                 // before KIP-447.
                 if generationId >= 0 || !memberId.isEmpty,
@@ -293,6 +335,13 @@ final class GroupCoordinator: Sendable {
                 var batch = OffsetsRecord.batch(records, timestamp: 0)
                 batches.writeBuffer(&batch)
             }
+            let modern = s.modern.keys.sorted().flatMap { id in
+                s.modern[id]!.records.map { ModernGroupRecordCodec.record(group: id, $0, topicId: topicId) }
+            }
+            if !modern.isEmpty {
+                var batch = RecordBatch.encode(records: modern, baseTimestamp: 0)
+                batches.writeBuffer(&batch)
+            }
             for (producerId, pending) in s.transactional.pendingThatCanWin.sorted(by: { $0.key < $1.key }) {
                 let records = pending.map { OffsetsRecord.offset(group: $0.group, partition: $0.partition, $0.offset) }
                 var batch = RecordBatch.encode(
@@ -345,10 +394,16 @@ final class GroupCoordinator: Sendable {
         return state.withLockedValue { s in
             guard var group = s.groups[groupId], group.state != .dead else { return .failure(.groupIdNotFound) }
             let subscribed = subscribedTopics(group)
+            // A live consumer group's subscriptions protect its offsets as a classic group's do.
+            var topics: [String: Int32] = [:]
+            for topic in storage.topics() { topics[topic.name] = topic.partitionCount }
+            let modernSubscribed = s.modern[groupId].map { $0.isEmpty ? [] : $0.subscribedTopics(topics: topics) } ?? []
             var outcome: [GroupPartition: GroupError?] = [:]
             var removed: [GroupPartition] = []
             for p in partitions {
-                if let error = group.canDeleteOffsets(of: p.topic, subscribedTopics: subscribed) {
+                if modernSubscribed.contains(p.topic) {
+                    outcome[p] = .groupSubscribedToTopic
+                } else if let error = group.canDeleteOffsets(of: p.topic, subscribedTopics: subscribed) {
                     outcome[p] = error
                 } else {
                     outcome[p] = .some(nil)
@@ -378,11 +433,26 @@ final class GroupCoordinator: Sendable {
         state.withLockedValue { $0.groups[groupId] }
     }
 
+    /// A copy of every KIP-848 group, for ListGroups.
+    func modernGroups() -> [ModernGroup] {
+        state.withLockedValue { s in s.modern.values.sorted { $0.groupId < $1.groupId } }
+    }
+
+    func modernGroup(_ groupId: String) -> ModernGroup? {
+        state.withLockedValue { $0.modern[groupId] }
+    }
+
     /// DeleteGroups: one result per group, nil when deleted.
     func delete(groupIds: [String]) -> [GroupError?] {
         let now = clock()
         return state.withLockedValue { s in
             groupIds.map { id in
+                if let modern = s.modern[id] {
+                    guard modern.isEmpty else { return .nonEmptyGroup }
+                    guard appendModern(id, modern.tombstones, now: now) else { return .coordinatorNotAvailable }
+                    s.modern[id] = nil
+                    if s.groups[id] == nil { return nil }
+                }
                 guard var group = s.groups[id] else { return .groupIdNotFound }
                 let offsets = group.offsets.keys.sorted()
                 if let error = group.deleteReceived(now: now) {
@@ -420,6 +490,27 @@ final class GroupCoordinator: Sendable {
                 completions.joins += more.joins
                 completions.syncs += more.syncs
             }
+            var topics: [String: Int32]?
+            for (id, group) in s.modern where group.regexRefreshDue(now: now) {
+                if topics == nil {
+                    topics = [:]
+                    for topic in storage.topics() { topics![topic.name] = topic.partitionCount }
+                }
+                var group = group
+                let records = group.refreshRegexes(topics: topics!, now: now)
+                s.modern[id] = group
+                appendModern(id, records, now: now)
+            }
+            for (id, group) in s.modern {
+                guard let deadline = group.nextDeadlineMs, deadline <= now else { continue }
+                var group = group
+                let records = group.tick(now: now)
+                s.modern[id] = group
+                if !records.isEmpty {
+                    logger.info("consumer group members expired", metadata: ["group": "\(id)"])
+                    appendModern(id, records, now: now)
+                }
+            }
             return completions
         }
         completions.run()
@@ -430,7 +521,12 @@ final class GroupCoordinator: Sendable {
         let now = now ?? clock()
         state.withLockedValue { s in
             removeOffsets(in: &s, now: now) { storage.topic(named: $0.topic) == nil }
-            for (id, group) in s.groups {
+            for (id, modern) in s.modern where modern.isEmpty && s.groups[id].map(\.offsets.isEmpty) ?? true {
+                // An empty consumer group with no offsets left is forgotten, as an empty classic one is.
+                guard appendModern(id, modern.tombstones, now: now) else { return }
+                s.modern[id] = nil
+            }
+            for (id, group) in s.groups where s.modern[id]?.isEmpty ?? true {
                 let expired = group.expiredOffsets(now: now)
                 if !expired.isEmpty {
                     guard append(expired.map { .offset(group: id, partition: $0, nil) }, now: now) != nil else { return }
@@ -459,7 +555,7 @@ final class GroupCoordinator: Sendable {
     // MARK: Performing actions
 
     /// Runs actions under the lock: writes are appended in order; promises are collected for after.
-    private func perform(_ actions: [GroupAction], in s: inout State, now: Int64) -> Completions {
+    func perform(_ actions: [GroupAction], in s: inout State, now: Int64) -> Completions {
         var completions = Completions()
         for action in actions {
             switch action {
@@ -476,7 +572,7 @@ final class GroupCoordinator: Sendable {
 
     /// Appends records to the offsets log (record i at `baseOffset + i`); nil (logged) when storage refuses.
     @discardableResult
-    private func append(_ records: [OffsetsRecord], now: Int64) -> AppendResult? {
+    func append(_ records: [OffsetsRecord], now: Int64) -> AppendResult? {
         do {
             return try offsetsLog().append(OffsetsRecord.batch(records, timestamp: now))
         } catch {
@@ -486,7 +582,7 @@ final class GroupCoordinator: Sendable {
     }
 
     /// The single partition of `__consumer_offsets`, created on first need.
-    private func offsetsLog() throws -> any PartitionLog {
+    func offsetsLog() throws -> any PartitionLog {
         try InternalTopics.log(Self.topicName, in: storage, logger: logger)
     }
 }

@@ -13,6 +13,10 @@ struct OffsetsLogReplay {
     /// Transactional offsets not yet decided, and where each committed offset was written.
     private(set) var transactional = TransactionalOffsets()
     private(set) var recordsRead = 0
+    /// KIP-848 groups' records in log order, from the last time each group was created.
+    private(set) var modern: [String: [ModernGroupRecord]] = [:]
+    /// Topic names by id, for the consumer-group records that name topics by id.
+    var topicName: (KafkaUUID) -> String? = { _ in nil }
 
     /// Applies a batch whose records sit at `position(record)` in the log's order.
     mutating func apply(_ batch: RecordBatch, position: (Record) -> Int64) throws {
@@ -27,6 +31,15 @@ struct OffsetsLogReplay {
         }
         var undecided: [TransactionalOffsets.Pending] = []
         for record in batch.records {
+            if !header.isTransactional, let (group, change) = try ModernGroupRecordCodec.decode(record, topicName: topicName) {
+                recordsRead += 1
+                if case .groupEpoch(nil) = change {
+                    modern[group] = nil
+                } else {
+                    modern[group, default: []].append(change)
+                }
+                continue
+            }
             let decoded = try OffsetsRecord(decoding: record)
             recordsRead += 1
             if header.isTransactional, case .offset(let group, let partition, let committed?) = decoded {
@@ -58,10 +71,12 @@ struct OffsetsLogReplay {
     /// A snapshot replaced the segments below its offset, so it is trusted whole, even past the
     /// log's end (a tail lost in a power cut); `snapshotIsAhead` then tells the coordinator to write
     /// it again at the end. Snapshot records get positions below every log offset, in their order.
-    static func replay(_ log: any PartitionLog, snapshot: (offset: Int64, batches: ByteBuffer)? = nil) throws
-        -> (replay: OffsetsLogReplay, snapshotIsAhead: Bool)
-    {
+    static func replay(
+        _ log: any PartitionLog, snapshot: (offset: Int64, batches: ByteBuffer)? = nil,
+        topicName: @escaping (KafkaUUID) -> String? = { _ in nil }
+    ) throws -> (replay: OffsetsLogReplay, snapshotIsAhead: Bool) {
         var replay = OffsetsLogReplay()
+        replay.topicName = topicName
         var position = log.logStartOffset
         let end = log.logEndOffset
         var snapshotIsAhead = false
@@ -83,6 +98,18 @@ struct OffsetsLogReplay {
             position = last.header.nextOffset
         }
         return (replay, snapshotIsAhead)
+    }
+
+    /// The KIP-848 groups as they stood at the end of the log; one whose last member left is kept
+    /// (empty) until its tombstone, as in Kafka.
+    func modernGroups(config: GroupConfig, now: Int64) -> [String: ModernGroup] {
+        var groups: [String: ModernGroup] = [:]
+        for (id, records) in modern {
+            var group = ModernGroup(groupId: id, config: config, now: now)
+            for record in records { group.replay(record, now: now) }
+            groups[id] = group
+        }
+        return groups
     }
 
     /// The groups as they stood at the end of the log.

@@ -182,7 +182,7 @@ extension Broker {
             : groups.commit(
                 groupId: req.groupId, memberId: req.memberId,
                 groupInstanceId: request.version >= 7 ? req.groupInstanceId : nil,
-                generationId: req.generationIdOrMemberEpoch, offsets: offsets
+                generationId: req.generationIdOrMemberEpoch, offsets: offsets, memberEpochAware: request.version >= 9
             ).mapError(\.errorCode)
         var r = OffsetCommitResponse()
         r.topics = req.topics.map { t in
@@ -220,6 +220,12 @@ extension Broker {
                 group.groupId = g.groupId
                 guard auth.allowsGroup(.describe, g.groupId) else {
                     group.errorCode = ErrorCode.groupAuthorizationFailed.rawValue
+                    return group
+                }
+                if request.version >= 9,
+                    let error = groups.validateOffsetFetch(groupId: g.groupId, memberId: g.memberId, memberEpoch: g.memberEpoch)
+                {
+                    group.errorCode = error.rawValue
                     return group
                 }
                 let asked = g.topics.map { $0.map { ($0.name, $0.partitionIndexes) } }
@@ -369,17 +375,27 @@ extension Broker {
         // Cluster DESCRIBE lists every group; otherwise only the groups the principal may DESCRIBE.
         let auth = authorization(request)
         let everyGroup = auth.allowsCluster(.describe)
-        r.groups = groups.groups().compactMap { group in
-            guard everyGroup || auth.allowsGroup(.describe, group.groupId) else { return nil }
-            guard states.isEmpty || states.contains(group.state.rawValue.lowercased()) else { return nil }
-            guard types.isEmpty || types.contains("classic") else { return nil }
+        let modern = groups.modernGroups()
+        let modernIds = Set(modern.map(\.groupId))
+        func listed(_ id: String, protocolType: String, state: String, type: String) -> ListGroupsResponse.ListedGroup? {
+            guard everyGroup || auth.allowsGroup(.describe, id) else { return nil }
+            guard states.isEmpty || states.contains(state.lowercased()) else { return nil }
+            guard types.isEmpty || types.contains(type) else { return nil }
             var listed = ListGroupsResponse.ListedGroup()
-            listed.groupId = group.groupId
-            listed.protocolType = group.protocolType ?? ""
-            listed.groupState = group.state.rawValue
-            listed.groupType = "classic"
+            listed.groupId = id
+            listed.protocolType = protocolType
+            listed.groupState = state
+            listed.groupType = type
             return listed
         }
+        // A consumer group's offsets live in a classic entry; the group is listed once, as consumer.
+        let classic = groups.groups().filter { !modernIds.contains($0.groupId) }.compactMap {
+            listed($0.groupId, protocolType: $0.protocolType ?? "", state: $0.state.rawValue, type: "classic")
+        }
+        let consumer = modern.compactMap {
+            listed($0.groupId, protocolType: "consumer", state: $0.state.rawValue, type: "consumer")
+        }
+        r.groups = (classic + consumer).sorted { $0.groupId < $1.groupId }
         return r
     }
 
@@ -394,7 +410,9 @@ extension Broker {
                 return described
             }
             if req.includeAuthorizedOperations { described.authorizedOperations = auth.groupOperations(id) }
-            guard let group = groups.group(id) else {
+            // As Kafka: DescribeGroups describes classic groups; a consumer group is described by
+            // ConsumerGroupDescribe and reads as Dead here.
+            guard groups.modernGroup(id) == nil, let group = groups.group(id) else {
                 described.groupState = ConsumerGroup.State.dead.rawValue
                 return described
             }

@@ -9,14 +9,14 @@ extension Broker {
 
     func apiVersionsResponse(version: Int16) -> ApiVersionsResponse {
         var response = ApiVersionsResponse()
-        response.apiKeys = SupportedApis.advertised.map { entry in
+        response.apiKeys = SupportedApis.advertised.filter { served($0.api) != nil }.map { entry in
             var v = ApiVersionsResponse.ApiVersion()
             v.apiKey = entry.api.rawValue
             v.minVersion = entry.versions.lowerBound
             v.maxVersion = entry.versions.upperBound
             return v
         }
-        SupportedFeatures.describe(in: &response, version: version)
+        SupportedFeatures.describe(in: &response, version: version, consumerGroupProtocol: config.consumerGroupProtocolEnabled)
         return response
     }
 
@@ -46,6 +46,11 @@ extension Broker {
         let allowCreate = config.autoCreateTopics && (request.version < 4 || req.allowAutoTopicCreation)
         response.topics = requested.map { t in
             guard let name = t.name else {
+                // KIP-516: v10+ may ask by topic id alone, as KIP-848 consumers do for the topic
+                // ids their assignment names.
+                if t.topicId != .zero, let meta = storage.topics().first(where: { $0.id == t.topicId }) {
+                    return topicMetadata(meta, authorizedOperations: operations)
+                }
                 var missing = MetadataResponse.MetadataResponseTopic()
                 missing.topicId = t.topicId
                 missing.errorCode = ErrorCode.unknownTopicId.rawValue

@@ -96,10 +96,16 @@ struct BrokerStateMetrics: Sendable {
     private func writeGroups(into text: inout PrometheusText, highWatermarks: [TopicPartitionKey: Int64]) {
         let groups = broker.groups.groups()
         text.family("once_consumer_groups", "gauge", help: "Consumer groups by state.")
-        var byState: [ConsumerGroup.State: Int64] = [:]
-        for group in groups { byState[group.state, default: 0] += 1 }
-        for state in ConsumerGroup.State.allCases {
-            text.sample("once_consumer_groups", [("state", state.rawValue)], byState[state] ?? 0)
+        // A KIP-848 group counts once, in its own state (its offsets sit in a classic entry).
+        let modern = broker.groups.modernGroups()
+        let modernIds = Set(modern.map(\.groupId))
+        var byState: [String: Int64] = [:]
+        for group in groups where !modernIds.contains(group.groupId) { byState[group.state.rawValue, default: 0] += 1 }
+        for group in modern { byState[group.state.rawValue, default: 0] += 1 }
+        let states = ConsumerGroup.State.allCases.map(\.rawValue)
+            + [ModernGroup.State.assigning, .reconciling].map(\.rawValue)
+        for state in states {
+            text.sample("once_consumer_groups", [("state", state)], byState[state] ?? 0)
         }
         text.family(
             "once_consumer_group_lag", "gauge",

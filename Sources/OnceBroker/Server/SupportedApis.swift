@@ -23,8 +23,8 @@ enum SupportedApis {
         .syncGroup: 0...5,
         .heartbeat: 0...4,
         .leaveGroup: 0...5,
-        .offsetCommit: 2...8,
-        .offsetFetch: 1...8,
+        .offsetCommit: 2...9,
+        .offsetFetch: 1...9,
         .offsetDelete: 0...0,
         .listGroups: 0...5,
         .describeGroups: 0...5,
@@ -45,7 +45,12 @@ enum SupportedApis {
         .saslAuthenticate: 0...2,
         .describeUserScramCredentials: 0...0,
         .alterUserScramCredentials: 0...0,
+        .consumerGroupHeartbeat: 0...1,
+        .consumerGroupDescribe: 0...0,
     ]
+
+    /// The APIs of KIP-848's consumer group protocol, served only while it is enabled.
+    static let consumerGroupProtocol: Set<ApiKey> = [.consumerGroupHeartbeat, .consumerGroupDescribe]
 
     static func range(of api: ApiKey) -> ClosedRange<Int16>? { ranges[api] }
 

@@ -2,21 +2,29 @@ import KafkaProtocol
 
 /// The KIP-584 features this broker advertises in ApiVersions. A client turns a protocol
 /// generation on only when the broker lists it as finalized: the Java client and OnceClient use
-/// transactions V2 (KIP-890 part 2) once `transaction.version` is finalized at 2.
+/// transactions V2 (KIP-890 part 2) once `transaction.version` is finalized at 2, and KIP-848's
+/// consumer protocol once `group.version` is finalized at 1.
 enum SupportedFeatures {
     /// Kafka's `transaction.version`: 0 and 1 are transactions V1 (1 adds nothing a client
     /// sees), 2 is V2, where every EndTxn bumps the epoch and partitions join implicitly.
     static let transactionVersion = "transaction.version"
 
-    static let supported: [(name: String, versions: ClosedRange<Int16>)] = [(transactionVersion, 0...2)]
-    static let finalized: [(name: String, level: Int16)] = [(transactionVersion, 2)]
+    /// Kafka's `group.version`: 1 means the consumer group protocol (KIP-848) is served. Supported
+    /// either way, finalized only while `--group-coordinator-rebalance-protocols` includes it.
+    static let groupVersion = "group.version"
+
+    static let supported: [(name: String, versions: ClosedRange<Int16>)] = [(transactionVersion, 0...2), (groupVersion, 0...1)]
+
+    static func finalized(consumerGroupProtocol: Bool) -> [(name: String, level: Int16)] {
+        [(transactionVersion, 2)] + (consumerGroupProtocol ? [(groupVersion, 1)] : [])
+    }
     /// The finalized features never change while a broker runs, so their epoch never moves; Kafka
     /// counts it from the metadata log, and any non-negative value tells a client they are known.
     static let finalizedEpoch: Int64 = 0
 
     /// Adds the features to an ApiVersions response (tagged fields, v3+). Below v4 a supported
     /// range that starts at 0 is left out, as Kafka does (KAFKA-17492): older Java clients reject it.
-    static func describe(in response: inout ApiVersionsResponse, version: Int16) {
+    static func describe(in response: inout ApiVersionsResponse, version: Int16, consumerGroupProtocol: Bool) {
         guard version >= 3 else { return }
         response.supportedFeatures = supported.filter { version >= 4 || $0.versions.lowerBound > 0 }.map { feature in
             var key = ApiVersionsResponse.SupportedFeatureKey()
@@ -26,7 +34,7 @@ enum SupportedFeatures {
             return key
         }
         response.finalizedFeaturesEpoch = finalizedEpoch
-        response.finalizedFeatures = finalized.map { feature in
+        response.finalizedFeatures = finalized(consumerGroupProtocol: consumerGroupProtocol).map { feature in
             var key = ApiVersionsResponse.FinalizedFeatureKey()
             key.name = feature.name
             key.minVersionLevel = feature.level

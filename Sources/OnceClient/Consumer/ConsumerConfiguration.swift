@@ -63,6 +63,12 @@ public struct ConsumerConfiguration: Sendable {
     /// Static membership (KIP-345). Default: nil.
     public var groupInstanceId: String?
 
+    /// Join with KIP-848's consumer group protocol (ConsumerGroupHeartbeat, the coordinator
+    /// assigns) when the coordinator offers it, else with the classic JoinGroup/SyncGroup. With
+    /// it, the broker decides session and heartbeat timing, and `sessionTimeout`,
+    /// `heartbeatInterval` and `assignors` do not apply. Default: true.
+    public var preferConsumerGroupProtocol = true
+
     /// Commit consumed positions in the background and on close. Default: true.
     public var enableAutoCommit = true
 

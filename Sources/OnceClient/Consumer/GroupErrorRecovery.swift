@@ -24,8 +24,11 @@ enum GroupErrorRecovery: Hashable, Sendable {
             switch error.code {
             case .rebalanceInProgress, .illegalGeneration:
                 self = .rejoin
-            case .unknownMemberId:
+            case .unknownMemberId, .fencedMemberEpoch:
+                // KIP-848: a fenced member gives up its partitions and joins again from epoch 0.
                 self = .rejoinAsNewMember
+            case .staleMemberEpoch:
+                self = .rejoin
             case .coordinatorNotAvailable, .notCoordinator, .coordinatorLoadInProgress:
                 self = .rediscoverCoordinator
             case .unstableOffsetCommit:

@@ -8,4 +8,6 @@ struct GroupMemberState: Sendable {
     var needsJoin = true
     var assigned: [TopicPartition] = []
     var protocolName: String?
+    /// Joined with KIP-848's ConsumerGroupHeartbeat; `generationId` then holds the member epoch.
+    var usesConsumerProtocol = false
 }

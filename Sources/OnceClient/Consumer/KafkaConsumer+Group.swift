@@ -226,13 +226,23 @@ extension KafkaConsumer {
         setAssignment(state.assigned, keeping: keeping)
         logger.info("joined group \(state.groupId) generation \(state.generationId): \(state.assigned)")
         rebalanceContinuation.yield(.assigned(state.assigned))
-        startHeartbeats(coordinator: outcome.coordinator)
+        if state.usesConsumerProtocol {
+            startConsumerProtocolHeartbeats(coordinator: outcome.coordinator, interval: outcome.heartbeatInterval)
+        } else {
+            startHeartbeats(coordinator: outcome.coordinator)
+        }
     }
 
     /// One JoinGroup and SyncGroup round. `state` learns the member id even when the round
     /// fails later, so a retry rejoins as the same member.
     private func joinAndSync(_ state: inout GroupMemberState) async throws -> GroupJoinOutcome {
         let coordinator = try await client.coordinator(for: state.groupId, type: .group)
+        if configuration.preferConsumerGroupProtocol,
+            let version = try? coordinator.version(for: ConsumerGroupHeartbeatRequest.self), version >= 1
+        {
+            return try await joinWithHeartbeat(&state, coordinator: coordinator)
+        }
+        state.usesConsumerProtocol = false
         var subscription = ConsumerProtocolSubscription()
         subscription.topics = state.topics
         let metadataBytes = Self.encodeVersioned(subscription, version: 0)
@@ -344,7 +354,7 @@ extension KafkaConsumer {
 
     func heartbeatFailed(_ error: KafkaError?, generation: Int32) {
         guard var state = group, state.generationId == generation else { return }
-        if let error, error.code == .unknownMemberId || error.code == .fencedInstanceId { state.memberId = "" }
+        if let error, [.unknownMemberId, .fencedInstanceId, .fencedMemberEpoch].contains(error.code) { state.memberId = "" }
         logger.debug("heartbeat: \(error.map(\.description) ?? "connection lost"); rejoining")
         state.needsJoin = true
         group = state
@@ -359,6 +369,10 @@ extension KafkaConsumer {
         guard let state = group, !state.memberId.isEmpty else { return }
         if configuration.enableAutoCommit, !state.needsJoin { try? await commit() }
         if !state.assigned.isEmpty { rebalanceContinuation.yield(.revoked(state.assigned)) }
+        if state.usesConsumerProtocol {
+            await leaveWithHeartbeat(state)
+            return
+        }
         guard configuration.groupInstanceId == nil,
             let coordinator = try? await client.coordinator(for: state.groupId, type: .group, attempts: 1)
         else { return }
@@ -379,4 +393,6 @@ extension KafkaConsumer {
 struct GroupJoinOutcome: Sendable {
     var state: GroupMemberState
     var coordinator: KafkaConnection
+    /// What the coordinator asked for (KIP-848); nil for the classic protocol's configured one.
+    var heartbeatInterval: Duration? = nil
 }

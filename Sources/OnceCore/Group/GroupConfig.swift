@@ -14,5 +14,17 @@ public struct GroupConfig: Sendable, Hashable {
     /// Largest metadata string a commit may carry (`offset.metadata.max.bytes`). Default: 4096.
     public var maxOffsetMetadataBytes: Int = 4096
 
+    /// How often a KIP-848 member heartbeats; the coordinator tells it in every answer
+    /// (`group.consumer.heartbeat.interval.ms`). Default: 5 s.
+    public var consumerHeartbeatIntervalMs: Int32 = 5_000
+    /// How long a KIP-848 member may go without a heartbeat before it is removed and its partitions
+    /// given to others (`group.consumer.session.timeout.ms`). Default: 45 s.
+    public var consumerSessionTimeoutMs: Int32 = 45_000
+    /// The server-side assignors a KIP-848 member may name, the first being the default
+    /// (`group.consumer.assignors`). Default: uniform, range.
+    public var consumerAssignors: [ServerAssignor] = [.uniform, .range]
+    /// Most members a KIP-848 group admits (`group.consumer.max.size`). Default: unbounded.
+    public var consumerMaxSize: Int = Int.max
+
     public init() {}
 }

@@ -15,4 +15,12 @@ public enum GroupError: Int16, Sendable, Error, Hashable {
     case memberIdRequired = 79
     case fencedInstanceId = 82
     case groupSubscribedToTopic = 86
+    case unsupportedVersion = 35
+    case invalidRequest = 42
+    case groupMaxSizeReached = 81
+    case fencedMemberEpoch = 110
+    case unreleasedInstanceId = 111
+    case unsupportedAssignor = 112
+    case staleMemberEpoch = 113
+    case invalidRegularExpression = 128
 }

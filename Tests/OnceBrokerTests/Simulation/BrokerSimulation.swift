@@ -31,11 +31,13 @@ final class BrokerSimulation {
         /// for many transactions) a delayed EndTxn acts on the producer's next transaction in any
         /// Kafka broker (KAFKA-17754), which only V2 closes; `v1DelayedEndTxnHole` shows it.
         var delayV1EndTxn = false
+        /// KIP-848 group members heartbeating in one consumer group over `topic`.
+        var groupMembers = 3
         /// Prints every step and answer (`ONCE_SIMULATION_TRACE=1` when replaying a seed).
         var trace = ProcessInfo.processInfo.environment["ONCE_SIMULATION_TRACE"] == "1"
     }
 
-    private func trace(_ line: @autoclosure () -> String) {
+    func trace(_ line: @autoclosure () -> String) {
         if options.trace { print("[\(seed) t=\(world.clock.now - 1_700_000_000_000)] \(line())") }
     }
 
@@ -74,6 +76,9 @@ final class BrokerSimulation {
     /// Held-back Produce requests of a V2 producer delivered after it began its next transaction
     /// (each must be refused: the end bumped the epoch).
     private(set) var lateV2Produces = 0
+    /// The KIP-848 members and what each believes it owns (see BrokerSimulation+Groups).
+    var groupMembers: [SimulatedGroupMember] = []
+    var nextGroupMember = 0
 
     init(seed: UInt64, options: Options) throws {
         self.seed = seed
@@ -81,6 +86,7 @@ final class BrokerSimulation {
         rng = SplitMix64(seed: seed)
         world = try SimulatedWorld(flushPolicy: options.flushPolicy, topics: [Self.topic: options.partitions, Self.input: 1])
         for i in 0..<options.transactionalIds { clients.append(newInstance(of: "t\(i)")) }
+        for _ in 0..<options.groupMembers { groupMembers.append(newGroupMember()) }
     }
 
     private func newInstance(of id: String) -> TransactionalClient {
@@ -140,6 +146,8 @@ final class BrokerSimulation {
             try await idempotentStep()
         } else if roll < 0.37 {
             try await readStep()
+        } else if roll < 0.45, !groupMembers.isEmpty {
+            await groupMemberStep()
         } else {
             let index = Int.random(in: 0..<clients.count, using: &rng)
             var client = clients[index]
@@ -247,7 +255,7 @@ final class BrokerSimulation {
         case noAnswer
     }
 
-    private func send<R: KafkaRequest>(
+    func send<R: KafkaRequest>(
         _ request: R, version: Int16, faults: Bool = true, delayable: Bool = false,
         origin: DelayedOrigin? = nil, onDelayedAck: ((ProduceResponse) -> Void)? = nil, delivered: () -> Void = {}
     ) async -> Delivery<R.Response> {

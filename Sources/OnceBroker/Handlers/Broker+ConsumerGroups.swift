@@ -1,0 +1,102 @@
+import KafkaProtocol
+import NIOCore
+import OnceCore
+
+/// KIP-848's APIs: ConsumerGroupHeartbeat (membership, subscription and assignment in one request)
+/// and ConsumerGroupDescribe. Topic ids on the wire become names for `ModernGroup` and back.
+extension Broker {
+    func consumerGroupHeartbeat(_ req: ConsumerGroupHeartbeatRequest, _ request: Request) -> ConsumerGroupHeartbeatResponse {
+        var r = ConsumerGroupHeartbeatResponse()
+        guard !req.groupId.isEmpty else {
+            r.errorCode = ErrorCode.invalidRequest.rawValue
+            r.errorMessage = "GroupId can't be empty."
+            return r
+        }
+        var names: [KafkaUUID: String] = [:]
+        for topic in storage.topics() { names[topic.id] = topic.name }
+        let owned: PartitionAssignment? = req.topicPartitions.map { topics in
+            var owned: PartitionAssignment = [:]
+            for t in topics {
+                // A topic deleted since the member got it is simply no longer owned.
+                guard let name = names[t.topicId] else { continue }
+                owned[name, default: []].formUnion(t.partitions)
+            }
+            return owned
+        }
+        let clientId = request.header.clientId ?? ""
+        let hb = ModernGroup.Heartbeat(
+            memberId: req.memberId, memberEpoch: req.memberEpoch, instanceId: req.instanceId, rackId: req.rackId,
+            rebalanceTimeoutMs: req.rebalanceTimeoutMs, subscribedTopicNames: req.subscribedTopicNames,
+            subscribedTopicRegex: request.version >= 1 ? req.subscribedTopicRegex : nil,
+            serverAssignor: req.serverAssignor, ownedPartitions: owned, clientId: clientId, clientHost: "",
+            clientGeneratesMemberId: request.version >= 1, newMemberId: Self.randomUUIDString())
+        let result = groups.consumerHeartbeat(groupId: req.groupId, hb)
+        r.errorCode = result.error?.rawValue ?? 0
+        r.errorMessage = result.errorMessage
+        guard result.error == nil else { return r }
+        r.memberId = result.memberId
+        r.memberEpoch = result.memberEpoch
+        r.heartbeatIntervalMs = result.heartbeatIntervalMs
+        if let assignment = result.assignment {
+            var a = ConsumerGroupHeartbeatResponse.Assignment()
+            a.topicPartitions = assignment.keys.sorted().compactMap { name in
+                guard let id = storage.topic(named: name)?.id else { return nil }
+                var tp = ConsumerGroupHeartbeatResponse.TopicPartitions()
+                tp.topicId = id
+                tp.partitions = assignment[name]!.sorted()
+                return tp
+            }
+            r.assignment = a
+        }
+        return r
+    }
+
+    func consumerGroupDescribe(_ req: ConsumerGroupDescribeRequest, _ request: Request) -> ConsumerGroupDescribeResponse {
+        func described(_ assignment: PartitionAssignment) -> ConsumerGroupDescribeResponse.Assignment {
+            var a = ConsumerGroupDescribeResponse.Assignment()
+            a.topicPartitions = assignment.keys.sorted().compactMap { name in
+                guard let id = storage.topic(named: name)?.id else { return nil }
+                var tp = ConsumerGroupDescribeResponse.TopicPartitions()
+                tp.topicId = id
+                tp.topicName = name
+                tp.partitions = assignment[name]!.sorted()
+                return tp
+            }
+            return a
+        }
+        var r = ConsumerGroupDescribeResponse()
+        r.groups = req.groupIds.map { id in
+            var g = ConsumerGroupDescribeResponse.DescribedGroup()
+            g.groupId = id
+            guard let group = groups.modernGroup(id) else {
+                g.errorCode = ErrorCode.groupIdNotFound.rawValue
+                g.errorMessage =
+                    groups.group(id).map { $0.protocolType == nil && $0.state == .empty } == false
+                    ? "Group \(id) is not a consumer group." : "Group \(id) not found."
+                g.groupState = ModernGroup.State.dead.rawValue
+                return g
+            }
+            g.groupState = group.state.rawValue
+            g.groupEpoch = group.groupEpoch
+            g.assignmentEpoch = group.assignmentEpoch
+            g.assignorName = group.assignorName ?? group.config.consumerAssignors.first?.rawValue ?? ""
+            if req.includeAuthorizedOperations { g.authorizedOperations = AuthorizedOperations.group }
+            g.members = group.orderedMembers.map { m in
+                var member = ConsumerGroupDescribeResponse.Member()
+                member.memberId = m.memberId
+                member.instanceId = m.instanceId
+                member.rackId = m.rackId
+                member.memberEpoch = m.memberEpoch
+                member.clientId = m.clientId
+                member.clientHost = m.clientHost
+                member.subscribedTopicNames = m.subscribedTopicNames
+                member.subscribedTopicRegex = m.subscribedTopicRegex
+                member.assignment = described(m.assigned)
+                member.targetAssignment = described(group.targetAssignment[m.memberId] ?? [:])
+                return member
+            }
+            return g
+        }
+        return r
+    }
+}

@@ -1,0 +1,116 @@
+import KafkaProtocol
+@testable import OnceBroker
+import OnceCore
+
+/// A KIP-848 member as the simulation drives it: a client that believes it owns what the last
+/// answer it heard gave it, and after a lost answer restates everything (a full heartbeat), as
+/// librdkafka and the Java client do.
+struct SimulatedGroupMember {
+    var memberId: String
+    var epoch: Int32 = 0
+    var joined = false
+    var owned: Set<Int32> = []
+    /// Stopped heartbeating without leaving (a crashed consumer).
+    var crashed = false
+    var needsFull = true
+}
+
+/// KIP-848 members in the simulation: they join, heartbeat, leave and die under the same lost,
+/// duplicated and delayed requests and broker crashes as everything else, and two invariants are
+/// checked after each of their steps: the coordinator never holds a partition in two members,
+/// and no two clients the coordinator still counts as members believe they own the same
+/// partition (the cooperative protocol revokes before it reassigns). With acknowledgements
+/// durable, a member's epoch never goes back either.
+extension BrokerSimulation {
+    static let group = "kip848"
+
+    func newGroupMember() -> SimulatedGroupMember {
+        defer { nextGroupMember += 1 }
+        return SimulatedGroupMember(memberId: "member-\(nextGroupMember)")
+    }
+
+    func groupMemberStep() async {
+        let index = Int.random(in: 0..<groupMembers.count, using: &rng)
+        var m = groupMembers[index]
+        defer {
+            groupMembers[index] = m
+            checkGroupInvariants()
+        }
+        if m.crashed {
+            // A restarted process joins as a new member; the old one's session runs out on its own.
+            if rng.chance(0.3) { m = newGroupMember() }
+            return
+        }
+        if m.joined && rng.chance(0.04) {
+            trace("group member \(m.memberId) crashes")
+            m.crashed = true
+            return
+        }
+        guard let topicId = world.storage.topic(named: Self.topic)?.id else { return }
+        var request = ConsumerGroupHeartbeatRequest()
+        request.groupId = Self.group
+        request.memberId = m.memberId
+        if m.joined && rng.chance(0.04) {
+            request.memberEpoch = ModernGroup.leaveEpoch
+            _ = await send(request, version: 1)
+            trace("group member \(m.memberId) leaves")
+            m = newGroupMember()
+            return
+        }
+        request.memberEpoch = m.joined ? m.epoch : 0
+        if !m.joined || m.needsFull {
+            request.rebalanceTimeoutMs = 5_000
+            request.subscribedTopicNames = [Self.topic]
+        }
+        var owned = ConsumerGroupHeartbeatRequest.TopicPartitions()
+        owned.topicId = topicId
+        owned.partitions = m.owned.sorted()
+        request.topicPartitions = m.joined ? (m.owned.isEmpty ? [] : [owned]) : []
+        guard case .answered(let r) = await send(request, version: 1) else {
+            m.needsFull = true
+            return
+        }
+        trace("  heartbeat \(m.memberId) epoch \(request.memberEpoch) -> \(r.errorCode) epoch \(r.memberEpoch) \(r.assignment.map { "\($0.topicPartitions.flatMap(\.partitions))" } ?? "-")")
+        switch ErrorCode(r.errorCode) {
+        case .none:
+            break
+        case .fencedMemberEpoch, .unknownMemberId:
+            // Fenced or forgotten: give everything up and join again under a new id.
+            m = newGroupMember()
+            return
+        default:
+            return
+        }
+        if m.joined && r.memberEpoch < m.epoch && history.acknowledgementsAreDurable {
+            history.note("\(m.memberId)'s epoch went back from \(m.epoch) to \(r.memberEpoch)")
+        }
+        m.joined = true
+        m.needsFull = false
+        m.epoch = r.memberEpoch
+        if let assignment = r.assignment {
+            m.owned = Set(assignment.topicPartitions.filter { $0.topicId == topicId }.flatMap(\.partitions))
+        }
+    }
+
+    private func checkGroupInvariants() {
+        guard let group = world.broker.groups.modernGroup(Self.group) else { return }
+        var holder: [String: String] = [:]
+        for member in group.orderedMembers {
+            for p in member.owned.sortedPartitions {
+                if let other = holder["\(p.topic)-\(p.partition)"] {
+                    history.note("the coordinator gave \(p.topic)-\(p.partition) to \(other) and \(member.memberId)")
+                }
+                holder["\(p.topic)-\(p.partition)"] = member.memberId
+            }
+        }
+        var claimed: [Int32: String] = [:]
+        for m in groupMembers where m.joined && !m.crashed && group.members[m.memberId] != nil {
+            for p in m.owned.sorted() {
+                if let other = claimed[p] {
+                    history.note("members \(other) and \(m.memberId) both consume \(Self.topic)-\(p)")
+                }
+                claimed[p] = m.memberId
+            }
+        }
+    }
+}

@@ -1,0 +1,423 @@
+"""KIP-848 consumer groups with librdkafka's group.protocol=consumer: members share a topic's
+partitions with every record consumed and committed by exactly one of them while members join,
+leave and die; a static member returns to its partitions without moving anyone else's; a partition
+added with CreatePartitions is picked up; a regex subscription follows new topics; the group's
+state survives a broker restart; an empty group converts between the classic and the consumer
+protocol keeping its offsets; and the seed's exactly-once loop runs on the new protocol."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import NewPartitions
+
+import confluent_helpers as ck
+from support import Deadline, index_of, unique_topic, value_for, wait_until
+
+HERE = Path(__file__).resolve().parent
+MEMBER_SCRIPT = HERE / "group_member.py"
+PARTITIONS = 6
+PER_PARTITION = 20
+# Short enough that a SIGKILLed member's partitions move within a test's patience.
+SESSION_MS = 6000
+BROKER_ARGS = [
+    "--group-consumer-session-timeout-ms", str(SESSION_MS),
+    "--group-consumer-heartbeat-interval-ms", "500",
+]
+
+
+@pytest.fixture
+def kip848_broker(broker_factory):
+    return broker_factory(extra_args=BROKER_ARGS)
+
+
+class Member:
+    """A group_member.py process speaking KIP-848, and what it reported."""
+
+    def __init__(self, broker, topic: str, group: str, instance_id: str | None = None) -> None:
+        args = [sys.executable, str(MEMBER_SCRIPT), "confluent-consumer", broker.bootstrap, topic, group]
+        if instance_id:
+            args.append(instance_id)
+        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+        self.assignment: list[int] | None = None
+        self.assignments: list[list[int]] = []
+        self.revocations: list[list[int]] = []
+        self.records: list[tuple[int, int, str]] = []
+        self.errors: list[str] = []
+        self._lock = threading.Lock()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for raw in iter(self.process.stdout.readline, b""):
+            event = json.loads(raw)
+            with self._lock:
+                if "assigned" in event:
+                    self.assignment = event["assigned"]
+                    self.assignments.append(event["assigned"])
+                elif "revoked" in event:
+                    self.revocations.append(event["revoked"])
+                elif "error" in event:
+                    self.errors.append(event["error"])
+                else:
+                    self.records.append((event["p"], event["o"], event["v"]))
+
+    def snapshot(self):
+        with self._lock:
+            return self.assignment, list(self.records)
+
+    def kill9(self) -> None:
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+        self._reader.join(10)
+
+    def stop(self) -> None:
+        """SIGTERM: the member closes its consumer, which leaves the group (epoch -1, or -2 if static)."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+        self._reader.join(10)
+
+
+@pytest.fixture
+def members():
+    started: list[Member] = []
+    yield started
+    for member in started:
+        member.stop()
+
+
+def indices_for(partition: int, start: int, count: int) -> range:
+    base = partition * 10_000
+    return range(base + start, base + start + count)
+
+
+def produce_round(broker, topic: str, start: int, partitions: int = PARTITIONS) -> set[str]:
+    expected = set()
+    for p in range(partitions):
+        indices = indices_for(p, start, PER_PARTITION)
+        ck.produce_indexed(broker, topic, indices, partition=p)
+        expected |= {value_for(i).decode() for i in indices}
+    return expected
+
+
+def wait_for_split(live: list[Member], partitions: int = PARTITIONS, seconds: float = 60) -> dict[int, Member]:
+    """Waits until the live members own disjoint sets that together cover every partition, as
+    balanced as the uniform assignor makes them."""
+
+    def split():
+        owners: dict[int, Member] = {}
+        sizes = []
+        for m in live:
+            assignment, _ = m.snapshot()
+            if assignment is None:
+                return None
+            sizes.append(len(assignment))
+            for p in assignment:
+                if p in owners:
+                    return None
+                owners[p] = m
+        if len(owners) != partitions or max(sizes) - min(sizes) > 1:
+            return None
+        return owners
+
+    return wait_until(split, seconds, f"{len(live)} members splitting {partitions} partitions")
+
+
+def consumed(group: list[Member]) -> list[str]:
+    return [v for m in group for (_, _, v) in m.snapshot()[1]]
+
+
+def wait_for_values(group: list[Member], expected: set[str], seconds: float = 90) -> None:
+    deadline = Deadline(seconds, "every produced record to be consumed")
+    while not expected <= set(consumed(group)):
+        missing = expected - set(consumed(group))
+        deadline.check(f"({len(missing)} missing, e.g. {sorted(missing)[:3]})")
+        time.sleep(0.1)
+
+
+def describe(broker, group: str):
+    client = ck.admin(broker)  # a future dies with its client, so the client must outlive the wait
+    return client.describe_consumer_groups([group], request_timeout=20)[group].result(timeout=30)
+
+
+def listed_types(broker) -> dict[str, str]:
+    client = ck.admin(broker)
+    return {g.group_id: g.type.name for g in client.list_consumer_groups(request_timeout=20).result(timeout=30).valid}
+
+
+@pytest.mark.timeout_seconds(300)
+def test_members_join_leave_and_die_with_every_record_consumed_once(kip848_broker, members):
+    broker = kip848_broker
+    topic = unique_topic("kip848")
+    group = f"group-{topic}"
+    ck.create_topic(broker, topic, PARTITIONS)
+    expected = produce_round(broker, topic, 0)
+
+    members.append(Member(broker, topic, group))
+    wait_for_split(members)
+    members.append(Member(broker, topic, group))
+    members.append(Member(broker, topic, group))
+    wait_for_split(members)
+    assert sorted(len(m.snapshot()[0]) for m in members) == [2, 2, 2]
+    wait_for_values(members, expected)
+
+    # A member leaves cleanly: its partitions go to the others, who resume at its commits.
+    leaver = members[0]
+    leaver.stop()
+    live = members[1:]
+    wait_for_split(live)
+    expected |= produce_round(broker, topic, PER_PARTITION)
+    wait_for_values(members, expected)
+
+    # A member dies: after the broker's session timeout its partitions move too.
+    victim = live[0]
+    victim.kill9()
+    survivors = live[1:]
+    wait_for_split(survivors, seconds=SESSION_MS / 1000 + 60)
+    expected |= produce_round(broker, topic, 2 * PER_PARTITION)
+    wait_for_values(members, expected)
+
+    # Every printed record was committed before it was printed, so a second print of one value
+    # would be a record consumed and committed twice.
+    values = consumed(members)
+    assert len(values) == len(set(values)), "a record was consumed and committed by two members"
+    assert set(values) == expected
+    for m in members:
+        assert not [e for e in m.errors if "STALE" not in e and "FENCED" not in e], m.errors
+
+
+@pytest.mark.timeout_seconds(240)
+def test_static_member_returns_to_its_partitions_without_moving_others(kip848_broker, members):
+    broker = kip848_broker
+    topic = unique_topic("kip848-static")
+    group = f"group-{topic}"
+    ck.create_topic(broker, topic, PARTITIONS)
+    static = Member(broker, topic, group, instance_id="static-1")
+    members.append(static)
+    other = Member(broker, topic, group)
+    members.append(other)
+    owners = wait_for_split(members)
+    static_partitions = sorted(p for p, m in owners.items() if m is static)
+    other_assignments, other_revocations = len(other.assignments), len(other.revocations)
+    before = describe(broker, group)
+
+    static.stop()  # closing a static member leaves with epoch -2: its partitions wait for it
+    time.sleep(2)
+    assert other.snapshot()[0] == sorted(p for p, m in owners.items() if m is other), "the other member took nothing"
+
+    back = Member(broker, topic, group, instance_id="static-1")
+    members.append(back)
+    wait_until(lambda: back.snapshot()[0] == static_partitions, 60, "the static member's partitions back")
+    assert len(other.assignments) == other_assignments, "the other member saw no reassignment"
+    assert len(other.revocations) == other_revocations
+    after = describe(broker, group)
+    static_after = [m for m in after.members if m.group_instance_id == "static-1"]
+    assert len(static_after) == 1
+    assert static_after[0].member_id not in {m.member_id for m in before.members if m.group_instance_id == "static-1"}
+
+    # A static member that does not come back loses its place when its session runs out.
+    back.stop()
+    wait_until(lambda: other.snapshot()[0] == list(range(PARTITIONS)), SESSION_MS / 1000 + 60, "the survivor taking all")
+
+
+@pytest.mark.timeout_seconds(180)
+def test_added_partitions_and_regex_matches_are_assigned(kip848_broker, members):
+    broker = kip848_broker
+    topic = unique_topic("kip848-grow")
+    group = f"group-{topic}"
+    ck.create_topic(broker, topic, 2)
+    member = Member(broker, topic, group)
+    members.append(member)
+    wait_until(lambda: member.snapshot()[0] == [0, 1], 60, "both partitions")
+
+    client = ck.admin(broker)
+    client.create_partitions([NewPartitions(topic, 4)], request_timeout=30)[topic].result(timeout=60)
+    wait_until(lambda: member.snapshot()[0] == [0, 1, 2, 3], 60, "the added partitions")
+    indices = indices_for(3, 0, 5)
+    ck.produce_indexed(broker, topic, indices, partition=3)
+    wait_for_values([member], {value_for(i).decode() for i in indices})
+
+    # A regex subscription takes topics that exist now and ones created later.
+    prefix = unique_topic("kip848rx")
+    ck.create_topic(broker, f"{prefix}-a", 1)
+    consumer = Consumer({
+        "bootstrap.servers": broker.bootstrap, "group.id": f"group-{prefix}", "group.protocol": "consumer",
+        "auto.offset.reset": "earliest", "topic.metadata.refresh.interval.ms": 1000,
+    })
+    try:
+        consumer.subscribe([f"^{prefix}-.*"])
+        deadline = Deadline(60, "the regex's first topic")
+        while {tp.topic for tp in consumer.assignment()} != {f"{prefix}-a"}:
+            deadline.check()
+            consumer.poll(0.2)
+        ck.create_topic(broker, f"{prefix}-b", 2)
+        deadline = Deadline(60, "the topic created after subscribing")
+        while len(consumer.assignment()) != 3:
+            deadline.check(str(consumer.assignment()))
+            consumer.poll(0.2)
+    finally:
+        consumer.close()
+
+
+@pytest.mark.timeout_seconds(180)
+def test_group_state_survives_a_broker_restart(kip848_broker, members):
+    broker = kip848_broker
+    topic = unique_topic("kip848-durable")
+    group = f"group-{topic}"
+    ck.create_topic(broker, topic, PARTITIONS)
+    members.extend([Member(broker, topic, group), Member(broker, topic, group)])
+    owners = wait_for_split(members)
+    before = describe(broker, group)
+    assert before.type.name == "CONSUMER"
+    epochs = {m.member_id: m for m in before.members}
+    assert len(epochs) == 2
+
+    revocations = [len(m.revocations) for m in members]
+    broker.stop()
+    broker.start()
+    after = describe(broker, group)
+    assert {m.member_id for m in after.members} == set(epochs), "the same members, recovered from __consumer_offsets"
+    for m in after.members:
+        assert sorted(tp.partition for tp in m.assignment.topic_partitions) == sorted(
+            tp.partition for tp in epochs[m.member_id].assignment.topic_partitions)
+    # The members keep heartbeating into the recovered group and keep their partitions.
+    expected = produce_round(broker, topic, 0)
+    wait_for_values(members, expected)
+    assert wait_for_split(members) == owners
+    assert [len(m.revocations) for m in members] == revocations, "nothing was revoked across the restart"
+
+
+@pytest.mark.timeout_seconds(180)
+def test_empty_groups_convert_between_protocols_keeping_offsets(kip848_broker):
+    broker = kip848_broker
+    topic = unique_topic("kip848-convert")
+    group = f"group-{topic}"
+    ck.create_topic(broker, topic, 1)
+    ck.produce_indexed(broker, topic, range(30), partition=0)
+
+    def consume(protocol: str, count: int) -> list[int]:
+        config = {"bootstrap.servers": broker.bootstrap, "group.id": group, "group.protocol": protocol,
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False}
+        if protocol == "classic":
+            config["session.timeout.ms"] = 6000
+        consumer = Consumer(config)
+        consumer.subscribe([topic])
+        got: list[int] = []
+        deadline = Deadline(60, f"{count} records over the {protocol} protocol")
+        try:
+            while len(got) < count:
+                deadline.check()
+                msg = consumer.poll(0.2)
+                if msg is None or msg.error():
+                    continue
+                got.append(index_of(msg.value()))
+                consumer.commit(message=msg, asynchronous=False)
+            assert listed_types(broker)[group] == protocol.upper()
+        finally:
+            consumer.close()
+        return got
+
+    assert consume("classic", 10) == list(range(0, 10))
+    assert consume("consumer", 10) == list(range(10, 20)), "the consumer group resumes at the classic commits"
+    assert consume("classic", 10) == list(range(20, 30)), "and the classic group at the consumer group's"
+
+    # A classic member cannot join a consumer group that has members.
+    modern = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "group.protocol": "consumer"})
+    modern.subscribe([topic])
+    try:
+        deadline = Deadline(60, "the consumer member's assignment")
+        while not modern.assignment():
+            deadline.check()
+            modern.poll(0.2)
+        classic = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "session.timeout.ms": 6000})
+        errors: list = []
+        classic.subscribe([topic], on_assign=lambda c, ps: errors.append("assigned"))
+        try:
+            deadline = Deadline(30, "INCONSISTENT_GROUP_PROTOCOL")
+            while not errors:
+                deadline.check()
+                msg = classic.poll(0.2)
+                if msg is not None and msg.error():
+                    errors.append(msg.error().name())
+            assert errors[0] == "INCONSISTENT_GROUP_PROTOCOL"
+        finally:
+            classic.close()
+    finally:
+        modern.close()
+
+
+def test_classic_protocol_stays_the_default_and_still_rebalances(kip848_broker):
+    """The broker serves both protocols at once: a classic group beside a consumer group."""
+    broker = kip848_broker
+    topic = unique_topic("kip848-mixed")
+    ck.create_topic(broker, topic, 2)
+    ck.produce_indexed(broker, topic, range(10), partition=0)
+    ck.produce_indexed(broker, topic, range(10, 20), partition=1)
+    got = {}
+    for protocol in ("classic", "consumer"):
+        config = {"bootstrap.servers": broker.bootstrap, "group.id": f"{protocol}-{topic}", "group.protocol": protocol,
+                  "auto.offset.reset": "earliest"}
+        consumer = Consumer(config)
+        consumer.subscribe([topic])
+        values = set()
+        deadline = Deadline(60, f"all records over {protocol}")
+        while len(values) < 20:
+            deadline.check()
+            msg = consumer.poll(0.2)
+            if msg is not None and not msg.error():
+                values.add(index_of(msg.value()))
+        got[protocol] = values
+        consumer.close()
+    assert got["classic"] == got["consumer"] == set(range(20))
+    listed = listed_types(broker)
+    assert listed[f"classic-{topic}"] == "CLASSIC"
+    assert listed[f"consumer-{topic}"] == "CONSUMER"
+
+
+@pytest.mark.timeout_seconds(420)
+def test_exactly_once_read_process_write_over_the_consumer_protocol(kip848_broker):
+    """The seed's loop with group.protocol=consumer, SIGKILLed three times: each input is output
+    once, because a dead member's offsets commit only with its transaction and with its epoch."""
+    from test_exactly_once_pipeline import RECORDS, read_committed_output, start_processor
+
+    broker = kip848_broker
+    source, sink = unique_topic("eos848-in"), unique_topic("eos848-out")
+    ck.create_topic(broker, source, 2)
+    ck.create_topic(broker, sink, 2)
+    ck.produce_indexed(broker, source, range(RECORDS))
+    group, tid = unique_topic("eos848-group"), unique_topic("eos848-processor")
+    process = start_processor("confluent-consumer", broker, source, sink, group, tid)
+    try:
+        for pause in (1.5, 3.0, 2.0):
+            time.sleep(pause)
+            process.kill()
+            process.wait(10)
+            process = start_processor("confluent-consumer", broker, source, sink, group, tid)
+        deadline = Deadline(300, f"{RECORDS} outputs")
+        while True:
+            deadline.check()
+            produced = sum(ck.watermarks(broker, sink, p)[1] for p in (0, 1))
+            if produced >= RECORDS:
+                values = read_committed_output(broker, sink)
+                if len(values) >= RECORDS:
+                    break
+            time.sleep(1)
+    finally:
+        process.kill()
+        process.wait(10)
+    indices = [index_of(v.removeprefix(b"processed:")) for v in values]
+    assert len(indices) == len(set(indices)), "an input was output twice"
+    assert sorted(indices) == list(range(RECORDS))
