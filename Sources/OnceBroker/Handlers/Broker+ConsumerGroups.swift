@@ -12,6 +12,11 @@ extension Broker {
             r.errorMessage = "GroupId can't be empty."
             return r
         }
+        // As Kafka's handleConsumerGroupHeartbeat: membership needs Group READ.
+        guard authorization(request).allowsGroup(.read, req.groupId) else {
+            r.errorCode = ErrorCode.groupAuthorizationFailed.rawValue
+            return r
+        }
         var names: [KafkaUUID: String] = [:]
         for topic in storage.topics() { names[topic.id] = topic.name }
         let owned: PartitionAssignment? = req.topicPartitions.map { topics in
@@ -65,9 +70,14 @@ extension Broker {
             return a
         }
         var r = ConsumerGroupDescribeResponse()
+        let auth = authorization(request)
         r.groups = req.groupIds.map { id in
             var g = ConsumerGroupDescribeResponse.DescribedGroup()
             g.groupId = id
+            guard auth.allowsGroup(.describe, id) else {
+                g.errorCode = ErrorCode.groupAuthorizationFailed.rawValue
+                return g
+            }
             guard let group = groups.modernGroup(id) else {
                 g.errorCode = ErrorCode.groupIdNotFound.rawValue
                 g.errorMessage =
@@ -80,7 +90,7 @@ extension Broker {
             g.groupEpoch = group.groupEpoch
             g.assignmentEpoch = group.assignmentEpoch
             g.assignorName = group.assignorName ?? group.config.consumerAssignors.first?.rawValue ?? ""
-            if req.includeAuthorizedOperations { g.authorizedOperations = AuthorizedOperations.group }
+            if req.includeAuthorizedOperations { g.authorizedOperations = auth.groupOperations(id) }
             g.members = group.orderedMembers.map { m in
                 var member = ConsumerGroupDescribeResponse.Member()
                 member.memberId = m.memberId

@@ -16,8 +16,11 @@ enum SupportedFeatures {
     static let supported: [(name: String, versions: ClosedRange<Int16>)] = [(transactionVersion, 0...2), (groupVersion, 0...1)]
 
     static func finalized(consumerGroupProtocol: Bool) -> [(name: String, level: Int16)] {
-        [(transactionVersion, 2)] + (consumerGroupProtocol ? [(groupVersion, 1)] : [])
+        var features: [(name: String, level: Int16)] = [(transactionVersion, Int16(2))]
+        if consumerGroupProtocol { features.append((groupVersion, Int16(1))) }
+        return features
     }
+
     /// The finalized features never change while a broker runs, so their epoch never moves; Kafka
     /// counts it from the metadata log, and any non-negative value tells a client they are known.
     static let finalizedEpoch: Int64 = 0

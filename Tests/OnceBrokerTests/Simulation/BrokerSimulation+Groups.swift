@@ -103,6 +103,10 @@ extension BrokerSimulation {
                 holder["\(p.topic)-\(p.partition)"] = member.memberId
             }
         }
+        // What a client believes it owns came from an acknowledged heartbeat; a power cut that
+        // erases acknowledged writes (a policy that does not sync) can leave that belief stale
+        // until the member's next heartbeat, so only durable runs hold clients to it.
+        guard history.acknowledgementsAreDurable else { return }
         var claimed: [Int32: String] = [:]
         for m in groupMembers where m.joined && !m.crashed && group.members[m.memberId] != nil {
             for p in m.owned.sorted() {
