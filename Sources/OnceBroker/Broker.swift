@@ -171,7 +171,14 @@ public final class Broker: Sendable {
         case .produce:
             let produce = try ProduceRequest(from: &frame, version: version)
             let response = self.produce(produce, request)
-            if produce.acks == 0 { return eventLoop.makeSucceededFuture(nil) }
+            if produce.acks == 0 {
+                // Unanswered, but as Kafka does, a failed acks=0 produce closes the connection:
+                // the only way such a producer can learn that its writes are being refused.
+                return response.map { answer in
+                    let failed = answer.responses.contains { $0.partitionResponses.contains { $0.errorCode != 0 } }
+                    return failed ? OutboundResponse(parts: []).closing(if: true) : nil
+                }
+            }
             return response.map { self.encode($0, for: request) }
         case .initProducerId:
             let req = try InitProducerIdRequest(from: &frame, version: version)

@@ -20,11 +20,11 @@ enum DataDirectoryCheck {
         }
         // Missing directories are created with their parents; what can stop that is the nearest
         // ancestor that exists: a file, or a directory this user cannot write.
-        var ancestor = (directory as NSString).deletingLastPathComponent
+        var ancestor = parent(of: directory)
         while !ancestor.isEmpty, !FileManager.default.fileExists(atPath: ancestor, isDirectory: &isDirectory) {
-            let parent = (ancestor as NSString).deletingLastPathComponent
-            if parent == ancestor { break }
-            ancestor = parent
+            let next = parent(of: ancestor)
+            if next == ancestor { break }
+            ancestor = next
         }
         if ancestor.isEmpty { ancestor = "." }
         guard FileManager.default.fileExists(atPath: ancestor, isDirectory: &isDirectory) else { return }
@@ -32,6 +32,18 @@ enum DataDirectoryCheck {
             throw StartupError(description: "cannot create data directory \(directory): \(ancestor) is a file, not a directory")
         }
         try requireWritable(ancestor, "cannot create data directory \(directory): \(ancestor)")
+    }
+
+    /// The path without its last component ("" for a bare relative name, "/" for the root).
+    /// Foundation's `deletingLastPathComponent` crashed on Linux for a one-character relative path.
+    static func parent(of path: String) -> String {
+        var path = Substring(path)
+        while path.count > 1, path.hasSuffix("/") { path = path.dropLast() }
+        guard let slash = path.lastIndex(of: "/") else { return "" }
+        if slash == path.startIndex { return "/" }
+        var parent = path[..<slash]
+        while parent.count > 1, parent.hasSuffix("/") { parent = parent.dropLast() }
+        return String(parent)
     }
 
     private static func requireWritable(_ path: String, _ subject: String) throws {
