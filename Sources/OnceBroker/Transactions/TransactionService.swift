@@ -143,10 +143,12 @@ final class TransactionService: Sendable {
     /// when the partition holds no open transaction of the producer; INVALID_PRODUCER_EPOCH for an
     /// epoch older than the partition's.
     func abortHanging(_ key: TopicPartitionKey, producerId: Int64, producerEpoch: Int16, now: Int64) throws -> ErrorCode {
-        try coordinator.withLockedValue { c in
-            guard let topic = storage.topic(named: key.topic),
-                let partition = try producers.producers(topic: topic, partition: key.partition)
-            else { return .unknownTopicOrPartition }
+        // Loading a partition's producer state reads its log: done before the coordinator's lock,
+        // which every transactional request takes, as addPartitions does.
+        guard let topic = storage.topic(named: key.topic),
+            let partition = try producers.producers(topic: topic, partition: key.partition)
+        else { return .unknownTopicOrPartition }
+        return try coordinator.withLockedValue { c in
             guard let open = partition.table.openTransactionsByProducer.first(where: { $0.producerId == producerId }),
                 !c.isLive(producerId: producerId, partition: key)
             else { return .invalidTxnState }
