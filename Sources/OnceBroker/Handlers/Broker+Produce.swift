@@ -16,7 +16,7 @@ extension Broker {
         // The coordinator's refusal reaches the client as Kafka's leader passes it on: only
         // PRODUCER_FENCED becomes INVALID_PRODUCER_EPOCH, and CONCURRENT_TRANSACTIONS (the previous
         // transaction's markers still being written) stays itself for v12 (KAFKA-18662), where
-        // v11 and below would have it as NOT_ENOUGH_REPLICAS.
+        // Kafka's leader turns it into NOT_ENOUGH_REPLICAS for the versions before.
         guard request.version >= 12, let transactionalId = req.transactionalId, !transactionalId.isEmpty else {
             return append(req, request, refused: [:])
         }
