@@ -62,6 +62,13 @@ public struct BrokerConfig: Sendable {
     /// `group.version` 1 advertised) besides the classic one (`group.coordinator.rebalance.protocols`
     /// containing `consumer`). Default: true.
     public var consumerGroupProtocolEnabled: Bool = true
+    /// The `transaction.version` finalized in ApiVersions (Kafka sets it with `kafka-features` or
+    /// `--feature` at format time): clients that follow it, as the Java client and OnceClient do,
+    /// use transactions V2 only at 2. Requests are served by their own version whatever it is, as
+    /// Kafka serves them. 0, 1 or 2. Default: 2.
+    public var transactionVersion: Int16 = 2
+    /// The `transaction.version` levels this broker implements.
+    public static let transactionVersions: ClosedRange<Int16> = 0...2
     /// How often KIP-848 members heartbeat (`group.consumer.heartbeat.interval.ms`). Default: 5 s.
     public var groupConsumerHeartbeatIntervalMs: Int32 = 5_000
     /// How long a KIP-848 member may stay silent before it is removed (`group.consumer.session.timeout.ms`).

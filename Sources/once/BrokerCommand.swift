@@ -95,6 +95,9 @@ struct BrokerCommand: AsyncParsableCommand {
     @Option(help: "Group protocols served, classic and/or consumer (KIP-848) [env: ONCE_GROUP_COORDINATOR_REBALANCE_PROTOCOLS] (default: classic,consumer)")
     var groupCoordinatorRebalanceProtocols: String?
 
+    @Option(help: "The transaction.version finalized for clients: 0, 1 or 2 (transactions V2) [env: ONCE_TRANSACTION_VERSION] (default: 2)")
+    var transactionVersion: Int16?
+
     @Option(help: "How often KIP-848 members heartbeat, ms [env: ONCE_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS] (default: 5000)")
     var groupConsumerHeartbeatIntervalMs: Int32?
 
@@ -273,6 +276,12 @@ struct BrokerCommand: AsyncParsableCommand {
                 throw ValidationError("--group-coordinator-rebalance-protocols takes classic[,consumer], not '\(v)'")
             }
             config.consumerGroupProtocolEnabled = protocols.contains("consumer")
+        }
+        if let v = try setting(transactionVersion, "ONCE_TRANSACTION_VERSION") {
+            guard BrokerConfig.transactionVersions.contains(v) else {
+                throw ValidationError("--transaction-version takes 0, 1 or 2, not \(v)")
+            }
+            config.transactionVersion = v
         }
         if let v = try setting(groupConsumerHeartbeatIntervalMs, "ONCE_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS") {
             guard v > 0 else { throw ValidationError("--group-consumer-heartbeat-interval-ms must be positive") }

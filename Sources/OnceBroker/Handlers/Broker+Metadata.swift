@@ -16,7 +16,9 @@ extension Broker {
             v.maxVersion = entry.versions.upperBound
             return v
         }
-        SupportedFeatures.describe(in: &response, version: version, consumerGroupProtocol: config.consumerGroupProtocolEnabled)
+        SupportedFeatures.describe(
+            in: &response, version: version, transactionVersion: config.transactionVersion,
+            consumerGroupProtocol: config.consumerGroupProtocolEnabled)
         return response
     }
 

@@ -10,7 +10,13 @@ extension Broker {
     func produce(_ req: ProduceRequest, _ request: Request) -> EventLoopFuture<ProduceResponse> {
         // v12 is transactions V2 (KIP-890): the client sends no AddPartitionsToTxn, so each
         // partition of a transactional write adds itself to the transaction first, as Kafka's
-        // partition leader asks the coordinator.
+        // partition leader asks the coordinator. Kafka keys this on the request version alone
+        // (`AddPartitionsToTxnManager.produceRequestVersionToTransactionSupportedOperation`), not
+        // on the finalized `transaction.version`, so a broker finalizing 1 serves it the same.
+        // The coordinator's refusal reaches the client as Kafka's leader passes it on: only
+        // PRODUCER_FENCED becomes INVALID_PRODUCER_EPOCH, and CONCURRENT_TRANSACTIONS (the previous
+        // transaction's markers still being written) stays itself for v12 (KAFKA-18662), where
+        // Kafka's leader turns it into NOT_ENOUGH_REPLICAS for the versions before.
         guard request.version >= 12, let transactionalId = req.transactionalId, !transactionalId.isEmpty else {
             return append(req, request, refused: [:])
         }
@@ -25,7 +31,7 @@ extension Broker {
                     code = try await self.transactions.addPartitions(
                         transactionalId: transactionalId, producerId: producer.id, producerEpoch: producer.epoch,
                         partitions: partitions, transactionVersion: 2, now: self.clock()
-                    ).map(Self.implicitAddErrorCode) ?? .none
+                    )?.partitionWriteErrorCode ?? .none
                 } catch {
                     code = self.transactionStorageFailure(error)
                 }
@@ -58,14 +64,6 @@ extension Broker {
             }
         }
         return writes
-    }
-
-    /// The code a partition answers when its implicit add failed, as Kafka's verification maps the
-    /// coordinator's answer: a stale epoch is the partition's INVALID_PRODUCER_EPOCH, and the
-    /// retriable CONCURRENT_TRANSACTIONS (the previous transaction's markers are still being
-    /// written) becomes NOT_ENOUGH_REPLICAS, which every client retries without a metadata refresh.
-    static func implicitAddErrorCode(_ failure: TransactionCoordinator.Failure) -> ErrorCode {
-        failure == .concurrentTransactions ? .notEnoughReplicas : failure.partitionWriteErrorCode
     }
 
     private func append(
@@ -108,7 +106,8 @@ extension Broker {
                     }
                     do {
                         let appended = try append(
-                            p.records, to: log, topic: meta, partition: p.index, requestVersion: request.version)
+                            p.records, to: log, topic: meta, partition: p.index, requestVersion: request.version,
+                            coordinatorAsked: !(req.transactionalId ?? "").isEmpty)
                         result.baseOffset = appended.baseOffset
                         result.logAppendTimeMs = appended.logAppendTime ?? -1
                         result.logStartOffset = log.logStartOffset
@@ -199,7 +198,8 @@ extension Broker {
     /// Validates one partition's record set and appends it; batches with a producer id go through
     /// the partition's producer-state table, which turns a retry into the original offsets.
     private func append(
-        _ records: ByteBuffer?, to log: any PartitionLog, topic: TopicMetadata, partition: Int32, requestVersion: Int16
+        _ records: ByteBuffer?, to log: any PartitionLog, topic: TopicMetadata, partition: Int32, requestVersion: Int16,
+        coordinatorAsked: Bool
     ) throws -> Appended {
         guard var records, records.readableBytes > 0 else {
             throw ProduceError(code: .invalidRecord, message: "the partition's record set is empty")
@@ -241,9 +241,8 @@ extension Broker {
                 producerId: header.producerId, producerEpoch: header.producerEpoch,
                 partition: TopicPartitionKey(topic.name, partition))
         {
-            // v11+ clients know TRANSACTION_ABORTABLE, Kafka's answer for a partition not in the
-            // transaction; older ones get INVALID_TXN_STATE.
-            let code = failure == .invalidTxnState && requestVersion >= 11 ? .transactionAbortable : failure.partitionWriteErrorCode
+            let code = failure.transactionalWriteErrorCode(
+                coordinatorVerifiedOnly: requestVersion == 11 && coordinatorAsked, clientKnowsAbortable: requestVersion >= 11)
             throw ProduceError(code: code, message: "transactional write refused: \(failure)")
         }
         do {

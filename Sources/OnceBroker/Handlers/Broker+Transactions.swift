@@ -47,7 +47,8 @@ extension Broker {
             if request.version <= 3 {
                 response.resultsByTopicV3AndBelow = await self.addPartitions(
                     transactionalId: req.v3AndBelowTransactionalId, producerId: req.v3AndBelowProducerId,
-                    producerEpoch: req.v3AndBelowProducerEpoch, topics: req.v3AndBelowTopics, verifyOnly: false, client: auth)
+                    producerEpoch: req.v3AndBelowProducerEpoch, topics: req.v3AndBelowTopics, verifyOnly: false,
+                    version: request.version, client: auth)
             } else {
                 // v4+ is the batched form brokers use; `verifyOnly` asks without adding (KIP-890).
                 var results: [AddPartitionsToTxnResponse.AddPartitionsToTxnResult] = []
@@ -56,7 +57,7 @@ extension Broker {
                     result.transactionalId = txn.transactionalId
                     result.topicResults = await self.addPartitions(
                         transactionalId: txn.transactionalId, producerId: txn.producerId, producerEpoch: txn.producerEpoch,
-                        topics: txn.topics, verifyOnly: txn.verifyOnly, client: nil)
+                        topics: txn.topics, verifyOnly: txn.verifyOnly, version: request.version, client: nil)
                     results.append(result)
                 }
                 response.resultsByTransaction = results
@@ -67,7 +68,8 @@ extension Broker {
 
     private func addPartitions(
         transactionalId: String, producerId: Int64, producerEpoch: Int16,
-        topics: [AddPartitionsToTxnRequest.AddPartitionsToTxnTopic], verifyOnly: Bool, client: RequestAuthorization?
+        topics: [AddPartitionsToTxnRequest.AddPartitionsToTxnTopic], verifyOnly: Bool, version: Int16,
+        client: RequestAuthorization?
     ) async -> [AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult] {
         // A client (v3 and below) needs TransactionalId WRITE, and Topic WRITE on each topic it adds;
         // internal topics are never a client's to add.
@@ -98,10 +100,14 @@ extension Broker {
             for key in keys { codes[key] = .operationNotAttempted }
             codes.merge(failed) { _, failure in failure }
         } else if verifyOnly {
+            // v5 lets the coordinator answer TRANSACTION_ABORTABLE for a partition outside the
+            // transaction, as Kafka's `handleVerifyPartitionsInTransaction` does; the asking
+            // broker turns it into what its own client knows.
             for key in keys {
-                codes[key] = transactions.verify(
-                    transactionalId: transactionalId, producerId: producerId, producerEpoch: producerEpoch, partition: key
-                )?.errorCode ?? ErrorCode.none
+                let failure = transactions.verify(
+                    transactionalId: transactionalId, producerId: producerId, producerEpoch: producerEpoch, partition: key)
+                codes[key] = failure == .invalidTxnState && version >= 5
+                    ? .transactionAbortable : failure?.errorCode ?? ErrorCode.none
             }
         } else {
             let code: ErrorCode
@@ -187,7 +193,13 @@ extension Broker {
 
     /// TxnOffsetCommit. From v5 (transactions V2) the client sends no AddOffsetsToTxn: the group's
     /// offsets partition joins the transaction here first, as Kafka's group coordinator asks the
-    /// transaction coordinator.
+    /// transaction coordinator, keyed on the request version alone
+    /// (`txnOffsetCommitRequestVersionToTransactionSupportedOperation`), whatever
+    /// `transaction.version` is finalized. A refused add is answered as Kafka's group coordinator
+    /// answers it: the verification turns PRODUCER_FENCED into INVALID_PRODUCER_EPOCH, and
+    /// `CoordinatorOperationExceptionHelper.handleOperationException` passes every other
+    /// coordinator code through, CONCURRENT_TRANSACTIONS included (unlike Produce below v12, no
+    /// NOT_ENOUGH_REPLICAS here: that code would itself become COORDINATOR_NOT_AVAILABLE).
     func txnOffsetCommit(_ req: TxnOffsetCommitRequest, _ request: Request) -> EventLoopFuture<TxnOffsetCommitResponse> {
         guard request.version >= 5, !req.groupId.isEmpty, let partition = try? consumerOffsetsPartition(forGroup: req.groupId)
         else { return request.eventLoop.makeSucceededFuture(verifiedTxnOffsetCommit(req, request)) }
@@ -250,10 +262,8 @@ extension Broker {
         } else if let failure = (try? consumerOffsetsPartition(forGroup: req.groupId)).flatMap({
             transactions.verify(producerId: req.producerId, producerEpoch: req.producerEpoch, partition: $0)
         }) {
-            // v4+ clients know TRANSACTION_ABORTABLE, Kafka's answer when the offsets partition is not
-            // in the transaction.
-            outcome = .failure(
-                failure == .invalidTxnState && request.version >= 4 ? .transactionAbortable : failure.partitionWriteErrorCode)
+            outcome = .failure(failure.transactionalWriteErrorCode(
+                coordinatorVerifiedOnly: request.version == 4, clientKnowsAbortable: request.version >= 4))
         } else {
             // v3+ (KIP-447) carries the consumer's group metadata, checked like a plain commit.
             outcome = groups.transactionalCommit(

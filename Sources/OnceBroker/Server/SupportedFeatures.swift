@@ -13,10 +13,15 @@ enum SupportedFeatures {
     /// either way, finalized only while `--group-coordinator-rebalance-protocols` includes it.
     static let groupVersion = "group.version"
 
-    static let supported: [(name: String, versions: ClosedRange<Int16>)] = [(transactionVersion, 0...2), (groupVersion, 0...1)]
+    static let supported: [(name: String, versions: ClosedRange<Int16>)] = [
+        (transactionVersion, BrokerConfig.transactionVersions), (groupVersion, 0...1),
+    ]
 
-    static func finalized(consumerGroupProtocol: Bool) -> [(name: String, level: Int16)] {
-        var features: [(name: String, level: Int16)] = [(transactionVersion, Int16(2))]
+    /// The finalized levels. A feature at level 0 is left out, as Kafka's finalized features
+    /// leave out a feature no level of which is enabled.
+    static func finalized(transactionVersion level: Int16, consumerGroupProtocol: Bool) -> [(name: String, level: Int16)] {
+        var features: [(name: String, level: Int16)] = []
+        if level > 0 { features.append((transactionVersion, level)) }
         if consumerGroupProtocol { features.append((groupVersion, Int16(1))) }
         return features
     }
@@ -27,7 +32,9 @@ enum SupportedFeatures {
 
     /// Adds the features to an ApiVersions response (tagged fields, v3+). Below v4 a supported
     /// range that starts at 0 is left out, as Kafka does (KAFKA-17492): older Java clients reject it.
-    static func describe(in response: inout ApiVersionsResponse, version: Int16, consumerGroupProtocol: Bool) {
+    static func describe(
+        in response: inout ApiVersionsResponse, version: Int16, transactionVersion level: Int16, consumerGroupProtocol: Bool
+    ) {
         guard version >= 3 else { return }
         response.supportedFeatures = supported.filter { version >= 4 || $0.versions.lowerBound > 0 }.map { feature in
             var key = ApiVersionsResponse.SupportedFeatureKey()
@@ -37,7 +44,7 @@ enum SupportedFeatures {
             return key
         }
         response.finalizedFeaturesEpoch = finalizedEpoch
-        response.finalizedFeatures = finalized(consumerGroupProtocol: consumerGroupProtocol).map { feature in
+        response.finalizedFeatures = finalized(transactionVersion: level, consumerGroupProtocol: consumerGroupProtocol).map { feature in
             var key = ApiVersionsResponse.FinalizedFeatureKey()
             key.name = feature.name
             key.minVersionLevel = feature.level

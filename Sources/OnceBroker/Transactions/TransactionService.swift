@@ -446,4 +446,19 @@ extension TransactionCoordinator.Failure {
     var partitionWriteErrorCode: ErrorCode {
         self == .producerFenced ? .invalidProducerEpoch : errorCode
     }
+
+    /// The code for a transactional write (Produce, TxnOffsetCommit) whose partition is checked
+    /// right before the append. Kafka answers a partition missing from the transaction in two
+    /// places: the coordinator's verify-only check (Produce v11, TxnOffsetCommit v4: the request
+    /// versions after KIP-890 part 1, before part 2) answers TRANSACTION_ABORTABLE, which
+    /// `AddPartitionsToTxnManager` passes on to a client that knows it and turns into
+    /// INVALID_TXN_STATE for one that does not; the log's own check of the verification guard
+    /// (`UnifiedLog`, "Record was not part of an ongoing transaction") throws INVALID_TXN_STATE
+    /// for every version. Under transactions V2 (Produce v12, TxnOffsetCommit v5) the coordinator
+    /// adds the partition instead of verifying it, so it never answers TRANSACTION_ABORTABLE: a
+    /// partition found outside the transaction after its add means the transaction ended in
+    /// between, which Kafka's log check refuses with INVALID_TXN_STATE.
+    func transactionalWriteErrorCode(coordinatorVerifiedOnly: Bool, clientKnowsAbortable: Bool) -> ErrorCode {
+        self == .invalidTxnState && coordinatorVerifiedOnly && clientKnowsAbortable ? .transactionAbortable : partitionWriteErrorCode
+    }
 }

@@ -291,7 +291,6 @@ final class BrokerSimulation {
 
     private static let retriable: Set<ErrorCode> = [
         .concurrentTransactions, .coordinatorLoadInProgress, .coordinatorNotAvailable, .notCoordinator, .kafkaStorageError,
-        .notEnoughReplicas,
     ]
     private static let fenced: Set<ErrorCode> = [.producerFenced, .invalidProducerEpoch, .invalidProducerIdMapping]
 
