@@ -6,6 +6,10 @@ public struct CleanerStats: Sendable, Equatable {
     public var bytesRead: Int64 = 0
     public var bytesWritten: Int64 = 0
     public var segmentsReplaced: Int64 = 0
+    /// Passes over a partition that swapped cleaned segments in.
+    public var cleans: Int64 = 0
+    /// The largest offset map a pass has used: never above the configured bound.
+    public var largestOffsetMapBytes: Int64 = 0
     /// Wall time the last pass ended; nil before the first one.
     public var lastRunMs: Int64?
     /// Each compacted partition's dirty ratio as the last pass saw it.
@@ -80,6 +84,8 @@ extension FileLogStorage: LogCleaning {
                     stats.bytesRead += Int64(report.bytesRead)
                     stats.bytesWritten += Int64(report.bytesWritten)
                     stats.segmentsReplaced += Int64(report.segmentsReplaced)
+                    if report.cleaned { stats.cleans += 1 }
+                    stats.largestOffsetMapBytes = max(stats.largestOffsetMapBytes, Int64(report.offsetMapBytes))
                     stats.dirtyRatios[.init(topic: slot.topic, partition: slot.partition)] = report.dirtyRatio
                 }
             } catch StorageError.unknownTopic {
