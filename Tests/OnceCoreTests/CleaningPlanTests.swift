@@ -209,4 +209,20 @@ struct CleaningPlanTests {
         #expect(survivors == [7, 15, 16, 17, 18, 19, 21, 22, 24, 25, 26, 27, 29, 30, 31, 32, 33, 34, 35])
         #expect(log.map(\.baseOffset) == [4, 14, 17, 20, 24, 26, 28, 29, 32, 34])
     }
+
+    @Test func aTombstoneBeyondAFullMapWaitsForThePassThatMapsItsKey() {
+        let log = [Self.data(0, ["a", "b", "a"], tombstones: [2], horizonPassed: true)]
+        // One key a pass: a at 0 fits, b does not. Removing the old tombstone now would leave a at
+        // 0 as the latest value of a, a deleted key come back.
+        let first = CleaningPlan.plan(log, firstDirty: 0, mapBytes: OffsetMap.minimumBytes)
+        #expect(first.end == 1)
+        #expect(first.outcomes == [.keep])
+        let second = CleaningPlan.plan(log, firstDirty: 1, mapBytes: OffsetMap.minimumBytes)
+        #expect(second.end == 2)
+        #expect(second.outcomes == [.keep])
+        // The pass that maps the tombstone takes a at 0 and, past the horizon, the tombstone too.
+        let third = CleaningPlan.plan(log, firstDirty: 2, mapBytes: OffsetMap.minimumBytes)
+        #expect(third.end == nil)
+        #expect(third.outcomes == [.keepRecords([1])])
+    }
 }
