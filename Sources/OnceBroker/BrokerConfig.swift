@@ -44,6 +44,10 @@ public struct BrokerConfig: Sendable {
     /// The most bytes per second the log cleaner reads and writes together
     /// (`log.cleaner.io.max.bytes.per.second`); nil for no limit. Default: nil, as Kafka's.
     public var cleanerIoMaxBytesPerSecond: Double?
+    /// The most memory a cleaner pass's offset map takes (`log.cleaner.dedupe.buffer.size`): 24
+    /// bytes a key, so a pass over more distinct keys than fit cleans part of the backlog and
+    /// leaves the rest to the next. Default: 128 MiB, as Kafka's (about 5.6 million keys a pass).
+    public var cleanerDedupeBufferBytes: Int = FileLogStorage.defaultDedupeBufferBytes
     /// Largest fetch wait honoured, so a client cannot park a request forever. Default: 30 s.
     public var maxFetchWaitMs: Int32 = 30_000
     /// How long a producer id's state is kept after its last write (`producer.id.expiration.ms`).

@@ -169,7 +169,7 @@ public struct BrokerService: Service {
         // coordinators' topics are compacted by their snapshots, which their replay relies on.
         (broker.storage as? any LogCleaning)?.startCleaner(
             backoffMs: config.cleanerBackoffMs, maxBytesPerSecond: config.cleanerIoMaxBytesPerSecond,
-            excluding: InternalTopics.names)
+            dedupeBufferBytes: config.cleanerDedupeBufferBytes, excluding: InternalTopics.names)
 
         let snapshots = group.next().scheduleRepeatedTask(
             initialDelay: .milliseconds(config.producerSnapshotIntervalMs),

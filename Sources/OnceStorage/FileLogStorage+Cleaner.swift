@@ -6,6 +6,10 @@ public struct CleanerStats: Sendable, Equatable {
     public var bytesRead: Int64 = 0
     public var bytesWritten: Int64 = 0
     public var segmentsReplaced: Int64 = 0
+    /// Passes over a partition that swapped cleaned segments in.
+    public var cleans: Int64 = 0
+    /// The largest offset map a pass has used: never above the configured bound.
+    public var largestOffsetMapBytes: Int64 = 0
     /// Wall time the last pass ended; nil before the first one.
     public var lastRunMs: Int64?
     /// Each compacted partition's dirty ratio as the last pass saw it.
@@ -24,9 +28,10 @@ public struct CleanerStats: Sendable, Equatable {
 /// reads its stats.
 public protocol LogCleaning: Sendable {
     /// Runs one pass over every compacted partition every `backoffMs` on a thread of its own,
-    /// reading and writing at most `maxBytesPerSecond` (nil: no limit). Closing the storage stops it.
-    /// Topics in `excluded` are left alone: their owners shrink them by snapshots of their own.
-    func startCleaner(backoffMs: Int64, maxBytesPerSecond: Double?, excluding excluded: Set<String>)
+    /// reading and writing at most `maxBytesPerSecond` (nil: no limit), with an offset map of at most
+    /// `dedupeBufferBytes` per pass. Closing the storage stops it. Topics in `excluded` are left
+    /// alone: their owners shrink them by snapshots of their own.
+    func startCleaner(backoffMs: Int64, maxBytesPerSecond: Double?, dedupeBufferBytes: Int, excluding excluded: Set<String>)
     var cleanerStats: CleanerStats { get }
 }
 
@@ -36,10 +41,14 @@ final class CleanerStatsBox: Sendable {
 }
 
 extension FileLogStorage: LogCleaning {
-    public func startCleaner(backoffMs: Int64, maxBytesPerSecond: Double?, excluding excluded: Set<String>) {
+    /// Kafka's `log.cleaner.dedupe.buffer.size` default: 128 MiB, about 5.6 million keys a pass.
+    public static let defaultDedupeBufferBytes = 128 << 20
+
+    public func startCleaner(backoffMs: Int64, maxBytesPerSecond: Double?, dedupeBufferBytes: Int, excluding excluded: Set<String>) {
         let throttle = CleanerThrottle(maxBytesPerSecond: maxBytesPerSecond)
         let timer = FlushTimer(every: max(backoffMs, 1), label: "once.storage.cleaner") { [weak self] in
-            _ = self?.cleanCompactedLogs(nowMs: currentTimeMillis(), throttle: throttle, excluding: excluded)
+            _ = self?.cleanCompactedLogs(
+                nowMs: currentTimeMillis(), throttle: throttle, dedupeBufferBytes: dedupeBufferBytes, excluding: excluded)
         }
         let previous: (timer: FlushTimer, throttle: CleanerThrottle)? = state.withLock { s in
             guard s.isOpen else { return (timer, throttle) }
@@ -55,7 +64,10 @@ extension FileLogStorage: LogCleaning {
     /// One pass over every compacted partition, opening those nobody has used since the restart:
     /// their dirty data still needs cleaning.
     @discardableResult
-    func cleanCompactedLogs(nowMs: Int64, throttle: CleanerThrottle, excluding excluded: Set<String> = []) -> [CleaningReport] {
+    func cleanCompactedLogs(
+        nowMs: Int64, throttle: CleanerThrottle, dedupeBufferBytes: Int = defaultDedupeBufferBytes,
+        excluding excluded: Set<String> = []
+    ) -> [CleaningReport] {
         throttle.reset()
         let slots = state.withLock { s in s.isOpen ? s.topics.values.flatMap(\.partitions) : [] }
         var reports: [CleaningReport] = []
@@ -63,7 +75,8 @@ extension FileLogStorage: LogCleaning {
             guard isOpen else { break }
             do {
                 let log = try slot.open()
-                guard let report = try log.clean(nowMs: nowMs, throttle: throttle, shouldContinue: { self.isOpen }) else {
+                guard let report = try log.clean(
+                    nowMs: nowMs, throttle: throttle, dedupeBufferBytes: dedupeBufferBytes, shouldContinue: { self.isOpen }) else {
                     continue
                 }
                 reports.append(report)
@@ -71,6 +84,8 @@ extension FileLogStorage: LogCleaning {
                     stats.bytesRead += Int64(report.bytesRead)
                     stats.bytesWritten += Int64(report.bytesWritten)
                     stats.segmentsReplaced += Int64(report.segmentsReplaced)
+                    if report.cleaned { stats.cleans += 1 }
+                    stats.largestOffsetMapBytes = max(stats.largestOffsetMapBytes, Int64(report.offsetMapBytes))
                     stats.dirtyRatios[.init(topic: slot.topic, partition: slot.partition)] = report.dirtyRatio
                 }
             } catch StorageError.unknownTopic {

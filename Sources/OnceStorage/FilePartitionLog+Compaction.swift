@@ -13,6 +13,8 @@ public struct CleaningReport: Sendable, Equatable {
     public var bytesWritten = 0
     /// Source segments replaced by cleaned ones.
     public var segmentsReplaced = 0
+    /// Bytes of the offset map the pass used.
+    public var offsetMapBytes = 0
 }
 
 /// Log compaction for the file engine. The rules come from `CleaningPlan`; this file reads the
@@ -141,9 +143,13 @@ extension FilePartitionLog {
 
     /// One cleaner pass: nil for a partition that is not compacted. Cleans when the dirty ratio
     /// reaches min.cleanable.dirty.ratio, or the oldest dirty record is older than
-    /// max.compaction.lag.ms. `shouldContinue` is asked between segments, so shutdown does not wait
+    /// max.compaction.lag.ms. The offset map takes at most `dedupeBufferBytes`; what does not fit is
+    /// left for later passes. `shouldContinue` is asked between segments, so shutdown does not wait
     /// for a throttled clean to finish.
-    func clean(nowMs: Int64, throttle: CleanerThrottle, shouldContinue: () -> Bool = { true }) throws -> CleaningReport? {
+    func clean(
+        nowMs: Int64, throttle: CleanerThrottle, dedupeBufferBytes: Int = FileLogStorage.defaultDedupeBufferBytes,
+        shouldContinue: () -> Bool = { true }
+    ) throws -> CleaningReport? {
         try rollIfAged(nowMs: nowMs)
         guard let range = try cleanableRange(nowMs: nowMs) else { return nil }
         let startedNs = CleanerThrottle.monotonicNs()
@@ -184,7 +190,9 @@ extension FilePartitionLog {
             }
             report.bytesRead += reader.bytesRead
         }
-        let outcomes = CleaningPlan.outcomes(batches)
+        let plan = CleaningPlan.plan(batches, firstDirty: range.firstDirty, mapBytes: dedupeBufferBytes)
+        let outcomes = plan.outcomes
+        report.offsetMapBytes = plan.mapBytes
 
         // Sources are grouped, in order, into cleaned segments no larger than segment.bytes.
         var retained = [Int](repeating: 0, count: range.segments.count)
@@ -244,8 +252,9 @@ extension FilePartitionLog {
                 runtime.logger.warning("could not write cleaned segment indexes", metadata: ["segment": "\(segment.log.path)", "error": "\(error)"])
             }
         }
-        // What an open transaction held back stays dirty, so the pass after it ends runs.
-        let cleanedUpTo = min(range.end, CleaningPlan.stableEnd(batches) ?? range.end)
+        // What an open transaction held back, or the offset map had no room for, stays dirty for
+        // the next pass.
+        let cleanedUpTo = min(range.end, plan.end ?? range.end)
         if finished && cleanedUpTo > range.firstDirty {
             try writeCleanerCheckpoint(cleanedUpTo)
             state.withLock { $0.firstDirtyOffset = max($0.firstDirtyOffset, cleanedUpTo) }

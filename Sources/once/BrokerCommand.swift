@@ -119,6 +119,9 @@ struct BrokerCommand: AsyncParsableCommand {
     @Option(help: "Most bytes per second the log cleaner reads and writes [env: ONCE_LOG_CLEANER_IO_MAX_BYTES_PER_SECOND] (default: unlimited)")
     var logCleanerIoMaxBytesPerSecond: Double?
 
+    @Option(help: "Most bytes of memory a log cleaner pass's offset map takes, 24 a key [env: ONCE_LOG_CLEANER_DEDUPE_BUFFER_SIZE] (default: 134217728)")
+    var logCleanerDedupeBufferSize: Int?
+
     @Option(help: "Log level: trace|debug|info|notice|warning|error|critical [env: ONCE_LOG_LEVEL] (default: info)")
     var logLevel: String?
 
@@ -317,6 +320,12 @@ struct BrokerCommand: AsyncParsableCommand {
         if let v = try setting(logCleanerIoMaxBytesPerSecond, "ONCE_LOG_CLEANER_IO_MAX_BYTES_PER_SECOND") {
             guard v > 0 else { throw ValidationError("--log-cleaner-io-max-bytes-per-second must be positive") }
             config.cleanerIoMaxBytesPerSecond = v
+        }
+        if let v = try setting(logCleanerDedupeBufferSize, "ONCE_LOG_CLEANER_DEDUPE_BUFFER_SIZE") {
+            guard v >= OffsetMap.minimumBytes else {
+                throw ValidationError("--log-cleaner-dedupe-buffer-size must be at least \(OffsetMap.minimumBytes) (one key)")
+            }
+            config.cleanerDedupeBufferBytes = v
         }
         if let v = try setting(transactionMaxTimeoutMs, "ONCE_TRANSACTION_MAX_TIMEOUT_MS") {
             guard v > 0 else { throw ValidationError("--transaction-max-timeout-ms must be positive") }

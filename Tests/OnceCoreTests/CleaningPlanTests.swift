@@ -129,8 +129,9 @@ struct CleaningPlanTests {
         // Offset 2's transaction has no marker: from there on nothing changes, and b at 3 and 4
         // (which read_committed readers cannot see yet) does not supersede b at 1.
         #expect(outcomes == [.keep, .keep, .keep, .keep])
-        #expect(CleaningPlan.stableEnd([Self.data(0, ["a"]), Self.data(1, ["a"], producer: 5, transactional: true)]) == 1)
-        #expect(CleaningPlan.stableEnd([Self.data(0, ["a"])]) == nil)
+        let open = [Self.data(0, ["a"]), Self.data(1, ["a"], producer: 5, transactional: true)]
+        #expect(CleaningPlan.plan(open, firstDirty: 0, mapBytes: .max).end == 1)
+        #expect(CleaningPlan.plan([Self.data(0, ["a"])], firstDirty: 0, mapBytes: .max).end == nil)
     }
 
     @Test func anOpenTransactionDoesNotHideAnEarlierCommittedOne() {
@@ -141,5 +142,87 @@ struct CleaningPlanTests {
             Self.data(3, ["a"], producer: 6, transactional: true),
         ])
         #expect(outcomes == [.remove, .keep, .keep, .keep])
+    }
+
+    /// The batches as a pass leaves them: what the storage engine writes for each outcome.
+    static func apply(_ outcomes: [CleaningPlan.Outcome], to batches: [Batch]) -> [Batch] {
+        zip(batches, outcomes).compactMap { batch, outcome in
+            switch outcome {
+            case .keep: return batch
+            case .remove: return nil
+            case .keepRecords(let kept):
+                var rewritten = batch
+                rewritten.records = kept.map { batch.records[$0] }
+                return rewritten
+            }
+        }
+    }
+
+    /// Overwrites, tombstones young and old, keyless records, idempotent producers, committed and
+    /// aborted transactions whose records the dirty section supersedes, and an open transaction.
+    static let backlog: [Batch] = [
+        data(0, ["a", "b", "c", "d"], producer: 1),
+        data(4, ["e", "a", nil, "f"], producer: 1),
+        data(8, ["b", "g"], producer: 3, transactional: true),
+        data(10, ["h", "c"], producer: 4, transactional: true),
+        marker(12, producer: 3, commit: true, horizonPassed: true),
+        marker(13, producer: 4, commit: false, horizonPassed: true),
+        data(14, ["d", "i", "j"], tombstones: [0], horizonPassed: true),
+        data(17, ["e", "k", "a"], tombstones: [1]),
+        data(20, ["b", "l", "m", "g"], producer: 1),
+        data(24, ["n", "o"], producer: 5, transactional: true),
+        data(26, ["p", "b"]),
+        marker(28, producer: 5, commit: true, horizonPassed: true),
+        data(29, ["g", "c", "q"], producer: 3),
+        data(32, ["r", "a"], producer: 6, transactional: true),
+        data(34, ["a", "s"], producer: 4),
+    ]
+
+    @Test func aTinyMapCleansInSeveralPassesToWhatOneUnboundedPassLeaves() throws {
+        let unbounded = CleaningPlan.plan(Self.backlog, firstDirty: 0, mapBytes: .max)
+        #expect(unbounded.end == 32)
+        let once = Self.apply(unbounded.outcomes, to: Self.backlog)
+        // The map takes three keys at a time.
+        let bound = 4 * OffsetMap.bytesPerEntry
+        var log = Self.backlog
+        var firstDirty: Int64 = 0
+        var passes = 0
+        while true {
+            let plan = CleaningPlan.plan(log, firstDirty: firstDirty, mapBytes: bound)
+            #expect(plan.mapBytes <= bound)
+            log = Self.apply(plan.outcomes, to: log)
+            passes += 1
+            let end = try #require(plan.end, "the open transaction at 32 stays dirty")
+            #expect(end > firstDirty || end == 32)
+            if end == firstDirty { break }
+            firstDirty = end
+            try #require(passes < 40)
+        }
+        #expect(passes > 5)
+        #expect(log == once)
+        // Spelled out: each key's latest committed value at its offset (f at 7 was never
+        // overwritten), the old tombstone of d gone with d, the young tombstone of k kept, the
+        // keyless record gone, the aborted transaction and its marker gone, the committed marker 12
+        // gone (its records were all superseded), 28 kept (n and o survive), producer 1's emptied
+        // first batch gone, and everything from the open transaction at 32 on untouched.
+        let survivors = log.flatMap { $0.records.map(\.offset) }
+        #expect(survivors == [7, 15, 16, 17, 18, 19, 21, 22, 24, 25, 26, 27, 29, 30, 31, 32, 33, 34, 35])
+        #expect(log.map(\.baseOffset) == [4, 14, 17, 20, 24, 26, 28, 29, 32, 34])
+    }
+
+    @Test func aTombstoneBeyondAFullMapWaitsForThePassThatMapsItsKey() {
+        let log = [Self.data(0, ["a", "b", "a"], tombstones: [2], horizonPassed: true)]
+        // One key a pass: a at 0 fits, b does not. Removing the old tombstone now would leave a at
+        // 0 as the latest value of a, a deleted key come back.
+        let first = CleaningPlan.plan(log, firstDirty: 0, mapBytes: OffsetMap.minimumBytes)
+        #expect(first.end == 1)
+        #expect(first.outcomes == [.keep])
+        let second = CleaningPlan.plan(log, firstDirty: 1, mapBytes: OffsetMap.minimumBytes)
+        #expect(second.end == 2)
+        #expect(second.outcomes == [.keep])
+        // The pass that maps the tombstone takes a at 0 and, past the horizon, the tombstone too.
+        let third = CleaningPlan.plan(log, firstDirty: 2, mapBytes: OffsetMap.minimumBytes)
+        #expect(third.end == nil)
+        #expect(third.outcomes == [.keepRecords([1])])
     }
 }

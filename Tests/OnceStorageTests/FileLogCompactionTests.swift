@@ -1,6 +1,7 @@
 import Foundation
 import KafkaProtocol
 import NIOCore
+import OnceCore
 import Testing
 
 @testable import OnceStorage
@@ -65,6 +66,30 @@ struct FileLogCompactionTests {
         log.state.withLock { s in try? log.roll(&s, nowMs: currentTimeMillis()) }
         _ = try log.append(Self.keyed([("e", "e0")]))
         return log
+    }
+
+    @Test func anOffsetMapTooSmallForTheBacklogCleansItOverSeveralPasses() throws {
+        defer { dir.remove() }
+        let storage = try open()
+        let log = try fill(storage)
+        // Three keys a pass: the first maps a, b and c and stops at d.
+        let bound = 4 * OffsetMap.bytesPerEntry
+        let first = try #require(
+            try log.clean(nowMs: currentTimeMillis(), throttle: CleanerThrottle(maxBytesPerSecond: nil), dedupeBufferBytes: bound))
+        #expect(first.cleaned)
+        #expect(first.offsetMapBytes <= bound)
+        // a at 11 was not mapped, so a at 6 stays for now; d and a at 10 and 11 are untouched.
+        #expect(Self.describe(try Self.contents(log)) == ["6:a=a2", "8:c=c2", "9:b=∅", "10:d=d0", "11:a=a3", "12:e=e0"])
+        let second = try #require(
+            try log.clean(nowMs: currentTimeMillis(), throttle: CleanerThrottle(maxBytesPerSecond: nil), dedupeBufferBytes: bound))
+        #expect(second.cleaned)
+        #expect(second.offsetMapBytes <= bound)
+        // The same as one pass with room for every key.
+        #expect(Self.describe(try Self.contents(log)) == ["8:c=c2", "9:b=∅", "10:d=d0", "11:a=a3", "12:e=e0"])
+        let third = try #require(
+            try log.clean(nowMs: currentTimeMillis(), throttle: CleanerThrottle(maxBytesPerSecond: nil), dedupeBufferBytes: bound))
+        #expect(!third.cleaned)
+        try storage.close()
     }
 
     @Test func aPassKeepsTheLatestValuePerKeyAtItsOriginalOffset() throws {

@@ -7,6 +7,7 @@ it run within seconds; every wait polls for the outcome, none sleeps and then as
 from __future__ import annotations
 
 import struct
+import subprocess
 import urllib.request
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from confluent_kafka import KafkaError, Producer
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic, ResourceType
 
 import confluent_helpers as ck
+from once_broker import broker_binary, free_port
 from kafka_wire import connect, frame, read_frame, request_header
 from record_batches import batch, produce, record
 from support import unique_topic, wait_until
@@ -112,6 +114,41 @@ def test_a_topic_made_compacted_keeps_the_latest_value_per_key_at_its_offset(bro
     expected = [row for row in latest_per_key(items + more + last, offsets + more_offsets + last_offsets) if row[2] is not None]
     assert len(expected) == 47  # k1 was written again after its tombstone
     wait_until(lambda: contents(broker, topic) == expected, 90, "tombstones removed")
+
+
+def test_a_tiny_dedupe_buffer_still_compacts_many_keys_over_several_passes(broker_factory):
+    # 1024 bytes hold 42 entries of 24 bytes, filled to the 0.9 load factor: 37 keys a pass.
+    bound, keys_per_pass = 1024, 37
+    broker = broker_factory(extra_args=FAST_CLEANER + ["--log-cleaner-dedupe-buffer-size", str(bound)])
+    client = ck.admin(broker)
+    resource = ConfigResource(ResourceType.BROKER, "1")
+    described = client.describe_configs([resource])[resource].result(timeout=30)
+    assert described["log.cleaner.dedupe.buffer.size"].value == str(bound)
+    assert not described["log.cleaner.dedupe.buffer.size"].is_default
+
+    topic = unique_topic("compact-tiny-map")
+    client.create_topics([NewTopic(topic, 1, 1, config=COMPACT)])[topic].result(timeout=30)
+    keys = 600
+    items = overwrites(3 * keys, keys, 20)
+    offsets = produce_all(broker, topic, items)
+    expected = latest_per_key(items, offsets)
+    assert len(expected) == keys
+    wait_until(lambda: contents(broker, topic) == expected, 120, "the cleaner to leave one record per key")
+    # Every key's older values went in a pass whose map held that key, and a map holds at most
+    # 37 keys: the backlog took at least 17 passes, none with a map above the bound.
+    assert metric(broker, "once_log_cleaner_cleans_total") >= -(-keys // keys_per_pass)
+    assert 0 < metric(broker, "once_log_cleaner_offset_map_bytes_max") <= bound
+    assert contents(broker, topic, "read_committed") == expected
+
+
+def test_a_dedupe_buffer_too_small_for_one_key_is_refused_at_startup(tmp_path):
+    refused = subprocess.run(
+        [str(broker_binary()), "broker", "--data-dir", str(tmp_path / "data"),
+         "--listen", f"127.0.0.1:{free_port()}", "--metrics-listen", f"127.0.0.1:{free_port()}",
+         "--log-cleaner-dedupe-buffer-size", "47"],
+        capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0
+    assert "--log-cleaner-dedupe-buffer-size must be at least 48" in refused.stderr, refused.stderr
 
 
 def txn_producer(broker, transactional_id: str) -> Producer:

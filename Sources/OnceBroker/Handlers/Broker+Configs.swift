@@ -312,6 +312,9 @@ extension Broker {
                 name: "listener.security.protocol.map",
                 value: config.listeners.map { "\($0.name):\($0.securityProtocol.rawValue)" }.joined(separator: ","),
                 isDefault: config.listeners.allSatisfy { $0.name == $0.securityProtocol.rawValue }),
+            .init(
+                name: "log.cleaner.dedupe.buffer.size", value: String(config.cleanerDedupeBufferBytes),
+                isDefault: config.cleanerDedupeBufferBytes == FileLogStorage.defaultDedupeBufferBytes),
             .init(name: "log.cleaner.backoff.ms", value: String(config.cleanerBackoffMs), isDefault: config.cleanerBackoffMs == 15_000),
             .init(
                 name: "log.cleaner.io.max.bytes.per.second",

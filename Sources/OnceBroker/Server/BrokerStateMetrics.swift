@@ -81,6 +81,12 @@ struct BrokerStateMetrics: Sendable {
         text.sample("once_log_cleaner_bytes_written_total", stats.bytesWritten)
         text.family("once_log_cleaner_segments_replaced_total", "counter", help: "Segments the log cleaner has swapped for cleaned ones.")
         text.sample("once_log_cleaner_segments_replaced_total", stats.segmentsReplaced)
+        text.family("once_log_cleaner_cleans_total", "counter", help: "Passes over a partition that swapped cleaned segments in.")
+        text.sample("once_log_cleaner_cleans_total", stats.cleans)
+        text.family(
+            "once_log_cleaner_offset_map_bytes_max", "gauge",
+            help: "The largest offset map a log cleaner pass has used, at most --log-cleaner-dedupe-buffer-size.")
+        text.sample("once_log_cleaner_offset_map_bytes_max", stats.largestOffsetMapBytes)
         text.family(
             "once_log_cleaner_last_run_timestamp_seconds", "gauge",
             help: "When the log cleaner's last pass ended, seconds since the epoch; 0 before the first.")

@@ -6,16 +6,23 @@
 /// marker. Records at or after the first transaction without a marker in the range (the range's
 /// last stable offset) are kept untouched and do not count as the latest value of their key: a
 /// read_committed consumer cannot see them yet, so what it can see must not lose anything to them.
+///
+/// The latest offset of each key comes from the dirty section only (the records from the first
+/// dirty offset on), in an `OffsetMap` of bounded size, as Kafka's cleaner does: the clean section
+/// holds each key at most once already, so a record of it goes only when the dirty section has its
+/// key again. When the map fills, the plan cleans up to the first record whose key did not fit
+/// and leaves the rest for the next pass, so a backlog of any size is cleaned in bounded memory.
 public enum CleaningPlan {
     public struct Record: Sendable, Equatable {
         public var offset: Int64
-        /// Nil for a keyless record: compaction cannot place it, so it is removed, as Kafka does.
-        public var key: [UInt8]?
+        /// The key's digest; nil for a keyless record: compaction cannot place it, so it is
+        /// removed, as Kafka does.
+        public var key: OffsetMap.Digest?
         /// A null value: the key's deletion.
         public var isTombstone: Bool
         public init(offset: Int64, key: [UInt8]?, isTombstone: Bool) {
             self.offset = offset
-            self.key = key
+            self.key = key.map(OffsetMap.Digest.init)
             self.isTombstone = isTombstone
         }
     }
@@ -63,18 +70,48 @@ public enum CleaningPlan {
         case remove
     }
 
-    /// One outcome per batch, in order. Batches must be in offset order.
+    /// What a pass does to the batches it was given.
+    public struct Plan: Sendable, Equatable {
+        /// One per batch, in order.
+        public var outcomes: [Outcome]
+        /// The first offset this plan leaves dirty: the first of an undecided transaction, or the
+        /// first record whose key did not fit in the map; nil when everything given was cleaned.
+        public var end: Int64?
+        /// The size of the offset map the plan used.
+        public var mapBytes: Int
+    }
+
+    /// One outcome per batch, in order, as a pass with a map of unbounded size would decide.
     public static func outcomes(_ batches: [Batch]) -> [Outcome] {
+        plan(batches, firstDirty: 0, mapBytes: .max).outcomes
+    }
+
+    /// The plan for batches (in offset order, from the log start) whose records before `firstDirty`
+    /// were cleaned by earlier passes, with an offset map of at most `mapBytes`.
+    public static func plan(_ batches: [Batch], firstDirty: Int64, mapBytes: Int) -> Plan {
         let transactions = Transactions(batches)
-        // The latest offset of each key among records a read_committed reader can see.
-        var latest: [[UInt8]: Int64] = [:]
-        for (i, batch) in batches.enumerated() where batch.kind == .data && batch.baseOffset < transactions.stableEnd {
-            if batch.isTransactional && transactions.outcome[i] != true { continue }
-            for record in batch.records {
+        // Only records a read_committed reader can see count as a key's latest.
+        func counts(_ i: Int) -> Bool {
+            let batch = batches[i]
+            return batch.kind == .data && batch.baseOffset < transactions.stableEnd
+                && (!batch.isTransactional || transactions.outcome[i] == true)
+        }
+        var dirtyRecords = 0
+        for i in batches.indices where counts(i) && batches[i].lastOffset >= firstDirty {
+            dirtyRecords += batches[i].records.count
+        }
+        var latest = OffsetMap(maxBytes: mapBytes, expectedKeys: dirtyRecords)
+        var mapEnd = Int64.max
+        filling: for i in batches.indices where counts(i) && batches[i].lastOffset >= firstDirty {
+            for record in batches[i].records where record.offset >= firstDirty {
                 guard let key = record.key else { continue }
-                latest[key] = max(latest[key] ?? .min, record.offset)
+                guard latest.put(key, offset: record.offset) else {
+                    mapEnd = record.offset
+                    break filling
+                }
             }
         }
+        let end = min(transactions.stableEnd, mapEnd)
         // Kafka keeps each producer's last data batch, even emptied, so the producer's epoch and
         // sequence survive a restart that rebuilds them from the log; and, when that batch is
         // transactional, the marker that ends it, or the rebuilt state would see it still open.
@@ -91,7 +128,7 @@ public enum CleaningPlan {
         // Records each marker's transaction still has after this pass.
         var survivors = [Int: Int]()
         for (i, batch) in batches.enumerated() where batch.kind == .data {
-            guard batch.baseOffset < transactions.stableEnd else { continue }
+            guard batch.baseOffset < end else { continue }
             let retained: [Int]
             if batch.isTransactional && transactions.outcome[i] == nil {
                 continue
@@ -100,7 +137,11 @@ public enum CleaningPlan {
             } else {
                 retained = batch.records.indices.filter { r in
                     let record = batch.records[r]
-                    guard let key = record.key, latest[key] == record.offset else { return false }
+                    // What the map did not reach stays as it is, for the pass that maps it.
+                    guard record.offset < end else { return true }
+                    guard let key = record.key, record.offset >= latest.offset(of: key) ?? record.offset else {
+                        return false
+                    }
                     return !(record.isTombstone && batch.deleteHorizonPassed)
                 }
             }
@@ -114,19 +155,12 @@ public enum CleaningPlan {
             }
         }
         for (i, batch) in batches.enumerated() {
-            guard case .marker = batch.kind, batch.baseOffset < transactions.stableEnd else { continue }
+            guard case .marker = batch.kind, batch.baseOffset < end else { continue }
             if batch.deleteHorizonPassed && survivors[i, default: 0] == 0 && !pinned.contains(i) {
                 result[i] = .remove
             }
         }
-        return result
-    }
-
-    /// The first offset of the first transaction undecided in `batches`, or nil when none is:
-    /// where a pass's cleaning stops, so the part after it is still dirty for the next pass.
-    public static func stableEnd(_ batches: [Batch]) -> Int64? {
-        let end = Transactions(batches).stableEnd
-        return end == .max ? nil : end
+        return Plan(outcomes: result, end: end == .max ? nil : end, mapBytes: latest.bytes)
     }
 
     /// How each transactional batch ended, read from the markers that follow it.
