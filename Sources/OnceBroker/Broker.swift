@@ -244,8 +244,10 @@ public final class Broker: Sendable {
             let refused = response.errorCode == ErrorCode.unsupportedSaslMechanism.rawValue
             return eventLoop.makeSucceededFuture(encode(response, for: request)?.closing(if: refused))
         case .saslAuthenticate:
+            let closeDelay = TimeAmount.milliseconds(config.sasl.failedAuthenticationDelayMs)
             return saslAuthenticate(try SaslAuthenticateRequest(from: &frame, version: version), request).map {
-                self.encode($0, for: request)?.closing(if: $0.errorCode == ErrorCode.saslAuthenticationFailed.rawValue)
+                self.encode($0, for: request)?.closing(
+                    if: $0.errorCode == ErrorCode.saslAuthenticationFailed.rawValue, after: closeDelay)
             }
         case .describeUserScramCredentials:
             return respond(

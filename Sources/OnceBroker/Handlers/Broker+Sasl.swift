@@ -141,9 +141,8 @@ extension Broker {
         }
         response.errorCode = ErrorCode.saslAuthenticationFailed.rawValue
         response.errorMessage = failure
-        let answer = response
-        let delay = TimeAmount.milliseconds(config.sasl.failedAuthenticationDelayMs)
-        return request.eventLoop.scheduleTask(in: delay) { answer }.futureResult
+        // Answered now; the route delays the close (connection.failed.authentication.delay.ms).
+        return request.eventLoop.makeSucceededFuture(response)
     }
 
     private func authenticationStep(_ token: [UInt8], _ state: inout SaslSessionState) -> SaslStep {

@@ -7,9 +7,9 @@ public struct SaslConfig: Sendable {
     /// readable on a SASL_PLAINTEXT listener, and costs a PBKDF2 run per authentication.
     /// Default: SCRAM-SHA-256, SCRAM-SHA-512.
     public var enabledMechanisms: [SaslMechanism] = [.scramSha256, .scramSha512]
-    /// A failed authentication is answered, and the connection closed, only after this delay
-    /// (`connection.failed.authentication.delay.ms`), so a password guesser gets few tries per
-    /// connection second. Default: 100 ms.
+    /// A failed authentication is answered at once and its connection closed only after this
+    /// delay, reading nothing meanwhile (`connection.failed.authentication.delay.ms`), so a
+    /// password guesser gets few tries per connection second. Default: 100 ms.
     public var failedAuthenticationDelayMs: Int64 = 100
     /// Failed authentications one client address may have within a minute; beyond that its further
     /// attempts fail without their credentials being checked, until the oldest failure is a minute

@@ -156,7 +156,7 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
                 for part in response.parts { write(part, context: context) }
                 wrote = true
                 if response.closesConnection {
-                    closeAfterWrites(context: context)
+                    closeAfterWrites(context: context, delay: response.closeDelay)
                     return
                 }
             }
@@ -243,15 +243,18 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
         closeConnection(context: context, reason: "\(error)")
     }
 
-    /// Closes once everything written so far has gone out: an empty write completes after the
-    /// writes before it.
-    private func closeAfterWrites(context: ChannelHandlerContext) {
+    /// Closes once everything written so far has gone out (an empty write completes after the
+    /// writes before it), and `delay` after that; nothing more is read or answered meanwhile.
+    private func closeAfterWrites(context: ChannelHandlerContext, delay: TimeAmount) {
         guard !closed else { return }
         closed = true
         let done = context.eventLoop.makePromise(of: Void.self)
         context.writeAndFlush(wrapOutboundOut(.byteBuffer(context.channel.allocator.buffer(capacity: 0))), promise: done)
         let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
-        done.futureResult.whenComplete { _ in bound.value.close(promise: nil) }
+        done.futureResult.whenComplete { _ in
+            guard delay > .zero else { return bound.value.close(promise: nil) }
+            bound.value.eventLoop.scheduleTask(in: delay) { bound.value.close(promise: nil) }
+        }
     }
 
     private func closeConnection(context: ChannelHandlerContext, reason: String, level: Logger.Level = .warning) {

@@ -13,6 +13,10 @@ struct OutboundResponse: Sendable {
     /// The connection closes once this response is written: Kafka answers a refused SASL
     /// mechanism or a failed authentication and then hangs up.
     var closesConnection = false
+    /// How long after the write the close waits, reading nothing more meanwhile: Kafka answers a
+    /// failed authentication at once and delays only the close
+    /// (`connection.failed.authentication.delay.ms`), so the client reads the reason before EOF.
+    var closeDelay = TimeAmount.zero
 
     init(_ buffer: ByteBuffer) {
         parts = [.bytes(buffer)]
@@ -22,9 +26,10 @@ struct OutboundResponse: Sendable {
         self.parts = parts
     }
 
-    func closing(if condition: Bool) -> OutboundResponse {
+    func closing(if condition: Bool, after delay: TimeAmount = .zero) -> OutboundResponse {
         var response = self
         response.closesConnection = condition
+        response.closeDelay = delay
         return response
     }
 
