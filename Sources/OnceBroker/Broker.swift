@@ -259,7 +259,8 @@ public final class Broker: Sendable {
         case .consumerGroupHeartbeat:
             return afterGroupWrites(
                 request,
-                respond(request, consumerGroupHeartbeat(try ConsumerGroupHeartbeatRequest(from: &frame, version: version), request)))
+                consumerGroupHeartbeat(try ConsumerGroupHeartbeatRequest(from: &frame, version: version), request)
+                    .map { self.encode($0, for: request) })
         case .consumerGroupDescribe:
             return respond(request, consumerGroupDescribe(try ConsumerGroupDescribeRequest(from: &frame, version: version), request))
         default:

@@ -75,6 +75,13 @@ public struct BrokerConfig: Sendable {
     public static let transactionVersions: ClosedRange<Int16> = 0...2
     /// How often KIP-848 members heartbeat (`group.consumer.heartbeat.interval.ms`). Default: 5 s.
     public var groupConsumerHeartbeatIntervalMs: Int32 = 5_000
+    /// How long a ConsumerGroupHeartbeat that changed the group waits before it is answered
+    /// (`group.coordinator.append.linger.ms`, Kafka 4.0's 10 ms). Kafka's coordinator holds such
+    /// answers while it batches its writes, and librdkafka 2.16 relies on that pause: answered at
+    /// once, a revocation lands between an application's subscribe and unsubscribe and librdkafka
+    /// loses its rejoin (rd_kafka_rebalance_op_incr resets rkcg_rebalance_rejoin), so the member
+    /// never heartbeats again. 0 answers at once. Default: 10 ms.
+    public var groupCoordinatorAppendLingerMs: Int32 = 10
     /// How long a KIP-848 member may stay silent before it is removed (`group.consumer.session.timeout.ms`).
     /// Default: 45 s.
     public var groupConsumerSessionTimeoutMs: Int32 = 45_000

@@ -101,6 +101,9 @@ struct BrokerCommand: AsyncParsableCommand {
     @Option(help: "How often KIP-848 members heartbeat, ms [env: ONCE_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS] (default: 5000)")
     var groupConsumerHeartbeatIntervalMs: Int32?
 
+    @Option(help: "How long a KIP-848 heartbeat that changed the group waits before its answer, ms, group.coordinator.append.linger.ms [env: ONCE_GROUP_COORDINATOR_APPEND_LINGER_MS] (default: 10)")
+    var groupCoordinatorAppendLingerMs: Int32?
+
     @Option(help: "A silent KIP-848 member is removed after this, ms [env: ONCE_GROUP_CONSUMER_SESSION_TIMEOUT_MS] (default: 45000)")
     var groupConsumerSessionTimeoutMs: Int32?
 
@@ -289,6 +292,10 @@ struct BrokerCommand: AsyncParsableCommand {
         if let v = try setting(groupConsumerHeartbeatIntervalMs, "ONCE_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS") {
             guard v > 0 else { throw ValidationError("--group-consumer-heartbeat-interval-ms must be positive") }
             config.groupConsumerHeartbeatIntervalMs = v
+        }
+        if let v = try setting(groupCoordinatorAppendLingerMs, "ONCE_GROUP_COORDINATOR_APPEND_LINGER_MS") {
+            guard v >= 0 else { throw ValidationError("--group-coordinator-append-linger-ms must not be negative") }
+            config.groupCoordinatorAppendLingerMs = v
         }
         if let v = try setting(groupConsumerSessionTimeoutMs, "ONCE_GROUP_CONSUMER_SESSION_TIMEOUT_MS") {
             guard v > 0 else { throw ValidationError("--group-consumer-session-timeout-ms must be positive") }

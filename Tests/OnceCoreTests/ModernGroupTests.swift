@@ -56,6 +56,40 @@ struct ModernGroupTests {
         return state
     }
 
+    /// librdkafka's 0045 burst as Kafka answers it: a new subscription while the member owns
+    /// partitions revokes first at the old epoch, the leave (-1) removes the member, the old
+    /// incarnation's late heartbeat is unknown, and the rejoin (0) with the same member id is a new
+    /// member at a later epoch that gets its whole assignment. The subscription change, the leave
+    /// and the rejoin all write records, which is what makes their answers wait for the linger.
+    @Test func subscriptionBurstThenLeaveAndRejoinWithTheSameMemberId() {
+        var s = Session()
+        s.topics = ["a": 2, "b": 2, "c": 2]
+        let joined = s.join("m", topics: ["a", "b"])
+        #expect(joined.memberEpoch == 1 && joined.assignment == ["a": [0, 1], "b": [0, 1]])
+        #expect(s.beat("m", epoch: 1, owned: ["a": [0, 1], "b": [0, 1]]).error == nil)
+
+        s.records = []
+        let moved = s.beat(ModernGroup.Heartbeat(memberId: "m", memberEpoch: 1, subscribedTopicNames: ["b", "c"]))
+        #expect(moved.error == nil)
+        #expect(moved.memberEpoch == 1, "revoking keeps the epoch")
+        #expect(moved.assignment == ["b": [0, 1]], "c waits until a is given up")
+        #expect(!s.records.isEmpty)
+
+        s.records = []
+        let left = s.beat(ModernGroup.Heartbeat(memberId: "m", memberEpoch: ModernGroup.leaveEpoch))
+        #expect(left.error == nil && left.memberEpoch == ModernGroup.leaveEpoch)
+        #expect(s.group.isEmpty && !s.records.isEmpty)
+        #expect(s.beat("m", epoch: 1, owned: ["b": [0, 1]]).error == .unknownMemberId)
+
+        s.records = []
+        let back = s.join("m", topics: ["c"])
+        #expect(back.error == nil)
+        #expect(back.memberEpoch > moved.memberEpoch)
+        #expect(back.assignment == ["c": [0, 1]])
+        #expect(!s.records.isEmpty)
+        #expect(s.beat("m", epoch: 1, owned: [:]).error == .fencedMemberEpoch, "the old incarnation's epoch is fenced")
+    }
+
     @Test func firstMemberGetsEveryPartitionAtTheFirstEpoch() {
         var s = Session()
         let r = s.join("a")

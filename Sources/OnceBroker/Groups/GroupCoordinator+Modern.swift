@@ -6,26 +6,27 @@ import OnceCore
 /// are now, converts an empty classic group on its first heartbeat, and writes the group's
 /// records through `__consumer_offsets` before the answer leaves.
 extension GroupCoordinator {
-    func consumerHeartbeat(groupId: String, _ hb: ModernGroup.Heartbeat) -> ModernGroup.HeartbeatResult {
+    /// `wrote` says the heartbeat changed the group, so its answer waits for the append linger.
+    func consumerHeartbeat(groupId: String, _ hb: ModernGroup.Heartbeat) -> (result: ModernGroup.HeartbeatResult, wrote: Bool) {
         let now = clock()
         var topics: [String: Int32] = [:]
         for topic in storage.topics() { topics[topic.name] = topic.partitionCount }
-        return state.withLockedValue { s in
+        return state.withLockedValue { s -> (result: ModernGroup.HeartbeatResult, wrote: Bool) in
             var group: ModernGroup
             if let existing = s.modern[groupId] {
                 group = existing
             } else {
                 guard hb.memberEpoch == 0 else {
-                    return ModernGroup.HeartbeatResult(error: .groupIdNotFound, errorMessage: "Consumer group \(groupId) not found.")
+                    return (ModernGroup.HeartbeatResult(error: .groupIdNotFound, errorMessage: "Consumer group \(groupId) not found."), false)
                 }
                 if let classic = s.groups[groupId] {
                     // KIP-848's upgrade path: only an empty classic group becomes a consumer group.
                     guard classic.state == .empty else {
-                        return ModernGroup.HeartbeatResult(error: .groupIdNotFound, errorMessage: "Group \(groupId) is not a consumer group.")
+                        return (ModernGroup.HeartbeatResult(error: .groupIdNotFound, errorMessage: "Group \(groupId) is not a consumer group."), false)
                     }
                     if classic.protocolType != nil {
                         guard append([.group(groupId, nil)], now: now) != nil else {
-                            return ModernGroup.HeartbeatResult(error: .coordinatorNotAvailable)
+                            return (ModernGroup.HeartbeatResult(error: .coordinatorNotAvailable), false)
                         }
                         var offsetsOnly = ConsumerGroup(groupId: groupId, config: config, now: now)
                         offsetsOnly.offsetsCommitted(classic.offsets)
@@ -36,10 +37,10 @@ extension GroupCoordinator {
             }
             let (result, records) = group.heartbeatReceived(hb, topics: topics, now: now)
             // Nothing written, nothing changed: the member retries against the old state.
-            guard appendModern(groupId, records, now: now) else { return ModernGroup.HeartbeatResult(error: .coordinatorNotAvailable) }
+            guard appendModern(groupId, records, now: now) else { return (ModernGroup.HeartbeatResult(error: .coordinatorNotAvailable), false) }
             // A rejected heartbeat changed nothing, and must not create a group.
             if result.error == nil { s.modern[groupId] = group }
-            return result
+            return (result, !records.isEmpty)
         }
     }
 

@@ -5,17 +5,28 @@ import OnceCore
 /// KIP-848's APIs: ConsumerGroupHeartbeat (membership, subscription and assignment in one request)
 /// and ConsumerGroupDescribe. Topic ids on the wire become names for `ModernGroup` and back.
 extension Broker {
-    func consumerGroupHeartbeat(_ req: ConsumerGroupHeartbeatRequest, _ request: Request) -> ConsumerGroupHeartbeatResponse {
+    /// A heartbeat that changed the group is answered after `groupCoordinatorAppendLingerMs`, as
+    /// Kafka answers after its coordinator's write linger; the change itself is applied at once.
+    func consumerGroupHeartbeat(_ req: ConsumerGroupHeartbeatRequest, _ request: Request) -> EventLoopFuture<ConsumerGroupHeartbeatResponse> {
+        let (response, wrote) = consumerGroupHeartbeatAnswer(req, request)
+        let linger = config.groupCoordinatorAppendLingerMs
+        guard wrote, linger > 0 else { return request.eventLoop.makeSucceededFuture(response) }
+        return request.eventLoop.scheduleTask(in: .milliseconds(Int64(linger))) { response }.futureResult
+    }
+
+    private func consumerGroupHeartbeatAnswer(
+        _ req: ConsumerGroupHeartbeatRequest, _ request: Request
+    ) -> (response: ConsumerGroupHeartbeatResponse, wrote: Bool) {
         var r = ConsumerGroupHeartbeatResponse()
         guard !req.groupId.isEmpty else {
             r.errorCode = ErrorCode.invalidRequest.rawValue
             r.errorMessage = "GroupId can't be empty."
-            return r
+            return (r, false)
         }
         // As Kafka's handleConsumerGroupHeartbeat: membership needs Group READ.
         guard authorization(request).allowsGroup(.read, req.groupId) else {
             r.errorCode = ErrorCode.groupAuthorizationFailed.rawValue
-            return r
+            return (r, false)
         }
         var names: [KafkaUUID: String] = [:]
         for topic in storage.topics() { names[topic.id] = topic.name }
@@ -35,10 +46,10 @@ extension Broker {
             subscribedTopicRegex: request.version >= 1 ? req.subscribedTopicRegex : nil,
             serverAssignor: req.serverAssignor, ownedPartitions: owned, clientId: clientId, clientHost: "",
             clientGeneratesMemberId: request.version >= 1, newMemberId: Self.randomUUIDString())
-        let result = groups.consumerHeartbeat(groupId: req.groupId, hb)
+        let (result, wrote) = groups.consumerHeartbeat(groupId: req.groupId, hb)
         r.errorCode = result.error?.rawValue ?? 0
         r.errorMessage = result.errorMessage
-        guard result.error == nil else { return r }
+        guard result.error == nil else { return (r, wrote) }
         r.memberId = result.memberId
         r.memberEpoch = result.memberEpoch
         r.heartbeatIntervalMs = result.heartbeatIntervalMs
@@ -53,7 +64,7 @@ extension Broker {
             }
             r.assignment = a
         }
-        return r
+        return (r, wrote)
     }
 
     func consumerGroupDescribe(_ req: ConsumerGroupDescribeRequest, _ request: Request) -> ConsumerGroupDescribeResponse {
