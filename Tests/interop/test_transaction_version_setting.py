@@ -8,16 +8,14 @@ frames, since no client in the suite sends V2 versions to a broker that does not
 from __future__ import annotations
 
 import struct
-import threading
 
 import pytest
 
 import confluent_helpers as ck
 import kafka_wire as wire
 from once_broker import BrokerError
-from support import index_of, unique_topic, value_for
+from support import unique_topic
 from test_transaction_fencing import init_producer_id
-from test_transactions import txn_producer
 from test_transactions_v2 import (
     INVALID_PRODUCER_EPOCH,
     NONE,
@@ -25,7 +23,7 @@ from test_transactions_v2 import (
     committed_values,
     end_txn_v5,
     features,
-    once_perf_produce,
+    onceclient_beside_librdkafka_exactly_once,
     produce_v12,
     txn_batch,
     txn_offset_commit_v5,
@@ -85,38 +83,7 @@ def test_an_unknown_level_is_refused_at_startup(broker_factory):
 
 def test_onceclient_falls_back_to_v1_beside_librdkafka_exactly_once(broker_factory):
     broker = broker_factory(extra_args=["--transaction-version", "1"])
-    topic = unique_topic("tv1-mixed")
-    ck.create_topic(broker, topic, 2)
-    # A librdkafka (V1) producer commits even and aborts odd batches on the same topic, so the
-    # read_committed consumer has aborted records to leave out while OnceClient commits its own.
-    outcome: dict[str, object] = {}
-
-    def librdkafka_side() -> None:
-        try:
-            p = txn_producer(broker, unique_topic("tv1-librdkafka"))
-            for batch in range(10):
-                p.begin_transaction()
-                for i in range(batch * 50, batch * 50 + 50):
-                    p.produce(topic, value=value_for(i))
-                if batch % 2 == 0:
-                    p.commit_transaction(30)
-                else:
-                    p.flush(30)
-                    p.abort_transaction(30)
-            outcome["librdkafka"] = "done"
-        except Exception as error:  # reported by the assertion below
-            outcome["librdkafka"] = error
-
-    thread = threading.Thread(target=librdkafka_side)
-    thread.start()
-    out = once_perf_produce(broker, topic, 2000, 100, unique_topic("tv1-onceclient"))
-    thread.join(120)
-    assert outcome.get("librdkafka") == "done", outcome
-    assert "20 transactions, transactions V1" in out, out
-    values = [r.value for r in ck.read_to_end(broker, topic, (0, 1), **{"isolation.level": "read_committed"})]
-    assert len([v for v in values if v.startswith(b"x")]) == 2000, "every OnceClient record once"
-    from_librdkafka = sorted(index_of(v) for v in values if not v.startswith(b"x"))
-    assert from_librdkafka == [i for batch in range(0, 10, 2) for i in range(batch * 50, batch * 50 + 50)]
+    onceclient_beside_librdkafka_exactly_once(broker, "V1", librdkafka_batches=10)
 
 
 def test_v2_request_versions_are_served_by_their_version_on_a_tv1_broker(broker_factory):

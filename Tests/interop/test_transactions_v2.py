@@ -247,17 +247,19 @@ def once_perf_produce(broker, topic: str, records: int, per_txn: int, tid: str, 
     return result.stdout.decode()
 
 
-def test_onceclient_uses_v2_beside_a_librdkafka_v1_producer_exactly_once(broker):
-    topic = unique_topic("v2-mixed")
+def onceclient_beside_librdkafka_exactly_once(broker, expected_version: str, librdkafka_batches: int) -> None:
+    """OnceClient writes 2,000 records in 100-record transactions while librdkafka 2.16 (which speaks
+    only V1: AddPartitionsToTxn, EndTxn v1) commits even and aborts odd 50-record batches on the same
+    topic; a read_committed consumer then sees every OnceClient record once and only the committed
+    librdkafka batches. `expected_version` is the protocol OnceClient must report having chosen."""
+    topic = unique_topic("txn-mixed")
     ck.create_topic(broker, topic, 2)
-    # librdkafka 2.16 speaks only V1 (AddPartitionsToTxn, EndTxn v1); it commits even indices and
-    # aborts odd-numbered batches while OnceClient writes 2,000 records in 100-record V2 transactions.
     outcome: dict[str, object] = {}
 
     def librdkafka_side() -> None:
         try:
-            p = txn_producer(broker, unique_topic("v1-tid"))
-            for batch in range(20):
+            p = txn_producer(broker, unique_topic("librdkafka-tid"))
+            for batch in range(librdkafka_batches):
                 p.begin_transaction()
                 for i in range(batch * 50, batch * 50 + 50):
                     p.produce(topic, value=value_for(i))
@@ -266,21 +268,24 @@ def test_onceclient_uses_v2_beside_a_librdkafka_v1_producer_exactly_once(broker)
                 else:
                     p.flush(30)
                     p.abort_transaction(30)
-            outcome["v1"] = "done"
+            outcome["librdkafka"] = "done"
         except Exception as error:  # reported by the assertion below
-            outcome["v1"] = error
+            outcome["librdkafka"] = error
 
     thread = threading.Thread(target=librdkafka_side)
     thread.start()
-    out = once_perf_produce(broker, topic, 2000, 100, unique_topic("v2-tid"))
+    out = once_perf_produce(broker, topic, 2000, 100, unique_topic("onceclient-tid"))
     thread.join(120)
-    assert outcome.get("v1") == "done", outcome
-    assert "20 transactions, transactions V2" in out, out
-    v2_values = [r.value for r in ck.read_to_end(broker, topic, (0, 1), **{"isolation.level": "read_committed"})]
-    from_v2 = [v for v in v2_values if v.startswith(b"x")]
-    from_v1 = sorted(index_of(v) for v in v2_values if not v.startswith(b"x"))
-    assert len(from_v2) == 2000, "every OnceClient record once"
-    assert from_v1 == [i for batch in range(0, 20, 2) for i in range(batch * 50, batch * 50 + 50)]
+    assert outcome.get("librdkafka") == "done", outcome
+    assert f"20 transactions, transactions {expected_version}" in out, out
+    values = [r.value for r in ck.read_to_end(broker, topic, (0, 1), **{"isolation.level": "read_committed"})]
+    assert len([v for v in values if v.startswith(b"x")]) == 2000, "every OnceClient record once"
+    from_librdkafka = sorted(index_of(v) for v in values if not v.startswith(b"x"))
+    assert from_librdkafka == [i for batch in range(0, librdkafka_batches, 2) for i in range(batch * 50, batch * 50 + 50)]
+
+
+def test_onceclient_uses_v2_beside_a_librdkafka_v1_producer_exactly_once(broker):
+    onceclient_beside_librdkafka_exactly_once(broker, "V2", librdkafka_batches=20)
 
 
 def test_onceclient_forced_to_v1_still_commits(broker):
