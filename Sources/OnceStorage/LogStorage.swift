@@ -147,6 +147,9 @@ public enum StorageError: Error, Equatable, Sendable {
     case offsetOutOfRange(requested: Int64, logStart: Int64, logEnd: Int64)
     case corrupt(String)
     case io(String)
+    /// This broker no longer leads the partition (another took its lease): the client must look
+    /// the leader up again, as Kafka's NOT_LEADER_OR_FOLLOWER tells it to.
+    case notLeader(String)
 }
 
 /// When appended data reaches the disk.
