@@ -160,9 +160,12 @@ final class PostgresCommitter: @unchecked Sendable {
                         try s.run(c)
                         pendingStatements.removeFirst()
                         s.done?(nil)
+                    } catch let error as StorageError {
+                        pendingStatements.removeFirst()
+                        s.done?(error)
                     } catch PostgresError.statement(let state, let message) {
                         pendingStatements.removeFirst()
-                        s.done?(PostgresError.statement(sqlState: state, message: message))
+                        s.done?(StorageError.io("postgres \(state): \(message)"))
                     }
                 }
                 mustResolve = try commit(logs, on: c)

@@ -23,6 +23,7 @@ public final class PostgresLogStorage: LogStorage {
 
     private let committer: PostgresCommitter
     private let nodeId: Int32
+    package let schema: String
     private let logger: Logger
     private let topicsByName = Mutex<[String: Topic]>([:])
 
@@ -36,6 +37,7 @@ public final class PostgresLogStorage: LogStorage {
     ///   several independent clusters (the tests use one each).
     public init(url: String, nodeId: Int32, schema: String = "once", logger: Logger) throws {
         self.nodeId = nodeId
+        self.schema = schema
         self.logger = logger
         committer = PostgresCommitter(url: url, schema: schema, nodeId: nodeId, logger: logger)
         committer.start()

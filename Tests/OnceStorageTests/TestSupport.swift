@@ -84,6 +84,8 @@ enum Engine: String, CaseIterable, CustomTestStringConvertible, Sendable {
         }
     }
 
+    static var postgresURL: String? { ProcessInfo.processInfo.environment["ONCE_TEST_POSTGRES_URL"] }
+
     /// A PostgreSQL engine over a fresh schema, and what removes it.
     static func makePostgresStorage() throws -> (PostgresLogStorage, () -> Void) {
         let environment = ProcessInfo.processInfo.environment

@@ -156,28 +156,40 @@ def test_postgres_restart_mid_run_loses_nothing_acked(pg, broker_factory):
             deliveries[index_of(msg.value())] = ck.Delivery(msg.partition(), msg.offset())
 
     producer = ck.producer(broker, **{"enable.idempotence": True})
-    restarted = threading.Event()
 
-    def restart_when_half_acked() -> None:
-        wait_until(lambda: len(deliveries) >= n // 2, scaled_timeout(60), "half the records acknowledged", interval=0.01)
-        pg.restart()
-        restarted.set()
-
-    restarter = threading.Thread(target=restart_when_half_acked, daemon=True)
-    restarter.start()
-    for i in range(n):
+    def produce(i: int) -> None:
         while True:
             try:
                 producer.produce(topic, key=key_for(i), value=value_for(i), on_delivery=on_delivery)
-                break
+                return
             except BufferError:
                 producer.poll(0.1)
+
+    for i in range(n // 2):
+        produce(i)
         producer.poll(0)
-        if i % 500 == 0:
-            time.sleep(0.01)  # spread the run so the restart lands in its middle
+    assert producer.flush(scaled_timeout(60)) == 0
+    restarted = threading.Event()
+
+    def restart() -> None:
+        pg.restart()
+        restarted.set()
+
+    restarter = threading.Thread(target=restart, daemon=True)
+    restarter.start()
+    # Records go out before, during and after the restart: until it is over, then n/2 more.
+    i = n // 2
+    after = None
+    while after is None or i < after + n // 2:
+        if after is None and restarted.is_set():
+            after = i
+        produce(i)
+        producer.poll(0)
+        i += 1
+        if i % 100 == 0:
+            time.sleep(0.005)
     assert producer.flush(scaled_timeout(120)) == 0
     restarter.join(120)
-    assert restarted.is_set(), "PostgreSQL was never restarted: the test proved nothing"
     assert not errors, f"{len(errors)} delivery errors, first: {errors[:3]}"
     assert broker.log_text().count("postgres connected") >= 2, "the broker never reconnected: the test proved nothing"
     records = ck.read_to_end(broker, topic, [0, 1])
