@@ -176,9 +176,10 @@ final class PostgresCommitter: @unchecked Sendable {
                 connection = nil
                 connected.store(false, ordering: .releasing)
                 logger.warning("postgres round failed; retrying", metadata: ["error": "\(error)"])
-                let storageError = StorageError.io("postgres unavailable: \(error)")
-                for log in logs { log.failWaiters(storageError) }
-                for s in pendingStatements { s.done?(storageError) }
+                // The queued batches stay queued and may still commit: their waiters hear
+                // "unknown"; a statement that did not run simply failed.
+                for log in logs { log.failWaiters(StorageError.outcomeUnknown("postgres unavailable: \(error)")) }
+                for s in pendingStatements { s.done?(StorageError.io("postgres unavailable: \(error)")) }
                 if stopping { failedWhileStopping += 1 }
                 Thread.sleep(forTimeInterval: Double(backoff.components.attoseconds) / 1e18 + Double(backoff.components.seconds))
                 backoff = min(backoff * 2, Self.maxBackoff)

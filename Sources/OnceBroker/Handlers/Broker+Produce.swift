@@ -158,9 +158,15 @@ extension Broker {
         let answered = response
         return EventLoopFuture.andAllSucceed(durable, on: request.eventLoop).map { answered }
             .flatMapErrorThrowing { error in
-                // A lost lease is NOT_LEADER_OR_FOLLOWER (look the leader up again); anything
-                // else is KAFKA_STORAGE_ERROR. Clients retry both.
-                let code: ErrorCode = if case StorageError.notLeader = error { .notLeaderOrFollower } else { .kafkaStorageError }
+                // As Kafka answers: a lost lease is NOT_LEADER_OR_FOLLOWER (nothing landed; look
+                // the leader up again), data appended whose commit is not confirmed yet is
+                // REQUEST_TIMED_OUT (it may still land, as an acks=all write past its timeout),
+                // a failed write KAFKA_STORAGE_ERROR. librdkafka retries all three.
+                let code: ErrorCode = switch error {
+                case StorageError.notLeader: .notLeaderOrFollower
+                case StorageError.outcomeUnknown: .requestTimedOut
+                default: .kafkaStorageError
+                }
                 self.logger.error("flush failed; answering \(code.name)", metadata: ["error": "\(error)"])
                 var failed = answered
                 for i in failed.responses.indices {

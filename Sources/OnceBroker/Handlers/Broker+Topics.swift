@@ -100,6 +100,7 @@ extension Broker {
         case StorageError.offsetOutOfRange(let requested, let start, let end):
             return (.offsetOutOfRange, "offset \(requested) is outside [\(start), \(end)]")
         case StorageError.notLeader(let message): return (.notLeaderOrFollower, message)
+        case StorageError.outcomeUnknown(let message): return (.requestTimedOut, message)
         default:
             logger.error("storage failure", metadata: ["error": "\(error)"])
             return (.kafkaStorageError, "storage failure: \(error)")
