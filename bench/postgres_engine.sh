@@ -26,13 +26,18 @@ cleanup() { kill $bp 2>/dev/null; wait 2>/dev/null; as_pg "$pgbin/pg_ctl" -D "$p
 trap cleanup EXIT
 wait_port() { for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# PostgreSQL's CPU: the postmaster and every backend and worker it forked.
+pg_ticks() {
+  local master; master=$(head -1 "$pgdir/data/postmaster.pid")
+  local t=0 p; for p in $master $(ps --ppid "$master" -o pid=); do t=$((t + $(cpu_ticks "$p"))); done; echo $t
+}
 metric() { curl -s "http://127.0.0.1:19202/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 measure() { # name pid driver-args...
   local name=$1 pid=$2; shift 2
-  local c0 c1 line; c0=$(cpu_ticks "$pid")
+  local c0 c1 p0 p1 line; c0=$(cpu_ticks "$pid"); p0=$(pg_ticks)
   line=$(timeout 600 "$bench" "$@" 2>/dev/null | tail -1)
-  c1=$(cpu_ticks "$pid")
-  python3 -c "t=($c1-$c0)/$tck; print(f'$name $line broker_cpu_s={t:.2f} broker_cpu_us_per_rec={t/$count*1e6:.3f}')"
+  c1=$(cpu_ticks "$pid"); p1=$(pg_ticks)
+  python3 -c "t=($c1-$c0)/$tck; p=($p1-$p0)/$tck; print(f'$name $line broker_cpu_s={t:.2f} broker_cpu_us_per_rec={t/$count*1e6:.3f} postgres_cpu_s={p:.2f}')"
 }
 for engine in file postgres; do
   if [ $engine = file ]; then args=(--data-dir "$data/file" --flush always)

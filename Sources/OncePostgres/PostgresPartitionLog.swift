@@ -147,8 +147,11 @@ final class PostgresPartitionLog: PartitionLog {
         try outcome.wait()
     }
 
+    /// A fenced partition serves no reads either: its new leader may have moved on, so a reader
+    /// here is sent to look the leader up again (Fetch answers NOT_LEADER_OR_FOLLOWER).
     func read(from offset: Int64, maxBytes: Int, limitOffset: Int64) throws -> ByteBuffer {
-        try cache.read(from: offset, maxBytes: maxBytes, limitOffset: limitOffset)
+        if isFenced { throw StorageError.notLeader("\(topic)-\(partition): another broker holds the lease") }
+        return try cache.read(from: offset, maxBytes: maxBytes, limitOffset: limitOffset)
     }
 
     func offset(forTimestamp timestamp: Int64) throws -> (offset: Int64, timestamp: Int64)? {

@@ -58,6 +58,9 @@ struct PostgresLogStorageTests {
         await #expect(throws: StorageError.self) { try await log.waitDurable(upTo: refused.logEndOffset) }
         #expect(throws: StorageError.notLeader("t-0: another broker holds the lease")) { try log.append(TestBatches.batch(tag: 3)) }
         #expect(log.highWatermark == 1)
+        #expect(throws: StorageError.notLeader("t-0: another broker holds the lease")) {
+            try log.read(from: 0, maxBytes: 1 << 20, limitOffset: .max)
+        }
 
         let taken = try #require(second.partition(topic: "t", partition: 0))
         #expect(taken.logEndOffset == 1)

@@ -12,7 +12,7 @@ import time
 import urllib.request
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import OFFSET_BEGINNING, Producer, TopicPartition
 
 import confluent_helpers as ck
 from kafka_wire import connect, frame, read_frame, request_header
@@ -212,6 +212,29 @@ def test_a_second_broker_fences_the_first(pg, broker_factory):
 
     values = [r.value for r in ck.read_to_end(second, topic, [0])]
     assert values == [b"before-v0", b"before-v1", b"before-v2", b"after-v0"]
+
+    # Nor does the fenced broker serve reads: its Fetch answers send the consumer to look again.
+    reader = ck.consumer(first, **{"enable.partition.eof": False})
+    try:
+        reader.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+        got = []
+
+        def refused_fetch() -> bool:
+            got.extend(m for m in reader.consume(num_messages=100, timeout=0.2) if m.error() is None)
+            return errors_answered(first, "Fetch", "NOT_LEADER_OR_FOLLOWER") > 0
+
+        wait_until(refused_fetch, 60, "a Fetch answered NOT_LEADER_OR_FOLLOWER by the fenced broker")
+        assert got == []
+    finally:
+        reader.close()
+
+
+def errors_answered(broker, api: str, error: str) -> float:
+    text = urllib.request.urlopen(broker.metrics_url, timeout=10).read().decode()
+    for line in text.splitlines():
+        if line.startswith("once_errors_total{") and f'api="{api}"' in line and f'error="{error}"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 def test_a_produce_request_costs_one_round_trip(pg, broker_factory):
