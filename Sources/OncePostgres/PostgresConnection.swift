@@ -64,6 +64,9 @@ final class PostgresConnection {
         if isBroken || sqlState.hasPrefix("08") || sqlState.hasPrefix("57P") || sqlState.isEmpty {
             throw PostgresError.connection(message)
         }
+        // A failure inside an explicit transaction (the schema's) would refuse every later
+        // statement on this connection until it is rolled back.
+        if PQtransactionStatus(handle) == PQTRANS_INERROR { PQclear(PQexec(handle, "ROLLBACK")) }
         throw PostgresError.statement(sqlState: sqlState, message: message)
     }
 }
