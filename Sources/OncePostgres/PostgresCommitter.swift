@@ -28,6 +28,9 @@ final class PostgresCommitter: @unchecked Sendable {
     private var stopped = false
 
     private let connected = Atomic<Bool>(false)
+    /// Test fault: the next this many append rounds commit, then behave as if the connection broke
+    /// before their answer arrived, the case only a look at the stored log ends can settle.
+    package let losesAppendAnswers = Mutex(0)
     /// Round trips of every kind, and the append rounds among them: what a produce request costs.
     private let roundTrips = Counter(label: "once_postgres_round_trips_total")
     private let appendRounds = Counter(label: "once_postgres_append_round_trips_total")
@@ -60,8 +63,9 @@ final class PostgresCommitter: @unchecked Sendable {
         condition.unlock()
     }
 
-    /// How long appends nobody waits for yet may gather before they are committed anyway.
-    static let linger: TimeInterval = 0.02
+    /// How long appends nobody waits for yet may gather before they are committed anyway; tests
+    /// that must see a round start only when asked set it longer.
+    package let linger = Mutex<TimeInterval>(0.02)
 
     /// Someone waits for a queued append: commit now.
     func wantCommit() {
@@ -121,7 +125,7 @@ final class PostgresCommitter: @unchecked Sendable {
             while statements.isEmpty && !wanted && !stopping && isConnected {
                 if dirty.isEmpty {
                     condition.wait()
-                } else if !condition.wait(until: Date(timeIntervalSinceNow: Self.linger)) {
+                } else if !condition.wait(until: Date(timeIntervalSinceNow: linger.withLock { $0 })) {
                     break
                 }
             }
@@ -252,6 +256,9 @@ final class PostgresCommitter: @unchecked Sendable {
             return false
         } catch PostgresError.statement(let state, _) where state == "ON002" {
             return true
+        }
+        if losesAppendAnswers.withLock({ n in defer { n = max(0, n - 1) }; return n > 0 }) {
+            throw PostgresError.connection("the answer to a committed round was lost (test fault)")
         }
         appendRounds.increment()
         counts.withLock { $0.appendRounds += 1 }

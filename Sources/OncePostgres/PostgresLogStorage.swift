@@ -49,6 +49,16 @@ public final class PostgresLogStorage: LogStorage {
         }
     }
 
+    /// Makes the next `rounds` append rounds lose their answer after committing (for tests).
+    package func loseAppendAnswers(_ rounds: Int) {
+        committer.losesAppendAnswers.withLock { $0 = rounds }
+    }
+
+    /// Sets how long appends nobody waits for gather before a round commits them (for tests).
+    package func setLinger(seconds: Double) {
+        committer.linger.withLock { $0 = seconds }
+    }
+
     /// Round trips to the database so far, and the append rounds among them.
     public var roundTrips: (total: Int, appends: Int) { (committer.roundTripCount, committer.appendRoundCount) }
 

@@ -69,6 +69,31 @@ struct PostgresLogStorageTests {
         #expect(batches.map { Array($0.records[0].value!.prefix(4)) } == [Array("tag1".utf8), Array("tag4".utf8)])
     }
 
+    @Test func aCommitWhoseAnswerWasLostIsFoundNotWrittenTwice() async throws {
+        let (storage, drop) = try Engine.makePostgresStorage()
+        defer { drop() }
+        try storage.createTopic(name: "t", partitions: 1, configs: [:])
+        let log = try #require(storage.partition(topic: "t", partition: 0))
+        storage.loseAppendAnswers(1)
+        // Rounds start only when someone waits, so the first round is the one the waiter sees.
+        storage.setLinger(seconds: 3600)
+        let first = try log.append(TestBatches.batch(records: 2, tag: 1))
+        // The waiter cannot know whether it landed, so it is told so, and nothing is readable yet.
+        await #expect(throws: StorageError.self) { try await log.waitDurable(upTo: first.logEndOffset) }
+        #expect(log.highWatermark == 0)
+        // The retry (what a producer's retry of the same batch waits for) finds it committed.
+        try await log.waitDurable(upTo: first.logEndOffset)
+        #expect(log.highWatermark == 2)
+        let second = try log.append(TestBatches.batch(records: 1, tag: 2))
+        try await log.waitDurable(upTo: second.logEndOffset)
+        try storage.close()
+
+        let reopened = try PostgresLogStorage(url: Engine.postgresURL!, nodeId: 1, schema: storage.schema, logger: quietLogger)
+        defer { try? reopened.close() }
+        let again = try #require(reopened.partition(topic: "t", partition: 0))
+        #expect(try TestBatches.offsets(try again.read(from: 0, maxBytes: 1 << 20, limitOffset: .max)) == [0...1, 2...2])
+    }
+
     @Test func anUnreachableDatabaseFailsTheStart() throws {
         #expect(throws: StorageError.self) {
             try PostgresLogStorage(url: "postgres://nobody@127.0.0.1:1/none?connect_timeout=2", nodeId: 1, logger: quietLogger)
