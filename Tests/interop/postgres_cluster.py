@@ -28,6 +28,10 @@ def _as_postgres(command: list[str]) -> list[str]:
 
 
 class PostgresCluster:
+    @staticmethod
+    def available() -> bool:
+        return _server_bin() is not None and shutil.which("psql") is not None
+
     def __init__(self) -> None:
         self.bin = _server_bin()
         if self.bin is None:
