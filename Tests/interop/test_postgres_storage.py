@@ -1,7 +1,8 @@
 """`once broker --storage postgres` with real clients: exactly once through idempotent and
 transactional producers and read_committed consumers, a broker SIGKILLed and restarted on the same
 database, PostgreSQL crashed and restarted mid-run, a second broker on the same database fencing
-the first, and one database round trip per produce request. Each test gets a fresh database in a
+the first, one database round trip per produce request, and group offsets through a SIGKILL. Each
+test gets a fresh database in a
 private PostgreSQL cluster (postgres_cluster.py), which runs with fsync=off."""
 
 from __future__ import annotations
@@ -254,3 +255,25 @@ def test_a_produce_request_costs_one_round_trip(pg, broker_factory):
     # One round per request carrying three partitions' batches; a commit per batch would be 60.
     assert 1 <= rounds <= requests, f"{rounds} append round trips for {requests} produce requests"
     assert [ck.watermarks(broker, topic, p)[1] for p in range(3)] == [5 * requests] * 3
+
+
+def test_committed_group_offsets_survive_a_sigkill(pg, broker_factory):
+    broker = start_broker(broker_factory, pg.new_database())
+    topic = unique_topic("pg-offsets")
+    ck.create_topic(broker, topic, 2)
+    ck.produce_indexed(broker, topic, range(100), **{"enable.idempotence": True})
+    group = unique_topic("pg-group")
+    member = ck.consumer(broker, **{"group.id": group})
+    try:
+        offsets = [TopicPartition(topic, 0, 17), TopicPartition(topic, 1, 23)]
+        member.commit(offsets=offsets, asynchronous=False)  # answered once __consumer_offsets committed
+    finally:
+        member.close()
+    broker.kill9()
+    broker.restart()
+    reader = ck.consumer(broker, **{"group.id": group})
+    try:
+        got = reader.committed([TopicPartition(topic, 0), TopicPartition(topic, 1)], timeout=30)
+    finally:
+        reader.close()
+    assert [(tp.partition, tp.offset) for tp in got] == [(0, 17), (1, 23)]
