@@ -2,8 +2,8 @@
 transactional producers and read_committed consumers, a broker SIGKILLed and restarted on the same
 database, PostgreSQL crashed and restarted mid-run, a second broker on the same database fencing
 the first, one database round trip per produce request, and group offsets through a SIGKILL. Each
-test gets a fresh database in a
-private PostgreSQL cluster (postgres_cluster.py), which runs with fsync=off."""
+test gets a fresh database in a private PostgreSQL cluster (postgres_cluster.py), which runs with
+fsync=off."""
 
 from __future__ import annotations
 
