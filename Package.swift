@@ -35,6 +35,9 @@ let package = Package(
         .systemLibrary(name: "CSnappy", pkgConfig: "snappy", providers: [.apt(["libsnappy-dev"])]),
         // SCRAM's HMAC, SHA-2 and PBKDF2 from the system's OpenSSL, so no Swift crypto package is resolved.
         .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        // The PostgreSQL storage engine talks to the database through the system's libpq, so no
+        // Swift PostgreSQL package is resolved by anything that depends on OnceClient.
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         .target(
             name: "KafkaProtocol",
             dependencies: [
@@ -62,9 +65,18 @@ let package = Package(
             ]
         ),
         .target(
+            name: "OncePostgres",
+            dependencies: [
+                "CLibPQ", "OnceStorage", "KafkaProtocol", "OnceCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ]
+        ),
+        .target(
             name: "OnceBroker",
             dependencies: [
-                "KafkaProtocol", "OnceCore", "OnceCrypto", "OnceStorage",
+                "KafkaProtocol", "OnceCore", "OnceCrypto", "OnceStorage", "OncePostgres",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -126,7 +138,7 @@ let package = Package(
             dependencies: ["KafkaProtocol", "OnceCore", "CZlib", "CLZ4", "CZstd", "CSnappy"],
             exclude: ["Fixtures/capture_client_frames.py", "Fixtures/kafka_python_encodings.py"]
         ),
-        .testTarget(name: "OnceStorageTests", dependencies: ["OnceStorage", "KafkaProtocol"]),
+        .testTarget(name: "OnceStorageTests", dependencies: ["OnceStorage", "OncePostgres", "KafkaProtocol"]),
         .testTarget(
             name: "OnceBrokerTests",
             dependencies: [

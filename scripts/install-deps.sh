@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the build and the test suite need beyond the Swift toolchain: the codec libraries
-# the broker links (zlib, lz4, zstd, snappy; OpenSSL libcrypto for SCRAM), kcat, librdkafka and
+# the broker links (zlib, lz4, zstd, snappy; OpenSSL libcrypto for SCRAM; libpq for the postgres
+# engine, and PostgreSQL's server for its tests), kcat, librdkafka and
 # chromium (for the console's browser tests) from Debian, openssl (the TLS tests make their
 # certificates with it), and the Python clients plus pytest from PyPI. Safe to run again: it only installs
 # what is missing.
@@ -16,7 +17,7 @@ command -v kcat >/dev/null 2>&1 || apt_missing+=(kcat)
 # The web console's tests load its pages in a real browser, headless.
 command -v chromium >/dev/null 2>&1 || apt_missing+=(chromium)
 command -v openssl >/dev/null 2>&1 || apt_missing+=(openssl)
-for package in librdkafka-dev zlib1g-dev libsqlite3-dev liblz4-dev libzstd-dev libsnappy-dev libssl-dev; do
+for package in librdkafka-dev zlib1g-dev libsqlite3-dev liblz4-dev libzstd-dev libsnappy-dev libssl-dev libpq-dev postgresql; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || apt_missing+=("$package")
 done
 

@@ -154,8 +154,10 @@ public struct BrokerConfig: Sendable {
     public init() {}
 
     public enum StorageEngine: String, Sendable, CaseIterable {
-        case file, memory
+        case file, memory, postgres
     }
+    /// The postgres engine's database, as a libpq URL. Default: none.
+    public var postgresURL: String?
 }
 
 /// A `host:port` pair as given on the command line.

@@ -3,6 +3,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
+import OncePostgres
 import OnceStorage
 import Prometheus
 import ServiceLifecycle
@@ -59,6 +60,10 @@ public struct BrokerService: Service {
         case .memory:
             storage = MemoryLogStorage(flushPolicy: config.flushPolicy)
             clusterId = ClusterIdentity.random()
+        case .postgres:
+            let postgres = try PostgresLogStorage(url: config.postgresURL ?? "", nodeId: config.nodeId, logger: logger)
+            storage = postgres
+            clusterId = try ClusterIdentity.loadOrCreate(in: postgres)
         }
         let broker = try Broker(config: config, storage: storage, clusterId: clusterId, logger: logger)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, config.threads))

@@ -147,6 +147,12 @@ public enum StorageError: Error, Equatable, Sendable {
     case offsetOutOfRange(requested: Int64, logStart: Int64, logEnd: Int64)
     case corrupt(String)
     case io(String)
+    /// This broker no longer leads the partition (another took its lease): the client must look
+    /// the leader up again, as Kafka's NOT_LEADER_OR_FOLLOWER tells it to.
+    case notLeader(String)
+    /// The data was appended but its durability could not be confirmed (the database went away
+    /// mid-commit); it may still become durable, so the writer must be told "unknown", not "failed".
+    case outcomeUnknown(String)
 }
 
 /// When appended data reaches the disk.

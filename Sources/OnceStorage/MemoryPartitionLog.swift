@@ -4,9 +4,9 @@ import Synchronization
 /// A partition held in memory, for tests and the conformance suite. It keeps the file engine's
 /// segment structure (roll by size and age, retention by whole segments) so both engines answer
 /// the same questions the same way.
-final class MemoryPartitionLog: PartitionLog {
-    let topic: String
-    let partition: Int32
+package final class MemoryPartitionLog: PartitionLog {
+    package let topic: String
+    package let partition: Int32
 
     private struct StoredBatch {
         var baseOffset: Int64
@@ -45,11 +45,17 @@ final class MemoryPartitionLog: PartitionLog {
     private let state: Mutex<State>
     private let flushPolicy: FlushPolicy
 
-    init(topic: String, partition: Int32, config: TopicConfig, flushPolicy: FlushPolicy = .none) {
+    /// - Parameter baseOffset: where the log starts; an engine that keeps its batches elsewhere
+    ///   (PostgreSQL) rebuilds this cache from its first stored batch.
+    package init(topic: String, partition: Int32, config: TopicConfig, flushPolicy: FlushPolicy = .none, baseOffset: Int64 = 0) {
         self.topic = topic
         self.partition = partition
         self.flushPolicy = flushPolicy
-        self.state = Mutex(State(config: config, segments: [Segment(baseOffset: 0)]))
+        var state = State(config: config, segments: [Segment(baseOffset: baseOffset)])
+        state.logEndOffset = baseOffset
+        state.durableOffset = baseOffset
+        state.startFloor = baseOffset
+        self.state = Mutex(state)
     }
 
     private init(topic: String, partition: Int32, flushPolicy: FlushPolicy, state: State) {
@@ -62,7 +68,7 @@ final class MemoryPartitionLog: PartitionLog {
     /// This partition as a power cut leaves it: whole batches below the last sync, and the first
     /// `writeback(n)` of the `n` batches after it. The active segment stays (possibly empty), as
     /// its file would.
-    func durablePart(writeback: (Int) -> Int) -> MemoryPartitionLog {
+    package func durablePart(writeback: (Int) -> Int) -> MemoryPartitionLog {
         var kept = state.withLock { $0 }
         let unsynced = kept.segments.flatMap(\.batches).filter { $0.lastOffset >= kept.durableOffset }
         let survivors = writeback(unsynced.count)
@@ -78,19 +84,19 @@ final class MemoryPartitionLog: PartitionLog {
         return MemoryPartitionLog(topic: topic, partition: partition, flushPolicy: flushPolicy, state: kept)
     }
 
-    var logStartOffset: Int64 { state.withLock { $0.logStartOffset } }
-    var sizeInBytes: Int64 { state.withLock { s in s.segments.reduce(0) { $0 + Int64($1.size) } } }
+    package var logStartOffset: Int64 { state.withLock { $0.logStartOffset } }
+    package var sizeInBytes: Int64 { state.withLock { s in s.segments.reduce(0) { $0 + Int64($1.size) } } }
 
-    func updateConfig(_ config: TopicConfig) {
+    package func updateConfig(_ config: TopicConfig) {
         state.withLock { $0.config = config }
     }
-    var logEndOffset: Int64 { state.withLock { $0.logEndOffset } }
+    package var logEndOffset: Int64 { state.withLock { $0.logEndOffset } }
 
-    func markDeleted() {
+    package func markDeleted() {
         state.withLock { $0.deleted = true }
     }
 
-    func append(_ batches: ByteBuffer) throws -> AppendResult {
+    package func append(_ batches: ByteBuffer) throws -> AppendResult {
         let frames = try BatchFrame.frames(of: batches)
         let now = currentTimeMillis()
         return try state.withLock { s in
@@ -132,19 +138,19 @@ final class MemoryPartitionLog: PartitionLog {
     }
 
     /// Under `always` the caller's wait is the sync, as one round of the file engine's group commit.
-    func waitDurable(upTo offset: Int64) async throws {
+    package func waitDurable(upTo offset: Int64) async throws {
         if flushPolicy == .always { try sync() }
     }
 
-    func sync() throws {
+    package func sync() throws {
         state.withLock { $0.durableOffset = $0.logEndOffset }
     }
 
-    var highWatermark: Int64 {
+    package var highWatermark: Int64 {
         state.withLock { flushPolicy == .always ? $0.durableOffset : $0.logEndOffset }
     }
 
-    func read(from offset: Int64, maxBytes: Int, limitOffset: Int64) throws -> ByteBuffer {
+    package func read(from offset: Int64, maxBytes: Int, limitOffset: Int64) throws -> ByteBuffer {
         try state.withLock { s in
             let start = s.logStartOffset
             guard offset >= start, offset <= s.logEndOffset else {
@@ -168,7 +174,7 @@ final class MemoryPartitionLog: PartitionLog {
         }
     }
 
-    func offset(forTimestamp timestamp: Int64) throws -> (offset: Int64, timestamp: Int64)? {
+    package func offset(forTimestamp timestamp: Int64) throws -> (offset: Int64, timestamp: Int64)? {
         state.withLock { s in
             for segment in s.segments where segment.maxTimestamp >= timestamp {
                 for batch in segment.batches where batch.maxTimestamp >= timestamp && batch.lastOffset >= s.logStartOffset {
@@ -179,7 +185,7 @@ final class MemoryPartitionLog: PartitionLog {
         }
     }
 
-    func maxTimestamp() -> (offset: Int64, timestamp: Int64)? {
+    package func maxTimestamp() -> (offset: Int64, timestamp: Int64)? {
         state.withLock { s in
             var best: (offset: Int64, timestamp: Int64)?
             for segment in s.segments where segment.maxTimestamp >= 0 {
@@ -191,7 +197,7 @@ final class MemoryPartitionLog: PartitionLog {
         }
     }
 
-    func deleteSegments(below offset: Int64) throws -> Int {
+    package func deleteSegments(below offset: Int64) throws -> Int {
         state.withLock { s in
             var count = 0
             while count + 1 < s.segments.count && s.segments[count + 1].baseOffset <= offset { count += 1 }
@@ -200,7 +206,7 @@ final class MemoryPartitionLog: PartitionLog {
         }
     }
 
-    func advanceLogStart(to offset: Int64) throws -> Int64 {
+    package func advanceLogStart(to offset: Int64) throws -> Int64 {
         try state.withLock { s in
             guard !s.deleted else { throw StorageError.unknownTopic(topic) }
             guard offset <= s.logEndOffset else {
@@ -219,7 +225,7 @@ final class MemoryPartitionLog: PartitionLog {
         }
     }
 
-    func enforceRetention(nowMs: Int64) {
+    package func enforceRetention(nowMs: Int64) {
         state.withLock { s in
             let last = s.segments.count - 1
             if SegmentPolicy.activeSegmentAged(
@@ -235,7 +241,7 @@ final class MemoryPartitionLog: PartitionLog {
     }
 
     /// Segment count, for tests that check rolling.
-    var segmentCount: Int { state.withLock { $0.segments.count } }
+    package var segmentCount: Int { state.withLock { $0.segments.count } }
 
     private static func segmentIndex(containing offset: Int64, in segments: [Segment]) -> Int {
         var lo = 0

@@ -83,8 +83,11 @@ struct BrokerCommand: AsyncParsableCommand {
     @Option(help: "When data is fsynced: none|always|interval:MS [env: ONCE_FLUSH] (default: none)")
     var flush: String?
 
-    @Option(help: "Storage engine: file|memory [env: ONCE_STORAGE] (default: file)")
+    @Option(help: "Storage engine: file|memory|postgres [env: ONCE_STORAGE] (default: file)")
     var storage: String?
+
+    @Option(help: "libpq URL of the postgres engine's database, postgres://user:pass@host:port/db [env: ONCE_POSTGRES_URL]")
+    var postgresUrl: String?
 
     @Option(help: "Largest request accepted, in bytes [env: ONCE_MAX_REQUEST_SIZE] (default: 104857600)")
     var maxRequestSize: Int?
@@ -264,9 +267,18 @@ struct BrokerCommand: AsyncParsableCommand {
         if let v = setting(flush, "ONCE_FLUSH") { config.flushPolicy = try flushPolicy(v) }
         if let v = setting(storage, "ONCE_STORAGE") {
             guard let engine = BrokerConfig.StorageEngine(rawValue: v) else {
-                throw ValidationError("--storage takes file or memory, not '\(v)'")
+                throw ValidationError("--storage takes file, memory or postgres, not '\(v)'")
             }
             config.storage = engine
+        }
+        if let v = setting(postgresUrl, "ONCE_POSTGRES_URL") { config.postgresURL = v }
+        if config.storage == .postgres {
+            guard config.postgresURL != nil else { throw ValidationError("--storage postgres needs --postgres-url") }
+            // Nothing is acknowledged before its transaction commits: the engine's contract is `always`.
+            guard config.flushPolicy == .none || config.flushPolicy == .always else {
+                throw ValidationError("--storage postgres acknowledges only committed writes; --flush must be always")
+            }
+            config.flushPolicy = .always
         }
         if let v = try setting(maxRequestSize, "ONCE_MAX_REQUEST_SIZE") {
             guard v > 0 else { throw ValidationError("--max-request-size must be positive") }

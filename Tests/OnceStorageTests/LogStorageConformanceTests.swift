@@ -214,9 +214,12 @@ struct LogStorageConformanceTests {
         let storage: any LogStorage
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
+        var drop: () -> Void = {}
+        defer { drop() }
         switch engine {
         case .memory: storage = MemoryLogStorage()
         case .file, .fileOneHandle: storage = try engine.makeFileStorage(dir.path)
+        case .postgres: (storage, drop) = try Engine.makePostgresStorage()
         }
         try storage.createTopic(name: "t", partitions: 1, configs: [:])
         let log = try #require(storage.partition(topic: "t", partition: 0))

@@ -4,6 +4,8 @@ import Logging
 import NIOCore
 import Testing
 
+@testable import OncePostgres
+
 @testable import OnceStorage
 
 /// Valid v2 batches for the tests, built with KafkaProtocol's encoder.
@@ -58,6 +60,9 @@ enum Engine: String, CaseIterable, CustomTestStringConvertible, Sendable {
     /// The file engine with a handle cache of one descriptor: nearly every access evicts another
     /// segment's descriptor and reopens its own, so the suite proves lazily opened files behave.
     case fileOneHandle
+    /// The PostgreSQL engine, in a schema of its own per test; skipped when
+    /// ONCE_TEST_POSTGRES_URL is unset (`source scripts/start-services.sh` sets it).
+    case postgres
 
     var testDescription: String { rawValue }
 
@@ -72,7 +77,29 @@ enum Engine: String, CaseIterable, CustomTestStringConvertible, Sendable {
             let storage = try makeFileStorage(dir.path)
             defer { try? storage.close() }
             return try body(storage)
+        case .postgres:
+            let (storage, drop) = try Self.makePostgresStorage()
+            defer { drop() }
+            return try body(storage)
         }
+    }
+
+    static var postgresURL: String? { ProcessInfo.processInfo.environment["ONCE_TEST_POSTGRES_URL"] }
+
+    /// A PostgreSQL engine over a fresh schema, and what removes it.
+    static func makePostgresStorage() throws -> (PostgresLogStorage, () -> Void) {
+        let environment = ProcessInfo.processInfo.environment
+        guard let url = environment["ONCE_TEST_POSTGRES_URL"], !url.isEmpty else {
+            // CI starts the services, so there a missing database is a failure, not a skip.
+            if environment["ONCE_REQUIRE_SERVICES"] == "1" { throw StorageError.io("ONCE_TEST_POSTGRES_URL is unset") }
+            try Test.cancel("ONCE_TEST_POSTGRES_URL is unset: source scripts/start-services.sh to run the postgres engine")
+        }
+        let schema = "test_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
+        let storage = try PostgresLogStorage(url: url, nodeId: 1, schema: schema, logger: quietLogger)
+        return (storage, {
+            try? storage.close()
+            try? PostgresLogStorage.dropSchema(url: url, schema: schema)
+        })
     }
 }
 

@@ -71,6 +71,7 @@ extension Broker {
     ) -> EventLoopFuture<ProduceResponse> {
         var response = ProduceResponse()
         var durable: [EventLoopFuture<Void>] = []
+        var syncs: [(any PartitionLog, Int64, FetchWaiters.PartitionKey)] = []
         let validAcks = req.acks == 0 || req.acks == 1 || req.acks == -1
         let auth = authorization(request)
         // Transactional batches need TransactionalId WRITE, refused for the whole request as Kafka does.
@@ -117,17 +118,7 @@ extension Broker {
                             appendedRecords += appended.records
                         }
                         if config.flushPolicy == .always {
-                            let promise = request.eventLoop.makePromise(of: Void.self)
-                            let end = appended.durableUpTo
-                            let key = FetchWaiters.PartitionKey(topic: t.name, partition: p.index)
-                            promise.completeWithTask {
-                                try await log.waitDurable(upTo: end)
-                                // The high watermark moved with the sync: wake the fetches it held back.
-                                self.waiters.notify(key)
-                            }
-                            // acks=0 is not answered, but its data is synced all the same, or it
-                            // would stay unreadable until some later write synced it.
-                            if req.acks != 0 { durable.append(promise.futureResult) }
+                            syncs.append((log, appended.durableUpTo, FetchWaiters.PartitionKey(topic: t.name, partition: p.index)))
                         }
                     } catch let error as ProduceError {
                         result.errorCode = error.code.rawValue
@@ -150,15 +141,37 @@ extension Broker {
             metrics.topicAppended(t.name, bytes: appendedBytes, records: appendedRecords)
             return topic
         }
+        // The waits start once every partition is appended, so an engine that commits when asked
+        // (postgres) writes the whole request in one round.
+        for (log, end, key) in syncs {
+            let promise = request.eventLoop.makePromise(of: Void.self)
+            promise.completeWithTask {
+                try await log.waitDurable(upTo: end)
+                // The high watermark moved with the sync: wake the fetches it held back.
+                self.waiters.notify(key)
+            }
+            // acks=0 is not answered, but its data is synced all the same, or it would stay
+            // unreadable until some later write synced it.
+            if req.acks != 0 { durable.append(promise.futureResult) }
+        }
         guard !durable.isEmpty else { return request.eventLoop.makeSucceededFuture(response) }
         let answered = response
         return EventLoopFuture.andAllSucceed(durable, on: request.eventLoop).map { answered }
             .flatMapErrorThrowing { error in
-                self.logger.error("flush failed; answering KAFKA_STORAGE_ERROR", metadata: ["error": "\(error)"])
+                // As Kafka answers: a lost lease is NOT_LEADER_OR_FOLLOWER (nothing landed; look
+                // the leader up again), data appended whose commit is not confirmed yet is
+                // REQUEST_TIMED_OUT (it may still land, as an acks=all write past its timeout),
+                // a failed write KAFKA_STORAGE_ERROR. librdkafka retries all three.
+                let code: ErrorCode = switch error {
+                case StorageError.notLeader: .notLeaderOrFollower
+                case StorageError.outcomeUnknown: .requestTimedOut
+                default: .kafkaStorageError
+                }
+                self.logger.error("flush failed; answering \(code.name)", metadata: ["error": "\(error)"])
                 var failed = answered
                 for i in failed.responses.indices {
                     for j in failed.responses[i].partitionResponses.indices {
-                        failed.responses[i].partitionResponses[j].errorCode = ErrorCode.kafkaStorageError.rawValue
+                        failed.responses[i].partitionResponses[j].errorCode = code.rawValue
                     }
                 }
                 return failed

@@ -91,7 +91,7 @@ extension Broker {
             wanted = storage.topics().map { ($0, Array(0..<$0.partitionCount)) }
         }
         var dir = DescribeLogDirsResponse.DescribeLogDirsResult()
-        dir.logDir = config.storage == .file ? URL(fileURLWithPath: config.dataDirectory).standardizedFileURL.path : "memory"
+        dir.logDir = config.storage == .file ? URL(fileURLWithPath: config.dataDirectory).standardizedFileURL.path : config.storage.rawValue
         if config.storage == .file, let space = Self.fileSystemSpace(config.dataDirectory) {
             dir.totalBytes = space.total
             dir.usableBytes = space.usable

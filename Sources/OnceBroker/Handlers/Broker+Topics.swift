@@ -99,6 +99,8 @@ extension Broker {
         case StorageError.invalidPartitions(let message): return (.invalidPartitions, message)
         case StorageError.offsetOutOfRange(let requested, let start, let end):
             return (.offsetOutOfRange, "offset \(requested) is outside [\(start), \(end)]")
+        case StorageError.notLeader(let message): return (.notLeaderOrFollower, message)
+        case StorageError.outcomeUnknown(let message): return (.requestTimedOut, message)
         default:
             logger.error("storage failure", metadata: ["error": "\(error)"])
             return (.kafkaStorageError, "storage failure: \(error)")

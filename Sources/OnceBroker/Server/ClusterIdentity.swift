@@ -1,4 +1,5 @@
 import Foundation
+import OnceStorage
 
 /// The cluster id clients see in Metadata and DescribeCluster. It is stored in the data directory
 /// so it stays the same across restarts, as Kafka's meta.properties does.
@@ -12,6 +13,17 @@ enum ClusterIdentity {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let id = random()
         try Data((id + "\n").utf8).write(to: url, options: .atomic)
+        return id
+    }
+
+    /// The same id kept as a state document, for engines without a data directory (postgres),
+    /// so every broker over one database is one cluster.
+    static func loadOrCreate(in storage: any LogStorage) throws -> String {
+        if let bytes = try storage.readState(named: "cluster-id"), !bytes.isEmpty {
+            return String(decoding: bytes, as: UTF8.self)
+        }
+        let id = random()
+        try storage.writeState(named: "cluster-id", Array(id.utf8))
         return id
     }
 

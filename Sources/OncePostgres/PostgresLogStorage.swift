@@ -1,0 +1,342 @@
+import KafkaProtocol
+import Logging
+import NIOCore
+import OnceStorage
+import Synchronization
+
+/// The PostgreSQL engine: batches stored as sent in one table, topics, log bounds, leases and state
+/// documents in others, every write through one committer thread (see `PostgresCommitter`).
+///
+/// Durability contract: an append is readable by consumers (below the high watermark) and
+/// acknowledged (`waitDurable`) only once the PostgreSQL transaction holding it committed, so the
+/// broker runs it as `--flush always`. Every append is conditional, in that transaction, on this
+/// node holding the partition's lease at the epoch it took at start; a broker started later on the
+/// same database takes the leases at a higher epoch and the older one's writes land nowhere.
+///
+/// Every open partition's batches are also held in memory, loaded at start, so reads never wait
+/// for the database; retention bounds that as it bounds the table.
+public final class PostgresLogStorage: LogStorage {
+    private struct Topic {
+        var metadata: TopicMetadata
+        var partitions: [PostgresPartitionLog]
+    }
+
+    private let committer: PostgresCommitter
+    private let nodeId: Int32
+    package let schema: String
+    private let logger: Logger
+    private let topicsByName = Mutex<[String: Topic]>([:])
+
+    /// Recorded with each lease for the brokers that will renew and take over leases; a single
+    /// broker holds its leases until another one takes them.
+    static let leaseSeconds: Int64 = 10
+
+    /// Connects, creates the schema if needed, takes the lease of every partition at a new epoch
+    /// and loads every partition's batches.
+    /// - Parameter schema: the PostgreSQL schema holding the tables, so one database can hold
+    ///   several independent clusters (the tests use one each).
+    public init(url: String, nodeId: Int32, schema: String = "once", logger: Logger) throws {
+        self.nodeId = nodeId
+        self.schema = schema
+        self.logger = logger
+        committer = PostgresCommitter(url: url, schema: schema, nodeId: nodeId, logger: logger)
+        committer.start()
+        do {
+            try load()
+        } catch {
+            committer.stop()
+            throw error
+        }
+    }
+
+    /// Makes the next `rounds` append rounds lose their answer after committing (for tests).
+    package func loseAppendAnswers(_ rounds: Int) {
+        committer.losesAppendAnswers.withLock { $0 = rounds }
+    }
+
+    /// Sets how long appends nobody waits for gather before a round commits them (for tests).
+    package func setLinger(seconds: Double) {
+        committer.linger.withLock { $0 = seconds }
+    }
+
+    /// Round trips to the database so far, and the append rounds among them.
+    public var roundTrips: (total: Int, appends: Int) { (committer.roundTripCount, committer.appendRoundCount) }
+
+    /// The leader epoch this broker holds for a partition, nil if it does not exist.
+    public func leaderEpoch(topic: String, partition: Int32) -> Int32? {
+        (self.partition(topic: topic, partition: partition) as? PostgresPartitionLog)?.leaderEpoch
+    }
+
+    private struct LoadedTopic: Sendable {
+        var metadata: TopicMetadata
+        var bounds: [Int32: (start: Int64, end: Int64)]
+        var epochs: [Int32: Int32]
+        var batches: [Int32: [[UInt8]]]
+    }
+
+    private func load() throws {
+        let nodeId = self.nodeId
+        let loaded = try committer.run { c -> [LoadedTopic] in
+            try c.execute(PostgresSchema.create)
+            var topics: [String: LoadedTopic] = [:]
+            let rows = try c.query("SELECT name, id, partition_count, configs FROM topics", binaryResults: true)
+            for row in 0..<rows.count {
+                let name = String(decoding: rows.bytes(row, 0), as: UTF8.self)
+                let metadata = TopicMetadata(
+                    name: name, id: Self.uuid(rows.bytes(row, 1)), partitionCount: rows.binaryInt32(row, 2),
+                    configs: Self.configs(binaryTextArray: rows.bytes(row, 3)))
+                topics[name] = LoadedTopic(metadata: metadata, bounds: [:], epochs: [:], batches: [:])
+            }
+            let bounds = try c.query("SELECT topic, partition, log_start_offset, log_end_offset FROM partition_state")
+            for row in 0..<bounds.count {
+                topics[bounds.text(row, 0)]?.bounds[Int32(bounds.int(row, 1))] = (bounds.int(row, 2), bounds.int(row, 3))
+            }
+            let all = topics.values.flatMap { t in (0..<t.metadata.partitionCount).map { (t.metadata.name, $0) } }
+            let leases = try c.query(
+                PostgresSchema.takeLeases,
+                [.int32(nodeId), .strings(all.map(\.0)), .int32s(all.map(\.1)), .int64(Self.leaseSeconds)])
+            for row in 0..<leases.count {
+                topics[leases.text(row, 0)]?.epochs[Int32(leases.int(row, 1))] = Int32(leases.int(row, 2))
+            }
+            let batches = try c.query(
+                "SELECT topic, partition, bytes FROM batches ORDER BY topic, partition, base_offset", binaryResults: true)
+            for row in 0..<batches.count {
+                let name = String(decoding: batches.bytes(row, 0), as: UTF8.self)
+                topics[name]?.batches[batches.binaryInt32(row, 1), default: []].append(batches.bytes(row, 2))
+            }
+            return Array(topics.values)
+        }
+        var opened: [String: Topic] = [:]
+        for t in loaded {
+            let config = try TopicConfig(overrides: t.metadata.configs)
+            let logs = try (0..<t.metadata.partitionCount).map { p in
+                try open(t.metadata.name, p, config: config, bounds: t.bounds[p] ?? (0, 0),
+                    epoch: t.epochs[p] ?? 0, batches: t.batches[p] ?? [])
+            }
+            opened[t.metadata.name] = Topic(metadata: t.metadata, partitions: logs)
+        }
+        topicsByName.withLock { $0 = opened }
+        logger.info("postgres storage loaded", metadata: ["topics": "\(opened.count)", "node": "\(nodeId)"])
+    }
+
+    /// Rebuilds a partition's cache from its stored batches, which must be contiguous.
+    private func open(
+        _ topic: String, _ partition: Int32, config: TopicConfig, bounds: (start: Int64, end: Int64), epoch: Int32,
+        batches: [[UInt8]]
+    ) throws -> PostgresPartitionLog {
+        let first = batches.first.flatMap { try? RecordBatchHeader(reading: ByteBuffer(bytes: $0), at: 0) }
+        let cache = MemoryPartitionLog(topic: topic, partition: partition, config: config, baseOffset: first?.baseOffset ?? bounds.end)
+        for bytes in batches {
+            let buffer = ByteBuffer(bytes: bytes)
+            let expected = try RecordBatchHeader(reading: buffer, at: 0).baseOffset
+            let result = try cache.append(buffer)
+            guard result.baseOffset == expected else {
+                throw StorageError.corrupt("\(topic)-\(partition): batch at \(expected) stored after offset \(result.baseOffset)")
+            }
+        }
+        if bounds.start > cache.logStartOffset && bounds.start <= cache.logEndOffset {
+            _ = try cache.advanceLogStart(to: bounds.start)
+        }
+        return PostgresPartitionLog(topic: topic, partition: partition, cache: cache, leaderEpoch: epoch, committer: committer)
+    }
+
+    public func topics() -> [TopicMetadata] {
+        topicsByName.withLock { $0.values.map(\.metadata) }.sorted { $0.name < $1.name }
+    }
+
+    public func topic(named name: String) -> TopicMetadata? {
+        topicsByName.withLock { $0[name]?.metadata }
+    }
+
+    @discardableResult
+    public func createTopic(name: String, partitions: Int32, configs: [String: String]) throws -> TopicMetadata {
+        if let problem = TopicName.validationError(name) { throw StorageError.invalidConfig(problem) }
+        guard partitions > 0 else { throw StorageError.invalidConfig("partition count \(partitions) must be positive") }
+        let config = try TopicConfig(overrides: configs)
+        guard topic(named: name) == nil else { throw StorageError.topicExists(name) }
+        let metadata = TopicMetadata(name: name, id: .random(), partitionCount: partitions, configs: configs)
+        let epochs = try committer.run { [nodeId] c in
+            do {
+                try c.query(
+                    "INSERT INTO topics VALUES ($1, $2, $3, $4)",
+                    [.string(name), .data(Self.bytes(metadata.id)), .int32(partitions), .strings(Self.pairs(configs))])
+            } catch PostgresError.statement(let state, _) where state == "23505" {
+                throw StorageError.topicExists(name)
+            }
+            return try Self.addPartitionRows(c, nodeId: nodeId, topic: name, from: 0, to: partitions)
+        }
+        let logs = (0..<partitions).map { p in
+            PostgresPartitionLog(
+                topic: name, partition: p, cache: MemoryPartitionLog(topic: name, partition: p, config: config),
+                leaderEpoch: epochs[p] ?? 0, committer: committer)
+        }
+        return try topicsByName.withLock { topics in
+            guard topics[name] == nil else { throw StorageError.topicExists(name) }
+            topics[name] = Topic(metadata: metadata, partitions: logs)
+            return metadata
+        }
+    }
+
+    private static func addPartitionRows(
+        _ c: PostgresConnection, nodeId: Int32, topic: String, from: Int32, to: Int32
+    ) throws -> [Int32: Int32] {
+        let range = Array(from..<to)
+        try c.query(
+            "INSERT INTO partition_state (topic, partition) SELECT $1, p FROM unnest($2::int[]) AS x(p) ON CONFLICT DO NOTHING",
+            [.string(topic), .int32s(range)])
+        let leases = try c.query(
+            PostgresSchema.takeLeases,
+            [.int32(nodeId), .strings(range.map { _ in topic }), .int32s(range), .int64(leaseSeconds)])
+        var epochs: [Int32: Int32] = [:]
+        for row in 0..<leases.count { epochs[Int32(leases.int(row, 1))] = Int32(leases.int(row, 2)) }
+        return epochs
+    }
+
+    public func deleteTopic(name: String) throws {
+        let removed = topicsByName.withLock { $0.removeValue(forKey: name) }
+        guard let removed else { throw StorageError.unknownTopic(name) }
+        for log in removed.partitions { log.markDeleted() }
+        try committer.run { c in
+            for table in ["batches", "partition_state", "partition_leases"] {
+                try c.query("DELETE FROM \(table) WHERE topic = $1", [.string(name)])
+            }
+            try c.query("DELETE FROM topics WHERE name = $1", [.string(name)])
+        }
+    }
+
+    @discardableResult
+    public func addPartitions(topic name: String, count: Int32) throws -> TopicMetadata {
+        guard let current = topic(named: name) else { throw StorageError.unknownTopic(name) }
+        guard count > current.partitionCount else {
+            throw StorageError.invalidPartitions(
+                "topic '\(name)' has \(current.partitionCount) partitions; the new count must be larger")
+        }
+        let config = try TopicConfig(overrides: current.configs)
+        let epochs = try committer.run { [nodeId] c in
+            try c.query("UPDATE topics SET partition_count = $2 WHERE name = $1", [.string(name), .int32(count)])
+            return try Self.addPartitionRows(c, nodeId: nodeId, topic: name, from: current.partitionCount, to: count)
+        }
+        return try topicsByName.withLock { topics in
+            guard var topic = topics[name] else { throw StorageError.unknownTopic(name) }
+            topic.partitions += (topic.metadata.partitionCount..<count).map { p in
+                PostgresPartitionLog(
+                    topic: name, partition: p, cache: MemoryPartitionLog(topic: name, partition: p, config: config),
+                    leaderEpoch: epochs[p] ?? 0, committer: committer)
+            }
+            topic.metadata.partitionCount = count
+            topics[name] = topic
+            return topic.metadata
+        }
+    }
+
+    @discardableResult
+    public func setTopicConfigs(topic name: String, configs: [String: String]) throws -> TopicMetadata {
+        let config = try TopicConfig(overrides: configs)
+        guard topic(named: name) != nil else { throw StorageError.unknownTopic(name) }
+        try committer.run { c in
+            _ = try c.query("UPDATE topics SET configs = $2 WHERE name = $1", [.string(name), .strings(Self.pairs(configs))])
+        }
+        return try topicsByName.withLock { topics in
+            guard var topic = topics[name] else { throw StorageError.unknownTopic(name) }
+            topic.metadata.configs = configs
+            topics[name] = topic
+            for log in topic.partitions { log.cache.updateConfig(config) }
+            return topic.metadata
+        }
+    }
+
+    public func partition(topic: String, partition: Int32) -> PartitionLog? {
+        topicsByName.withLock { topics in
+            guard let logs = topics[topic]?.partitions, partition >= 0, Int(partition) < logs.count else { return nil }
+            return logs[Int(partition)]
+        }
+    }
+
+    public func loadedPartitions() -> [any PartitionLog] {
+        topicsByName.withLock { $0.values.flatMap(\.partitions) }
+    }
+
+    public func enforceRetention(nowMs: Int64) {
+        for log in topicsByName.withLock({ $0.values.flatMap(\.partitions) }) { log.enforceRetention(nowMs: nowMs) }
+    }
+
+    /// Commits what is queued and closes the connection.
+    public func close() throws {
+        committer.stop()
+    }
+
+    public func readState(named name: String) throws -> [UInt8]? {
+        try Self.validateStateName(name)
+        return try committer.run { c in
+            let rows = try c.query("SELECT bytes FROM state_documents WHERE name = $1", [.string(name)], binaryResults: true)
+            return rows.count == 0 ? nil : rows.bytes(0, 0)
+        }
+    }
+
+    public func writeState(named name: String, _ bytes: [UInt8]) throws {
+        try Self.validateStateName(name)
+        try committer.run { c in
+            _ = try c.query(
+                "INSERT INTO state_documents VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET bytes = EXCLUDED.bytes",
+                [.string(name), .data(bytes)])
+        }
+    }
+
+    public func removeState(named name: String) throws {
+        try Self.validateStateName(name)
+        try committer.run { c in _ = try c.query("DELETE FROM state_documents WHERE name = $1", [.string(name)]) }
+    }
+
+    /// Removes a schema and everything in it: for tests that give each run a schema of its own.
+    package static func dropSchema(url: String, schema: String) throws {
+        let c = try PostgresConnection(url: url, schema: schema)
+        let quoted = "\"" + schema + "\""
+        try c.execute("DROP SCHEMA \(quoted) CASCADE")
+    }
+
+    private static func validateStateName(_ name: String) throws {
+        if let problem = TopicName.validationError(name) { throw StorageError.invalidConfig("state name: \(problem)") }
+    }
+
+    /// Drops the rows wholly below a partition's new log start and records the start.
+    static func trimStatement(_ topic: String, _ partition: Int32, _ start: Int64) -> PostgresCommitter.Statement {
+        { c in
+            try c.query(
+                "WITH d AS (DELETE FROM batches WHERE topic = $1 AND partition = $2 AND last_offset < $3) "
+                    + "UPDATE partition_state SET log_start_offset = greatest(log_start_offset, $3) "
+                    + "WHERE topic = $1 AND partition = $2",
+                [.string(topic), .int32(partition), .int64(start)])
+        }
+    }
+
+    private static func pairs(_ configs: [String: String]) -> [String] {
+        configs.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+    }
+
+    /// A text[] in binary form back to the configs it holds.
+    private static func configs(binaryTextArray bytes: [UInt8]) -> [String: String] {
+        func int(_ at: Int) -> Int { bytes[at..<at + 4].reduce(0) { $0 << 8 | Int($1) } }
+        guard bytes.count >= 12, int(0) == 1 else { return [:] }
+        let count = int(12)
+        var position = 20
+        var out: [String: String] = [:]
+        for _ in 0..<count {
+            let length = int(position)
+            let pair = String(decoding: bytes[position + 4..<position + 4 + length], as: UTF8.self)
+            position += 4 + length
+            if let eq = pair.firstIndex(of: "=") { out[String(pair[..<eq])] = String(pair[pair.index(after: eq)...]) }
+        }
+        return out
+    }
+
+    private static func bytes(_ id: KafkaUUID) -> [UInt8] {
+        (0..<8).reversed().map { UInt8(truncatingIfNeeded: id.high >> ($0 * 8)) }
+            + (0..<8).reversed().map { UInt8(truncatingIfNeeded: id.low >> ($0 * 8)) }
+    }
+
+    private static func uuid(_ bytes: [UInt8]) -> KafkaUUID {
+        guard bytes.count == 16 else { return .zero }
+        return KafkaUUID(
+            high: bytes[0..<8].reduce(0) { $0 << 8 | UInt64($1) }, low: bytes[8..<16].reduce(0) { $0 << 8 | UInt64($1) })
+    }
+}
