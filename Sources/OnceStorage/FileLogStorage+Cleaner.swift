@@ -10,6 +10,9 @@ public struct CleanerStats: Sendable, Equatable {
     public var cleans: Int64 = 0
     /// The largest offset map a pass has used: never above the configured bound.
     public var largestOffsetMapBytes: Int64 = 0
+    /// The most state a pass has held (map, transactions, producers): bounded by the map's bound,
+    /// whatever the number of records.
+    public var largestPassStateBytes: Int64 = 0
     /// Wall time the last pass ended; nil before the first one.
     public var lastRunMs: Int64?
     /// Each compacted partition's dirty ratio as the last pass saw it.
@@ -86,6 +89,7 @@ extension FileLogStorage: LogCleaning {
                     stats.segmentsReplaced += Int64(report.segmentsReplaced)
                     if report.cleaned { stats.cleans += 1 }
                     stats.largestOffsetMapBytes = max(stats.largestOffsetMapBytes, Int64(report.offsetMapBytes))
+                    stats.largestPassStateBytes = max(stats.largestPassStateBytes, Int64(report.peakStateBytes))
                     stats.dirtyRatios[.init(topic: slot.topic, partition: slot.partition)] = report.dirtyRatio
                 }
             } catch StorageError.unknownTopic {
