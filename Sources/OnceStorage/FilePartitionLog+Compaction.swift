@@ -124,19 +124,14 @@ extension FilePartitionLog {
         func nextBase(after i: Int) -> Int64 { i + 1 < segments.count ? segments[i + 1].baseOffset : end }
     }
 
-    /// The sealed segments from the log start that may be cleaned: wholly below the high watermark
-    /// (nothing a power loss may still erase is rewritten) and, by their largest timestamp, older
-    /// than min.compaction.lag.ms.
+    /// The sealed segments from the log start that `SegmentPolicy` lets a pass take.
     private func cleanableRange(nowMs: Int64) throws -> CleanableRange? {
         try state.withLock { s in
             guard s.isOpen, !s.isDeleted, s.config.isCompacted else { return nil }
-            let lag = s.config.minCompactionLagMs
             let highWatermark = runtime.flushPolicy == .always ? s.durableOffset : s.logEndOffset
-            var count = 0
-            while count + 1 < s.segments.count, s.segments[count + 1].baseOffset <= highWatermark {
-                if lag > 0 && nowMs - s.segments[count].maxTimestamp < lag { break }
-                count += 1
-            }
+            let count = SegmentPolicy.cleanableSegmentCount(
+                baseOffsets: s.segments.map(\.baseOffset), maxTimestamps: s.segments.map(\.maxTimestamp),
+                highWatermark: highWatermark, config: s.config, nowMs: nowMs)
             let segments = Array(s.segments.prefix(count))
             return CleanableRange(
                 config: s.config, segments: segments, files: try segments.map { try $0.log.open() },
@@ -186,14 +181,15 @@ extension FilePartitionLog {
         }
         let total = cleanBytes + dirtyBytes
         var report = CleaningReport(dirtyRatio: total > 0 ? Double(dirtyBytes) / Double(total) : 0)
-        var overdue = false
+        var oldestDirtyTimestamp: Int64?
         if let firstDirtySegment, range.config.maxCompactionLagMs < .max {
             var cursor = FrameCursor(
                 file: range.files[firstDirtySegment], from: 0, end: range.segments[firstDirtySegment].size, chunkSize: 4096)
-            if let first = try cursor.next() { overdue = nowMs - first.maxTimestamp > range.config.maxCompactionLagMs }
+            oldestDirtyTimestamp = try cursor.next()?.maxTimestamp
         }
-        let horizonDue = range.earliestDeleteHorizonMs <= nowMs && total > 0
-        guard (dirtyBytes > 0 && (report.dirtyRatio >= range.config.minCleanableDirtyRatio || overdue)) || horizonDue
+        guard SegmentPolicy.cleaningIsDue(
+            cleanBytes: cleanBytes, dirtyBytes: dirtyBytes, oldestDirtyTimestamp: oldestDirtyTimestamp,
+            earliestDeleteHorizonMs: range.earliestDeleteHorizonMs, config: range.config, nowMs: nowMs)
         else { return report }
 
         // Stage 1: headers only, for how the transactions ended.
