@@ -91,7 +91,7 @@ struct CleaningPlanTests {
         ])
         #expect(outcomes[0] == .keep, "the committed value of a stays: the newer one was aborted")
         #expect(outcomes[1] == .remove)
-        #expect(outcomes[2] == .stampDeleteHorizon(Self.young), "its transaction is empty: the horizon starts")
+        #expect(outcomes[2] == .keep, "an abort marker stays while the broker's aborted index names it")
         #expect(outcomes[3] == .keep)
         #expect(outcomes[4] == .keep, "its transaction still has a record")
     }
@@ -105,14 +105,15 @@ struct CleaningPlanTests {
         #expect(outcomes == [.remove, .keep, .keep])
     }
 
-    @Test func aMarkerGoesOnceItsTransactionHasNoRecordAndTheHorizonPassed() {
+    @Test func aCommitMarkerGoesOnceItsTransactionHasNoRecordAndTheHorizonPassed() {
         let batches = [
             Self.data(0, ["a"], producer: 5, transactional: true),
-            Self.marker(1, producer: 5, commit: false, horizonPassed: true),
-            Self.data(2, ["b"], producer: 5, transactional: true),
+            Self.marker(1, producer: 5, commit: true, horizonPassed: true),
+            Self.data(2, ["a"], producer: 5, transactional: true),
             Self.marker(3, producer: 5, commit: true, horizonPassed: true),
         ]
-        // The second transaction's batch is producer 5's last, so it and its marker are pinned.
+        // The second transaction's batch is producer 5's last, so it and its marker are pinned;
+        // the first transaction's only record is superseded by the second's.
         #expect(Self.outcomes(batches) == [.remove, .remove, .keep, .keep])
         let young = batches.enumerated().map { i, b in
             var b = b
@@ -126,6 +127,23 @@ struct CleaningPlanTests {
             return b
         }
         #expect(Self.outcomes(stamped) == [.remove, .keep, .keep, .keep], "the horizon has not passed")
+    }
+
+    @Test func anAbortMarkerStaysThoughItsRecordsGo() {
+        let batches = [
+            Self.data(0, ["a"], producer: 5, transactional: true),
+            Self.marker(1, producer: 5, commit: false, horizonPassed: true),
+            Self.data(2, ["b"], producer: 5, transactional: true),
+            Self.marker(3, producer: 5, commit: true, horizonPassed: true),
+        ]
+        // A consumer the broker tells of the aborted transaction at 0 drops producer 5's records
+        // until its next marker: without 1, that would be b at 2. Nothing stamps it either.
+        #expect(Self.outcomes(batches) == [.remove, .keep, .keep, .keep])
+        var young = batches
+        young[1].deleteHorizonMs = nil
+        let plan = Self.plan(young, firstDirty: 0, mapBytes: .max)
+        #expect(plan.outcomes == [.remove, .keep, .keep, .keep])
+        #expect(plan.earliestDeleteHorizonMs == nil)
     }
 
     @Test func aCommittedMarkerWhoseRecordsWereAllSupersededGoes() {
@@ -226,12 +244,12 @@ struct CleaningPlanTests {
         #expect(log == once)
         // Spelled out: each key's latest committed value at its offset (f at 7 was never
         // overwritten), the old tombstone of d gone with d, the young tombstone of k kept, the
-        // keyless record gone, the aborted transaction and its marker gone, the committed marker 12
+        // keyless record gone, the aborted transaction gone but its marker 13 kept, the committed marker 12
         // gone (its records were all superseded), 28 kept (n and o survive), producer 1's emptied
         // first batch gone, and everything from the open transaction at 32 on untouched.
         let survivors = log.flatMap { $0.records.map(\.offset) }
         #expect(survivors == [7, 15, 16, 17, 18, 19, 21, 22, 24, 25, 26, 27, 29, 30, 31, 32, 33, 34, 35])
-        #expect(log.map(\.baseOffset) == [4, 14, 17, 20, 24, 26, 28, 29, 32, 34])
+        #expect(log.map(\.baseOffset) == [4, 13, 14, 17, 20, 24, 26, 28, 29, 32, 34])
     }
 
     @Test func aTombstoneBeyondAFullMapWaitsForThePassThatMapsItsKey() {

@@ -41,9 +41,15 @@ extension CleaningPlan {
             switch batch.kind {
             case .otherControl:
                 return .keep
-            case .marker:
+            case .marker(let commit):
                 let transaction = open.removeValue(forKey: batch.producerId) ?? (0, false)
-                guard transaction.survivors == 0 && !transaction.pinned else { return .keep }
+                // An abort marker stays, though its records go. The broker's aborted-transaction
+                // index (producer state and its snapshots, where Kafka has a .txnindex per segment
+                // that its cleaner rewrites) still names the transaction, and a consumer told of it
+                // drops the producer's records until that producer's next marker: with this one
+                // gone, that would be the next committed transaction's. One small batch per
+                // aborted transaction is the price.
+                guard commit, transaction.survivors == 0, !transaction.pinned else { return .keep }
                 if horizonPassed { return .remove }
                 if let horizon = batch.deleteHorizonMs {
                     note(horizon)

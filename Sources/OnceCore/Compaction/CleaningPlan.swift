@@ -15,10 +15,10 @@
 /// last stable offset) are kept untouched and do not count as the latest value of their key: a
 /// read_committed consumer cannot see them yet, so what it can see must not lose anything to them.
 ///
-/// Tombstones and markers go in two passes (KIP-534): the first pass that finds a tombstone to
-/// keep, or a marker whose transaction has no record left, stamps the batch with a delete horizon
-/// (now plus delete.retention.ms); a pass after that horizon removes them. The horizon lives in the
-/// batch, so a restart or a crash does not move it.
+/// Tombstones and commit markers go in two passes (KIP-534): the first pass that finds a tombstone
+/// to keep, or a commit marker whose transaction has no record left, stamps the batch with a delete
+/// horizon (now plus delete.retention.ms); a pass after that horizon removes them. The horizon
+/// lives in the batch, so a restart or a crash does not move it. Abort markers stay (see `Filter`).
 public enum CleaningPlan {
     public struct Record: Sendable, Equatable {
         public var offset: Int64
