@@ -267,4 +267,34 @@ struct CleaningPlanTests {
         #expect(third.end == nil)
         #expect(third.outcomes == [.keepRecords([1])])
     }
+
+    /// The stages' state grows with the map, the transactions and the producers, never with the
+    /// records: ten times the backlog, with the same producers and transactions, holds the same.
+    @Test func theStagesHoldTheSameStateForTenTimesTheRecords() {
+        func peak(records: Int) -> (scan: Int, filter: Int) {
+            let keys = (0..<records).map { "k\($0 % 5000)" }
+            var batches: [Batch] = []
+            var offset: Int64 = 0
+            for start in stride(from: 0, to: records, by: 100) {
+                batches.append(Self.data(offset, Array(keys[start..<(start + 100)]), producer: Int64(start / 100 % 3)))
+                offset += 100
+            }
+            // One aborted and one committed transaction, whatever the size.
+            batches.append(Self.data(offset, ["x"], producer: 7, transactional: true))
+            batches.append(Self.marker(offset + 1, producer: 7, commit: false))
+            batches.append(Self.data(offset + 2, ["y"], producer: 8, transactional: true))
+            batches.append(Self.marker(offset + 3, producer: 8, commit: true))
+            var scan = CleaningPlan.TransactionScan(firstDirty: 0)
+            for batch in batches { scan.read(batch, recordCount: batch.records.count) }
+            var builder = CleaningPlan.MapBuilder(scan.transactions, firstDirty: 0, mapBytes: 1000 * OffsetMap.bytesPerEntry)
+            for batch in batches where !builder.isDone { builder.read(batch) }
+            var filter = CleaningPlan.Filter(builder, nowMs: Self.now, deleteRetentionMs: Self.retention)
+            for batch in batches { _ = filter.decide(batch) }
+            return (scan.peakBytes, filter.peakBytes)
+        }
+        let small = peak(records: 20_000)
+        let large = peak(records: 200_000)
+        #expect(small == large)
+        #expect(large.filter <= 1000 * OffsetMap.bytesPerEntry + 256)
+    }
 }
