@@ -160,6 +160,30 @@ struct FileLogCompactionTests {
         try reopened.close()
     }
 
+    @Test func aCheckpointFromBeforeTheHorizonMakesThePassDueAtOnce() throws {
+        defer { dir.remove() }
+        let storage = try open()
+        let log = try fill(storage)
+        let throttle = CleanerThrottle(maxBytesPerSecond: nil)
+        _ = try log.clean(nowMs: currentTimeMillis(), throttle: throttle)
+        try storage.close()
+        // The 8-byte checkpoint an older broker wrote: where it cleaned up to, no horizon.
+        let path = dir.path + "/c-0/" + FilePartitionLog.cleanerCheckpointFileName
+        let end = try FilePartitionLog.readCleanerCheckpoint(directory: dir.path + "/c-0").firstDirtyOffset
+        let old = (0..<8).map { UInt8(truncatingIfNeeded: end >> (56 - 8 * $0)) }
+        try PosixFile.writeAtomically(StateDocument.encode(old), to: path, directory: dir.path + "/c-0")
+        #expect(try FilePartitionLog.readCleanerCheckpoint(directory: dir.path + "/c-0") == .init(firstDirtyOffset: end, earliestDeleteHorizonMs: .min))
+
+        let reopened = try open()
+        let log2 = try #require(reopened.partition(topic: "c", partition: 0) as? FilePartitionLog)
+        // Nothing is dirty, yet the pass runs: it finds the stamped tombstone and writes its horizon.
+        _ = try log2.clean(nowMs: currentTimeMillis(), throttle: throttle)
+        let checkpoint = try FilePartitionLog.readCleanerCheckpoint(directory: dir.path + "/c-0")
+        #expect(checkpoint.firstDirtyOffset == end)
+        #expect(checkpoint.earliestDeleteHorizonMs > currentTimeMillis() && checkpoint.earliestDeleteHorizonMs < .max)
+        try reopened.close()
+    }
+
     /// Many more keys than the map holds, written as one backlog: every pass holds the same bounded
     /// state however many records the log has, and the passes together leave what one unbounded
     /// pass would.
