@@ -10,6 +10,9 @@ public struct CleanerStats: Sendable, Equatable {
     public var cleans: Int64 = 0
     /// The largest offset map a pass has used: never above the configured bound.
     public var largestOffsetMapBytes: Int64 = 0
+    /// The most state a pass has held (map, transactions, producers): bounded by the map's bound,
+    /// whatever the number of records.
+    public var largestPassStateBytes: Int64 = 0
     /// Wall time the last pass ended; nil before the first one.
     public var lastRunMs: Int64?
     /// Each compacted partition's dirty ratio as the last pass saw it.
@@ -33,6 +36,24 @@ public protocol LogCleaning: Sendable {
     /// alone: their owners shrink them by snapshots of their own.
     func startCleaner(backoffMs: Int64, maxBytesPerSecond: Double?, dedupeBufferBytes: Int, excluding excluded: Set<String>)
     var cleanerStats: CleanerStats { get }
+    /// One pass over every compacted partition now, unthrottled, as the cleaner's thread runs it;
+    /// the simulator drives it between steps.
+    @discardableResult
+    func runCleanerPass(nowMs: Int64, dedupeBufferBytes: Int) -> [CleaningReport]
+}
+
+extension CleanerStatsBox {
+    func record(_ report: CleaningReport, topic: String, partition: Int32) {
+        value.withLock { stats in
+            stats.bytesRead += Int64(report.bytesRead)
+            stats.bytesWritten += Int64(report.bytesWritten)
+            stats.segmentsReplaced += Int64(report.segmentsReplaced)
+            if report.cleaned { stats.cleans += 1 }
+            stats.largestOffsetMapBytes = max(stats.largestOffsetMapBytes, Int64(report.offsetMapBytes))
+            stats.largestPassStateBytes = max(stats.largestPassStateBytes, Int64(report.peakStateBytes))
+            stats.dirtyRatios[.init(topic: topic, partition: partition)] = report.dirtyRatio
+        }
+    }
 }
 
 /// One place for the stats, so a scrape never waits on a pass.
@@ -61,6 +82,10 @@ extension FileLogStorage: LogCleaning {
 
     public var cleanerStats: CleanerStats { cleanerStatsBox.value.withLock { $0 } }
 
+    public func runCleanerPass(nowMs: Int64, dedupeBufferBytes: Int) -> [CleaningReport] {
+        cleanCompactedLogs(nowMs: nowMs, throttle: CleanerThrottle(maxBytesPerSecond: nil), dedupeBufferBytes: dedupeBufferBytes)
+    }
+
     /// One pass over every compacted partition, opening those nobody has used since the restart:
     /// their dirty data still needs cleaning.
     @discardableResult
@@ -80,14 +105,7 @@ extension FileLogStorage: LogCleaning {
                     continue
                 }
                 reports.append(report)
-                cleanerStatsBox.value.withLock { stats in
-                    stats.bytesRead += Int64(report.bytesRead)
-                    stats.bytesWritten += Int64(report.bytesWritten)
-                    stats.segmentsReplaced += Int64(report.segmentsReplaced)
-                    if report.cleaned { stats.cleans += 1 }
-                    stats.largestOffsetMapBytes = max(stats.largestOffsetMapBytes, Int64(report.offsetMapBytes))
-                    stats.dirtyRatios[.init(topic: slot.topic, partition: slot.partition)] = report.dirtyRatio
-                }
+                cleanerStatsBox.record(report, topic: slot.topic, partition: slot.partition)
             } catch StorageError.unknownTopic {
                 continue
             } catch {

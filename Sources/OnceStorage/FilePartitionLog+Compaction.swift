@@ -15,6 +15,9 @@ public struct CleaningReport: Sendable, Equatable {
     public var segmentsReplaced = 0
     /// Bytes of the offset map the pass used.
     public var offsetMapBytes = 0
+    /// The most the pass's plan held at once (map, transactions, producers), as the plan counts it:
+    /// bounded by the map, whatever the number of records cleaned.
+    public var peakStateBytes = 0
 }
 
 /// Log compaction for the file engine. The rules come from `CleaningPlan`; this file reads the
@@ -80,16 +83,30 @@ extension FilePartitionLog {
         return found
     }
 
-    static func readCleanerCheckpoint(directory: String) throws -> Int64 {
-        let path = directory + "/" + cleanerCheckpointFileName
-        guard PosixFile.exists(path) else { return 0 }
-        let bytes = try StateDocument.decode(try PosixFile.readWhole(path), path: path)
-        guard bytes.count == 8 else { throw StorageError.corrupt("\(path): \(bytes.count) bytes, expected 8") }
-        return bytes.reduce(Int64(0)) { $0 << 8 | Int64($1) }
+    /// Where the last pass ended, and when a tombstone or marker it left may go: the horizon lives
+    /// in the batches too, this only says when a pass is due without reading them.
+    struct CleanerCheckpoint: Equatable {
+        var firstDirtyOffset: Int64
+        /// `.max` when the cleaned part holds nothing awaiting a horizon.
+        var earliestDeleteHorizonMs: Int64
     }
 
-    private func writeCleanerCheckpoint(_ offset: Int64) throws {
-        let bytes = (0..<8).map { UInt8(truncatingIfNeeded: offset >> (56 - 8 * $0)) }
+    /// A checkpoint of 8 bytes predates the horizon: a pass is due at once, to stamp the horizons.
+    static func readCleanerCheckpoint(directory: String) throws -> CleanerCheckpoint {
+        let path = directory + "/" + cleanerCheckpointFileName
+        guard PosixFile.exists(path) else { return CleanerCheckpoint(firstDirtyOffset: 0, earliestDeleteHorizonMs: .max) }
+        let bytes = try StateDocument.decode(try PosixFile.readWhole(path), path: path)
+        guard bytes.count == 8 || bytes.count == 16 else {
+            throw StorageError.corrupt("\(path): \(bytes.count) bytes, expected 16")
+        }
+        func number(_ at: Int) -> Int64 { bytes[at..<(at + 8)].reduce(Int64(0)) { $0 << 8 | Int64($1) } }
+        return CleanerCheckpoint(firstDirtyOffset: number(0), earliestDeleteHorizonMs: bytes.count == 16 ? number(8) : .min)
+    }
+
+    private func writeCleanerCheckpoint(_ checkpoint: CleanerCheckpoint) throws {
+        let bytes = [checkpoint.firstDirtyOffset, checkpoint.earliestDeleteHorizonMs].flatMap { number in
+            (0..<8).map { UInt8(truncatingIfNeeded: number >> (56 - 8 * $0)) }
+        }
         try PosixFile.writeAtomically(
             StateDocument.encode(bytes), to: directory + "/" + Self.cleanerCheckpointFileName, directory: directory)
     }
@@ -102,27 +119,24 @@ extension FilePartitionLog {
         /// The first offset not cleaned: the active segment's base, or an earlier segment's.
         var end: Int64
         var firstDirty: Int64
+        var earliestDeleteHorizonMs: Int64
 
         func nextBase(after i: Int) -> Int64 { i + 1 < segments.count ? segments[i + 1].baseOffset : end }
     }
 
-    /// The sealed segments from the log start that may be cleaned: wholly below the high watermark
-    /// (nothing a power loss may still erase is rewritten) and, by their largest timestamp, older
-    /// than min.compaction.lag.ms.
+    /// The sealed segments from the log start that `SegmentPolicy` lets a pass take.
     private func cleanableRange(nowMs: Int64) throws -> CleanableRange? {
         try state.withLock { s in
             guard s.isOpen, !s.isDeleted, s.config.isCompacted else { return nil }
-            let lag = s.config.minCompactionLagMs
             let highWatermark = runtime.flushPolicy == .always ? s.durableOffset : s.logEndOffset
-            var count = 0
-            while count + 1 < s.segments.count, s.segments[count + 1].baseOffset <= highWatermark {
-                if lag > 0 && nowMs - s.segments[count].maxTimestamp < lag { break }
-                count += 1
-            }
+            let count = SegmentPolicy.cleanableSegmentCount(
+                baseOffsets: s.segments.map(\.baseOffset), maxTimestamps: s.segments.map(\.maxTimestamp),
+                highWatermark: highWatermark, config: s.config, nowMs: nowMs)
             let segments = Array(s.segments.prefix(count))
             return CleanableRange(
                 config: s.config, segments: segments, files: try segments.map { try $0.log.open() },
-                end: s.segments[count].baseOffset, firstDirty: max(s.firstDirtyOffset, s.logStartOffset))
+                end: s.segments[count].baseOffset, firstDirty: max(s.firstDirtyOffset, s.logStartOffset),
+                earliestDeleteHorizonMs: s.earliestDeleteHorizonMs)
         }
     }
 
@@ -142,10 +156,11 @@ extension FilePartitionLog {
     }
 
     /// One cleaner pass: nil for a partition that is not compacted. Cleans when the dirty ratio
-    /// reaches min.cleanable.dirty.ratio, or the oldest dirty record is older than
-    /// max.compaction.lag.ms. The offset map takes at most `dedupeBufferBytes`; what does not fit is
-    /// left for later passes. `shouldContinue` is asked between segments, so shutdown does not wait
-    /// for a throttled clean to finish.
+    /// reaches min.cleanable.dirty.ratio, the oldest dirty record is older than
+    /// max.compaction.lag.ms, or a delete horizon an earlier pass stamped has passed. The pass holds
+    /// the offset map (at most `dedupeBufferBytes`), state per transaction and producer, and one
+    /// read chunk; what the map has no room for is left for later passes. `shouldContinue` is asked
+    /// between segments, so shutdown does not wait for a throttled clean to finish.
     func clean(
         nowMs: Int64, throttle: CleanerThrottle, dedupeBufferBytes: Int = FileLogStorage.defaultDedupeBufferBytes,
         shouldContinue: () -> Bool = { true }
@@ -166,84 +181,61 @@ extension FilePartitionLog {
         }
         let total = cleanBytes + dirtyBytes
         var report = CleaningReport(dirtyRatio: total > 0 ? Double(dirtyBytes) / Double(total) : 0)
-        guard dirtyBytes > 0, let firstDirtySegment else { return report }
-        var overdue = false
-        if range.config.maxCompactionLagMs < .max {
+        var oldestDirtyTimestamp: Int64?
+        if let firstDirtySegment, range.config.maxCompactionLagMs < .max {
             var cursor = FrameCursor(
                 file: range.files[firstDirtySegment], from: 0, end: range.segments[firstDirtySegment].size, chunkSize: 4096)
-            if let first = try cursor.next() { overdue = nowMs - first.maxTimestamp > range.config.maxCompactionLagMs }
+            oldestDirtyTimestamp = try cursor.next()?.maxTimestamp
         }
-        guard report.dirtyRatio >= range.config.minCleanableDirtyRatio || overdue else { return report }
+        guard SegmentPolicy.cleaningIsDue(
+            cleanBytes: cleanBytes, dirtyBytes: dirtyBytes, oldestDirtyTimestamp: oldestDirtyTimestamp,
+            earliestDeleteHorizonMs: range.earliestDeleteHorizonMs, config: range.config, nowMs: nowMs)
+        else { return report }
 
-        // Pass 1: every batch's keys and kind, for the plan.
-        var batches: [CleaningPlan.Batch] = []
-        var places: [BatchPlace] = []
-        for (i, segment) in range.segments.enumerated() {
+        // Stage 1: headers only, for how the transactions ended.
+        var scan = CleaningPlan.TransactionScan(firstDirty: range.firstDirty)
+        for i in range.segments.indices {
             guard shouldContinue() else { return report }
-            let horizonPassed = segment.lastAppendMs + range.config.deleteRetentionMs <= nowMs
-            var reader = BatchReader(file: range.files[i], end: segment.size, throttle: throttle)
-            while let (position, header, bytes) = try reader.next() {
-                let records = try Self.records(of: header, in: bytes)
-                batches.append(Self.planBatch(header, records: records, horizonPassed: horizonPassed))
-                places.append(BatchPlace(segment: i, position: position, size: header.totalSize,
-                                         recordSizes: records.map(\.encodedSize)))
+            var reader = BatchReader(file: range.files[i], end: range.segments[i].size, throttle: throttle)
+            while let (_, header, bytes) = try reader.next() {
+                scan.read(try CleanedBatch.planBatch(header, bytes: bytes, withRecords: false), recordCount: Int(header.recordCount))
             }
             report.bytesRead += reader.bytesRead
         }
-        let plan = CleaningPlan.plan(batches, firstDirty: range.firstDirty, mapBytes: dedupeBufferBytes)
-        let outcomes = plan.outcomes
-        report.offsetMapBytes = plan.mapBytes
-
-        // Sources are grouped, in order, into cleaned segments no larger than segment.bytes.
-        var retained = [Int](repeating: 0, count: range.segments.count)
-        var changed = [Bool](repeating: false, count: range.segments.count)
-        for (j, place) in places.enumerated() {
-            switch outcomes[j] {
-            case .keep: retained[place.segment] += place.size
-            case .remove: changed[place.segment] = true
-            case .keepRecords(let kept):
-                changed[place.segment] = true
-                retained[place.segment] += RecordBatchHeader.size + kept.reduce(0) { $0 + place.recordSizes[$1] }
+        // Stage 2: the dirty section's keys, until the map is full.
+        var builder = CleaningPlan.MapBuilder(scan.transactions, firstDirty: range.firstDirty, mapBytes: dedupeBufferBytes)
+        if let firstDirtySegment {
+            mapping: for i in firstDirtySegment..<range.segments.count {
+                guard shouldContinue() else { return report }
+                var reader = BatchReader(file: range.files[i], end: range.segments[i].size, throttle: throttle)
+                defer { report.bytesRead += reader.bytesRead }
+                while let (_, header, bytes) = try reader.next() {
+                    builder.read(try CleanedBatch.planBatch(header, bytes: bytes))
+                    if builder.isDone { break mapping }
+                }
             }
         }
-        var groups: [[Int]] = []
-        var current: [Int] = []
-        var currentSize = 0
-        for i in range.segments.indices {
-            if let first = current.first,
-                currentSize + retained[i] > range.config.segmentBytes
-                    || range.nextBase(after: i) - range.segments[first].baseOffset >= Int64(Int32.max)
-            {
-                groups.append(current)
-                current = []
-                currentSize = 0
-            }
-            current.append(i)
-            currentSize += retained[i]
-        }
-        if !current.isEmpty { groups.append(current) }
-
-        var placesBySegment = [[Int]](repeating: [], count: range.segments.count)
-        for (j, place) in places.enumerated() { placesBySegment[place.segment].append(j) }
+        report.offsetMapBytes = builder.map.bytes
+        // Stage 3: every batch decided in order into cleaned segments. A source joins the current
+        // one while the bytes written plus its own (what it can at most leave) fit segment.bytes.
+        var filter = CleaningPlan.Filter(builder, nowMs: nowMs, deleteRetentionMs: range.config.deleteRetentionMs)
+        var writer: CleanedSegmentWriter?
         // The checkpoint moves only when every group was dealt with.
         var finished = true
-        for group in groups {
-            if group.count == 1 && !changed[group[0]] { continue }
-            guard shouldContinue() else {
-                finished = false
-                break
+        // A failed swap (retention or a delete took a source meanwhile) ends the pass: a later
+        // group may drop a marker on the strength of records this one removes.
+        func complete(_ writer: inout CleanedSegmentWriter) throws -> Bool {
+            guard writer.changed else {
+                try writer.discard()
+                return true
             }
-            let (segment, written) = try writeCleaned(
-                group, range: range, places: places, placesBySegment: placesBySegment, outcomes: outcomes,
-                throttle: throttle, report: &report)
-            // A failed swap (retention or a delete took a source meanwhile) ends the pass: a later
-            // group may drop a marker on the strength of records this one removes.
+            let group = writer.sources
+            let segment = try writer.finish(end: range.nextBase(after: group[group.count - 1]))
             guard try swap(group, range: range, cleaned: segment) else {
-                try PosixFile.remove(Self.cleanedPath(directory, segment.baseOffset))
-                finished = false
-                break
+                try writer.discard()
+                return false
             }
-            report.bytesWritten += written
+            report.bytesWritten += segment.size
             report.segmentsReplaced += group.count
             report.cleaned = true
             do {
@@ -251,13 +243,48 @@ extension FilePartitionLog {
             } catch {
                 runtime.logger.warning("could not write cleaned segment indexes", metadata: ["segment": "\(segment.log.path)", "error": "\(error)"])
             }
+            return true
         }
+        for i in range.segments.indices where range.segments[i].baseOffset < filter.end {
+            guard shouldContinue() else {
+                finished = false
+                break
+            }
+            if var current = writer, let first = current.sources.first,
+                current.written + range.segments[i].size > range.config.segmentBytes
+                    || range.nextBase(after: i) - range.segments[first].baseOffset >= Int64(Int32.max)
+            {
+                writer = nil
+                guard try complete(&current) else {
+                    finished = false
+                    break
+                }
+            }
+            if writer == nil {
+                writer = try CleanedSegmentWriter(
+                    directory: directory, base: range.segments[i].baseOffset, files: runtime.files,
+                    indexInterval: range.config.indexIntervalBytes, throttle: throttle)
+            }
+            report.bytesRead += try writer!.add(i, source: range.segments[i], file: range.files[i], filter: &filter)
+        }
+        if var current = writer {
+            if !finished {
+                try current.discard()
+            } else if try !complete(&current) {
+                finished = false
+            }
+        }
+        report.peakStateBytes = max(scan.peakBytes, filter.peakBytes)
         // What an open transaction held back, or the offset map had no room for, stays dirty for
         // the next pass.
-        let cleanedUpTo = min(range.end, plan.end ?? range.end)
-        if finished && cleanedUpTo > range.firstDirty {
-            try writeCleanerCheckpoint(cleanedUpTo)
-            state.withLock { $0.firstDirtyOffset = max($0.firstDirtyOffset, cleanedUpTo) }
+        if finished {
+            let cleanedUpTo = max(range.firstDirty, min(range.end, filter.end))
+            let horizon = filter.earliestDeleteHorizonMs ?? .max
+            try writeCleanerCheckpoint(CleanerCheckpoint(firstDirtyOffset: cleanedUpTo, earliestDeleteHorizonMs: horizon))
+            state.withLock {
+                $0.firstDirtyOffset = max($0.firstDirtyOffset, cleanedUpTo)
+                $0.earliestDeleteHorizonMs = horizon
+            }
         }
         runtime.logger.info(
             "cleaned partition",
@@ -265,74 +292,10 @@ extension FilePartitionLog {
                 "partition": "\(topic)-\(partition)", "dirtyRatio": "\(report.dirtyRatio)",
                 "bytesRead": "\(report.bytesRead)", "bytesWritten": "\(report.bytesWritten)",
                 "segmentsReplaced": "\(report.segmentsReplaced)",
+                "earliestDeleteHorizonMs": "\(filter.earliestDeleteHorizonMs.map(String.init) ?? "none")",
                 "durationMs": "\((CleanerThrottle.monotonicNs() - startedNs) / 1_000_000)",
             ])
         return report
-    }
-
-    private struct BatchPlace {
-        var segment: Int
-        var position: Int
-        var size: Int
-        var recordSizes: [Int]
-    }
-
-    /// Writes one group's surviving batches to `<base>.log.cleaned`, fsynced, with the newest source's
-    /// modification time, so retention and the tombstone horizon keep counting from the original
-    /// writes. Returns the segment as it will be once swapped in, and the bytes written.
-    private func writeCleaned(
-        _ group: [Int], range: CleanableRange, places: [BatchPlace], placesBySegment: [[Int]],
-        outcomes: [CleaningPlan.Outcome], throttle: CleanerThrottle, report: inout CleaningReport
-    ) throws -> (FileSegment, Int) {
-        let base = range.segments[group[0]].baseOffset
-        let path = Self.cleanedPath(directory, base)
-        try PosixFile.remove(path)
-        let out = try PosixFile.openFile(path, create: true)
-        let lastAppendMs = group.map { range.segments[$0].lastAppendMs }.max()!
-        var segment = FileSegment(
-            baseOffset: base, directory: directory,
-            log: SegmentFile(path: FileSegment.path(directory, base, .log), cache: runtime.files), lastAppendMs: lastAppendMs)
-        var pending = ByteBufferAllocator().buffer(capacity: 1 << 20)
-        var written = 0
-        func flush() throws {
-            guard pending.readableBytes > 0 else { return }
-            try out.write(pending, at: written)
-            throttle.account(pending.readableBytes)
-            written += pending.readableBytes
-            pending.clear()
-        }
-        for i in group {
-            var reader = BatchReader(file: range.files[i], end: range.segments[i].size, throttle: throttle)
-            defer { report.bytesRead += reader.bytesRead }
-            for j in placesBySegment[i] {
-                // The sources are sealed, so the second read finds the batches the plan saw.
-                guard let (position, _, original) = try reader.next(), position == places[j].position else {
-                    throw StorageError.corrupt("\(range.segments[i].log.path) changed while being cleaned")
-                }
-                var batch: ByteBuffer
-                switch outcomes[j] {
-                case .remove:
-                    continue
-                case .keep:
-                    batch = original
-                case .keepRecords(let kept):
-                    batch = try Self.rewrite(original, keeping: kept)
-                }
-                let header = try RecordBatchHeader(reading: batch, at: batch.readerIndex)
-                segment.recordBatch(
-                    BatchFrame(header, position: written + pending.readableBytes), indexInterval: range.config.indexIntervalBytes)
-                pending.writeBuffer(&batch)
-                if pending.readableBytes >= 1 << 20 { try flush() }
-            }
-        }
-        try flush()
-        segment.nextOffset = range.nextBase(after: group[group.count - 1])
-        segment.seal()
-        try out.sync()
-        let mtime = timespec(tv_sec: Int(lastAppendMs / 1000), tv_nsec: Int(lastAppendMs % 1000) * 1_000_000)
-        var times = [mtime, mtime]
-        guard futimens(out.fd, &times) == 0 else { throw PosixFile.error("futimens", path) }
-        return (segment, written)
     }
 
     /// Commits and completes one group's swap under the partition lock, if its sources are still
@@ -356,66 +319,5 @@ extension FilePartitionLog {
             s.segments.replaceSubrange(start..<(start + sources.count), with: [cleaned])
             return true
         }
-    }
-
-    static func planBatch(_ header: RecordBatchHeader, records: [Record], horizonPassed: Bool) -> CleaningPlan.Batch {
-        let kind: CleaningPlan.Kind
-        if header.isControl {
-            if let first = records.first, let marker = try? ControlRecord(decoding: first), marker.type.isTransactionMarker {
-                kind = .marker(commit: marker.type == .commit)
-            } else {
-                kind = .otherControl
-            }
-        } else {
-            kind = .data
-        }
-        return CleaningPlan.Batch(
-            baseOffset: header.baseOffset, lastOffset: header.lastOffset, producerId: header.producerId,
-            isTransactional: header.isTransactional, kind: kind,
-            records: kind == .data
-                ? records.map { .init(offset: header.baseOffset + Int64($0.offsetDelta), key: $0.key, isTombstone: $0.value == nil) }
-                : [],
-            deleteHorizonPassed: horizonPassed)
-    }
-
-    /// A stored batch's records, inflated when compressed.
-    static func records(of header: RecordBatchHeader, in batch: ByteBuffer) throws -> [Record] {
-        if header.compression == .none {
-            var bytes = batch
-            return try RecordBatch.decode(from: &bytes).records
-        }
-        let inflated = try batch.withUnsafeReadableBytes { raw in
-            try RecordDecompressor.decompress(
-                header.compression, UnsafeRawBufferPointer(rebasing: raw[RecordBatchHeader.size...]), limit: Int(Int32.max)
-            ).get()
-        }
-        var buffer = ByteBuffer(bytes: inflated)
-        return try (0..<header.recordCount).map { _ in try Record.decode(from: &buffer) }
-    }
-
-    /// The batch with only the records at `kept`: the same base and last offset, timestamps and
-    /// producer fields (so the producer's last sequence survives), compressed again with its codec
-    /// as Kafka's cleaner does, with a new length and CRC. An emptied batch is left uncompressed.
-    static func rewrite(_ batch: ByteBuffer, keeping kept: [Int]) throws -> ByteBuffer {
-        var header = try RecordBatchHeader(reading: batch, at: batch.readerIndex)
-        let records = try Self.records(of: header, in: batch)
-        var section = ByteBufferAllocator().buffer(capacity: kept.reduce(0) { $0 + records[$1].encodedSize })
-        for i in kept { records[i].encode(into: &section) }
-        let codec = kept.isEmpty ? .none : header.compression
-        let body = try section.withUnsafeReadableBytes { try RecordCompressor.compress(codec, $0) }
-        header.attributes = RecordBatchHeader.attributes(
-            compression: codec, timestampType: header.timestampType, isTransactional: header.isTransactional,
-            isControl: header.isControl, hasDeleteHorizon: header.hasDeleteHorizon)
-        header.recordCount = Int32(kept.count)
-        header.batchLength = Int32(RecordBatchHeader.size - RecordBatchHeader.logOverhead + body.count)
-        header.crc = 0
-        var out = ByteBufferAllocator().buffer(capacity: RecordBatchHeader.size + body.count)
-        header.write(into: &out)
-        out.writeBytes(body)
-        let crc = out.withUnsafeReadableBytes {
-            CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[RecordBatchHeader.attributesOffset...]))
-        }
-        out.setInteger(crc, at: RecordBatchHeader.crcOffset, endianness: .big)
-        return out
     }
 }

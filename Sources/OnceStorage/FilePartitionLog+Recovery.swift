@@ -66,7 +66,9 @@ extension FilePartitionLog {
         var state = State(config: config, segments: segments, logEndOffset: logEnd, durableOffset: logEnd)
         // A torn tail can leave the log end below a start DeleteRecords stored; then nothing is left.
         state.startFloor = min(try readLogStart(directory: directory), logEnd)
-        state.firstDirtyOffset = min(try readCleanerCheckpoint(directory: directory), logEnd)
+        let checkpoint = try readCleanerCheckpoint(directory: directory)
+        state.firstDirtyOffset = min(checkpoint.firstDirtyOffset, logEnd)
+        state.earliestDeleteHorizonMs = checkpoint.earliestDeleteHorizonMs
         return FilePartitionLog(topic: topic, partition: partition, directory: directory, runtime: runtime, state: state)
     }
 

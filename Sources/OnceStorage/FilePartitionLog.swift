@@ -37,6 +37,8 @@ final class FilePartitionLog: PartitionLog {
         var startFloor: Int64 = 0
         /// Where the log cleaner's last pass ended: the bytes above it are the dirty part.
         var firstDirtyOffset: Int64 = 0
+        /// When the earliest tombstone or marker a cleaner pass stamped may go; `.max` for none.
+        var earliestDeleteHorizonMs: Int64 = .max
 
         var logStartOffset: Int64 { max(segments.first?.baseOffset ?? logEndOffset, startFloor) }
     }

@@ -19,6 +19,8 @@ public final class MemoryLogStorage: LogStorage {
     private let documents = Mutex<[String: [UInt8]]>([:])
 
     public let flushPolicy: FlushPolicy
+    let cleaner = Mutex<FlushTimer?>(nil)
+    let cleanerStatsBox = CleanerStatsBox()
 
     public init(flushPolicy: FlushPolicy = .none) {
         self.flushPolicy = flushPolicy
@@ -114,7 +116,18 @@ public final class MemoryLogStorage: LogStorage {
         for log in logs { log.enforceRetention(nowMs: nowMs) }
     }
 
-    public func close() throws {}
+    public func close() throws {
+        cleaner.withLock { timer in
+            defer { timer = nil }
+            return timer
+        }?.cancelAndWait()
+    }
+
+    func compactedPartitions() -> [MemoryPartitionLog] {
+        topicsByName.withLock { topics in
+            topics.keys.sorted().flatMap { name in topics[name]!.partitions.filter { $0.isCompacted } }
+        }
+    }
 
     public func readState(named name: String) throws -> [UInt8]? {
         try StateName.validate(name)

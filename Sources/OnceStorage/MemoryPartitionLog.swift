@@ -8,14 +8,14 @@ package final class MemoryPartitionLog: PartitionLog {
     package let topic: String
     package let partition: Int32
 
-    private struct StoredBatch {
+    struct StoredBatch {
         var baseOffset: Int64
         var lastOffset: Int64
         var maxTimestamp: Int64
         var bytes: ByteBuffer
     }
 
-    private struct Segment {
+    struct Segment {
         var baseOffset: Int64
         var batches: [StoredBatch] = []
         var size = 0
@@ -29,7 +29,7 @@ package final class MemoryPartitionLog: PartitionLog {
         }
     }
 
-    private struct State {
+    struct State {
         var config: TopicConfig
         var segments: [Segment]
         var logEndOffset: Int64 = 0
@@ -38,12 +38,15 @@ package final class MemoryPartitionLog: PartitionLog {
         var deleted = false
         /// Where DeleteRecords moved the log start; it can lie inside the first segment.
         var startFloor: Int64 = 0
+        /// Where the cleaner's last pass ended, and when the earliest horizon it stamped passes.
+        var firstDirtyOffset: Int64 = 0
+        var earliestDeleteHorizonMs: Int64 = .max
 
         var logStartOffset: Int64 { max(segments[0].baseOffset, startFloor) }
     }
 
-    private let state: Mutex<State>
-    private let flushPolicy: FlushPolicy
+    let state: Mutex<State>
+    let flushPolicy: FlushPolicy
 
     /// - Parameter baseOffset: where the log starts; an engine that keeps its batches elsewhere
     ///   (PostgreSQL) rebuilds this cache from its first stored batch.
@@ -81,6 +84,7 @@ package final class MemoryPartitionLog: PartitionLog {
         kept.segments.removeSubrange((lastSegment + 1)...)
         kept.logEndOffset = kept.segments.last!.batches.last.map { $0.lastOffset + 1 } ?? kept.segments.last!.baseOffset
         kept.durableOffset = kept.logEndOffset
+        kept.firstDirtyOffset = min(kept.firstDirtyOffset, kept.logEndOffset)
         return MemoryPartitionLog(topic: topic, partition: partition, flushPolicy: flushPolicy, state: kept)
     }
 
@@ -157,13 +161,21 @@ package final class MemoryPartitionLog: PartitionLog {
                 throw StorageError.offsetOutOfRange(requested: offset, logStart: start, logEnd: s.logEndOffset)
             }
             guard offset < s.logEndOffset else { return ByteBuffer() }
-            let segment = s.segments[Self.segmentIndex(containing: offset, in: s.segments)]
+            // An offset compaction left in a gap reads on from the next batch, in a later segment
+            // when the cleaner emptied the rest of this one.
+            var index = Self.segmentIndex(containing: offset, in: s.segments)
             var lo = 0
-            var hi = segment.batches.count
-            while lo < hi {
-                let mid = (lo + hi) / 2
-                if segment.batches[mid].lastOffset < offset { lo = mid + 1 } else { hi = mid }
+            while true {
+                var hi = s.segments[index].batches.count
+                lo = 0
+                while lo < hi {
+                    let mid = (lo + hi) / 2
+                    if s.segments[index].batches[mid].lastOffset < offset { lo = mid + 1 } else { hi = mid }
+                }
+                guard lo == s.segments[index].batches.count, index + 1 < s.segments.count else { break }
+                index += 1
             }
+            let segment = s.segments[index]
             var out = ByteBuffer()
             for batch in segment.batches[lo...] {
                 guard batch.lastOffset < limitOffset else { break }

@@ -127,18 +127,114 @@ struct FileLogCompactionTests {
         #expect(!names.contains { $0.hasSuffix(".cleaned") || $0.hasSuffix(".swap") })
     }
 
-    @Test func tombstonesGoOnceTheDeleteHorizonHasPassed() throws {
+    @Test func aTombstoneGoesInTheFirstPassAfterTheHorizonTheFirstPassStamped() throws {
         defer { dir.remove() }
         let storage = try open()
         let log = try fill(storage)
-        let later = currentTimeMillis() + 2 * 86_400_000
-        _ = try log.clean(nowMs: later, throttle: CleanerThrottle(maxBytesPerSecond: nil))
-        // The pass itself left everything below the active segment clean; new dirt brings it back.
-        _ = try log.append(Self.keyed([("f", "f0")]))
-        log.state.withLock { s in try? log.roll(&s, nowMs: currentTimeMillis()) }
-        _ = try log.clean(nowMs: later, throttle: CleanerThrottle(maxBytesPerSecond: nil))
-        #expect(!Self.describe(try Self.contents(log)).contains("9:b=∅"))
-        #expect(Self.describe(try Self.contents(log)).contains("11:a=a3"))
+        let throttle = CleanerThrottle(maxBytesPerSecond: nil)
+        let start = currentTimeMillis()
+        let horizon = start + 86_400_000
+        _ = try log.clean(nowMs: start, throttle: throttle)
+        #expect(Self.describe(try Self.contents(log)).contains("9:b=∅"))
+        // The horizon is in the tombstone's batch (KIP-534), its record's timestamp unchanged.
+        let stamped = try #require(
+            try RecordBatch.decodeAll(from: try log.read(from: 9, maxBytes: 1 << 20, limitOffset: .max)).first)
+        #expect(stamped.header.baseOffset == 9)
+        #expect(stamped.header.hasDeleteHorizon)
+        #expect(stamped.header.baseTimestamp == horizon)
+        #expect(stamped.timestamp(of: stamped.records[0]) == TestBatches.baseTime)
+        try storage.close()
+
+        // A restart does not move the horizon: before it nothing is due, after it the pass runs
+        // with nothing new written and takes the tombstone.
+        let reopened = try open()
+        let log2 = try #require(reopened.partition(topic: "c", partition: 0) as? FilePartitionLog)
+        let early = try #require(try log2.clean(nowMs: horizon - 1, throttle: throttle))
+        #expect(!early.cleaned)
+        #expect(Self.describe(try Self.contents(log2)).contains("9:b=∅"))
+        let due = try #require(try log2.clean(nowMs: horizon, throttle: throttle))
+        #expect(due.cleaned)
+        #expect(Self.describe(try Self.contents(log2)) == ["8:c=c2", "10:d=d0", "11:a=a3", "12:e=e0"])
+        let after = try #require(try log2.clean(nowMs: horizon + 1, throttle: throttle))
+        #expect(!after.cleaned, "nothing is left awaiting a horizon")
+        try reopened.close()
+    }
+
+    @Test func aCheckpointFromBeforeTheHorizonMakesThePassDueAtOnce() throws {
+        defer { dir.remove() }
+        let storage = try open()
+        let log = try fill(storage)
+        let throttle = CleanerThrottle(maxBytesPerSecond: nil)
+        _ = try log.clean(nowMs: currentTimeMillis(), throttle: throttle)
+        try storage.close()
+        // The 8-byte checkpoint an older broker wrote: where it cleaned up to, no horizon.
+        let path = dir.path + "/c-0/" + FilePartitionLog.cleanerCheckpointFileName
+        let end = try FilePartitionLog.readCleanerCheckpoint(directory: dir.path + "/c-0").firstDirtyOffset
+        let old = (0..<8).map { UInt8(truncatingIfNeeded: end >> (56 - 8 * $0)) }
+        try PosixFile.writeAtomically(StateDocument.encode(old), to: path, directory: dir.path + "/c-0")
+        #expect(try FilePartitionLog.readCleanerCheckpoint(directory: dir.path + "/c-0") == .init(firstDirtyOffset: end, earliestDeleteHorizonMs: .min))
+
+        let reopened = try open()
+        let log2 = try #require(reopened.partition(topic: "c", partition: 0) as? FilePartitionLog)
+        // Nothing is dirty, yet the pass runs: it finds the stamped tombstone and writes its horizon.
+        _ = try log2.clean(nowMs: currentTimeMillis(), throttle: throttle)
+        let checkpoint = try FilePartitionLog.readCleanerCheckpoint(directory: dir.path + "/c-0")
+        #expect(checkpoint.firstDirtyOffset == end)
+        #expect(checkpoint.earliestDeleteHorizonMs > currentTimeMillis() && checkpoint.earliestDeleteHorizonMs < .max)
+        try reopened.close()
+    }
+
+    /// Many more keys than the map holds, written as one backlog: every pass holds the same bounded
+    /// state however many records the log has, and the passes together leave what one unbounded
+    /// pass would.
+    @Test func aPassHoldsBoundedStateWhateverTheBacklog() throws {
+        defer { dir.remove() }
+        let storage = try open()
+        let bound = 1000 * OffsetMap.bytesPerEntry
+        var peaks: [Int: Int] = [:]
+        for (name, keys) in [("small", 2_000), ("large", 20_000)] {
+            try storage.createTopic(
+                name: name, partitions: 1, configs: Self.compacted.merging(["segment.bytes": "65536"]) { $1 })
+            let log = try #require(storage.partition(topic: name, partition: 0) as? FilePartitionLog)
+            // Two rounds over the keys, the second overwriting the first, plus a tombstone for
+            // every tenth key, from idempotent producers so per-producer state is counted too.
+            for round in 0..<2 {
+                for start in stride(from: 0, to: keys, by: 50) {
+                    let pairs = (start..<(start + 50)).map { k in
+                        ("k\(k)", round == 1 && k % 10 == 0 ? nil : "v\(round)-\(k)") as (String, String?)
+                    }
+                    let records = pairs.enumerated().map { i, pair in
+                        Record(offsetDelta: Int32(i), key: Array(pair.0.utf8), value: pair.1.map { Array($0.utf8) })
+                    }
+                    let producer = Int64(start / 50 % 7)
+                    _ = try log.append(
+                        RecordBatch.encode(
+                            records: records, baseTimestamp: TestBatches.baseTime, producerId: producer, producerEpoch: 0,
+                            baseSequence: Int32(round * keys + start) / 7))
+                }
+            }
+            log.state.withLock { s in try? log.roll(&s, nowMs: currentTimeMillis()) }
+            _ = try log.append(Self.keyed([("end", "e")]))
+            var passes = 0
+            var peak = 0
+            while passes < 200 {
+                let report = try #require(
+                    try log.clean(nowMs: currentTimeMillis(), throttle: CleanerThrottle(maxBytesPerSecond: nil), dedupeBufferBytes: bound))
+                let firstDirty = log.state.withLock { $0.firstDirtyOffset }
+                guard report.cleaned || firstDirty < log.segmentBaseOffsets.last! else { break }
+                #expect(report.offsetMapBytes <= bound)
+                peak = max(peak, report.peakStateBytes)
+                passes += 1
+            }
+            #expect(passes >= 2 * keys / 900, "the map took at most 900 keys a pass")
+            let rows = try Self.contents(log)
+            #expect(rows.count == keys + 1)
+            #expect(rows.allSatisfy { $0.1 == "end" || $0.2 == (Int($0.1.dropFirst())! % 10 == 0 ? nil : "v1-\($0.1.dropFirst())") })
+            peaks[keys] = peak
+        }
+        // The state is the map plus a few producers, the same for ten times the records.
+        #expect(peaks[20_000]! <= bound + 1024)
+        #expect(peaks[20_000] == peaks[2_000])
         try storage.close()
     }
 
@@ -184,7 +280,7 @@ struct FileLogCompactionTests {
         var original = RecordBatch.encode(
             records: records, baseOffset: 40, baseTimestamp: TestBatches.baseTime, producerId: 9, producerEpoch: 3,
             baseSequence: 17, isTransactional: true)
-        let rewritten = try FilePartitionLog.rewrite(original, keeping: [1])
+        let rewritten = try CleanedBatch.rewrite(original, keeping: [1])
         var copy = rewritten
         let batch = try RecordBatch.decode(from: &copy)
         let before = try RecordBatch.decode(from: &original)
@@ -194,7 +290,7 @@ struct FileLogCompactionTests {
         #expect(batch.header.isTransactional && batch.header.baseTimestamp == before.header.baseTimestamp)
         #expect(batch.records.map { batch.offset(of: $0) } == [41])
         #expect(batch.records.map(\.key) == [Array("b".utf8)])
-        let emptied = try FilePartitionLog.rewrite(rewritten, keeping: [])
+        let emptied = try CleanedBatch.rewrite(rewritten, keeping: [])
         var emptyCopy = emptied
         let empty = try RecordBatch.decode(from: &emptyCopy)
         #expect(empty.records.isEmpty && empty.header.lastOffset == 42 && empty.header.baseSequence == 17)
@@ -222,11 +318,11 @@ struct FileLogCompactionTests {
         }
         original.setInteger(crc, at: RecordBatchHeader.crcOffset, endianness: .big)
 
-        let rewritten = try FilePartitionLog.rewrite(original, keeping: [16, 17, 18, 19])
+        let rewritten = try CleanedBatch.rewrite(original, keeping: [16, 17, 18, 19])
         let rewrittenHeader = try RecordBatchHeader(reading: rewritten, at: 0)
         #expect(rewrittenHeader.compression == codec)
         #expect(rewrittenHeader.baseOffset == 100 && rewrittenHeader.lastOffset == 119 && rewrittenHeader.recordCount == 4)
-        let kept = try FilePartitionLog.records(of: rewrittenHeader, in: rewritten)
+        let kept = try CleanedBatch.records(of: rewrittenHeader, in: rewritten)
         #expect(kept == Array(records[16...]))
         let computed = rewritten.withUnsafeReadableBytes {
             CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[RecordBatchHeader.attributesOffset...]))

@@ -88,6 +88,10 @@ struct BrokerStateMetrics: Sendable {
             help: "The largest offset map a log cleaner pass has used, at most --log-cleaner-dedupe-buffer-size.")
         text.sample("once_log_cleaner_offset_map_bytes_max", stats.largestOffsetMapBytes)
         text.family(
+            "once_log_cleaner_pass_state_bytes_max", "gauge",
+            help: "The most state a log cleaner pass has held: its offset map plus per-transaction and per-producer state.")
+        text.sample("once_log_cleaner_pass_state_bytes_max", stats.largestPassStateBytes)
+        text.family(
             "once_log_cleaner_last_run_timestamp_seconds", "gauge",
             help: "When the log cleaner's last pass ended, seconds since the epoch; 0 before the first.")
         text.sample("once_log_cleaner_last_run_timestamp_seconds", Double(stats.lastRunMs ?? 0) / 1000)

@@ -1,17 +1,24 @@
 /// Log compaction's rules, as Kafka's LogCleaner applies them, over plain data: which records and
-/// batches of a partition's cleanable range survive. The storage engine reads the batches, asks
-/// this, and rewrites what it is told; it decides nothing itself, so every engine cleans alike.
+/// batches of a partition's cleanable range survive. The storage engine reads the batches, feeds
+/// them to this, and rewrites what it is told; it decides nothing itself, so every engine cleans
+/// alike.
+///
+/// A pass streams the range three times, holding only bounded state, as Kafka's cleaner does:
+/// a `TransactionScan` over batch headers finds how each transaction ended (only aborted ones are
+/// kept, as Kafka's aborted-transaction index holds them) and each producer's last batch; a
+/// `MapBuilder` fills the fixed-size `OffsetMap` from the dirty section until it is full; a
+/// `Filter` then decides batch by batch. Nothing per record outlives the batch being read, so a
+/// backlog of any size is cleaned in the map's memory, a map-full's worth per pass.
 ///
 /// The range must start at the log start, so every transaction's data lies in it before its
 /// marker. Records at or after the first transaction without a marker in the range (the range's
 /// last stable offset) are kept untouched and do not count as the latest value of their key: a
 /// read_committed consumer cannot see them yet, so what it can see must not lose anything to them.
 ///
-/// The latest offset of each key comes from the dirty section only (the records from the first
-/// dirty offset on), in an `OffsetMap` of bounded size, as Kafka's cleaner does: the clean section
-/// holds each key at most once already, so a record of it goes only when the dirty section has its
-/// key again. When the map fills, the plan cleans up to the first record whose key did not fit
-/// and leaves the rest for the next pass, so a backlog of any size is cleaned in bounded memory.
+/// Tombstones and commit markers go in two passes (KIP-534): the first pass that finds a tombstone
+/// to keep, or a commit marker whose transaction has no record left, stamps the batch with a delete
+/// horizon (now plus delete.retention.ms); a pass after that horizon removes them. The horizon
+/// lives in the batch, so a restart or a crash does not move it. Abort markers stay (see `Filter`).
 public enum CleaningPlan {
     public struct Record: Sendable, Equatable {
         public var offset: Int64
@@ -42,13 +49,14 @@ public enum CleaningPlan {
         public var producerId: Int64
         public var isTransactional: Bool
         public var kind: Kind
+        /// A data batch's records; the transaction scan needs none, so engines may leave them out
+        /// there and spare the decompression.
         public var records: [Record]
-        /// Whether `delete.retention.ms` has passed for this batch, so its tombstones and (for a
-        /// marker whose transaction has no record left) the batch itself may go.
-        public var deleteHorizonPassed: Bool
+        /// The delete horizon an earlier pass stamped on the batch (KIP-534), nil before.
+        public var deleteHorizonMs: Int64?
         public init(
             baseOffset: Int64, lastOffset: Int64, producerId: Int64 = -1, isTransactional: Bool = false,
-            kind: Kind = .data, records: [Record], deleteHorizonPassed: Bool = false
+            kind: Kind = .data, records: [Record], deleteHorizonMs: Int64? = nil
         ) {
             self.baseOffset = baseOffset
             self.lastOffset = lastOffset
@@ -56,7 +64,7 @@ public enum CleaningPlan {
             self.isTransactional = isTransactional
             self.kind = kind
             self.records = records
-            self.deleteHorizonPassed = deleteHorizonPassed
+            self.deleteHorizonMs = deleteHorizonMs
         }
     }
 
@@ -65,12 +73,15 @@ public enum CleaningPlan {
         case keep
         /// Rewritten with only the records at these indexes, keeping its base and last offset and
         /// its producer fields; possibly none, when the batch stays only as its producer's last.
-        case keepRecords([Int])
+        /// With a delete horizon the batch is stamped with it; without, it keeps the one it has.
+        case keepRecords([Int], deleteHorizonMs: Int64? = nil)
+        /// Every record kept, the batch stamped with this delete horizon.
+        case stampDeleteHorizon(Int64)
         /// Removed from the log.
         case remove
     }
 
-    /// What a pass does to the batches it was given.
+    /// What a pass over batches held in memory does to them.
     public struct Plan: Sendable, Equatable {
         /// One per batch, in order.
         public var outcomes: [Outcome]
@@ -79,118 +90,30 @@ public enum CleaningPlan {
         public var end: Int64?
         /// The size of the offset map the plan used.
         public var mapBytes: Int
+        /// The earliest delete horizon of a tombstone or marker left in the cleaned part: the
+        /// next pass is due then even if nothing new is written. Nil when none is left.
+        public var earliestDeleteHorizonMs: Int64?
     }
 
     /// One outcome per batch, in order, as a pass with a map of unbounded size would decide.
-    public static func outcomes(_ batches: [Batch]) -> [Outcome] {
-        plan(batches, firstDirty: 0, mapBytes: .max).outcomes
+    public static func outcomes(_ batches: [Batch], nowMs: Int64, deleteRetentionMs: Int64) -> [Outcome] {
+        plan(batches, firstDirty: 0, mapBytes: .max, nowMs: nowMs, deleteRetentionMs: deleteRetentionMs).outcomes
     }
 
     /// The plan for batches (in offset order, from the log start) whose records before `firstDirty`
-    /// were cleaned by earlier passes, with an offset map of at most `mapBytes`.
-    public static func plan(_ batches: [Batch], firstDirty: Int64, mapBytes: Int) -> Plan {
-        let transactions = Transactions(batches)
-        // Only records a read_committed reader can see count as a key's latest.
-        func counts(_ i: Int) -> Bool {
-            let batch = batches[i]
-            return batch.kind == .data && batch.baseOffset < transactions.stableEnd
-                && (!batch.isTransactional || transactions.outcome[i] == true)
-        }
-        var dirtyRecords = 0
-        for i in batches.indices where counts(i) && batches[i].lastOffset >= firstDirty {
-            dirtyRecords += batches[i].records.count
-        }
-        var latest = OffsetMap(maxBytes: mapBytes, expectedKeys: dirtyRecords)
-        var mapEnd = Int64.max
-        filling: for i in batches.indices where counts(i) && batches[i].lastOffset >= firstDirty {
-            for record in batches[i].records where record.offset >= firstDirty {
-                guard let key = record.key else { continue }
-                guard latest.put(key, offset: record.offset) else {
-                    mapEnd = record.offset
-                    break filling
-                }
-            }
-        }
-        let end = min(transactions.stableEnd, mapEnd)
-        // Kafka keeps each producer's last data batch, even emptied, so the producer's epoch and
-        // sequence survive a restart that rebuilds them from the log; and, when that batch is
-        // transactional, the marker that ends it, or the rebuilt state would see it still open.
-        var lastDataBatch: [Int64: Int] = [:]
-        for (i, batch) in batches.enumerated() where batch.producerId >= 0 && batch.kind == .data {
-            lastDataBatch[batch.producerId] = i
-        }
-        var pinned = Set(lastDataBatch.values)
-        for i in lastDataBatch.values {
-            if let marker = transactions.marker[i] { pinned.insert(marker) }
-        }
-
-        var result = [Outcome](repeating: .keep, count: batches.count)
-        // Records each marker's transaction still has after this pass.
-        var survivors = [Int: Int]()
-        for (i, batch) in batches.enumerated() where batch.kind == .data {
-            guard batch.baseOffset < end else { continue }
-            let retained: [Int]
-            if batch.isTransactional && transactions.outcome[i] == nil {
-                continue
-            } else if batch.isTransactional && transactions.outcome[i] == false {
-                retained = []
-            } else {
-                retained = batch.records.indices.filter { r in
-                    let record = batch.records[r]
-                    // What the map did not reach stays as it is, for the pass that maps it.
-                    guard record.offset < end else { return true }
-                    guard let key = record.key, record.offset >= latest.offset(of: key) ?? record.offset else {
-                        return false
-                    }
-                    return !(record.isTombstone && batch.deleteHorizonPassed)
-                }
-            }
-            if let marker = transactions.marker[i] { survivors[marker, default: 0] += retained.count }
-            if retained.count == batch.records.count {
-                result[i] = .keep
-            } else if retained.isEmpty && !pinned.contains(i) {
-                result[i] = .remove
-            } else {
-                result[i] = .keepRecords(retained)
-            }
-        }
-        for (i, batch) in batches.enumerated() {
-            guard case .marker = batch.kind, batch.baseOffset < end else { continue }
-            if batch.deleteHorizonPassed && survivors[i, default: 0] == 0 && !pinned.contains(i) {
-                result[i] = .remove
-            }
-        }
-        return Plan(outcomes: result, end: end == .max ? nil : end, mapBytes: latest.bytes)
-    }
-
-    /// How each transactional batch ended, read from the markers that follow it.
-    struct Transactions {
-        /// Per batch index: true committed, false aborted, nil undecided (no marker in the range)
-        /// or not transactional.
-        var outcome: [Int: Bool] = [:]
-        /// Per transactional data batch index: the index of the marker that ends it.
-        var marker: [Int: Int] = [:]
-        /// The first offset of the first transaction still undecided in the range.
-        var stableEnd: Int64 = .max
-
-        init(_ batches: [Batch]) {
-            var open: [Int64: [Int]] = [:]
-            for (i, batch) in batches.enumerated() where batch.producerId >= 0 {
-                switch batch.kind {
-                case .data where batch.isTransactional:
-                    open[batch.producerId, default: []].append(i)
-                case .marker(let commit):
-                    for member in open.removeValue(forKey: batch.producerId) ?? [] {
-                        outcome[member] = commit
-                        marker[member] = i
-                    }
-                default:
-                    break
-                }
-            }
-            for members in open.values {
-                if let first = members.first { stableEnd = min(stableEnd, batches[first].baseOffset) }
-            }
-        }
+    /// were cleaned by earlier passes, with an offset map of at most `mapBytes`: the three stages
+    /// run over an array, for engines that hold their log in memory and for tests.
+    public static func plan(
+        _ batches: [Batch], firstDirty: Int64, mapBytes: Int, nowMs: Int64, deleteRetentionMs: Int64
+    ) -> Plan {
+        var scan = TransactionScan(firstDirty: firstDirty)
+        for batch in batches { scan.read(batch, recordCount: batch.records.count) }
+        var builder = MapBuilder(scan.transactions, firstDirty: firstDirty, mapBytes: mapBytes)
+        for batch in batches where !builder.isDone { builder.read(batch) }
+        var filter = Filter(builder, nowMs: nowMs, deleteRetentionMs: deleteRetentionMs)
+        let outcomes = batches.map { filter.decide($0) }
+        return Plan(
+            outcomes: outcomes, end: builder.end == .max ? nil : builder.end, mapBytes: builder.map.bytes,
+            earliestDeleteHorizonMs: filter.earliestDeleteHorizonMs)
     }
 }

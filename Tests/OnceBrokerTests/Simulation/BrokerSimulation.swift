@@ -33,6 +33,11 @@ final class BrokerSimulation {
         var delayV1EndTxn = false
         /// KIP-848 group members heartbeating in one consumer group over `topic`.
         var groupMembers = 3
+        /// Makes `topic` compacted, its records keyed from a few keys, and runs the log cleaner
+        /// between steps with this chance (see BrokerSimulation+Cleaner); 0 leaves it uncompacted.
+        var cleanerChance = 0.0
+        /// The cleaner's offset map: small, so a pass often stops where the map filled.
+        var cleanerMapBytes = 8 * OffsetMap.bytesPerEntry
         /// Prints every step and answer (`ONCE_SIMULATION_TRACE=1` when replaying a seed).
         var trace = ProcessInfo.processInfo.environment["ONCE_SIMULATION_TRACE"] == "1"
     }
@@ -76,6 +81,9 @@ final class BrokerSimulation {
     /// Held-back Produce requests of a V2 producer delivered after it began its next transaction
     /// (each must be refused: the end bumped the epoch).
     private(set) var lateV2Produces = 0
+    /// Cleaner passes that rewrote a partition, and the read_committed records they removed.
+    var cleanerPasses = 0
+    var removedByCleaner = 0
     /// The KIP-848 members and what each believes it owns (see BrokerSimulation+Groups).
     var groupMembers: [SimulatedGroupMember] = []
     var nextGroupMember = 0
@@ -84,7 +92,9 @@ final class BrokerSimulation {
         self.seed = seed
         self.options = options
         rng = SplitMix64(seed: seed)
-        world = try SimulatedWorld(flushPolicy: options.flushPolicy, topics: [Self.topic: options.partitions, Self.input: 1])
+        world = try SimulatedWorld(
+            flushPolicy: options.flushPolicy, topics: [Self.topic: options.partitions, Self.input: 1],
+            configs: options.cleanerChance > 0 ? [Self.topic: Self.compactedConfig] : [:])
         for i in 0..<options.transactionalIds { clients.append(newInstance(of: "t\(i)")) }
         for _ in 0..<options.groupMembers { groupMembers.append(newGroupMember()) }
     }
@@ -148,6 +158,8 @@ final class BrokerSimulation {
             try await readStep()
         } else if roll < 0.45, !groupMembers.isEmpty {
             await groupMemberStep()
+        } else if roll < 0.45 + options.cleanerChance {
+            try await cleanerStep()
         } else {
             let index = Int.random(in: 0..<clients.count, using: &rng)
             var client = clients[index]
@@ -244,7 +256,7 @@ final class BrokerSimulation {
         }
         history.check(
             committed: committed, uncommitted: uncommitted, groupOffsets: offsets,
-            ackedWritesMustSurvive: history.acknowledgementsAreDurable)
+            ackedWritesMustSurvive: history.acknowledgementsAreDurable, compacted: options.cleanerChance > 0)
     }
 
     // MARK: Delivery through the simulated network
@@ -443,7 +455,7 @@ final class BrokerSimulation {
         let pending = txn.pendingValues ?? values
         txn.pendingValues = pending
         let sequence = c.sequences[partition, default: 0]
-        let records = pending.enumerated().map { Record(offsetDelta: Int32($0.offset), key: nil, value: Array($0.element.utf8)) }
+        let records = pending.enumerated().map { Record(offsetDelta: Int32($0.offset), key: recordKey(of: $0.element), value: Array($0.element.utf8)) }
         let batch = RecordBatch.encode(
             records: records, baseTimestamp: world.clock.now, producerId: c.producerId, producerEpoch: c.epoch,
             baseSequence: sequence, isTransactional: true)
@@ -538,7 +550,7 @@ final class BrokerSimulation {
         let (partition, values) = idempotent.pending!
         let sequence = idempotent.sequences[partition, default: 0]
         let batch = RecordBatch.encode(
-            records: values.enumerated().map { Record(offsetDelta: Int32($0.offset), key: nil, value: Array($0.element.utf8)) },
+            records: values.enumerated().map { Record(offsetDelta: Int32($0.offset), key: recordKey(of: $0.element), value: Array($0.element.utf8)) },
             baseTimestamp: world.clock.now, producerId: idempotent.producerId, producerEpoch: idempotent.epoch,
             baseSequence: sequence)
         guard case .answered(let r) = await send(
@@ -574,7 +586,7 @@ final class BrokerSimulation {
         positions[partition] = records.next
     }
 
-    private func fetchAll(_ partition: Int32, isolation: Int8) async throws -> [(offset: Int64, value: String)] {
+    func fetchAll(_ partition: Int32, isolation: Int8) async throws -> [(offset: Int64, value: String)] {
         var all: [(offset: Int64, value: String)] = []
         var from: Int64 = 0
         while let page = try await fetch(partition, from: from, isolation: isolation, faults: false), page.next > from {

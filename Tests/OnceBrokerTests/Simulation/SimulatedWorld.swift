@@ -32,11 +32,11 @@ final class SimulatedWorld {
     private var correlationId: Int32 = 0
     static let eventLoop = BrokerHarness.group.next()
 
-    init(flushPolicy: FlushPolicy, topics: [String: Int32]) throws {
+    init(flushPolicy: FlushPolicy, topics: [String: Int32], configs: [String: [String: String]] = [:]) throws {
         self.flushPolicy = flushPolicy
         storage = MemoryLogStorage(flushPolicy: flushPolicy)
         for (name, partitions) in topics.sorted(by: { $0.key < $1.key }) {
-            try storage.createTopic(name: name, partitions: partitions, configs: [:])
+            try storage.createTopic(name: name, partitions: partitions, configs: configs[name] ?? [:])
         }
         broker = try Self.start(storage, flushPolicy: flushPolicy, clock: clock)
     }
