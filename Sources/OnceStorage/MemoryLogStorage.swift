@@ -19,16 +19,19 @@ public final class MemoryLogStorage: LogStorage {
     private let documents = Mutex<[String: [UInt8]]>([:])
 
     public let flushPolicy: FlushPolicy
+    /// Where topic ids come from: seeded under simulation, so a run depends on its seed alone.
+    public let random: RandomSource
 
-    public init(flushPolicy: FlushPolicy = .none) {
+    public init(flushPolicy: FlushPolicy = .none, random: RandomSource = .system) {
         self.flushPolicy = flushPolicy
+        self.random = random
     }
 
     /// What a restart after a power cut finds: every topic and document, each partition cut back to
     /// its last sync plus whatever the kernel happened to write back: `writeback(n)` of its `n`
     /// unsynced batches, oldest first (a torn batch is one a restart cuts off, so it counts as lost).
     public func afterPowerLoss(writeback: (_ unsyncedBatches: Int) -> Int = { _ in 0 }) -> MemoryLogStorage {
-        let survivor = MemoryLogStorage(flushPolicy: flushPolicy)
+        let survivor = MemoryLogStorage(flushPolicy: flushPolicy, random: random)
         let topics = topicsByName.withLock { $0 }
         var kept: [String: Topic] = [:]
         for (name, topic) in topics.sorted(by: { $0.key < $1.key }) {
@@ -54,7 +57,7 @@ public final class MemoryLogStorage: LogStorage {
         let config = try TopicConfig(overrides: configs)
         return try topicsByName.withLock { topics in
             guard topics[name] == nil else { throw StorageError.topicExists(name) }
-            let metadata = TopicMetadata(name: name, id: .random(), partitionCount: partitions, configs: configs)
+            let metadata = TopicMetadata(name: name, id: random.uuid(), partitionCount: partitions, configs: configs)
             let logs = (0..<partitions).map {
                 MemoryPartitionLog(topic: name, partition: $0, config: config, flushPolicy: flushPolicy)
             }

@@ -22,8 +22,7 @@ extension Broker {
         }
         let writes = transactionalWrites(req)
         guard !writes.isEmpty else { return append(req, request, refused: [:]) }
-        let promise = request.eventLoop.makePromise(of: [TopicPartitionKey: ErrorCode].self)
-        promise.completeWithTask {
+        let verified = runtime.task(on: request.eventLoop) {
             var refused: [TopicPartitionKey: ErrorCode] = [:]
             for (producer, partitions) in writes {
                 let code: ErrorCode
@@ -39,7 +38,7 @@ extension Broker {
             }
             return refused
         }
-        return promise.futureResult.flatMap { self.append(req, request, refused: $0) }
+        return verified.flatMap { self.append(req, request, refused: $0) }
     }
 
     /// A producer id and epoch, as a transactional batch header carries them.
@@ -117,17 +116,16 @@ extension Broker {
                             appendedRecords += appended.records
                         }
                         if config.flushPolicy == .always {
-                            let promise = request.eventLoop.makePromise(of: Void.self)
                             let end = appended.durableUpTo
                             let key = FetchWaiters.PartitionKey(topic: t.name, partition: p.index)
-                            promise.completeWithTask {
+                            let synced = runtime.task(on: request.eventLoop) {
                                 try await log.waitDurable(upTo: end)
                                 // The high watermark moved with the sync: wake the fetches it held back.
                                 self.waiters.notify(key)
                             }
                             // acks=0 is not answered, but its data is synced all the same, or it
                             // would stay unreadable until some later write synced it.
-                            if req.acks != 0 { durable.append(promise.futureResult) }
+                            if req.acks != 0 { durable.append(synced) }
                         }
                     } catch let error as ProduceError {
                         result.errorCode = error.code.rawValue
