@@ -44,18 +44,24 @@ final class MemoryPartitionLog: PartitionLog {
 
     private let state: Mutex<State>
     private let flushPolicy: FlushPolicy
+    private let clock: @Sendable () -> Int64
 
-    init(topic: String, partition: Int32, config: TopicConfig, flushPolicy: FlushPolicy = .none) {
+    init(
+        topic: String, partition: Int32, config: TopicConfig, flushPolicy: FlushPolicy = .none,
+        clock: @escaping @Sendable () -> Int64 = currentTimeMillis
+    ) {
         self.topic = topic
         self.partition = partition
         self.flushPolicy = flushPolicy
+        self.clock = clock
         self.state = Mutex(State(config: config, segments: [Segment(baseOffset: 0)]))
     }
 
-    private init(topic: String, partition: Int32, flushPolicy: FlushPolicy, state: State) {
+    private init(topic: String, partition: Int32, flushPolicy: FlushPolicy, clock: @escaping @Sendable () -> Int64, state: State) {
         self.topic = topic
         self.partition = partition
         self.flushPolicy = flushPolicy
+        self.clock = clock
         self.state = Mutex(state)
     }
 
@@ -75,7 +81,7 @@ final class MemoryPartitionLog: PartitionLog {
         kept.segments.removeSubrange((lastSegment + 1)...)
         kept.logEndOffset = kept.segments.last!.batches.last.map { $0.lastOffset + 1 } ?? kept.segments.last!.baseOffset
         kept.durableOffset = kept.logEndOffset
-        return MemoryPartitionLog(topic: topic, partition: partition, flushPolicy: flushPolicy, state: kept)
+        return MemoryPartitionLog(topic: topic, partition: partition, flushPolicy: flushPolicy, clock: clock, state: kept)
     }
 
     var logStartOffset: Int64 { state.withLock { $0.logStartOffset } }
@@ -92,7 +98,7 @@ final class MemoryPartitionLog: PartitionLog {
 
     func append(_ batches: ByteBuffer) throws -> AppendResult {
         let frames = try BatchFrame.frames(of: batches)
-        let now = currentTimeMillis()
+        let now = clock()
         return try state.withLock { s in
             guard !s.deleted else { throw StorageError.unknownTopic(topic) }
             let base = s.logEndOffset

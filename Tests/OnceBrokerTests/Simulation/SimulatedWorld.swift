@@ -52,7 +52,8 @@ final class SimulatedWorld {
         self.recordsPicks = recordsPicks
         rng = SplitMix64(seed: seed ^ 0x9e37_79b9_7f4a_7c15)
         random = RandomSource(SplitMix64(seed: seed ^ 0x2545_f491_4f6c_dd1d))
-        storage = MemoryLogStorage(flushPolicy: flushPolicy, random: random)
+        let clock = clock
+        storage = MemoryLogStorage(flushPolicy: flushPolicy, random: random, clock: { clock.now })
         for (name, partitions) in topics.sorted(by: { $0.key < $1.key }) {
             try storage.createTopic(name: name, partitions: partitions, configs: [:])
         }
