@@ -11,6 +11,9 @@ import OnceStorage
 /// consumer offsets in transactions, against the production broker while it crashes, loses power
 /// (under `always`), and its requests and answers are lost, duplicated and delayed: a delayed
 /// Produce or EndTxn of one transaction may arrive after its producer began the next (KAFKA-17754).
+/// Requests overlap: producers pipeline batches on their connection, a duplicate races its
+/// original, a late Produce races its producer's next requests, heartbeats are let go and race
+/// the steps after them; the seeded scheduler of `SimulatedWorld` interleaves them.
 /// `run()` returns the anomalies the history shows.
 final class BrokerSimulation {
     struct Options {

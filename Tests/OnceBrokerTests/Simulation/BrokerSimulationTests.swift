@@ -2,7 +2,8 @@ import Foundation
 import OnceStorage
 import Testing
 
-/// The production broker under seeded faults. `ONCE_SIMULATION_SEEDS` sets how many seeds each
+/// The production broker under seeded faults and interleavings of concurrent requests (every job
+/// on one seeded scheduler, see `SimulatedScheduler`). `ONCE_SIMULATION_SEEDS` sets how many seeds each
 /// configuration runs and `ONCE_SIMULATION_STEPS` how long each is (CI keeps both small;
 /// scripts/soak.sh runs far more); `ONCE_SIMULATION_SEED` replays one seed exactly, and
 /// `ONCE_SIMULATION_TRACE=1` prints its every step.

@@ -104,14 +104,16 @@ final class SimulatedWorld {
     /// The picks of the whole run so far.
     var allPicks: [String] { picks + scheduler.picks }
 
-    /// The broker's periodic work at the current simulated time, as the timer's task, racing
-    /// whatever is in flight.
+    /// The broker's periodic work at the current simulated time (the transaction timeout check's
+    /// task, the group coordinator's session timer), racing whatever is in flight.
     func tick(snapshot: Bool) async throws {
         let broker = broker
         let done = NIOLockedValueBox<Result<Void, any Error>?>(nil)
         broker.runtime.task(on: connection("timers")) {
             try await broker.transactions.checkTimeouts(now: broker.clock())
         }.whenComplete { result in done.withLockedValue { $0 = result } }
+        // The group coordinator's session timer fires on its event loop meanwhile.
+        connection("timers").execute { broker.groups.tick() }
         scheduler.run { done.withLockedValue { $0 } != nil }
         try done.withLockedValue { $0 }!.get()
         if snapshot { broker.snapshotCoordinators() }
