@@ -13,10 +13,13 @@ import OnceStorage
 /// writes in request order. Futures stay at the edge because the connection pipeline is NIO's;
 /// tasks do the waiting because the coordinators' rules read as straight-line code that awaits
 /// storage. Every task the broker starts goes through `task(on:_:)`, so one injected executor sees
-/// all of them. What does not yet follow the model: the file engine's durability waits resume
-/// from its own Dispatch queues (continuations), the group coordinator's session timer, fetch
-/// long polls and the SASL close delay are event-loop timers, and topic administration runs on a
-/// Dispatch queue; none of these is on the memory engine's path the simulator runs.
+/// all of them. Timers (the group coordinator's session and retention ticks, fetch long polls,
+/// the heartbeat linger, the SASL close delay, the service's periodic jobs) are scheduled on an
+/// event loop, the request's or the service's, so under simulation they are jobs of the same
+/// queue. What does not yet follow the model: on an ack's path under `--flush always` the file
+/// engine's durability wait resumes the task from the engine's own Dispatch queue (a
+/// continuation), and topic administration runs on a Dispatch queue of its own; neither is on
+/// the memory engine's path the simulator runs, so those interleavings are not explored.
 public struct BrokerRuntime: Sendable {
     /// Milliseconds since the epoch: every handler, coordinator and timer reads time here.
     public var clock: @Sendable () -> Int64

@@ -118,6 +118,9 @@ final class BrokerSimulation {
     }
 
     private func step() async throws {
+        // The scheduler runs jobs on this task's thread without suspending; yielding once a step
+        // leaves the cooperative pool to the tests running beside the simulation.
+        await Task.yield()
         world.collect()
         let roll = Double.random(in: 0..<1, using: &rng)
         if roll < options.crashChance {
