@@ -21,9 +21,9 @@ public final class Broker: Sendable {
     let dynamicConfigs: DynamicConfigStore
     /// The stored ACLs and the authorizer compiled from them; nil when `--authorizer` is off.
     let acls: AclStore?
-    /// The broker's one clock (milliseconds since the epoch): every handler, coordinator and timer
-    /// reads time here, so a simulation can run the broker on time it controls.
-    let clock: @Sendable () -> Int64
+    /// The injected clock, random source and task executor (see `BrokerRuntime`).
+    let runtime: BrokerRuntime
+    var clock: @Sendable () -> Int64 { runtime.clock }
     /// Paces auto-creation (`autoCreatePartitionsPerSecond`), so a client naming endless topics
     /// cannot fill the disk and the directory table.
     let autoCreateBudget: AutoCreateLimiter
@@ -35,9 +35,10 @@ public final class Broker: Sendable {
     /// Reads the durable producer-id reservation; throws if storage cannot be read.
     public init(
         config: BrokerConfig, storage: any LogStorage, clusterId: String, logger: Logger,
-        clock: @escaping @Sendable () -> Int64 = { Clock.nowMilliseconds() }
+        runtime: BrokerRuntime = BrokerRuntime()
     ) throws {
-        self.clock = clock
+        self.runtime = runtime
+        let clock = runtime.clock
         self.config = config
         self.storage = storage
         self.clusterId = clusterId
@@ -289,12 +290,10 @@ public final class Broker: Sendable {
                 return request.eventLoop.makeSucceededFuture(response)
             }
             let end = log.logEndOffset
-            let promise = request.eventLoop.makePromise(of: OutboundResponse?.self)
-            promise.completeWithTask {
+            return self.runtime.task(on: request.eventLoop) {
                 try await log.waitDurable(upTo: end)
                 return response
             }
-            return promise.futureResult
         }
     }
 

@@ -198,15 +198,13 @@ public struct BrokerService: Service {
             initialDelay: .milliseconds(config.transactionTimeoutCheckIntervalMs),
             delay: .milliseconds(config.transactionTimeoutCheckIntervalMs)
         ) { _ in
-            let promise = timeoutLoop.makePromise(of: Void.self)
-            promise.completeWithTask {
+            broker.runtime.task(on: timeoutLoop) {
                 do {
                     try await broker.transactions.checkTimeouts(now: broker.clock())
                 } catch {
                     logger.error("aborting timed-out transactions failed", metadata: ["error": "\(error)"])
                 }
             }
-            return promise.futureResult
         }
 
         view?.attach(broker, connections: connections)

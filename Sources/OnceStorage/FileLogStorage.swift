@@ -12,6 +12,8 @@ import Synchronization
 public final class FileLogStorage: LogStorage {
     public let directory: String
     private let runtime: FileStorageRuntime
+    /// Where topic ids come from (the system generator unless a caller injects one).
+    private let random: RandomSource
     var logger: Logger { runtime.logger }
 
     struct Topic {
@@ -56,9 +58,10 @@ public final class FileLogStorage: LogStorage {
     ///   closed and reopened on demand), so partitions never exhaust the process's descriptors.
     public init(
         directory: String, flushPolicy: FlushPolicy = .none, maxOpenFiles: Int = FileLogStorage.defaultMaxOpenFiles,
-        logger: Logger = Logger(label: "once.storage")
+        logger: Logger = Logger(label: "once.storage"), random: RandomSource = .system
     ) throws {
         self.directory = directory
+        self.random = random
         self.runtime = FileStorageRuntime(flushPolicy: flushPolicy, maxOpenFiles: maxOpenFiles, logger: logger)
         let fileManager = FileManager.default
         do {
@@ -149,7 +152,7 @@ public final class FileLogStorage: LogStorage {
             guard s.topics[name] == nil, !s.reserved.contains(name) else { throw StorageError.topicExists(name) }
             s.reserved.insert(name)
         }
-        let metadata = TopicMetadata(name: name, id: .random(), partitionCount: partitions, configs: configs)
+        let metadata = TopicMetadata(name: name, id: random.uuid(), partitionCount: partitions, configs: configs)
         var logs: [LazyPartition] = []
         do {
             logs.reserveCapacity(Int(partitions))

@@ -3,7 +3,8 @@ import Synchronization
 extension MemoryLogStorage: LogCleaning {
     public func startCleaner(backoffMs: Int64, maxBytesPerSecond: Double?, dedupeBufferBytes: Int, excluding excluded: Set<String>) {
         let timer = FlushTimer(every: max(backoffMs, 1), label: "once.storage.memory-cleaner") { [weak self] in
-            self?.runCleanerPass(nowMs: currentTimeMillis(), dedupeBufferBytes: dedupeBufferBytes, excluding: excluded)
+            guard let self else { return }
+            self.runCleanerPass(nowMs: self.clock(), dedupeBufferBytes: dedupeBufferBytes, excluding: excluded)
         }
         let previous = cleaner.withLock { current in
             defer { current = timer }
@@ -27,7 +28,7 @@ extension MemoryLogStorage: LogCleaning {
             reports.append(report)
             cleanerStatsBox.record(report, topic: log.topic, partition: log.partition)
         }
-        cleanerStatsBox.value.withLock { $0.lastRunMs = currentTimeMillis() }
+        cleanerStatsBox.value.withLock { $0.lastRunMs = clock() }
         return reports
     }
 }

@@ -21,16 +21,25 @@ public final class MemoryLogStorage: LogStorage {
     public let flushPolicy: FlushPolicy
     let cleaner = Mutex<FlushTimer?>(nil)
     let cleanerStatsBox = CleanerStatsBox()
+    /// Where topic ids come from and what time segments are stamped with: seeded and simulated
+    /// under simulation, so a run depends on its seed alone.
+    public let random: RandomSource
+    public let clock: @Sendable () -> Int64
 
-    public init(flushPolicy: FlushPolicy = .none) {
+    public init(
+        flushPolicy: FlushPolicy = .none, random: RandomSource = .system,
+        clock: @escaping @Sendable () -> Int64 = currentTimeMillis
+    ) {
         self.flushPolicy = flushPolicy
+        self.random = random
+        self.clock = clock
     }
 
     /// What a restart after a power cut finds: every topic and document, each partition cut back to
     /// its last sync plus whatever the kernel happened to write back: `writeback(n)` of its `n`
     /// unsynced batches, oldest first (a torn batch is one a restart cuts off, so it counts as lost).
     public func afterPowerLoss(writeback: (_ unsyncedBatches: Int) -> Int = { _ in 0 }) -> MemoryLogStorage {
-        let survivor = MemoryLogStorage(flushPolicy: flushPolicy)
+        let survivor = MemoryLogStorage(flushPolicy: flushPolicy, random: random, clock: clock)
         let topics = topicsByName.withLock { $0 }
         var kept: [String: Topic] = [:]
         for (name, topic) in topics.sorted(by: { $0.key < $1.key }) {
@@ -56,9 +65,9 @@ public final class MemoryLogStorage: LogStorage {
         let config = try TopicConfig(overrides: configs)
         return try topicsByName.withLock { topics in
             guard topics[name] == nil else { throw StorageError.topicExists(name) }
-            let metadata = TopicMetadata(name: name, id: .random(), partitionCount: partitions, configs: configs)
+            let metadata = TopicMetadata(name: name, id: random.uuid(), partitionCount: partitions, configs: configs)
             let logs = (0..<partitions).map {
-                MemoryPartitionLog(topic: name, partition: $0, config: config, flushPolicy: flushPolicy)
+                MemoryPartitionLog(topic: name, partition: $0, config: config, flushPolicy: flushPolicy, clock: clock)
             }
             topics[name] = Topic(metadata: metadata, partitions: logs)
             return metadata
@@ -80,7 +89,7 @@ public final class MemoryLogStorage: LogStorage {
                 throw StorageError.invalidPartitions("topic '\(name)' has \(current) partitions; the new count must be larger")
             }
             let config = try TopicConfig(overrides: topic.metadata.configs)
-            topic.partitions += (current..<count).map { MemoryPartitionLog(topic: name, partition: $0, config: config) }
+            topic.partitions += (current..<count).map { MemoryPartitionLog(topic: name, partition: $0, config: config, flushPolicy: flushPolicy, clock: clock) }
             topic.metadata.partitionCount = count
             topics[name] = topic
             return topic.metadata

@@ -47,13 +47,18 @@ package final class MemoryPartitionLog: PartitionLog {
 
     let state: Mutex<State>
     let flushPolicy: FlushPolicy
+    private let clock: @Sendable () -> Int64
 
     /// - Parameter baseOffset: where the log starts; an engine that keeps its batches elsewhere
     ///   (PostgreSQL) rebuilds this cache from its first stored batch.
-    package init(topic: String, partition: Int32, config: TopicConfig, flushPolicy: FlushPolicy = .none, baseOffset: Int64 = 0) {
+    package init(
+        topic: String, partition: Int32, config: TopicConfig, flushPolicy: FlushPolicy = .none, baseOffset: Int64 = 0,
+        clock: @escaping @Sendable () -> Int64 = currentTimeMillis
+    ) {
         self.topic = topic
         self.partition = partition
         self.flushPolicy = flushPolicy
+        self.clock = clock
         var state = State(config: config, segments: [Segment(baseOffset: baseOffset)])
         state.logEndOffset = baseOffset
         state.durableOffset = baseOffset
@@ -61,10 +66,11 @@ package final class MemoryPartitionLog: PartitionLog {
         self.state = Mutex(state)
     }
 
-    private init(topic: String, partition: Int32, flushPolicy: FlushPolicy, state: State) {
+    private init(topic: String, partition: Int32, flushPolicy: FlushPolicy, clock: @escaping @Sendable () -> Int64, state: State) {
         self.topic = topic
         self.partition = partition
         self.flushPolicy = flushPolicy
+        self.clock = clock
         self.state = Mutex(state)
     }
 
@@ -85,7 +91,7 @@ package final class MemoryPartitionLog: PartitionLog {
         kept.logEndOffset = kept.segments.last!.batches.last.map { $0.lastOffset + 1 } ?? kept.segments.last!.baseOffset
         kept.durableOffset = kept.logEndOffset
         kept.firstDirtyOffset = min(kept.firstDirtyOffset, kept.logEndOffset)
-        return MemoryPartitionLog(topic: topic, partition: partition, flushPolicy: flushPolicy, state: kept)
+        return MemoryPartitionLog(topic: topic, partition: partition, flushPolicy: flushPolicy, clock: clock, state: kept)
     }
 
     package var logStartOffset: Int64 { state.withLock { $0.logStartOffset } }
@@ -102,7 +108,7 @@ package final class MemoryPartitionLog: PartitionLog {
 
     package func append(_ batches: ByteBuffer) throws -> AppendResult {
         let frames = try BatchFrame.frames(of: batches)
-        let now = currentTimeMillis()
+        let now = clock()
         return try state.withLock { s in
             guard !s.deleted else { throw StorageError.unknownTopic(topic) }
             let base = s.logEndOffset

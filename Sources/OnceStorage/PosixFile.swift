@@ -173,6 +173,7 @@ final class PosixFile: Sendable {
 }
 
 /// Wall-clock milliseconds since the epoch, the unit of Kafka timestamps and `*.ms` configs.
+@usableFromInline
 func currentTimeMillis() -> Int64 {
     var ts = timespec()
     clock_gettime(CLOCK_REALTIME, &ts)

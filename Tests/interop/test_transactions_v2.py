@@ -12,6 +12,8 @@ import struct
 import subprocess
 import threading
 
+import pytest
+
 from confluent_kafka import TopicPartition
 
 import confluent_helpers as ck
@@ -45,13 +47,21 @@ def txn_batch(producer_id: int, epoch: int, sequence: int, values: list[bytes]) 
     return struct.pack(">qiibI", 0, length, -1, 2, crc32c(after_crc)) + after_crc
 
 
-def produce_v12(broker, transactional_id: str, topic: str, partition: int, records: bytes) -> int:
-    """Produce v12 (flexible) of one partition; returns the partition's error code."""
+def produce_v12_request(transactional_id: str, topic: str, partition: int, records: bytes, correlation_id: int = 7) -> bytes:
     body = (wire.compact_string(transactional_id) + struct.pack(">hi", -1, 30_000)
             + wire.uvarint(2) + wire.compact_string(topic)
             + wire.uvarint(2) + struct.pack(">i", partition) + compact_bytes(records) + b"\x00"
             + b"\x00" + b"\x00")
-    payload = _round_trip(broker, wire.request_header(PRODUCE, 12, 7, flexible=True) + body)
+    return wire.request_header(PRODUCE, 12, correlation_id, flexible=True) + body
+
+
+def produce_v12(broker, transactional_id: str, topic: str, partition: int, records: bytes) -> int:
+    """Produce v12 (flexible) of one partition; returns the partition's error code."""
+    return produce_v12_error(_round_trip(broker, produce_v12_request(transactional_id, topic, partition, records)))
+
+
+def produce_v12_error(payload: bytes) -> int:
+    """The first partition's error code in a Produce v12 response."""
     pos = 4 + 1  # correlation id, response header tags
     _, pos = wire._read_uvarint(payload, pos)  # topics
     name_length, pos = wire._read_uvarint(payload, pos)
@@ -163,6 +173,32 @@ def test_produce_v12_adds_the_partition_and_end_txn_v5_bumps_the_epoch(broker):
     assert produce_v12(broker, tid, topic, 0, txn_batch(pid, next_epoch, 0, [b"b0"])) == NONE
     assert end_txn_v5(broker, tid, pid, next_epoch, commit=False) == (NONE, pid, next_epoch + 1)
     assert sorted(committed_values(broker, topic, (0, 1))) == [b"a0", b"a1", b"a2"]
+
+
+@pytest.mark.parametrize("flush", ["none", "always"])
+def test_produce_v12_pipelined_on_one_connection_is_appended_in_request_order(broker_factory, flush):
+    """Pipelining (max.in.flight) of one transaction's batches to one partition: each Produce v12
+    waits for the coordinator to add its partition, the first the longest (it writes the addition,
+    and under `--flush always` syncs it), and the broker must still append them in the order they
+    were sent, or a later batch is refused as out of order. The concurrent simulator found this."""
+    broker = broker_factory(extra_args=["--flush", flush])
+    topic, tid = unique_topic("v2-pipelined"), unique_topic("v2-tid")
+    ck.create_topic(broker, topic, 1)
+    error, pid, epoch = init_producer_id(broker, tid)
+    assert error == NONE
+    batches = 20
+    frames = b"".join(
+        wire.frame(produce_v12_request(tid, topic, 0, txn_batch(pid, epoch, 2 * i, [f"p{i}a".encode(), f"p{i}b".encode()]),
+                                       correlation_id=100 + i))
+        for i in range(batches))
+    host, port = broker.bootstrap.split(":")
+    with wire.connect((host, int(port))) as sock:
+        sock.sendall(frames)
+        answers = [wire.read_frame(sock) for _ in range(batches)]
+    assert [struct.unpack_from(">i", a)[0] for a in answers] == [100 + i for i in range(batches)], "answered in order"
+    assert [produce_v12_error(a) for a in answers] == [NONE] * batches
+    assert end_txn_v5(broker, tid, pid, epoch, commit=True)[0] == NONE
+    assert committed_values(broker, topic) == [f"p{i}{s}".encode() for i in range(batches) for s in "ab"]
 
 
 def test_a_delayed_produce_of_the_previous_transaction_is_fenced(broker):

@@ -45,7 +45,7 @@ extension Broker {
             rebalanceTimeoutMs: req.rebalanceTimeoutMs, subscribedTopicNames: req.subscribedTopicNames,
             subscribedTopicRegex: request.version >= 1 ? req.subscribedTopicRegex : nil,
             serverAssignor: req.serverAssignor, ownedPartitions: owned, clientId: clientId, clientHost: "",
-            clientGeneratesMemberId: request.version >= 1, newMemberId: Self.randomUUIDString())
+            clientGeneratesMemberId: request.version >= 1, newMemberId: randomUUIDString())
         let (result, wrote) = groups.consumerHeartbeat(groupId: req.groupId, hb)
         r.errorCode = result.error?.rawValue ?? 0
         r.errorMessage = result.errorMessage

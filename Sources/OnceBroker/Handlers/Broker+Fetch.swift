@@ -34,14 +34,15 @@ extension Broker {
         // Decided once per request, not per round or batch: Topic READ for each topic.
         let auth = authorization(request)
         let refused = Set(req.topics.map(\.topic).filter { !auth.allowsTopic(.read, $0) })
-        return fetchRound(req, request, refused: refused, deadline: .now() + .milliseconds(waitMs))
+        // The event loop's clock, as its timer below reads it (simulated time under simulation).
+        return fetchRound(req, request, refused: refused, deadline: request.eventLoop.now + .milliseconds(waitMs))
     }
 
     private func fetchRound(
         _ req: FetchRequest, _ request: Request, refused: Set<String>, deadline: NIODeadline
     ) -> EventLoopFuture<FetchRound> {
         let round = readFetch(req, refused: refused)
-        if round.bytes >= Int(req.minBytes) || round.failed || NIODeadline.now() >= deadline {
+        if round.bytes >= Int(req.minBytes) || round.failed || request.eventLoop.now >= deadline {
             metrics.recordBytesFetched(round.bytes)
             for (topic, bytes) in round.bytesByTopic { metrics.topicFetched(topic, bytes: bytes) }
             return request.eventLoop.makeSucceededFuture(round)

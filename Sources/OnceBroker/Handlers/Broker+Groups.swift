@@ -91,7 +91,7 @@ extension Broker {
             protocolType: req.protocolType,
             protocols: req.protocols.map { GroupProtocol(name: $0.name, metadata: $0.metadata) },
             requireKnownMemberId: version >= 4,
-            newMemberId: "\(clientId)-\(Self.randomUUIDString())")
+            newMemberId: "\(clientId)-\(randomUUIDString())")
         return groups.join(groupId: req.groupId, join, on: request.eventLoop).map { response($0) }
     }
 
@@ -456,8 +456,8 @@ extension Broker {
     }
 
     /// A random version-4 UUID in its usual text form, as Kafka's member ids carry.
-    static func randomUUIDString() -> String {
-        var bytes = (0..<16).map { _ in UInt8.random(in: 0...255) }
+    func randomUUIDString() -> String {
+        var bytes = runtime.random.bytes(16)
         bytes[6] = bytes[6] & 0x0f | 0x40
         bytes[8] = bytes[8] & 0x3f | 0x80
         let hex = bytes.map { b in String(b, radix: 16).count == 1 ? "0" + String(b, radix: 16) : String(b, radix: 16) }

@@ -17,13 +17,13 @@ extension Broker {
         // PRODUCER_FENCED becomes INVALID_PRODUCER_EPOCH, and CONCURRENT_TRANSACTIONS (the previous
         // transaction's markers still being written) stays itself for v12 (KAFKA-18662), where
         // Kafka's leader turns it into NOT_ENOUGH_REPLICAS for the versions before.
+        let previous = request.session.appendOrder.pending
         guard request.version >= 12, let transactionalId = req.transactionalId, !transactionalId.isEmpty else {
-            return append(req, request, refused: [:])
+            return inOrder(req, request, after: previous, refused: nil)
         }
         let writes = transactionalWrites(req)
-        guard !writes.isEmpty else { return append(req, request, refused: [:]) }
-        let promise = request.eventLoop.makePromise(of: [TopicPartitionKey: ErrorCode].self)
-        promise.completeWithTask {
+        guard !writes.isEmpty else { return inOrder(req, request, after: previous, refused: nil) }
+        let verified = runtime.task(on: request.eventLoop) {
             var refused: [TopicPartitionKey: ErrorCode] = [:]
             for (producer, partitions) in writes {
                 let code: ErrorCode
@@ -39,7 +39,23 @@ extension Broker {
             }
             return refused
         }
-        return promise.futureResult.flatMap { self.append(req, request, refused: $0) }
+        return inOrder(req, request, after: previous, refused: verified)
+    }
+
+    /// Appends once the connection's previous Produce has appended (see `ConnectionAppendOrder`)
+    /// and the coordinator has answered for this one's partitions; at once, with nothing to wait
+    /// for. The verification itself runs meanwhile: only the append waits its turn.
+    private func inOrder(
+        _ req: ProduceRequest, _ request: Request, after previous: EventLoopFuture<Void>?,
+        refused: EventLoopFuture<[TopicPartitionKey: ErrorCode]>?
+    ) -> EventLoopFuture<ProduceResponse> {
+        guard previous != nil || refused != nil else { return append(req, request, refused: [:]) }
+        let eventLoop = request.eventLoop
+        let refused = refused ?? eventLoop.makeSucceededFuture([:])
+        let ready = previous.map { previous in previous.flatMap { refused } } ?? refused
+        let appended = ready.map { self.append(req, request, refused: $0) }
+        request.session.appendOrder.register(appended.map { _ in () }.recover { _ in () })
+        return appended.flatMap { $0 }
     }
 
     /// A producer id and epoch, as a transactional batch header carries them.
@@ -144,15 +160,14 @@ extension Broker {
         // The waits start once every partition is appended, so an engine that commits when asked
         // (postgres) writes the whole request in one round.
         for (log, end, key) in syncs {
-            let promise = request.eventLoop.makePromise(of: Void.self)
-            promise.completeWithTask {
+            let synced = runtime.task(on: request.eventLoop) {
                 try await log.waitDurable(upTo: end)
                 // The high watermark moved with the sync: wake the fetches it held back.
                 self.waiters.notify(key)
             }
             // acks=0 is not answered, but its data is synced all the same, or it would stay
             // unreadable until some later write synced it.
-            if req.acks != 0 { durable.append(promise.futureResult) }
+            if req.acks != 0 { durable.append(synced) }
         }
         guard !durable.isEmpty else { return request.eventLoop.makeSucceededFuture(response) }
         let answered = response

@@ -349,9 +349,7 @@ extension Broker {
     /// Answers once the coordinator's async work is done (its waits for durability must not block
     /// an event loop).
     private func answerLater<R: Sendable>(_ request: Request, _ body: @escaping @Sendable () async -> R) -> EventLoopFuture<R> {
-        let promise = request.eventLoop.makePromise(of: R.self)
-        promise.completeWithTask(body)
-        return promise.futureResult
+        runtime.task(on: request.eventLoop, body)
     }
 
     /// The read_committed view of a partition: its last stable offset and the aborted transactions

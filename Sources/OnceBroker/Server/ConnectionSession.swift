@@ -24,6 +24,8 @@ public final class ConnectionSession: Sendable {
     private let authenticated: Mutex<KafkaPrincipal>
     /// How far SASL authentication has come (SASL listeners only).
     let sasl = Mutex(SaslSessionState())
+    /// The connection's Produce appends, in request order.
+    let appendOrder = ConnectionAppendOrder()
 
     public init(
         listenerName: String, securityProtocol: SecurityProtocol, peerHost: String,

@@ -23,6 +23,9 @@ extension BrokerSimulation {
     }
 
     func cleanerStep() async throws {
+        // Requests still in flight would otherwise land between the two reads (a COMMIT marker
+        // surfacing records) and pass for the cleaner's doing.
+        world.quiesce()
         var before: [Int32: [(offset: Int64, value: String)]] = [:]
         for partition in 0..<options.partitions { before[partition] = try await fetchAll(partition, isolation: 1) }
         let reports = world.storage.runCleanerPass(nowMs: world.clock.now, dedupeBufferBytes: options.cleanerMapBytes)

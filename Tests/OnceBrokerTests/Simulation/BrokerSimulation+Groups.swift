@@ -13,6 +13,8 @@ struct SimulatedGroupMember {
     /// Stopped heartbeating without leaving (a crashed consumer).
     var crashed = false
     var needsFull = true
+    /// A heartbeat let go without waiting is still unanswered: a client has one at a time.
+    var awaiting = false
 }
 
 /// KIP-848 members in the simulation: they join, heartbeat, leave and die under the same lost,
@@ -36,6 +38,7 @@ extension BrokerSimulation {
             groupMembers[index] = m
             checkGroupInvariants()
         }
+        if m.awaiting { return }
         if m.crashed {
             // A restarted process joins as a new member; the old one's session runs out on its own.
             if rng.chance(0.3) { m = newGroupMember() }
@@ -52,7 +55,7 @@ extension BrokerSimulation {
         request.memberId = m.memberId
         if m.joined && rng.chance(0.04) {
             request.memberEpoch = ModernGroup.leaveEpoch
-            _ = await send(request, version: 1)
+            _ = await send(request, version: 1, on: m.memberId)
             trace("group member \(m.memberId) leaves")
             m = newGroupMember()
             return
@@ -66,10 +69,32 @@ extension BrokerSimulation {
         owned.topicId = topicId
         owned.partitions = m.owned.sorted()
         request.topicPartitions = m.joined ? (m.owned.isEmpty ? [] : [owned]) : []
-        guard case .answered(let r) = await send(request, version: 1) else {
+        if rng.chance(options.backgroundHeartbeatChance) {
+            // Let go: it races the steps after it (transactional offset commits, produces, other
+            // members' heartbeats); its answer is applied when it comes back.
+            m.awaiting = true
+            let memberId = m.memberId
+            world.send(world.frame(request, version: 1), on: memberId, as: ConsumerGroupHeartbeatResponse.self) { [self] r, _ in
+                guard let index = groupMembers.firstIndex(where: { $0.memberId == memberId }) else { return }
+                var m = groupMembers[index]
+                m.awaiting = false
+                if let r { apply(r, to: &m, request: request, topicId: topicId) } else { m.needsFull = true }
+                groupMembers[index] = m
+                checkGroupInvariants()
+            }
+            return
+        }
+        guard case .answered(let r) = await send(request, version: 1, on: m.memberId) else {
             m.needsFull = true
             return
         }
+        apply(r, to: &m, request: request, topicId: topicId)
+    }
+
+    private func apply(
+        _ r: ConsumerGroupHeartbeatResponse, to m: inout SimulatedGroupMember, request: ConsumerGroupHeartbeatRequest,
+        topicId: KafkaUUID
+    ) {
         trace("  heartbeat \(m.memberId) epoch \(request.memberEpoch) -> \(r.errorCode) epoch \(r.memberEpoch) \(r.assignment.map { "\($0.topicPartitions.flatMap(\.partitions))" } ?? "-")")
         switch ErrorCode(r.errorCode) {
         case .none:

@@ -11,6 +11,9 @@ import OnceStorage
 /// consumer offsets in transactions, against the production broker while it crashes, loses power
 /// (under `always`), and its requests and answers are lost, duplicated and delayed: a delayed
 /// Produce or EndTxn of one transaction may arrive after its producer began the next (KAFKA-17754).
+/// Requests overlap: producers pipeline batches on their connection, a duplicate races its
+/// original, a late Produce races its producer's next requests, heartbeats are let go and race
+/// the steps after them; the seeded scheduler of `SimulatedWorld` interleaves them.
 /// `run()` returns the anomalies the history shows.
 final class BrokerSimulation {
     struct Options {
@@ -38,6 +41,13 @@ final class BrokerSimulation {
         var cleanerChance = 0.0
         /// The cleaner's offset map: small, so a pass often stops where the map filled.
         var cleanerMapBytes = 8 * OffsetMap.bytesPerEntry
+        /// The chance that a producer pipelines several batches to one partition on its connection
+        /// (librdkafka's max.in.flight), and that a group member's heartbeat is let go without
+        /// waiting for its answer (so it races the steps after it).
+        var pipelineChance = 0.3
+        var backgroundHeartbeatChance = 0.5
+        /// Keeps the scheduler's every pick, for the replay test.
+        var recordsPicks = false
         /// Prints every step and answer (`ONCE_SIMULATION_TRACE=1` when replaying a seed).
         var trace = ProcessInfo.processInfo.environment["ONCE_SIMULATION_TRACE"] == "1"
     }
@@ -61,7 +71,7 @@ final class BrokerSimulation {
     private var idempotent = IdempotentClient()
     private var positions: [Int32: Int64] = [:]
     /// Requests held back by the network, delivered at some later step (their answers go nowhere).
-    private var delayed: [(frame: SimulatedWorld.Frame, onAck: ((ProduceResponse) -> Void)?, origin: DelayedOrigin?)] = []
+    private var delayed: [(frame: SimulatedWorld.Frame, onAck: ((ProduceResponse, Int) -> Void)?, origin: DelayedOrigin?)] = []
     /// Which transaction a held-back EndTxn or transactional Produce was sent for.
     struct DelayedOrigin {
         var isEndTxn: Bool
@@ -93,8 +103,8 @@ final class BrokerSimulation {
         self.options = options
         rng = SplitMix64(seed: seed)
         world = try SimulatedWorld(
-            flushPolicy: options.flushPolicy, topics: [Self.topic: options.partitions, Self.input: 1],
-            configs: options.cleanerChance > 0 ? [Self.topic: Self.compactedConfig] : [:])
+            seed: seed, flushPolicy: options.flushPolicy, topics: [Self.topic: options.partitions, Self.input: 1],
+            configs: options.cleanerChance > 0 ? [Self.topic: Self.compactedConfig] : [:], recordsPicks: options.recordsPicks)
         for i in 0..<options.transactionalIds { clients.append(newInstance(of: "t\(i)")) }
         for _ in 0..<options.groupMembers { groupMembers.append(newGroupMember()) }
     }
@@ -116,13 +126,19 @@ final class BrokerSimulation {
     }
 
     private func step() async throws {
+        // The scheduler runs jobs on this task's thread without suspending; yielding once a step
+        // leaves the cooperative pool to the tests running beside the simulation.
+        await Task.yield()
+        world.collect()
         let roll = Double.random(in: 0..<1, using: &rng)
         if roll < options.crashChance {
             trace("crash")
             try world.crash()
+            forgetAnswersInFlight()
         } else if roll < options.crashChance + options.powerLossChance {
             trace("power loss")
             try world.powerLoss { Int.random(in: 0...$0, using: &rng) }
+            forgetAnswersInFlight()
             let known = Set(world.broker.transactions.transactions.map(\.transactionalId))
             for id in snapshotted.subtracting(known).sorted() {
                 history.note("the coordinator forgot \(id) after a power cut, though a snapshot held it")
@@ -137,14 +153,19 @@ final class BrokerSimulation {
         } else if roll < 0.16, !delayed.isEmpty {
             let index = Int.random(in: 0..<delayed.count, using: &rng)
             let held = delayed.remove(at: index)
-            trace("delayed request \(held.frame.apiKey) delivered")
+            trace("delayed request \(held.frame.apiKey) let go")
             if let origin = held.origin, origin.isEndTxn {
                 await deliverDelayedEnd(held.frame, origin)
-            } else if let onAck = held.onAck, let response = await world.deliver(held.frame, as: ProduceResponse.self) {
-                if let origin = held.origin { checkLateProduce(response, origin) }
-                onAck(response)
             } else {
-                _ = await world.deliver(held.frame, as: ProduceResponse.self)
+                // The late request races whatever its producer does next (its EndTxn, the next
+                // transaction's writes) on a connection of its own.
+                let late = held.origin.flatMap(isLate)
+                let onAck = held.onAck
+                world.send(held.frame, on: "late", as: ProduceResponse.self) { [self] response, servedAt in
+                    guard let response else { return }
+                    if let late { checkLateProduce(response, late) }
+                    onAck?(response, servedAt)
+                }
             }
         } else if roll < 0.19 {
             // A new instance of an id: the old one becomes a zombie that keeps trying.
@@ -170,6 +191,14 @@ final class BrokerSimulation {
         }
     }
 
+    /// A restart dropped every request in flight: their answers never come.
+    private func forgetAnswersInFlight() {
+        for i in groupMembers.indices where groupMembers[i].awaiting {
+            groupMembers[i].awaiting = false
+            groupMembers[i].needsFull = true
+        }
+    }
+
     /// A held-back EndTxn arrives. If its producer has since begun another transaction and the
     /// coordinator holds that one open, the late EndTxn must not end it: with V2 the bumped epoch
     /// fences it; with V1 nothing can tell the two transactions apart (KAFKA-17754).
@@ -186,14 +215,20 @@ final class BrokerSimulation {
         }
     }
 
-    /// A held-back Produce of a V2 producer that has since begun another transaction: its
-    /// transaction ended with an epoch bump (EndTxn, a timeout or a KIP-360 bump), so the partition
-    /// must refuse it rather than let it join the next transaction (KAFKA-17754).
-    private func checkLateProduce(_ response: ProduceResponse, _ origin: DelayedOrigin) {
+    /// A held-back Produce of a V2 producer that has since begun another transaction (decided
+    /// when the network lets it go): its transaction ended with an epoch bump (EndTxn, a timeout or
+    /// a KIP-360 bump), so the partition must refuse it rather than let it join the next one.
+    private func isLate(_ origin: DelayedOrigin) -> (origin: DelayedOrigin, current: String)? {
         guard let client = clients.first(where: { $0.name == origin.client }), client.v2,
             let current = client.currentTransaction, current != origin.transaction
-        else { return }
+        else { return nil }
         lateV2Produces += 1
+        return (origin, current)
+    }
+
+    /// The answer to a late Produce (KAFKA-17754): it must have been refused.
+    private func checkLateProduce(_ response: ProduceResponse, _ late: (origin: DelayedOrigin, current: String)) {
+        let (origin, current) = late
         let code = response.responses.first?.partitionResponses.first.map { ErrorCode($0.errorCode) }
         // A power cut under a policy that does not sync may take the bump back with the tail of
         // the transaction log; then the old epoch is current again and nothing is owed.
@@ -205,6 +240,7 @@ final class BrokerSimulation {
     /// Ends every transaction, lets timeouts and marker retries run, and checks the result.
     private func finish() async throws {
         delayed.removeAll()
+        world.settle()
         var rounds = 0
         while clients.contains(where: { $0.isBusy }) && rounds < 200 {
             rounds += 1
@@ -248,7 +284,7 @@ final class BrokerSimulation {
             uncommitted += try await fetchAll(partition, isolation: 0).map(\.value)
         }
         var offsets: [String: Int64] = [:]
-        for id in Set(clients.map(\.transactionalId)).union(groupSerial.keys) {
+        for id in Set(clients.map(\.transactionalId)).union(groupSerial.keys).sorted() {
             if let offset = try await committedOffset(group: "g-\(id)") {
                 offsets["g-\(id)"] = offset
                 history.events.append(.committedOffsetObserved(group: "g-\(id)", topic: Self.input, partition: 0, offset: offset))
@@ -268,8 +304,8 @@ final class BrokerSimulation {
     }
 
     func send<R: KafkaRequest>(
-        _ request: R, version: Int16, faults: Bool = true, delayable: Bool = false,
-        origin: DelayedOrigin? = nil, onDelayedAck: ((ProduceResponse) -> Void)? = nil, delivered: () -> Void = {}
+        _ request: R, version: Int16, on connection: String = "client", faults: Bool = true, delayable: Bool = false,
+        origin: DelayedOrigin? = nil, onDelayedAck: ((ProduceResponse, Int) -> Void)? = nil, delivered: () -> Void = {}
     ) async -> Delivery<R.Response> {
         let frame = world.frame(request, version: version)
         if faults {
@@ -280,18 +316,24 @@ final class BrokerSimulation {
                 return .noAnswer
             }
             if rng.chance(options.duplicateChance) {
+                // The copy (a retry on a new connection) and the original are in flight together.
                 delivered()
+                let copy = world.submit(frame, on: connection + "/retry")
+                let original = world.submit(frame, on: connection)
                 if R.Response.self == ProduceResponse.self, let onDelayedAck,
-                    let first = await world.deliver(frame, as: ProduceResponse.self)
+                    let first = world.wait(copy, as: ProduceResponse.self)
                 {
-                    onDelayedAck(first)
-                } else {
-                    _ = await world.deliver(frame, as: R.Response.self)
+                    onDelayedAck(first, copy.servedAt)
                 }
+                return answered(world.wait(original, as: R.Response.self), faults: faults)
             }
         }
         delivered()
-        guard let response = await world.deliver(frame, as: R.Response.self) else { return .noAnswer }
+        return answered(await world.deliver(frame, on: connection, as: R.Response.self), faults: faults)
+    }
+
+    private func answered<Response>(_ response: Response?, faults: Bool) -> Delivery<Response> {
+        guard let response else { return .noAnswer }
         if faults && rng.chance(options.lostResponseChance) {
             trace("  answer lost: \(response)")
             return .noAnswer
@@ -315,10 +357,12 @@ final class BrokerSimulation {
             req.transactionTimeoutMs = Self.timeoutMs
             req.producerId = expected?.producerId ?? -1
             req.producerEpoch = expected?.epoch ?? -1
-            guard case .answered(let r) = await send(req, version: 4, faults: faults, delayable: true) else { return }
+            guard case .answered(let r) = await send(req, version: 4, on: c.name, faults: faults, delayable: true) else { return }
             let code = ErrorCode(r.errorCode)
             if code == .none {
-                history.epochGranted(c.transactionalId, instance: c.instance, producerId: r.producerId, epoch: r.producerEpoch)
+                history.epochGranted(
+                    c.transactionalId, instance: c.instance, producerId: r.producerId, epoch: r.producerEpoch,
+                    at: world.lastWaited!.answeredAt)
                 history.events.append(.producerInitialized(
                     transactionalId: c.transactionalId, instance: c.name, producerId: r.producerId, epoch: r.producerEpoch))
                 c.producerId = r.producerId
@@ -357,7 +401,7 @@ final class BrokerSimulation {
             req.committed = txn.commit
             let key = txn.key
             let answer = await send(
-                req, version: c.v2 ? 5 : 3, faults: faults, delayable: c.v2 || options.delayV1EndTxn,
+                req, version: c.v2 ? 5 : 3, on: c.name, faults: faults, delayable: c.v2 || options.delayV1EndTxn,
                 origin: DelayedOrigin(isEndTxn: true, client: c.name, transactionalId: c.transactionalId, transaction: key),
                 delivered: { if txn.commit { self.history.transactions[key]?.commitDelivered = true } })
             guard case .answered(let r) = answer else { return }
@@ -368,7 +412,9 @@ final class BrokerSimulation {
                 history.events.append(.transactionEnded(transaction: key, outcome: txn.commit ? .committed : .aborted))
                 if c.v2 {
                     // V2: the end bumped the epoch (or moved to a new producer id); sequences restart.
-                    history.epochGranted(c.transactionalId, instance: c.instance, producerId: r.producerId, epoch: r.producerEpoch)
+                    history.epochGranted(
+                        c.transactionalId, instance: c.instance, producerId: r.producerId, epoch: r.producerEpoch,
+                        at: world.lastWaited!.answeredAt)
                     history.events.append(.producerInitialized(
                         transactionalId: c.transactionalId, instance: c.name, producerId: r.producerId, epoch: r.producerEpoch))
                     c.producerId = r.producerId
@@ -406,7 +452,7 @@ final class BrokerSimulation {
             req.v3AndBelowProducerId = c.producerId
             req.v3AndBelowProducerEpoch = c.epoch
             req.v3AndBelowTopics = [t]
-            guard case .answered(let r) = await send(req, version: 3, faults: faults, delayable: true) else { return }
+            guard case .answered(let r) = await send(req, version: 3, on: c.name, faults: faults, delayable: true) else { return }
             let codes = Set(r.resultsByTopicV3AndBelow.flatMap { $0.resultsByPartition.map { ErrorCode($0.partitionErrorCode) } })
             if codes == [.none] { txn.added = true } else { handle(codes, &c, txn) }
             return
@@ -418,7 +464,7 @@ final class BrokerSimulation {
                 req.producerId = c.producerId
                 req.producerEpoch = c.epoch
                 req.groupId = "g-\(c.transactionalId)"
-                guard case .answered(let r) = await send(req, version: 3, faults: faults) else { return }
+                guard case .answered(let r) = await send(req, version: 3, on: c.name, faults: faults) else { return }
                 if r.errorCode == 0 { txn.offsetsAdded = true } else { handle([ErrorCode(r.errorCode)], &c, txn) }
                 return
             }
@@ -435,7 +481,7 @@ final class BrokerSimulation {
             req.producerEpoch = c.epoch
             req.generationId = -1
             req.topics = [t]
-            guard case .answered(let r) = await send(req, version: c.v2 ? 5 : 3, faults: faults) else { return }
+            guard case .answered(let r) = await send(req, version: c.v2 ? 5 : 3, on: c.name, faults: faults) else { return }
             let code = ErrorCode(r.topics[0].partitions[0].errorCode)
             if code == .none {
                 txn.offsetsCommitted = true
@@ -451,6 +497,9 @@ final class BrokerSimulation {
             return
         }
         let partition = txn.partitions[txn.produced % txn.partitions.count]
+        if faults, txn.pendingValues == nil, txn.batches - txn.produced >= 2, rng.chance(options.pipelineChance) {
+            return pipeline(&c, &txn, partition: partition)
+        }
         let values = (0..<Int.random(in: 1...3, using: &rng)).map { "\(txn.key)/\(txn.produced)/\($0)" }
         let pending = txn.pendingValues ?? values
         txn.pendingValues = pending
@@ -463,16 +512,16 @@ final class BrokerSimulation {
         if c.v2 { req.transactionalId = c.transactionalId }
         let (id, pid, epoch, key) = (c.transactionalId, c.producerId, c.epoch, txn.key)
         let origin = DelayedOrigin(isEndTxn: false, client: c.name, transactionalId: c.transactionalId, transaction: txn.key)
-        let answer = await send(req, version: c.v2 ? 12 : 9, faults: faults, delayable: true, origin: origin, onDelayedAck: { [self] response in
+        let answer = await send(req, version: c.v2 ? 12 : 9, on: c.name, faults: faults, delayable: true, origin: origin, onDelayedAck: { [self] response, servedAt in
             if response.responses.first?.partitionResponses.first?.errorCode == 0 {
-                history.appendAcked(id, producerId: pid, epoch: epoch, values: pending)
+                history.appendAcked(id, producerId: pid, epoch: epoch, values: pending, servedAt: servedAt)
             }
         }, delivered: { self.sent(pending, transaction: key, partition: partition) })
         guard case .answered(let r) = answer else { return }
         let code = ErrorCode(r.responses[0].partitionResponses[0].errorCode)
         trace("  produce \(pending) to \(partition) seq \(sequence): \(code) at \(r.responses[0].partitionResponses[0].baseOffset)")
         if code == .none {
-            history.appendAcked(id, producerId: pid, epoch: epoch, values: pending)
+            history.appendAcked(id, producerId: pid, epoch: epoch, values: pending, servedAt: world.lastWaited!.servedAt)
             history.transactions[key]?.acked.formUnion(pending)
             acknowledged(pending, at: r.responses[0].partitionResponses[0].baseOffset)
             c.sequences[partition] = sequence + Int32(pending.count)
@@ -480,6 +529,53 @@ final class BrokerSimulation {
             txn.produced += 1
         } else {
             handle([code], &c, txn)
+        }
+    }
+
+    /// The rest of the transaction's batches to one partition, sent back to back on the producer's
+    /// connection as librdkafka does with max.in.flight, answered in order. The connection is
+    /// healthy (nothing lost), so a batch refused as out of order after the one before it was
+    /// appended means the broker appended them out of order.
+    private func pipeline(_ c: inout TransactionalClient, _ txn: inout TransactionalClient.Open, partition: Int32) {
+        let count = min(txn.batches - txn.produced, 3)
+        var sequence = c.sequences[partition, default: 0]
+        var batches: [(values: [String], sequence: Int32, request: SimulatedWorld.InFlight)] = []
+        for i in 0..<count {
+            let values = (0..<Int.random(in: 1...3, using: &rng)).map { "\(txn.key)/\(txn.produced + i)/\($0)" }
+            let batch = RecordBatch.encode(
+                records: values.enumerated().map { Record(offsetDelta: Int32($0.offset), key: nil, value: Array($0.element.utf8)) },
+                baseTimestamp: world.clock.now, producerId: c.producerId, producerEpoch: c.epoch,
+                baseSequence: sequence, isTransactional: true)
+            var req = Self.produceRequest(partition: partition, batch: batch)
+            if c.v2 { req.transactionalId = c.transactionalId }
+            sent(values, transaction: txn.key, partition: partition)
+            batches.append((values, sequence, world.submit(world.frame(req, version: c.v2 ? 12 : 9), on: c.name)))
+            sequence += Int32(values.count)
+        }
+        var failed = false
+        var previousAppended = false
+        for (values, sequence, request) in batches {
+            guard let r = world.wait(request, as: ProduceResponse.self) else { return }
+            let answer = r.responses[0].partitionResponses[0]
+            let code = ErrorCode(answer.errorCode)
+            trace("  pipelined produce \(values) to \(partition) seq \(sequence): \(code) at \(answer.baseOffset)")
+            // After a power cut a policy that does not sync may hand one epoch to two instances
+            // (see `acknowledgementsAreDurable`), whose batches then collide; nothing is owed.
+            if code == .outOfOrderSequenceNumber && previousAppended && history.acknowledgementsAreDurable {
+                history.note("\(c.name): pipelined batch at sequence \(sequence) of partition \(partition) was refused as out of order after the batch before it on the same connection was appended")
+            }
+            previousAppended = code == .none
+            guard code == .none else {
+                if !failed { handle([code], &c, txn) }
+                failed = true
+                continue
+            }
+            history.appendAcked(
+                c.transactionalId, producerId: c.producerId, epoch: c.epoch, values: values, servedAt: request.servedAt)
+            history.transactions[txn.key]?.acked.formUnion(values)
+            acknowledged(values, at: answer.baseOffset)
+            c.sequences[partition] = sequence + Int32(values.count)
+            txn.produced += 1
         }
     }
 
@@ -536,11 +632,14 @@ final class BrokerSimulation {
             req.transactionTimeoutMs = Self.timeoutMs
             req.producerId = -1
             req.producerEpoch = -1
-            if case .answered(let r) = await send(req, version: 4), r.errorCode == 0 {
+            if case .answered(let r) = await send(req, version: 4, on: "idempotent"), r.errorCode == 0 {
                 idempotent.producerId = r.producerId
                 idempotent.epoch = r.producerEpoch
             }
             return
+        }
+        if idempotent.pending == nil && rng.chance(options.pipelineChance) {
+            return idempotentPipeline()
         }
         if idempotent.pending == nil {
             idempotent.serial += 1
@@ -567,6 +666,45 @@ final class BrokerSimulation {
             // Its state is gone (a power cut before the sync): a new producer id, as librdkafka does.
             idempotent = IdempotentClient(serial: idempotent.serial)
         }
+    }
+
+    /// Two to four batches to one partition back to back on one healthy connection, answered in
+    /// order (see `pipeline`).
+    private func idempotentPipeline() {
+        let partition = Int32.random(in: 0..<options.partitions, using: &rng)
+        var sequence = idempotent.sequences[partition, default: 0]
+        var batches: [(values: [String], sequence: Int32, request: SimulatedWorld.InFlight)] = []
+        for _ in 0..<Int.random(in: 2...4, using: &rng) {
+            idempotent.serial += 1
+            let values = (0..<Int.random(in: 1...3, using: &rng)).map { "i/\(idempotent.serial)/\($0)" }
+            let batch = RecordBatch.encode(
+                records: values.enumerated().map { Record(offsetDelta: Int32($0.offset), key: nil, value: Array($0.element.utf8)) },
+                baseTimestamp: world.clock.now, producerId: idempotent.producerId, producerEpoch: idempotent.epoch,
+                baseSequence: sequence)
+            sent(values, transaction: nil, partition: partition)
+            let frame = world.frame(Self.produceRequest(partition: partition, batch: batch), version: 9)
+            batches.append((values, sequence, world.submit(frame, on: "idempotent")))
+            sequence += Int32(values.count)
+        }
+        var previousAppended = false
+        var reset = false
+        for (values, sequence, request) in batches {
+            guard let r = world.wait(request, as: ProduceResponse.self) else { return }
+            let answer = r.responses[0].partitionResponses[0]
+            let code = ErrorCode(answer.errorCode)
+            if code == .outOfOrderSequenceNumber && previousAppended && history.acknowledgementsAreDurable {
+                history.note("idempotent producer: pipelined batch at sequence \(sequence) of partition \(partition) was refused as out of order after the batch before it on the same connection was appended")
+            }
+            previousAppended = code == .none
+            if code == .none {
+                history.idempotentAcked.formUnion(values)
+                acknowledged(values, at: answer.baseOffset)
+                idempotent.sequences[partition] = sequence + Int32(values.count)
+            } else if code == .outOfOrderSequenceNumber || code == .unknownProducerId {
+                reset = true
+            }
+        }
+        if reset { idempotent = IdempotentClient(serial: idempotent.serial) }
     }
 
     // MARK: The read_committed reader
@@ -614,7 +752,7 @@ final class BrokerSimulation {
         req.maxBytes = 1 << 20
         req.isolationLevel = isolation
         req.topics = [t]
-        guard case .answered(let r) = await send(req, version: 12, faults: faults) else { return nil }
+        guard case .answered(let r) = await send(req, version: 12, on: "reader", faults: faults) else { return nil }
         let data = r.responses[0].partitions[0]
         if ErrorCode(data.errorCode) == .offsetOutOfRange && !history.acknowledgementsAreDurable {
             // A power cut took back what the reader had read: it starts over, as auto.offset.reset does.

@@ -27,6 +27,8 @@ struct SimulationHistory {
     /// Who was handed each producer id and epoch, per transactional id.
     var epochOwners: [String: [Int64: [Int16: Int]]] = [:]
     var maxEpoch: [String: (producerId: Int64, epoch: Int16)] = [:]
+    /// When (in the world's moments) each producer id and epoch was first answered to a client.
+    var grantedAt: [String: [Int64: [Int16: Int]]] = [:]
     var anomalies: [String] = []
     /// The client-side history in OnceCheck's terms.
     var events: [HistoryEvent] = []
@@ -39,8 +41,11 @@ struct SimulationHistory {
 
     mutating func note(_ anomaly: String) { anomalies.append(anomaly) }
 
-    /// InitProducerId answered (id, epoch) to `instance`.
-    mutating func epochGranted(_ transactionalId: String, instance: Int, producerId: Int64, epoch: Int16) {
+    /// InitProducerId (or a V2 EndTxn) answered (id, epoch) to `instance` at moment `at`.
+    mutating func epochGranted(_ transactionalId: String, instance: Int, producerId: Int64, epoch: Int16, at moment: Int) {
+        if grantedAt[transactionalId]?[producerId]?[epoch] == nil {
+            grantedAt[transactionalId, default: [:]][producerId, default: [:]][epoch] = moment
+        }
         if !acknowledgementsAreDurable {
             maxEpoch[transactionalId] = (producerId, epoch)
             return
@@ -60,10 +65,14 @@ struct SimulationHistory {
         }
     }
 
-    /// A produce from this epoch was acknowledged: a fenced (older) epoch never may be.
-    mutating func appendAcked(_ transactionalId: String, producerId: Int64, epoch: Int16, values: [String]) {
-        if acknowledgementsAreDurable, let max = maxEpoch[transactionalId], max.producerId == producerId, epoch < max.epoch {
-            note("fenced \(transactionalId) epoch \(epoch) appended \(values) after epoch \(max.epoch) was granted")
+    /// A produce from this epoch, read by the broker at moment `servedAt`, was acknowledged: a
+    /// fenced (older) epoch never may be. With requests in flight together, a produce read before
+    /// a newer epoch was answered may have been appended before the bump, which is no fault; one
+    /// read after it must have been refused.
+    mutating func appendAcked(_ transactionalId: String, producerId: Int64, epoch: Int16, values: [String], servedAt: Int) {
+        guard acknowledgementsAreDurable, let grants = grantedAt[transactionalId]?[producerId] else { return }
+        if let newer = grants.filter({ $0.key > epoch && $0.value < servedAt }).keys.max() {
+            note("fenced \(transactionalId) epoch \(epoch) appended \(values) after epoch \(newer) was granted")
         }
     }
 

@@ -1,0 +1,191 @@
+import Dispatch
+import NIOConcurrencyHelpers
+import NIOCore
+import OnceCore
+
+/// The simulator's one job queue: every job the broker enqueues, a task's next slice (it is the
+/// broker's `TaskExecutor`) or an event-loop callback (it backs every connection's
+/// `SimulatedEventLoop`), waits here until the simulator runs it, on the simulator's own thread,
+/// picked by the seeded generator. That is how concurrent requests interleave deterministically:
+/// a seed replays the same interleaving. A job is atomic: interleavings happen where the broker's
+/// code suspends or hops between an event loop and a task, as on the real machine, and never
+/// inside synchronous code (which the real broker guards with locks).
+///
+/// Event-loop callbacks of one loop run in the order they were enqueued (NIO's guarantee), so the
+/// runnable set is the oldest callback of each loop plus every task job. A scheduled callback is
+/// runnable once the simulated clock reaches it; when nothing else can run the clock jumps there.
+final class SimulatedScheduler: TaskExecutor, @unchecked Sendable {
+    private struct Timer {
+        var due: Int64
+        var order: Int
+        var loop: Int
+        var work: () -> Void
+    }
+
+    private let lock = NIOLock()
+    private var rng: SplitMix64
+    let clock: SimulatedClock
+    private var tasks: [UnownedJob] = []
+    private var loops: [[() -> Void]] = []
+    private var timers: [Int: Timer] = [:]
+    private var nextTimer = 0
+    /// The loop whose callback is running (nil while a task job or nothing runs).
+    private(set) var runningLoop: Int?
+    /// Which job each pick chose of how many runnable ("t3/5": the fourth task job of five, "l1/2":
+    /// loop 1's oldest callback of two): the interleaving a replay must reproduce.
+    private(set) var picks: [String] = []
+    var recordsPicks = false
+
+    init(seed: UInt64, clock: SimulatedClock) {
+        // A stream of its own, so the number of jobs does not shift the clients' choices.
+        rng = SplitMix64(seed: seed ^ 0x5bd1_e995_a3b6_4c1f)
+        self.clock = clock
+    }
+
+    func makeLoop() -> SimulatedEventLoop {
+        lock.withLock {
+            loops.append([])
+            return SimulatedEventLoop(scheduler: self, id: loops.count - 1)
+        }
+    }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        lock.withLock { tasks.append(job) }
+    }
+
+    func execute(on loop: Int, _ work: @escaping () -> Void) {
+        lock.withLock { loops[loop].append(work) }
+    }
+
+    func schedule(on loop: Int, afterMs delay: Int64, _ work: @escaping () -> Void) -> Int {
+        lock.withLock {
+            nextTimer += 1
+            timers[nextTimer] = Timer(due: clock.now + max(0, delay), order: nextTimer, loop: loop, work: work)
+            return nextTimer
+        }
+    }
+
+    /// False when the timer already ran.
+    func cancel(timer: Int) -> Bool {
+        lock.withLock { timers.removeValue(forKey: timer) != nil }
+    }
+
+    /// Runs one runnable job, chosen by the seed; false when nothing can run, even after moving the
+    /// clock to the next timer.
+    @discardableResult
+    func runOne() -> Bool {
+        enum Pick {
+            case task(UnownedJob)
+            case loop(Int, () -> Void)
+        }
+        let pick: Pick? = lock.withLock {
+            let now = clock.now
+            for (id, timer) in timers.sorted(by: { $0.key < $1.key }) where timer.due <= now {
+                timers[id] = nil
+                loops[timer.loop].append(timer.work)
+            }
+            let ready = loops.indices.filter { !loops[$0].isEmpty }
+            let count = tasks.count + ready.count
+            if count == 0 {
+                guard let next = timers.values.min(by: { ($0.due, $0.order) < ($1.due, $1.order) }) else { return nil }
+                clock.advance(by: next.due - now)
+                timers[next.order] = nil
+                return .loop(next.loop, next.work)
+            }
+            let chosen = Int.random(in: 0..<count, using: &rng)
+            if chosen < tasks.count {
+                if recordsPicks { picks.append("t\(chosen)/\(count)") }
+                return .task(tasks.remove(at: chosen))
+            }
+            let loop = ready[chosen - tasks.count]
+            if recordsPicks { picks.append("l\(loop)/\(count)") }
+            return .loop(loop, loops[loop].removeFirst())
+        }
+        switch pick {
+        case nil:
+            return false
+        case .task(let job):
+            job.runSynchronously(on: asUnownedTaskExecutor())
+        case .loop(let loop, let work):
+            let outer = runningLoop
+            runningLoop = loop
+            work()
+            runningLoop = outer
+        }
+        return true
+    }
+
+    /// Runs jobs until `done` holds. Running out of jobs first means some work left the
+    /// scheduler (a thread or executor of its own), which would make the run depend on timing.
+    func run(until done: () -> Bool) {
+        while !done() {
+            precondition(runOne(), "the simulation waits for work that is not on its scheduler")
+        }
+    }
+
+    /// Runs every job there is, timers included.
+    func runUntilIdle() {
+        while runOne() {}
+    }
+
+    /// Runs the jobs that are ready now, and those they make ready, without moving the clock.
+    func runReady() {
+        while lock.withLock({ !tasks.isEmpty || loops.contains { !$0.isEmpty } || timers.values.contains { $0.due <= clock.now } }) {
+            _ = runOne()
+        }
+    }
+
+    /// Whether any job or timer is left.
+    var isIdle: Bool {
+        lock.withLock { tasks.isEmpty && loops.allSatisfy(\.isEmpty) && timers.isEmpty }
+    }
+}
+
+/// One simulated connection's event loop: a FIFO lane of the scheduler.
+final class SimulatedEventLoop: EventLoop, @unchecked Sendable {
+    let scheduler: SimulatedScheduler
+    let id: Int
+
+    init(scheduler: SimulatedScheduler, id: Int) {
+        self.scheduler = scheduler
+        self.id = id
+    }
+
+    var inEventLoop: Bool { scheduler.runningLoop == id }
+
+    var now: NIODeadline { .uptimeNanoseconds(UInt64(max(0, scheduler.clock.now)) * 1_000_000) }
+
+    func execute(_ task: @escaping @Sendable () -> Void) {
+        scheduler.execute(on: id, task)
+    }
+
+    @discardableResult
+    func scheduleTask<T>(deadline: NIODeadline, _ task: @escaping @Sendable () throws -> T) -> Scheduled<T> {
+        scheduleTask(in: deadline - now, task)
+    }
+
+    @discardableResult
+    func scheduleTask<T>(in delay: TimeAmount, _ task: @escaping @Sendable () throws -> T) -> Scheduled<T> {
+        let promise = makePromise(of: T.self)
+        let timer = scheduler.schedule(on: id, afterMs: delay.nanoseconds / 1_000_000) {
+            do { promise.assumeIsolated().succeed(try task()) } catch { promise.fail(error) }
+        }
+        let scheduler = scheduler
+        return Scheduled(promise: promise, cancellationTask: {
+            if scheduler.cancel(timer: timer) { promise.fail(EventLoopError.cancelled) }
+        })
+    }
+
+    func preconditionInEventLoop(file: StaticString, line: UInt) {
+        precondition(inEventLoop, file: file, line: line)
+    }
+
+    func preconditionNotInEventLoop(file: StaticString, line: UInt) {
+        precondition(!inEventLoop, file: file, line: line)
+    }
+
+    func shutdownGracefully(queue: DispatchQueue, _ callback: @escaping @Sendable ((any Error)?) -> Void) {
+        queue.async { callback(nil) }
+    }
+}
