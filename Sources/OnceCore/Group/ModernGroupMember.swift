@@ -20,6 +20,9 @@ public struct ModernGroupMember: Sendable, Hashable {
     public var subscribedTopicNames: [String]
     public var subscribedTopicRegex: String?
     public var serverAssignor: String?
+    /// Set for a member that speaks the classic protocol (JoinGroup/SyncGroup/Heartbeat) inside a
+    /// consumer group; nil for a ConsumerGroupHeartbeat member.
+    public var classic: ClassicMemberMetadata?
 
     public var state: State = .stable
     public var memberEpoch: Int32 = 0
@@ -58,4 +61,17 @@ public struct ModernGroupMember: Sendable, Hashable {
 
     /// Every partition the member still holds, including the ones it must give up.
     public var owned: PartitionAssignment { assigned.union(pendingRevocation) }
+}
+
+/// What a classic member brings that the consumer protocol has no field for: its own session
+/// timeout and the protocols (assignor names and subscriptions) it joined with, so the group can
+/// turn back into a classic one. Kafka keeps the same in ConsumerGroupMemberMetadata's tagged field.
+public struct ClassicMemberMetadata: Sendable, Hashable {
+    public var sessionTimeoutMs: Int32
+    public var protocols: [GroupProtocol]
+
+    public init(sessionTimeoutMs: Int32, protocols: [GroupProtocol]) {
+        self.sessionTimeoutMs = sessionTimeoutMs
+        self.protocols = protocols
+    }
 }
