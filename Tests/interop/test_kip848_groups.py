@@ -280,30 +280,6 @@ def test_empty_groups_convert_between_protocols_keeping_offsets(kip848_broker):
     assert consume("consumer", 10) == list(range(10, 20)), "the consumer group resumes at the classic commits"
     assert consume("classic", 10) == list(range(20, 30)), "and the classic group at the consumer group's"
 
-    # A classic member cannot join a consumer group that has members.
-    modern = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "group.protocol": "consumer"})
-    modern.subscribe([topic])
-    try:
-        deadline = Deadline(60, "the consumer member's assignment")
-        while not modern.assignment():
-            deadline.check()
-            modern.poll(0.2)
-        classic = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "session.timeout.ms": 6000})
-        errors: list = []
-        classic.subscribe([topic], on_assign=lambda c, ps: errors.append("assigned"))
-        try:
-            deadline = Deadline(30, "INCONSISTENT_GROUP_PROTOCOL")
-            while not errors:
-                deadline.check()
-                msg = classic.poll(0.2)
-                if msg is not None and msg.error():
-                    errors.append(msg.error().name())
-            assert errors[0] == "INCONSISTENT_GROUP_PROTOCOL"
-        finally:
-            classic.close()
-    finally:
-        modern.close()
-
 
 def test_classic_protocol_stays_the_default_and_still_rebalances(kip848_broker):
     """The broker serves both protocols at once: a classic group beside a consumer group."""

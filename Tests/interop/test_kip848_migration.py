@@ -8,12 +8,14 @@ Kafka's forbids."""
 
 from __future__ import annotations
 
+import struct
 import time
 
 import pytest
 from confluent_kafka import Consumer, KafkaException
 
 import confluent_helpers as ck
+import kafka_wire as wire
 from group_member import Member
 from support import Deadline, unique_topic, value_for, wait_until
 
@@ -210,3 +212,25 @@ def test_disabled_policy_refuses_to_convert_a_group_with_members(broker_factory,
         consumer.close()
     assert group_type(broker, group) == "CLASSIC"
     assert classic.snapshot()[0] == [0, 1]
+
+
+@pytest.mark.timeout_seconds(120)
+def test_a_consumer_group_refuses_only_other_protocol_types(broker_factory, members):
+    broker = broker_factory(extra_args=BROKER_ARGS)
+    topic = unique_topic("migrate-type")
+    group = f"group-{topic}"
+    ck.create_topic(broker, topic, 2)
+    modern = Member("confluent-consumer", broker, topic, group)
+    members.append(modern)
+    wait_for_split([modern], partitions=2)
+
+    # Subscription v0: topics ["<topic>"], no user data.
+    subscription = struct.pack(">hi", 0, 1) + struct.pack(">h", len(topic)) + topic.encode() + struct.pack(">i", -1)
+    host, port = broker.bootstrap.split(":")
+    with wire.connect((host, int(port))) as sock:
+        sock.sendall(wire.join_group_v5_request(1, group, "connect", [("range", subscription)]))
+        assert wire.join_group_v5_error(wire.read_frame(sock)) == wire.INCONSISTENT_GROUP_PROTOCOL
+        # A consumer-protocol classic member is served inside the consumer group: it is asked for a member id.
+        sock.sendall(wire.join_group_v5_request(2, group, "consumer", [("range", subscription)]))
+        assert wire.join_group_v5_error(wire.read_frame(sock)) == wire.MEMBER_ID_REQUIRED
+    assert group_type(broker, group) == "CONSUMER"
