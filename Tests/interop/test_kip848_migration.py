@@ -18,6 +18,7 @@ import confluent_helpers as ck
 import kafka_wire as wire
 from group_member import Member
 from support import Deadline, unique_topic, value_for, wait_until
+from test_groups import once_group
 
 PARTITIONS = 6
 PER_PARTITION = 10
@@ -117,6 +118,7 @@ def test_rolling_upgrade_then_downgrade_consumes_every_record_once(broker_factor
         wait_for_split(live)
         assert group_type(broker, group) == "CONSUMER", f"after {i + 1} consumer-protocol member(s)"
         assert listed_type(broker, group) == "CONSUMER"
+        assert "Type: consumer\tState: " in once_group(broker, "describe", group)
         expected |= produce_round(broker, topic, round_no)
         round_no += 1
         wait_for_values(members, expected)
@@ -135,6 +137,7 @@ def test_rolling_upgrade_then_downgrade_consumes_every_record_once(broker_factor
 
     assert_each_once(members, expected)
     assert not [e for m in members for e in m.errors if "Fatal" in e]
+    assert "Type: classic\tState: " in once_group(broker, "describe", group)
     log = broker.log_text()
     assert log.count("classic group upgraded to a consumer group") == 1
     assert log.count("consumer group downgraded to a classic group") == 1
