@@ -33,6 +33,8 @@ final class BrokerSimulation {
         var delayV1EndTxn = false
         /// KIP-848 group members heartbeating in one consumer group over `topic`.
         var groupMembers = 3
+        /// Classic-protocol members (JoinGroup/SyncGroup/Heartbeat) inside the same consumer group.
+        var classicGroupMembers = 2
         /// Prints every step and answer (`ONCE_SIMULATION_TRACE=1` when replaying a seed).
         var trace = ProcessInfo.processInfo.environment["ONCE_SIMULATION_TRACE"] == "1"
     }
@@ -79,6 +81,8 @@ final class BrokerSimulation {
     /// The KIP-848 members and what each believes it owns (see BrokerSimulation+Groups).
     var groupMembers: [SimulatedGroupMember] = []
     var nextGroupMember = 0
+    /// The classic members inside that group (see BrokerSimulation+ClassicMembers).
+    var classicMembers: [SimulatedClassicMember] = []
 
     init(seed: UInt64, options: Options) throws {
         self.seed = seed
@@ -87,6 +91,7 @@ final class BrokerSimulation {
         world = try SimulatedWorld(flushPolicy: options.flushPolicy, topics: [Self.topic: options.partitions, Self.input: 1])
         for i in 0..<options.transactionalIds { clients.append(newInstance(of: "t\(i)")) }
         for _ in 0..<options.groupMembers { groupMembers.append(newGroupMember()) }
+        classicMembers = Array(repeating: SimulatedClassicMember(), count: options.classicGroupMembers)
     }
 
     private func newInstance(of id: String) -> TransactionalClient {
@@ -146,8 +151,12 @@ final class BrokerSimulation {
             try await idempotentStep()
         } else if roll < 0.37 {
             try await readStep()
-        } else if roll < 0.45, !groupMembers.isEmpty {
-            await groupMemberStep()
+        } else if roll < 0.45, !groupMembers.isEmpty || !classicMembers.isEmpty {
+            if classicMembers.isEmpty || (!groupMembers.isEmpty && rng.chance(0.6)) {
+                await groupMemberStep()
+            } else {
+                await classicMemberStep()
+            }
         } else {
             let index = Int.random(in: 0..<clients.count, using: &rng)
             var client = clients[index]
