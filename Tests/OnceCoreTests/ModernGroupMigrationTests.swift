@@ -11,10 +11,12 @@ struct ModernGroupMigrationTests {
     static let protocols = [GroupProtocol(name: "range", metadata: [0, 1, 2])]
 
     /// A stable classic group of `a` (orders 0, 1) and `b` (orders 2, 3) at generation 5.
-    static func classicGroup(config: GroupConfig = GroupConfig(), protocolType: String = "consumer") -> ConsumerGroup {
+    static func classicGroup(
+        config: GroupConfig = GroupConfig(), protocolType: String = "consumer", sessionTimeoutMs: Int32 = 10_000
+    ) -> ConsumerGroup {
         let members = [("a", [UInt8]([1])), ("b", [UInt8]([2]))].map { id, assignment in
             GroupMember(
-                memberId: id, groupInstanceId: nil, clientId: "c", clientHost: "h", sessionTimeoutMs: 10_000,
+                memberId: id, groupInstanceId: nil, clientId: "c", clientHost: "h", sessionTimeoutMs: sessionTimeoutMs,
                 rebalanceTimeoutMs: 20_000, protocolType: protocolType, protocols: protocols, assignment: assignment,
                 lastHeartbeatMs: 0)
         }
@@ -26,8 +28,8 @@ struct ModernGroupMigrationTests {
         "b": (ModernGroup.ClassicSubscription(topics: ["orders"]), ["orders": [2, 3]]),
     ]
 
-    static func upgraded(config: GroupConfig = GroupConfig()) -> ModernGroup {
-        ModernGroup(upgrading: classicGroup(config: config), decoded: decoded, now: 1_000)
+    static func upgraded(config: GroupConfig = GroupConfig(), sessionTimeoutMs: Int32 = 10_000) -> ModernGroup {
+        ModernGroup(upgrading: classicGroup(config: config, sessionTimeoutMs: sessionTimeoutMs), decoded: decoded, now: 1_000)
     }
 
     static func classicJoin(_ memberId: String, sessionTimeoutMs: Int32 = 10_000, protocolType: String = "consumer")
@@ -170,6 +172,27 @@ struct ModernGroupMigrationTests {
         let (left, _) = group.classicLeaveReceived([ConsumerGroup.Leaving(memberId: "a")], now: 2_000)
         #expect(left == [nil])
         #expect(group.members["a"] == nil && group.groupEpoch == 6)
+    }
+
+    /// Kafka's join and sync timeouts: told to rejoin, a classic member that keeps heartbeating but
+    /// never rejoins is fenced after its rebalance timeout, and so is one that joins and never syncs.
+    @Test func aClassicMemberThatNeverRejoinsOrSyncsIsFenced() {
+        // Sessions long enough not to be what ends these members.
+        var group = Self.upgraded(sessionTimeoutMs: 600_000)
+        _ = group.heartbeatReceived(Self.consumerJoin("c"), topics: Self.topics, now: 2_000)
+        #expect(group.classicHeartbeatReceived(memberId: "a", instanceId: nil, generationId: 5, now: 3_000) == .rebalanceInProgress)
+        #expect(group.classicHeartbeatReceived(memberId: "a", instanceId: nil, generationId: 5, now: 9_000) == .rebalanceInProgress)
+        #expect(group.expiredMembers(now: 3_000 + 19_999).isEmpty, "the first request to rejoin starts the clock")
+        #expect(group.expiredMembers(now: 3_000 + 20_000).contains("a"))
+
+        let sub = ModernGroup.ClassicSubscription(topics: ["orders"])
+        let joined = group.classicJoinReceived(
+            Self.classicJoin("b", sessionTimeoutMs: 600_000), subscription: sub, topics: Self.topics, now: 4_000).result
+        #expect(joined.error == nil)
+        #expect(group.expiredMembers(now: 4_000 + 20_000).contains("b"), "joined but never synced")
+        _ = group.classicSyncReceived(
+            memberId: "b", instanceId: nil, generationId: joined.generationId, protocolType: nil, protocolName: nil, now: 5_000)
+        #expect(!group.expiredMembers(now: 4_000 + 20_000).contains("b"))
     }
 
     @Test func theLastConsumerMemberLeavingDowngradesWhenThePolicyAllows() {

@@ -118,8 +118,12 @@ extension ModernGroup {
         updated.classic = ClassicMemberMetadata(sessionTimeoutMs: join.sessionTimeoutMs, protocols: join.protocols)
         updated.lastHeartbeatMs = now
         let previous = members[memberId] ?? member
-        let reconciled = admit(
+        updated.rejoinDeadlineMs = nil
+        var reconciled = admit(
             updated, replacing: previous, owned: subscription.ownedPartitions, topics: topics, now: now, records: &records)
+        // The sync timeout: the member must come for its assignment within its rebalance timeout.
+        reconciled.rejoinDeadlineMs = now + Int64(reconciled.rebalanceTimeoutMs)
+        members[memberId] = reconciled
 
         var result = JoinGroupResult(memberId: memberId)
         result.generationId = reconciled.memberEpoch
@@ -157,10 +161,14 @@ extension ModernGroup {
         guard generationId == member.memberEpoch else { return .failure(.illegalGeneration) }
         if let protocolType, protocolType != Self.consumerProtocolType { return .failure(.inconsistentGroupProtocol) }
         if let protocolName, protocolName != member.classic?.protocols.first?.name { return .failure(.inconsistentGroupProtocol) }
-        // A member still revoking has rejoined already; it finishes revoking before the next join.
-        if groupEpoch > member.memberEpoch && member.state != .unrevokedPartitions { return .failure(.rebalanceInProgress) }
         members[member.memberId]!.lastHeartbeatMs = now
-        return .success(member)
+        // A member still revoking has rejoined already; it finishes revoking before the next join.
+        if groupEpoch > member.memberEpoch && member.state != .unrevokedPartitions {
+            askToRejoin(member.memberId, now: now)
+            return .failure(.rebalanceInProgress)
+        }
+        members[member.memberId]!.rejoinDeadlineMs = nil
+        return .success(members[member.memberId]!)
     }
 
     /// Heartbeat from a classic member: REBALANCE_IN_PROGRESS whenever a rejoin would move it
@@ -178,9 +186,17 @@ extension ModernGroup {
         if member.memberEpoch < groupEpoch || member.state == .unrevokedPartitions
             || (member.state == .unreleasedPartitions && !waitingOnUnreleasedPartition(member))
         {
+            askToRejoin(member.memberId, now: now)
             return .rebalanceInProgress
         }
         return nil
+    }
+
+    /// The join timeout: a member told REBALANCE_IN_PROGRESS must rejoin within its rebalance
+    /// timeout, or it is fenced and its partitions move; set once, as Kafka's `IfAbsent`.
+    private mutating func askToRejoin(_ memberId: String, now: Int64) {
+        guard let member = members[memberId], member.rejoinDeadlineMs == nil else { return }
+        members[memberId]!.rejoinDeadlineMs = now + Int64(member.rebalanceTimeoutMs)
     }
 
     /// Whether some partition of the member's target is still held by another member.

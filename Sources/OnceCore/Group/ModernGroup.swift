@@ -395,7 +395,8 @@ public struct ModernGroup: Sendable {
         Set(members.values.filter { m in
             let sessionOver = now >= m.lastHeartbeatMs + Int64(sessionTimeoutMs(of: m))
             let revocationOver = m.state == .unrevokedPartitions && m.revocationDeadlineMs.map { now >= $0 } == true
-            return sessionOver || revocationOver
+            let rejoinOver = m.rejoinDeadlineMs.map { now >= $0 } == true
+            return sessionOver || revocationOver || rejoinOver
         }.map(\.memberId))
     }
 
@@ -409,6 +410,7 @@ public struct ModernGroup: Sendable {
         members.values.flatMap { m in
             [m.lastHeartbeatMs + Int64(sessionTimeoutMs(of: m))]
                 + (m.state == .unrevokedPartitions ? [m.revocationDeadlineMs].compactMap { $0 } : [])
+                + [m.rejoinDeadlineMs].compactMap { $0 }
         }.min()
     }
 

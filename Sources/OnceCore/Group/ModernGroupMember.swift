@@ -37,6 +37,9 @@ public struct ModernGroupMember: Sendable, Hashable {
     public var lastHeartbeatMs: Int64
     /// A member slow to revoke is fenced at this time (its rebalance timeout after being asked).
     public var revocationDeadlineMs: Int64?
+    /// A classic member told to rejoin, or joined and not yet synced, is fenced at this time (its
+    /// rebalance timeout), as Kafka's join and sync timeouts fence it.
+    public var rejoinDeadlineMs: Int64?
 
     public init(
         memberId: String, instanceId: String? = nil, rackId: String? = nil, clientId: String = "",
