@@ -169,9 +169,11 @@ struct ModernGroupMigrationTests {
         #expect(group.expiredMembers(now: 1_000 + 9_999).isEmpty)
         #expect(group.expiredMembers(now: 1_000 + 10_000) == ["a", "b"])
         #expect(group.nextDeadlineMs == 11_000)
-        let (left, _) = group.classicLeaveReceived([ConsumerGroup.Leaving(memberId: "a")], now: 2_000)
-        #expect(left == [nil])
-        #expect(group.members["a"] == nil && group.groupEpoch == 6)
+        let (left, _) = group.classicLeaveReceived(
+            [ConsumerGroup.Leaving(memberId: "a"), ConsumerGroup.Leaving(memberId: "nobody"), ConsumerGroup.Leaving(memberId: "b")],
+            now: 2_000)
+        #expect(left == [nil, .unknownMemberId, nil])
+        #expect(group.members.isEmpty && group.groupEpoch == 6, "one leave request, one epoch bump")
     }
 
     /// Kafka's join and sync timeouts: told to rejoin, a classic member that keeps heartbeating but

@@ -224,9 +224,16 @@ extension ModernGroup {
                 member = found
             }
             guard member.classic != nil else { return .unknownMemberId }
-            records += remove(member.memberId, now: now)
+            records += removalRecords(member.memberId)
+            members[member.memberId] = nil
+            targetAssignment[member.memberId] = nil
             return nil
         }
+        guard !records.isEmpty else { return (results, []) }
+        // One request, one rebalance: the epoch is bumped once however many members left, as Kafka does.
+        if members.isEmpty { stateTimestampMs = now }
+        groupEpoch += 1
+        records.append(.groupEpoch(groupEpoch))
         return (results, records)
     }
 

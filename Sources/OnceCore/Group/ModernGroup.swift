@@ -105,7 +105,7 @@ public struct ModernGroup: Sendable {
     public internal(set) var resolvedRegexes: [String: Set<String>] = [:]
     /// When the regexes were last resolved against the topics.
     public internal(set) var regexesResolvedAtMs: Int64 = .min
-    public private(set) var stateTimestampMs: Int64
+    public internal(set) var stateTimestampMs: Int64
 
     public init(groupId: String, config: GroupConfig = GroupConfig(), now: Int64) {
         self.groupId = groupId
