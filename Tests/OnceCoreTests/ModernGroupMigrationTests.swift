@@ -197,6 +197,20 @@ struct ModernGroupMigrationTests {
         #expect(!group.expiredMembers(now: 4_000 + 20_000).contains("b"))
     }
 
+    /// A classic member that starts heartbeating with ConsumerGroupHeartbeat (an upgraded client
+    /// keeping its member id) is a consumer-protocol member from then on.
+    @Test func aHeartbeatMakesAClassicMemberAConsumerMember() {
+        var group = Self.upgraded()
+        let (result, _) = group.heartbeatReceived(
+            ModernGroup.Heartbeat(memberId: "a", memberEpoch: 5, ownedPartitions: ["orders": [0, 1]]), topics: Self.topics,
+            now: 2_000)
+        #expect(result.error == nil)
+        #expect(group.members["a"]?.classic == nil)
+        #expect(group.classicHeartbeatReceived(memberId: "a", instanceId: nil, generationId: 5, now: 2_000) == .unknownMemberId)
+        #expect(group.downgradesOnRemoving(["a"]), "b, the only one left, is classic")
+        #expect(!group.downgradesOnRemoving(["b"]))
+    }
+
     @Test func theLastConsumerMemberLeavingDowngradesWhenThePolicyAllows() {
         var group = Self.upgraded()
         _ = group.heartbeatReceived(Self.consumerJoin("c"), topics: Self.topics, now: 2_000)

@@ -167,6 +167,9 @@ public struct ModernGroup: Sendable {
         updated.clientId = hb.clientId
         updated.clientHost = hb.clientHost
         updated.lastHeartbeatMs = now
+        // Whoever heartbeats speaks the consumer protocol from now on, as in Kafka.
+        updated.classic = nil
+        updated.rejoinDeadlineMs = nil
         let reconciled = admit(updated, replacing: member, owned: hb.ownedPartitions, topics: topics, now: now, records: &records)
 
         var result = HeartbeatResult(memberId: memberId)
