@@ -89,6 +89,9 @@ public struct BrokerConfig: Sendable {
     public var groupConsumerAssignors: [String] = ["uniform", "range"]
     /// Most members of one KIP-848 group (`group.consumer.max.size`). Default: unbounded.
     public var groupConsumerMaxSize: Int = Int.max
+    /// Whether groups with members convert between the classic and consumer protocols
+    /// (`group.consumer.migration.policy`: bidirectional, upgrade, downgrade, disabled). Default: bidirectional.
+    public var groupConsumerMigrationPolicy: ConsumerGroupMigrationPolicy = .bidirectional
     /// How long an empty group's committed offsets are kept (`offsets.retention.minutes`).
     /// Default: 7 days.
     public var offsetsRetentionMinutes: Int64 = 10_080

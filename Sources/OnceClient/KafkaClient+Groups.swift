@@ -10,9 +10,12 @@ public struct GroupListing: Hashable, Sendable {
     public var state: String
 }
 
-/// A group as DescribeGroups reports it.
+/// A group as DescribeGroups (a classic group) or ConsumerGroupDescribe (a KIP-848 group) reports it.
 public struct GroupDescription: Hashable, Sendable {
     public var groupId: String
+    /// "classic" or "consumer", as Kafka's admin tools name the group's protocol; a group converts
+    /// between them as KIP-848 consumers replace classic ones and back.
+    public var type: String = "classic"
     public var state: String
     public var protocolType: String
     /// The assignor the group chose, for consumer groups.
@@ -42,8 +45,34 @@ extension KafkaClient {
     }
 
     /// Members and assignments of a group. An unknown group comes back in state "Dead".
+    /// DescribeGroups reads a KIP-848 group as Dead, so such a group is asked ConsumerGroupDescribe,
+    /// as Kafka's admin client does.
     public func describeGroup(_ groupId: String) async throws -> GroupDescription {
         let connection = try await coordinator(for: groupId, type: .group)
+        let classic = try await describeClassicGroup(groupId, on: connection)
+        guard classic.state == "Dead", (try? connection.version(for: ConsumerGroupDescribeRequest.self)) != nil else {
+            return classic
+        }
+        var request = ConsumerGroupDescribeRequest()
+        request.groupIds = [groupId]
+        let response = try await connection.send(request)
+        guard let group = response.groups.first(where: { $0.groupId == groupId }),
+            ErrorCode(group.errorCode) != .groupIdNotFound
+        else { return classic }
+        if let error = KafkaError(errorCode: group.errorCode, message: group.errorMessage) { throw error }
+        return GroupDescription(
+            groupId: groupId, type: "consumer", state: group.groupState, protocolType: "consumer",
+            protocolName: group.assignorName,
+            members: group.members.map { m in
+                GroupDescription.Member(
+                    memberId: m.memberId, groupInstanceId: m.instanceId, clientId: m.clientId, clientHost: m.clientHost,
+                    assignment: m.assignment.topicPartitions.flatMap { tp in
+                        tp.partitions.sorted().map { TopicPartition(tp.topicName, $0) }
+                    })
+            })
+    }
+
+    private func describeClassicGroup(_ groupId: String, on connection: KafkaConnection) async throws -> GroupDescription {
         var request = DescribeGroupsRequest()
         request.groups = [groupId]
         let response = try await connection.send(request)

@@ -116,6 +116,9 @@ struct BrokerCommand: AsyncParsableCommand {
     @Option(help: "Most members of one KIP-848 group [env: ONCE_GROUP_CONSUMER_MAX_SIZE] (default: unbounded)")
     var groupConsumerMaxSize: Int?
 
+    @Option(help: "Convert groups with members between protocols: bidirectional, upgrade, downgrade, disabled [env: ONCE_GROUP_CONSUMER_MIGRATION_POLICY] (default: bidirectional)")
+    var groupConsumerMigrationPolicy: String?
+
     @Option(help: "Keep an empty group's committed offsets this long [env: ONCE_OFFSETS_RETENTION_MINUTES] (default: 10080)")
     var offsetsRetentionMinutes: Int64?
 
@@ -324,6 +327,14 @@ struct BrokerCommand: AsyncParsableCommand {
         if let v = try setting(groupConsumerMaxSize, "ONCE_GROUP_CONSUMER_MAX_SIZE") {
             guard v > 0 else { throw ValidationError("--group-consumer-max-size must be positive") }
             config.groupConsumerMaxSize = v
+        }
+        if let v = setting(groupConsumerMigrationPolicy, "ONCE_GROUP_CONSUMER_MIGRATION_POLICY") {
+            // Kafka reads the policy case-insensitively.
+            guard let policy = ConsumerGroupMigrationPolicy(rawValue: v.lowercased()) else {
+                throw ValidationError("--group-consumer-migration-policy takes "
+                    + ConsumerGroupMigrationPolicy.allCases.map(\.rawValue).joined(separator: ", ") + ", not '\(v)'")
+            }
+            config.groupConsumerMigrationPolicy = policy
         }
         if config.groupConsumerHeartbeatIntervalMs >= config.groupConsumerSessionTimeoutMs {
             throw ValidationError("--group-consumer-heartbeat-interval-ms must be below --group-consumer-session-timeout-ms")

@@ -51,7 +51,7 @@ struct GroupCommand: AsyncParsableCommand {
 
                 var protocolLine = group.protocolType.isEmpty ? "-" : group.protocolType
                 if !group.protocolName.isEmpty { protocolLine += " (\(group.protocolName))" }
-                print("Group: \(name)\tState: \(group.state)\tProtocol: \(protocolLine)\tMembers: \(group.members.count)")
+                print("Group: \(name)\tType: \(group.type)\tState: \(group.state)\tProtocol: \(protocolLine)\tMembers: \(group.members.count)")
                 for member in group.members {
                     let assigned = member.assignment.map(\.description).joined(separator: ",")
                     var line = "\tMember: \(member.memberId)\tClient: \(member.clientId)"

@@ -1,4 +1,5 @@
-"""One consumer-group member, run as its own process by test_groups.py so a test can SIGKILL it.
+"""One consumer-group member, run as its own process so a test can SIGKILL it; `Member` starts
+one and collects what it reports (test_groups.py, test_kip848_groups.py, test_kip848_migration.py).
 
     python3 group_member.py confluent|confluent-consumer|kafka-python BOOTSTRAP TOPIC GROUP [INSTANCE_ID]
 
@@ -13,8 +14,11 @@ committed synchronously, so every printed record is both processed and committed
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
 import sys
+import threading
 
 SESSION_TIMEOUT_MS = 6000
 HEARTBEAT_INTERVAL_MS = 500
@@ -136,6 +140,59 @@ def run_kafka_python(bootstrap: str, topic: str, group: str) -> None:
                 consumer.commit({tp: OffsetAndMetadata(record.offset + 1, "", -1)})
                 emit({"p": tp.partition, "o": record.offset, "v": record.value.decode()})
     consumer.close()
+
+
+class Member:
+    """A group_member.py process and what it reported: its assignments (the latest first to
+    hand), revocations, committed records and errors."""
+
+    def __init__(self, client: str, broker, topic: str, group: str, instance_id: str | None = None) -> None:
+        self.client = client
+        args = [sys.executable, os.path.abspath(__file__), client, broker.bootstrap, topic, group]
+        if instance_id:
+            args.append(instance_id)
+        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+        self.assignment: list[int] | None = None
+        self.assignments: list[list[int]] = []
+        self.revocations: list[list[int]] = []
+        self.records: list[tuple[int, int, str]] = []
+        self.errors: list[str] = []
+        self._lock = threading.Lock()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for raw in iter(self.process.stdout.readline, b""):
+            event = json.loads(raw)
+            with self._lock:
+                if "assigned" in event:
+                    self.assignment = event["assigned"]
+                    self.assignments.append(event["assigned"])
+                elif "revoked" in event:
+                    self.revocations.append(event["revoked"])
+                elif "error" in event:
+                    self.errors.append(event["error"])
+                else:
+                    self.records.append((event["p"], event["o"], event["v"]))
+
+    def snapshot(self) -> tuple[list[int] | None, list[tuple[int, int, str]]]:
+        with self._lock:
+            return self.assignment, list(self.records)
+
+    def kill9(self) -> None:
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+        self._reader.join(10)
+
+    def stop(self) -> None:
+        """SIGTERM: the member closes its consumer, which leaves the group (epoch -1, or -2 if static)."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+        self._reader.join(10)
 
 
 def main() -> None:

@@ -9,7 +9,10 @@ import time
 from dataclasses import dataclass
 
 API_VERSIONS = 18
+JOIN_GROUP = 11
 UNSUPPORTED_VERSION = 35
+INCONSISTENT_GROUP_PROTOCOL = 23
+MEMBER_ID_REQUIRED = 79
 
 
 def connect(address: tuple[str, int], timeout: float = 10.0) -> socket.socket:
@@ -51,6 +54,30 @@ def api_versions_request(version: int, correlation_id: int) -> bytes:
     flexible = version >= 3
     body = (compact_string("once-interop") + compact_string("1.0") + b"\x00") if flexible else b""
     return frame(request_header(API_VERSIONS, version, correlation_id, flexible=flexible) + body)
+
+
+def _string(text: str | None) -> bytes:
+    if text is None:
+        return struct.pack(">h", -1)
+    data = text.encode()
+    return struct.pack(">h", len(data)) + data
+
+
+def join_group_v5_request(
+    correlation_id: int, group: str, protocol_type: str, protocols: list[tuple[str, bytes]], member_id: str = ""
+) -> bytes:
+    """A framed JoinGroup v5 (the last version before flexible encoding), for protocol types no
+    Kafka consumer client sends."""
+    body = _string(group) + struct.pack(">ii", 10_000, 30_000) + _string(member_id) + _string(None)
+    body += _string(protocol_type) + struct.pack(">i", len(protocols))
+    for name, metadata in protocols:
+        body += _string(name) + struct.pack(">i", len(metadata)) + metadata
+    return frame(request_header(JOIN_GROUP, 5, correlation_id, flexible=False) + body)
+
+
+def join_group_v5_error(payload: bytes) -> int:
+    """The error code of a JoinGroup v5 answer (after the correlation id and throttle time)."""
+    return struct.unpack(">h", payload[8:10])[0]
 
 
 def recv_exact(sock: socket.socket, n: int) -> bytes:

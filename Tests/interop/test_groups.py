@@ -4,73 +4,20 @@ offsets; committed offsets survive a broker crash; librdkafka and kafka-python s
 
 from __future__ import annotations
 
-import json
-import os
-import signal
 import subprocess
-import sys
 import threading
-from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from confluent_helpers import create_topic, produce_indexed
+from group_member import Member
 from once_broker import broker_binary
 from support import Deadline, unique_topic, value_for, wait_until
 
-MEMBER_SCRIPT = Path(__file__).with_name("group_member.py")
 PARTITIONS = 6
 PER_PARTITION = 20
-
-
-class Member:
-    """A group member process and what it reported: its latest assignment and committed records."""
-
-    def __init__(self, client: str, broker, topic: str, group: str) -> None:
-        self.client = client
-        self.process = subprocess.Popen(
-            [sys.executable, str(MEMBER_SCRIPT), client, broker.bootstrap, topic, group],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        self.assignment: list[int] | None = None
-        self.records: list[tuple[int, int, str]] = []
-        self.errors: list[str] = []
-        self._lock = threading.Lock()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        for raw in iter(self.process.stdout.readline, b""):
-            event = json.loads(raw)
-            with self._lock:
-                if "assigned" in event:
-                    self.assignment = event["assigned"]
-                elif "error" in event:
-                    self.errors.append(event["error"])
-                else:
-                    self.records.append((event["p"], event["o"], event["v"]))
-
-    def snapshot(self) -> tuple[list[int] | None, list[tuple[int, int, str]]]:
-        with self._lock:
-            return self.assignment, list(self.records)
-
-    def kill9(self) -> None:
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
-        self._reader.join(10)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.kill9()
-        self._reader.join(10)
 
 
 @pytest.fixture

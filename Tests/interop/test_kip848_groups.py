@@ -7,24 +7,16 @@ protocol keeping its offsets; and the seed's exactly-once loop runs on the new p
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import threading
 import time
-from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import NewPartitions
 
 import confluent_helpers as ck
+from group_member import Member
 from support import Deadline, index_of, unique_topic, value_for, wait_until
 
-HERE = Path(__file__).resolve().parent
-MEMBER_SCRIPT = HERE / "group_member.py"
 PARTITIONS = 6
 PER_PARTITION = 20
 # Short enough that a SIGKILLed member's partitions move within a test's patience.
@@ -40,55 +32,9 @@ def kip848_broker(broker_factory):
     return broker_factory(extra_args=BROKER_ARGS)
 
 
-class Member:
-    """A group_member.py process speaking KIP-848, and what it reported."""
-
-    def __init__(self, broker, topic: str, group: str, instance_id: str | None = None) -> None:
-        args = [sys.executable, str(MEMBER_SCRIPT), "confluent-consumer", broker.bootstrap, topic, group]
-        if instance_id:
-            args.append(instance_id)
-        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
-        self.assignment: list[int] | None = None
-        self.assignments: list[list[int]] = []
-        self.revocations: list[list[int]] = []
-        self.records: list[tuple[int, int, str]] = []
-        self.errors: list[str] = []
-        self._lock = threading.Lock()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        for raw in iter(self.process.stdout.readline, b""):
-            event = json.loads(raw)
-            with self._lock:
-                if "assigned" in event:
-                    self.assignment = event["assigned"]
-                    self.assignments.append(event["assigned"])
-                elif "revoked" in event:
-                    self.revocations.append(event["revoked"])
-                elif "error" in event:
-                    self.errors.append(event["error"])
-                else:
-                    self.records.append((event["p"], event["o"], event["v"]))
-
-    def snapshot(self):
-        with self._lock:
-            return self.assignment, list(self.records)
-
-    def kill9(self) -> None:
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
-        self._reader.join(10)
-
-    def stop(self) -> None:
-        """SIGTERM: the member closes its consumer, which leaves the group (epoch -1, or -2 if static)."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.kill9()
-        self._reader.join(10)
+def consumer_member(broker, topic: str, group: str, instance_id: str | None = None) -> Member:
+    """A group_member.py process speaking KIP-848."""
+    return Member("confluent-consumer", broker, topic, group, instance_id)
 
 
 @pytest.fixture
@@ -166,10 +112,10 @@ def test_members_join_leave_and_die_with_every_record_consumed_once(kip848_broke
     ck.create_topic(broker, topic, PARTITIONS)
     expected = produce_round(broker, topic, 0)
 
-    members.append(Member(broker, topic, group))
+    members.append(consumer_member(broker, topic, group))
     wait_for_split(members)
-    members.append(Member(broker, topic, group))
-    members.append(Member(broker, topic, group))
+    members.append(consumer_member(broker, topic, group))
+    members.append(consumer_member(broker, topic, group))
     wait_for_split(members)
     assert sorted(len(m.snapshot()[0]) for m in members) == [2, 2, 2]
     wait_for_values(members, expected)
@@ -205,9 +151,9 @@ def test_static_member_returns_to_its_partitions_without_moving_others(kip848_br
     topic = unique_topic("kip848-static")
     group = f"group-{topic}"
     ck.create_topic(broker, topic, PARTITIONS)
-    static = Member(broker, topic, group, instance_id="static-1")
+    static = consumer_member(broker, topic, group, instance_id="static-1")
     members.append(static)
-    other = Member(broker, topic, group)
+    other = consumer_member(broker, topic, group)
     members.append(other)
     owners = wait_for_split(members)
     static_partitions = sorted(p for p, m in owners.items() if m is static)
@@ -218,7 +164,7 @@ def test_static_member_returns_to_its_partitions_without_moving_others(kip848_br
     time.sleep(2)
     assert other.snapshot()[0] == sorted(p for p, m in owners.items() if m is other), "the other member took nothing"
 
-    back = Member(broker, topic, group, instance_id="static-1")
+    back = consumer_member(broker, topic, group, instance_id="static-1")
     members.append(back)
     wait_until(lambda: back.snapshot()[0] == static_partitions, 60, "the static member's partitions back")
     assert len(other.assignments) == other_assignments, "the other member saw no reassignment"
@@ -239,7 +185,7 @@ def test_added_partitions_and_regex_matches_are_assigned(kip848_broker, members)
     topic = unique_topic("kip848-grow")
     group = f"group-{topic}"
     ck.create_topic(broker, topic, 2)
-    member = Member(broker, topic, group)
+    member = consumer_member(broker, topic, group)
     members.append(member)
     wait_until(lambda: member.snapshot()[0] == [0, 1], 60, "both partitions")
 
@@ -278,7 +224,7 @@ def test_group_state_survives_a_broker_restart(kip848_broker, members):
     topic = unique_topic("kip848-durable")
     group = f"group-{topic}"
     ck.create_topic(broker, topic, PARTITIONS)
-    members.extend([Member(broker, topic, group), Member(broker, topic, group)])
+    members.extend([consumer_member(broker, topic, group), consumer_member(broker, topic, group)])
     owners = wait_for_split(members)
     before = describe(broker, group)
     assert before.type.name == "CONSUMER"
@@ -333,30 +279,6 @@ def test_empty_groups_convert_between_protocols_keeping_offsets(kip848_broker):
     assert consume("classic", 10) == list(range(0, 10))
     assert consume("consumer", 10) == list(range(10, 20)), "the consumer group resumes at the classic commits"
     assert consume("classic", 10) == list(range(20, 30)), "and the classic group at the consumer group's"
-
-    # A classic member cannot join a consumer group that has members.
-    modern = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "group.protocol": "consumer"})
-    modern.subscribe([topic])
-    try:
-        deadline = Deadline(60, "the consumer member's assignment")
-        while not modern.assignment():
-            deadline.check()
-            modern.poll(0.2)
-        classic = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "session.timeout.ms": 6000})
-        errors: list = []
-        classic.subscribe([topic], on_assign=lambda c, ps: errors.append("assigned"))
-        try:
-            deadline = Deadline(30, "INCONSISTENT_GROUP_PROTOCOL")
-            while not errors:
-                deadline.check()
-                msg = classic.poll(0.2)
-                if msg is not None and msg.error():
-                    errors.append(msg.error().name())
-            assert errors[0] == "INCONSISTENT_GROUP_PROTOCOL"
-        finally:
-            classic.close()
-    finally:
-        modern.close()
 
 
 def test_classic_protocol_stays_the_default_and_still_rebalances(kip848_broker):

@@ -13,6 +13,7 @@ extension BrokerConfig {
         c.consumerSessionTimeoutMs = groupConsumerSessionTimeoutMs
         c.consumerAssignors = groupConsumerAssignors.compactMap(ServerAssignor.init(rawValue:))
         c.consumerMaxSize = groupConsumerMaxSize
+        c.consumerMigrationPolicy = groupConsumerMigrationPolicy
         return c
     }
 }

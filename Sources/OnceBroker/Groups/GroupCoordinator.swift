@@ -110,18 +110,16 @@ final class GroupCoordinator: Sendable {
     func join(groupId: String, _ request: ConsumerGroup.JoinRequest, on eventLoop: any EventLoop) -> EventLoopFuture<JoinGroupResult> {
         let promise = eventLoop.makePromise(of: JoinGroupResult.self)
         let now = clock()
+        let topics = topicPartitionCounts()
         let completions = state.withLockedValue { s in
             let token = s.nextToken
             s.nextToken += 1
             s.joins[token] = promise
             if let modern = s.modern[groupId] {
-                // KIP-848's downgrade path: an empty consumer group becomes a classic one again, its
-                // offsets kept. Mixed groups (classic members inside a consumer group) are not served.
                 guard modern.isEmpty else {
-                    return perform(
-                        [.completeJoin(token, JoinGroupResult(error: .inconsistentGroupProtocol, memberId: request.memberId))],
-                        in: &s, now: now)
+                    return perform([classicJoinToModern(groupId, request, token: token, topics: topics, in: &s, now: now)], in: &s, now: now)
                 }
+                // An empty consumer group becomes a classic one whatever the migration policy, its offsets kept.
                 appendModern(groupId, modern.tombstones, now: now)
                 s.modern[groupId] = nil
             }
@@ -141,6 +139,13 @@ final class GroupCoordinator: Sendable {
         let now = clock()
         let promise = eventLoop.makePromise(of: SyncGroupResult.self)
         let completions = state.withLockedValue { s -> Completions in
+            if s.modern[groupId] != nil {
+                var c = Completions()
+                c.syncs.append((promise, classicSyncToModern(
+                    groupId, memberId: memberId, groupInstanceId: groupInstanceId, generationId: generationId,
+                    protocolType: protocolType, protocolName: protocolName, in: &s, now: now)))
+                return c
+            }
             guard var group = s.groups[groupId] else {
                 var c = Completions()
                 c.syncs.append((promise, SyncGroupResult(error: .unknownMemberId)))
@@ -162,6 +167,12 @@ final class GroupCoordinator: Sendable {
     func heartbeat(groupId: String, memberId: String, groupInstanceId: String?, generationId: Int32) -> GroupError? {
         let now = clock()
         return state.withLockedValue { s in
+            if var modern = s.modern[groupId] {
+                let error = modern.classicHeartbeatReceived(
+                    memberId: memberId, instanceId: groupInstanceId, generationId: generationId, now: now)
+                s.modern[groupId] = modern
+                return error
+            }
             guard var group = s.groups[groupId] else { return .unknownMemberId }
             let error = group.heartbeatReceived(
                 memberId: memberId, groupInstanceId: groupInstanceId, generationId: generationId, now: now)
@@ -174,6 +185,14 @@ final class GroupCoordinator: Sendable {
     func leave(groupId: String, _ leaving: [ConsumerGroup.Leaving]) -> [GroupError?] {
         let now = clock()
         let (results, completions) = state.withLockedValue { s -> ([GroupError?], Completions) in
+            if var modern = s.modern[groupId] {
+                let (results, records) = modern.classicLeaveReceived(leaving, now: now)
+                guard appendModern(groupId, records, now: now) else {
+                    return (leaving.map { _ in .coordinatorNotAvailable }, Completions())
+                }
+                s.modern[groupId] = modern
+                return (results, Completions())
+            }
             guard var group = s.groups[groupId] else { return (leaving.map { _ in .unknownMemberId }, Completions()) }
             let (results, actions) = group.leaveReceived(leaving, now: now)
             s.groups[groupId] = group
@@ -503,6 +522,13 @@ final class GroupCoordinator: Sendable {
             }
             for (id, group) in s.modern {
                 guard let deadline = group.nextDeadlineMs, deadline <= now else { continue }
+                let expired = group.expiredMembers(now: now)
+                if group.downgradesOnRemoving(expired), let more = downgrade(id, group, removing: expired, in: &s, now: now) {
+                    logger.info("consumer group members expired; downgraded to classic", metadata: ["group": "\(id)"])
+                    completions.joins += more.joins
+                    completions.syncs += more.syncs
+                    continue
+                }
                 var group = group
                 let records = group.tick(now: now)
                 s.modern[id] = group

@@ -14,6 +14,7 @@ enum ModernGroupRecordCodec {
         var key = ByteBufferAllocator().buffer(capacity: 64)
         var value: ByteBuffer? = ByteBufferAllocator().buffer(capacity: 64)
         value!.writeInteger(valueVersion)
+        var tagged: [(tag: UInt32, value: ByteBuffer)] = []
         func keyed(_ version: Int16, member: String? = nil) {
             key.writeInteger(version)
             key.writeKafkaString(group, compact: false)
@@ -48,6 +49,7 @@ enum ModernGroupRecordCodec {
                 value!.writeKafkaString(m.subscribedTopicRegex, compact: true)
                 value!.writeInteger(m.rebalanceTimeoutMs)
                 value!.writeKafkaString(m.serverAssignor, compact: true)
+                if let classic = m.classic { tagged.append((0, encode(classic))) }
             } else { value = nil }
         case .targetEpoch(let epoch):
             keyed(6)
@@ -65,8 +67,36 @@ enum ModernGroupRecordCodec {
                 write(m.pendingRevocation, into: &value!, topicId: topicId)
             } else { value = nil }
         }
-        if value != nil { value!.writeEmptyTaggedFields() }
+        if value != nil { value!.writeTaggedFields(tagged, unknown: []) }
         return Record(offsetDelta: 0, key: Array(buffer: key), value: value.map { Array(buffer: $0) })
+    }
+
+    /// ConsumerGroupMemberMetadata's ClassicMemberMetadata (tag 0): a classic member's session
+    /// timeout and protocols, which the group needs to turn back into a classic one.
+    private static func encode(_ classic: ClassicMemberMetadata) -> ByteBuffer {
+        var b = ByteBufferAllocator().buffer(capacity: 64)
+        b.writeInteger(classic.sessionTimeoutMs)
+        b.writeKafkaArrayCount(classic.protocols.count, compact: true)
+        for p in classic.protocols {
+            b.writeKafkaString(p.name, compact: true)
+            b.writeKafkaBytes(p.metadata, compact: true)
+            b.writeEmptyTaggedFields()
+        }
+        b.writeEmptyTaggedFields()
+        return b
+    }
+
+    private static func decodeClassic(_ b: inout ByteBuffer) throws -> ClassicMemberMetadata {
+        let sessionTimeoutMs: Int32 = try b.readKafkaInt()
+        var protocols: [GroupProtocol] = []
+        for _ in 0..<(try b.readKafkaArrayCount(compact: true) ?? 0) {
+            let name = try b.readKafkaString(compact: true)
+            let metadata = try b.readKafkaBytes(compact: true)
+            _ = try b.readTaggedFields { _, _ in false }
+            protocols.append(GroupProtocol(name: name, metadata: metadata))
+        }
+        _ = try b.readTaggedFields { _, _ in false }
+        return ClassicMemberMetadata(sessionTimeoutMs: sessionTimeoutMs, protocols: protocols)
     }
 
     /// A `[]TopicPartitions` field (topic id, partitions), as compact arrays.
@@ -144,6 +174,11 @@ enum ModernGroupRecordCodec {
             m.subscribedTopicRegex = try v.readKafkaNullableString(compact: true)
             m.rebalanceTimeoutMs = try v.readKafkaInt()
             m.serverAssignor = try v.readKafkaNullableString(compact: true)
+            _ = try v.readTaggedFields { tag, field in
+                guard tag == 0 else { return false }
+                m.classic = try decodeClassic(&field)
+                return true
+            }
             return (group, .member(memberId, m))
         case 6:
             return (group, .targetEpoch(try v.readKafkaInt()))

@@ -97,6 +97,42 @@ public struct ConsumerGroup: Sendable {
         state = .stable
     }
 
+    /// KIP-848's downgrade: the classic group a consumer group's remaining (classic) members form,
+    /// at the consumer group's epoch, stable with the assignments they were given, as Kafka's
+    /// `ClassicGroup.fromConsumerGroup`. `rebalance` then makes them rejoin as a classic group.
+    public init(
+        groupId: String, converting converted: [GroupMember], generationId: Int32, config: GroupConfig = GroupConfig(),
+        now: Int64
+    ) {
+        self.init(groupId: groupId, config: config, now: now)
+        self.generationId = generationId
+        protocolType = converted.first?.protocolType
+        for m in converted {
+            members[m.memberId] = m
+            memberOrder.append(m.memberId)
+            if let instance = m.groupInstanceId { staticMembers[instance] = m.memberId }
+        }
+        protocolName = selectProtocol()
+        leaderId = memberOrder.first
+        state = converted.isEmpty ? .empty : .stable
+    }
+
+    /// Starts a rebalance of a group that is not rebalancing yet (a converted group), answering
+    /// any parked SyncGroup with REBALANCE_IN_PROGRESS as every rebalance does.
+    public mutating func rebalance(now: Int64) -> [GroupAction] {
+        guard state == .stable || state == .completingRebalance else { return [] }
+        return prepareRebalance(now: now)
+    }
+
+    /// KIP-848's upgrade: every parked JoinGroup and SyncGroup is told REBALANCE_IN_PROGRESS, so
+    /// its member rejoins the consumer group the classic one became.
+    public func parkedRequestsRejected() -> [GroupAction] {
+        orderedMembers.flatMap { m -> [GroupAction] in
+            (m.awaitingJoin.map { [GroupAction.completeJoin($0, JoinGroupResult(error: .rebalanceInProgress, memberId: m.memberId))] } ?? [])
+                + (m.awaitingSync.map { [GroupAction.completeSync($0, SyncGroupResult(error: .rebalanceInProgress))] } ?? [])
+        }
+    }
+
     /// The group's metadata as it is written to the log.
     public var snapshot: GroupSnapshot {
         GroupSnapshot(

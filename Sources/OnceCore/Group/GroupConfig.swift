@@ -25,6 +25,23 @@ public struct GroupConfig: Sendable, Hashable {
     public var consumerAssignors: [ServerAssignor] = [.uniform, .range]
     /// Most members a KIP-848 group admits (`group.consumer.max.size`). Default: unbounded.
     public var consumerMaxSize: Int = Int.max
+    /// Whether a non-empty group converts between the classic and the consumer protocol while its
+    /// members keep running (`group.consumer.migration.policy`). Default: bidirectional, as Kafka 4.0.
+    public var consumerMigrationPolicy: ConsumerGroupMigrationPolicy = .bidirectional
 
     public init() {}
+}
+
+/// Kafka's `group.consumer.migration.policy` values. Empty groups convert whatever the policy; it
+/// governs only groups with members, which keep consuming through the conversion.
+public enum ConsumerGroupMigrationPolicy: String, Sendable, Hashable, CaseIterable {
+    case bidirectional
+    case upgrade
+    case downgrade
+    case disabled
+
+    /// A consumer-protocol member may join a classic group with members, converting it.
+    public var upgradeEnabled: Bool { self == .bidirectional || self == .upgrade }
+    /// The last consumer-protocol member leaving turns the group back into a classic one.
+    public var downgradeEnabled: Bool { self == .bidirectional || self == .downgrade }
 }

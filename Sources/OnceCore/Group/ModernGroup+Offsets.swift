@@ -12,14 +12,22 @@ extension ModernGroup {
         // they are checked only when sent, as for classic groups.
         if transactional && memberEpoch < 0 && memberId.isEmpty && instanceId == nil { return nil }
         guard let member = members[memberId] else { return .unknownMemberId }
-        if !transactional && !memberEpochAware { return .unsupportedVersion }
-        return memberEpoch == member.memberEpoch ? nil : .staleMemberEpoch
+        // A classic member inside a consumer group commits with its usual OffsetCommit versions.
+        if !transactional && !memberEpochAware && member.classic == nil { return .unsupportedVersion }
+        return Self.checkEpoch(memberEpoch, of: member)
+    }
+
+    /// A classic member's epoch is its generation, and a wrong one is ILLEGAL_GENERATION, as for
+    /// classic groups; a consumer-protocol member's is STALE_MEMBER_EPOCH.
+    private static func checkEpoch(_ epoch: Int32, of member: ModernGroupMember) -> GroupError? {
+        guard epoch != member.memberEpoch else { return nil }
+        return member.classic == nil ? .staleMemberEpoch : .illegalGeneration
     }
 
     /// OffsetFetch v9+ names the member and its epoch; without them (admin, older clients) anyone may read.
     public func offsetFetchReceived(memberId: String?, memberEpoch: Int32) -> GroupError? {
         guard let memberId else { return memberEpoch < 0 ? nil : .unknownMemberId }
         guard let member = members[memberId] else { return .unknownMemberId }
-        return memberEpoch == member.memberEpoch ? nil : .staleMemberEpoch
+        return Self.checkEpoch(memberEpoch, of: member)
     }
 }

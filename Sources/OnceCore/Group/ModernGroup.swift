@@ -105,7 +105,7 @@ public struct ModernGroup: Sendable {
     public internal(set) var resolvedRegexes: [String: Set<String>] = [:]
     /// When the regexes were last resolved against the topics.
     public internal(set) var regexesResolvedAtMs: Int64 = .min
-    public private(set) var stateTimestampMs: Int64
+    public internal(set) var stateTimestampMs: Int64
 
     public init(groupId: String, config: GroupConfig = GroupConfig(), now: Int64) {
         self.groupId = groupId
@@ -167,7 +167,29 @@ public struct ModernGroup: Sendable {
         updated.clientId = hb.clientId
         updated.clientHost = hb.clientHost
         updated.lastHeartbeatMs = now
+        // Whoever heartbeats speaks the consumer protocol from now on, as in Kafka.
+        updated.classic = nil
+        updated.rejoinDeadlineMs = nil
+        let reconciled = admit(updated, replacing: member, owned: hb.ownedPartitions, topics: topics, now: now, records: &records)
 
+        var result = HeartbeatResult(memberId: memberId)
+        result.memberEpoch = reconciled.memberEpoch
+        result.heartbeatIntervalMs = config.consumerHeartbeatIntervalMs
+        if hb.isFull || reconciled.assigned != member.assigned {
+            result.assignment = reconciled.assigned
+        }
+        return (result, records)
+    }
+
+    /// Puts a member's new subscription into the group and moves it one step towards its target:
+    /// bumps the group epoch when membership or subscriptions changed, recomputes the target if
+    /// the epoch moved, and reconciles the member against what it reports owning. Both protocols'
+    /// members (heartbeat and JoinGroup) go through here, so they share one set of rules.
+    mutating func admit(
+        _ updated: ModernGroupMember, replacing member: ModernGroupMember, owned: PartitionAssignment?,
+        topics: [String: Int32], now: Int64, records: inout [ModernGroupRecord]
+    ) -> ModernGroupMember {
+        let memberId = updated.memberId
         let isNew = members[memberId] == nil
         var bump =
             isNew
@@ -193,20 +215,13 @@ public struct ModernGroup: Sendable {
         }
         if groupEpoch > assignmentEpoch { records += computeTargetAssignment(topics: topics) }
 
-        let reconciled = reconcile(members[memberId]!, owned: hb.ownedPartitions, now: now)
+        let reconciled = reconcile(members[memberId]!, owned: owned, now: now)
         if isNew || !reconciled.sameAssignmentState(as: members[memberId]!) {
             records.append(.currentAssignment(memberId, reconciled))
         }
         members[memberId] = reconciled
         if wasEmpty { stateTimestampMs = now }
-
-        var result = HeartbeatResult(memberId: memberId)
-        result.memberEpoch = reconciled.memberEpoch
-        result.heartbeatIntervalMs = config.consumerHeartbeatIntervalMs
-        if hb.isFull || reconciled.assigned != member.assigned {
-            result.assignment = reconciled.assigned
-        }
-        return (result, records)
+        return reconciled
     }
 
     /// Kafka's request checks, in its order; nil when the heartbeat is well formed.
@@ -244,7 +259,7 @@ public struct ModernGroup: Sendable {
 
     /// The member the heartbeat speaks for: an existing one whose epoch checks out, a new one, or a
     /// static member's new incarnation taking over the one that left with epoch -2.
-    private mutating func identify(
+    mutating func identify(
         _ hb: Heartbeat, memberId: String, now: Int64, records: inout [ModernGroupRecord]
     ) -> Result<ModernGroupMember, Rejection> {
         let joining = hb.memberEpoch == 0
@@ -365,7 +380,7 @@ public struct ModernGroup: Sendable {
     }
 
     /// Tombstones for a member, in Kafka's order: current assignment, target, then the member.
-    private func removalRecords(_ memberId: String) -> [ModernGroupRecord] {
+    func removalRecords(_ memberId: String) -> [ModernGroupRecord] {
         [.currentAssignment(memberId, nil), .targetMember(memberId, nil), .member(memberId, nil)]
     }
 
@@ -374,19 +389,31 @@ public struct ModernGroup: Sendable {
     /// Removes members whose session expired or that did not revoke within their rebalance timeout.
     public mutating func tick(now: Int64) -> [ModernGroupRecord] {
         var records: [ModernGroupRecord] = []
-        for member in orderedMembers {
-            let sessionOver = now >= member.lastHeartbeatMs + Int64(config.consumerSessionTimeoutMs)
-            let revocationOver = member.state == .unrevokedPartitions && member.revocationDeadlineMs.map { now >= $0 } == true
-            if sessionOver || revocationOver { records += remove(member.memberId, now: now) }
-        }
+        for memberId in expiredMembers(now: now).sorted() { records += remove(memberId, now: now) }
         return records
+    }
+
+    /// Members whose session ran out or who did not revoke within their rebalance timeout.
+    public func expiredMembers(now: Int64) -> Set<String> {
+        Set(members.values.filter { m in
+            let sessionOver = now >= m.lastHeartbeatMs + Int64(sessionTimeoutMs(of: m))
+            let revocationOver = m.state == .unrevokedPartitions && m.revocationDeadlineMs.map { now >= $0 } == true
+            let rejoinOver = m.rejoinDeadlineMs.map { now >= $0 } == true
+            return sessionOver || revocationOver || rejoinOver
+        }.map(\.memberId))
+    }
+
+    /// A classic member keeps the session timeout it joined with; the others get the group's.
+    func sessionTimeoutMs(of member: ModernGroupMember) -> Int32 {
+        member.classic?.sessionTimeoutMs ?? config.consumerSessionTimeoutMs
     }
 
     /// The earliest time `tick` has something to do.
     public var nextDeadlineMs: Int64? {
         members.values.flatMap { m in
-            [m.lastHeartbeatMs + Int64(config.consumerSessionTimeoutMs)]
+            [m.lastHeartbeatMs + Int64(sessionTimeoutMs(of: m))]
                 + (m.state == .unrevokedPartitions ? [m.revocationDeadlineMs].compactMap { $0 } : [])
+                + [m.rejoinDeadlineMs].compactMap { $0 }
         }.min()
     }
 
@@ -409,7 +436,7 @@ public struct ModernGroup: Sendable {
 
     /// A regex no member subscribes to any more is dropped at once, as Kafka drops its resolution:
     /// subscribing to it again resolves it afresh.
-    private mutating func forgetUnusedRegexes() {
+    mutating func forgetUnusedRegexes() {
         let used = Set(members.values.compactMap(\.subscribedTopicRegex))
         resolvedRegexes = resolvedRegexes.filter { used.contains($0.key) }
     }
@@ -446,7 +473,7 @@ public struct ModernGroup: Sendable {
         members.values.reduce(into: Set<String>()) { $0.formUnion(subscribedTopics(of: $1, topics: topics)) }
     }
 
-    private func subscribedPartitionCounts(_ topics: [String: Int32]) -> [String: Int32] {
+    func subscribedPartitionCounts(_ topics: [String: Int32]) -> [String: Int32] {
         var counts: [String: Int32] = [:]
         for name in subscribedTopics(topics: topics) { counts[name] = topics[name] }
         return counts
@@ -490,7 +517,7 @@ extension ModernGroupMember {
         instanceId == other.instanceId && rackId == other.rackId && clientId == other.clientId
             && clientHost == other.clientHost && rebalanceTimeoutMs == other.rebalanceTimeoutMs
             && subscribedTopicNames == other.subscribedTopicNames && subscribedTopicRegex == other.subscribedTopicRegex
-            && serverAssignor == other.serverAssignor
+            && serverAssignor == other.serverAssignor && classic == other.classic
     }
 
     /// Equal in what Kafka's current-assignment record holds.

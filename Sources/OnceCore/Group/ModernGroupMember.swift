@@ -20,6 +20,9 @@ public struct ModernGroupMember: Sendable, Hashable {
     public var subscribedTopicNames: [String]
     public var subscribedTopicRegex: String?
     public var serverAssignor: String?
+    /// Set for a member that speaks the classic protocol (JoinGroup/SyncGroup/Heartbeat) inside a
+    /// consumer group; nil for a ConsumerGroupHeartbeat member.
+    public var classic: ClassicMemberMetadata?
 
     public var state: State = .stable
     public var memberEpoch: Int32 = 0
@@ -34,6 +37,9 @@ public struct ModernGroupMember: Sendable, Hashable {
     public var lastHeartbeatMs: Int64
     /// A member slow to revoke is fenced at this time (its rebalance timeout after being asked).
     public var revocationDeadlineMs: Int64?
+    /// A classic member told to rejoin, or joined and not yet synced, is fenced at this time (its
+    /// rebalance timeout), as Kafka's join and sync timeouts fence it.
+    public var rejoinDeadlineMs: Int64?
 
     public init(
         memberId: String, instanceId: String? = nil, rackId: String? = nil, clientId: String = "",
@@ -58,4 +64,17 @@ public struct ModernGroupMember: Sendable, Hashable {
 
     /// Every partition the member still holds, including the ones it must give up.
     public var owned: PartitionAssignment { assigned.union(pendingRevocation) }
+}
+
+/// What a classic member brings that the consumer protocol has no field for: its own session
+/// timeout and the protocols (assignor names and subscriptions) it joined with, so the group can
+/// turn back into a classic one. Kafka keeps the same in ConsumerGroupMemberMetadata's tagged field.
+public struct ClassicMemberMetadata: Sendable, Hashable {
+    public var sessionTimeoutMs: Int32
+    public var protocols: [GroupProtocol]
+
+    public init(sessionTimeoutMs: Int32, protocols: [GroupProtocol]) {
+        self.sessionTimeoutMs = sessionTimeoutMs
+        self.protocols = protocols
+    }
 }

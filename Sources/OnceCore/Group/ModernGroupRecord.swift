@@ -34,6 +34,7 @@ extension ModernGroup {
             m.subscribedTopicNames = member.subscribedTopicNames
             m.subscribedTopicRegex = member.subscribedTopicRegex
             m.serverAssignor = member.serverAssignor
+            m.classic = member.classic
             m.lastHeartbeatMs = now
             members[id] = m
         case .member(let id, nil):

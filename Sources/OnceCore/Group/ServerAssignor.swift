@@ -1,5 +1,10 @@
 /// The KIP-848 assignors the coordinator runs itself (`group.consumer.assignors`): members name one
 /// in ConsumerGroupHeartbeat's ServerAssignor, or get the configured default.
+///
+/// Neither takes the members' `rackId` into account, as Kafka's own UniformAssignor and
+/// RangeAssignor do not (their rack-aware variant exists only in Kafka's tests): racks are stored
+/// in the member record and described, nothing more. A single broker holds every replica, so a
+/// rack-aware placement would have nothing to align with.
 public enum ServerAssignor: String, Sendable, Hashable, CaseIterable {
     case uniform
     case range

@@ -117,7 +117,7 @@ extension BrokerSimulation {
         }
     }
 
-    private func checkGroupInvariants() {
+    func checkGroupInvariants() {
         guard let group = world.broker.groups.modernGroup(Self.group) else { return }
         var holder: [String: String] = [:]
         for member in group.orderedMembers {
@@ -128,17 +128,19 @@ extension BrokerSimulation {
                 holder["\(p.topic)-\(p.partition)"] = member.memberId
             }
         }
-        // What a client believes it owns came from an acknowledged heartbeat; a power cut that
-        // erases acknowledged writes (a policy that does not sync) can leave that belief stale
-        // until the member's next heartbeat, so only durable runs hold clients to it.
+        // What a client believes it owns came from an acknowledged heartbeat (or SyncGroup); a
+        // power cut that erases acknowledged writes (a policy that does not sync) can leave that
+        // belief stale until the member's next request, so only durable runs hold clients to it.
         guard history.acknowledgementsAreDurable else { return }
         var claimed: [Int32: String] = [:]
-        for m in groupMembers where m.joined && !m.crashed && group.members[m.memberId] != nil {
-            for p in m.owned.sorted() {
+        let consumers = groupMembers.filter { $0.joined && !$0.crashed }.map { ($0.memberId, $0.owned) }
+        let classics = classicMembers.filter { !$0.memberId.isEmpty }.map { ($0.memberId, $0.owned) }
+        for (memberId, owned) in consumers + classics where group.members[memberId] != nil {
+            for p in owned.sorted() {
                 if let other = claimed[p] {
-                    history.note("members \(other) and \(m.memberId) both consume \(Self.topic)-\(p)")
+                    history.note("members \(other) and \(memberId) both consume \(Self.topic)-\(p)")
                 }
-                claimed[p] = m.memberId
+                claimed[p] = memberId
             }
         }
     }

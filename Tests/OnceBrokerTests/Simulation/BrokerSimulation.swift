@@ -48,6 +48,8 @@ final class BrokerSimulation {
         var backgroundHeartbeatChance = 0.5
         /// Keeps the scheduler's every pick, for the replay test.
         var recordsPicks = false
+        /// Classic-protocol members (JoinGroup/SyncGroup/Heartbeat) inside the same consumer group.
+        var classicGroupMembers = 2
         /// Prints every step and answer (`ONCE_SIMULATION_TRACE=1` when replaying a seed).
         var trace = ProcessInfo.processInfo.environment["ONCE_SIMULATION_TRACE"] == "1"
     }
@@ -97,6 +99,8 @@ final class BrokerSimulation {
     /// The KIP-848 members and what each believes it owns (see BrokerSimulation+Groups).
     var groupMembers: [SimulatedGroupMember] = []
     var nextGroupMember = 0
+    /// The classic members inside that group (see BrokerSimulation+ClassicMembers).
+    var classicMembers: [SimulatedClassicMember] = []
 
     init(seed: UInt64, options: Options) throws {
         self.seed = seed
@@ -107,6 +111,7 @@ final class BrokerSimulation {
             configs: options.cleanerChance > 0 ? [Self.topic: Self.compactedConfig] : [:], recordsPicks: options.recordsPicks)
         for i in 0..<options.transactionalIds { clients.append(newInstance(of: "t\(i)")) }
         for _ in 0..<options.groupMembers { groupMembers.append(newGroupMember()) }
+        classicMembers = Array(repeating: SimulatedClassicMember(), count: options.classicGroupMembers)
     }
 
     private func newInstance(of id: String) -> TransactionalClient {
@@ -177,8 +182,12 @@ final class BrokerSimulation {
             try await idempotentStep()
         } else if roll < 0.37 {
             try await readStep()
-        } else if roll < 0.45, !groupMembers.isEmpty {
-            await groupMemberStep()
+        } else if roll < 0.45, !groupMembers.isEmpty || !classicMembers.isEmpty {
+            if classicMembers.isEmpty || (!groupMembers.isEmpty && rng.chance(0.6)) {
+                await groupMemberStep()
+            } else {
+                await classicMemberStep()
+            }
         } else if roll < 0.45 + options.cleanerChance {
             try await cleanerStep()
         } else {

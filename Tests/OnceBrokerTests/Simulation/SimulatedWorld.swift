@@ -73,6 +73,9 @@ final class SimulatedWorld {
         config.storage = .memory
         config.flushPolicy = flushPolicy
         config.autoCreateTopics = false
+        // A downgraded group parks classic JoinGroups until its rebalance timer fires, and the
+        // simulation runs no group timers; upgrades and mixed groups are what it exercises.
+        config.groupConsumerMigrationPolicy = .upgrade
         var logger = Logger(label: "simulation")
         logger.logLevel = .critical
         return try Broker(
