@@ -46,8 +46,32 @@ final class PartitionProducers: Sendable {
             from = max(snapshot.offset, log.logStartOffset)
         }
         let end = log.logEndOffset
+        let indexed = table.abortedTransactions.count
+        try table.retainAbortedTransactions { try holdsMarker(log, of: $0) }
         try replay(log, from: from, into: &table)
-        return PartitionProducers(log: log, snapshotName: snapshotName, table: table, replayed: from < end)
+        let producers = PartitionProducers(
+            log: log, snapshotName: snapshotName, table: table,
+            replayed: from < end || table.abortedTransactions.count != indexed)
+        log.setAbortMarkerRemovalHandler { [weak producers] markers in producers?.abortMarkersRemoved(markers) }
+        return producers
+    }
+
+    /// Whether the log still holds the marker that ended an aborted transaction: the cleaner may
+    /// have removed it after the snapshot that names it was written.
+    private static func holdsMarker(_ log: any PartitionLog, of aborted: ProducerStateTable.AbortedTransaction) throws -> Bool {
+        guard aborted.lastOffset >= log.logStartOffset, aborted.lastOffset < log.logEndOffset else { return false }
+        let chunk = try log.read(from: aborted.lastOffset, maxBytes: 4096, limitOffset: aborted.lastOffset + 1)
+        guard chunk.readableBytes >= RecordBatchHeader.size else { return false }
+        let header = try RecordBatchHeader(reading: chunk, at: chunk.readerIndex)
+        return header.baseOffset == aborted.lastOffset && header.isControl && header.producerId == aborted.producerId
+    }
+
+    /// The cleaner is about to serve a log without these abort markers: their transactions leave
+    /// the index first (see `ProducerStateTable.abortMarkersRemoved`).
+    func abortMarkersRemoved(_ markers: [CleaningPlan.AbortMarker]) {
+        state.withLockedValue { s in
+            if s.table.abortMarkersRemoved(markers) { s.version &+= 1 }
+        }
     }
 
     /// Applies every producer batch in `[from, logEnd)` to the table, reading headers only.
