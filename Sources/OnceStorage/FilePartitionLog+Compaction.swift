@@ -234,18 +234,21 @@ extension FilePartitionLog {
             }
             let group = writer.sources
             let segment = try writer.finish(end: range.nextBase(after: group[group.count - 1]))
-            // The group's records of those transactions went in an earlier pass, so whether this
-            // swap then happens or not, no reader can meet them without the index naming them.
-            let removedAbortMarkers = filter.removedAbortMarkers.count - announced
-            announceRemovedAbortMarkers(Array(filter.removedAbortMarkers[announced...]))
+            let removedAbortMarkers = Array(filter.removedAbortMarkers[announced...])
             announced = filter.removedAbortMarkers.count
-            guard try swap(group, range: range, cleaned: segment) else {
+            // The records of those transactions went in an earlier pass, so whether the swap then
+            // happens or not, no reader can meet them without the index naming them.
+            let swapped = try abortMarkerRemoval.withLock { handler in
+                if !removedAbortMarkers.isEmpty { handler?(removedAbortMarkers) }
+                return try swap(group, range: range, cleaned: segment)
+            }
+            guard swapped else {
                 try writer.discard()
                 return false
             }
             report.bytesWritten += segment.size
             report.segmentsReplaced += group.count
-            report.abortMarkersRemoved += removedAbortMarkers
+            report.abortMarkersRemoved += removedAbortMarkers.count
             report.cleaned = true
             do {
                 try segment.writeIndexes()
@@ -308,12 +311,7 @@ extension FilePartitionLog {
     }
 
     public func setAbortMarkerRemovalHandler(_ handler: @escaping @Sendable ([CleaningPlan.AbortMarker]) -> Void) {
-        state.withLock { $0.abortMarkerRemovalHandler = handler }
-    }
-
-    func announceRemovedAbortMarkers(_ markers: [CleaningPlan.AbortMarker]) {
-        guard !markers.isEmpty, let handler = state.withLock({ $0.abortMarkerRemovalHandler }) else { return }
-        handler(markers)
+        abortMarkerRemoval.withLock { $0 = handler }
     }
 
     /// Commits and completes one group's swap under the partition lock, if its sources are still

@@ -10,7 +10,7 @@ extension MemoryPartitionLog {
     var isCompacted: Bool { state.withLock { $0.config.isCompacted } }
 
     public func setAbortMarkerRemovalHandler(_ handler: @escaping @Sendable ([CleaningPlan.AbortMarker]) -> Void) {
-        state.withLock { $0.abortMarkerRemovalHandler = handler }
+        abortMarkerRemoval.withLock { $0 = handler }
     }
 
     func clean(nowMs: Int64, dedupeBufferBytes: Int) throws -> CleaningReport? {
@@ -87,9 +87,17 @@ extension MemoryPartitionLog {
         }
         let changed = report.segmentsReplaced > 0
         let cleanedUpTo = max(firstDirty, min(end, plan.end ?? end))
-        if !plan.removedAbortMarkers.isEmpty, let handler = state.withLock({ $0.abortMarkerRemovalHandler }) {
-            handler(plan.removedAbortMarkers)
+        return abortMarkerRemoval.withLock { handler in
+            if !plan.removedAbortMarkers.isEmpty { handler?(plan.removedAbortMarkers) }
+            return swap(segments, with: cleaned, changed: changed, end: end, cleanedUpTo: cleanedUpTo, plan: plan, report: report)
         }
+    }
+
+    private func swap(
+        _ segments: [Segment], with cleaned: [Segment], changed: Bool, end: Int64, cleanedUpTo: Int64,
+        plan: CleaningPlan.Plan, report: CleaningReport
+    ) -> CleaningReport {
+        var report = report
         return state.withLock { s in
             // Retention or DeleteRecords took a source meanwhile: this pass is void.
             guard !s.deleted, s.segments.count > segments.count,

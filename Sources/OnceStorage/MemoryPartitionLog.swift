@@ -1,3 +1,4 @@
+import OnceCore
 import NIOCore
 import Synchronization
 
@@ -46,6 +47,10 @@ package final class MemoryPartitionLog: PartitionLog {
     }
 
     let state: Mutex<State>
+    /// Whom the cleaner tells of the abort markers it removes. The lock is also the cleaner's
+    /// gate: it is held from the telling through the swap, so a handler set meanwhile either hears
+    /// of the markers or finds them already gone from the log.
+    let abortMarkerRemoval = Mutex<(@Sendable ([CleaningPlan.AbortMarker]) -> Void)?>(nil)
     let flushPolicy: FlushPolicy
 
     /// - Parameter baseOffset: where the log starts; an engine that keeps its batches elsewhere

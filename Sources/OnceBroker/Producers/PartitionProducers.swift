@@ -26,33 +26,34 @@ final class PartitionProducers: Sendable {
         case duplicate(firstOffset: Int64, lastOffset: Int64)
     }
 
-    /// - Parameter replayed: whether the table was rebuilt from log data the last snapshot does
-    ///   not cover; then the next periodic snapshot saves the next restart that work.
-    init(log: any PartitionLog, snapshotName: String, table: ProducerStateTable, replayed: Bool = false) {
+    private init(log: any PartitionLog, snapshotName: String, table: ProducerStateTable) {
         self.log = log
         self.snapshotName = snapshotName
-        self.state = NIOLockedValueBox(State(table: table, version: replayed ? 1 : 0))
+        self.state = NIOLockedValueBox(State(table: table))
     }
 
-    /// Loads the table: the snapshot if it still matches the log, then every batch after it.
+    /// Loads the table: the snapshot if it still matches the log, without the aborted transactions
+    /// whose marker the cleaner removed since, then every batch after it. The cleaner's handler is
+    /// set first and the log read after, under the table's lock: a pass either swaps before the
+    /// read, which then finds its markers gone, or tells the handler, which waits for the load.
     static func load(log: any PartitionLog, snapshotName: String, storage: any LogStorage) throws -> PartitionProducers {
-        var table = ProducerStateTable()
-        var from = log.logStartOffset
+        var snapshot: ProducerStateSnapshot?
         if let bytes = try? storage.readState(named: snapshotName),
-            let snapshot = try? ProducerStateSnapshot(decoding: bytes),
-            snapshot.offset <= log.logEndOffset
+            let decoded = try? ProducerStateSnapshot(decoding: bytes),
+            decoded.offset <= log.logEndOffset
         {
-            table = snapshot.table
-            from = max(snapshot.offset, log.logStartOffset)
+            snapshot = decoded
         }
-        let end = log.logEndOffset
-        let indexed = table.abortedTransactions.count
-        try table.retainAbortedTransactions { try holdsMarker(log, of: $0) }
-        try replay(log, from: from, into: &table)
-        let producers = PartitionProducers(
-            log: log, snapshotName: snapshotName, table: table,
-            replayed: from < end || table.abortedTransactions.count != indexed)
+        let producers = PartitionProducers(log: log, snapshotName: snapshotName, table: snapshot?.table ?? ProducerStateTable())
         log.setAbortMarkerRemovalHandler { [weak producers] markers in producers?.abortMarkersRemoved(markers) }
+        try producers.state.withLockedValue { s in
+            let from = max(snapshot?.offset ?? log.logStartOffset, log.logStartOffset)
+            let indexed = s.table.abortedTransactions.count
+            try s.table.retainAbortedTransactions { try holdsMarker(log, of: $0) }
+            // Replayed work or a dropped entry: the next periodic snapshot saves the next restart it.
+            if from < log.logEndOffset || s.table.abortedTransactions.count != indexed { s.version = 1 }
+            try replay(log, from: from, into: &s.table)
+        }
         return producers
     }
 

@@ -67,7 +67,11 @@ final class SimulatedWorld {
     /// The broker's periodic work at the current simulated time.
     func tick(snapshot: Bool) async throws {
         try await broker.transactions.checkTimeouts(now: clock.now)
-        if snapshot { broker.snapshotCoordinators() }
+        if snapshot {
+            broker.snapshotCoordinators()
+            // Producer state too, so a restart loads a snapshot a later cleaner pass outdated.
+            broker.producers.snapshotAll()
+        }
     }
 
     /// An encoded request, ready to be delivered now, later, or twice.
