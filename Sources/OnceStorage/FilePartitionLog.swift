@@ -1,7 +1,7 @@
-import OnceCore
 import Glibc
 import Logging
 import NIOCore
+import OnceCore
 import Synchronization
 
 /// A partition stored as segment files in its own directory. One lock serialises the partition's

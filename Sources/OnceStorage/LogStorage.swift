@@ -1,6 +1,6 @@
-import OnceCore
 import KafkaProtocol
 import NIOCore
+import OnceCore
 
 /// The broker's log behind one protocol. Engines (file, memory) hold the same semantics; anything
 /// exactly-once lives above this layer, in OnceCore.

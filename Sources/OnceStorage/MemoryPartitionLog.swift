@@ -1,5 +1,5 @@
-import OnceCore
 import NIOCore
+import OnceCore
 import Synchronization
 
 /// A partition held in memory, for tests and the conformance suite. It keeps the file engine's
