@@ -6,6 +6,8 @@ public struct CleanerStats: Sendable, Equatable {
     public var bytesRead: Int64 = 0
     public var bytesWritten: Int64 = 0
     public var segmentsReplaced: Int64 = 0
+    /// Abort markers removed once their transactions had no record left and their horizon passed.
+    public var abortMarkersRemoved: Int64 = 0
     /// Passes over a partition that swapped cleaned segments in.
     public var cleans: Int64 = 0
     /// The largest offset map a pass has used: never above the configured bound.
@@ -48,6 +50,7 @@ extension CleanerStatsBox {
             stats.bytesRead += Int64(report.bytesRead)
             stats.bytesWritten += Int64(report.bytesWritten)
             stats.segmentsReplaced += Int64(report.segmentsReplaced)
+            stats.abortMarkersRemoved += Int64(report.abortMarkersRemoved)
             if report.cleaned { stats.cleans += 1 }
             stats.largestOffsetMapBytes = max(stats.largestOffsetMapBytes, Int64(report.offsetMapBytes))
             stats.largestPassStateBytes = max(stats.largestPassStateBytes, Int64(report.peakStateBytes))

@@ -18,6 +18,8 @@ public struct CleaningReport: Sendable, Equatable {
     /// The most the pass's plan held at once (map, transactions, producers), as the plan counts it:
     /// bounded by the map, whatever the number of records cleaned.
     public var peakStateBytes = 0
+    /// Abort markers the pass removed, their transactions forgotten by the aborted index.
+    public var abortMarkersRemoved = 0
 }
 
 /// Log compaction for the file engine. The rules come from `CleaningPlan`; this file reads the
@@ -220,6 +222,7 @@ extension FilePartitionLog {
         // one while the bytes written plus its own (what it can at most leave) fit segment.bytes.
         var filter = CleaningPlan.Filter(builder, nowMs: nowMs, deleteRetentionMs: range.config.deleteRetentionMs)
         var writer: CleanedSegmentWriter?
+        var announced = 0
         // The checkpoint moves only when every group was dealt with.
         var finished = true
         // A failed swap (retention or a delete took a source meanwhile) ends the pass: a later
@@ -231,12 +234,21 @@ extension FilePartitionLog {
             }
             let group = writer.sources
             let segment = try writer.finish(end: range.nextBase(after: group[group.count - 1]))
-            guard try swap(group, range: range, cleaned: segment) else {
+            let removedAbortMarkers = Array(filter.removedAbortMarkers[announced...])
+            announced = filter.removedAbortMarkers.count
+            // The records of those transactions went in an earlier pass, so whether the swap then
+            // happens or not, no reader can meet them without the index naming them.
+            let swapped = try abortMarkerRemoval.withLock { handler in
+                if !removedAbortMarkers.isEmpty { handler?(removedAbortMarkers) }
+                return try swap(group, range: range, cleaned: segment)
+            }
+            guard swapped else {
                 try writer.discard()
                 return false
             }
             report.bytesWritten += segment.size
             report.segmentsReplaced += group.count
+            report.abortMarkersRemoved += removedAbortMarkers.count
             report.cleaned = true
             do {
                 try segment.writeIndexes()
@@ -296,6 +308,10 @@ extension FilePartitionLog {
                 "durationMs": "\((CleanerThrottle.monotonicNs() - startedNs) / 1_000_000)",
             ])
         return report
+    }
+
+    public func setAbortMarkerRemovalHandler(_ handler: @escaping @Sendable ([CleaningPlan.AbortMarker]) -> Void) {
+        abortMarkerRemoval.withLock { $0 = handler }
     }
 
     /// Commits and completes one group's swap under the partition lock, if its sources are still

@@ -1,6 +1,7 @@
 import Glibc
 import Logging
 import NIOCore
+import OnceCore
 import Synchronization
 
 /// A partition stored as segment files in its own directory. One lock serialises the partition's
@@ -44,6 +45,10 @@ final class FilePartitionLog: PartitionLog {
     }
 
     let state: Mutex<State>
+    /// Whom the cleaner tells of the abort markers it removes. The lock is also the cleaner's
+    /// gate: it is held from the telling through the swap, so a handler set meanwhile either hears
+    /// of the markers or finds them already gone from the log.
+    let abortMarkerRemoval = Mutex<(@Sendable ([CleaningPlan.AbortMarker]) -> Void)?>(nil)
     /// Held across a sync round, so a round that finds nothing to sync cannot report the log end
     /// durable while another round's fsync of it is still running.
     let syncLock = Mutex(())

@@ -1,5 +1,6 @@
 import KafkaProtocol
 import NIOCore
+import OnceCore
 
 /// The broker's log behind one protocol. Engines (file, memory) hold the same semantics; anything
 /// exactly-once lives above this layer, in OnceCore.
@@ -111,6 +112,17 @@ public protocol PartitionLog: AnyObject, Sendable {
 
     /// Bytes the partition's batches take in storage.
     var sizeInBytes: Int64 { get }
+
+    /// Whom the cleaner tells of the abort markers it is about to remove, before the pass's
+    /// cleaned segments replace the old ones (and outside the partition's lock, which the
+    /// handler's owner may hold while appending): the broker's aborted-transaction index must have
+    /// forgotten those transactions before any reader can see the log without their markers.
+    func setAbortMarkerRemovalHandler(_ handler: @escaping @Sendable ([CleaningPlan.AbortMarker]) -> Void)
+}
+
+extension PartitionLog {
+    /// An engine without a cleaner removes no marker, so it has no one to tell.
+    public func setAbortMarkerRemovalHandler(_ handler: @escaping @Sendable ([CleaningPlan.AbortMarker]) -> Void) {}
 }
 
 public struct AppendResult: Sendable, Equatable {

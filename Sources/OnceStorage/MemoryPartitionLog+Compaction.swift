@@ -9,6 +9,10 @@ import OnceCore
 extension MemoryPartitionLog {
     var isCompacted: Bool { state.withLock { $0.config.isCompacted } }
 
+    public func setAbortMarkerRemovalHandler(_ handler: @escaping @Sendable ([CleaningPlan.AbortMarker]) -> Void) {
+        abortMarkerRemoval.withLock { $0 = handler }
+    }
+
     func clean(nowMs: Int64, dedupeBufferBytes: Int) throws -> CleaningReport? {
         // An idle partition's aged active segment rolls, so it becomes cleanable.
         state.withLock { s in
@@ -83,6 +87,17 @@ extension MemoryPartitionLog {
         }
         let changed = report.segmentsReplaced > 0
         let cleanedUpTo = max(firstDirty, min(end, plan.end ?? end))
+        return abortMarkerRemoval.withLock { handler in
+            if !plan.removedAbortMarkers.isEmpty { handler?(plan.removedAbortMarkers) }
+            return swap(segments, with: cleaned, changed: changed, end: end, cleanedUpTo: cleanedUpTo, plan: plan, report: report)
+        }
+    }
+
+    private func swap(
+        _ segments: [Segment], with cleaned: [Segment], changed: Bool, end: Int64, cleanedUpTo: Int64,
+        plan: CleaningPlan.Plan, report: CleaningReport
+    ) -> CleaningReport {
+        var report = report
         return state.withLock { s in
             // Retention or DeleteRecords took a source meanwhile: this pass is void.
             guard !s.deleted, s.segments.count > segments.count,
@@ -91,6 +106,7 @@ extension MemoryPartitionLog {
             if changed {
                 s.segments.replaceSubrange(0..<segments.count, with: cleaned)
                 report.cleaned = true
+                report.abortMarkersRemoved = plan.removedAbortMarkers.count
                 report.segmentsReplaced = segments.count
                 report.bytesWritten = cleaned.reduce(0) { $0 + $1.size }
                 // The cleaned part survives a power cut, as the file engine's fsynced swap does.

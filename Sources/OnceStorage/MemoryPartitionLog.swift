@@ -1,4 +1,5 @@
 import NIOCore
+import OnceCore
 import Synchronization
 
 /// A partition held in memory, for tests and the conformance suite. It keeps the file engine's
@@ -46,6 +47,10 @@ package final class MemoryPartitionLog: PartitionLog {
     }
 
     let state: Mutex<State>
+    /// Whom the cleaner tells of the abort markers it removes. The lock is also the cleaner's
+    /// gate: it is held from the telling through the swap, so a handler set meanwhile either hears
+    /// of the markers or finds them already gone from the log.
+    let abortMarkerRemoval = Mutex<(@Sendable ([CleaningPlan.AbortMarker]) -> Void)?>(nil)
     let flushPolicy: FlushPolicy
     private let clock: @Sendable () -> Int64
 

@@ -91,7 +91,7 @@ struct CleaningPlanTests {
         ])
         #expect(outcomes[0] == .keep, "the committed value of a stays: the newer one was aborted")
         #expect(outcomes[1] == .remove)
-        #expect(outcomes[2] == .keep, "an abort marker stays while the broker's aborted index names it")
+        #expect(outcomes[2] == .stampDeleteHorizon(Self.young), "its transaction has no record left: the marker goes after the horizon")
         #expect(outcomes[3] == .keep)
         #expect(outcomes[4] == .keep, "its transaction still has a record")
     }
@@ -129,21 +129,49 @@ struct CleaningPlanTests {
         #expect(Self.outcomes(stamped) == [.remove, .keep, .keep, .keep], "the horizon has not passed")
     }
 
-    @Test func anAbortMarkerStaysThoughItsRecordsGo() {
+    @Test func anAbortMarkerGoesAsACommitMarkerDoesAndThePlanNamesIt() {
         let batches = [
             Self.data(0, ["a"], producer: 5, transactional: true),
             Self.marker(1, producer: 5, commit: false, horizonPassed: true),
             Self.data(2, ["b"], producer: 5, transactional: true),
             Self.marker(3, producer: 5, commit: true, horizonPassed: true),
         ]
-        // A consumer the broker tells of the aborted transaction at 0 drops producer 5's records
-        // until its next marker: without 1, that would be b at 2. Nothing stamps it either.
-        #expect(Self.outcomes(batches) == [.remove, .keep, .keep, .keep])
+        let plan = Self.plan(batches, firstDirty: 0, mapBytes: .max)
+        #expect(plan.outcomes == [.remove, .remove, .keep, .keep])
+        // The broker's aborted index must forget the transaction the marker at 1 ended, or a
+        // consumer would drop b at 2 waiting for a marker that is gone.
+        #expect(plan.removedAbortMarkers == [.init(producerId: 5, offset: 1)])
         var young = batches
         young[1].deleteHorizonMs = nil
-        let plan = Self.plan(young, firstDirty: 0, mapBytes: .max)
-        #expect(plan.outcomes == [.remove, .keep, .keep, .keep])
-        #expect(plan.earliestDeleteHorizonMs == nil)
+        let first = Self.plan(young, firstDirty: 0, mapBytes: .max)
+        #expect(first.outcomes == [.remove, .stampDeleteHorizon(Self.young), .keep, .keep])
+        #expect(first.earliestDeleteHorizonMs == Self.young)
+        #expect(first.removedAbortMarkers.isEmpty, "a stamped marker is still in the log")
+    }
+
+    @Test func anAbortMarkerClosingTheProducersLastBatchStays() {
+        let plan = Self.plan([
+            Self.data(0, ["a"], producer: 5, transactional: true),
+            Self.marker(1, producer: 5, commit: false, horizonPassed: true),
+        ], firstDirty: 0, mapBytes: .max)
+        // A restart rebuilding producer 5 from the log needs both, or it would see the
+        // transaction still open.
+        #expect(plan.outcomes == [.keepRecords([]), .keep])
+        #expect(plan.removedAbortMarkers.isEmpty)
+    }
+
+    @Test func anAbortMarkerWithARecordOfItsTransactionLeftStays() {
+        // An aborted batch is removed whole, so only a pinned (emptied) one can remain; a commit
+        // marker after it keeps the abort's ordering intact as well.
+        let plan = Self.plan([
+            Self.data(0, ["a"], producer: 5, transactional: true),
+            Self.marker(1, producer: 5, commit: false, horizonPassed: true),
+            Self.data(2, ["a"], producer: 6, transactional: true),
+            Self.marker(3, producer: 6, commit: false, horizonPassed: true),
+            Self.data(4, ["z"], producer: 6),
+        ], firstDirty: 0, mapBytes: .max)
+        #expect(plan.outcomes == [.keepRecords([]), .keep, .remove, .remove, .keep])
+        #expect(plan.removedAbortMarkers == [.init(producerId: 6, offset: 3)])
     }
 
     @Test func aCommittedMarkerWhoseRecordsWereAllSupersededGoes() {
@@ -244,12 +272,12 @@ struct CleaningPlanTests {
         #expect(log == once)
         // Spelled out: each key's latest committed value at its offset (f at 7 was never
         // overwritten), the old tombstone of d gone with d, the young tombstone of k kept, the
-        // keyless record gone, the aborted transaction gone but its marker 13 kept, the committed marker 12
+        // keyless record gone, the aborted transaction gone with its marker 13, the committed marker 12
         // gone (its records were all superseded), 28 kept (n and o survive), producer 1's emptied
         // first batch gone, and everything from the open transaction at 32 on untouched.
         let survivors = log.flatMap { $0.records.map(\.offset) }
         #expect(survivors == [7, 15, 16, 17, 18, 19, 21, 22, 24, 25, 26, 27, 29, 30, 31, 32, 33, 34, 35])
-        #expect(log.map(\.baseOffset) == [4, 13, 14, 17, 20, 24, 26, 28, 29, 32, 34])
+        #expect(log.map(\.baseOffset) == [4, 14, 17, 20, 24, 26, 28, 29, 32, 34])
     }
 
     @Test func aTombstoneBeyondAFullMapWaitsForThePassThatMapsItsKey() {

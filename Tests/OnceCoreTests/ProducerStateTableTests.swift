@@ -175,6 +175,58 @@ struct ProducerStateTableTests {
         #expect(copy == t)
     }
 
+    /// Producer 2 aborts at 1...3, commits at 4...5 and aborts again at 6...7; producer 3 aborts at 8...9.
+    static func aborts() -> Table {
+        var t = Table()
+        var next: Int64 = 0
+        Self.offer(&t, Self.batch(2, seq: 0, count: 3, txn: true), nextOffset: &next)  // @0...2
+        t.markerAppended(producerId: 2, producerEpoch: 0, commit: false, coordinatorEpoch: 0, offset: 3, timestamp: 0)
+        next = 4
+        Self.offer(&t, Self.batch(2, seq: 3, txn: true), nextOffset: &next)  // @4
+        t.markerAppended(producerId: 2, producerEpoch: 0, commit: true, coordinatorEpoch: 0, offset: 5, timestamp: 0)
+        next = 6
+        Self.offer(&t, Self.batch(2, seq: 4, txn: true), nextOffset: &next)  // @6
+        t.markerAppended(producerId: 2, producerEpoch: 0, commit: false, coordinatorEpoch: 0, offset: 7, timestamp: 0)
+        next = 8
+        Self.offer(&t, Self.batch(3, seq: 0, txn: true), nextOffset: &next)  // @8
+        t.markerAppended(producerId: 3, producerEpoch: 0, commit: false, coordinatorEpoch: 0, offset: 9, timestamp: 0)
+        return t
+    }
+
+    @Test("a removed abort marker takes its transaction out of the index, so the next committed one is not hidden")
+    func abortMarkersRemoved() {
+        var t = Self.aborts()
+        #expect(t.abortedTransactions.map(\.lastOffset) == [3, 7, 9])
+        // A read_committed fetch from 0 names the abort at 0...3: with its marker gone, a consumer
+        // would drop producer 2's commit at 4 waiting for a marker of 2.
+        #expect(t.abortedTransactions(from: 0, upTo: 10).map(\.firstOffset) == [0, 6, 8])
+        let first = t.abortMarkersRemoved([.init(producerId: 2, offset: 3)])
+        #expect(first)
+        #expect(t.abortedTransactions(from: 0, upTo: 10).map(\.firstOffset) == [6, 8])
+        // A marker of another producer at that offset, or a commit marker's offset, names nothing.
+        let strangers = t.abortMarkersRemoved([.init(producerId: 3, offset: 7), .init(producerId: 2, offset: 5)])
+        let none = t.abortMarkersRemoved([])
+        #expect(!strangers && !none)
+        let rest = t.abortMarkersRemoved([.init(producerId: 3, offset: 9), .init(producerId: 2, offset: 7)])
+        #expect(rest)
+        #expect(t.abortedTransactions.isEmpty)
+        #expect(t.firstUnstableOffset == nil, "open transactions are not the index's business")
+    }
+
+    @Test("a snapshot's aborted transactions whose marker the log lost are dropped on load, in order")
+    func staleSnapshotEntries() throws {
+        let t = Self.aborts()
+        var loaded = try ProducerStateSnapshot(decoding: ProducerStateSnapshot(offset: 10, table: t).encoded()).table
+        let markersInLog: Set<Int64> = [7]
+        var asked: [Int64] = []
+        loaded.retainAbortedTransactions { asked.append($0.lastOffset); return markersInLog.contains($0.lastOffset) }
+        #expect(asked == [3, 7, 9])
+        #expect(loaded.abortedTransactions == [.init(producerId: 2, firstOffset: 6, lastOffset: 7)])
+        var live = t
+        live.abortMarkersRemoved([.init(producerId: 2, offset: 3), .init(producerId: 3, offset: 9)])
+        #expect(loaded == live, "loading checks against the log to the state the live broker reached")
+    }
+
     @Test("a snapshot plus a replay of the log tail equals the live table")
     func snapshotReplay() throws {
         var live = Table()

@@ -1,6 +1,7 @@
 import KafkaProtocol
 import NIOCore
 import OnceCore
+import Synchronization
 import Testing
 
 @testable import OnceStorage
@@ -117,7 +118,7 @@ struct LogStorageCompactionConformanceTests {
             _ = try log.append(Self.keyed([("k2", "aborted2"), ("k5", "aborted5")], producer: 7, transactional: true))
             _ = try log.append(Self.marker(commit: false, producer: 7))
             // Producer 5's committed transaction here supersedes k1 and k4 of its first one, whose
-            // marker can then go; producer 7's abort marker stays with nothing left to abort.
+            // marker can then go; producer 7's abort marker goes too, with nothing left to abort.
             _ = try log.append(Self.keyed([("k6", "committed6")], producer: 7, transactional: true))
             _ = try log.append(Self.marker(commit: true, producer: 7))
             _ = try log.append(Self.keyed([("k1", "again1"), ("k4", "again4")], producer: 5, transactional: true))
@@ -128,8 +129,12 @@ struct LogStorageCompactionConformanceTests {
             let before = Self.latestPerKey(try Self.committed(log))
             var passes = 0
             var nowMs = Self.now
+            var abortMarkersRemoved = 0
+            let removals = Mutex<[CleaningPlan.AbortMarker]>([])
+            log.setAbortMarkerRemovalHandler { markers in removals.withLock { $0 += markers } }
             // Pass after pass, past every horizon: nothing a read_committed reader sees changes.
-            while try Self.pass(storage, at: nowMs).contains(where: \.cleaned) {
+            while case let reports = try Self.pass(storage, at: nowMs), reports.contains(where: \.cleaned) {
+                abortMarkersRemoved += reports.map(\.abortMarkersRemoved).reduce(0, +)
                 #expect(Self.latestPerKey(try Self.committed(log)) == before)
                 passes += 1
                 nowMs += 2000
@@ -144,7 +149,9 @@ struct LogStorageCompactionConformanceTests {
             #expect(!values.contains("committed1") && !values.contains("committed4"))
             #expect(values.contains("open3"))
             let markers = try Self.allBatches(log).filter(\.header.isControl).map { try ControlRecord.type(of: $0.records[0]) }
-            #expect(markers == [.abort, .commit, .commit], "the emptied commit's marker went, the abort's stays")
+            #expect(markers == [.commit, .commit], "the emptied commit's marker went, and the abort's")
+            #expect(abortMarkersRemoved == 1)
+            #expect(removals.withLock { $0 } == [.init(producerId: 7, offset: 8)], "the engine named the abort marker it removed")
         }
     }
 }

@@ -26,28 +26,60 @@ final class PartitionProducers: Sendable {
         case duplicate(firstOffset: Int64, lastOffset: Int64)
     }
 
-    /// - Parameter replayed: whether the table was rebuilt from log data the last snapshot does
-    ///   not cover; then the next periodic snapshot saves the next restart that work.
-    init(log: any PartitionLog, snapshotName: String, table: ProducerStateTable, replayed: Bool = false) {
+    private init(log: any PartitionLog, snapshotName: String, table: ProducerStateTable) {
         self.log = log
         self.snapshotName = snapshotName
-        self.state = NIOLockedValueBox(State(table: table, version: replayed ? 1 : 0))
+        self.state = NIOLockedValueBox(State(table: table))
     }
 
-    /// Loads the table: the snapshot if it still matches the log, then every batch after it.
+    /// Loads the table: the snapshot if it still matches the log, without the aborted transactions
+    /// whose marker the cleaner removed since, then every batch after it. The cleaner's handler is
+    /// set first and the log read after, under the table's lock: a pass either swaps before the
+    /// read, which then finds its markers gone, or tells the handler, which waits for the load.
     static func load(log: any PartitionLog, snapshotName: String, storage: any LogStorage) throws -> PartitionProducers {
-        var table = ProducerStateTable()
-        var from = log.logStartOffset
+        var snapshot: ProducerStateSnapshot?
         if let bytes = try? storage.readState(named: snapshotName),
-            let snapshot = try? ProducerStateSnapshot(decoding: bytes),
-            snapshot.offset <= log.logEndOffset
+            let decoded = try? ProducerStateSnapshot(decoding: bytes)
         {
-            table = snapshot.table
-            from = max(snapshot.offset, log.logStartOffset)
+            if decoded.offset <= log.logEndOffset {
+                snapshot = decoded
+            } else {
+                // A power cut took the log's tail from under the snapshot. It goes now, as Kafka
+                // deletes snapshots past the log end: the offsets it claims are written again by
+                // other batches, and once the log grew past it, it would be trusted and the replay
+                // after it would skip those batches (a retry of one of them appended twice).
+                try storage.removeState(named: snapshotName)
+            }
         }
-        let end = log.logEndOffset
-        try replay(log, from: from, into: &table)
-        return PartitionProducers(log: log, snapshotName: snapshotName, table: table, replayed: from < end)
+        let producers = PartitionProducers(log: log, snapshotName: snapshotName, table: snapshot?.table ?? ProducerStateTable())
+        log.setAbortMarkerRemovalHandler { [weak producers] markers in producers?.abortMarkersRemoved(markers) }
+        try producers.state.withLockedValue { s in
+            let from = max(snapshot?.offset ?? log.logStartOffset, log.logStartOffset)
+            let indexed = s.table.abortedTransactions.count
+            try s.table.retainAbortedTransactions { try holdsMarker(log, of: $0) }
+            // Replayed work or a dropped entry: the next periodic snapshot saves the next restart it.
+            if from < log.logEndOffset || s.table.abortedTransactions.count != indexed { s.version = 1 }
+            try replay(log, from: from, into: &s.table)
+        }
+        return producers
+    }
+
+    /// Whether the log still holds the marker that ended an aborted transaction: the cleaner may
+    /// have removed it after the snapshot that names it was written.
+    private static func holdsMarker(_ log: any PartitionLog, of aborted: ProducerStateTable.AbortedTransaction) throws -> Bool {
+        guard aborted.lastOffset >= log.logStartOffset, aborted.lastOffset < log.logEndOffset else { return false }
+        let chunk = try log.read(from: aborted.lastOffset, maxBytes: 4096, limitOffset: aborted.lastOffset + 1)
+        guard chunk.readableBytes >= RecordBatchHeader.size else { return false }
+        let header = try RecordBatchHeader(reading: chunk, at: chunk.readerIndex)
+        return header.baseOffset == aborted.lastOffset && header.isControl && header.producerId == aborted.producerId
+    }
+
+    /// The cleaner is about to serve a log without these abort markers: their transactions leave
+    /// the index first (see `ProducerStateTable.abortMarkersRemoved`).
+    func abortMarkersRemoved(_ markers: [CleaningPlan.AbortMarker]) {
+        state.withLockedValue { s in
+            if s.table.abortMarkersRemoved(markers) { s.version &+= 1 }
+        }
     }
 
     /// Applies every producer batch in `[from, logEnd)` to the table, reading headers only.

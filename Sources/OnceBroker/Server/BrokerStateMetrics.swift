@@ -81,6 +81,10 @@ struct BrokerStateMetrics: Sendable {
         text.sample("once_log_cleaner_bytes_written_total", stats.bytesWritten)
         text.family("once_log_cleaner_segments_replaced_total", "counter", help: "Segments the log cleaner has swapped for cleaned ones.")
         text.sample("once_log_cleaner_segments_replaced_total", stats.segmentsReplaced)
+        text.family(
+            "once_log_cleaner_abort_markers_removed_total", "counter",
+            help: "Abort markers the log cleaner removed once no record of their transaction remained and delete.retention.ms had passed.")
+        text.sample("once_log_cleaner_abort_markers_removed_total", stats.abortMarkersRemoved)
         text.family("once_log_cleaner_cleans_total", "counter", help: "Passes over a partition that swapped cleaned segments in.")
         text.sample("once_log_cleaner_cleans_total", stats.cleans)
         text.family(

@@ -12,6 +12,8 @@ extension CleaningPlan {
         /// producer's last data batch (then its marker stays too).
         private var open: [Int64: (survivors: Int, pinned: Bool)] = [:]
         public private(set) var earliestDeleteHorizonMs: Int64?
+        /// The abort markers this pass removes, in offset order.
+        public private(set) var removedAbortMarkers: [AbortMarker] = []
         public private(set) var peakBytes = 0
 
         public init(_ builder: MapBuilder, nowMs: Int64, deleteRetentionMs: Int64) {
@@ -43,14 +45,16 @@ extension CleaningPlan {
                 return .keep
             case .marker(let commit):
                 let transaction = open.removeValue(forKey: batch.producerId) ?? (0, false)
-                // An abort marker stays, though its records go. The broker's aborted-transaction
-                // index (producer state and its snapshots, where Kafka has a .txnindex per segment
-                // that its cleaner rewrites) still names the transaction, and a consumer told of it
-                // drops the producer's records until that producer's next marker: with this one
-                // gone, that would be the next committed transaction's. One small batch per
-                // aborted transaction is the price.
-                guard commit, transaction.survivors == 0, !transaction.pinned else { return .keep }
-                if horizonPassed { return .remove }
+                guard transaction.survivors == 0, !transaction.pinned else { return .keep }
+                if horizonPassed {
+                    // The broker's aborted-transaction index must forget the transaction before
+                    // this pass is served: a consumer told of it would drop the producer's records
+                    // until its next marker, which with this one gone ends a committed transaction.
+                    if !commit {
+                        removedAbortMarkers.append(AbortMarker(producerId: batch.producerId, offset: batch.baseOffset))
+                    }
+                    return .remove
+                }
                 if let horizon = batch.deleteHorizonMs {
                     note(horizon)
                     return .keep

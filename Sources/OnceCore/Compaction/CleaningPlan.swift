@@ -18,7 +18,9 @@
 /// Tombstones and commit markers go in two passes (KIP-534): the first pass that finds a tombstone
 /// to keep, or a commit marker whose transaction has no record left, stamps the batch with a delete
 /// horizon (now plus delete.retention.ms); a pass after that horizon removes them. The horizon
-/// lives in the batch, so a restart or a crash does not move it. Abort markers stay (see `Filter`).
+/// lives in the batch, so a restart or a crash does not move it. Abort markers go the same way, as
+/// Kafka's do; the pass names them (`AbortMarker`) so the engine has the broker's aborted-transaction
+/// index forget their transactions before the cleaned log is served.
 public enum CleaningPlan {
     public struct Record: Sendable, Equatable {
         public var offset: Int64
@@ -68,6 +70,17 @@ public enum CleaningPlan {
         }
     }
 
+    /// An abort marker a pass removes: its transaction leaves the aborted-transaction index too
+    /// (`ProducerStateTable.abortMarkersRemoved`).
+    public struct AbortMarker: Sendable, Hashable {
+        public var producerId: Int64
+        public var offset: Int64
+        public init(producerId: Int64, offset: Int64) {
+            self.producerId = producerId
+            self.offset = offset
+        }
+    }
+
     public enum Outcome: Sendable, Equatable {
         /// Unchanged.
         case keep
@@ -93,6 +106,8 @@ public enum CleaningPlan {
         /// The earliest delete horizon of a tombstone or marker left in the cleaned part: the
         /// next pass is due then even if nothing new is written. Nil when none is left.
         public var earliestDeleteHorizonMs: Int64?
+        /// The abort markers the outcomes remove.
+        public var removedAbortMarkers: [AbortMarker] = []
     }
 
     /// One outcome per batch, in order, as a pass with a map of unbounded size would decide.
@@ -114,6 +129,6 @@ public enum CleaningPlan {
         let outcomes = batches.map { filter.decide($0) }
         return Plan(
             outcomes: outcomes, end: builder.end == .max ? nil : builder.end, mapBytes: builder.map.bytes,
-            earliestDeleteHorizonMs: filter.earliestDeleteHorizonMs)
+            earliestDeleteHorizonMs: filter.earliestDeleteHorizonMs, removedAbortMarkers: filter.removedAbortMarkers)
     }
 }

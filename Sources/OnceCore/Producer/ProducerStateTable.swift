@@ -274,6 +274,27 @@ public struct ProducerStateTable: Sendable, Equatable {
         return abortedTransactions[i...].filter { $0.firstOffset < upTo }
     }
 
+    /// Forgets the aborted transactions these markers ended: the cleaner removes a marker only once
+    /// its transaction has no record left, and a consumer told of a transaction whose marker is gone
+    /// would drop the producer's records up to its next marker, a committed transaction's. Kafka's
+    /// cleaner rewrites the .txnindex the same way. Returns whether the index changed.
+    @discardableResult
+    public mutating func abortMarkersRemoved(_ markers: [CleaningPlan.AbortMarker]) -> Bool {
+        guard !markers.isEmpty else { return false }
+        let removed = Set(markers)
+        let before = abortedTransactions.count
+        abortedTransactions.removeAll { removed.contains(.init(producerId: $0.producerId, offset: $0.lastOffset)) }
+        return abortedTransactions.count != before
+    }
+
+    /// Keeps only the aborted transactions whose marker the log still holds: a snapshot written
+    /// before a cleaner pass that removed markers, then a crash before the next snapshot, names
+    /// transactions the log no longer ends.
+    public mutating func retainAbortedTransactions(markerPresent: (AbortedTransaction) throws -> Bool) rethrows {
+        let gone = try abortedTransactions.filter { try !markerPresent($0) }
+        abortMarkersRemoved(gone.map { .init(producerId: $0.producerId, offset: $0.lastOffset) })
+    }
+
     /// Forgets aborted transactions entirely below `offset` (their data was deleted by retention).
     public mutating func removeAbortedTransactions(endingBefore offset: Int64) {
         abortedTransactions.removeAll { $0.lastOffset < offset }

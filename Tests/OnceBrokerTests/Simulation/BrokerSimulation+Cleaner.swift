@@ -31,6 +31,7 @@ extension BrokerSimulation {
         let reports = world.storage.runCleanerPass(nowMs: world.clock.now, dedupeBufferBytes: options.cleanerMapBytes)
         let cleaned = reports.filter(\.cleaned).count
         cleanerPasses += cleaned
+        abortMarkersRemoved += reports.map(\.abortMarkersRemoved).reduce(0, +)
         trace("cleaner pass: \(cleaned) of \(reports.count) partitions cleaned")
         for partition in 0..<options.partitions {
             let after = try await fetchAll(partition, isolation: 1)
@@ -42,6 +43,26 @@ extension BrokerSimulation {
             let seen = Set(old.map { "\($0.offset):\($0.value)" })
             if let surfaced = after.first(where: { !seen.contains("\($0.offset):\($0.value)") }) {
                 history.note("partition \(partition): \(surfaced.value) at \(surfaced.offset) became visible to read_committed by cleaning")
+            }
+        }
+    }
+
+    /// A kill -9 leaves the log as it was, so read_committed must see exactly what it saw before:
+    /// a producer-state snapshot written before a pass removed abort markers names transactions
+    /// the log no longer ends, and the restarted broker must not hide the records after them.
+    func keepingReadCommittedView(_ restart: () throws -> Void) async throws {
+        guard options.cleanerChance > 0 else { return try restart() }
+        world.quiesce()
+        var before: [Int32: [(offset: Int64, value: String)]] = [:]
+        for partition in 0..<options.partitions { before[partition] = try await fetchAll(partition, isolation: 1) }
+        try restart()
+        for partition in 0..<options.partitions {
+            let after = try await fetchAll(partition, isolation: 1).map { "\($0.offset):\($0.value)" }
+            let old = before[partition]!.map { "\($0.offset):\($0.value)" }
+            if after != old {
+                let lost = Set(old).subtracting(after).sorted().prefix(3)
+                let gained = Set(after).subtracting(old).sorted().prefix(3)
+                history.note("partition \(partition): a restart changed what read_committed sees (lost \(lost), gained \(gained))")
             }
         }
     }

@@ -96,6 +96,7 @@ final class BrokerSimulation {
     /// Cleaner passes that rewrote a partition, and the read_committed records they removed.
     var cleanerPasses = 0
     var removedByCleaner = 0
+    var abortMarkersRemoved = 0
     /// The KIP-848 members and what each believes it owns (see BrokerSimulation+Groups).
     var groupMembers: [SimulatedGroupMember] = []
     var nextGroupMember = 0
@@ -138,8 +139,10 @@ final class BrokerSimulation {
         let roll = Double.random(in: 0..<1, using: &rng)
         if roll < options.crashChance {
             trace("crash")
-            try world.crash()
-            forgetAnswersInFlight()
+            try await keepingReadCommittedView {
+                try world.crash()
+                forgetAnswersInFlight()
+            }
         } else if roll < options.crashChance + options.powerLossChance {
             trace("power loss")
             try world.powerLoss { Int.random(in: 0...$0, using: &rng) }

@@ -98,7 +98,7 @@ struct BrokerSimulationTests {
         try await Self.run(options, label: "flush none, power cuts")
     }
 
-    @Test("compacted output cleaned between steps, power cuts too: read_committed sees the same latest value per key before and after every pass")
+    @Test("compacted output cleaned between steps, abort markers removed, crashes and power cuts too: read_committed sees the same latest value per key before and after every pass and every restart")
     func compactionBetweenSteps() async throws {
         var options = BrokerSimulation.Options()
         options.flushPolicy = .always
@@ -108,19 +108,22 @@ struct BrokerSimulationTests {
         var failures: [String] = []
         var passes = 0
         var removed = 0
+        var abortMarkers = 0
         let seeds = Array(Self.seeds.prefix(max(1, Self.seeds.count / 5)))
         for seed in seeds {
             let simulation = try BrokerSimulation(seed: seed, options: options)
             let anomalies = try await simulation.run()
             passes += simulation.cleanerPasses
             removed += simulation.removedByCleaner
+            abortMarkers += simulation.abortMarkersRemoved
             if !anomalies.isEmpty {
                 failures.append("seed \(seed) (compaction; replay with ONCE_SIMULATION_SEED=\(seed)): " + anomalies.prefix(5).joined(separator: "; "))
             }
         }
         #expect(failures.isEmpty, "\(failures.count) failing seeds:\n\(failures.prefix(10).joined(separator: "\n"))")
-        print("compaction: \(passes) cleaning passes removed \(removed) read_committed records over \(seeds.count) seeds")
+        print("compaction: \(passes) cleaning passes removed \(removed) read_committed records and \(abortMarkers) abort markers over \(seeds.count) seeds")
         #expect(passes > 0 && removed > 0, "the cleaner never removed anything a reader saw: the run proved nothing")
+        #expect(abortMarkers > 0, "no abort marker was removed: the index's consistency went untested")
     }
 
     /// The same seed twice: the scheduler picks the same jobs in the same order (every

@@ -122,7 +122,11 @@ final class SimulatedWorld {
         connection("timers").execute { broker.groups.tick() }
         scheduler.run { done.withLockedValue { $0 } != nil }
         try done.withLockedValue { $0 }!.get()
-        if snapshot { broker.snapshotCoordinators() }
+        if snapshot {
+            broker.snapshotCoordinators()
+            // Producer state too, so a restart loads a snapshot a later cleaner pass outdated.
+            broker.producers.snapshotAll()
+        }
     }
 
     /// An encoded request, ready to be delivered now, later, or twice.
