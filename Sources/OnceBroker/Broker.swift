@@ -31,18 +31,24 @@ public final class Broker: Sendable {
     let cryptography = LibCrypto()
     let authenticationFailures: AuthenticationFailureLimiter
     let advertisedListeners: AdvertisedListeners
+    /// Who is alive and who leads each partition; the file and memory engines lead everything alone.
+    let cluster: any ClusterView
 
     /// Reads the durable producer-id reservation; throws if storage cannot be read.
     public init(
         config: BrokerConfig, storage: any LogStorage, clusterId: String, logger: Logger,
-        clock: @escaping @Sendable () -> Int64 = { Clock.nowMilliseconds() }
+        clock: @escaping @Sendable () -> Int64 = { Clock.nowMilliseconds() },
+        cluster: (any ClusterView)? = nil
     ) throws {
         self.clock = clock
         self.config = config
         self.storage = storage
         self.clusterId = clusterId
         self.logger = logger
-        self.advertisedListeners = AdvertisedListeners(config.listeners)
+        let advertisedListeners = AdvertisedListeners(config.listeners)
+        self.advertisedListeners = advertisedListeners
+        self.cluster = cluster ?? SingleBrokerCluster(
+            nodeId: config.nodeId, rack: config.rack, listeners: config.listeners, addresses: advertisedListeners)
         self.autoCreateBudget = AutoCreateLimiter(
             partitionsPerSecond: config.autoCreatePartitionsPerSecond, clock: clock)
         self.producers = try ProducerRegistry(storage: storage, logger: logger)

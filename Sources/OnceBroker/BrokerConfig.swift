@@ -16,6 +16,8 @@ public struct BrokerConfig: Sendable {
     public var listeners: [Listener] = [.plaintext(HostPort(host: "127.0.0.1", port: 9092))]
     /// This broker's node id. Default: 1.
     public var nodeId: Int32 = 1
+    /// Kafka's `broker.rack`, reported in Metadata and DescribeCluster. Default: none.
+    public var rack: String? = nil
     /// Create a topic the first time Metadata or Produce names it, as Kafka's
     /// `auto.create.topics.enable`. Default: true.
     public var autoCreateTopics: Bool = true
