@@ -17,7 +17,7 @@ import confluent_helpers as ck
 from kafka_wire import connect, frame, read_frame, request_header
 from postgres_cluster import PostgresCluster
 from record_batches import batch, good_records
-from support import unique_topic, wait_until
+from support import index_of, key_for, record_count, scaled_timeout, unique_topic, value_for, wait_until
 from test_postgres_storage import NOT_LEADER_OR_FOLLOWER, _string, address, fetch_error, produce_to_partitions
 
 FENCED_LEADER_EPOCH = 74
@@ -147,3 +147,50 @@ def test_a_second_live_broker_with_the_same_node_id_refuses_to_start(pg, broker_
     lines = [line for line in (done.stdout + done.stderr).splitlines() if "node id 1" in line]
     assert len(lines) == 1 and "--node-id" in lines[0], done.stdout + done.stderr
     assert brokers_in_metadata(first) == {1: first.port}
+
+
+@pytest.mark.timeout_seconds(300)
+def test_sigkill_of_the_leader_during_idempotent_produce_moves_its_leases_and_loses_nothing(pg, broker_factory):
+    topic = unique_topic("cluster-failover")
+    url, brokers = three(pg, broker_factory, {topic: 3})
+    # The last broker started took every lease.
+    assert {lease(pg, url, topic, p)[0] for p in range(3)} == {3}
+    epochs = {p: lease(pg, url, topic, p)[1] for p in range(3)}
+    n = record_count(20_000)
+    deliveries: dict[int, ck.Delivery] = {}
+    errors: list[str] = []
+
+    def on_delivery(err, msg) -> None:
+        if err is not None:
+            errors.append(str(err))
+        else:
+            deliveries[index_of(msg.value())] = ck.Delivery(msg.partition(), msg.offset())
+
+    producer = ck.producer(
+        brokers[0], **{"bootstrap.servers": ",".join(b.bootstrap for b in brokers), "enable.idempotence": True})
+
+    def produce(i: int) -> None:
+        while True:
+            try:
+                producer.produce(topic, key=key_for(i), value=value_for(i), on_delivery=on_delivery)
+                return
+            except BufferError:
+                producer.poll(0.1)
+
+    for i in range(n // 2):
+        produce(i)
+        producer.poll(0)
+    producer.flush(0)
+    brokers[2].kill9()
+    for i in range(n // 2, n):
+        produce(i)
+        producer.poll(0)
+    assert producer.flush(scaled_timeout(120)) == 0
+    assert not errors, f"{len(errors)} delivery errors, first: {errors[:3]}"
+    # The leases moved to the live brokers, each at one epoch more.
+    moved = {p: lease(pg, url, topic, p) for p in range(3)}
+    assert {holder for holder, _ in moved.values()} <= {1, 2}
+    assert all(moved[p][1] == epochs[p] + 1 for p in range(3)), (epochs, moved)
+    assert any(d.partition == p for d in deliveries.values() for p in range(3))
+    records = ck.read_to_end(brokers[0], topic, [0, 1, 2])
+    ck.check_exactly_once_in_order(records, deliveries)
