@@ -8,6 +8,7 @@ as Kafka refuses it)."""
 from __future__ import annotations
 
 import os
+import signal
 import struct
 import subprocess
 
@@ -194,3 +195,43 @@ def test_sigkill_of_the_leader_during_idempotent_produce_moves_its_leases_and_lo
     assert any(d.partition == p for d in deliveries.values() for p in range(3))
     records = ck.read_to_end(brokers[0], topic, [0, 1, 2])
     ck.check_exactly_once_in_order(records, deliveries)
+
+
+def test_a_graceful_stop_releases_the_leases_to_the_live_brokers(pg, broker_factory):
+    topic = unique_topic("cluster-stop")
+    url, brokers = three(pg, broker_factory, {topic: 2})
+    epochs = {p: lease(pg, url, topic, p) for p in range(2)}
+    assert {holder for holder, _ in epochs.values()} == {3}
+    assert brokers[2].stop() == 0
+    wait_until(lambda: {lease(pg, url, topic, p)[0] for p in range(2)} <= {1, 2}, 60, "the released leases taken")
+    assert all(lease(pg, url, topic, p)[1] == epochs[p][1] + 1 for p in range(2))
+    producer = ck.producer(brokers[0], **{"bootstrap.servers": f"{brokers[0].bootstrap},{brokers[1].bootstrap}"})
+    for p in range(2):
+        producer.produce(topic, value=b"after-stop", partition=p)
+    assert producer.flush(60) == 0
+    assert [r.value for r in ck.read_to_end(brokers[1], topic, [0, 1])] == [b"after-stop"] * 2
+
+
+@pytest.mark.timeout_seconds(300)
+def test_a_leader_paused_past_its_lease_never_appends_and_steps_down(pg, broker_factory):
+    topic = unique_topic("cluster-pause")
+    url, brokers = three(pg, broker_factory, {topic: 1})
+    paused = brokers[2]
+    assert lease(pg, url, topic, 0)[0] == 3
+    assert produce_to_partitions(address(paused), topic, {0: batch(good_records("before", 2), 2)}) == {0: 0}
+    os.kill(paused.process.pid, signal.SIGSTOP)
+    try:
+        wait_until(lambda: lease(pg, url, topic, 0)[0] in (1, 2), 60, "the paused leader's lease taken")
+        holder, _ = lease(pg, url, topic, 0)
+        assert produce_to_partitions(address(brokers[holder - 1]), topic, {0: batch(good_records("new", 1), 1)}) == {0: 0}
+    finally:
+        os.kill(paused.process.pid, signal.SIGCONT)
+    stored = pg.psql(f"SELECT count(*) FROM once.batches WHERE topic = '{topic}'", database(url))
+    # Woken, it still believes it may lead until its next heartbeat; whichever it answers from, the
+    # append is refused, in the database's transaction at the latest.
+    assert produce_to_partitions(address(paused), topic, {0: batch(good_records("zombie", 1), 1)}) == {0: NOT_LEADER_OR_FOLLOWER}
+    wait_until(lambda: "lost leadership" in paused.log_text(), 60, "the woken broker stepping down")
+    wait_until(lambda: leaders_in_metadata(paused, topic) == {0: holder}, 60, "the woken broker naming the new leader")
+    assert pg.psql(f"SELECT count(*) FROM once.batches WHERE topic = '{topic}'", database(url)) == stored
+    values = [r.value for r in ck.read_to_end(brokers[holder - 1], topic, [0])]
+    assert values == [b"before-v0", b"before-v1", b"new-v0"]
