@@ -13,6 +13,7 @@ import struct
 import subprocess
 
 import pytest
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 
 import confluent_helpers as ck
 from kafka_wire import connect, frame, read_frame, request_header
@@ -73,6 +74,23 @@ def brokers_in_metadata(broker) -> dict[int, int]:
 def leaders_in_metadata(broker, topic: str) -> dict[int, int]:
     md = ck.admin(broker).list_topics(topic, timeout=10)
     return {p.id: p.leader for p in md.topics[topic].partitions.values()}
+
+
+def leader_epochs(broker, topic: str, partition: int) -> list[int]:
+    """The leader epoch librdkafka reads from each record's batch header, in offset order."""
+    client = ck.consumer(broker)
+    epochs: list[int] = []
+    try:
+        client.assign([TopicPartition(topic, partition, OFFSET_BEGINNING)])
+        while True:
+            msg = client.poll(10)
+            assert msg is not None, f"no end of {topic}[{partition}] after {len(epochs)} records"
+            if msg.error() is not None:
+                assert msg.error().code() == KafkaError._PARTITION_EOF, msg.error()
+                return epochs
+            epochs.append(msg.leader_epoch())
+    finally:
+        client.close()
 
 
 def list_offsets_error(addr, topic: str, partition: int, current_leader_epoch: int) -> int:
@@ -222,7 +240,7 @@ def test_a_leader_paused_past_its_lease_never_appends_and_steps_down(pg, broker_
     os.kill(paused.process.pid, signal.SIGSTOP)
     try:
         wait_until(lambda: lease(pg, url, topic, 0)[0] in (1, 2), 60, "the paused leader's lease taken")
-        holder, _ = lease(pg, url, topic, 0)
+        holder, new_epoch = lease(pg, url, topic, 0)
         assert produce_to_partitions(address(brokers[holder - 1]), topic, {0: batch(good_records("new", 1), 1)}) == {0: 0}
     finally:
         os.kill(paused.process.pid, signal.SIGCONT)
@@ -235,3 +253,5 @@ def test_a_leader_paused_past_its_lease_never_appends_and_steps_down(pg, broker_
     assert pg.psql(f"SELECT count(*) FROM once.batches WHERE topic = '{topic}'", database(url)) == stored
     values = [r.value for r in ck.read_to_end(brokers[holder - 1], topic, [0])]
     assert values == [b"before-v0", b"before-v1", b"new-v0"]
+    # Each batch carries the epoch of the leader that wrote it.
+    assert leader_epochs(brokers[holder - 1], topic, 0) == [new_epoch - 1] * 2 + [new_epoch]
