@@ -255,3 +255,36 @@ def test_a_leader_paused_past_its_lease_never_appends_and_steps_down(pg, broker_
     assert values == [b"before-v0", b"before-v1", b"new-v0"]
     # Each batch carries the epoch of the leader that wrote it.
     assert leader_epochs(brokers[holder - 1], topic, 0) == [new_epoch - 1] * 2 + [new_epoch]
+
+
+@pytest.mark.timeout_seconds(300)
+def test_a_postgres_restart_under_three_brokers_loses_nothing_acked(pg, broker_factory):
+    topic = unique_topic("cluster-pg-restart")
+    url, brokers = three(pg, broker_factory, {topic: 2})
+    n = record_count(20_000)
+    deliveries: dict[int, ck.Delivery] = {}
+    errors: list[str] = []
+
+    def on_delivery(err, msg) -> None:
+        if err is not None:
+            errors.append(str(err))
+        else:
+            deliveries[index_of(msg.value())] = ck.Delivery(msg.partition(), msg.offset())
+
+    producer = ck.producer(
+        brokers[0], **{"bootstrap.servers": ",".join(b.bootstrap for b in brokers), "enable.idempotence": True})
+    for i in range(n):
+        if i == n // 2:
+            producer.flush(0)
+            pg.restart()
+        while True:
+            try:
+                producer.produce(topic, key=key_for(i), value=value_for(i), on_delivery=on_delivery)
+                break
+            except BufferError:
+                producer.poll(0.1)
+        producer.poll(0)
+    assert producer.flush(scaled_timeout(120)) == 0
+    assert not errors, f"{len(errors)} delivery errors, first: {errors[:3]}"
+    assert all(b.log_text().count("postgres connected") >= 2 for b in brokers), "a broker never reconnected"
+    ck.check_exactly_once_in_order(ck.read_to_end(brokers[0], topic, [0, 1]), deliveries)
