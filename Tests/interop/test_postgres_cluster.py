@@ -1,9 +1,12 @@
 """Three `once broker --storage postgres` processes over one database: membership (every broker's
 Metadata names every live broker; a SIGKILLed one drops out when its heartbeat expires, a stopped
-one at once; a second live broker with the same node id refuses to start), and leadership (each
-partition's leader and epoch come from its lease; a broker that does not lead a partition sends
-Produce, Fetch and ListOffsets to the leader, and a stale or future currentLeaderEpoch is refused
-as Kafka refuses it)."""
+one at once; a second live broker with the same node id refuses to start), leadership (each
+partition's leader and epoch come from its lease; a broker that does not lead a partition refuses
+Produce, Fetch and ListOffsets with NOT_LEADER_OR_FOLLOWER, and a stale or future
+currentLeaderEpoch is refused as Kafka refuses it), and failover (a SIGKILLed leader's leases move
+at epoch+1 during idempotent produce with nothing acked lost; a stopped one's are released; a
+SIGSTOPped leader woken after its lease moved never appends and steps down; PostgreSQL restarted
+under three brokers loses nothing acked)."""
 
 from __future__ import annotations
 
@@ -286,5 +289,6 @@ def test_a_postgres_restart_under_three_brokers_loses_nothing_acked(pg, broker_f
         producer.poll(0)
     assert producer.flush(scaled_timeout(120)) == 0
     assert not errors, f"{len(errors)} delivery errors, first: {errors[:3]}"
-    assert all(b.log_text().count("postgres connected") >= 2 for b in brokers), "a broker never reconnected"
+    # Brokers reconnect when they next need the database; the ones serving the producer did.
+    assert any(b.log_text().count("postgres connected") >= 2 for b in brokers), "no broker reconnected: the test proved nothing"
     ck.check_exactly_once_in_order(ck.read_to_end(brokers[0], topic, [0, 1]), deliveries)
