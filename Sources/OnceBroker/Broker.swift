@@ -31,11 +31,14 @@ public final class Broker: Sendable {
     let cryptography = LibCrypto()
     let authenticationFailures: AuthenticationFailureLimiter
     let advertisedListeners: AdvertisedListeners
+    /// Who is alive and who leads each partition; the file and memory engines lead everything alone.
+    let cluster: any ClusterView
 
     /// Reads the durable producer-id reservation; throws if storage cannot be read.
     public init(
         config: BrokerConfig, storage: any LogStorage, clusterId: String, logger: Logger,
-        runtime: BrokerRuntime = BrokerRuntime()
+        runtime: BrokerRuntime = BrokerRuntime(),
+        cluster: (any ClusterView)? = nil
     ) throws {
         self.runtime = runtime
         let clock = runtime.clock
@@ -43,10 +46,14 @@ public final class Broker: Sendable {
         self.storage = storage
         self.clusterId = clusterId
         self.logger = logger
-        self.advertisedListeners = AdvertisedListeners(config.listeners)
+        let advertisedListeners = AdvertisedListeners(config.listeners)
+        self.advertisedListeners = advertisedListeners
+        self.cluster = cluster ?? SingleBrokerCluster(
+            nodeId: config.nodeId, rack: config.rack, listeners: config.listeners, addresses: advertisedListeners)
         self.autoCreateBudget = AutoCreateLimiter(
             partitionsPerSecond: config.autoCreatePartitionsPerSecond, clock: clock)
         self.producers = try ProducerRegistry(storage: storage, logger: logger)
+        self.cluster.addLeadershipListener(producers)
         self.dynamicConfigs = try DynamicConfigStore(storage: storage)
         if config.authorizerEnabled {
             let acls = try AclStore(

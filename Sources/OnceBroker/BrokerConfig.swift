@@ -16,6 +16,8 @@ public struct BrokerConfig: Sendable {
     public var listeners: [Listener] = [.plaintext(HostPort(host: "127.0.0.1", port: 9092))]
     /// This broker's node id. Default: 1.
     public var nodeId: Int32 = 1
+    /// Kafka's `broker.rack`, reported in Metadata and DescribeCluster. Default: none.
+    public var rack: String? = nil
     /// Create a topic the first time Metadata or Produce names it, as Kafka's
     /// `auto.create.topics.enable`. Default: true.
     public var autoCreateTopics: Bool = true
@@ -161,6 +163,13 @@ public struct BrokerConfig: Sendable {
     }
     /// The postgres engine's database, as a libpq URL. Default: none.
     public var postgresURL: String?
+    /// A postgres-engine broker whose heartbeat is this old is dead to the others, and its leases
+    /// with it (Kafka's `broker.session.timeout.ms`). Default: 9000.
+    public var brokerSessionTimeoutMs: Int64 = 9000
+    /// How often a postgres-engine broker renews its membership and leases (Kafka's
+    /// `broker.heartbeat.interval.ms`); several beats fit in a session so one slow beat is no death.
+    /// Default: 2000.
+    public var brokerHeartbeatIntervalMs: Int64 = 2000
 }
 
 /// A `host:port` pair as given on the command line.

@@ -10,15 +10,25 @@ extension Broker {
 
     func findCoordinator(_ req: FindCoordinatorRequest, _ request: Request) -> FindCoordinatorResponse {
         var response = FindCoordinatorResponse()
-        // One broker coordinates every group (key type 0) and every transactional id (key type 1).
         let known = req.keyType == 0 || req.keyType == 1
         let auth = authorization(request)
-        let address = request.advertisedAddress(self)
+        let members = liveMembers(for: request)
         // Finding a coordinator needs DESCRIBE on the group or transactional id it coordinates.
-        func error(for key: String) -> ErrorCode {
-            guard known else { return .invalidRequest }
-            if req.keyType == 0 { return auth.allowsGroup(.describe, key) ? .none : .groupAuthorizationFailed }
-            return auth.allowsTransactionalId(.describe, key) ? .none : .transactionalIdAuthorizationFailed
+        // The coordinator is the leader of the internal partition that holds the key's state; while
+        // it has none, or the client cannot reach it, the client is told to retry, as Kafka does.
+        func answer(for key: String) -> (ErrorCode, ClusterMember?, HostPort?) {
+            guard known else { return (.invalidRequest, nil, nil) }
+            if req.keyType == 0 {
+                guard auth.allowsGroup(.describe, key) else { return (.groupAuthorizationFailed, nil, nil) }
+            } else {
+                guard auth.allowsTransactionalId(.describe, key) else { return (.transactionalIdAuthorizationFailed, nil, nil) }
+            }
+            let topic = req.keyType == 0 ? InternalTopics.consumerOffsets : InternalTopics.transactionState
+            let partitions = storage.topic(named: topic)?.partitionCount ?? 1
+            guard let leader = cluster.leader(of: CoordinatorPartition.of(key: key, topic: topic, partitions: partitions)),
+                let (member, address) = members.first(where: { $0.0.nodeId == leader.nodeId })
+            else { return (.coordinatorNotAvailable, nil, nil) }
+            return (.none, member, address)
         }
         func message(_ error: ErrorCode) -> String? {
             error == .none ? nil : known ? error.name : "unknown key type \(req.keyType)"
@@ -26,23 +36,23 @@ extension Broker {
         if request.version >= 4 {
             response.coordinators = req.coordinatorKeys.map { key in
                 var c = FindCoordinatorResponse.Coordinator()
-                let error = error(for: key)
+                let (error, member, address) = answer(for: key)
                 c.key = key
                 c.errorCode = error.rawValue
                 c.errorMessage = message(error)
-                c.nodeId = error == .none ? config.nodeId : -1
-                c.host = error == .none ? address.host : ""
-                c.port = error == .none ? Int32(address.port) : -1
+                c.nodeId = member?.nodeId ?? -1
+                c.host = address?.host ?? ""
+                c.port = address.map { Int32($0.port) } ?? -1
                 return c
             }
             return response
         }
-        let error = error(for: req.key)
+        let (error, member, address) = answer(for: req.key)
         response.errorCode = error.rawValue
         response.errorMessage = message(error)
-        response.nodeId = error == .none ? config.nodeId : -1
-        response.host = error == .none ? address.host : ""
-        response.port = error == .none ? Int32(address.port) : -1
+        response.nodeId = member?.nodeId ?? -1
+        response.host = address?.host ?? ""
+        response.port = address.map { Int32($0.port) } ?? -1
         return response
     }
 

@@ -1,4 +1,5 @@
 import KafkaProtocol
+import OnceCore
 import OnceStorage
 
 /// ApiVersions, Metadata and DescribeCluster: what a client asks before anything else.
@@ -24,14 +25,16 @@ extension Broker {
 
     func metadata(_ req: MetadataRequest, _ request: Request) -> MetadataResponse {
         var response = MetadataResponse()
-        var broker = MetadataResponse.MetadataResponseBroker()
-        broker.nodeId = config.nodeId
-        let address = request.advertisedAddress(self)
-        broker.host = address.host
-        broker.port = Int32(address.port)
-        response.brokers = [broker]
+        response.brokers = liveMembers(for: request).map { member, address in
+            var broker = MetadataResponse.MetadataResponseBroker()
+            broker.nodeId = member.nodeId
+            broker.host = address.host
+            broker.port = Int32(address.port)
+            broker.rack = member.rack
+            return broker
+        }
         response.clusterId = clusterId
-        response.controllerId = config.nodeId
+        response.controllerId = controllerId()
         let auth = authorization(request)
         if req.includeClusterAuthorizedOperations { response.clusterAuthorizedOperations = auth.clusterOperations() }
         let operations: ((String) -> Int32)? = req.includeTopicAuthorizedOperations ? { auth.topicOperations($0) } : nil
@@ -91,12 +94,18 @@ extension Broker {
         topic.partitions = (0..<meta.partitionCount).map { index in
             var p = MetadataResponse.MetadataResponsePartition()
             p.partitionIndex = index
-            p.leaderId = config.nodeId
-            // No leader epoch: a single broker never changes leaders, and -1 keeps clients from
-            // validating positions with OffsetForLeaderEpoch, which this broker does not serve.
-            p.leaderEpoch = -1
-            p.replicaNodes = [config.nodeId]
-            p.isrNodes = [config.nodeId]
+            guard let leader = cluster.leader(of: TopicPartitionKey(meta.name, index)) else {
+                // As Kafka while a partition has no leader: the client retries Metadata.
+                p.errorCode = ErrorCode.leaderNotAvailable.rawValue
+                p.leaderId = -1
+                p.leaderEpoch = -1
+                return p
+            }
+            p.leaderId = leader.nodeId
+            p.leaderEpoch = leader.epoch
+            // The database holds the only copy; the leader is the one replica clients may use.
+            p.replicaNodes = [leader.nodeId]
+            p.isrNodes = [leader.nodeId]
             return p
         }
         return topic
@@ -148,13 +157,30 @@ extension Broker {
         var response = DescribeClusterResponse()
         if req.includeClusterAuthorizedOperations { response.clusterAuthorizedOperations = authorization(request).clusterOperations() }
         response.clusterId = clusterId
-        response.controllerId = config.nodeId
-        var broker = DescribeClusterResponse.DescribeClusterBroker()
-        broker.brokerId = config.nodeId
-        let address = request.advertisedAddress(self)
-        broker.host = address.host
-        broker.port = Int32(address.port)
-        response.brokers = [broker]
+        response.controllerId = controllerId()
+        response.brokers = liveMembers(for: request).map { member, address in
+            var broker = DescribeClusterResponse.DescribeClusterBroker()
+            broker.brokerId = member.nodeId
+            broker.host = address.host
+            broker.port = Int32(address.port)
+            broker.rack = member.rack
+            return broker
+        }
         return response
+    }
+
+    /// Live brokers with the address of the listener the request came through; a broker without
+    /// that listener is left out, as Kafka does, since the client could not speak to it.
+    func liveMembers(for request: Request) -> [(ClusterMember, HostPort)] {
+        cluster.liveMembers().compactMap { member in
+            if member.nodeId == cluster.nodeId { return (member, request.advertisedAddress(self)) }
+            return member.endpoints[request.session.listenerName].map { (member, $0) }
+        }
+    }
+
+    /// There is no controller quorum; clients only need a live broker to send admin requests to,
+    /// and every broker serves them, so the lowest live node id is named.
+    private func controllerId() -> Int32 {
+        cluster.liveMembers().first?.nodeId ?? cluster.nodeId
     }
 }
