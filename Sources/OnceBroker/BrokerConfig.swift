@@ -160,6 +160,13 @@ public struct BrokerConfig: Sendable {
     }
     /// The postgres engine's database, as a libpq URL. Default: none.
     public var postgresURL: String?
+    /// A postgres-engine broker whose heartbeat is this old is dead to the others, and its leases
+    /// with it (Kafka's `broker.session.timeout.ms`). Default: 9000.
+    public var brokerSessionTimeoutMs: Int64 = 9000
+    /// How often a postgres-engine broker renews its membership and leases (Kafka's
+    /// `broker.heartbeat.interval.ms`); several beats fit in a session so one slow beat is no death.
+    /// Default: 2000.
+    public var brokerHeartbeatIntervalMs: Int64 = 2000
 }
 
 /// A `host:port` pair as given on the command line.

@@ -50,6 +50,7 @@ public struct BrokerService: Service {
         let clusterId: String
         var dataLock: DataDirectoryLock?
         defer { dataLock?.release() }
+        var databaseCluster: DatabaseCluster?
         switch config.storage {
         case .file:
             dataLock = try DataDirectoryLock(directory: config.dataDirectory)
@@ -64,9 +65,28 @@ public struct BrokerService: Service {
             let postgres = try PostgresLogStorage(url: config.postgresURL ?? "", nodeId: config.nodeId, logger: logger)
             storage = postgres
             clusterId = try ClusterIdentity.loadOrCreate(in: postgres)
+            let cluster = DatabaseCluster(
+                storage: postgres, nodeId: config.nodeId, sessionTimeoutMs: config.brokerSessionTimeoutMs, logger: logger)
+            do {
+                try await cluster.register(
+                    advertised: AdvertisedListeners(config.listeners).kafkaForm(config.listeners), rack: config.rack)
+            } catch let duplicate as DuplicateNodeId {
+                try? storage.close()
+                throw StartupError(description: duplicate.description)
+            }
+            databaseCluster = cluster
         }
-        let broker = try Broker(config: config, storage: storage, clusterId: clusterId, logger: logger)
+        let broker = try Broker(config: config, storage: storage, clusterId: clusterId, logger: logger, cluster: databaseCluster)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, config.threads))
+        let heartbeats = databaseCluster.map { cluster in
+            Task { [interval = config.brokerHeartbeatIntervalMs] in
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .milliseconds(interval))
+                    guard !Task.isCancelled, cluster.beat() else { return }
+                }
+            }
+        }
+        defer { heartbeats?.cancel() }
         do {
             try await serve(broker, tlsContext: tlsContext, on: group)
         } catch {
@@ -74,6 +94,9 @@ public struct BrokerService: Service {
             try? await group.shutdownGracefully()
             throw error
         }
+        heartbeats?.cancel()
+        _ = await heartbeats?.value
+        databaseCluster?.deregister()
         broker.producers.snapshotAll()
         broker.snapshotCoordinators()
         try storage.close()

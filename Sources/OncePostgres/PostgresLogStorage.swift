@@ -21,8 +21,8 @@ public final class PostgresLogStorage: LogStorage {
         var partitions: [PostgresPartitionLog]
     }
 
-    private let committer: PostgresCommitter
-    private let nodeId: Int32
+    let committer: PostgresCommitter
+    let nodeId: Int32
     package let schema: String
     private let logger: Logger
     private let topicsByName = Mutex<[String: Topic]>([:])

@@ -24,6 +24,9 @@ enum PostgresSchema {
             is_transactional bool NOT NULL, is_control bool NOT NULL, bytes bytea NOT NULL,
             PRIMARY KEY (topic, partition, base_offset));
         CREATE TABLE IF NOT EXISTS state_documents (name text PRIMARY KEY, bytes bytea NOT NULL);
+        CREATE TABLE IF NOT EXISTS brokers (
+            node_id int PRIMARY KEY, incarnation bigint NOT NULL, listeners text NOT NULL, rack text,
+            expires_at timestamptz NOT NULL);
         \(appendFunction)
         COMMIT;
         """

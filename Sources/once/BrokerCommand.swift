@@ -89,6 +89,15 @@ struct BrokerCommand: AsyncParsableCommand {
     @Option(help: "libpq URL of the postgres engine's database, postgres://user:pass@host:port/db [env: ONCE_POSTGRES_URL]")
     var postgresUrl: String?
 
+    @Option(help: "postgres engine: a broker whose heartbeat is this old is dead, in ms (broker.session.timeout.ms) [env: ONCE_BROKER_SESSION_TIMEOUT_MS] (default: 9000)")
+    var brokerSessionTimeoutMs: Int64?
+
+    @Option(help: "postgres engine: how often a broker renews its membership and leases, in ms (broker.heartbeat.interval.ms) [env: ONCE_BROKER_HEARTBEAT_INTERVAL_MS] (default: 2000)")
+    var brokerHeartbeatIntervalMs: Int64?
+
+    @Option(help: "This broker's rack, reported in Metadata (broker.rack) [env: ONCE_BROKER_RACK]")
+    var brokerRack: String?
+
     @Option(help: "Largest request accepted, in bytes [env: ONCE_MAX_REQUEST_SIZE] (default: 104857600)")
     var maxRequestSize: Int?
 
@@ -280,6 +289,13 @@ struct BrokerCommand: AsyncParsableCommand {
             }
             config.flushPolicy = .always
         }
+        if let v = try setting(brokerSessionTimeoutMs, "ONCE_BROKER_SESSION_TIMEOUT_MS") { config.brokerSessionTimeoutMs = v }
+        if let v = try setting(brokerHeartbeatIntervalMs, "ONCE_BROKER_HEARTBEAT_INTERVAL_MS") { config.brokerHeartbeatIntervalMs = v }
+        // A beat must land inside the session, or a live broker would be counted dead between beats.
+        guard config.brokerHeartbeatIntervalMs > 0, config.brokerHeartbeatIntervalMs < config.brokerSessionTimeoutMs else {
+            throw ValidationError("--broker-heartbeat-interval-ms must be positive and below --broker-session-timeout-ms (\(config.brokerSessionTimeoutMs))")
+        }
+        if let v = setting(brokerRack, "ONCE_BROKER_RACK"), !v.isEmpty { config.rack = v }
         if let v = try setting(maxRequestSize, "ONCE_MAX_REQUEST_SIZE") {
             guard v > 0 else { throw ValidationError("--max-request-size must be positive") }
             config.maxRequestSize = v

@@ -107,6 +107,13 @@ extension Broker {
                     metrics.error(.fetch, .unknownTopicOrPartition)
                     return result
                 }
+                if let code = leadershipRefusal(t.topic, p.partition, currentLeaderEpoch: p.currentLeaderEpoch) {
+                    result.errorCode = code.rawValue
+                    result.highWatermark = -1
+                    failed = true
+                    metrics.error(.fetch, code)
+                    return result
+                }
                 // Under `--flush always` the high watermark is the durable end: a power cut cannot
                 // take back what a consumer read.
                 let end = log.highWatermark

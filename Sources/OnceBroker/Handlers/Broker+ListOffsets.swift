@@ -24,6 +24,11 @@ extension Broker {
                     metrics.error(.listOffsets, .unknownTopicOrPartition)
                     return result
                 }
+                if let code = leadershipRefusal(t.name, p.partitionIndex, currentLeaderEpoch: p.currentLeaderEpoch) {
+                    result.errorCode = code.rawValue
+                    metrics.error(.listOffsets, code)
+                    return result
+                }
                 do {
                     switch p.timestamp {
                     case ListOffsetsTimestamp.earliest:

@@ -101,7 +101,7 @@ extension Broker {
                         result.errorCode = ErrorCode.unknownTopicOrPartition.rawValue
                         break
                     }
-                    if let code = refused[TopicPartitionKey(t.name, p.index)] {
+                    if let code = leadershipRefusal(t.name, p.index) ?? refused[TopicPartitionKey(t.name, p.index)] {
                         result.errorCode = code.rawValue
                         break
                     }

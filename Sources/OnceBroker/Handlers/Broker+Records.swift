@@ -54,6 +54,9 @@ extension Broker {
         guard let meta, let log = storage.partition(topic: name, partition: partition) else {
             throw AdminRefusal(code: .unknownTopicOrPartition, message: "\(name)-\(partition) does not exist")
         }
+        if let code = leadershipRefusal(name, partition) {
+            throw AdminRefusal(code: code, message: "this broker does not lead \(name)-\(partition)")
+        }
         // Deleting by offset would undo what compaction keeps (the latest value of each key).
         guard Self.topicConfig(meta.configs).deletesByRetention else {
             throw AdminRefusal(

@@ -1,0 +1,116 @@
+import Logging
+import OnceCore
+import OncePostgres
+import Synchronization
+
+/// The cluster of the postgres engine: the brokers registered in the database whose heartbeats have
+/// not expired, and the partition leases they hold. Handlers read the last snapshot, never the
+/// database; the heartbeat loop renews this broker's row and leases and takes a new snapshot.
+final class DatabaseCluster: ClusterView {
+    let nodeId: Int32
+    private let storage: PostgresLogStorage
+    /// Tells this run of the broker from an earlier one with the same node id (a restart after SIGKILL).
+    private let incarnation = Int64.random(in: 1...Int64.max)
+    private let sessionTimeoutMs: Int64
+    private let logger: Logger
+    private let state = Mutex<Snapshot>(Snapshot())
+    private let listeners = Mutex<[any LeadershipListener]>([])
+
+    private struct Snapshot {
+        var members: [ClusterMember] = []
+        var leaders: [TopicPartitionKey: PartitionLeader] = [:]
+        /// Partitions with a lease row at the last refresh, led or not.
+        var known: Set<TopicPartitionKey> = []
+    }
+
+    init(storage: PostgresLogStorage, nodeId: Int32, sessionTimeoutMs: Int64, logger: Logger) {
+        self.storage = storage
+        self.nodeId = nodeId
+        self.sessionTimeoutMs = sessionTimeoutMs
+        self.logger = logger
+    }
+
+    /// Joins the cluster before serving; throws `DuplicateNodeId` while another live broker has this id.
+    func register(advertised: String, rack: String?) async throws {
+        try await storage.register(
+            incarnation: incarnation, listeners: advertised, rack: rack, sessionTimeoutMs: sessionTimeoutMs,
+            sleep: { try await Task.sleep(for: .milliseconds($0)) })
+        try refresh(notify: false)
+    }
+
+    /// Leaves at a graceful shutdown, so the other brokers stop naming this one at once.
+    func deregister() {
+        do { try storage.deregister(incarnation: incarnation) } catch {
+            logger.warning("leaving the cluster failed; the heartbeat will expire", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// One heartbeat and a new snapshot. Returns false once another broker took this node id.
+    func beat() -> Bool {
+        do {
+            switch try storage.heartbeat(incarnation: incarnation, sessionTimeoutMs: sessionTimeoutMs) {
+            case .replaced:
+                logger.error("another broker registered node id \(nodeId) after this one's heartbeat expired; this broker stops heartbeating")
+                return false
+            case .renewed(_, let hadExpired):
+                if hadExpired {
+                    logger.warning("this broker's heartbeat had expired: the other brokers counted it dead meanwhile")
+                }
+            }
+            try refresh(notify: true)
+        } catch {
+            // The database is unreachable: appends fail on their own, and the snapshot keeps the last
+            // known leaders so clients are sent where leadership most likely still is.
+            logger.warning("heartbeat failed", metadata: ["error": "\(error)"])
+        }
+        return true
+    }
+
+    private func refresh(notify: Bool) throws {
+        let (brokers, leases) = try storage.membership()
+        let members = brokers.map { ClusterMember(nodeId: $0.nodeId, endpoints: Self.endpoints($0.listeners), rack: $0.rack) }
+        var leaders: [TopicPartitionKey: PartitionLeader] = [:]
+        for lease in leases where lease.live {
+            leaders[TopicPartitionKey(lease.topic, lease.partition)] = PartitionLeader(nodeId: lease.holder, epoch: lease.leaderEpoch)
+        }
+        let known = Set(leases.map { TopicPartitionKey($0.topic, $0.partition) })
+        let before = state.withLock { s in
+            defer { s = Snapshot(members: members, leaders: leaders, known: known) }
+            return s.leaders
+        }
+        guard notify else { return }
+        let nodeId = self.nodeId
+        let lost = before.filter { $0.value.nodeId == nodeId && leaders[$0.key] != before[$0.key] }.map(\.key)
+        guard !lost.isEmpty else { return }
+        let listeners = self.listeners.withLock { $0 }
+        for partition in lost.sorted() {
+            logger.info("lost leadership", metadata: ["partition": "\(partition)"])
+            for listener in listeners { listener.leadershipLost(partition) }
+        }
+    }
+
+    func liveMembers() -> [ClusterMember] { state.withLock { $0.members } }
+
+    func leader(of partition: TopicPartitionKey) -> PartitionLeader? {
+        let (leader, known) = state.withLock { ($0.leaders[partition], $0.known.contains(partition)) }
+        if known { return leader }
+        // Created (or added) here since the last refresh: this broker took its lease in the same
+        // transaction, and the next heartbeat renews it.
+        return storage.leaderEpoch(topic: partition.topic, partition: partition.partition).map {
+            PartitionLeader(nodeId: nodeId, epoch: $0)
+        }
+    }
+
+    func addLeadershipListener(_ listener: any LeadershipListener) { listeners.withLock { $0.append(listener) } }
+
+    /// Parses Kafka's `NAME://host:port,...` as registered.
+    static func endpoints(_ text: String) -> [String: HostPort] {
+        var result: [String: HostPort] = [:]
+        for entry in text.split(separator: ",") {
+            guard let scheme = entry.range(of: "://") else { continue }
+            guard let address = HostPort(parsing: String(entry[scheme.upperBound...])) else { continue }
+            result[String(entry[..<scheme.lowerBound])] = address
+        }
+        return result
+    }
+}

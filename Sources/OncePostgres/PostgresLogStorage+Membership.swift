@@ -1,0 +1,130 @@
+import OnceStorage
+
+/// A broker's row in `brokers`, as the others read it.
+public struct RegisteredBroker: Sendable, Hashable {
+    public var nodeId: Int32
+    /// The advertised listeners in Kafka's `NAME://host:port,...` form.
+    public var listeners: String
+    public var rack: String?
+}
+
+/// A partition's lease row.
+public struct HeldLease: Sendable, Hashable {
+    public var topic: String
+    public var partition: Int32
+    public var holder: Int32
+    public var leaderEpoch: Int32
+    /// The lease's expiry and its holder's heartbeat have not passed: the holder leads.
+    public var live: Bool
+}
+
+/// Why `register` refused: another broker with this node id still heartbeats.
+public struct DuplicateNodeId: Error, CustomStringConvertible {
+    public var nodeId: Int32
+    public var description: String {
+        "node id \(nodeId) belongs to a live broker on this database (its heartbeat keeps renewing); give each broker its own --node-id"
+    }
+}
+
+/// Membership over the `brokers` table. Liveness is judged by the database's clock alone
+/// (`now()`), so brokers whose clocks disagree still agree on who is alive.
+extension PostgresLogStorage {
+    /// What a heartbeat found.
+    public enum HeartbeatOutcome: Sendable, Equatable {
+        /// The row and `leases` leases this broker holds now expire a session from now.
+        /// `hadExpired`: the others counted this broker dead for a while (a pause, a lost
+        /// database); leases nobody took meanwhile are still its own, since taking one sets its holder.
+        case renewed(leases: Int, hadExpired: Bool)
+        /// Another broker registered this node id after this one's row expired: this broker is no
+        /// longer a member and must stop acting as one.
+        case replaced
+    }
+
+    /// Inserts this broker's row, or takes over a row whose heartbeat expired. A row still live
+    /// is waited out once (a restart after SIGKILL finds its own stale row): if its expiry moved
+    /// meanwhile, another broker is heartbeating it and `DuplicateNodeId` is thrown.
+    public func register(
+        incarnation: Int64, listeners: String, rack: String?, sessionTimeoutMs: Int64,
+        sleep: (Int64) async throws -> Void
+    ) async throws {
+        let nodeId = self.nodeId
+        var waited = false
+        while true {
+            let left = try committer.run { c -> Int64? in
+                let taken = try c.query(
+                    """
+                    INSERT INTO brokers (node_id, incarnation, listeners, rack, expires_at)
+                        VALUES ($1, $2, $3, $4, now() + $5::bigint * interval '1 millisecond')
+                    ON CONFLICT (node_id) DO UPDATE
+                        SET incarnation = EXCLUDED.incarnation, listeners = EXCLUDED.listeners, rack = EXCLUDED.rack,
+                            expires_at = EXCLUDED.expires_at
+                        WHERE brokers.expires_at <= now()
+                    RETURNING node_id
+                    """,
+                    // An empty rack stands for none: the parameter encoding has no NULL.
+                    [.int32(nodeId), .int64(incarnation), .string(listeners), .string(rack ?? ""), .int64(sessionTimeoutMs)])
+                if taken.count > 0 { return nil }
+                let row = try c.query(
+                    "SELECT ceil(extract(epoch FROM expires_at - now()) * 1000)::bigint FROM brokers WHERE node_id = $1",
+                    [.int32(nodeId)])
+                return row.count > 0 ? max(0, row.int(0, 0)) : 0
+            }
+            guard let left else { return }
+            guard !waited else { throw DuplicateNodeId(nodeId: nodeId) }
+            waited = true
+            try await sleep(left + 100)
+        }
+    }
+
+    /// Renews this broker's row and every lease it still holds, in one statement.
+    public func heartbeat(incarnation: Int64, sessionTimeoutMs: Int64) throws -> HeartbeatOutcome {
+        let nodeId = self.nodeId
+        return try committer.run { c in
+            let rows = try c.query(
+                """
+                WITH before AS (SELECT expires_at <= now() AS expired FROM brokers WHERE node_id = $1 AND incarnation = $2),
+                me AS (
+                    UPDATE brokers SET expires_at = now() + $3::bigint * interval '1 millisecond'
+                    WHERE node_id = $1 AND incarnation = $2 RETURNING node_id),
+                renewed AS (
+                    UPDATE partition_leases SET expires_at = now() + $3::bigint * interval '1 millisecond'
+                    WHERE holder = $1 AND EXISTS (SELECT 1 FROM me) RETURNING 1)
+                SELECT (SELECT count(*) FROM me), (SELECT count(*) FROM renewed), coalesce((SELECT expired FROM before), false)
+                """,
+                [.int32(nodeId), .int64(incarnation), .int64(sessionTimeoutMs)])
+            guard rows.int(0, 0) == 1 else { return .replaced }
+            return .renewed(leases: Int(rows.int(0, 1)), hadExpired: rows.text(0, 2) == "t")
+        }
+    }
+
+    /// Removes this broker's row at a graceful shutdown, so the others stop counting it at once.
+    public func deregister(incarnation: Int64) throws {
+        let nodeId = self.nodeId
+        try committer.run { c in
+            _ = try c.query("DELETE FROM brokers WHERE node_id = $1 AND incarnation = $2", [.int32(nodeId), .int64(incarnation)])
+        }
+    }
+
+    /// Live brokers in node-id order and every lease row, read in one snapshot.
+    public func membership() throws -> (brokers: [RegisteredBroker], leases: [HeldLease]) {
+        try committer.run { c in
+            let rows = try c.query(
+                "SELECT node_id, listeners, coalesce(rack, '') FROM brokers WHERE expires_at > now() ORDER BY node_id")
+            let brokers = (0..<rows.count).map { r in
+                RegisteredBroker(
+                    nodeId: Int32(rows.int(r, 0)), listeners: rows.text(r, 1), rack: rows.text(r, 2).isEmpty ? nil : rows.text(r, 2))
+            }
+            let leases = try c.query(
+                """
+                SELECT l.topic, l.partition, l.holder, l.leader_epoch,
+                        l.expires_at > now() AND coalesce(b.expires_at > now(), false)
+                    FROM partition_leases l LEFT JOIN brokers b ON b.node_id = l.holder
+                """)
+            return (brokers, (0..<leases.count).map { r in
+                HeldLease(
+                    topic: leases.text(r, 0), partition: Int32(leases.int(r, 1)), holder: Int32(leases.int(r, 2)),
+                    leaderEpoch: Int32(leases.int(r, 3)), live: leases.text(r, 4) == "t")
+            })
+        }
+    }
+}

@@ -1,0 +1,149 @@
+"""Three `once broker --storage postgres` processes over one database: membership (every broker's
+Metadata names every live broker; a SIGKILLed one drops out when its heartbeat expires, a stopped
+one at once; a second live broker with the same node id refuses to start), and leadership (each
+partition's leader and epoch come from its lease; a broker that does not lead a partition sends
+Produce, Fetch and ListOffsets to the leader, and a stale or future currentLeaderEpoch is refused
+as Kafka refuses it)."""
+
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+
+import pytest
+
+import confluent_helpers as ck
+from kafka_wire import connect, frame, read_frame, request_header
+from postgres_cluster import PostgresCluster
+from record_batches import batch, good_records
+from support import unique_topic, wait_until
+from test_postgres_storage import NOT_LEADER_OR_FOLLOWER, _string, address, fetch_error, produce_to_partitions
+
+FENCED_LEADER_EPOCH = 74
+UNKNOWN_LEADER_EPOCH = 75
+LIST_OFFSETS = 2
+# Short enough that a SIGKILLed broker drops out quickly; the test waits for it, never times it.
+SESSION = ["--broker-session-timeout-ms", "3000", "--broker-heartbeat-interval-ms", "300"]
+
+
+@pytest.fixture(scope="module")
+def pg():
+    if not PostgresCluster.available() and os.environ.get("ONCE_REQUIRE_SERVICES") != "1":
+        pytest.skip("PostgreSQL's server is not installed (scripts/install-deps.sh installs it)")
+    cluster = PostgresCluster()
+    cluster.start()
+    yield cluster
+    cluster.cleanup()
+
+
+def start(broker_factory, url: str, node_id: int, start: bool = True):
+    return broker_factory(
+        start=start, extra_args=["--storage", "postgres", "--postgres-url", url, "--node-id", str(node_id), *SESSION])
+
+
+def three(pg, broker_factory, topics: dict[str, int] | None = None):
+    """Three brokers; `topics` are created through the first before the others start, since a
+    broker loads the topic list from the database when it starts."""
+    url = pg.new_database()
+    first = start(broker_factory, url, 1)
+    for topic, partitions in (topics or {}).items():
+        ck.create_topic(first, topic, partitions)
+    return url, [first, *(start(broker_factory, url, n) for n in (2, 3))]
+
+
+def database(url: str) -> str:
+    return url.rsplit("/", 1)[1]
+
+
+def lease(pg, url: str, topic: str, partition: int) -> tuple[int, int]:
+    holder, epoch = pg.psql(
+        f"SELECT holder, leader_epoch FROM once.partition_leases WHERE topic = '{topic}' AND partition = {partition}",
+        database(url)).split("|")
+    return int(holder), int(epoch)
+
+
+def brokers_in_metadata(broker) -> dict[int, int]:
+    """Node id to advertised port, as this broker's Metadata answers."""
+    md = ck.admin(broker).list_topics(timeout=10)
+    return {b.id: b.port for b in md.brokers.values()}
+
+
+def leaders_in_metadata(broker, topic: str) -> dict[int, int]:
+    md = ck.admin(broker).list_topics(topic, timeout=10)
+    return {p.id: p.leader for p in md.topics[topic].partitions.values()}
+
+
+def list_offsets_error(addr, topic: str, partition: int, current_leader_epoch: int) -> int:
+    """One ListOffsets v4 (latest offset) carrying `current_leader_epoch`; the partition's error code."""
+    body = struct.pack(">ib", -1, 0) + struct.pack(">i", 1) + _string(topic)
+    body += struct.pack(">i", 1) + struct.pack(">iiq", partition, current_leader_epoch, -1)
+    with connect(addr) as sock:
+        sock.sendall(frame(request_header(LIST_OFFSETS, 4, 8, flexible=False) + body))
+        payload = read_frame(sock)
+    pos = 4 + 4 + 4
+    (n,) = struct.unpack_from(">h", payload, pos)
+    pos += 2 + n + 4 + 4
+    return struct.unpack_from(">h", payload, pos)[0]
+
+
+def test_every_broker_names_every_live_broker_and_the_lease_holder_as_leader(pg, broker_factory):
+    topic = unique_topic("cluster-md")
+    url, brokers = three(pg, broker_factory, {topic: 3})
+    expected = {n: b.port for n, b in zip((1, 2, 3), brokers)}
+    for b in brokers:
+        wait_until(lambda b=b: brokers_in_metadata(b) == expected, 30, f"{b.bootstrap} naming all three brokers")
+    holders = {p: lease(pg, url, topic, p)[0] for p in range(3)}
+    assert set(holders.values()) <= {1, 2, 3}
+    for b in brokers:
+        wait_until(lambda b=b: leaders_in_metadata(b, topic) == holders, 30, f"{b.bootstrap} naming the lease holders")
+
+
+def test_a_non_leader_sends_clients_to_the_leader_and_epochs_are_checked(pg, broker_factory):
+    topic = unique_topic("cluster-lead")
+    url, brokers = three(pg, broker_factory, {topic: 1})
+    holder, epoch = lease(pg, url, topic, 0)
+    leader = brokers[holder - 1]
+    others = [b for n, b in zip((1, 2, 3), brokers) if n != holder]
+    for b in others:
+        wait_until(lambda b=b: leaders_in_metadata(b, topic) == {0: holder}, 30, "the others seeing the lease")
+        assert produce_to_partitions(address(b), topic, {0: batch(good_records("elsewhere", 1), 1)}) == {0: NOT_LEADER_OR_FOLLOWER}
+        assert fetch_error(address(b), topic, 0) == NOT_LEADER_OR_FOLLOWER
+        assert list_offsets_error(address(b), topic, 0, -1) == NOT_LEADER_OR_FOLLOWER
+    assert produce_to_partitions(address(leader), topic, {0: batch(good_records("here", 2), 2)}) == {0: 0}
+    assert list_offsets_error(address(leader), topic, 0, epoch) == 0
+    assert list_offsets_error(address(leader), topic, 0, -1) == 0
+    if epoch > 0:
+        assert list_offsets_error(address(leader), topic, 0, epoch - 1) == FENCED_LEADER_EPOCH
+    assert list_offsets_error(address(leader), topic, 0, epoch + 1) == UNKNOWN_LEADER_EPOCH
+    values = [r.value for r in ck.read_to_end(others[0], topic, [0])]
+    assert values == [b"here-v0", b"here-v1"]
+
+
+def test_a_killed_broker_drops_out_when_its_heartbeat_expires_and_a_stopped_one_at_once(pg, broker_factory):
+    url, brokers = three(pg, broker_factory)
+    ports = {n: b.port for n, b in zip((1, 2, 3), brokers)}
+    wait_until(lambda: brokers_in_metadata(brokers[0]) == ports, 30, "all three in Metadata")
+    brokers[1].kill9()
+    del ports[2]
+    wait_until(lambda: brokers_in_metadata(brokers[0]) == ports, 30, "the killed broker leaving Metadata")
+    assert brokers[2].stop() == 0
+    # The stopped broker deleted its row; the killed one's stays, expired, until its id registers again.
+    assert pg.psql("SELECT node_id FROM once.brokers ORDER BY node_id", database(url)).split() == ["1", "2"]
+    del ports[3]
+    wait_until(lambda: brokers_in_metadata(brokers[0]) == ports, 30, "the stopped broker leaving Metadata")
+    # A restart with the killed broker's id waits out its stale row, then joins.
+    brokers[1].restart()
+    ports[2] = brokers[1].port
+    wait_until(lambda: brokers_in_metadata(brokers[0]) == ports, 30, "the restarted broker in Metadata")
+
+
+def test_a_second_live_broker_with_the_same_node_id_refuses_to_start(pg, broker_factory):
+    url = pg.new_database()
+    first = start(broker_factory, url, 1)
+    twin = start(broker_factory, url, 1, start=False)
+    done = subprocess.run(twin.command(), capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if "node id 1" in line]
+    assert len(lines) == 1 and "--node-id" in lines[0], done.stdout + done.stderr
+    assert brokers_in_metadata(first) == {1: first.port}
