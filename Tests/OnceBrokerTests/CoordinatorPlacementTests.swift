@@ -150,6 +150,22 @@ struct CoordinatorPlacementTests {
         #expect(try await txn.addPartitions("t", [0]) == [notCoordinator])
         #expect(try await txn.end(commit: true) == notCoordinator)
 
+        // The form a partition leader sends the coordinator (KIP-890 verification) is refused per partition.
+        var verify = AddPartitionsToTxnRequest()
+        var asked = AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction()
+        asked.transactionalId = "tx"
+        asked.producerId = producer.producerId
+        asked.producerEpoch = producer.producerEpoch
+        asked.verifyOnly = true
+        var topic = AddPartitionsToTxnRequest.AddPartitionsToTxnTopic()
+        topic.name = "t"
+        topic.partitions = [0]
+        asked.topics = [topic]
+        verify.transactions = [asked]
+        let verified = try #require(try await h.send(verify, version: 4))
+        #expect(verified.errorCode == 0)
+        #expect(verified.resultsByTransaction.flatMap { $0.topicResults.flatMap { $0.resultsByPartition.map(\.partitionErrorCode) } } == [notCoordinator])
+
         var offsets = AddOffsetsToTxnRequest()
         offsets.transactionalId = "tx"
         offsets.producerId = producer.producerId
