@@ -53,7 +53,7 @@ def heartbeat_error(broker, group: str) -> int:
 
 def test_only_the_internal_partitions_leader_coordinates(pg, broker_factory):
     url, brokers = three(pg, broker_factory)
-    # The internal topics' partitions are led by whichever broker created them first.
+    # The internal partitions are led by whichever broker holds their lease.
     offsets_leader = lease(pg, url, "__consumer_offsets", 0)[0]
     txn_leader = lease(pg, url, "__transaction_state", 0)[0]
     for b in brokers:
