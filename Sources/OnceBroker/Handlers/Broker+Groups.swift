@@ -478,8 +478,9 @@ extension Broker {
         let allowed = req.groupsNames.filter { auth.allowsGroup(.delete, $0) }
         let coordinated = allowed.filter(coordinatesGroup)
         var outcomes: [String: ErrorCode?] = [:]
-        for id in allowed { outcomes[id] = groupCoordinatorRefusal(id) }
-        for (id, error) in zip(coordinated, groups.delete(groupIds: coordinated)) { outcomes[id] = error?.errorCode }
+        // updateValue: a subscript assignment of nil would remove the entry, not record success.
+        for id in allowed { outcomes.updateValue(groupCoordinatorRefusal(id), forKey: id) }
+        for (id, error) in zip(coordinated, groups.delete(groupIds: coordinated)) { outcomes.updateValue(error?.errorCode, forKey: id) }
         var r = DeleteGroupsResponse()
         r.results = req.groupsNames.map { id in
             var result = DeleteGroupsResponse.DeletableGroupResult()
