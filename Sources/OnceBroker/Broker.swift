@@ -52,6 +52,7 @@ public final class Broker: Sendable {
         self.autoCreateBudget = AutoCreateLimiter(
             partitionsPerSecond: config.autoCreatePartitionsPerSecond, clock: clock)
         self.producers = try ProducerRegistry(storage: storage, logger: logger)
+        self.cluster.addLeadershipListener(producers)
         self.dynamicConfigs = try DynamicConfigStore(storage: storage)
         if config.authorizerEnabled {
             let acls = try AclStore(

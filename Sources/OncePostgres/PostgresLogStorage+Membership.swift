@@ -97,11 +97,19 @@ extension PostgresLogStorage {
         }
     }
 
-    /// Removes this broker's row at a graceful shutdown, so the others stop counting it at once.
+    /// Removes this broker's row at a graceful shutdown and releases its leases (they expire now),
+    /// so the others stop naming it at once and take its partitions at their next heartbeat
+    /// instead of waiting out the session. An append still queued after this commits only if no
+    /// one took the partition yet: the epoch check refuses it otherwise, and it was not acknowledged.
     public func deregister(incarnation: Int64) throws {
         let nodeId = self.nodeId
         try committer.run { c in
-            _ = try c.query("DELETE FROM brokers WHERE node_id = $1 AND incarnation = $2", [.int32(nodeId), .int64(incarnation)])
+            _ = try c.query(
+                """
+                WITH gone AS (DELETE FROM brokers WHERE node_id = $1 AND incarnation = $2 RETURNING node_id)
+                UPDATE partition_leases SET expires_at = now() WHERE holder = $1 AND EXISTS (SELECT 1 FROM gone)
+                """,
+                [.int32(nodeId), .int64(incarnation)])
         }
     }
 

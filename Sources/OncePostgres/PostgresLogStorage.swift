@@ -140,6 +140,58 @@ public final class PostgresLogStorage: LogStorage {
         return PostgresPartitionLog(topic: topic, partition: partition, cache: cache, leaderEpoch: epoch, committer: committer)
     }
 
+    /// Takes a partition's lease at one epoch more, in one transaction, if its lease expired or its
+    /// holder's heartbeat did, and reopens the partition from what the database committed: the log
+    /// bounds and batches the previous leader wrote. Returns the new epoch, or nil when the lease is
+    /// held (another broker took it first) or the partition is unknown here.
+    public func takeOver(topic: String, partition: Int32, sessionTimeoutMs: Int64) throws -> Int32? {
+        guard let metadata = self.topic(named: topic), partition < metadata.partitionCount else { return nil }
+        let nodeId = self.nodeId
+        let taken = try committer.run { c -> (Int32, (Int64, Int64), [[UInt8]])? in
+            try c.execute("BEGIN")
+            do {
+                let lease = try c.query(
+                    """
+                    UPDATE partition_leases l
+                        SET holder = $1, leader_epoch = l.leader_epoch + 1,
+                            expires_at = now() + $4::bigint * interval '1 millisecond'
+                    WHERE l.topic = $2 AND l.partition = $3
+                        AND (l.expires_at <= now() OR NOT EXISTS (
+                            SELECT 1 FROM brokers b WHERE b.node_id = l.holder AND b.expires_at > now()))
+                    RETURNING l.leader_epoch
+                    """,
+                    [.int32(nodeId), .string(topic), .int32(partition), .int64(sessionTimeoutMs)])
+                guard lease.count == 1 else {
+                    try c.execute("ROLLBACK")
+                    return nil
+                }
+                let bounds = try c.query(
+                    "SELECT log_start_offset, log_end_offset FROM partition_state WHERE topic = $1 AND partition = $2",
+                    [.string(topic), .int32(partition)])
+                let batches = try c.query(
+                    "SELECT bytes FROM batches WHERE topic = $1 AND partition = $2 ORDER BY base_offset",
+                    [.string(topic), .int32(partition)], binaryResults: true)
+                try c.execute("COMMIT")
+                return (
+                    Int32(lease.int(0, 0)), bounds.count == 1 ? (bounds.int(0, 0), bounds.int(0, 1)) : (0, 0),
+                    (0..<batches.count).map { batches.bytes($0, 0) })
+            } catch {
+                try? c.execute("ROLLBACK")
+                throw error
+            }
+        }
+        guard let (epoch, bounds, batches) = taken else { return nil }
+        let log = try open(
+            topic, partition, config: try TopicConfig(overrides: metadata.configs), bounds: bounds, epoch: epoch,
+            batches: batches)
+        topicsByName.withLock { topics in
+            guard topics[topic]?.metadata.id == metadata.id, Int(partition) < topics[topic]?.partitions.count ?? 0 else { return }
+            topics[topic]!.partitions[Int(partition)] = log
+        }
+        logger.info("took over partition", metadata: ["partition": "\(topic)-\(partition)", "epoch": "\(epoch)"])
+        return epoch
+    }
+
     public func topics() -> [TopicMetadata] {
         topicsByName.withLock { $0.values.map(\.metadata) }.sorted { $0.name < $1.name }
     }

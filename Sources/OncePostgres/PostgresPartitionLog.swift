@@ -57,7 +57,7 @@ final class PostgresPartitionLog: PartitionLog {
             // Refused while the database is away, so what waits for it stays bounded by what
             // was accepted before the failure showed.
             guard committer.isConnected else { throw StorageError.io("postgres unreachable") }
-            let result = try cache.append(batches)
+            let result = try cache.append(Self.stamping(batches, leaderEpoch: s.leaderEpoch))
             // The cache rewrote the base offsets; the stored form is what it holds now.
             let stored = try cache.read(from: result.baseOffset, maxBytes: .max, limitOffset: .max)
             var position = stored.readerIndex
@@ -70,6 +70,20 @@ final class PostgresPartitionLog: PartitionLog {
         }
         committer.markDirty(self)
         return result
+    }
+
+    /// The batches with this leader's epoch in their headers, as Kafka's leader writes it: a
+    /// consumer then learns from the data which leader wrote it and can truncate correctly after a
+    /// change. The field lies before the CRC's range, so the checksum still holds.
+    static func stamping(_ batches: ByteBuffer, leaderEpoch: Int32) throws -> ByteBuffer {
+        var stamped = batches
+        var position = stamped.readerIndex
+        while position < stamped.writerIndex {
+            let header = try RecordBatchHeader(reading: stamped, at: position)
+            stamped.setInteger(leaderEpoch, at: position + 12)
+            position += header.totalSize
+        }
+        return stamped
     }
 
     /// What the next round commits: the epoch it is conditional on and every queued batch.

@@ -8,16 +8,18 @@ as Kafka refuses it)."""
 from __future__ import annotations
 
 import os
+import signal
 import struct
 import subprocess
 
 import pytest
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 
 import confluent_helpers as ck
 from kafka_wire import connect, frame, read_frame, request_header
 from postgres_cluster import PostgresCluster
 from record_batches import batch, good_records
-from support import unique_topic, wait_until
+from support import index_of, key_for, record_count, scaled_timeout, unique_topic, value_for, wait_until
 from test_postgres_storage import NOT_LEADER_OR_FOLLOWER, _string, address, fetch_error, produce_to_partitions
 
 FENCED_LEADER_EPOCH = 74
@@ -72,6 +74,23 @@ def brokers_in_metadata(broker) -> dict[int, int]:
 def leaders_in_metadata(broker, topic: str) -> dict[int, int]:
     md = ck.admin(broker).list_topics(topic, timeout=10)
     return {p.id: p.leader for p in md.topics[topic].partitions.values()}
+
+
+def leader_epochs(broker, topic: str, partition: int) -> list[int]:
+    """The leader epoch librdkafka reads from each record's batch header, in offset order."""
+    client = ck.consumer(broker)
+    epochs: list[int] = []
+    try:
+        client.assign([TopicPartition(topic, partition, OFFSET_BEGINNING)])
+        while True:
+            msg = client.poll(10)
+            assert msg is not None, f"no end of {topic}[{partition}] after {len(epochs)} records"
+            if msg.error() is not None:
+                assert msg.error().code() == KafkaError._PARTITION_EOF, msg.error()
+                return epochs
+            epochs.append(msg.leader_epoch())
+    finally:
+        client.close()
 
 
 def list_offsets_error(addr, topic: str, partition: int, current_leader_epoch: int) -> int:
@@ -147,3 +166,92 @@ def test_a_second_live_broker_with_the_same_node_id_refuses_to_start(pg, broker_
     lines = [line for line in (done.stdout + done.stderr).splitlines() if "node id 1" in line]
     assert len(lines) == 1 and "--node-id" in lines[0], done.stdout + done.stderr
     assert brokers_in_metadata(first) == {1: first.port}
+
+
+@pytest.mark.timeout_seconds(300)
+def test_sigkill_of_the_leader_during_idempotent_produce_moves_its_leases_and_loses_nothing(pg, broker_factory):
+    topic = unique_topic("cluster-failover")
+    url, brokers = three(pg, broker_factory, {topic: 3})
+    # The last broker started took every lease.
+    assert {lease(pg, url, topic, p)[0] for p in range(3)} == {3}
+    epochs = {p: lease(pg, url, topic, p)[1] for p in range(3)}
+    n = record_count(20_000)
+    deliveries: dict[int, ck.Delivery] = {}
+    errors: list[str] = []
+
+    def on_delivery(err, msg) -> None:
+        if err is not None:
+            errors.append(str(err))
+        else:
+            deliveries[index_of(msg.value())] = ck.Delivery(msg.partition(), msg.offset())
+
+    producer = ck.producer(
+        brokers[0], **{"bootstrap.servers": ",".join(b.bootstrap for b in brokers), "enable.idempotence": True})
+
+    def produce(i: int) -> None:
+        while True:
+            try:
+                producer.produce(topic, key=key_for(i), value=value_for(i), on_delivery=on_delivery)
+                return
+            except BufferError:
+                producer.poll(0.1)
+
+    for i in range(n // 2):
+        produce(i)
+        producer.poll(0)
+    producer.flush(0)
+    brokers[2].kill9()
+    for i in range(n // 2, n):
+        produce(i)
+        producer.poll(0)
+    assert producer.flush(scaled_timeout(120)) == 0
+    assert not errors, f"{len(errors)} delivery errors, first: {errors[:3]}"
+    # The leases moved to the live brokers, each at one epoch more.
+    moved = {p: lease(pg, url, topic, p) for p in range(3)}
+    assert {holder for holder, _ in moved.values()} <= {1, 2}
+    assert all(moved[p][1] == epochs[p] + 1 for p in range(3)), (epochs, moved)
+    assert any(d.partition == p for d in deliveries.values() for p in range(3))
+    records = ck.read_to_end(brokers[0], topic, [0, 1, 2])
+    ck.check_exactly_once_in_order(records, deliveries)
+
+
+def test_a_graceful_stop_releases_the_leases_to_the_live_brokers(pg, broker_factory):
+    topic = unique_topic("cluster-stop")
+    url, brokers = three(pg, broker_factory, {topic: 2})
+    epochs = {p: lease(pg, url, topic, p) for p in range(2)}
+    assert {holder for holder, _ in epochs.values()} == {3}
+    assert brokers[2].stop() == 0
+    wait_until(lambda: {lease(pg, url, topic, p)[0] for p in range(2)} <= {1, 2}, 60, "the released leases taken")
+    assert all(lease(pg, url, topic, p)[1] == epochs[p][1] + 1 for p in range(2))
+    producer = ck.producer(brokers[0], **{"bootstrap.servers": f"{brokers[0].bootstrap},{brokers[1].bootstrap}"})
+    for p in range(2):
+        producer.produce(topic, value=b"after-stop", partition=p)
+    assert producer.flush(60) == 0
+    assert [r.value for r in ck.read_to_end(brokers[1], topic, [0, 1])] == [b"after-stop"] * 2
+
+
+@pytest.mark.timeout_seconds(300)
+def test_a_leader_paused_past_its_lease_never_appends_and_steps_down(pg, broker_factory):
+    topic = unique_topic("cluster-pause")
+    url, brokers = three(pg, broker_factory, {topic: 1})
+    paused = brokers[2]
+    assert lease(pg, url, topic, 0)[0] == 3
+    assert produce_to_partitions(address(paused), topic, {0: batch(good_records("before", 2), 2)}) == {0: 0}
+    os.kill(paused.process.pid, signal.SIGSTOP)
+    try:
+        wait_until(lambda: lease(pg, url, topic, 0)[0] in (1, 2), 60, "the paused leader's lease taken")
+        holder, new_epoch = lease(pg, url, topic, 0)
+        assert produce_to_partitions(address(brokers[holder - 1]), topic, {0: batch(good_records("new", 1), 1)}) == {0: 0}
+    finally:
+        os.kill(paused.process.pid, signal.SIGCONT)
+    stored = pg.psql(f"SELECT count(*) FROM once.batches WHERE topic = '{topic}'", database(url))
+    # Woken, it still believes it may lead until its next heartbeat; whichever it answers from, the
+    # append is refused, in the database's transaction at the latest.
+    assert produce_to_partitions(address(paused), topic, {0: batch(good_records("zombie", 1), 1)}) == {0: NOT_LEADER_OR_FOLLOWER}
+    wait_until(lambda: "lost leadership" in paused.log_text(), 60, "the woken broker stepping down")
+    wait_until(lambda: leaders_in_metadata(paused, topic) == {0: holder}, 60, "the woken broker naming the new leader")
+    assert pg.psql(f"SELECT count(*) FROM once.batches WHERE topic = '{topic}'", database(url)) == stored
+    values = [r.value for r in ck.read_to_end(brokers[holder - 1], topic, [0])]
+    assert values == [b"before-v0", b"before-v1", b"new-v0"]
+    # Each batch carries the epoch of the leader that wrote it.
+    assert leader_epochs(brokers[holder - 1], topic, 0) == [new_epoch - 1] * 2 + [new_epoch]

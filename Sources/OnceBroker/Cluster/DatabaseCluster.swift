@@ -58,12 +58,37 @@ final class DatabaseCluster: ClusterView {
                 }
             }
             try refresh(notify: true)
+            if try takeOverUnledPartitions() { try refresh(notify: true) }
         } catch {
             // The database is unreachable: appends fail on their own, and the snapshot keeps the last
             // known leaders so clients are sent where leadership most likely still is.
             logger.warning("heartbeat failed", metadata: ["error": "\(error)"])
         }
         return true
+    }
+
+    /// Takes the leases the placement assigns to this broker among partitions no live broker
+    /// leads, telling the listeners before the view reports this broker as leader. Returns
+    /// whether anything was taken.
+    private func takeOverUnledPartitions() throws -> Bool {
+        let (members, leaders, known) = state.withLock { ($0.members, $0.leaders, $0.known) }
+        let target = LeasePlacement.assign(
+            partitions: Array(known), liveBrokers: members.map(\.nodeId), holders: leaders.mapValues(\.nodeId))
+        var took = false
+        for partition in known.sorted() where leaders[partition] == nil && target[partition] == nodeId {
+            guard let epoch = try storage.takeOver(
+                topic: partition.topic, partition: partition.partition, sessionTimeoutMs: sessionTimeoutMs)
+            else { continue }
+            took = true
+            for listener in listeners.withLock({ $0 }) {
+                do { try listener.leadershipGained(partition, epoch: epoch) } catch {
+                    logger.error("loading a gained partition failed", metadata: ["partition": "\(partition)", "error": "\(error)"])
+                }
+            }
+            state.withLock { $0.leaders[partition] = PartitionLeader(nodeId: nodeId, epoch: epoch) }
+            logger.info("gained leadership", metadata: ["partition": "\(partition)", "epoch": "\(epoch)"])
+        }
+        return took
     }
 
     private func refresh(notify: Bool) throws {

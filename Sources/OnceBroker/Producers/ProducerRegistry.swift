@@ -105,6 +105,12 @@ final class ProducerRegistry: Sendable {
         }
     }
 
+    /// Drops a partition's table, so its next use loads it again from the log.
+    func forget(_ partition: TopicPartitionKey) {
+        guard let topic = storage.topic(named: partition.topic) else { return }
+        _ = partitions.withLockedValue { $0.removeValue(forKey: Key(topicId: topic.id, partition: partition.partition)) }
+    }
+
     /// Drops a deleted topic's tables and snapshots.
     func topicDeleted(_ topic: TopicMetadata) {
         partitions.withLockedValue { p in
