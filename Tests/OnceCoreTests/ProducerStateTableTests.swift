@@ -302,5 +302,12 @@ struct ProducerIdAllocatorTests {
         #expect(!handedOut.contains(next.id))
         #expect(next == .reserveThenId(id: 2000, reserveUpTo: 3000))
     }
+
+    @Test("a block granted by shared storage is handed out whole, then the next one is asked for")
+    func grantedBlock() {
+        var a = ProducerIdAllocator(grantedBlockAt: 7000)
+        for i in 7000..<(7000 + ProducerIdAllocator.blockSize) { #expect(a.allocate() == .id(i)) }
+        #expect(a.allocate() == .reserveThenId(id: 8000, reserveUpTo: 9000))
+    }
 }
 

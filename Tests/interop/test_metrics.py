@@ -260,6 +260,9 @@ def test_the_dashboard_and_readme_name_exactly_the_metrics_a_real_scrape_serves(
         families = set(m.types)
         documented = readme_metric_names()
         assert not sorted(families - documented), f"undocumented in README: {sorted(families - documented)}"
-        assert not sorted(documented - families), f"documented but never served: {sorted(documented - families)}"
+        # The postgres engine's families are served by a broker over PostgreSQL only; the
+        # round-trip test in test_postgres_storage.py scrapes them there.
+        file_engine_documented = {n for n in documented if not n.startswith("once_postgres_")}
+        assert not sorted(file_engine_documented - families), f"documented but never served: {sorted(file_engine_documented - families)}"
     finally:
         txn.commit_transaction(30)

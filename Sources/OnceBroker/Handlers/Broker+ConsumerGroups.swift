@@ -28,6 +28,10 @@ extension Broker {
             r.errorCode = ErrorCode.groupAuthorizationFailed.rawValue
             return (r, false)
         }
+        if let refusal = groupCoordinatorRefusal(req.groupId) {
+            r.errorCode = refusal.rawValue
+            return (r, false)
+        }
         var names: [KafkaUUID: String] = [:]
         for topic in storage.topics() { names[topic.id] = topic.name }
         let owned: PartitionAssignment? = req.topicPartitions.map { topics in
@@ -87,6 +91,10 @@ extension Broker {
             g.groupId = id
             guard auth.allowsGroup(.describe, id) else {
                 g.errorCode = ErrorCode.groupAuthorizationFailed.rawValue
+                return g
+            }
+            if let refusal = groupCoordinatorRefusal(id) {
+                g.errorCode = refusal.rawValue
                 return g
             }
             guard let group = groups.modernGroup(id) else {

@@ -77,9 +77,12 @@ extension Broker {
             }
             return r
         }
-        guard authorization(request).allowsGroup(.read, req.groupId) else {
+        let joinRefusal: ErrorCode? =
+            !authorization(request).allowsGroup(.read, req.groupId) ? .groupAuthorizationFailed
+            : req.groupId.isEmpty ? nil : groupCoordinatorRefusal(req.groupId)
+        if let joinRefusal {
             var refused = JoinGroupResponse()
-            refused.errorCode = ErrorCode.groupAuthorizationFailed.rawValue
+            refused.errorCode = joinRefusal.rawValue
             refused.generationId = -1
             refused.memberId = req.memberId
             refused.protocolName = version >= 7 ? nil : ""
@@ -107,9 +110,11 @@ extension Broker {
 
     func syncGroup(_ req: SyncGroupRequest, _ request: Request) -> EventLoopFuture<SyncGroupResponse> {
         let version = request.version
-        guard authorization(request).allowsGroup(.read, req.groupId) else {
+        let syncRefusal: ErrorCode? =
+            authorization(request).allowsGroup(.read, req.groupId) ? groupCoordinatorRefusal(req.groupId) : .groupAuthorizationFailed
+        if let syncRefusal {
             var refused = SyncGroupResponse()
-            refused.errorCode = ErrorCode.groupAuthorizationFailed.rawValue
+            refused.errorCode = syncRefusal.rawValue
             return request.eventLoop.makeSucceededFuture(refused)
         }
         var assignments: [String: [UInt8]] = [:]
@@ -134,6 +139,10 @@ extension Broker {
             r.errorCode = ErrorCode.groupAuthorizationFailed.rawValue
             return r
         }
+        if let refusal = groupCoordinatorRefusal(req.groupId) {
+            r.errorCode = refusal.rawValue
+            return r
+        }
         r.errorCode =
             groups.heartbeat(
                 groupId: req.groupId, memberId: req.memberId,
@@ -143,9 +152,11 @@ extension Broker {
     }
 
     func leaveGroup(_ req: LeaveGroupRequest, _ request: Request) -> LeaveGroupResponse {
-        guard authorization(request).allowsGroup(.read, req.groupId) else {
+        let leaveRefusal: ErrorCode? =
+            authorization(request).allowsGroup(.read, req.groupId) ? groupCoordinatorRefusal(req.groupId) : .groupAuthorizationFailed
+        if let leaveRefusal {
             var refused = LeaveGroupResponse()
-            refused.errorCode = ErrorCode.groupAuthorizationFailed.rawValue
+            refused.errorCode = leaveRefusal.rawValue
             return refused
         }
         let leaving: [ConsumerGroup.Leaving] =
@@ -184,12 +195,13 @@ extension Broker {
                     metadata: p.committedMetadata, commitTimestampMs: now)
             }
         }
+        let notCoordinator = groupCoordinatorRefusal(req.groupId)
         let outcome: Result<[GroupPartition: GroupError?], ErrorCode> =
             !groupAllowed ? .failure(.groupAuthorizationFailed)
             : req.groupId.isEmpty
             ? .failure(.invalidGroupId)
             : offsets.isEmpty && !refusedTopics.isEmpty ? .success([:])
-            : groups.commit(
+            : notCoordinator.map { .failure($0) } ?? groups.commit(
                 groupId: req.groupId, memberId: req.memberId,
                 groupInstanceId: request.version >= 7 ? req.groupInstanceId : nil,
                 generationId: req.generationIdOrMemberEpoch, offsets: offsets, memberEpochAware: request.version >= 9
@@ -232,6 +244,10 @@ extension Broker {
                     group.errorCode = ErrorCode.groupAuthorizationFailed.rawValue
                     return group
                 }
+                if let refusal = groupCoordinatorRefusal(g.groupId) {
+                    group.errorCode = refusal.rawValue
+                    return group
+                }
                 if request.version >= 9,
                     let error = groups.validateOffsetFetch(groupId: g.groupId, memberId: g.memberId, memberEpoch: g.memberEpoch)
                 {
@@ -259,16 +275,18 @@ extension Broker {
         }
         // v1 names its topics; from v2 null topics means every committed offset of the group.
         let asked = req.topics.map { $0.map { ($0.name, $0.partitionIndexes) } }
-        guard auth.allowsGroup(.describe, req.groupId) else {
+        let fetchRefusal: ErrorCode? =
+            auth.allowsGroup(.describe, req.groupId) ? groupCoordinatorRefusal(req.groupId) : .groupAuthorizationFailed
+        if let fetchRefusal {
             // v1 has no top-level error: each asked partition carries it.
-            if request.version >= 2 { r.errorCode = ErrorCode.groupAuthorizationFailed.rawValue }
+            if request.version >= 2 { r.errorCode = fetchRefusal.rawValue }
             r.topics = (asked ?? []).map { name, indexes in
                 var topic = OffsetFetchResponse.OffsetFetchResponseTopic()
                 topic.name = name
                 topic.partitions = indexes.map { index in
                     var p = OffsetFetchResponse.OffsetFetchResponsePartition()
                     p.partitionIndex = index
-                    p.errorCode = ErrorCode.groupAuthorizationFailed.rawValue
+                    p.errorCode = fetchRefusal.rawValue
                     p.committedOffset = -1
                     return p
                 }
@@ -336,6 +354,10 @@ extension Broker {
             r.errorCode = ErrorCode.groupAuthorizationFailed.rawValue
             return r
         }
+        if let refusal = groupCoordinatorRefusal(req.groupId) {
+            r.errorCode = refusal.rawValue
+            return r
+        }
         let refusedTopics = Set(req.topics.map(\.name).filter { !auth.allowsTopic(.read, $0) })
         let partitions = req.topics.filter { !refusedTopics.contains($0.name) }
             .flatMap { t in t.partitions.map { GroupPartition(t.name, $0.partitionIndex) } }
@@ -388,7 +410,8 @@ extension Broker {
         let modern = groups.modernGroups()
         let modernIds = Set(modern.map(\.groupId))
         func listed(_ id: String, protocolType: String, state: String, type: String) -> ListGroupsResponse.ListedGroup? {
-            guard everyGroup || auth.allowsGroup(.describe, id) else { return nil }
+            // Each broker lists the groups it coordinates; the admin client asks every broker.
+            guard coordinatesGroup(id), everyGroup || auth.allowsGroup(.describe, id) else { return nil }
             guard states.isEmpty || states.contains(state.lowercased()) else { return nil }
             guard types.isEmpty || types.contains(type) else { return nil }
             var listed = ListGroupsResponse.ListedGroup()
@@ -417,6 +440,10 @@ extension Broker {
             described.groupId = id
             guard auth.allowsGroup(.describe, id) else {
                 described.errorCode = ErrorCode.groupAuthorizationFailed.rawValue
+                return described
+            }
+            if let refusal = groupCoordinatorRefusal(id) {
+                described.errorCode = refusal.rawValue
                 return described
             }
             if req.includeAuthorizedOperations { described.authorizedOperations = auth.groupOperations(id) }
@@ -449,8 +476,11 @@ extension Broker {
     func deleteGroups(_ req: DeleteGroupsRequest, _ request: Request) -> DeleteGroupsResponse {
         let auth = authorization(request)
         let allowed = req.groupsNames.filter { auth.allowsGroup(.delete, $0) }
-        var outcomes: [String: GroupError?] = [:]
-        for (id, error) in zip(allowed, groups.delete(groupIds: allowed)) { outcomes[id] = error }
+        let coordinated = allowed.filter(coordinatesGroup)
+        var outcomes: [String: ErrorCode?] = [:]
+        // updateValue: a subscript assignment of nil would remove the entry, not record success.
+        for id in allowed { outcomes.updateValue(groupCoordinatorRefusal(id), forKey: id) }
+        for (id, error) in zip(coordinated, groups.delete(groupIds: coordinated)) { outcomes.updateValue(error?.errorCode, forKey: id) }
         var r = DeleteGroupsResponse()
         r.results = req.groupsNames.map { id in
             var result = DeleteGroupsResponse.DeletableGroupResult()

@@ -15,6 +15,11 @@ extension Broker {
             refused.errorCode = ErrorCode.transactionalIdAuthorizationFailed.rawValue
             return request.eventLoop.makeSucceededFuture(refused)
         }
+        if let refusal = transactionCoordinatorRefusal(transactionalId) {
+            var refused = InitProducerIdResponse()
+            refused.errorCode = refusal.rawValue
+            return request.eventLoop.makeSucceededFuture(refused)
+        }
         return answerLater(request) {
             var response = InitProducerIdResponse()
             do {
@@ -99,6 +104,8 @@ extension Broker {
         if !failed.isEmpty {
             for key in keys { codes[key] = .operationNotAttempted }
             codes.merge(failed) { _, failure in failure }
+        } else if let refusal = transactionCoordinatorRefusal(transactionalId) {
+            for key in keys { codes[key] = refusal }
         } else if verifyOnly {
             // v5 lets the coordinator answer TRANSACTION_ABORTABLE for a partition outside the
             // transaction, as Kafka's `handleVerifyPartitionsInTransaction` does; the asking
@@ -143,7 +150,8 @@ extension Broker {
         let auth = authorization(request)
         let refusal: ErrorCode? =
             !auth.allowsTransactionalId(.write, req.transactionalId) ? .transactionalIdAuthorizationFailed
-            : !auth.allowsGroup(.read, req.groupId) ? .groupAuthorizationFailed : nil
+            : !auth.allowsGroup(.read, req.groupId) ? .groupAuthorizationFailed
+            : transactionCoordinatorRefusal(req.transactionalId)
         if let refusal {
             var refused = AddOffsetsToTxnResponse()
             refused.errorCode = refusal.rawValue
@@ -169,6 +177,11 @@ extension Broker {
         guard authorization(request).allowsTransactionalId(.write, req.transactionalId) else {
             var refused = EndTxnResponse()
             refused.errorCode = ErrorCode.transactionalIdAuthorizationFailed.rawValue
+            return request.eventLoop.makeSucceededFuture(refused)
+        }
+        if let refusal = transactionCoordinatorRefusal(req.transactionalId) {
+            var refused = EndTxnResponse()
+            refused.errorCode = refusal.rawValue
             return request.eventLoop.makeSucceededFuture(refused)
         }
         return answerLater(request) {
@@ -201,7 +214,9 @@ extension Broker {
     /// coordinator code through, CONCURRENT_TRANSACTIONS included (unlike Produce below v12, no
     /// NOT_ENOUGH_REPLICAS here: that code would itself become COORDINATOR_NOT_AVAILABLE).
     func txnOffsetCommit(_ req: TxnOffsetCommitRequest, _ request: Request) -> EventLoopFuture<TxnOffsetCommitResponse> {
-        guard request.version >= 5, !req.groupId.isEmpty, let partition = try? consumerOffsetsPartition(forGroup: req.groupId)
+        // Only the group's coordinator adds its offsets partition; elsewhere the refusal below answers.
+        guard request.version >= 5, !req.groupId.isEmpty, groupCoordinatorRefusal(req.groupId) == nil,
+            let partition = try? consumerOffsetsPartition(forGroup: req.groupId)
         else { return request.eventLoop.makeSucceededFuture(verifiedTxnOffsetCommit(req, request)) }
         return answerLater(request) {
             let code: ErrorCode
@@ -259,6 +274,8 @@ extension Broker {
             outcome = .success([:])
         } else if req.groupId.isEmpty {
             outcome = .failure(.invalidGroupId)
+        } else if let notHere = groupCoordinatorRefusal(req.groupId) {
+            outcome = .failure(notHere)
         } else if let failure = (try? consumerOffsetsPartition(forGroup: req.groupId)).flatMap({
             transactions.verify(producerId: req.producerId, producerEpoch: req.producerEpoch, partition: $0)
         }) {
@@ -302,6 +319,10 @@ extension Broker {
                 state.errorCode = ErrorCode.transactionalIdAuthorizationFailed.rawValue
                 return state
             }
+            if let refusal = transactionCoordinatorRefusal(id) {
+                state.errorCode = refusal.rawValue
+                return state
+            }
             guard let txn = known[id] else {
                 state.errorCode = ErrorCode.transactionalIdNotFound.rawValue
                 return state
@@ -331,7 +352,9 @@ extension Broker {
         response.transactionStates = transactions.transactions.filter { txn in
             // Dead ids are on their way out and never listed, as in Kafka; ids the principal may
             // not DESCRIBE are left out.
-            txn.state != .dead && auth.allowsTransactionalId(.describe, txn.transactionalId)
+            // Each broker lists the ids it coordinates; the admin client asks every broker.
+            txn.state != .dead && coordinatesTransaction(txn.transactionalId)
+                && auth.allowsTransactionalId(.describe, txn.transactionalId)
                 && (req.stateFilters.isEmpty || req.stateFilters.contains(txn.state.name))
                 && (req.producerIdFilters.isEmpty || req.producerIdFilters.contains(txn.producerId))
                 // v1+: only transactions that started longer ago than the filter, in any state.
@@ -362,9 +385,9 @@ extension Broker {
         return producers.stableView(from: from)
     }
 
-    /// The `__consumer_offsets` partition holding a group's offsets (there is one).
+    /// The `__consumer_offsets` partition holding a group's offsets.
     func consumerOffsetsPartition(forGroup groupId: String) throws -> TopicPartitionKey {
-        TopicPartitionKey(InternalTopics.consumerOffsets, 0)
+        groupCoordinatorPartition(groupId)
     }
 
     func transactionStorageFailure(_ error: any Error) -> ErrorCode {

@@ -23,7 +23,8 @@ final class ProducerRegistry: Sendable {
         self.storage = storage
         self.logger = logger
         var reserved: Int64 = 0
-        if let bytes = try storage.readState(named: Self.allocatorStateName) {
+        // Over shared storage nothing is reserved until the first block is granted.
+        if !(storage is any SharedProducerIdBlocks), let bytes = try storage.readState(named: Self.allocatorStateName) {
             guard bytes.count == 8 else { throw StorageError.corrupt("\(Self.allocatorStateName): \(bytes.count) bytes") }
             reserved = bytes.reduce(0) { $0 << 8 | Int64($1) }
         }
@@ -35,6 +36,15 @@ final class ProducerRegistry: Sendable {
         try allocator.withLockedValue { a in
             let before = a
             let allocation = a.allocate()
+            if case .reserveThenId = allocation, let shared = storage as? any SharedProducerIdBlocks {
+                do {
+                    a = ProducerIdAllocator(grantedBlockAt: try shared.reserveProducerIdBlock(size: ProducerIdAllocator.blockSize))
+                } catch {
+                    a = before
+                    throw error
+                }
+                return a.allocate().id
+            }
             if case .reserveThenId(_, let upTo) = allocation {
                 do {
                     let bytes = (0..<8).reversed().map { UInt8(truncatingIfNeeded: upTo >> ($0 * 8)) }

@@ -16,6 +16,13 @@ public struct ProducerIdAllocator: Sendable, Equatable {
         self.reservedUpTo = reservedUpTo
     }
 
+    /// Resumes from a block `[first, first + blockSize)` another party reserved for this
+    /// allocator alone (the database several brokers share), so its ids need no reservation here.
+    public init(grantedBlockAt first: Int64) {
+        next = first
+        reservedUpTo = first + Self.blockSize
+    }
+
     public enum Allocation: Sendable, Equatable {
         /// Hand out this id.
         case id(Int64)
