@@ -75,13 +75,12 @@ final class PostgresPartitionLog: PartitionLog {
     /// The batches with this leader's epoch in their headers, as Kafka's leader writes it: a
     /// consumer then learns from the data which leader wrote it and can truncate correctly after a
     /// change. The field lies before the CRC's range, so the checksum still holds.
+    /// Framed first, as every engine frames an append, so a malformed one is refused with the
+    /// storage error the others give before any byte of it is touched.
     static func stamping(_ batches: ByteBuffer, leaderEpoch: Int32) throws -> ByteBuffer {
         var stamped = batches
-        var position = stamped.readerIndex
-        while position < stamped.writerIndex {
-            let header = try RecordBatchHeader(reading: stamped, at: position)
-            stamped.setInteger(leaderEpoch, at: position + 12)
-            position += header.totalSize
+        for frame in try BatchFrame.frames(of: batches) {
+            stamped.setInteger(leaderEpoch, at: batches.readerIndex + frame.position + 12)
         }
         return stamped
     }

@@ -4,9 +4,9 @@ import NIOCore
 /// The few header fields of a v2 record batch the log needs: where it sits, how long it is, which
 /// offsets and timestamps it covers. Reading them is the only per-batch work on the append and
 /// fetch paths; records are never parsed here.
-struct BatchFrame: Sendable, Equatable {
+package struct BatchFrame: Sendable, Equatable {
     /// Position of the batch relative to the buffer or file it was read from.
-    var position: Int
+    package var position: Int
     var baseOffset: Int64
     /// Whole batch size, including the offset and length fields.
     var size: Int
@@ -52,7 +52,7 @@ struct BatchFrame: Sendable, Equatable {
 
     /// Frames every batch of an append. The buffer must hold whole batches and nothing else, so a
     /// malformed request can never leave a half batch in the log.
-    static func frames(of buffer: ByteBuffer) throws -> [BatchFrame] {
+    package static func frames(of buffer: ByteBuffer) throws -> [BatchFrame] {
         var frames: [BatchFrame] = []
         var index = buffer.readerIndex
         while index < buffer.writerIndex {
