@@ -1,6 +1,6 @@
 """Failover time of a three-broker postgres cluster: SIGKILL the leader of a partition, then time
 until an idempotent confluent-kafka produce to that partition is acknowledged. Repeated KILLS
-times (the killed broker is restarted between kills, and takes the leases back as it starts),
+times (the killed broker is restarted between kills and gets its share back by hand-off),
 printing each time and the median and max. Default session timeout and heartbeat (9000/2000 ms).
 usage: ONCE_BIN=.build/release/once python3 bench/cluster_failover.py [KILLS]"""
 

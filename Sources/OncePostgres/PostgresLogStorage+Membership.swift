@@ -76,7 +76,8 @@ extension PostgresLogStorage {
         }
     }
 
-    /// Renews this broker's row and every lease it still holds, in one statement.
+    /// Renews this broker's row and every lease it still holds, in one statement; a lease handed
+    /// off (expired at -infinity) stays released for the broker it was handed to.
     public func heartbeat(incarnation: Int64, sessionTimeoutMs: Int64) throws -> HeartbeatOutcome {
         let nodeId = self.nodeId
         return try committer.run { c in
@@ -88,12 +89,39 @@ extension PostgresLogStorage {
                     WHERE node_id = $1 AND incarnation = $2 RETURNING node_id),
                 renewed AS (
                     UPDATE partition_leases SET expires_at = now() + $3::bigint * interval '1 millisecond'
-                    WHERE holder = $1 AND EXISTS (SELECT 1 FROM me) RETURNING 1)
+                    WHERE holder = $1 AND expires_at <> '-infinity' AND EXISTS (SELECT 1 FROM me) RETURNING 1)
                 SELECT (SELECT count(*) FROM me), (SELECT count(*) FROM renewed), coalesce((SELECT expired FROM before), false)
                 """,
                 [.int32(nodeId), .int64(incarnation), .int64(sessionTimeoutMs)])
             guard rows.int(0, 0) == 1 else { return .replaced }
             return .renewed(leases: Int(rows.int(0, 1)), hadExpired: rows.text(0, 2) == "t")
+        }
+    }
+
+    /// Gives a partition's lease up so the broker the placement names takes it at its next
+    /// heartbeat: the caller already stopped accepting appends, and the ones accepted before are
+    /// committed first, so none is refused by the new leader's epoch after it was accepted here.
+    /// Only the lease held at `epoch` is released; a newer one is not this broker's to give.
+    public func handOff(topic: String, partition: Int32, epoch: Int32) throws {
+        let nodeId = self.nodeId
+        try drain([self.partition(topic: topic, partition: partition)].compactMap { $0 as? PostgresPartitionLog })
+        try committer.run { c in
+            _ = try c.query(
+                """
+                UPDATE partition_leases SET expires_at = '-infinity'
+                WHERE topic = $1 AND partition = $2 AND holder = $3 AND leader_epoch = $4
+                """,
+                [.string(topic), .int32(partition), .int32(nodeId), .int32(epoch)])
+        }
+    }
+
+    /// Waits until the appends queued to `logs` committed. A statement runs before its round's
+    /// appends, so one empty statement is not enough: rounds pass until nothing is pending. A
+    /// database that stays unreachable makes the statement throw, which ends the wait.
+    private func drain(_ logs: [PostgresPartitionLog]) throws {
+        while logs.contains(where: \.hasPending) {
+            committer.wantCommit()
+            try committer.run { _ in }
         }
     }
 
@@ -103,6 +131,7 @@ extension PostgresLogStorage {
     /// one took the partition yet: the epoch check refuses it otherwise, and it was not acknowledged.
     public func deregister(incarnation: Int64) throws {
         let nodeId = self.nodeId
+        try drain(loadedPartitions().compactMap { $0 as? PostgresPartitionLog })
         try committer.run { c in
             _ = try c.query(
                 """

@@ -10,8 +10,8 @@ import Synchronization
 /// Durability contract: an append is readable by consumers (below the high watermark) and
 /// acknowledged (`waitDurable`) only once the PostgreSQL transaction holding it committed, so the
 /// broker runs it as `--flush always`. Every append is conditional, in that transaction, on this
-/// node holding the partition's lease at the epoch it took at start; a broker started later on the
-/// same database takes the leases at a higher epoch and the older one's writes land nowhere.
+/// node holding the partition's lease at the epoch it took; a broker that takes a lease later (at
+/// a higher epoch) makes the older holder's writes land nowhere.
 ///
 /// Every open partition's batches are also held in memory, loaded at start, so reads never wait
 /// for the database; retention bounds that as it bounds the table.
@@ -31,8 +31,10 @@ public final class PostgresLogStorage: LogStorage {
     /// broker holds its leases until another one takes them.
     static let leaseSeconds: Int64 = 10
 
-    /// Connects, creates the schema if needed, takes the lease of every partition at a new epoch
-    /// and loads every partition's batches.
+    /// Connects, creates the schema if needed, takes the leases nobody has yet and, at a new epoch,
+    /// the ones this node id held in an earlier run (whose queued writes must land nowhere), and
+    /// loads every partition's batches. Leases other brokers hold stay theirs: the cluster's
+    /// placement moves them by hand-off, so starting a broker does not take leadership of all.
     /// - Parameter schema: the PostgreSQL schema holding the tables, so one database can hold
     ///   several independent clusters (the tests use one each).
     public init(url: String, nodeId: Int32, schema: String = "once", logger: Logger) throws {

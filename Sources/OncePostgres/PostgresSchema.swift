@@ -78,8 +78,8 @@ enum PostgresSchema {
         INSERT INTO partition_leases (topic, partition, holder, leader_epoch, expires_at)
             SELECT t, p, $1, 0, now() + make_interval(secs => $4) FROM unnest($2::text[], $3::int[]) AS x(t, p)
         ON CONFLICT (topic, partition) DO UPDATE
-            SET holder = EXCLUDED.holder, leader_epoch = partition_leases.leader_epoch + 1,
-                expires_at = EXCLUDED.expires_at
+            SET leader_epoch = partition_leases.leader_epoch + 1, expires_at = EXCLUDED.expires_at
+            WHERE partition_leases.holder = EXCLUDED.holder
         RETURNING topic, partition, leader_epoch
         """
 }

@@ -48,13 +48,31 @@ def start(broker_factory, url: str, node_id: int, start: bool = True):
 
 
 def three(pg, broker_factory, topics: dict[str, int] | None = None):
-    """Three brokers; `topics` are created through the first before the others start, since a
-    broker loads the topic list from the database when it starts."""
+    """Three brokers, once leadership has spread over them; `topics` are created through the
+    first before the others start, since a broker loads the topic list from the database when it
+    starts."""
     url = pg.new_database()
     first = start(broker_factory, url, 1)
     for topic, partitions in (topics or {}).items():
         ck.create_topic(first, topic, partitions)
-    return url, [first, *(start(broker_factory, url, n) for n in (2, 3))]
+    brokers = [first, *(start(broker_factory, url, n) for n in (2, 3))]
+    wait_until(lambda: spread(pg, url, [1, 2, 3]), 60, "leadership spread over the three brokers")
+    return url, brokers
+
+
+def lease_counts(pg, url: str) -> tuple[dict[int, int], int]:
+    """Live leases per holder, and how many lease rows there are (live or not)."""
+    rows = pg.psql(
+        "SELECT holder, count(*) FROM once.partition_leases WHERE expires_at > now() GROUP BY holder", database(url))
+    total = int(pg.psql("SELECT count(*) FROM once.partition_leases", database(url)))
+    return {int(h): int(c) for h, c in (line.split("|") for line in rows.splitlines() if line)}, total
+
+
+def spread(pg, url: str, nodes: list[int]) -> bool:
+    """Whether every lease is held, by the given brokers only, and evenly (counts differ by one at most)."""
+    counts, total = lease_counts(pg, url)
+    held = [counts.get(n, 0) for n in nodes]
+    return set(counts) <= set(nodes) and sum(held) == total and max(held) - min(held) <= 1
 
 
 def database(url: str) -> str:
@@ -142,6 +160,52 @@ def test_a_non_leader_sends_clients_to_the_leader_and_epochs_are_checked(pg, bro
     assert values == [b"here-v0", b"here-v1"]
 
 
+@pytest.mark.timeout_seconds(300)
+def test_brokers_started_in_turn_share_leadership_by_hand_off_under_an_idempotent_producer(pg, broker_factory):
+    topic = unique_topic("cluster-join")
+    url = pg.new_database()
+    brokers = [start(broker_factory, url, 1)]
+    ck.create_topic(brokers[0], topic, 6)
+    # Alone over the database, the first leads everything.
+    assert spread(pg, url, [1]) and lease_counts(pg, url)[0].get(1, 0) >= 6
+    before = {p: lease(pg, url, topic, p) for p in range(6)}
+    n = record_count(30_000)
+    deliveries: dict[int, ck.Delivery] = {}
+    errors: list[str] = []
+
+    def on_delivery(err, msg) -> None:
+        if err is not None:
+            errors.append(str(err))
+        else:
+            deliveries[index_of(msg.value())] = ck.Delivery(msg.partition(), msg.offset())
+
+    producer = ck.producer(brokers[0], **{"enable.idempotence": True})
+    for i in range(n):
+        # The others join while records are in flight; each start returns once it serves.
+        if i in (n // 3, 2 * n // 3):
+            brokers.append(start(broker_factory, url, len(brokers) + 1))
+        while True:
+            try:
+                producer.produce(topic, key=key_for(i), value=value_for(i), on_delivery=on_delivery)
+                break
+            except BufferError:
+                producer.poll(0.1)
+        producer.poll(0)
+    assert producer.flush(scaled_timeout(120)) == 0
+    assert not errors, f"{len(errors)} delivery errors, first: {errors[:3]}"
+    wait_until(lambda: spread(pg, url, [1, 2, 3]), 60, "leadership spread over the three brokers")
+    # Handed off, not taken at start: the joiners started without a lease another broker held.
+    assert "handed off leadership" in brokers[0].log_text()
+    after = {p: lease(pg, url, topic, p) for p in range(6)}
+    for p in range(6):
+        moved = after[p][0] != before[p][0]
+        assert (after[p][1] > before[p][1]) if moved else (after[p] == before[p]), (before, after)
+    holders = {p: holder for p, (holder, _) in after.items()}
+    for b in brokers:
+        wait_until(lambda b=b: leaders_in_metadata(b, topic) == holders, 30, f"{b.bootstrap} naming the lease holders")
+    ck.check_exactly_once_in_order(ck.read_to_end(brokers[0], topic, list(range(6))), deliveries)
+
+
 def test_a_killed_broker_drops_out_when_its_heartbeat_expires_and_a_stopped_one_at_once(pg, broker_factory):
     url, brokers = three(pg, broker_factory)
     ports = {n: b.port for n, b in zip((1, 2, 3), brokers)}
@@ -175,9 +239,8 @@ def test_a_second_live_broker_with_the_same_node_id_refuses_to_start(pg, broker_
 def test_sigkill_of_the_leader_during_idempotent_produce_moves_its_leases_and_loses_nothing(pg, broker_factory):
     topic = unique_topic("cluster-failover")
     url, brokers = three(pg, broker_factory, {topic: 3})
-    # The last broker started took every lease.
-    assert {lease(pg, url, topic, p)[0] for p in range(3)} == {3}
-    epochs = {p: lease(pg, url, topic, p)[1] for p in range(3)}
+    before = {p: lease(pg, url, topic, p) for p in range(3)}
+    killed = before[0][0]
     n = record_count(20_000)
     deliveries: dict[int, ck.Delivery] = {}
     errors: list[str] = []
@@ -203,16 +266,20 @@ def test_sigkill_of_the_leader_during_idempotent_produce_moves_its_leases_and_lo
         produce(i)
         producer.poll(0)
     producer.flush(0)
-    brokers[2].kill9()
+    brokers[killed - 1].kill9()
     for i in range(n // 2, n):
         produce(i)
         producer.poll(0)
     assert producer.flush(scaled_timeout(120)) == 0
     assert not errors, f"{len(errors)} delivery errors, first: {errors[:3]}"
-    # The leases moved to the live brokers, each at one epoch more.
-    moved = {p: lease(pg, url, topic, p) for p in range(3)}
-    assert {holder for holder, _ in moved.values()} <= {1, 2}
-    assert all(moved[p][1] == epochs[p] + 1 for p in range(3)), (epochs, moved)
+    # The killed broker's leases moved to the live brokers, each at one epoch more; the others stayed.
+    after = {p: lease(pg, url, topic, p) for p in range(3)}
+    assert killed not in {holder for holder, _ in after.values()}
+    for p in range(3):
+        if before[p][0] == killed:
+            assert after[p][1] == before[p][1] + 1, (before, after)
+        else:
+            assert after[p] == before[p], (before, after)
     assert any(d.partition == p for d in deliveries.values() for p in range(3))
     records = ck.read_to_end(brokers[0], topic, [0, 1, 2])
     ck.check_exactly_once_in_order(records, deliveries)
@@ -221,28 +288,33 @@ def test_sigkill_of_the_leader_during_idempotent_produce_moves_its_leases_and_lo
 def test_a_graceful_stop_releases_the_leases_to_the_live_brokers(pg, broker_factory):
     topic = unique_topic("cluster-stop")
     url, brokers = three(pg, broker_factory, {topic: 2})
-    epochs = {p: lease(pg, url, topic, p) for p in range(2)}
-    assert {holder for holder, _ in epochs.values()} == {3}
-    assert brokers[2].stop() == 0
-    wait_until(lambda: {lease(pg, url, topic, p)[0] for p in range(2)} <= {1, 2}, 60, "the released leases taken")
-    assert all(lease(pg, url, topic, p)[1] == epochs[p][1] + 1 for p in range(2))
-    producer = ck.producer(brokers[0], **{"bootstrap.servers": f"{brokers[0].bootstrap},{brokers[1].bootstrap}"})
+    before = {p: lease(pg, url, topic, p) for p in range(2)}
+    stopped = before[0][0]
+    live = [n for n in (1, 2, 3) if n != stopped]
+    assert brokers[stopped - 1].stop() == 0
+    wait_until(lambda: spread(pg, url, live), 60, "the released leases taken by the live brokers")
+    for p in range(2):
+        holder, epoch = lease(pg, url, topic, p)
+        assert holder in live
+        assert epoch == before[p][1] + (1 if before[p][0] == stopped else 0), (before, p, holder, epoch)
+    bootstrap = ",".join(brokers[n - 1].bootstrap for n in live)
+    producer = ck.producer(brokers[live[0] - 1], **{"bootstrap.servers": bootstrap})
     for p in range(2):
         producer.produce(topic, value=b"after-stop", partition=p)
     assert producer.flush(60) == 0
-    assert [r.value for r in ck.read_to_end(brokers[1], topic, [0, 1])] == [b"after-stop"] * 2
+    assert [r.value for r in ck.read_to_end(brokers[live[1] - 1], topic, [0, 1])] == [b"after-stop"] * 2
 
 
 @pytest.mark.timeout_seconds(300)
 def test_a_leader_paused_past_its_lease_never_appends_and_steps_down(pg, broker_factory):
     topic = unique_topic("cluster-pause")
     url, brokers = three(pg, broker_factory, {topic: 1})
-    paused = brokers[2]
-    assert lease(pg, url, topic, 0)[0] == 3
+    paused_node = lease(pg, url, topic, 0)[0]
+    paused = brokers[paused_node - 1]
     assert produce_to_partitions(address(paused), topic, {0: batch(good_records("before", 2), 2)}) == {0: 0}
     os.kill(paused.process.pid, signal.SIGSTOP)
     try:
-        wait_until(lambda: lease(pg, url, topic, 0)[0] in (1, 2), 60, "the paused leader's lease taken")
+        wait_until(lambda: lease(pg, url, topic, 0)[0] != paused_node, 60, "the paused leader's lease taken")
         holder, new_epoch = lease(pg, url, topic, 0)
         assert produce_to_partitions(address(brokers[holder - 1]), topic, {0: batch(good_records("new", 1), 1)}) == {0: 0}
     finally:

@@ -201,32 +201,6 @@ def test_postgres_restart_mid_run_loses_nothing_acked(pg, broker_factory):
     ck.check_exactly_once_in_order(records, deliveries)
 
 
-def test_a_second_broker_fences_the_first(pg, broker_factory):
-    url = pg.new_database()
-    first = start_broker(broker_factory, url, node_id=1)
-    topic = unique_topic("pg-fence")
-    ck.create_topic(first, topic, 1)
-    assert produce_to_partitions(address(first), topic, {0: batch(good_records("before", 3), 3)}) == {0: 0}
-
-    second = start_broker(broker_factory, url, node_id=2)
-    # The first still thinks it leads: its append is taken in memory, but the commit is refused
-    # because the lease moved, so it answers NOT_LEADER_OR_FOLLOWER, and so does every later one.
-    refused = [produce_to_partitions(address(first), topic, {0: batch(good_records(f"refused{i}", 2), 2)}) for i in range(3)]
-    assert refused == [{0: NOT_LEADER_OR_FOLLOWER}] * 3
-    assert produce_to_partitions(address(second), topic, {0: batch(good_records("after", 1), 1)}) == {0: 0}
-
-    values = [r.value for r in ck.read_to_end(second, topic, [0])]
-    assert values == [b"before-v0", b"before-v1", b"before-v2", b"after-v0"]
-
-    # Nor does the fenced broker serve reads: its Metadata names the new leader, so a consumer
-    # bootstrapped through it reads from the second, and a Fetch sent to it anyway is refused.
-    wait_until(lambda: ck.admin(first).list_topics(topic, timeout=10).topics[topic].partitions[0].leader == 2, 30,
-               "the fenced broker naming the new leader")
-    assert ck.admin(first).list_topics(timeout=10).brokers.keys() == {1, 2}
-    assert fetch_error(address(first), topic, 0) == NOT_LEADER_OR_FOLLOWER
-    assert [r.value for r in ck.read_to_end(first, topic, [0])] == values
-
-
 def fetch_error(addr, topic: str, partition: int) -> int:
     """One Fetch v4 for offset 0; the partition's error code."""
     body = struct.pack(">iiiib", -1, 0, 1, 1 << 20, 0) + struct.pack(">i", 1) + _string(topic)

@@ -36,6 +36,8 @@ final class DatabaseCluster: ClusterView {
             incarnation: incarnation, listeners: advertised, rack: rack, sessionTimeoutMs: sessionTimeoutMs,
             sleep: { try await Task.sleep(for: .milliseconds($0)) })
         try refresh(notify: false)
+        // A broker alone over a database whose brokers are gone leads everything before it serves.
+        if try takeOverUnledPartitions() { try refresh(notify: false) }
     }
 
     /// Leaves at a graceful shutdown, so the other brokers stop naming this one at once.
@@ -59,6 +61,7 @@ final class DatabaseCluster: ClusterView {
             }
             try refresh(notify: true)
             if try takeOverUnledPartitions() { try refresh(notify: true) }
+            if try handOffSurplus() { try refresh(notify: true) }
         } catch {
             // The database is unreachable: appends fail on their own, and the snapshot keeps the last
             // known leaders so clients are sent where leadership most likely still is.
@@ -89,6 +92,27 @@ final class DatabaseCluster: ClusterView {
             logger.info("gained leadership", metadata: ["partition": "\(partition)", "epoch": "\(epoch)"])
         }
         return took
+    }
+
+    /// Gives up the leases the placement assigns to another broker (one joined, so this broker
+    /// holds more than its share). The view stops naming this broker first, so handlers refuse
+    /// new appends with NOT_LEADER_OR_FOLLOWER, then the storage commits the accepted ones and
+    /// releases the lease for the assigned broker to take at its next heartbeat.
+    private func handOffSurplus() throws -> Bool {
+        let (members, leaders, known) = state.withLock { ($0.members, $0.leaders, $0.known) }
+        let target = LeasePlacement.assign(
+            partitions: Array(known), liveBrokers: members.map(\.nodeId), holders: leaders.mapValues(\.nodeId))
+        var gave = false
+        for partition in known.sorted() {
+            guard let leader = leaders[partition], leader.nodeId == nodeId, let to = target[partition], to != nodeId
+            else { continue }
+            state.withLock { _ = $0.leaders.removeValue(forKey: partition) }
+            for listener in listeners.withLock({ $0 }) { listener.leadershipLost(partition) }
+            try storage.handOff(topic: partition.topic, partition: partition.partition, epoch: leader.epoch)
+            gave = true
+            logger.info("handed off leadership", metadata: ["partition": "\(partition)", "to": "\(to)", "epoch": "\(leader.epoch)"])
+        }
+        return gave
     }
 
     private func refresh(notify: Bool) throws {

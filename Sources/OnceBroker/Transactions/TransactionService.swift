@@ -27,7 +27,10 @@ final class TransactionService: Sendable {
     private let clock: @Sendable () -> Int64
     /// Set by the environment variable `ONCE_FAULT_CRASH_BEFORE_MARKERS=1` in fault tests only.
     private let crashBeforeMarkers = ProcessInfo.processInfo.environment["ONCE_FAULT_CRASH_BEFORE_MARKERS"] == "1"
-    private let transactionLog: any PartitionLog
+    /// The log found or created at start; `transactionLog` looks the partition up at each use,
+    /// since a broker taking over the partition's lease reopens it as a new log.
+    private let createdLog: any PartitionLog
+    private var transactionLog: any PartitionLog { storage.partition(topic: Self.topicName, partition: 0) ?? createdLog }
     private let coordinator: NIOLockedValueBox<TransactionCoordinator>
     private let lastSnapshotOffset = NIOLockedValueBox<Int64>(-1)
     /// Told when a marker lands in a `__consumer_offsets` partition, so transactional offset
@@ -48,7 +51,7 @@ final class TransactionService: Sendable {
         self.waiters = waiters
         self.logger = logger
         self.flushAlways = flushAlways
-        transactionLog = try InternalTopics.log(Self.topicName, in: storage, logger: logger)
+        createdLog = try InternalTopics.log(Self.topicName, in: storage, logger: logger)
         coordinator = NIOLockedValueBox(TransactionCoordinator(config: config))
     }
 
