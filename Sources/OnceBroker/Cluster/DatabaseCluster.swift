@@ -91,7 +91,9 @@ final class DatabaseCluster: ClusterView {
         return took
     }
 
+    /// Topics first, so leases of topics created elsewhere name partitions this broker has opened.
     private func refresh(notify: Bool) throws {
+        try storage.syncTopics()
         let (brokers, leases) = try storage.membership()
         let members = brokers.map { ClusterMember(nodeId: $0.nodeId, endpoints: Self.endpoints($0.listeners), rack: $0.rack) }
         var leaders: [TopicPartitionKey: PartitionLeader] = [:]
