@@ -38,6 +38,25 @@ final class DatabaseCluster: ClusterView {
         try refresh(notify: false)
     }
 
+    var announcesLeadership: Bool { true }
+
+    /// Tells the listeners of the leases this broker took at start, before it serves: they are
+    /// leadership gained like any taken over later, and the coordinators load only on such a call.
+    func announceHeldLeases() {
+        let held = state.withLock { s in s.leaders.filter { $0.value.nodeId == nodeId } }
+        for (partition, leader) in held.sorted(by: { $0.key < $1.key }) {
+            announceGained(partition, epoch: leader.epoch)
+        }
+    }
+
+    private func announceGained(_ partition: TopicPartitionKey, epoch: Int32) {
+        for listener in listeners.withLock({ $0 }) {
+            do { try listener.leadershipGained(partition, epoch: epoch) } catch {
+                logger.error("loading a gained partition failed", metadata: ["partition": "\(partition)", "error": "\(error)"])
+            }
+        }
+    }
+
     /// Leaves at a graceful shutdown, so the other brokers stop naming this one at once.
     func deregister() {
         do { try storage.deregister(incarnation: incarnation) } catch {
@@ -80,11 +99,7 @@ final class DatabaseCluster: ClusterView {
                 topic: partition.topic, partition: partition.partition, sessionTimeoutMs: sessionTimeoutMs)
             else { continue }
             took = true
-            for listener in listeners.withLock({ $0 }) {
-                do { try listener.leadershipGained(partition, epoch: epoch) } catch {
-                    logger.error("loading a gained partition failed", metadata: ["partition": "\(partition)", "error": "\(error)"])
-                }
-            }
+            announceGained(partition, epoch: epoch)
             state.withLock { $0.leaders[partition] = PartitionLeader(nodeId: nodeId, epoch: epoch) }
             logger.info("gained leadership", metadata: ["partition": "\(partition)", "epoch": "\(epoch)"])
         }
