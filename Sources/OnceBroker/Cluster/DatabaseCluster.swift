@@ -43,6 +43,10 @@ final class DatabaseCluster: ClusterView {
     /// Tells the listeners of the leases this broker took at start, before it serves: they are
     /// leadership gained like any taken over later, and the coordinators load only on such a call.
     func announceHeldLeases() {
+        // The broker's start may have created the internal topics, leases included, since `register`.
+        do { try refresh(notify: false) } catch {
+            logger.warning("refreshing the cluster before serving failed", metadata: ["error": "\(error)"])
+        }
         let held = state.withLock { s in s.leaders.filter { $0.value.nodeId == nodeId } }
         for (partition, leader) in held.sorted(by: { $0.key < $1.key }) {
             announceGained(partition, epoch: leader.epoch)
@@ -123,11 +127,19 @@ final class DatabaseCluster: ClusterView {
         guard notify else { return }
         let nodeId = self.nodeId
         let lost = before.filter { $0.value.nodeId == nodeId && leaders[$0.key] != before[$0.key] }.map(\.key)
-        guard !lost.isEmpty else { return }
         let listeners = self.listeners.withLock { $0 }
         for partition in lost.sorted() {
             logger.info("lost leadership", metadata: ["partition": "\(partition)"])
             for listener in listeners { listener.leadershipLost(partition) }
+        }
+        // An internal topic created here since the last refresh (on first need): its lease was taken
+        // with the rows, so the coordinators hear of it now. A data partition created here needs no
+        // announcement: its producer state starts empty.
+        let created = leaders.filter {
+            $0.value.nodeId == nodeId && before[$0.key] == nil && InternalTopics.names.contains($0.key.topic)
+        }
+        for (partition, leader) in created.sorted(by: { $0.key < $1.key }) {
+            announceGained(partition, epoch: leader.epoch)
         }
     }
 

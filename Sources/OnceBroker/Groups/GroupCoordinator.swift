@@ -59,7 +59,10 @@ final class GroupCoordinator: Sendable {
         self.logger = logger
         self.clock = clock
         self.load = CoordinatorLoad(serving: servesAtStart)
-        if servesAtStart { try loadGroups() }
+        // In a cluster the topic (and this broker's lease, if it is the first) must exist before
+        // the leases held at start are announced, or this broker would not coordinate until the
+        // next heartbeat.
+        if servesAtStart { try loadGroups() } else { _ = try offsetsLog() }
     }
 
     /// Replaces the state with what `__consumer_offsets` holds (snapshot, then the log after it).
