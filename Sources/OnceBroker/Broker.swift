@@ -75,15 +75,24 @@ public final class Broker: Sendable {
         transactionConfig.idExpirationMs = config.transactionalIdExpirationMs
         self.transactions = try TransactionService(
             storage: storage, producers: producers, waiters: waiters, config: transactionConfig,
-            flushAlways: config.flushPolicy == .always, logger: logger, clock: clock)
+            flushAlways: config.flushPolicy == .always, logger: logger, clock: clock,
+            servesAtStart: !self.cluster.announcesLeadership)
         let groups = try GroupCoordinator(
-            storage: storage, config: config.groupConfig, logger: logger, clock: clock)
+            storage: storage, config: config.groupConfig, logger: logger, clock: clock,
+            servesAtStart: !self.cluster.announcesLeadership)
         self.groups = groups
         // Markers in __consumer_offsets decide transactional offset commits; recovery may write some.
         transactions.setOffsetsMarkerWriter { producerId, commit, write in
             try groups.writeTransactionMarker(producerId: producerId, commit: commit, write: write)
         }
-        try transactions.recover(now: clock())
+        if self.cluster.announcesLeadership {
+            // Groups first: recovery writes markers into __consumer_offsets through them, and
+            // partitions are announced in name order, which also puts __consumer_offsets first.
+            self.cluster.addLeadershipListener(groups)
+            self.cluster.addLeadershipListener(transactions)
+        } else {
+            try transactions.recover(now: clock())
+        }
     }
 
     /// Snapshots the transaction coordinator and the consumer groups (each then drops the internal

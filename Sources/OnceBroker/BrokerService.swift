@@ -77,6 +77,7 @@ public struct BrokerService: Service {
             databaseCluster = cluster
         }
         let broker = try Broker(config: config, storage: storage, clusterId: clusterId, logger: logger, cluster: databaseCluster)
+        databaseCluster?.announceHeldLeases()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, config.threads))
         let heartbeats = databaseCluster.map { cluster in
             Task { [interval = config.brokerHeartbeatIntervalMs] in

@@ -65,8 +65,11 @@ public final class PostgresLogStorage: LogStorage {
     public var roundTrips: (total: Int, appends: Int) { (committer.roundTripCount, committer.appendRoundCount) }
 
     /// The leader epoch this broker holds for a partition, nil if it does not exist.
+    /// Nil also for a partition opened here but led elsewhere (epoch -1).
     public func leaderEpoch(topic: String, partition: Int32) -> Int32? {
-        (self.partition(topic: topic, partition: partition) as? PostgresPartitionLog)?.leaderEpoch
+        guard let log = self.partition(topic: topic, partition: partition) as? PostgresPartitionLog else { return nil }
+        let epoch = log.leaderEpoch
+        return epoch >= 0 ? epoch : nil
     }
 
     private struct LoadedTopic: Sendable {
@@ -198,8 +201,68 @@ public final class PostgresLogStorage: LogStorage {
         topicsByName.withLock { $0.values.map(\.metadata) }.sorted { $0.name < $1.name }
     }
 
+    /// A miss asks the database once: another broker may have created the topic since this
+    /// broker's last heartbeat, and a client told UNKNOWN_TOPIC_OR_PARTITION (or auto-creating a
+    /// second copy) for a topic that exists would be wrong.
     public func topic(named name: String) -> TopicMetadata? {
-        topicsByName.withLock { $0[name]?.metadata }
+        if let known = topicsByName.withLock({ $0[name]?.metadata }) { return known }
+        do { try syncTopics(only: name) } catch {
+            logger.warning("reading a topic from the database failed", metadata: ["topic": "\(name)", "error": "\(error)"])
+        }
+        return topicsByName.withLock { $0[name]?.metadata }
+    }
+
+    /// Makes this broker's topics what the database holds, for topics other brokers created,
+    /// deleted, grew or reconfigured: the heartbeat calls it for all, a miss for one name.
+    /// Partitions opened here are led elsewhere (epoch -1: this broker's appends would be refused
+    /// by the lease check anyway); `takeOver` reopens one from the database when it moves here.
+    /// Topics opened here after the query began are left alone, as the query could not see them.
+    public func syncTopics(only name: String? = nil) throws {
+        let before = topicsByName.withLock { $0.mapValues(\.metadata.id) }
+        let rows: [TopicMetadata] = try committer.run { c in
+            let result = try c.query(
+                "SELECT name, id, partition_count, configs FROM topics" + (name == nil ? "" : " WHERE name = $1"),
+                name.map { [.string($0)] } ?? [], binaryResults: true)
+            return (0..<result.count).map { row in
+                TopicMetadata(
+                    name: String(decoding: result.bytes(row, 0), as: UTF8.self), id: Self.uuid(result.bytes(row, 1)),
+                    partitionCount: result.binaryInt32(row, 2), configs: Self.configs(binaryTextArray: result.bytes(row, 3)))
+            }
+        }
+        let stored = Dictionary(rows.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        var removed: [PostgresPartitionLog] = []
+        try topicsByName.withLock { topics in
+            let scope = name.map { [$0] } ?? Array(before.keys)
+            for gone in scope where stored[gone] == nil || stored[gone]?.id != before[gone] {
+                guard let id = before[gone], topics[gone]?.metadata.id == id else { continue }
+                removed += topics.removeValue(forKey: gone)?.partitions ?? []
+            }
+            for metadata in stored.values {
+                let config = try TopicConfig(overrides: metadata.configs)
+                guard var topic = topics[metadata.name] else {
+                    topics[metadata.name] = Topic(
+                        metadata: metadata, partitions: (0..<metadata.partitionCount).map { unled(metadata.name, $0, config) })
+                    continue
+                }
+                guard topic.metadata.id == metadata.id else { continue }
+                if metadata.partitionCount > topic.partitions.count {
+                    topic.partitions += (Int32(topic.partitions.count)..<metadata.partitionCount).map { unled(metadata.name, $0, config) }
+                    topic.metadata.partitionCount = metadata.partitionCount
+                }
+                if topic.metadata.configs != metadata.configs {
+                    topic.metadata.configs = metadata.configs
+                    for log in topic.partitions { log.cache.updateConfig(config) }
+                }
+                topics[metadata.name] = topic
+            }
+        }
+        for log in removed { log.markDeleted() }
+    }
+
+    private func unled(_ topic: String, _ partition: Int32, _ config: TopicConfig) -> PostgresPartitionLog {
+        PostgresPartitionLog(
+            topic: topic, partition: partition, cache: MemoryPartitionLog(topic: topic, partition: partition, config: config),
+            leaderEpoch: -1, committer: committer)
     }
 
     @discardableResult
@@ -225,7 +288,8 @@ public final class PostgresLogStorage: LogStorage {
                 leaderEpoch: epochs[p] ?? 0, committer: committer)
         }
         return try topicsByName.withLock { topics in
-            guard topics[name] == nil else { throw StorageError.topicExists(name) }
+            // A heartbeat's sync may have opened it from the row just committed, unled.
+            guard topics[name] == nil || topics[name]?.metadata.id == metadata.id else { throw StorageError.topicExists(name) }
             topics[name] = Topic(metadata: metadata, partitions: logs)
             return metadata
         }
@@ -246,16 +310,18 @@ public final class PostgresLogStorage: LogStorage {
         return epochs
     }
 
+    /// The rows go first: a heartbeat's sync between the two steps then agrees the topic is gone
+    /// instead of reopening it, and appends meanwhile fail on the deleted lease.
     public func deleteTopic(name: String) throws {
-        let removed = topicsByName.withLock { $0.removeValue(forKey: name) }
-        guard let removed else { throw StorageError.unknownTopic(name) }
-        for log in removed.partitions { log.markDeleted() }
+        guard topic(named: name) != nil else { throw StorageError.unknownTopic(name) }
         try committer.run { c in
             for table in ["batches", "partition_state", "partition_leases"] {
                 try c.query("DELETE FROM \(table) WHERE topic = $1", [.string(name)])
             }
             try c.query("DELETE FROM topics WHERE name = $1", [.string(name)])
         }
+        let removed = topicsByName.withLock { $0.removeValue(forKey: name) }
+        for log in removed?.partitions ?? [] { log.markDeleted() }
     }
 
     @discardableResult
@@ -272,7 +338,8 @@ public final class PostgresLogStorage: LogStorage {
         }
         return try topicsByName.withLock { topics in
             guard var topic = topics[name] else { throw StorageError.unknownTopic(name) }
-            topic.partitions += (topic.metadata.partitionCount..<count).map { p in
+            // A heartbeat's sync may have opened the new partitions already, unled: ours replace them.
+            topic.partitions = Array(topic.partitions.prefix(Int(current.partitionCount))) + (current.partitionCount..<count).map { p in
                 PostgresPartitionLog(
                     topic: name, partition: p, cache: MemoryPartitionLog(topic: name, partition: p, config: config),
                     leaderEpoch: epochs[p] ?? 0, committer: committer)

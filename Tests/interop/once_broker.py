@@ -79,12 +79,11 @@ class Broker:
         self.extra_args = list(extra_args or [])
         self.env = dict(env or {})
         self.ready_timeout = ready_timeout
-        # One port per listener, by listener name; the first is what `bootstrap` names.
-        self.listener_ports = {name.upper(): free_port() for name in (listeners or [])}
-        self.port = next(iter(self.listener_ports.values()), None) or free_port()
-        self.metrics_port = free_port()
+        self._listeners = list(listeners or [])
+        self._pick_ports()
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self._served = False
         self._readers: list[threading.Thread] = []
         self._log_lock = threading.Lock()
         self._ready = threading.Event()
@@ -118,7 +117,29 @@ class Broker:
 
     # Lifecycle
 
+    def _pick_ports(self) -> None:
+        # One port per listener, by listener name; the first is what `bootstrap` names.
+        self.listener_ports = {name.upper(): free_port() for name in self._listeners}
+        self.port = next(iter(self.listener_ports.values()), None) or free_port()
+        self.metrics_port = free_port()
+
     def start(self) -> "Broker":
+        """Starts the broker. A port `free_port` chose can be taken (as another connection's
+        ephemeral port) before the broker binds it; until the broker has once served, its ports are
+        nobody's yet, so they are picked again and the start retried."""
+        for attempt in range(3):
+            try:
+                self._start_once()
+                self._served = True
+                return self
+            except BrokerError as error:
+                if self._served or attempt == 2 or "Address already in use" not in str(error):
+                    raise
+                self._note(f"=== a port was taken before the broker bound it; new ports: {error}".splitlines()[0])
+                self._pick_ports()
+        return self
+
+    def _start_once(self) -> None:
         if not self.binary.exists():
             raise BrokerError(f"broker binary not found at {self.binary}; build it or set ONCE_BIN")
         if self.is_alive():
@@ -153,7 +174,6 @@ class Broker:
             if time.monotonic() > deadline:
                 self._hard_kill()
                 raise BrokerError(f"broker printed no 'ready' line within {self.ready_timeout}s\n{self.log_tail()}")
-        return self
 
     def stop(self, timeout: float = 30.0) -> int:
         """SIGTERM, wait, and insist on exit code 0: a graceful shutdown that fails is a bug."""

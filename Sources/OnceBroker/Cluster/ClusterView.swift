@@ -15,9 +15,15 @@ public protocol ClusterView: AnyObject, Sendable {
     /// never changes (one broker leads everything from before it serves) never calls it: those
     /// parts load their state at start.
     func addLeadershipListener(_ listener: any LeadershipListener)
+    /// Whether this view tells its listeners of every partition this broker comes to lead, those
+    /// it held at start included: the coordinators then load on those calls instead of at start.
+    var announcesLeadership: Bool { get }
 }
 
 extension ClusterView {
+    /// A view whose leadership never changes never announces it.
+    public var announcesLeadership: Bool { false }
+
     /// Whether this broker leads the partition now.
     public func leads(_ partition: TopicPartitionKey) -> Bool {
         leader(of: partition)?.nodeId == nodeId

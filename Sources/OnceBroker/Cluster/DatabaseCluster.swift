@@ -40,6 +40,29 @@ final class DatabaseCluster: ClusterView {
         if try takeOverUnledPartitions() { try refresh(notify: false) }
     }
 
+    var announcesLeadership: Bool { true }
+
+    /// Tells the listeners of the leases this broker took at start, before it serves: they are
+    /// leadership gained like any taken over later, and the coordinators load only on such a call.
+    func announceHeldLeases() {
+        // The broker's start may have created the internal topics, leases included, since `register`.
+        do { try refresh(notify: false) } catch {
+            logger.warning("refreshing the cluster before serving failed", metadata: ["error": "\(error)"])
+        }
+        let held = state.withLock { s in s.leaders.filter { $0.value.nodeId == nodeId } }
+        for (partition, leader) in held.sorted(by: { $0.key < $1.key }) {
+            announceGained(partition, epoch: leader.epoch)
+        }
+    }
+
+    private func announceGained(_ partition: TopicPartitionKey, epoch: Int32) {
+        for listener in listeners.withLock({ $0 }) {
+            do { try listener.leadershipGained(partition, epoch: epoch) } catch {
+                logger.error("loading a gained partition failed", metadata: ["partition": "\(partition)", "error": "\(error)"])
+            }
+        }
+    }
+
     /// Leaves at a graceful shutdown, so the other brokers stop naming this one at once.
     func deregister() {
         do { try storage.deregister(incarnation: incarnation) } catch {
@@ -83,11 +106,7 @@ final class DatabaseCluster: ClusterView {
                 topic: partition.topic, partition: partition.partition, sessionTimeoutMs: sessionTimeoutMs)
             else { continue }
             took = true
-            for listener in listeners.withLock({ $0 }) {
-                do { try listener.leadershipGained(partition, epoch: epoch) } catch {
-                    logger.error("loading a gained partition failed", metadata: ["partition": "\(partition)", "error": "\(error)"])
-                }
-            }
+            announceGained(partition, epoch: epoch)
             state.withLock { $0.leaders[partition] = PartitionLeader(nodeId: nodeId, epoch: epoch) }
             logger.info("gained leadership", metadata: ["partition": "\(partition)", "epoch": "\(epoch)"])
         }
@@ -115,7 +134,9 @@ final class DatabaseCluster: ClusterView {
         return gave
     }
 
+    /// Topics first, so leases of topics created elsewhere name partitions this broker has opened.
     private func refresh(notify: Bool) throws {
+        try storage.syncTopics()
         let (brokers, leases) = try storage.membership()
         let members = brokers.map { ClusterMember(nodeId: $0.nodeId, endpoints: Self.endpoints($0.listeners), rack: $0.rack) }
         var leaders: [TopicPartitionKey: PartitionLeader] = [:]
@@ -130,11 +151,19 @@ final class DatabaseCluster: ClusterView {
         guard notify else { return }
         let nodeId = self.nodeId
         let lost = before.filter { $0.value.nodeId == nodeId && leaders[$0.key] != before[$0.key] }.map(\.key)
-        guard !lost.isEmpty else { return }
         let listeners = self.listeners.withLock { $0 }
         for partition in lost.sorted() {
             logger.info("lost leadership", metadata: ["partition": "\(partition)"])
             for listener in listeners { listener.leadershipLost(partition) }
+        }
+        // An internal topic created here since the last refresh (on first need): its lease was taken
+        // with the rows, so the coordinators hear of it now. A data partition created here needs no
+        // announcement: its producer state starts empty.
+        let created = leaders.filter {
+            $0.value.nodeId == nodeId && before[$0.key] == nil && InternalTopics.names.contains($0.key.topic)
+        }
+        for (partition, leader) in created.sorted(by: { $0.key < $1.key }) {
+            announceGained(partition, epoch: leader.epoch)
         }
     }
 

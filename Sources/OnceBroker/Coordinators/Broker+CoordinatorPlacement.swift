@@ -16,14 +16,19 @@ extension Broker {
         coordinatorPartition(key: transactionalId, topic: InternalTopics.transactionState)
     }
 
-    /// NOT_COORDINATOR unless this broker leads the group's `__consumer_offsets` partition.
+    /// NOT_COORDINATOR unless this broker leads the group's `__consumer_offsets` partition and has
+    /// loaded its groups; COORDINATOR_LOAD_IN_PROGRESS while it loads them.
     func groupCoordinatorRefusal(_ groupId: String) -> ErrorCode? {
-        CoordinatorPlacement.refusal(cluster: cluster, partition: groupCoordinatorPartition(groupId))
+        groups.load.refusal
+            ?? CoordinatorPlacement.refusal(cluster: cluster, partition: groupCoordinatorPartition(groupId), loaded: groups.load)
     }
 
-    /// NOT_COORDINATOR unless this broker leads the id's `__transaction_state` partition.
+    /// NOT_COORDINATOR unless this broker leads the id's `__transaction_state` partition and has
+    /// recovered its transactions; COORDINATOR_LOAD_IN_PROGRESS while it recovers them.
     func transactionCoordinatorRefusal(_ transactionalId: String) -> ErrorCode? {
-        CoordinatorPlacement.refusal(cluster: cluster, partition: transactionCoordinatorPartition(transactionalId))
+        transactions.load.refusal
+            ?? CoordinatorPlacement.refusal(
+                cluster: cluster, partition: transactionCoordinatorPartition(transactionalId), loaded: transactions.load)
     }
 
     /// Whether this broker coordinates the group: ListGroups lists only those, as each Kafka broker
@@ -49,7 +54,8 @@ enum CoordinatorPlacement {
     /// Nil when this broker leads the partition. While the partition has no leader Kafka's
     /// coordinators also answer NOT_COORDINATOR (the partition is not in this broker's owned
     /// set), and FindCoordinator is what says COORDINATOR_NOT_AVAILABLE.
-    static func refusal(cluster: any ClusterView, partition: TopicPartitionKey) -> ErrorCode? {
-        cluster.leads(partition) ? nil : .notCoordinator
+    /// A leader whose state is not loaded (its load failed) is no coordinator either.
+    static func refusal(cluster: any ClusterView, partition: TopicPartitionKey, loaded: CoordinatorLoad? = nil) -> ErrorCode? {
+        cluster.leads(partition) && loaded?.serving ?? true ? nil : .notCoordinator
     }
 }

@@ -45,12 +45,32 @@ final class GroupCoordinator: Sendable {
     private let timers = NIOLockedValueBox<[RepeatedTask]>([])
     private let lastSnapshotOffset = NIOLockedValueBox<Int64>(-1)
 
-    /// Rebuilds the groups from `__consumer_offsets` if it exists.
-    init(storage: any LogStorage, config: GroupConfig, logger: Logger, clock: @escaping @Sendable () -> Int64) throws {
+    /// Serving from the start on one broker; in a cluster only between a gain and a loss of
+    /// `__consumer_offsets-0`.
+    let load: CoordinatorLoad
+
+    /// Rebuilds the groups from `__consumer_offsets` if it exists and this broker serves them now.
+    init(
+        storage: any LogStorage, config: GroupConfig, logger: Logger, clock: @escaping @Sendable () -> Int64,
+        servesAtStart: Bool = true
+    ) throws {
         self.storage = storage
         self.config = config
         self.logger = logger
         self.clock = clock
+        self.load = CoordinatorLoad(serving: servesAtStart)
+        // In a cluster the topic (and this broker's lease, if it is the first) must exist before
+        // the leases held at start are announced, or this broker would not coordinate until the
+        // next heartbeat.
+        if servesAtStart { try loadGroups() } else { _ = try offsetsLog() }
+    }
+
+    /// Replaces the state with what `__consumer_offsets` holds (snapshot, then the log after it).
+    /// A JoinGroup or SyncGroup parked on the state replaced is told COORDINATOR_NOT_AVAILABLE,
+    /// so its client finds the coordinator again.
+    func loadGroups() throws {
+        dropGroups()
+        lastSnapshotOffset.withLockedValue { $0 = -1 }
         if let log = storage.partition(topic: Self.topicName, partition: 0) {
             var names: [KafkaUUID: String] = [:]
             for topic in storage.topics() { names[topic.id] = topic.name }
@@ -75,6 +95,19 @@ final class GroupCoordinator: Sendable {
                 try snapshot()
             }
         }
+    }
+
+    /// Forgets every group, answering parked JoinGroup/SyncGroup requests as `stop` does.
+    func dropGroups() {
+        let error = GroupError.coordinatorNotAvailable
+        let completions = state.withLockedValue { s in
+            var c = Completions()
+            c.joins = s.joins.values.map { ($0, JoinGroupResult(error: error)) }
+            c.syncs = s.syncs.values.map { ($0, SyncGroupResult(error: error)) }
+            s = State()
+            return c
+        }
+        completions.run()
     }
 
     /// Creates the offsets topic if missing and starts the timers: sessions and rebalances are
@@ -339,7 +372,8 @@ final class GroupCoordinator: Sendable {
     /// the log segments it replaced, once the log is synced up to there. Restart reads the snapshot
     /// and the log after it through the same replay.
     func snapshot() throws {
-        guard let log = storage.partition(topic: Self.topicName, partition: 0) else { return }
+        // A broker not coordinating holds no groups worth a snapshot, and would overwrite the leader's.
+        guard load.current != .idle, let log = storage.partition(topic: Self.topicName, partition: 0) else { return }
         let (offset, batches): (Int64, ByteBuffer) = state.withLockedValue { s in
             var batches = ByteBufferAllocator().buffer(capacity: 4096)
             var records: [OffsetsRecord] = []

@@ -27,11 +27,14 @@ final class TransactionService: Sendable {
     private let clock: @Sendable () -> Int64
     /// Set by the environment variable `ONCE_FAULT_CRASH_BEFORE_MARKERS=1` in fault tests only.
     private let crashBeforeMarkers = ProcessInfo.processInfo.environment["ONCE_FAULT_CRASH_BEFORE_MARKERS"] == "1"
-    /// The log found or created at start; `transactionLog` looks the partition up at each use,
-    /// since a broker taking over the partition's lease reopens it as a new log.
-    private let createdLog: any PartitionLog
-    private var transactionLog: any PartitionLog { storage.partition(topic: Self.topicName, partition: 0) ?? createdLog }
+    /// Swapped when leadership of `__transaction_state-0` arrives: the engine opens a new partition
+    /// at the new epoch, and the one held before is fenced.
+    private let log: NIOLockedValueBox<any PartitionLog>
+    private var transactionLog: any PartitionLog { log.withLockedValue { $0 } }
+    private let config: TransactionCoordinator.Config
     private let coordinator: NIOLockedValueBox<TransactionCoordinator>
+    /// Serving from the start on one broker; in a cluster only between a gain and a loss.
+    let load: CoordinatorLoad
     private let lastSnapshotOffset = NIOLockedValueBox<Int64>(-1)
     /// Told when a marker lands in a `__consumer_offsets` partition, so transactional offset
     /// commits take effect or are dropped.
@@ -43,15 +46,17 @@ final class TransactionService: Sendable {
 
     init(
         storage: any LogStorage, producers: ProducerRegistry, waiters: FetchWaiters, config: TransactionCoordinator.Config,
-        flushAlways: Bool, logger: Logger, clock: @escaping @Sendable () -> Int64
+        flushAlways: Bool, logger: Logger, clock: @escaping @Sendable () -> Int64, servesAtStart: Bool = true
     ) throws {
+        self.config = config
+        self.load = CoordinatorLoad(serving: servesAtStart)
         self.clock = clock
         self.storage = storage
         self.producers = producers
         self.waiters = waiters
         self.logger = logger
         self.flushAlways = flushAlways
-        createdLog = try InternalTopics.log(Self.topicName, in: storage, logger: logger)
+        log = NIOLockedValueBox(try InternalTopics.log(Self.topicName, in: storage, logger: logger))
         coordinator = NIOLockedValueBox(TransactionCoordinator(config: config))
     }
 
@@ -112,8 +117,10 @@ final class TransactionService: Sendable {
     }
 
     /// Writes a snapshot of every transactional id if the log grew since the last one, then deletes
-    /// the log segments it replaced. Called periodically and at shutdown.
+    /// the log segments it replaced. Called periodically and at shutdown; a broker not serving
+    /// holds no state worth a snapshot, and would overwrite the leader's.
     func snapshot() throws {
+        guard load.current != .idle else { return }
         // Taken under the lock that orders appends, so the offset and the metadata agree.
         let snapshot = coordinator.withLockedValue { c in
             TransactionLogSnapshot(offset: transactionLog.logEndOffset, transactions: Array(c.transactions.values))
@@ -223,6 +230,7 @@ final class TransactionService: Sendable {
     }
 
     func checkTimeouts(now: Int64) async throws {
+        guard load.serving else { return }
         _ = try await run(now: now) { $0.timeoutsChecked(now: now) }
         try abortHangingTransactions(now: now)
     }
@@ -404,6 +412,40 @@ final class TransactionService: Sendable {
     private func appendToTransactionLog(_ records: [Record]) throws {
         guard !records.isEmpty else { return }
         _ = try transactionLog.append(RecordBatch.encode(records: records, baseTimestamp: clock()))
+    }
+}
+
+/// The transaction coordinator is the leader of `__transaction_state-0`: a gain recovers from what
+/// the database holds (prepared transactions complete, timeouts resume) before any request is
+/// served from it; a loss drops the state, so nothing is answered from transactions another
+/// broker now decides.
+extension TransactionService: LeadershipListener {
+    static let partition = TopicPartitionKey(topicName, 0)
+
+    func leadershipGained(_ partition: TopicPartitionKey, epoch: Int32) throws {
+        guard partition == Self.partition else { return }
+        load.set(.loading)
+        do {
+            let fresh = try InternalTopics.log(Self.topicName, in: storage, logger: logger)
+            log.withLockedValue { $0 = fresh }
+            coordinator.withLockedValue { $0 = TransactionCoordinator(config: config) }
+            lastSnapshotOffset.withLockedValue { $0 = -1 }
+            try recover(now: clock())
+            load.set(.serving)
+        } catch {
+            drop()
+            throw error
+        }
+    }
+
+    func leadershipLost(_ partition: TopicPartitionKey) {
+        guard partition == Self.partition else { return }
+        drop()
+    }
+
+    private func drop() {
+        load.set(.idle)
+        coordinator.withLockedValue { $0 = TransactionCoordinator(config: config) }
     }
 }
 
