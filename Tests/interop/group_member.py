@@ -195,6 +195,22 @@ class Member:
         self._reader.join(10)
 
 
+def seen_values(group: list[Member]) -> list[str]:
+    """Every value the group's members printed as processed and committed, duplicates kept."""
+    return [v for m in group for (_, _, v) in m.snapshot()[1]]
+
+
+def wait_for_values(group: list[Member], expected: set[str], seconds: float = 60) -> None:
+    # Imported here: this file also runs as the member process, which needs none of the suite.
+    from support import Deadline
+
+    deadline = Deadline(seconds, "every produced record to be consumed")
+    while not expected <= set(seen_values(group)):
+        missing = expected - set(seen_values(group))
+        deadline.check(f"({len(missing)} missing, e.g. {sorted(missing)[:3]})")
+        threading.Event().wait(0.1)
+
+
 def main() -> None:
     client, bootstrap, topic, group = sys.argv[1:5]
     if client == "confluent":

@@ -5,14 +5,13 @@ offsets; committed offsets survive a broker crash; librdkafka and kafka-python s
 from __future__ import annotations
 
 import subprocess
-import threading
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from confluent_helpers import create_topic, produce_indexed
-from group_member import Member
+from group_member import Member, seen_values, wait_for_values
 from once_broker import broker_binary
 from support import Deadline, unique_topic, value_for, wait_until
 
@@ -54,16 +53,6 @@ def wait_for_split(live: list[Member], per_member: int, seconds: float = 60) -> 
     return wait_until(split, seconds, f"{len(live)} members owning {per_member} partitions each")
 
 
-def seen_values(group: list[Member]) -> list[str]:
-    return [v for m in group for (_, _, v) in m.snapshot()[1]]
-
-
-def wait_for_values(group: list[Member], expected: set[str], seconds: float = 60) -> None:
-    deadline = Deadline(seconds, "every produced record to be consumed")
-    while not expected <= set(seen_values(group)):
-        missing = expected - set(seen_values(group))
-        deadline.check(f"({len(missing)} missing, e.g. {sorted(missing)[:3]})")
-        threading.Event().wait(0.1)
 
 
 def run_failover(broker, members: list[Member], client: str) -> None:

@@ -14,7 +14,7 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import NewPartitions
 
 import confluent_helpers as ck
-from group_member import Member
+from group_member import Member, seen_values, wait_for_values
 from support import Deadline, index_of, unique_topic, value_for, wait_until
 
 PARTITIONS = 6
@@ -82,16 +82,6 @@ def wait_for_split(live: list[Member], partitions: int = PARTITIONS, seconds: fl
     return wait_until(split, seconds, f"{len(live)} members splitting {partitions} partitions")
 
 
-def consumed(group: list[Member]) -> list[str]:
-    return [v for m in group for (_, _, v) in m.snapshot()[1]]
-
-
-def wait_for_values(group: list[Member], expected: set[str], seconds: float = 90) -> None:
-    deadline = Deadline(seconds, "every produced record to be consumed")
-    while not expected <= set(consumed(group)):
-        missing = expected - set(consumed(group))
-        deadline.check(f"({len(missing)} missing, e.g. {sorted(missing)[:3]})")
-        time.sleep(0.1)
 
 
 def describe(broker, group: str):
@@ -118,7 +108,7 @@ def test_members_join_leave_and_die_with_every_record_consumed_once(kip848_broke
     members.append(consumer_member(broker, topic, group))
     wait_for_split(members)
     assert sorted(len(m.snapshot()[0]) for m in members) == [2, 2, 2]
-    wait_for_values(members, expected)
+    wait_for_values(members, expected, seconds=90)
 
     # A member leaves cleanly: its partitions go to the others, who resume at its commits.
     leaver = members[0]
@@ -126,7 +116,7 @@ def test_members_join_leave_and_die_with_every_record_consumed_once(kip848_broke
     live = members[1:]
     wait_for_split(live)
     expected |= produce_round(broker, topic, PER_PARTITION)
-    wait_for_values(members, expected)
+    wait_for_values(members, expected, seconds=90)
 
     # A member dies: after the broker's session timeout its partitions move too.
     victim = live[0]
@@ -134,11 +124,11 @@ def test_members_join_leave_and_die_with_every_record_consumed_once(kip848_broke
     survivors = live[1:]
     wait_for_split(survivors, seconds=SESSION_MS / 1000 + 60)
     expected |= produce_round(broker, topic, 2 * PER_PARTITION)
-    wait_for_values(members, expected)
+    wait_for_values(members, expected, seconds=90)
 
     # Every printed record was committed before it was printed, so a second print of one value
     # would be a record consumed and committed twice.
-    values = consumed(members)
+    values = seen_values(members)
     assert len(values) == len(set(values)), "a record was consumed and committed by two members"
     assert set(values) == expected
     for m in members:
@@ -194,7 +184,7 @@ def test_added_partitions_and_regex_matches_are_assigned(kip848_broker, members)
     wait_until(lambda: member.snapshot()[0] == [0, 1, 2, 3], 60, "the added partitions")
     indices = indices_for(3, 0, 5)
     ck.produce_indexed(broker, topic, indices, partition=3)
-    wait_for_values([member], {value_for(i).decode() for i in indices})
+    wait_for_values([member], {value_for(i).decode() for i in indices}, seconds=90)
 
     # A regex subscription takes topics that exist now and ones created later.
     prefix = unique_topic("kip848rx")
@@ -241,7 +231,7 @@ def test_group_state_survives_a_broker_restart(kip848_broker, members):
             tp.partition for tp in epochs[m.member_id].assignment.topic_partitions)
     # The members keep heartbeating into the recovered group and keep their partitions.
     expected = produce_round(broker, topic, 0)
-    wait_for_values(members, expected)
+    wait_for_values(members, expected, seconds=90)
     assert wait_for_split(members) == owners
     assert [len(m.revocations) for m in members] == revocations, "nothing was revoked across the restart"
 

@@ -9,14 +9,13 @@ Kafka's forbids."""
 from __future__ import annotations
 
 import struct
-import time
 
 import pytest
 from confluent_kafka import Consumer, KafkaException
 
 import confluent_helpers as ck
 import kafka_wire as wire
-from group_member import Member
+from group_member import Member, seen_values, wait_for_values
 from support import Deadline, unique_topic, value_for, wait_until
 from test_groups import once_group
 
@@ -46,16 +45,6 @@ def produce_round(broker, topic: str, round_no: int) -> set[str]:
     return expected
 
 
-def consumed(group: list[Member]) -> list[str]:
-    return [v for m in group for (_, _, v) in m.snapshot()[1]]
-
-
-def wait_for_values(group: list[Member], expected: set[str], seconds: float = 90) -> None:
-    deadline = Deadline(seconds, "every produced record to be consumed")
-    while not expected <= set(consumed(group)):
-        missing = expected - set(consumed(group))
-        deadline.check(f"({len(missing)} missing, e.g. {sorted(missing)[:3]})")
-        time.sleep(0.1)
 
 
 def wait_for_split(live: list[Member], partitions: int = PARTITIONS, seconds: float = 90) -> None:
@@ -89,7 +78,7 @@ def listed_type(broker, group: str) -> str | None:
 
 
 def assert_each_once(everyone: list[Member], expected: set[str]) -> None:
-    values = consumed(everyone)
+    values = seen_values(everyone)
     assert expected <= set(values)
     duplicates = sorted({v for v in values if values.count(v) > 1})
     assert not duplicates, f"consumed twice past a committed offset: {duplicates[:5]}"
@@ -107,7 +96,7 @@ def test_rolling_upgrade_then_downgrade_consumes_every_record_once(broker_factor
     wait_for_split(live)
     assert group_type(broker, group) == "CLASSIC"
     expected = produce_round(broker, topic, 0)
-    wait_for_values(members, expected)
+    wait_for_values(members, expected, seconds=90)
 
     round_no = 1
     # Upgrade: each classic member in turn gives way to a consumer-protocol one.
@@ -121,7 +110,7 @@ def test_rolling_upgrade_then_downgrade_consumes_every_record_once(broker_factor
         assert "Type: consumer\tState: " in once_group(broker, "describe", group)
         expected |= produce_round(broker, topic, round_no)
         round_no += 1
-        wait_for_values(members, expected)
+        wait_for_values(members, expected, seconds=90)
 
     # Downgrade: back to classic members; the group turns classic when the last consumer-protocol one leaves.
     for i in range(3):
@@ -133,7 +122,7 @@ def test_rolling_upgrade_then_downgrade_consumes_every_record_once(broker_factor
         wait_until(lambda: group_type(broker, group) == want, 30, f"the group {want} after {i + 1} classic member(s)")
         expected |= produce_round(broker, topic, round_no)
         round_no += 1
-        wait_for_values(members, expected)
+        wait_for_values(members, expected, seconds=90)
 
     assert_each_once(members, expected)
     assert not [e for m in members for e in m.errors if "Fatal" in e]
@@ -160,14 +149,14 @@ def test_kafka_python_members_inside_a_consumer_group_survive_a_restart(broker_f
     described = sorted(tp.partition for m in description.members for tp in m.assignment.topic_partitions)
     assert len(description.members) == 2 and described == list(range(PARTITIONS))
     expected = produce_round(broker, topic, 0)
-    wait_for_values(members, expected)
+    wait_for_values(members, expected, seconds=90)
 
     # The mixed group, its classic member included, comes back from __consumer_offsets.
     broker.kill9()
     broker.restart()
     wait_until(lambda: group_type(broker, group) == "CONSUMER", 60, "the consumer group back after the restart")
     expected |= produce_round(broker, topic, 1)
-    wait_for_values(members, expected)
+    wait_for_values(members, expected, seconds=90)
     wait_for_split([classic, modern])
     after = client.describe_consumer_groups([group], request_timeout=20)[group].result(timeout=30)
     assert {m.member_id for m in after.members} == {m.member_id for m in description.members}, "members kept their ids"
@@ -178,7 +167,7 @@ def test_kafka_python_members_inside_a_consumer_group_survive_a_restart(broker_f
     wait_until(lambda: group_type(broker, group) == "CLASSIC", 60, "the group classic again")
     wait_until(lambda: classic.snapshot()[0] == list(range(PARTITIONS)), 60, "the classic member taking every partition")
     expected |= produce_round(broker, topic, 2)
-    wait_for_values(members, expected)
+    wait_for_values(members, expected, seconds=90)
     assert_each_once(members, expected)
 
 
