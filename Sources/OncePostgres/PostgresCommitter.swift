@@ -17,7 +17,7 @@ final class PostgresCommitter: @unchecked Sendable {
 
     private let url: String
     private let schema: String
-    private let nodeId: Int32
+    let nodeId: Int32
     private let logger: Logger
     private let condition = NSCondition()
     // Guarded by `condition`.

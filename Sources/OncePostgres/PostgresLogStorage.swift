@@ -403,6 +403,26 @@ public final class PostgresLogStorage: LogStorage {
         }
     }
 
+    /// Conditional on the lease in the same statement, as appends are: once another broker took
+    /// the partition at a higher epoch, nothing this one writes about it lands.
+    public func writeState(named name: String, _ bytes: [UInt8], describing log: any PartitionLog) throws {
+        guard let log = log as? PostgresPartitionLog else { return try writeState(named: name, bytes) }
+        try Self.validateStateName(name)
+        let (topic, partition, epoch, nodeId) = (log.topic, log.partition, log.leaderEpoch, nodeId)
+        let written = try committer.run { c in
+            try c.query(
+                "INSERT INTO state_documents SELECT $1, $2 WHERE EXISTS (SELECT 1 FROM partition_leases "
+                    + "WHERE topic = $3 AND partition = $4 AND holder = $5 AND leader_epoch = $6) "
+                    + "ON CONFLICT (name) DO UPDATE SET bytes = EXCLUDED.bytes RETURNING name",
+                [.string(name), .data(bytes), .string(topic), .int32(partition), .int32(nodeId), .int32(epoch)]
+            ).count
+        }
+        guard written == 1 else {
+            log.fence()
+            throw StorageError.notLeader("\(topic)-\(partition): lease moved past epoch \(epoch); \(name) not written")
+        }
+    }
+
     public func removeState(named name: String) throws {
         try Self.validateStateName(name)
         try committer.run { c in _ = try c.query("DELETE FROM state_documents WHERE name = $1", [.string(name)]) }
@@ -419,14 +439,22 @@ public final class PostgresLogStorage: LogStorage {
         if let problem = TopicName.validationError(name) { throw StorageError.invalidConfig("state name: \(problem)") }
     }
 
-    /// Drops the rows wholly below a partition's new log start and records the start.
-    static func trimStatement(_ topic: String, _ partition: Int32, _ start: Int64) -> PostgresCommitter.Statement {
+    /// Drops the rows wholly below a partition's new log start and records the start, only while
+    /// `holder` leads the partition at `epoch`: an ex-leader's retention or snapshot trim must not
+    /// delete what the new leader's state still needs. Returns whether it held the lease.
+    static func trimStatement(
+        _ topic: String, _ partition: Int32, _ start: Int64, holder: Int32, epoch: Int32
+    ) -> @Sendable (PostgresConnection) throws -> Bool {
         { c in
             try c.query(
-                "WITH d AS (DELETE FROM batches WHERE topic = $1 AND partition = $2 AND last_offset < $3) "
+                "WITH held AS (SELECT 1 FROM partition_leases WHERE topic = $1 AND partition = $2 "
+                    + "AND holder = $4 AND leader_epoch = $5), "
+                    + "d AS (DELETE FROM batches WHERE topic = $1 AND partition = $2 AND last_offset < $3 "
+                    + "AND EXISTS (SELECT 1 FROM held)) "
                     + "UPDATE partition_state SET log_start_offset = greatest(log_start_offset, $3) "
-                    + "WHERE topic = $1 AND partition = $2",
-                [.string(topic), .int32(partition), .int64(start)])
+                    + "WHERE topic = $1 AND partition = $2 AND EXISTS (SELECT 1 FROM held) RETURNING 1",
+                [.string(topic), .int32(partition), .int64(start), .int32(holder), .int32(epoch)]
+            ).count == 1
         }
     }
 
