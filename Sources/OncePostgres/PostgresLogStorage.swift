@@ -1,6 +1,7 @@
 import KafkaProtocol
 import Logging
 import NIOCore
+import OnceCore
 import OnceStorage
 import Synchronization
 
@@ -26,6 +27,8 @@ public final class PostgresLogStorage: LogStorage {
     package let schema: String
     private let logger: Logger
     private let topicsByName = Mutex<[String: Topic]>([:])
+    /// Each opened partition's leader epoch history (see `PostgresLogStorage+LeaderEpochs`).
+    let leaderEpochs = Mutex<[TopicPartitionKey: LeaderEpochHistory]>([:])
 
     /// Recorded with each lease for the brokers that will renew and take over leases; a single
     /// broker holds its leases until another one takes them.
@@ -81,7 +84,7 @@ public final class PostgresLogStorage: LogStorage {
 
     private func load() throws {
         let nodeId = self.nodeId
-        let loaded = try committer.run { c -> [LoadedTopic] in
+        let (loaded, histories) = try committer.run { c -> ([LoadedTopic], [TopicPartitionKey: LeaderEpochHistory]) in
             try c.execute(PostgresSchema.create)
             var topics: [String: LoadedTopic] = [:]
             let rows = try c.query("SELECT name, id, partition_count, configs FROM topics", binaryResults: true)
@@ -109,8 +112,9 @@ public final class PostgresLogStorage: LogStorage {
                 let name = String(decoding: batches.bytes(row, 0), as: UTF8.self)
                 topics[name]?.batches[batches.binaryInt32(row, 1), default: []].append(batches.bytes(row, 2))
             }
-            return Array(topics.values)
+            return (Array(topics.values), try Self.loadLeaderEpochs(c))
         }
+        setLeaderEpochs(histories)
         var opened: [String: Topic] = [:]
         for t in loaded {
             let config = try TopicConfig(overrides: t.metadata.configs)
@@ -152,7 +156,7 @@ public final class PostgresLogStorage: LogStorage {
     public func takeOver(topic: String, partition: Int32, sessionTimeoutMs: Int64) throws -> Int32? {
         guard let metadata = self.topic(named: topic), partition < metadata.partitionCount else { return nil }
         let nodeId = self.nodeId
-        let taken = try committer.run { c -> (Int32, (Int64, Int64), [[UInt8]])? in
+        let taken = try committer.run { c -> (Int32, (Int64, Int64), [[UInt8]], LeaderEpochHistory)? in
             try c.execute("BEGIN")
             do {
                 let lease = try c.query(
@@ -170,6 +174,7 @@ public final class PostgresLogStorage: LogStorage {
                     try c.execute("ROLLBACK")
                     return nil
                 }
+                let history = try Self.recordTakenEpoch(c, topic: topic, partition: partition, epoch: Int32(lease.int(0, 0)))
                 let bounds = try c.query(
                     "SELECT log_start_offset, log_end_offset FROM partition_state WHERE topic = $1 AND partition = $2",
                     [.string(topic), .int32(partition)])
@@ -179,13 +184,14 @@ public final class PostgresLogStorage: LogStorage {
                 try c.execute("COMMIT")
                 return (
                     Int32(lease.int(0, 0)), bounds.count == 1 ? (bounds.int(0, 0), bounds.int(0, 1)) : (0, 0),
-                    (0..<batches.count).map { batches.bytes($0, 0) })
+                    (0..<batches.count).map { batches.bytes($0, 0) }, history)
             } catch {
                 try? c.execute("ROLLBACK")
                 throw error
             }
         }
-        guard let (epoch, bounds, batches) = taken else { return nil }
+        guard let (epoch, bounds, batches, history) = taken else { return nil }
+        setLeaderEpochs([TopicPartitionKey(topic, partition): history])
         let log = try open(
             topic, partition, config: try TopicConfig(overrides: metadata.configs), bounds: bounds, epoch: epoch,
             batches: batches)
@@ -282,6 +288,7 @@ public final class PostgresLogStorage: LogStorage {
             }
             return try Self.addPartitionRows(c, nodeId: nodeId, topic: name, from: 0, to: partitions)
         }
+        startLeaderEpochs(topic: name, epochs)
         let logs = (0..<partitions).map { p in
             PostgresPartitionLog(
                 topic: name, partition: p, cache: MemoryPartitionLog(topic: name, partition: p, config: config),
@@ -310,17 +317,25 @@ public final class PostgresLogStorage: LogStorage {
         return epochs
     }
 
+    /// A partition just added starts its history at offset 0, as `takeLeases` recorded it.
+    private func startLeaderEpochs(topic: String, _ epochs: [Int32: Int32]) {
+        setLeaderEpochs(Dictionary(uniqueKeysWithValues: epochs.map { partition, epoch in
+            (TopicPartitionKey(topic, partition), LeaderEpochHistory([.init(epoch: epoch, startOffset: 0)]))
+        }))
+    }
+
     /// The rows go first: a heartbeat's sync between the two steps then agrees the topic is gone
     /// instead of reopening it, and appends meanwhile fail on the deleted lease.
     public func deleteTopic(name: String) throws {
         guard topic(named: name) != nil else { throw StorageError.unknownTopic(name) }
         try committer.run { c in
-            for table in ["batches", "partition_state", "partition_leases"] {
+            for table in ["batches", "partition_state", "partition_leases", "partition_leader_epochs"] {
                 try c.query("DELETE FROM \(table) WHERE topic = $1", [.string(name)])
             }
             try c.query("DELETE FROM topics WHERE name = $1", [.string(name)])
         }
         let removed = topicsByName.withLock { $0.removeValue(forKey: name) }
+        removeLeaderEpochs(topic: name)
         for log in removed?.partitions ?? [] { log.markDeleted() }
     }
 
@@ -336,6 +351,7 @@ public final class PostgresLogStorage: LogStorage {
             try c.query("UPDATE topics SET partition_count = $2 WHERE name = $1", [.string(name), .int32(count)])
             return try Self.addPartitionRows(c, nodeId: nodeId, topic: name, from: current.partitionCount, to: count)
         }
+        startLeaderEpochs(topic: name, epochs)
         return try topicsByName.withLock { topics in
             guard var topic = topics[name] else { throw StorageError.unknownTopic(name) }
             // A heartbeat's sync may have opened the new partitions already, unled: ours replace them.
@@ -427,6 +443,7 @@ public final class PostgresLogStorage: LogStorage {
                     + "UPDATE partition_state SET log_start_offset = greatest(log_start_offset, $3) "
                     + "WHERE topic = $1 AND partition = $2",
                 [.string(topic), .int32(partition), .int64(start)])
+            try trimLeaderEpochs(c, topic, partition, start)
         }
     }
 
