@@ -30,9 +30,8 @@ public final class PostgresLogStorage: LogStorage {
     /// Each opened partition's leader epoch history (see `PostgresLogStorage+LeaderEpochs`).
     let leaderEpochs = Mutex<[TopicPartitionKey: LeaderEpochHistory]>([:])
 
-    /// Recorded with each lease for the brokers that will renew and take over leases; a single
-    /// broker holds its leases until another one takes them.
-    static let leaseSeconds: Int64 = 10
+    /// Recorded with each lease taken at start or with a new partition.
+    let leaseMs: Int64
 
     /// Connects, creates the schema if needed, takes the leases nobody has yet and, at a new epoch,
     /// the ones this node id held in an earlier run (whose queued writes must land nowhere), and
@@ -40,11 +39,12 @@ public final class PostgresLogStorage: LogStorage {
     /// placement moves them by hand-off, so starting a broker does not take leadership of all.
     /// - Parameter schema: the PostgreSQL schema holding the tables, so one database can hold
     ///   several independent clusters (the tests use one each).
-    public init(url: String, nodeId: Int32, schema: String = "once", logger: Logger) throws {
+    public init(url: String, nodeId: Int32, schema: String = "once", tuning: PostgresTuning = .init(), logger: Logger) throws {
         self.nodeId = nodeId
         self.schema = schema
         self.logger = logger
-        committer = PostgresCommitter(url: url, schema: schema, nodeId: nodeId, logger: logger)
+        leaseMs = tuning.leaseLength.wholeMilliseconds
+        committer = PostgresCommitter(url: url, schema: schema, nodeId: nodeId, tuning: tuning, logger: logger)
         committer.start()
         do {
             try load()
@@ -83,7 +83,7 @@ public final class PostgresLogStorage: LogStorage {
     }
 
     private func load() throws {
-        let nodeId = self.nodeId
+        let (nodeId, leaseMs) = (self.nodeId, self.leaseMs)
         let (loaded, histories) = try committer.run { c -> ([LoadedTopic], [TopicPartitionKey: LeaderEpochHistory]) in
             try c.execute(PostgresSchema.create)
             var topics: [String: LoadedTopic] = [:]
@@ -102,7 +102,7 @@ public final class PostgresLogStorage: LogStorage {
             let all = topics.values.flatMap { t in (0..<t.metadata.partitionCount).map { (t.metadata.name, $0) } }
             let leases = try c.query(
                 PostgresSchema.takeLeases,
-                [.int32(nodeId), .strings(all.map(\.0)), .int32s(all.map(\.1)), .int64(Self.leaseSeconds)])
+                [.int32(nodeId), .strings(all.map(\.0)), .int32s(all.map(\.1)), .int64(leaseMs)])
             for row in 0..<leases.count {
                 topics[leases.text(row, 0)]?.epochs[Int32(leases.int(row, 1))] = Int32(leases.int(row, 2))
             }
@@ -278,7 +278,7 @@ public final class PostgresLogStorage: LogStorage {
         let config = try TopicConfig(overrides: configs)
         guard topic(named: name) == nil else { throw StorageError.topicExists(name) }
         let metadata = TopicMetadata(name: name, id: .random(), partitionCount: partitions, configs: configs)
-        let epochs = try committer.run { [nodeId] c in
+        let epochs = try committer.run { [nodeId, leaseMs] c in
             do {
                 try c.query(
                     "INSERT INTO topics VALUES ($1, $2, $3, $4)",
@@ -286,7 +286,7 @@ public final class PostgresLogStorage: LogStorage {
             } catch PostgresError.statement(let state, _) where state == "23505" {
                 throw StorageError.topicExists(name)
             }
-            return try Self.addPartitionRows(c, nodeId: nodeId, topic: name, from: 0, to: partitions)
+            return try Self.addPartitionRows(c, nodeId: nodeId, leaseMs: leaseMs, topic: name, from: 0, to: partitions)
         }
         startLeaderEpochs(topic: name, epochs)
         let logs = (0..<partitions).map { p in
@@ -303,7 +303,7 @@ public final class PostgresLogStorage: LogStorage {
     }
 
     private static func addPartitionRows(
-        _ c: PostgresConnection, nodeId: Int32, topic: String, from: Int32, to: Int32
+        _ c: PostgresConnection, nodeId: Int32, leaseMs: Int64, topic: String, from: Int32, to: Int32
     ) throws -> [Int32: Int32] {
         let range = Array(from..<to)
         try c.query(
@@ -311,7 +311,7 @@ public final class PostgresLogStorage: LogStorage {
             [.string(topic), .int32s(range)])
         let leases = try c.query(
             PostgresSchema.takeLeases,
-            [.int32(nodeId), .strings(range.map { _ in topic }), .int32s(range), .int64(leaseSeconds)])
+            [.int32(nodeId), .strings(range.map { _ in topic }), .int32s(range), .int64(leaseMs)])
         var epochs: [Int32: Int32] = [:]
         for row in 0..<leases.count { epochs[Int32(leases.int(row, 1))] = Int32(leases.int(row, 2)) }
         return epochs
@@ -347,9 +347,10 @@ public final class PostgresLogStorage: LogStorage {
                 "topic '\(name)' has \(current.partitionCount) partitions; the new count must be larger")
         }
         let config = try TopicConfig(overrides: current.configs)
-        let epochs = try committer.run { [nodeId] c in
+        let epochs = try committer.run { [nodeId, leaseMs] c in
             try c.query("UPDATE topics SET partition_count = $2 WHERE name = $1", [.string(name), .int32(count)])
-            return try Self.addPartitionRows(c, nodeId: nodeId, topic: name, from: current.partitionCount, to: count)
+            return try Self.addPartitionRows(
+                c, nodeId: nodeId, leaseMs: leaseMs, topic: name, from: current.partitionCount, to: count)
         }
         startLeaderEpochs(topic: name, epochs)
         return try topicsByName.withLock { topics in

@@ -79,7 +79,7 @@ enum PostgresSchema {
     static let takeLeases = """
         WITH taken AS (
             INSERT INTO partition_leases (topic, partition, holder, leader_epoch, expires_at)
-                SELECT t, p, $1, 0, now() + make_interval(secs => $4) FROM unnest($2::text[], $3::int[]) AS x(t, p)
+                SELECT t, p, $1, 0, now() + $4::bigint * interval '1 millisecond' FROM unnest($2::text[], $3::int[]) AS x(t, p)
             ON CONFLICT (topic, partition) DO UPDATE
                 SET leader_epoch = partition_leases.leader_epoch + 1, expires_at = EXCLUDED.expires_at
                 WHERE partition_leases.holder = EXCLUDED.holder
