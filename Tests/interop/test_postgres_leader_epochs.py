@@ -20,6 +20,7 @@ from test_postgres_cluster import database, lease, pg, spread, start  # noqa: F4
 from test_postgres_storage import NOT_LEADER_OR_FOLLOWER, address, produce_to_partitions
 
 UNKNOWN_TOPIC_OR_PARTITION = 3
+TOPIC_AUTHORIZATION_FAILED = 29
 FENCED_LEADER_EPOCH = 74
 UNKNOWN_LEADER_EPOCH = 75
 
@@ -212,3 +213,35 @@ def test_a_consumer_reading_through_a_handoff_and_a_sigkill_resumes_where_it_was
     assert answer(leader, topic, epochs[0][1]) == (0, epochs[0][1], 200)
     assert answer(leader, topic, epochs[1][1]) == (0, epochs[1][1], 400)
     assert answer(leader, topic, epochs[2][1]) == (0, epochs[2][1], 600)
+
+
+def test_offset_for_leader_epoch_needs_topic_describe_or_cluster_action(broker_factory):
+    """As Kafka's KafkaApis: Cluster CLUSTER_ACTION (a replica) answers every topic; otherwise
+    each topic needs DESCRIBE, and the others get TOPIC_AUTHORIZATION_FAILED per partition."""
+    from confluent_kafka.admin import AclOperation, ResourceType
+    from test_acls import ANONYMOUS_IS_SUPER, acl
+
+    public, secret = unique_topic("epochs-public"), unique_topic("epochs-secret")
+    broker = broker_factory(extra_args=ANONYMOUS_IS_SUPER)
+    ck.create_topic(broker, public, 1)
+    ck.create_topic(broker, secret, 1)
+
+    def grant(*bindings) -> None:
+        broker.stop()
+        broker.extra_args = ANONYMOUS_IS_SUPER
+        broker.restart()
+        admin = ck.admin(broker)
+        for future in admin.create_acls(list(bindings)).values():
+            future.result(timeout=30)
+        broker.stop()
+        broker.extra_args = ["--authorizer", "on", "--super-users", "User:admin"]
+        broker.restart()
+
+    def codes() -> dict[str, int]:
+        answer = offset_for_leader_epoch(address(broker), {public: [(0, -1, 0)], secret: [(0, -1, 0)]})
+        return {name: results[0].error_code for name, results in answer.items()}
+
+    grant(acl(ResourceType.TOPIC, public, "User:ANONYMOUS", AclOperation.DESCRIBE))
+    assert codes() == {public: 0, secret: TOPIC_AUTHORIZATION_FAILED}
+    grant(acl(ResourceType.BROKER, "kafka-cluster", "User:ANONYMOUS", AclOperation.CLUSTER_ACTION))
+    assert codes() == {public: 0, secret: 0}
