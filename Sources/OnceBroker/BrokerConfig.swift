@@ -179,6 +179,10 @@ public struct BrokerConfig: Sendable {
     public var postgresReconnectBackoffMs: Int64 = 50
     /// The longest of those pauses (Kafka's `reconnect.backoff.max.ms`). Default: 2000.
     public var postgresReconnectBackoffMaxMs: Int64 = 2000
+    /// How long a postgres-engine broker waits for the database to answer one statement before it
+    /// drops the connection and reconnects (Kafka's `request.timeout.ms`, for a client's request).
+    /// Default: 30000.
+    public var postgresRequestTimeoutMs: Int64 = 30_000
 
     /// The postgres engine's timings; its leases last a session, as renewals and takeovers make them.
     var postgresTuning: PostgresTuning {
@@ -187,6 +191,7 @@ public struct BrokerConfig: Sendable {
         tuning.reconnectBackoff = .milliseconds(postgresReconnectBackoffMs)
         tuning.reconnectBackoffMax = .milliseconds(postgresReconnectBackoffMaxMs)
         tuning.leaseLength = .milliseconds(brokerSessionTimeoutMs)
+        tuning.requestTimeout = .milliseconds(postgresRequestTimeoutMs)
         return tuning
     }
 }

@@ -148,7 +148,7 @@ final class PostgresCommitter: @unchecked Sendable {
             do {
                 if connection == nil || connection!.isBroken {
                     connection = nil
-                    connection = try PostgresConnection(url: url, schema: schema)
+                    connection = try PostgresConnection(url: url, schema: schema, answerTimeout: tuning.requestTimeout)
                     lastCounted = 0
                     mustResolve = true
                     connected.store(true, ordering: .releasing)

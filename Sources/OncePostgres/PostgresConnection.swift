@@ -15,14 +15,10 @@ final class PostgresConnection {
     /// any broken connection (the statement's outcome is unknown).
     private let answerTimeoutMs: Int32
 
-    /// The default answer timeout: Kafka's `request.timeout.ms` default, since the longest legitimate
-    /// statement (a commit round of many megabytes, a cleaner's rewrite) must fit in it.
-    static let defaultAnswerTimeoutMs: Int32 = 30_000
-
     /// Connects and makes `schema` the connection's namespace, creating it if needed. A connection
     /// attempt gives up after libpq's `connect_timeout` of 5 s unless the URL sets one.
-    init(url: String, schema: String, answerTimeoutMs: Int32 = PostgresConnection.defaultAnswerTimeoutMs) throws {
-        self.answerTimeoutMs = answerTimeoutMs
+    init(url: String, schema: String, answerTimeout: Duration = PostgresTuning().requestTimeout) throws {
+        answerTimeoutMs = Int32(clamping: answerTimeout.wholeMilliseconds)
         // Keywords are read in order and the URL (expanded from dbname) comes last, so what it sets wins.
         let keywords = ["connect_timeout", "dbname"], values = ["5", url]
         handle = withCStrings(keywords) { k in withCStrings(values) { v in PQconnectdbParams(k, v, 1) } }

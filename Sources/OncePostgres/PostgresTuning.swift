@@ -12,6 +12,10 @@ public struct PostgresTuning: Sendable, Hashable {
     /// the broker passes its session timeout, which renewals and takeovers use too, so no lease
     /// outlives the session that is meant to bound failover. Default: 9 s.
     public var leaseLength: Duration = .milliseconds(9000)
+    /// How long one statement may go unanswered before its connection is taken for dead and
+    /// reconnected (see `PostgresConnection`). Default: 30 s, Kafka's `request.timeout.ms`, since the
+    /// longest legitimate statement (a commit round of many megabytes, a cleaner's rewrite) must fit.
+    public var requestTimeout: Duration = .seconds(30)
 
     public init() {}
 }

@@ -104,6 +104,9 @@ struct BrokerCommand: AsyncParsableCommand {
     @Option(help: "postgres engine: longest pause between reconnection attempts, in ms (reconnect.backoff.max.ms) [env: ONCE_POSTGRES_RECONNECT_BACKOFF_MAX_MS] (default: 2000)")
     var postgresReconnectBackoffMaxMs: Int64?
 
+    @Option(help: "postgres engine: how long one statement may go unanswered before the connection is dropped and reconnected, in ms (request.timeout.ms) [env: ONCE_POSTGRES_REQUEST_TIMEOUT_MS] (default: 30000)")
+    var postgresRequestTimeoutMs: Int64?
+
     @Option(help: "This broker's rack, reported in Metadata (broker.rack) [env: ONCE_BROKER_RACK]")
     var brokerRack: String?
 
@@ -539,6 +542,13 @@ struct BrokerCommand: AsyncParsableCommand {
         }
         if let v = try setting(postgresReconnectBackoffMaxMs, "ONCE_POSTGRES_RECONNECT_BACKOFF_MAX_MS") {
             config.postgresReconnectBackoffMaxMs = v
+        }
+        if let v = try setting(postgresRequestTimeoutMs, "ONCE_POSTGRES_REQUEST_TIMEOUT_MS") {
+            // libpq's poll takes an Int32 of milliseconds.
+            guard v > 0, v <= Int64(Int32.max) else {
+                throw ValidationError("--postgres-request-timeout-ms must be between 1 and \(Int32.max)")
+            }
+            config.postgresRequestTimeoutMs = v
         }
         guard config.postgresReconnectBackoffMaxMs >= config.postgresReconnectBackoffMs else {
             throw ValidationError(

@@ -32,6 +32,7 @@ def refusal(args: list[str], env: dict[str, str] | None = None) -> str:
     ("--postgres-reconnect-backoff-ms", "0", "--postgres-reconnect-backoff-ms must be positive"),
     ("--postgres-reconnect-backoff-max-ms", "10",
      "--postgres-reconnect-backoff-max-ms (10) must be at least --postgres-reconnect-backoff-ms (50)"),
+    ("--postgres-request-timeout-ms", "0", "--postgres-request-timeout-ms must be between 1 and 2147483647"),
 ])
 def test_a_bad_postgres_timing_is_refused_with_one_line(flag, value, message):
     assert message in refusal([f"{flag}={value}"])

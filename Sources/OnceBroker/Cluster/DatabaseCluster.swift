@@ -15,6 +15,10 @@ final class DatabaseCluster: ClusterView {
     private let logger: Logger
     private let state = Mutex<Snapshot>(Snapshot())
     private let listeners = Mutex<[any LeadershipListener]>([])
+    /// Milliseconds on a clock that never jumps, for how long ago this broker's leases were renewed.
+    private let elapsedMs: @Sendable () -> Int64
+    /// When the last heartbeat that renewed this broker's row and leases was sent.
+    private let renewedAtMs = Mutex<Int64?>(nil)
 
     private struct Snapshot {
         var members: [ClusterMember] = []
@@ -23,8 +27,12 @@ final class DatabaseCluster: ClusterView {
         var known: Set<TopicPartitionKey> = []
     }
 
-    init(storage: PostgresLogStorage, nodeId: Int32, sessionTimeoutMs: Int64, logger: Logger) {
+    init(
+        storage: PostgresLogStorage, nodeId: Int32, sessionTimeoutMs: Int64, logger: Logger,
+        elapsedMs: @escaping @Sendable () -> Int64 = DatabaseCluster.monotonicMs
+    ) {
         self.storage = storage
+        self.elapsedMs = elapsedMs
         self.nodeId = nodeId
         self.sessionTimeoutMs = sessionTimeoutMs
         self.logger = logger
@@ -32,9 +40,11 @@ final class DatabaseCluster: ClusterView {
 
     /// Joins the cluster before serving; throws `DuplicateNodeId` while another live broker has this id.
     func register(advertised: String, rack: String?) async throws {
+        let sent = elapsedMs()
         try await storage.register(
             incarnation: incarnation, listeners: advertised, rack: rack, sessionTimeoutMs: sessionTimeoutMs,
             sleep: { try await Task.sleep(for: .milliseconds($0)) })
+        renewedAtMs.withLock { $0 = sent }
         try refresh(notify: false)
         // A broker alone over a database whose brokers are gone leads everything before it serves.
         if try takeOverUnledPartitions() { try refresh(notify: false) }
@@ -72,12 +82,14 @@ final class DatabaseCluster: ClusterView {
 
     /// One heartbeat and a new snapshot. Returns false once another broker took this node id.
     func beat() -> Bool {
+        let sent = elapsedMs()
         do {
             switch try storage.heartbeat(incarnation: incarnation, sessionTimeoutMs: sessionTimeoutMs) {
             case .replaced:
                 logger.error("another broker registered node id \(nodeId) after this one's heartbeat expired; this broker stops heartbeating")
                 return false
             case .renewed(_, let hadExpired):
+                renewedAtMs.withLock { $0 = sent }
                 if hadExpired {
                     logger.warning("this broker's heartbeat had expired: the other brokers counted it dead meanwhile")
                 }
@@ -171,13 +183,31 @@ final class DatabaseCluster: ClusterView {
 
     func leader(of partition: TopicPartitionKey) -> PartitionLeader? {
         let (leader, known) = state.withLock { ($0.leaders[partition], $0.known.contains(partition)) }
-        if known { return leader }
         // Created (or added) here since the last refresh: this broker took its lease in the same
         // transaction, and the next heartbeat renews it.
-        return storage.leaderEpoch(topic: partition.topic, partition: partition.partition).map {
+        let found = known ? leader : storage.leaderEpoch(topic: partition.topic, partition: partition.partition).map {
             PartitionLeader(nodeId: nodeId, epoch: $0)
         }
+        if found?.nodeId == nodeId, leasesMayHaveExpired { return nil }
+        return found
     }
+
+    /// Whether a session has passed since the last heartbeat that renewed this broker's leases
+    /// was sent: the database may count them expired and another broker may lead by now. Until a
+    /// heartbeat gets through again this broker claims none of them, so clients asking it are
+    /// told no leader is known (and go to the other brokers) instead of being sent back to a
+    /// broker that cannot commit; appends are refused by the lease check in any case.
+    private var leasesMayHaveExpired: Bool {
+        guard let renewed = renewedAtMs.withLock({ $0 }) else { return false }
+        return elapsedMs() - renewed > sessionTimeoutMs
+    }
+
+    /// Milliseconds since the process's first call, on the clock that sleeps do not stop.
+    static let monotonicMs: @Sendable () -> Int64 = {
+        let elapsed = origin.duration(to: .now)
+        return elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000
+    }
+    private static let origin = ContinuousClock.now
 
     func addLeadershipListener(_ listener: any LeadershipListener) { listeners.withLock { $0.append(listener) } }
 
