@@ -178,7 +178,8 @@ public final class Broker: Sendable {
             return respond(
                 request, incrementalAlterConfigs(try IncrementalAlterConfigsRequest(from: &frame, version: version), request))
         case .createPartitions:
-            return respond(request, createPartitions(try CreatePartitionsRequest(from: &frame, version: version), request))
+            return createPartitions(try CreatePartitionsRequest(from: &frame, version: version), request)
+                .map { self.encode($0, for: request) }
         case .deleteRecords:
             return respond(request, deleteRecords(try DeleteRecordsRequest(from: &frame, version: version), request))
         case .describeLogDirs:

@@ -42,7 +42,7 @@ final class GroupCoordinator: Sendable {
     let logger: Logger
     let clock: @Sendable () -> Int64
     let state = NIOLockedValueBox(State())
-    private let timers = NIOLockedValueBox<[RepeatedTask]>([])
+    private let timers = NIOLockedValueBox<[BrokerTimer]>([])
     private let lastSnapshotOffset = NIOLockedValueBox<Int64>(-1)
 
     /// Serving from the start on one broker; in a cluster only between a gain and a loss of
@@ -111,15 +111,11 @@ final class GroupCoordinator: Sendable {
     }
 
     /// Creates the offsets topic if missing and starts the timers: sessions and rebalances are
-    /// checked every `tickMs`, retention every `retentionCheckMs`.
-    func start(on eventLoop: any EventLoop, tickMs: Int64 = 100, retentionCheckMs: Int64) throws {
+    /// checked every `tickMs`, retention every `retentionCheckMs`, on the runtime's timers.
+    func start(on runtime: BrokerRuntime, tickMs: Int64 = 100, retentionCheckMs: Int64) throws {
         _ = try offsetsLog()
-        let tick = eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(tickMs), delay: .milliseconds(tickMs)) {
-            [self] _ in self.tick()
-        }
-        let cleanup = eventLoop.scheduleRepeatedTask(
-            initialDelay: .milliseconds(retentionCheckMs), delay: .milliseconds(retentionCheckMs)
-        ) { [self] _ in self.cleanUp() }
+        let tick = runtime.repeating(everyMs: tickMs) { [self] in self.tick() }
+        let cleanup = runtime.repeating(everyMs: retentionCheckMs) { [self] in self.cleanUp() }
         timers.withLockedValue { $0 = [tick, cleanup] }
     }
 
