@@ -1,5 +1,5 @@
+import Foundation
 import Logging
-import NIOConcurrencyHelpers
 
 /// What every partition of one `FileLogStorage` shares: the flush policy, the logger, the cache of
 /// open segment descriptors, and the broker's blocking-I/O threads that run disk work (fsync,
@@ -10,7 +10,7 @@ final class FileStorageRuntime: Sendable {
     let files: FileHandleCache
     private let io: BlockingIO
     /// Background jobs submitted and not yet finished, so `close` can wait for them.
-    private let pending = ConditionLock<Int>(value: 0)
+    private let pending = PendingWork()
 
     init(flushPolicy: FlushPolicy, maxOpenFiles: Int, logger: Logger, io: BlockingIO) {
         self.flushPolicy = flushPolicy
@@ -20,18 +20,41 @@ final class FileStorageRuntime: Sendable {
     }
 
     func background(_ work: @escaping @Sendable () -> Void) {
-        pending.lock()
-        pending.unlock(withValue: pending.value + 1)
+        pending.started()
         io.submit { [pending] in
             work()
-            pending.lock()
-            pending.unlock(withValue: pending.value - 1)
+            pending.finished()
         }
     }
 
     /// Blocks until every background job submitted so far has finished.
     func waitForBackgroundWork() {
-        pending.lock(whenValue: 0)
-        pending.unlock()
+        pending.waitUntilNone()
+    }
+}
+
+/// A count of jobs in flight that a closing engine can wait to reach zero.
+private final class PendingWork: @unchecked Sendable {
+    // `count` is only touched with `condition` locked.
+    private let condition = NSCondition()
+    private var count = 0
+
+    func started() {
+        condition.lock()
+        count += 1
+        condition.unlock()
+    }
+
+    func finished() {
+        condition.lock()
+        count -= 1
+        if count == 0 { condition.broadcast() }
+        condition.unlock()
+    }
+
+    func waitUntilNone() {
+        condition.lock()
+        while count > 0 { condition.wait() }
+        condition.unlock()
     }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import NIOConcurrencyHelpers
 
 /// The broker's periodic work, all on the runtime's timers (see `BrokerRuntime`), so the
@@ -57,39 +58,42 @@ extension Broker {
 /// A database cluster member's heartbeat on the runtime's timers. The beat is a database round
 /// trip, so it runs on the I/O threads; `stop` waits for a beat in progress, so none lands after
 /// the broker deregistered.
-final class ClusterHeartbeat: Sendable {
-    /// 0 idle, 1 beating, 2 stopped, 3 beating with a stop waiting for it.
-    private let phase = ConditionLock<Int>(value: 0)
+final class ClusterHeartbeat: @unchecked Sendable {
+    private enum Phase { case idle, beating, stopped }
+    // `phase` is only touched with `condition` locked, never across the beat itself.
+    private let condition = NSCondition()
+    private var phase = Phase.idle
     private let timer = NIOLockedValueBox<BrokerTimer?>(nil)
     private let runtime: BrokerRuntime
 
     init(_ cluster: DatabaseCluster, runtime: BrokerRuntime, intervalMs: Int64) {
         self.runtime = runtime
-        let phase = phase
-        let started = runtime.repeatingTask(everyMs: intervalMs) {
-            _ = try? await runtime.io.perform {
-                phase.lock()
-                guard phase.value == 0 else { return phase.unlock() }
-                phase.unlock(withValue: 1)
-                // A beat that finds the node id taken stops the beating for good.
-                let alive = cluster.beat()
-                phase.lock()
-                phase.unlock(withValue: alive && phase.value == 1 ? 0 : 2)
-            }
+        let started = runtime.repeatingTask(everyMs: intervalMs) { [self] in
+            _ = try? await runtime.io.perform { self.beat(cluster) }
         }
         timer.withLockedValue { $0 = started }
     }
 
+    private func beat(_ cluster: DatabaseCluster) {
+        condition.lock()
+        guard phase == .idle else { return condition.unlock() }
+        phase = .beating
+        condition.unlock()
+        // A beat that finds the node id taken stops the beating for good.
+        let alive = cluster.beat()
+        condition.lock()
+        if phase == .beating { phase = alive ? .idle : .stopped }
+        condition.broadcast()
+        condition.unlock()
+    }
+
     func stop() async {
         timer.withLockedValue { $0 }?.cancel()
-        let phase = phase
-        _ = try? await runtime.io.perform {
-            phase.lock()
-            if phase.value == 1 {
-                phase.unlock(withValue: 3)
-                phase.lock(whenValue: 2)
-            }
-            phase.unlock(withValue: 2)
+        _ = try? await runtime.io.perform { [self] in
+            condition.lock()
+            while phase == .beating { condition.wait() }
+            phase = .stopped
+            condition.unlock()
         }
     }
 }
