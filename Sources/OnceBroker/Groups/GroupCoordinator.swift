@@ -282,22 +282,19 @@ final class GroupCoordinator: Sendable {
     ) -> Result<[GroupPartition: GroupError?], GroupError> {
         let now = clock()
         return state.withLockedValue { s in
+            // KIP-447's checks (member epochs, generations, producers without group metadata) are
+            // the groups' own, in OnceCore.
             if let modern = s.modern[groupId] {
-                // KIP-447 with member epochs; TxnOffsetCommit has no STALE_MEMBER_EPOCH, so a stale
-                // epoch answers ILLEGAL_GENERATION as in Kafka.
                 if let error = modern.offsetCommitReceived(
                     memberId: memberId, instanceId: groupInstanceId, memberEpoch: generationId, transactional: true,
                     memberEpochAware: true)
                 {
-                    return .failure(error == .staleMemberEpoch ? .illegalGeneration : error)
+                    return .failure(error)
                 }
             } else if var group = s.groups[groupId] {
-                // Producers without group metadata (generation -1, no member) commit unchecked, as
-                // before KIP-447.
-                if generationId >= 0 || !memberId.isEmpty,
-                    let error = group.offsetCommitReceived(
-                        memberId: memberId, groupInstanceId: groupInstanceId, generationId: generationId,
-                        transactional: true, now: now)
+                if let error = group.offsetCommitReceived(
+                    memberId: memberId, groupInstanceId: groupInstanceId, generationId: generationId,
+                    transactional: true, now: now)
                 {
                     s.groups[groupId] = group
                     return .failure(error)
