@@ -75,7 +75,7 @@ public final class Broker: Sendable {
         transactionConfig.idExpirationMs = config.transactionalIdExpirationMs
         self.transactions = try TransactionService(
             storage: storage, producers: producers, waiters: waiters, config: transactionConfig,
-            flushAlways: config.flushPolicy == .always, logger: logger, clock: clock,
+            flushAlways: config.flushPolicy.acknowledgesOnlyDurableWrites, logger: logger, clock: clock,
             servesAtStart: !self.cluster.announcesLeadership)
         let groups = try GroupCoordinator(
             storage: storage, config: config.groupConfig, logger: logger, clock: clock,
@@ -301,7 +301,7 @@ public final class Broker: Sendable {
     /// `__consumer_offsets` (offsets, group metadata) is on disk: an acknowledged change survives a
     /// power cut. A failed sync fails the request, which closes the connection unanswered.
     private func afterGroupWrites(_ request: Request, _ answer: EventLoopFuture<OutboundResponse?>) -> EventLoopFuture<OutboundResponse?> {
-        guard config.flushPolicy == .always else { return answer }
+        guard config.flushPolicy.acknowledgesOnlyDurableWrites else { return answer }
         return answer.flatMap { response in
             guard let log = self.storage.partition(topic: InternalTopics.consumerOffsets, partition: 0) else {
                 return request.eventLoop.makeSucceededFuture(response)

@@ -7,7 +7,7 @@ extension FilePartitionLog {
     /// The fsync runs on the engine's blocking-I/O threads, which only resume the continuation:
     /// the waiting task carries on on its own executor (the broker runtime's), not on that thread.
     func waitDurable(upTo offset: Int64) async throws {
-        guard runtime.flushPolicy == .always else { return }
+        guard runtime.flushPolicy.acknowledgesOnlyDurableWrites else { return }
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             enum Next {
                 case done

@@ -320,14 +320,15 @@ final class TransactionService: Sendable {
         return outcome
     }
 
-    /// The synchronous form for recovery at start, before any client is served.
+    /// The synchronous form for recovery at start, before any client is served; as in `run`, the
+    /// fsyncs happen outside the lock.
     private func finish(_ actions: [TransactionCoordinator.Action], now: Int64) throws {
         var remaining = try coordinator.withLockedValue { _ in try persistUntilMarkers(actions) }
         while let action = remaining.first {
+            let written = try coordinator.withLockedValue { c in try writeMarkers(action, c, now: now) }
+            if flushAlways { for marker in written ?? [] { try marker.log.sync() } }
             remaining = try coordinator.withLockedValue { c in
-                let written = try writeMarkers(action, c, now: now)
-                if flushAlways { for marker in written ?? [] { try marker.log.sync() } }
-                return try completeMarkers(action, written: written != nil, rest: remaining.dropFirst(), &c, now: now)
+                try completeMarkers(action, written: written != nil, rest: remaining.dropFirst(), &c, now: now)
             }
         }
     }
