@@ -224,7 +224,8 @@ public final class Broker: Sendable {
         case .listTransactions:
             return respond(request, listTransactions(try ListTransactionsRequest(from: &frame, version: version), request))
         case .writeTxnMarkers:
-            return respond(request, writeTxnMarkers(try WriteTxnMarkersRequest(from: &frame, version: version), request))
+            return writeTxnMarkers(try WriteTxnMarkersRequest(from: &frame, version: version), request)
+                .map { self.encode($0, for: request) }
         case .fetch:
             return fetchStreaming(try FetchRequest(from: &frame, version: version), request)
         case .findCoordinator:
