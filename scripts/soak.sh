@@ -4,7 +4,8 @@
 # request-handler fuzzers (the filter matches HandlerFuzzTests too) with a fresh seed and many
 # more inputs, then the crash, idempotence, exactly-once pipeline and mutated-frame interop tests
 # with more records and frames.
-#   SOAK_SEEDS (default 5000 per configuration), SOAK_STEPS (default 2000), SOAK_RECORDS (default 500000),
+#   SOAK_SEEDS (default 5000 per configuration), SOAK_STEPS (default 2000), SOAK_SHORT_SEEDS (default
+#   50000 seeds of 60 steps in each main configuration), SOAK_RECORDS (default 500000),
 #   SOAK_FUZZ_SEED (default random), SOAK_FUZZ_ITERATIONS (default 2000000),
 #   SOAK_FUZZ_FRAMES (default 100000)
 # A failing simulation prints its seed; replay it with ONCE_SIMULATION_SEED=<seed>, adding
@@ -15,6 +16,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ONCE_SIMULATION_SEEDS=${SOAK_SEEDS:-5000} ONCE_SIMULATION_STEPS=${SOAK_STEPS:-2000} \
     swift test -c release --filter BrokerSimulationTests
+ONCE_SIMULATION_FIRST_SEED=2000001 ONCE_SIMULATION_SEEDS=${SOAK_SHORT_SEEDS:-50000} ONCE_SIMULATION_STEPS=60 \
+    swift test -c release --filter "BrokerSimulationTests/(crashesUnderFlushNone|powerLossUnderFlushAlways|powerLossUnderFlushNone)"
 fuzz_seed=${SOAK_FUZZ_SEED:-$(( (RANDOM << 15) | RANDOM ))}
 ONCE_FUZZ_SEED=$fuzz_seed ONCE_FUZZ_ITERATIONS=${SOAK_FUZZ_ITERATIONS:-2000000} \
     swift test -c release --filter FuzzTests

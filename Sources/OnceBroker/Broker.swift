@@ -75,7 +75,7 @@ public final class Broker: Sendable {
         transactionConfig.idExpirationMs = config.transactionalIdExpirationMs
         self.transactions = try TransactionService(
             storage: storage, producers: producers, waiters: waiters, config: transactionConfig,
-            flushAlways: config.flushPolicy == .always, logger: logger, clock: clock,
+            flushAlways: config.flushPolicy.acknowledgesOnlyDurableWrites, logger: logger, clock: clock,
             servesAtStart: !self.cluster.announcesLeadership)
         let groups = try GroupCoordinator(
             storage: storage, config: config.groupConfig, logger: logger, clock: clock,
@@ -178,7 +178,8 @@ public final class Broker: Sendable {
             return respond(
                 request, incrementalAlterConfigs(try IncrementalAlterConfigsRequest(from: &frame, version: version), request))
         case .createPartitions:
-            return respond(request, createPartitions(try CreatePartitionsRequest(from: &frame, version: version), request))
+            return createPartitions(try CreatePartitionsRequest(from: &frame, version: version), request)
+                .map { self.encode($0, for: request) }
         case .deleteRecords:
             return respond(request, deleteRecords(try DeleteRecordsRequest(from: &frame, version: version), request))
         case .describeLogDirs:
@@ -226,7 +227,8 @@ public final class Broker: Sendable {
         case .listTransactions:
             return respond(request, listTransactions(try ListTransactionsRequest(from: &frame, version: version), request))
         case .writeTxnMarkers:
-            return respond(request, writeTxnMarkers(try WriteTxnMarkersRequest(from: &frame, version: version), request))
+            return writeTxnMarkers(try WriteTxnMarkersRequest(from: &frame, version: version), request)
+                .map { self.encode($0, for: request) }
         case .fetch:
             return fetchStreaming(try FetchRequest(from: &frame, version: version), request)
         case .findCoordinator:
@@ -301,7 +303,7 @@ public final class Broker: Sendable {
     /// `__consumer_offsets` (offsets, group metadata) is on disk: an acknowledged change survives a
     /// power cut. A failed sync fails the request, which closes the connection unanswered.
     private func afterGroupWrites(_ request: Request, _ answer: EventLoopFuture<OutboundResponse?>) -> EventLoopFuture<OutboundResponse?> {
-        guard config.flushPolicy == .always else { return answer }
+        guard config.flushPolicy.acknowledgesOnlyDurableWrites else { return answer }
         return answer.flatMap { response in
             guard let log = self.storage.partition(topic: InternalTopics.consumerOffsets, partition: 0) else {
                 return request.eventLoop.makeSucceededFuture(response)

@@ -156,6 +156,10 @@ public struct BrokerConfig: Sendable {
     public var sasl = SaslConfig()
     /// Event-loop threads. Default: the number of cores.
     public var threads: Int = System.coreCount
+    /// Threads that run blocking disk work: fsyncs under `--flush always`, index writes,
+    /// snapshots, retention (Kafka's `num.io.threads`, whose request handlers do that work
+    /// themselves). Default: 8.
+    public var ioThreads: Int = 8
 
     public init() {}
 

@@ -51,12 +51,20 @@ public struct BrokerService: Service {
         var dataLock: DataDirectoryLock?
         defer { dataLock?.release() }
         var databaseCluster: DatabaseCluster?
+        let io = NIOThreadPool(numberOfThreads: max(1, config.ioThreads))
+        io.start()
+        let administration = NIOThreadPool(numberOfThreads: 1)
+        administration.start()
+        defer {
+            io.shutdownGracefully { _ in }
+            administration.shutdownGracefully { _ in }
+        }
         switch config.storage {
         case .file:
             dataLock = try DataDirectoryLock(directory: config.dataDirectory)
             storage = try FileLogStorage(
                 directory: config.dataDirectory, flushPolicy: config.flushPolicy, maxOpenFiles: config.maxOpenFiles,
-                logger: logger)
+                logger: logger, io: .threads(io))
             clusterId = try ClusterIdentity.loadOrCreate(directory: config.dataDirectory)
         case .memory:
             storage = MemoryLogStorage(flushPolicy: config.flushPolicy)
@@ -77,27 +85,29 @@ public struct BrokerService: Service {
             }
             databaseCluster = cluster
         }
-        let broker = try Broker(config: config, storage: storage, clusterId: clusterId, logger: logger, cluster: databaseCluster)
-        databaseCluster?.announceHeldLeases()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, config.threads))
-        let heartbeats = databaseCluster.map { cluster in
-            Task { [interval = config.brokerHeartbeatIntervalMs] in
-                while !Task.isCancelled {
-                    try? await Task.sleep(for: .milliseconds(interval))
-                    guard !Task.isCancelled, cluster.beat() else { return }
-                }
-            }
+        let runtime = BrokerRuntime(timers: EventLoopTimers(group: group), io: .threads(io), administration: .threads(administration))
+        let broker: Broker
+        do {
+            broker = try Broker(
+                config: config, storage: storage, clusterId: clusterId, logger: logger, runtime: runtime, cluster: databaseCluster)
+        } catch {
+            try? await group.shutdownGracefully()
+            throw error
         }
-        defer { heartbeats?.cancel() }
+        databaseCluster?.announceHeldLeases()
+        let heartbeat = databaseCluster.map {
+            ClusterHeartbeat($0, runtime: runtime, intervalMs: config.brokerHeartbeatIntervalMs)
+        }
         do {
             try await serve(broker, tlsContext: tlsContext, on: group)
         } catch {
+            await heartbeat?.stop()
             try? storage.close()
             try? await group.shutdownGracefully()
             throw error
         }
-        heartbeats?.cancel()
-        _ = await heartbeats?.value
+        await heartbeat?.stop()
         databaseCluster?.deregister()
         broker.producers.snapshotAll()
         broker.snapshotCoordinators()
@@ -188,49 +198,12 @@ public struct BrokerService: Service {
                 .bind(host: metricsListen.host, port: metricsListen.port).get()
         }
 
-        let retention = group.next().scheduleRepeatedTask(
-            initialDelay: .milliseconds(config.retentionCheckIntervalMs),
-            delay: .milliseconds(config.retentionCheckIntervalMs)
-        ) { _ in
-            broker.storage.enforceRetention(nowMs: broker.clock())
-        }
-
         // The cleaner runs on a thread of its own: a pass reads and rewrites whole segments. The
         // coordinators' topics are compacted by their snapshots, which their replay relies on.
         (broker.storage as? any LogCleaning)?.startCleaner(
             backoffMs: config.cleanerBackoffMs, maxBytesPerSecond: config.cleanerIoMaxBytesPerSecond,
             dedupeBufferBytes: config.cleanerDedupeBufferBytes, excluding: InternalTopics.names)
-
-        let snapshots = group.next().scheduleRepeatedTask(
-            initialDelay: .milliseconds(config.producerSnapshotIntervalMs),
-            delay: .milliseconds(config.producerSnapshotIntervalMs)
-        ) { _ in
-            broker.producers.snapshotAll()
-            broker.snapshotCoordinators()
-        }
-        let expiration = config.producerIdExpirationMs
-        let expiry = group.next().scheduleRepeatedTask(
-            initialDelay: .milliseconds(config.producerIdExpirationCheckIntervalMs),
-            delay: .milliseconds(config.producerIdExpirationCheckIntervalMs)
-        ) { _ in
-            broker.producers.expireProducers(nowMs: broker.clock(), expirationMs: expiration)
-        }
-
-        try broker.groups.start(on: group.next(), retentionCheckMs: config.offsetsRetentionCheckIntervalMs)
-
-        let timeoutLoop = group.next()
-        let transactionTimeouts = timeoutLoop.scheduleRepeatedAsyncTask(
-            initialDelay: .milliseconds(config.transactionTimeoutCheckIntervalMs),
-            delay: .milliseconds(config.transactionTimeoutCheckIntervalMs)
-        ) { _ in
-            broker.runtime.task(on: timeoutLoop) {
-                do {
-                    try await broker.transactions.checkTimeouts(now: broker.clock())
-                } catch {
-                    logger.error("aborting timed-out transactions failed", metadata: ["error": "\(error)"])
-                }
-            }
-        }
+        let periodic = try broker.startPeriodicWork()
 
         view?.attach(broker, connections: connections)
         for listener in bound {
@@ -248,11 +221,7 @@ public struct BrokerService: Service {
         try? await gracefulShutdown()
         logger.info("shutting down")
         view?.detach()
-        retention.cancel()
-        broker.groups.stop()
-        snapshots.cancel()
-        transactionTimeouts.cancel()
-        expiry.cancel()
+        broker.stopPeriodicWork(periodic)
         try? await metricsServer?.close()
         for server in servers { try? await server.close() }
     }

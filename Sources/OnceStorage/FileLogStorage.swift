@@ -54,15 +54,17 @@ public final class FileLogStorage: LogStorage {
 
     /// Opens the data directory, creating it if needed, and reads every topic's metadata; partitions
     /// recover on first use.
-    /// - Parameter maxOpenFiles: segment descriptors kept open at once (least recently used are
-    ///   closed and reopened on demand), so partitions never exhaust the process's descriptors.
+    /// - Parameters:
+    ///   - maxOpenFiles: segment descriptors kept open at once (least recently used are closed and
+    ///     reopened on demand), so partitions never exhaust the process's descriptors.
+    ///   - io: the threads fsyncs and index writes run on (the broker's `--io-threads` pool).
     public init(
         directory: String, flushPolicy: FlushPolicy = .none, maxOpenFiles: Int = FileLogStorage.defaultMaxOpenFiles,
-        logger: Logger = Logger(label: "once.storage"), random: RandomSource = .system
+        logger: Logger = Logger(label: "once.storage"), random: RandomSource = .system, io: BlockingIO = .shared
     ) throws {
         self.directory = directory
         self.random = random
-        self.runtime = FileStorageRuntime(flushPolicy: flushPolicy, maxOpenFiles: maxOpenFiles, logger: logger)
+        self.runtime = FileStorageRuntime(flushPolicy: flushPolicy, maxOpenFiles: maxOpenFiles, logger: logger, io: io)
         let fileManager = FileManager.default
         do {
             try fileManager.createDirectory(atPath: topicsDirectory, withIntermediateDirectories: true)

@@ -130,7 +130,7 @@ extension FilePartitionLog {
     private func cleanableRange(nowMs: Int64) throws -> CleanableRange? {
         try state.withLock { s in
             guard s.isOpen, !s.isDeleted, s.config.isCompacted else { return nil }
-            let highWatermark = runtime.flushPolicy == .always ? s.durableOffset : s.logEndOffset
+            let highWatermark = runtime.flushPolicy.fetchableEnd(logEnd: s.logEndOffset, durable: s.durableOffset)
             let count = SegmentPolicy.cleanableSegmentCount(
                 baseOffsets: s.segments.map(\.baseOffset), maxTimestamps: s.segments.map(\.maxTimestamp),
                 highWatermark: highWatermark, config: s.config, nowMs: nowMs)

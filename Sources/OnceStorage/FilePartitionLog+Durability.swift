@@ -4,8 +4,10 @@ extension FilePartitionLog {
     /// Under `.always`, parks the caller until a sync covers `offset`. Syncs are shared: while one
     /// runs, newcomers queue for the next, which covers everything appended before it starts, so
     /// any number of concurrent producers costs about two fsyncs of latency and one per round.
+    /// The fsync runs on the engine's blocking-I/O threads, which only resume the continuation:
+    /// the waiting task carries on on its own executor (the broker runtime's), not on that thread.
     func waitDurable(upTo offset: Int64) async throws {
-        guard runtime.flushPolicy == .always else { return }
+        guard runtime.flushPolicy.acknowledgesOnlyDurableWrites else { return }
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             enum Next {
                 case done
@@ -33,7 +35,7 @@ extension FilePartitionLog {
         }
     }
 
-    /// Syncs rounds until no waiter is left. Runs on the runtime's blocking threads.
+    /// Syncs rounds until no waiter is left. Runs on the blocking-I/O threads.
     private func groupCommit() {
         while true {
             let result = syncOnce()

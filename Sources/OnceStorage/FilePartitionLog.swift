@@ -64,7 +64,7 @@ final class FilePartitionLog: PartitionLog {
     var logStartOffset: Int64 { state.withLock { $0.logStartOffset } }
     var logEndOffset: Int64 { state.withLock { $0.logEndOffset } }
     var highWatermark: Int64 {
-        state.withLock { runtime.flushPolicy == .always ? $0.durableOffset : $0.logEndOffset }
+        state.withLock { runtime.flushPolicy.fetchableEnd(logEnd: $0.logEndOffset, durable: $0.durableOffset) }
     }
 
     /// Segment base offsets, oldest first; for tests and tools.

@@ -189,3 +189,16 @@ public enum FlushPolicy: Sendable, Equatable {
     /// fsync before acknowledging; concurrent appenders share one fsync.
     case always
 }
+
+/// The durability contract of a policy, decided here once for every acknowledgement path (Produce,
+/// the transaction and group coordinators' writes, markers) and every engine's fetchable end.
+extension FlushPolicy {
+    /// Whether an answer waits until what its request wrote is durable (`waitDurable`).
+    public var acknowledgesOnlyDurableWrites: Bool { self == .always }
+
+    /// How far consumers may read: under `always` nothing a power cut could still erase, as Kafka
+    /// never serves above its high watermark; otherwise everything appended.
+    public func fetchableEnd(logEnd: Int64, durable: Int64) -> Int64 {
+        acknowledgesOnlyDurableWrites ? durable : logEnd
+    }
+}

@@ -25,7 +25,7 @@ extension MemoryPartitionLog {
         }
         let taken: (config: TopicConfig, segments: [Segment], end: Int64, firstDirty: Int64, horizon: Int64)? = state.withLock { s in
             guard !s.deleted, s.config.isCompacted else { return nil }
-            let highWatermark = flushPolicy == .always ? s.durableOffset : s.logEndOffset
+            let highWatermark = flushPolicy.fetchableEnd(logEnd: s.logEndOffset, durable: s.durableOffset)
             let count = SegmentPolicy.cleanableSegmentCount(
                 baseOffsets: s.segments.map(\.baseOffset), maxTimestamps: s.segments.map(\.maxTimestamp),
                 highWatermark: highWatermark, config: s.config, nowMs: nowMs)

@@ -154,7 +154,7 @@ package final class MemoryPartitionLog: PartitionLog {
 
     /// Under `always` the caller's wait is the sync, as one round of the file engine's group commit.
     package func waitDurable(upTo offset: Int64) async throws {
-        if flushPolicy == .always { try sync() }
+        if flushPolicy.acknowledgesOnlyDurableWrites { try sync() }
     }
 
     package func sync() throws {
@@ -162,7 +162,7 @@ package final class MemoryPartitionLog: PartitionLog {
     }
 
     package var highWatermark: Int64 {
-        state.withLock { flushPolicy == .always ? $0.durableOffset : $0.logEndOffset }
+        state.withLock { flushPolicy.fetchableEnd(logEnd: $0.logEndOffset, durable: $0.durableOffset) }
     }
 
     package func read(from offset: Int64, maxBytes: Int, limitOffset: Int64) throws -> ByteBuffer {

@@ -167,6 +167,9 @@ struct BrokerCommand: AsyncParsableCommand {
     @Option(help: "Segment files kept open at once, least recently used closed first [env: ONCE_MAX_OPEN_FILES] (default: 1000)")
     var maxOpenFiles: Int?
 
+    @Option(help: "Threads for blocking disk work: fsyncs, index writes, snapshots, retention [env: ONCE_IO_THREADS] (default: 8)")
+    var ioThreads: Int?
+
     @Option(help: "Auto-creation stops once the broker holds this many partitions [env: ONCE_AUTO_CREATE_MAX_PARTITIONS] (default: 10000)")
     var autoCreateMaxPartitions: Int?
 
@@ -504,6 +507,7 @@ struct BrokerCommand: AsyncParsableCommand {
             return v
         }
         if let v = try positive(maxOpenFiles, "ONCE_MAX_OPEN_FILES", "max-open-files") { config.maxOpenFiles = v }
+        if let v = try positive(ioThreads, "ONCE_IO_THREADS", "io-threads") { config.ioThreads = v }
         if let v = try setting(autoCreateMaxPartitions, "ONCE_AUTO_CREATE_MAX_PARTITIONS") {
             guard v >= 0 else { throw ValidationError("--auto-create-max-partitions must not be negative") }
             config.autoCreateMaxPartitions = v

@@ -317,6 +317,10 @@ struct GroupStateMachineTests {
         _ = s.sync("a", generation: 1, assignments: [:])
         #expect(s.group.state == .stable)
         #expect(s.commit("a", generation: 1) == nil)
+        #expect(s.group.offsetCommitReceived(memberId: "", groupInstanceId: nil, generationId: -1, transactional: true, now: s.now) == nil,
+                "a transactional producer without group metadata (before KIP-447) commits unchecked")
+        #expect(s.group.offsetCommitReceived(memberId: "a", groupInstanceId: nil, generationId: 0, transactional: true, now: s.now) == .illegalGeneration,
+                "KIP-447: a transactional commit from an old generation is fenced")
         #expect(s.commit("a", generation: 0) == .illegalGeneration)
         #expect(s.commit("ghost", generation: 1) == .unknownMemberId)
 

@@ -288,7 +288,9 @@ struct ModernGroupTests {
         #expect(s.group.offsetCommitReceived(memberId: "x", memberEpoch: 1, transactional: true, memberEpochAware: true) == .unknownMemberId)
         #expect(s.group.offsetCommitReceived(memberId: "", memberEpoch: -1, transactional: false, memberEpochAware: true) == .unknownMemberId)
         #expect(s.group.offsetCommitReceived(memberId: "", memberEpoch: -1, transactional: true, memberEpochAware: true) == nil)
-        #expect(s.group.offsetCommitReceived(memberId: "a", memberEpoch: a.memberEpoch - 1, transactional: true, memberEpochAware: true) == .staleMemberEpoch)
+        #expect(
+            s.group.offsetCommitReceived(memberId: "a", memberEpoch: a.memberEpoch - 1, transactional: true, memberEpochAware: true)
+                == .illegalGeneration, "TxnOffsetCommit has no STALE_MEMBER_EPOCH (KIP-447)")
         #expect(s.group.offsetFetchReceived(memberId: nil, memberEpoch: -1) == nil)
         #expect(s.group.offsetFetchReceived(memberId: "a", memberEpoch: a.memberEpoch + 1) == .staleMemberEpoch)
     }

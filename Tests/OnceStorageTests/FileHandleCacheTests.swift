@@ -82,7 +82,7 @@ struct FileHandleCacheTests {
 
     @Test func aPartitionFoundJustBeforeItsTopicIsDeletedNeverOpens() throws {
         defer { dir.remove() }
-        let runtime = FileStorageRuntime(flushPolicy: .none, maxOpenFiles: 4, logger: quietLogger)
+        let runtime = FileStorageRuntime(flushPolicy: .none, maxOpenFiles: 4, logger: quietLogger, io: .shared)
         let path = dir.path + "/t-0"
         let slot = LazyPartition(topic: "t", partition: 0, directory: path, config: try TopicConfig(overrides: [:]), runtime: runtime)
         slot.markDeleted()

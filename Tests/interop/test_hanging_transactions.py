@@ -104,6 +104,22 @@ def test_find_hanging_and_abort_hanging_from_the_cli(broker_factory):
     assert read_values(broker, topic, "read_committed") == [b"after", b"live"]
 
 
+def test_abort_hanging_answers_once_its_marker_is_durable_under_flush_always(broker_factory):
+    # Under --flush always consumers read only what is durable, so the marker is fetchable (the
+    # high watermark past it) exactly when it is on disk: the moment the answer says it is done.
+    broker = broker_factory(extra_args=["--flush", "always", "--transaction-timeout-check-interval-ms", "3600000"])
+    topic = unique_topic("hanging-always")
+    committed_then_cut(broker, topic)
+    # librdkafka asks read_committed: the end it sees is the last stable offset.
+    assert ck.watermarks(broker, topic, 0) == (0, 0), "the hanging transaction holds the last stable offset"
+    found = once_txn(broker, "find-hanging", "--topic", topic)
+    rows = [line.split("\t") for line in found.stdout.splitlines()[1:]]
+    assert len(rows) == 1, found.stdout
+    assert write_abort_marker(broker, topic, int(rows[0][2])) == 0
+    assert ck.watermarks(broker, topic, 0) == (0, 2), "WriteTxnMarkers answered before its marker was durable"
+    assert read_values(broker, topic, "read_committed") == []
+
+
 def write_abort_marker(broker, topic: str, producer_id: int) -> int:
     """A raw WriteTxnMarkers v1 ABORT for one partition; returns the partition's error code."""
     name = topic.encode()

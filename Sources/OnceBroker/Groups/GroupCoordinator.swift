@@ -42,7 +42,7 @@ final class GroupCoordinator: Sendable {
     let logger: Logger
     let clock: @Sendable () -> Int64
     let state = NIOLockedValueBox(State())
-    private let timers = NIOLockedValueBox<[RepeatedTask]>([])
+    private let timers = NIOLockedValueBox<[BrokerTimer]>([])
     private let lastSnapshotOffset = NIOLockedValueBox<Int64>(-1)
 
     /// Serving from the start on one broker; in a cluster only between a gain and a loss of
@@ -111,15 +111,11 @@ final class GroupCoordinator: Sendable {
     }
 
     /// Creates the offsets topic if missing and starts the timers: sessions and rebalances are
-    /// checked every `tickMs`, retention every `retentionCheckMs`.
-    func start(on eventLoop: any EventLoop, tickMs: Int64 = 100, retentionCheckMs: Int64) throws {
+    /// checked every `tickMs`, retention every `retentionCheckMs`, on the runtime's timers.
+    func start(on runtime: BrokerRuntime, tickMs: Int64 = 100, retentionCheckMs: Int64) throws {
         _ = try offsetsLog()
-        let tick = eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(tickMs), delay: .milliseconds(tickMs)) {
-            [self] _ in self.tick()
-        }
-        let cleanup = eventLoop.scheduleRepeatedTask(
-            initialDelay: .milliseconds(retentionCheckMs), delay: .milliseconds(retentionCheckMs)
-        ) { [self] _ in self.cleanUp() }
+        let tick = runtime.repeating(everyMs: tickMs) { [self] in self.tick() }
+        let cleanup = runtime.repeating(everyMs: retentionCheckMs) { [self] in self.cleanUp() }
         timers.withLockedValue { $0 = [tick, cleanup] }
     }
 
@@ -286,22 +282,19 @@ final class GroupCoordinator: Sendable {
     ) -> Result<[GroupPartition: GroupError?], GroupError> {
         let now = clock()
         return state.withLockedValue { s in
+            // KIP-447's checks (member epochs, generations, producers without group metadata) are
+            // the groups' own, in OnceCore.
             if let modern = s.modern[groupId] {
-                // KIP-447 with member epochs; TxnOffsetCommit has no STALE_MEMBER_EPOCH, so a stale
-                // epoch answers ILLEGAL_GENERATION as in Kafka.
                 if let error = modern.offsetCommitReceived(
                     memberId: memberId, instanceId: groupInstanceId, memberEpoch: generationId, transactional: true,
                     memberEpochAware: true)
                 {
-                    return .failure(error == .staleMemberEpoch ? .illegalGeneration : error)
+                    return .failure(error)
                 }
             } else if var group = s.groups[groupId] {
-                // Producers without group metadata (generation -1, no member) commit unchecked, as
-                // before KIP-447.
-                if generationId >= 0 || !memberId.isEmpty,
-                    let error = group.offsetCommitReceived(
-                        memberId: memberId, groupInstanceId: groupInstanceId, generationId: generationId,
-                        transactional: true, now: now)
+                if let error = group.offsetCommitReceived(
+                    memberId: memberId, groupInstanceId: groupInstanceId, generationId: generationId,
+                    transactional: true, now: now)
                 {
                     s.groups[groupId] = group
                     return .failure(error)

@@ -11,7 +11,7 @@ extension Broker {
         let (response, wrote) = consumerGroupHeartbeatAnswer(req, request)
         let linger = config.groupCoordinatorAppendLingerMs
         guard wrote, linger > 0 else { return request.eventLoop.makeSucceededFuture(response) }
-        return request.eventLoop.scheduleTask(in: .milliseconds(Int64(linger))) { response }.futureResult
+        return runtime.delayed(response, afterMs: Int64(linger), on: request.eventLoop)
     }
 
     private func consumerGroupHeartbeatAnswer(

@@ -1,12 +1,12 @@
-import Dispatch
 import KafkaProtocol
 import NIOCore
 import OnceStorage
 
 /// CreateTopics. Checks run on the event loop; making directories does not, because a topic of
 /// thousands of partitions takes seconds of file work that would stall every connection served by
-/// that loop. Creations run one at a time on the topic-administration queue (deletions too),
-/// which also makes the broker-wide partition limit exact.
+/// that loop. The request's task awaits the runtime's administration thread, where creations,
+/// deletions and added partitions run one at a time, which also makes the broker-wide partition
+/// limit exact.
 extension Broker {
     /// Kafka's controller refuses an operation that needs more than its bound of records with
     /// this message (a PolicyViolationException).
@@ -64,24 +64,29 @@ extension Broker {
             toCreate = []
         }
         guard !toCreate.isEmpty else { return request.eventLoop.makeSucceededFuture(finish(response)) }
-        let promise = request.eventLoop.makePromise(of: CreateTopicsResponse.self)
         let pending = response
         let creations = toCreate
         let validateOnly = req.validateOnly
-        TopicAdministrationQueue.queue.async {
+        return administer(on: request.eventLoop) {
             var response = pending
             for item in creations {
                 response.topics[item.index] = self.createTopic(
                     response.topics[item.index], partitions: item.partitions, configs: item.configs,
                     validateOnly: validateOnly, describable: item.describable)
             }
-            promise.succeed(self.finish(response))
+            return self.finish(response)
         }
-        return promise.futureResult
+    }
+
+    /// Runs topic file work on the administration thread, one operation at a time, from the
+    /// request's task.
+    func administer<T: Sendable>(on eventLoop: any EventLoop, _ work: @escaping @Sendable () -> T) -> EventLoopFuture<T> {
+        let runtime = runtime
+        return runtime.task(on: eventLoop) { try await runtime.administration.perform(work) }
     }
 
     /// Creates one checked topic, within the broker-wide partition limit. Runs on the
-    /// topic-administration queue. A creator without DESCRIBE_CONFIGS on the topic is not shown its
+    /// administration thread. A creator without DESCRIBE_CONFIGS on the topic is not shown its
     /// configs, partitions or replication, as Kafka's controller answers it.
     private func createTopic(
         _ result: CreateTopicsResponse.CreatableTopicResult, partitions: Int32, configs: [String: String],
@@ -155,9 +160,4 @@ extension Broker {
         }
         return response
     }
-}
-
-/// The one serial queue topic creations and deletions run on, off every event loop.
-enum TopicAdministrationQueue {
-    static let queue = DispatchQueue(label: "once.topic-administration")
 }

@@ -34,15 +34,15 @@ extension Broker {
         // Decided once per request, not per round or batch: Topic READ for each topic.
         let auth = authorization(request)
         let refused = Set(req.topics.map(\.topic).filter { !auth.allowsTopic(.read, $0) })
-        // The event loop's clock, as its timer below reads it (simulated time under simulation).
-        return fetchRound(req, request, refused: refused, deadline: request.eventLoop.now + .milliseconds(waitMs))
+        // The runtime's clock, which its timer below counts in too (simulated time under simulation).
+        return fetchRound(req, request, refused: refused, deadlineMs: clock() + Int64(waitMs))
     }
 
     private func fetchRound(
-        _ req: FetchRequest, _ request: Request, refused: Set<String>, deadline: NIODeadline
+        _ req: FetchRequest, _ request: Request, refused: Set<String>, deadlineMs: Int64
     ) -> EventLoopFuture<FetchRound> {
         let round = readFetch(req, refused: refused)
-        if round.bytes >= Int(req.minBytes) || round.failed || request.eventLoop.now >= deadline {
+        if round.bytes >= Int(req.minBytes) || round.failed || clock() >= deadlineMs {
             metrics.recordBytesFetched(round.bytes)
             for (topic, bytes) in round.bytesByTopic { metrics.topicFetched(topic, bytes: bytes) }
             return request.eventLoop.makeSucceededFuture(round)
@@ -54,10 +54,10 @@ extension Broker {
             waiters.complete(id)
             break
         }
-        let timer = request.eventLoop.scheduleTask(deadline: deadline) { self.waiters.complete(id) }
+        let timer = runtime.schedule(afterMs: deadlineMs - clock(), on: request.eventLoop) { self.waiters.complete(id) }
         return promise.futureResult.flatMap {
             timer.cancel()
-            return self.fetchRound(req, request, refused: refused, deadline: deadline)
+            return self.fetchRound(req, request, refused: refused, deadlineMs: deadlineMs)
         }
     }
 

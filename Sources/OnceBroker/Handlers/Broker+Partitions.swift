@@ -1,11 +1,18 @@
 import KafkaProtocol
+import NIOCore
 import OnceStorage
 
 /// CreatePartitions: growing a topic. Clients see the new partitions in their next Metadata;
 /// producers spread keys over them, groups rebalance onto them, and a transaction can add them
 /// like any other partition, because every one of those reads the partition count from storage.
 extension Broker {
-    func createPartitions(_ req: CreatePartitionsRequest, _ request: Request) -> CreatePartitionsResponse {
+    /// Runs on the administration thread, as topic creation does: the new partitions' directories
+    /// are file work, and the count they add must not race a creation's partition limit.
+    func createPartitions(_ req: CreatePartitionsRequest, _ request: Request) -> EventLoopFuture<CreatePartitionsResponse> {
+        administer(on: request.eventLoop) { self.createPartitionsNow(req, request) }
+    }
+
+    private func createPartitionsNow(_ req: CreatePartitionsRequest, _ request: Request) -> CreatePartitionsResponse {
         var seen: Set<String> = []
         let duplicates = Set(req.topics.map(\.name).filter { !seen.insert($0).inserted })
         var response = CreatePartitionsResponse()

@@ -133,7 +133,7 @@ extension Broker {
                             appendedBytes += appended.bytes
                             appendedRecords += appended.records
                         }
-                        if config.flushPolicy == .always {
+                        if config.flushPolicy.acknowledgesOnlyDurableWrites {
                             syncs.append((log, appended.durableUpTo, FetchWaiters.PartitionKey(topic: t.name, partition: p.index)))
                         }
                     } catch let error as ProduceError {

@@ -77,10 +77,11 @@ extension Broker {
         case .illegalState:
             return eventLoop.makeFailedFuture(ConnectionError(description: "SASL token out of turn"))
         case .failed, .rateLimited:
-            let delay = TimeAmount.milliseconds(config.sasl.failedAuthenticationDelayMs)
-            return eventLoop.scheduleTask(in: delay) { () throws -> OutboundResponse? in
-                throw ConnectionError(description: "SASL authentication failed")
-            }.futureResult
+            let promise = eventLoop.makePromise(of: OutboundResponse?.self)
+            runtime.schedule(afterMs: config.sasl.failedAuthenticationDelayMs, on: eventLoop) {
+                promise.fail(ConnectionError(description: "SASL authentication failed"))
+            }
+            return promise.futureResult
         }
     }
 

@@ -5,14 +5,10 @@ import OnceStorage
 /// DeleteTopics: topic administration (CreateTopics is in Broker+CreateTopics, DescribeConfigs in
 /// Broker+Configs).
 extension Broker {
-    /// Runs on the topic-administration queue: removing a big topic's directories takes seconds
-    /// that no event loop serving other connections should spend.
+    /// Runs on the administration thread: removing a big topic's directories takes seconds that
+    /// no event loop serving other connections should spend.
     func deleteTopics(_ req: DeleteTopicsRequest, _ request: Request) -> EventLoopFuture<DeleteTopicsResponse> {
-        let promise = request.eventLoop.makePromise(of: DeleteTopicsResponse.self)
-        TopicAdministrationQueue.queue.async {
-            promise.succeed(self.deleteTopicsNow(req, request))
-        }
-        return promise.futureResult
+        administer(on: request.eventLoop) { self.deleteTopicsNow(req, request) }
     }
 
     private func deleteTopicsNow(_ req: DeleteTopicsRequest, _ request: Request) -> DeleteTopicsResponse {

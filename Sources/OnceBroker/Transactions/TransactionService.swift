@@ -113,7 +113,7 @@ final class TransactionService: Sendable {
         if let offsets = storage.topic(named: InternalTopics.consumerOffsets) {
             _ = try producers.producers(topic: offsets, partition: 0)
         }
-        try abortHangingTransactions(now: now)
+        for marker in try abortHangingTransactions(now: now).markers where flushAlways { try marker.log.sync() }
     }
 
     /// Writes a snapshot of every transactional id if the log grew since the last one, then deletes
@@ -200,17 +200,34 @@ final class TransactionService: Sendable {
             try storage.topic(named: key.topic).flatMap { try producers.producers(topic: $0, partition: key.partition) }
                 .map { (key, $0) }
         }
-        try coordinator.withLockedValue { _ in
+        let markers: [WrittenMarker] = try coordinator.withLockedValue { _ in
+            var markers: [WrittenMarker] = []
             for (key, partition) in tables {
                 guard let stale = partition.table.openTransactionsByProducer.first(where: { $0.producerId == producerId })
                 else { continue }
                 logger.warning("aborting a transaction left open by a lost marker", metadata: [
                     "partition": "\(key)", "producer": "\(producerId)", "firstOffset": "\(stale.firstOffset)",
                 ])
-                _ = try writeMarker(key, producerId: producerId, producerEpoch: producerEpoch, commit: false, now: now)
+                if let marker = try writeMarker(key, producerId: producerId, producerEpoch: producerEpoch, commit: false, now: now) {
+                    markers.append(marker)
+                }
             }
+            return markers
         }
+        // The answer adds the partition to the new transaction: under `always` the abort must not
+        // be the part a power cut takes back, or the new transaction's marker would end the old one.
+        try await waitDurable(markers)
         return nil
+    }
+
+    /// Under `always`, waits until the markers are durable and wakes the fetches their high
+    /// watermarks held back; outside every lock.
+    private func waitDurable(_ markers: [WrittenMarker]) async throws {
+        guard flushAlways else { return }
+        for marker in markers {
+            try await marker.log.waitDurable(upTo: marker.end)
+            waiters.notify(.init(topic: marker.log.topic, partition: marker.log.partition))
+        }
     }
 
     /// EndTxn; with `transactionVersion` 2 (EndTxn v5) the outcome carries the producer id and
@@ -232,7 +249,7 @@ final class TransactionService: Sendable {
     func checkTimeouts(now: Int64) async throws {
         guard load.serving else { return }
         _ = try await run(now: now) { $0.timeoutsChecked(now: now) }
-        try abortHangingTransactions(now: now)
+        try await waitDurable(try abortHangingTransactions(now: now).markers)
     }
 
     /// Ends every open transaction on a loaded partition (partitions load on first use, so this
@@ -241,11 +258,15 @@ final class TransactionService: Sendable {
     /// LSO forever. Runs under the coordinator's lock, where markers are written and transactions
     /// are decided, so a live transaction is never taken for a hanging one; a produce verified
     /// before this loses its verification guard with the marker and is refused.
-    /// Returns the partitions and producers aborted.
+    /// Returns the partitions and producers aborted, and the markers written, which the caller
+    /// makes durable outside the lock.
     @discardableResult
-    func abortHangingTransactions(now: Int64) throws -> [(partition: TopicPartitionKey, producerId: Int64)] {
+    func abortHangingTransactions(now: Int64) throws
+        -> (aborted: [(partition: TopicPartitionKey, producerId: Int64)], markers: [WrittenMarker])
+    {
         try coordinator.withLockedValue { c in
             var aborted: [(partition: TopicPartitionKey, producerId: Int64)] = []
+            var markers: [WrittenMarker] = []
             for (key, partition) in producers.loaded() {
                 for open in partition.table.openTransactionsByProducer
                 where !c.isLive(producerId: open.producerId, partition: key) {
@@ -253,11 +274,13 @@ final class TransactionService: Sendable {
                         "partition": "\(key)", "producer": "\(open.producerId)", "epoch": "\(open.epoch)",
                         "firstOffset": "\(open.firstOffset)",
                     ])
-                    _ = try writeMarker(key, producerId: open.producerId, producerEpoch: open.epoch, commit: false, now: now)
+                    if let marker = try writeMarker(key, producerId: open.producerId, producerEpoch: open.epoch, commit: false, now: now) {
+                        markers.append(marker)
+                    }
                     aborted.append((key, open.producerId))
                 }
             }
-            return aborted
+            return (aborted, markers)
         }
     }
 
@@ -320,14 +343,15 @@ final class TransactionService: Sendable {
         return outcome
     }
 
-    /// The synchronous form for recovery at start, before any client is served.
+    /// The synchronous form for recovery at start, before any client is served; as in `run`, the
+    /// fsyncs happen outside the lock.
     private func finish(_ actions: [TransactionCoordinator.Action], now: Int64) throws {
         var remaining = try coordinator.withLockedValue { _ in try persistUntilMarkers(actions) }
         while let action = remaining.first {
+            let written = try coordinator.withLockedValue { c in try writeMarkers(action, c, now: now) }
+            if flushAlways { for marker in written ?? [] { try marker.log.sync() } }
             remaining = try coordinator.withLockedValue { c in
-                let written = try writeMarkers(action, c, now: now)
-                if flushAlways { for marker in written ?? [] { try marker.log.sync() } }
-                return try completeMarkers(action, written: written != nil, rest: remaining.dropFirst(), &c, now: now)
+                try completeMarkers(action, written: written != nil, rest: remaining.dropFirst(), &c, now: now)
             }
         }
     }
@@ -351,7 +375,7 @@ final class TransactionService: Sendable {
     }
 
     /// A marker written to a partition: where it must be durable before the transaction completes.
-    private struct WrittenMarker {
+    struct WrittenMarker {
         var log: any PartitionLog
         var end: Int64
     }

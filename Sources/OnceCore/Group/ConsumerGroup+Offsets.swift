@@ -12,6 +12,9 @@ extension ConsumerGroup {
     public mutating func offsetCommitReceived(
         memberId: String, groupInstanceId: String?, generationId: Int32, transactional: Bool = false, now: Int64
     ) -> GroupError? {
+        // KIP-447: a transactional commit without group metadata (generation -1, no member) comes
+        // from a producer older than it and is taken unchecked, as before it.
+        if transactional && generationId < 0 && memberId.isEmpty { return nil }
         if state == .dead { return .coordinatorNotAvailable }
         if state == .empty {
             // Positive generations in an empty group come from members of a generation that is over.

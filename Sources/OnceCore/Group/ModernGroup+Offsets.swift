@@ -14,7 +14,9 @@ extension ModernGroup {
         guard let member = members[memberId] else { return .unknownMemberId }
         // A classic member inside a consumer group commits with its usual OffsetCommit versions.
         if !transactional && !memberEpochAware && member.classic == nil { return .unsupportedVersion }
-        return Self.checkEpoch(memberEpoch, of: member)
+        let error = Self.checkEpoch(memberEpoch, of: member)
+        // TxnOffsetCommit has no STALE_MEMBER_EPOCH: a stale epoch is ILLEGAL_GENERATION, as in Kafka.
+        return transactional && error == .staleMemberEpoch ? .illegalGeneration : error
     }
 
     /// A classic member's epoch is its generation, and a wrong one is ILLEGAL_GENERATION, as for

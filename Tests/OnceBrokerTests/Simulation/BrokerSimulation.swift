@@ -145,6 +145,7 @@ final class BrokerSimulation {
             }
         } else if roll < options.crashChance + options.powerLossChance {
             trace("power loss")
+            snapshotted.formUnion(try world.snapshottedTransactionalIds())
             try world.powerLoss { Int.random(in: 0...$0, using: &rng) }
             forgetAnswersInFlight()
             let known = Set(world.broker.transactions.transactions.map(\.transactionalId))
@@ -154,10 +155,8 @@ final class BrokerSimulation {
             // Only `always` promises anything across a power cut.
             if options.flushPolicy != .always { history.acknowledgementsAreDurable = false }
         } else if roll < 0.12 {
-            world.clock.advance(by: Int64.random(in: 1...3_000, using: &rng))
-            let snapshot = rng.chance(0.3)
-            try await world.tick(snapshot: snapshot)
-            if snapshot { snapshotted.formUnion(world.broker.transactions.transactions.map(\.transactionalId)) }
+            world.advanceClock(by: Int64.random(in: 1...3_000, using: &rng))
+            snapshotted.formUnion(try world.snapshottedTransactionalIds())
         } else if roll < 0.16, !delayed.isEmpty {
             let index = Int.random(in: 0..<delayed.count, using: &rng)
             let held = delayed.remove(at: index)
@@ -267,8 +266,7 @@ final class BrokerSimulation {
         // checks run.
         for partition in 0..<options.partitions { _ = try world.broker.stableView(Self.topic, partition, from: 0) }
         for _ in 0..<4 {
-            world.clock.advance(by: Int64(Self.timeoutMs) + 6_000)
-            try await world.tick(snapshot: false)
+            world.advanceClock(by: Int64(Self.timeoutMs) + 6_000)
         }
         // How each transaction ended, as its client knows it: a commit sent but never answered is
         // for the broker to have decided; one never asked to commit is aborted.

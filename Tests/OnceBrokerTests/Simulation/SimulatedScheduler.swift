@@ -1,6 +1,7 @@
 import Dispatch
 import NIOConcurrencyHelpers
 import NIOCore
+@testable import OnceBroker
 import OnceCore
 
 /// The simulator's one job queue: every job the broker enqueues, a task's next slice (it is the
@@ -13,12 +14,20 @@ import OnceCore
 ///
 /// Event-loop callbacks of one loop run in the order they were enqueued (NIO's guarantee), so the
 /// runnable set is the oldest callback of each loop plus every task job. A scheduled callback is
-/// runnable once the simulated clock reaches it; when nothing else can run the clock jumps there.
-final class SimulatedScheduler: TaskExecutor, @unchecked Sendable {
+/// runnable once the simulated clock reaches it; when nothing else can run the clock jumps to the
+/// next one a request waits on (a long poll, a linger, a SASL delay).
+///
+/// It is also the broker's `BrokerTimers`: a request's timer joins its connection's loop, and
+/// the broker's periodic work (the group coordinator's ticks, the transaction timeout check,
+/// snapshots, expiry, retention) fires on a loop of its own. The clock never jumps for periodic
+/// work alone: it fires when the simulation moves the clock on, or a request's timer does, so a
+/// seed decides when time passes, and an idle broker is idle even though its ticks are armed.
+final class SimulatedScheduler: TaskExecutor, BrokerTimers, @unchecked Sendable {
     private struct Timer {
         var due: Int64
         var order: Int
         var loop: Int
+        var periodic: Bool
         var work: () -> Void
     }
 
@@ -36,10 +45,14 @@ final class SimulatedScheduler: TaskExecutor, @unchecked Sendable {
     private(set) var picks: [String] = []
     var recordsPicks = false
 
+    /// The loop the broker's periodic work runs on.
+    private let periodicLoop = 0
+
     init(seed: UInt64, clock: SimulatedClock) {
         // A stream of its own, so the number of jobs does not shift the clients' choices.
         rng = SplitMix64(seed: seed ^ 0x5bd1_e995_a3b6_4c1f)
         self.clock = clock
+        loops.append([])
     }
 
     func makeLoop() -> SimulatedEventLoop {
@@ -58,13 +71,27 @@ final class SimulatedScheduler: TaskExecutor, @unchecked Sendable {
         lock.withLock { loops[loop].append(work) }
     }
 
-    func schedule(on loop: Int, afterMs delay: Int64, _ work: @escaping () -> Void) -> Int {
+    func schedule(on loop: Int, afterMs delay: Int64, periodic: Bool = false, _ work: @escaping () -> Void) -> Int {
         lock.withLock {
             nextTimer += 1
-            timers[nextTimer] = Timer(due: clock.now + max(0, delay), order: nextTimer, loop: loop, work: work)
+            timers[nextTimer] = Timer(due: clock.now + max(0, delay), order: nextTimer, loop: loop, periodic: periodic, work: work)
             return nextTimer
         }
     }
+
+    func schedule(afterMs delayMs: Int64, on eventLoop: (any EventLoop)?, _ work: @escaping @Sendable () -> Void) -> BrokerTimer {
+        let timer: Int
+        if let loop = eventLoop as? SimulatedEventLoop {
+            timer = schedule(on: loop.id, afterMs: delayMs, work)
+        } else {
+            precondition(eventLoop == nil, "a broker timer on an event loop the simulator does not run")
+            timer = schedule(on: periodicLoop, afterMs: delayMs, periodic: true, work)
+        }
+        return BrokerTimer { [self] in _ = cancel(timer: timer) }
+    }
+
+    /// How many periodic timers have fired, for tests that show the broker's own timers ran.
+    private(set) var periodicFired = 0
 
     /// False when the timer already ran.
     func cancel(timer: Int) -> Bool {
@@ -83,12 +110,14 @@ final class SimulatedScheduler: TaskExecutor, @unchecked Sendable {
             let now = clock.now
             for (id, timer) in timers.sorted(by: { $0.key < $1.key }) where timer.due <= now {
                 timers[id] = nil
+                if timer.periodic { periodicFired += 1 }
                 loops[timer.loop].append(timer.work)
             }
             let ready = loops.indices.filter { !loops[$0].isEmpty }
             let count = tasks.count + ready.count
             if count == 0 {
-                guard let next = timers.values.min(by: { ($0.due, $0.order) < ($1.due, $1.order) }) else { return nil }
+                guard let next = timers.values.filter({ !$0.periodic }).min(by: { ($0.due, $0.order) < ($1.due, $1.order) })
+                else { return nil }
                 clock.advance(by: next.due - now)
                 timers[next.order] = nil
                 return .loop(next.loop, next.work)
@@ -124,7 +153,7 @@ final class SimulatedScheduler: TaskExecutor, @unchecked Sendable {
         }
     }
 
-    /// Runs every job there is, timers included.
+    /// Runs every job there is, the timers requests wait on included.
     func runUntilIdle() {
         while runOne() {}
     }
@@ -136,9 +165,9 @@ final class SimulatedScheduler: TaskExecutor, @unchecked Sendable {
         }
     }
 
-    /// Whether any job or timer is left.
+    /// Whether any job or timer is left, the broker's periodic timers aside.
     var isIdle: Bool {
-        lock.withLock { tasks.isEmpty && loops.allSatisfy(\.isEmpty) && timers.isEmpty }
+        lock.withLock { tasks.isEmpty && loops.allSatisfy(\.isEmpty) && timers.values.allSatisfy(\.periodic) }
     }
 }
 

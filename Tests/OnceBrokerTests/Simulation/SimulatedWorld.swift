@@ -73,15 +73,25 @@ final class SimulatedWorld {
         config.storage = .memory
         config.flushPolicy = flushPolicy
         config.autoCreateTopics = false
-        // A downgraded group parks classic JoinGroups until its rebalance timer fires, and the
-        // simulation runs no group timers; upgrades and mixed groups are what it exercises.
+        // A downgraded group parks classic JoinGroups until its rebalance timer fires, which the
+        // group coordinator's tick finds only when the clock moves on; upgrades and mixed groups
+        // are what it exercises.
         config.groupConsumerMigrationPolicy = .upgrade
+        // Often enough that a run takes several snapshots (the default is 30 s).
+        config.producerSnapshotIntervalMs = Self.snapshotIntervalMs
         var logger = Logger(label: "simulation")
         logger.logLevel = .critical
-        return try Broker(
+        let broker = try Broker(
             config: config, storage: storage, clusterId: "simulation", logger: logger,
-            runtime: BrokerRuntime(clock: { clock.now }, random: random, taskExecutor: scheduler))
+            runtime: BrokerRuntime(
+                clock: { clock.now }, random: random, taskExecutor: scheduler, timers: scheduler, io: .inline,
+                administration: .inline))
+        // The same periodic work `BrokerService` starts, on the scheduler's simulated time.
+        _ = try broker.startPeriodicWork()
+        return broker
     }
+
+    static let snapshotIntervalMs: Int64 = 3_000
 
     /// A new process: a new scheduler (the old one's jobs die with the old process) and new
     /// connections.
@@ -110,23 +120,17 @@ final class SimulatedWorld {
     /// The picks of the whole run so far.
     var allPicks: [String] { picks + scheduler.picks }
 
-    /// The broker's periodic work at the current simulated time (the transaction timeout check's
-    /// task, the group coordinator's session timer), racing whatever is in flight.
-    func tick(snapshot: Bool) async throws {
-        let broker = broker
-        let done = NIOLockedValueBox<Result<Void, any Error>?>(nil)
-        broker.runtime.task(on: connection("timers")) {
-            try await broker.transactions.checkTimeouts(now: broker.clock())
-        }.whenComplete { result in done.withLockedValue { $0 = result } }
-        // The group coordinator's session timer fires on its event loop meanwhile.
-        connection("timers").execute { broker.groups.tick() }
-        scheduler.run { done.withLockedValue { $0 } != nil }
-        try done.withLockedValue { $0 }!.get()
-        if snapshot {
-            broker.snapshotCoordinators()
-            // Producer state too, so a restart loads a snapshot a later cleaner pass outdated.
-            broker.producers.snapshotAll()
-        }
+    /// Moves the clock on and lets the broker's timers that came due fire (the transaction
+    /// timeout check, the group coordinator's ticks, snapshots), racing whatever is in flight.
+    func advanceClock(by milliseconds: Int64) {
+        clock.advance(by: milliseconds)
+        scheduler.runReady()
+    }
+
+    /// The transactional ids the coordinator's latest snapshot holds.
+    func snapshottedTransactionalIds() throws -> Set<String> {
+        guard let bytes = try storage.readState(named: TransactionService.snapshotName) else { return [] }
+        return Set(try TransactionLogSnapshot(decoding: bytes).transactions.map(\.transactionalId))
     }
 
     /// An encoded request, ready to be delivered now, later, or twice.
