@@ -170,6 +170,10 @@ public struct BrokerConfig: Sendable {
     /// `broker.heartbeat.interval.ms`); several beats fit in a session so one slow beat is no death.
     /// Default: 2000.
     public var brokerHeartbeatIntervalMs: Int64 = 2000
+    /// Committed batches each postgres-engine partition keeps in memory; older reads are queries.
+    /// Per partition, so one busy partition never evicts the tail another partition's consumers
+    /// read (Kafka's nearest: none, it leaves this to the OS page cache). Default: 1 MiB.
+    public var postgresCacheBytes: Int = 1 << 20
 }
 
 /// A `host:port` pair as given on the command line.

@@ -1,6 +1,11 @@
 import KafkaProtocol
 import NIOCore
+import Dispatch
+import OncePostgres
 import OnceStorage
+
+/// Where Fetch reads that may wait for the database run (see `readFetch(_:refused:on:)`).
+private let fetchDatabaseReads = DispatchQueue(label: "once.fetch.database-reads", attributes: .concurrent)
 
 /// Fetch: whole stored batches from each partition, up to the high watermark (read_uncommitted) or
 /// the last stable offset (read_committed), long-polling until `minBytes` arrive or `maxWaitMs` passes.
@@ -41,7 +46,25 @@ extension Broker {
     private func fetchRound(
         _ req: FetchRequest, _ request: Request, refused: Set<String>, deadline: NIODeadline
     ) -> EventLoopFuture<FetchRound> {
-        let round = readFetch(req, refused: refused)
+        readFetch(req, refused: refused, on: request.eventLoop).flatMap { round in
+            self.answerOrPark(round, req, request, refused: refused, deadline: deadline)
+        }
+    }
+
+    /// The postgres engine may read from the database, which blocks: that read runs on a thread
+    /// of its own, so the event loop keeps serving its other connections (a slow read of one
+    /// partition never stalls a Produce on another). The engines that read from memory or a file's
+    /// page cache read in place, as a hop would cost more than the read.
+    private func readFetch(_ req: FetchRequest, refused: Set<String>, on eventLoop: any EventLoop) -> EventLoopFuture<FetchRound> {
+        guard storage is PostgresLogStorage else { return eventLoop.makeSucceededFuture(readFetch(req, refused: refused)) }
+        let promise = eventLoop.makePromise(of: FetchRound.self)
+        fetchDatabaseReads.async { promise.succeed(self.readFetch(req, refused: refused)) }
+        return promise.futureResult
+    }
+
+    private func answerOrPark(
+        _ round: FetchRound, _ req: FetchRequest, _ request: Request, refused: Set<String>, deadline: NIODeadline
+    ) -> EventLoopFuture<FetchRound> {
         if round.bytes >= Int(req.minBytes) || round.failed || request.eventLoop.now >= deadline {
             metrics.recordBytesFetched(round.bytes)
             for (topic, bytes) in round.bytesByTopic { metrics.topicFetched(topic, bytes: bytes) }
