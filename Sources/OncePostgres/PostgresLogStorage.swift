@@ -27,9 +27,10 @@ public final class PostgresLogStorage: LogStorage {
     let reader: PostgresReader
     let cacheBytes: Int
     let cacheStats = PostgresCacheStats()
+    let cleaner: PostgresCleaner
     let nodeId: Int32
     package let schema: String
-    private let logger: Logger
+    let logger: Logger
     private let topicsByName = Mutex<[String: Topic]>([:])
 
     /// Recorded with each lease for the brokers that will renew and take over leases; a single
@@ -54,6 +55,7 @@ public final class PostgresLogStorage: LogStorage {
         self.cacheBytes = cacheBytes
         committer = PostgresCommitter(url: url, schema: schema, nodeId: nodeId, logger: logger)
         reader = PostgresReader(url: url, schema: schema, logger: logger)
+        cleaner = PostgresCleaner(url: url, schema: schema, logger: logger)
         committer.start()
         reader.start()
         do {
@@ -413,6 +415,7 @@ public final class PostgresLogStorage: LogStorage {
 
     /// Commits what is queued and closes the connection.
     public func close() throws {
+        cleaner.stop()
         reader.stop()
         committer.stop()
     }

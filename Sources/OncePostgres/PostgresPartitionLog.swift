@@ -1,5 +1,6 @@
 import KafkaProtocol
 import NIOCore
+import OnceCore
 import OnceStorage
 import Synchronization
 
@@ -52,10 +53,18 @@ final class PostgresPartitionLog: PartitionLog {
         var fenced = false
         var deleted = false
         var waiters: [(end: Int64, done: @Sendable (Result<Void, any Error>) -> Void)] = []
+        /// Where the cleaner's last pass here ended, and when the earliest horizon it stamped
+        /// passes. Not stored: a new leader's first pass starts over from the log start, due at
+        /// once, as the file engine treats a checkpoint that predates horizons.
+        var firstDirtyOffset: Int64 = 0
+        var earliestDeleteHorizonMs: Int64 = .min
 
         var logStart: Int64 { max(segments[0].baseOffset, startFloor) }
     }
     let state: Mutex<State>
+    /// Whom the cleaner tells of the abort markers it removes; held from the telling through the
+    /// commit, as the other engines hold it through their swap.
+    let abortMarkerRemoval = Mutex<(@Sendable ([CleaningPlan.AbortMarker]) -> Void)?>(nil)
 
     init(
         topic: String, partition: Int32, config: TopicConfig, stored: Stored = Stored(), leaderEpoch: Int32,

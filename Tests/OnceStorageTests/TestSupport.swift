@@ -66,9 +66,8 @@ enum Engine: String, CaseIterable, CustomTestStringConvertible, Sendable {
 
     var testDescription: String { rawValue }
 
-    /// The engines with a log cleaner. The PostgreSQL engine keeps compacted topics uncleaned
-    /// for now (README, "PostgreSQL storage").
-    static let compacting: [Engine] = [.memory, .file, .fileOneHandle]
+    /// The engines with a log cleaner: all of them.
+    static let compacting: [Engine] = allCases
 
     /// Runs `body` against a fresh storage of this engine and closes it afterwards.
     func with<R>(_ body: (any LogStorage) throws -> R) throws -> R {
