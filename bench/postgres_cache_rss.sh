@@ -30,6 +30,7 @@ start() {
   wait_port 19261 || { echo "the broker did not start"; exit 1; }
 }
 start
+echo "empty broker rss_mb=$(rss_mb $bp)"
 topic="pgrss-$RANDOM"
 "$bench" P 127.0.0.1:19261 "$topic" "$count" 1000 idem >/dev/null 2>&1 || { echo "produce failed"; exit 1; }
 echo "after produce rss_mb=$(rss_mb $bp)"
@@ -37,6 +38,7 @@ kill -9 $bp; wait $bp 2>/dev/null
 t0=$(date +%s.%N); start; t1=$(date +%s.%N)
 sleep 2
 echo "after restart rss_mb=$(rss_mb $bp) start_s=$(python3 -c "print(f'{$t1-$t0:.2f}')")"
+curl -s http://127.0.0.1:19262/metrics | grep -E "^once_postgres_(cache|batches)" | tr '\n' ' '; echo
 line=$("$bench" C 127.0.0.1:19261 "$topic" "$count" read_uncommitted 2>/dev/null | tail -1)
 echo "after reading all from the start rss_mb=$(rss_mb $bp) consumer: $line"
 curl -s http://127.0.0.1:19262/metrics | grep -E "^once_postgres_(cache|batches|round)" || true
