@@ -198,6 +198,10 @@ public struct BrokerConfig: Sendable {
         tuning.requestTimeout = .milliseconds(postgresRequestTimeoutMs)
         return tuning
     }
+    /// Committed batches each postgres-engine partition keeps in memory; older reads are queries.
+    /// Per partition, so one busy partition never evicts the tail another partition's consumers
+    /// read (Kafka's nearest: none, it leaves this to the OS page cache). Default: 1 MiB.
+    public var postgresCacheBytes: Int = 1 << 20
 }
 
 /// A `host:port` pair as given on the command line.

@@ -71,7 +71,8 @@ public struct BrokerService: Service {
             clusterId = ClusterIdentity.random()
         case .postgres:
             let postgres = try PostgresLogStorage(
-                url: config.postgresURL ?? "", nodeId: config.nodeId, tuning: config.postgresTuning, logger: logger)
+                url: config.postgresURL ?? "", nodeId: config.nodeId, tuning: config.postgresTuning,
+                cacheBytes: config.postgresCacheBytes, logger: logger)
             storage = postgres
             clusterId = try ClusterIdentity.loadOrCreate(in: postgres)
             let cluster = DatabaseCluster(

@@ -14,8 +14,10 @@ import Synchronization
 /// node holding the partition's lease at the epoch it took; a broker that takes a lease later (at
 /// a higher epoch) makes the older holder's writes land nowhere.
 ///
-/// Every open partition's batches are also held in memory, loaded at start, so reads never wait
-/// for the database; retention bounds that as it bounds the table.
+/// A partition holds in memory only its uncommitted batches and the newest committed ones within
+/// `cacheBytes`; older reads are queries on a reader connection of their own (see
+/// `PostgresPartitionLog`), and opening a partition reads its bounds and segment summaries, never
+/// its batches.
 public final class PostgresLogStorage: LogStorage {
     private struct Topic {
         var metadata: TopicMetadata
@@ -23,9 +25,13 @@ public final class PostgresLogStorage: LogStorage {
     }
 
     let committer: PostgresCommitter
+    let reader: PostgresReader
+    let cacheBytes: Int
+    let cacheStats = PostgresCacheStats()
+    let cleaner: PostgresCleaner
     let nodeId: Int32
     package let schema: String
-    private let logger: Logger
+    let logger: Logger
     private let topicsByName = Mutex<[String: Topic]>([:])
     /// Each opened partition's leader epoch history (see `PostgresLogStorage+LeaderEpochs`).
     let leaderEpochs = Mutex<[TopicPartitionKey: LeaderEpochHistory]>([:])
@@ -39,19 +45,39 @@ public final class PostgresLogStorage: LogStorage {
     /// placement moves them by hand-off, so starting a broker does not take leadership of all.
     /// - Parameter schema: the PostgreSQL schema holding the tables, so one database can hold
     ///   several independent clusters (the tests use one each).
-    public init(url: String, nodeId: Int32, schema: String = "once", tuning: PostgresTuning = .init(), logger: Logger) throws {
+    /// - Parameter cacheBytes: committed batches each partition keeps in memory (see
+    ///   `--postgres-cache-bytes`).
+    public init(
+        url: String, nodeId: Int32, schema: String = "once", tuning: PostgresTuning = .init(),
+        cacheBytes: Int = PostgresLogStorage.defaultCacheBytes, logger: Logger
+    ) throws {
         self.nodeId = nodeId
         self.schema = schema
         self.logger = logger
+        self.cacheBytes = cacheBytes
         leaseMs = tuning.leaseLength.wholeMilliseconds
         committer = PostgresCommitter(url: url, schema: schema, nodeId: nodeId, tuning: tuning, logger: logger)
+        reader = PostgresReader(url: url, schema: schema, logger: logger)
+        cleaner = PostgresCleaner(url: url, schema: schema, logger: logger)
         committer.start()
+        reader.start()
         do {
             try load()
         } catch {
+            reader.stop()
             committer.stop()
             throw error
         }
+    }
+
+    /// Per partition, the committed batches kept in memory: one Fetch's `max.partition.fetch.bytes`
+    /// (Kafka's default), so a consumer at the tail reads without a query.
+    public static let defaultCacheBytes = 1 << 20
+
+    /// Bytes of batches the partitions hold in memory, reads that went to the table and the
+    /// batches those brought back.
+    public var cacheCounts: (bytes: Int, misses: Int, batchesRead: Int) {
+        (cacheStats.cachedBytes, cacheStats.missCount, cacheStats.batchesRead)
     }
 
     /// Makes the next `rounds` append rounds lose their answer after committing (for tests).
@@ -77,9 +103,8 @@ public final class PostgresLogStorage: LogStorage {
 
     private struct LoadedTopic: Sendable {
         var metadata: TopicMetadata
-        var bounds: [Int32: (start: Int64, end: Int64)]
+        var stored: [Int32: PostgresPartitionLog.Stored]
         var epochs: [Int32: Int32]
-        var batches: [Int32: [[UInt8]]]
     }
 
     private func load() throws {
@@ -93,11 +118,12 @@ public final class PostgresLogStorage: LogStorage {
                 let metadata = TopicMetadata(
                     name: name, id: Self.uuid(rows.bytes(row, 1)), partitionCount: rows.binaryInt32(row, 2),
                     configs: Self.configs(binaryTextArray: rows.bytes(row, 3)))
-                topics[name] = LoadedTopic(metadata: metadata, bounds: [:], epochs: [:], batches: [:])
+                topics[name] = LoadedTopic(metadata: metadata, stored: [:], epochs: [:])
             }
             let bounds = try c.query("SELECT topic, partition, log_start_offset, log_end_offset FROM partition_state")
             for row in 0..<bounds.count {
-                topics[bounds.text(row, 0)]?.bounds[Int32(bounds.int(row, 1))] = (bounds.int(row, 2), bounds.int(row, 3))
+                topics[bounds.text(row, 0)]?.stored[Int32(bounds.int(row, 1))] = .init(
+                    logStart: bounds.int(row, 2), logEnd: bounds.int(row, 3))
             }
             let all = topics.values.flatMap { t in (0..<t.metadata.partitionCount).map { (t.metadata.name, $0) } }
             let leases = try c.query(
@@ -106,11 +132,12 @@ public final class PostgresLogStorage: LogStorage {
             for row in 0..<leases.count {
                 topics[leases.text(row, 0)]?.epochs[Int32(leases.int(row, 1))] = Int32(leases.int(row, 2))
             }
-            let batches = try c.query(
-                "SELECT topic, partition, bytes FROM batches ORDER BY topic, partition, base_offset", binaryResults: true)
-            for row in 0..<batches.count {
-                let name = String(decoding: batches.bytes(row, 0), as: UTF8.self)
-                topics[name]?.batches[batches.binaryInt32(row, 1), default: []].append(batches.bytes(row, 2))
+            for (name, topic) in topics {
+                let segmentBytes = (try? TopicConfig(overrides: topic.metadata.configs))?.segmentBytes ?? TopicConfig().segmentBytes
+                for (p, stored) in topic.stored {
+                    topics[name]!.stored[p]!.segments = try Self.segments(
+                        c, name, p, from: stored.logStart, segmentBytes: segmentBytes)
+                }
             }
             return (Array(topics.values), try Self.loadLeaderEpochs(c))
         }
@@ -119,8 +146,7 @@ public final class PostgresLogStorage: LogStorage {
         for t in loaded {
             let config = try TopicConfig(overrides: t.metadata.configs)
             let logs = try (0..<t.metadata.partitionCount).map { p in
-                try open(t.metadata.name, p, config: config, bounds: t.bounds[p] ?? (0, 0),
-                    epoch: t.epochs[p] ?? 0, batches: t.batches[p] ?? [])
+                open(t.metadata.name, p, config: config, stored: t.stored[p] ?? .init(), epoch: t.epochs[p] ?? 0)
             }
             opened[t.metadata.name] = Topic(metadata: t.metadata, partitions: logs)
         }
@@ -128,25 +154,42 @@ public final class PostgresLogStorage: LogStorage {
         logger.info("postgres storage loaded", metadata: ["topics": "\(opened.count)", "node": "\(nodeId)"])
     }
 
-    /// Rebuilds a partition's cache from its stored batches, which must be contiguous.
     private func open(
-        _ topic: String, _ partition: Int32, config: TopicConfig, bounds: (start: Int64, end: Int64), epoch: Int32,
-        batches: [[UInt8]]
-    ) throws -> PostgresPartitionLog {
-        let first = batches.first.flatMap { try? RecordBatchHeader(reading: ByteBuffer(bytes: $0), at: 0) }
-        let cache = MemoryPartitionLog(topic: topic, partition: partition, config: config, baseOffset: first?.baseOffset ?? bounds.end)
-        for bytes in batches {
-            let buffer = ByteBuffer(bytes: bytes)
-            let expected = try RecordBatchHeader(reading: buffer, at: 0).baseOffset
-            let result = try cache.append(buffer)
-            guard result.baseOffset == expected else {
-                throw StorageError.corrupt("\(topic)-\(partition): batch at \(expected) stored after offset \(result.baseOffset)")
-            }
+        _ topic: String, _ partition: Int32, config: TopicConfig, stored: PostgresPartitionLog.Stored, epoch: Int32
+    ) -> PostgresPartitionLog {
+        PostgresPartitionLog(
+            topic: topic, partition: partition, config: config, stored: stored, leaderEpoch: epoch,
+            committer: committer, reader: reader, cacheBytes: cacheBytes, stats: cacheStats)
+    }
+
+    /// A partition's segment summaries from the table in one query that sends no batch: the rows
+    /// from `start` on, cut every `segmentBytes` in offset order, each with its size, largest
+    /// timestamp and the first batch that carries it. The database scans the partition's rows;
+    /// the broker receives one row per segment.
+    static func segments(
+        _ c: PostgresConnection, _ topic: String, _ partition: Int32, from start: Int64, segmentBytes: Int
+    ) throws -> [SegmentSummary] {
+        let rows = try c.query(
+            """
+            WITH x AS (
+                SELECT base_offset, max_timestamp, octet_length(bytes) AS size,
+                    (sum(octet_length(bytes)) OVER (ORDER BY base_offset) - octet_length(bytes)) / $3 AS segment
+                FROM batches WHERE topic = $1 AND partition = $2 AND last_offset >= $4),
+            y AS (SELECT *, max(max_timestamp) OVER (PARTITION BY segment) AS top FROM x)
+            SELECT min(base_offset), sum(size)::bigint, max(top), min(base_offset) FILTER (WHERE max_timestamp = top)
+            FROM y GROUP BY segment ORDER BY 1
+            """,
+            [.string(topic), .int32(partition), .int64(Int64(max(1, segmentBytes))), .int64(start)])
+        let now = wallClockMillis()
+        return (0..<rows.count).map { row in
+            let top = rows.int(row, 2)
+            return SegmentSummary(
+                baseOffset: rows.int(row, 0), size: Int(rows.int(row, 1)), maxTimestamp: top,
+                offsetOfMaxTimestamp: top >= 0 ? rows.int(row, 3) : -1, firstAppendMs: nil,
+                // When the batches carry no timestamps, their age counts from now: retention
+                // then never deletes what an earlier leader wrote sooner than it would have.
+                lastAppendMs: now)
         }
-        if bounds.start > cache.logStartOffset && bounds.start <= cache.logEndOffset {
-            _ = try cache.advanceLogStart(to: bounds.start)
-        }
-        return PostgresPartitionLog(topic: topic, partition: partition, cache: cache, leaderEpoch: epoch, committer: committer)
     }
 
     /// Takes a partition's lease at one epoch more, in one transaction, if its lease expired or its
@@ -156,7 +199,8 @@ public final class PostgresLogStorage: LogStorage {
     public func takeOver(topic: String, partition: Int32, sessionTimeoutMs: Int64) throws -> Int32? {
         guard let metadata = self.topic(named: topic), partition < metadata.partitionCount else { return nil }
         let nodeId = self.nodeId
-        let taken = try committer.run { c -> (Int32, (Int64, Int64), [[UInt8]], LeaderEpochHistory)? in
+        let segmentBytes = (try? TopicConfig(overrides: metadata.configs))?.segmentBytes ?? TopicConfig().segmentBytes
+        let taken = try committer.run { c -> (Int32, PostgresPartitionLog.Stored, LeaderEpochHistory)? in
             try c.execute("BEGIN")
             do {
                 let lease = try c.query(
@@ -178,23 +222,19 @@ public final class PostgresLogStorage: LogStorage {
                 let bounds = try c.query(
                     "SELECT log_start_offset, log_end_offset FROM partition_state WHERE topic = $1 AND partition = $2",
                     [.string(topic), .int32(partition)])
-                let batches = try c.query(
-                    "SELECT bytes FROM batches WHERE topic = $1 AND partition = $2 ORDER BY base_offset",
-                    [.string(topic), .int32(partition)], binaryResults: true)
+                var stored = PostgresPartitionLog.Stored()
+                if bounds.count == 1 { (stored.logStart, stored.logEnd) = (bounds.int(0, 0), bounds.int(0, 1)) }
+                stored.segments = try Self.segments(c, topic, partition, from: stored.logStart, segmentBytes: segmentBytes)
                 try c.execute("COMMIT")
-                return (
-                    Int32(lease.int(0, 0)), bounds.count == 1 ? (bounds.int(0, 0), bounds.int(0, 1)) : (0, 0),
-                    (0..<batches.count).map { batches.bytes($0, 0) }, history)
+                return (Int32(lease.int(0, 0)), stored, history)
             } catch {
                 try? c.execute("ROLLBACK")
                 throw error
             }
         }
-        guard let (epoch, bounds, batches, history) = taken else { return nil }
+        guard let (epoch, stored, history) = taken else { return nil }
         setLeaderEpochs([TopicPartitionKey(topic, partition): history])
-        let log = try open(
-            topic, partition, config: try TopicConfig(overrides: metadata.configs), bounds: bounds, epoch: epoch,
-            batches: batches)
+        let log = open(topic, partition, config: try TopicConfig(overrides: metadata.configs), stored: stored, epoch: epoch)
         topicsByName.withLock { topics in
             guard topics[topic]?.metadata.id == metadata.id, Int(partition) < topics[topic]?.partitions.count ?? 0 else { return }
             topics[topic]!.partitions[Int(partition)] = log
@@ -257,7 +297,7 @@ public final class PostgresLogStorage: LogStorage {
                 }
                 if topic.metadata.configs != metadata.configs {
                     topic.metadata.configs = metadata.configs
-                    for log in topic.partitions { log.cache.updateConfig(config) }
+                    for log in topic.partitions { log.updateConfig(config) }
                 }
                 topics[metadata.name] = topic
             }
@@ -266,9 +306,7 @@ public final class PostgresLogStorage: LogStorage {
     }
 
     private func unled(_ topic: String, _ partition: Int32, _ config: TopicConfig) -> PostgresPartitionLog {
-        PostgresPartitionLog(
-            topic: topic, partition: partition, cache: MemoryPartitionLog(topic: topic, partition: partition, config: config),
-            leaderEpoch: -1, committer: committer)
+        open(topic, partition, config: config, stored: .init(), epoch: -1)
     }
 
     @discardableResult
@@ -289,11 +327,7 @@ public final class PostgresLogStorage: LogStorage {
             return try Self.addPartitionRows(c, nodeId: nodeId, leaseMs: leaseMs, topic: name, from: 0, to: partitions)
         }
         startLeaderEpochs(topic: name, epochs)
-        let logs = (0..<partitions).map { p in
-            PostgresPartitionLog(
-                topic: name, partition: p, cache: MemoryPartitionLog(topic: name, partition: p, config: config),
-                leaderEpoch: epochs[p] ?? 0, committer: committer)
-        }
+        let logs = (0..<partitions).map { p in open(name, p, config: config, stored: .init(), epoch: epochs[p] ?? 0) }
         return try topicsByName.withLock { topics in
             // A heartbeat's sync may have opened it from the row just committed, unled.
             guard topics[name] == nil || topics[name]?.metadata.id == metadata.id else { throw StorageError.topicExists(name) }
@@ -357,9 +391,7 @@ public final class PostgresLogStorage: LogStorage {
             guard var topic = topics[name] else { throw StorageError.unknownTopic(name) }
             // A heartbeat's sync may have opened the new partitions already, unled: ours replace them.
             topic.partitions = Array(topic.partitions.prefix(Int(current.partitionCount))) + (current.partitionCount..<count).map { p in
-                PostgresPartitionLog(
-                    topic: name, partition: p, cache: MemoryPartitionLog(topic: name, partition: p, config: config),
-                    leaderEpoch: epochs[p] ?? 0, committer: committer)
+                open(name, p, config: config, stored: .init(), epoch: epochs[p] ?? 0)
             }
             topic.metadata.partitionCount = count
             topics[name] = topic
@@ -378,7 +410,7 @@ public final class PostgresLogStorage: LogStorage {
             guard var topic = topics[name] else { throw StorageError.unknownTopic(name) }
             topic.metadata.configs = configs
             topics[name] = topic
-            for log in topic.partitions { log.cache.updateConfig(config) }
+            for log in topic.partitions { log.updateConfig(config) }
             return topic.metadata
         }
     }
@@ -399,7 +431,12 @@ public final class PostgresLogStorage: LogStorage {
     }
 
     /// Commits what is queued and closes the connection.
+    /// Reads below a partition's cached tail are queries.
+    public var readsMayWait: Bool { true }
+
     public func close() throws {
+        cleaner.stop()
+        reader.stop()
         committer.stop()
     }
 

@@ -7,11 +7,11 @@ import NIOCore
 package struct BatchFrame: Sendable, Equatable {
     /// Position of the batch relative to the buffer or file it was read from.
     package var position: Int
-    var baseOffset: Int64
+    package var baseOffset: Int64
     /// Whole batch size, including the offset and length fields.
-    var size: Int
-    var lastOffsetDelta: Int32
-    var maxTimestamp: Int64
+    package var size: Int
+    package var lastOffsetDelta: Int32
+    package var maxTimestamp: Int64
 
     var lastOffset: Int64 { baseOffset + Int64(lastOffsetDelta) }
     var nextOffset: Int64 { lastOffset + 1 }

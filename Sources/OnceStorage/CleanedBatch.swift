@@ -4,10 +4,10 @@ import OnceCore
 
 /// A stored batch as the cleaning plan sees it, and as a plan's outcome leaves it: shared by every
 /// engine, so each writes exactly the bytes the others would.
-enum CleanedBatch {
+package enum CleanedBatch {
     /// The plan's view of a batch. With `withRecords` false a data batch's records are left out
     /// (the transaction scan needs only headers), so compressed batches are not inflated for it.
-    static func planBatch(_ header: RecordBatchHeader, bytes: ByteBuffer, withRecords: Bool = true) throws -> CleaningPlan.Batch {
+    package static func planBatch(_ header: RecordBatchHeader, bytes: ByteBuffer, withRecords: Bool = true) throws -> CleaningPlan.Batch {
         let kind: CleaningPlan.Kind
         var records: [Record] = []
         if header.isControl {
@@ -31,7 +31,7 @@ enum CleanedBatch {
     }
 
     /// The batch as the outcome leaves it; nil when it goes.
-    static func apply(_ outcome: CleaningPlan.Outcome, to batch: ByteBuffer) throws -> ByteBuffer? {
+    package static func apply(_ outcome: CleaningPlan.Outcome, to batch: ByteBuffer) throws -> ByteBuffer? {
         switch outcome {
         case .keep:
             return batch

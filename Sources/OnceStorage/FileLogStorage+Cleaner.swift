@@ -45,7 +45,7 @@ public protocol LogCleaning: Sendable {
 }
 
 extension CleanerStatsBox {
-    func record(_ report: CleaningReport, topic: String, partition: Int32) {
+    package func record(_ report: CleaningReport, topic: String, partition: Int32) {
         value.withLock { stats in
             stats.bytesRead += Int64(report.bytesRead)
             stats.bytesWritten += Int64(report.bytesWritten)
@@ -60,8 +60,10 @@ extension CleanerStatsBox {
 }
 
 /// One place for the stats, so a scrape never waits on a pass.
-final class CleanerStatsBox: Sendable {
-    let value = Mutex(CleanerStats())
+package final class CleanerStatsBox: Sendable {
+    package let value = Mutex(CleanerStats())
+
+    package init() {}
 }
 
 extension FileLogStorage: LogCleaning {

@@ -342,13 +342,13 @@ public final class FileLogStorage: LogStorage {
 
 /// The `.interval` policy's clock: a dispatch timer on its own serial queue, so the fsyncs it
 /// triggers run on that queue's thread.
-final class FlushTimer: @unchecked Sendable {
+package final class FlushTimer: @unchecked Sendable {
     // A dispatch source is thread-safe; it is only not marked Sendable.
     private let source: any DispatchSourceTimer
 
     private let queue: DispatchQueue
 
-    init(every milliseconds: Int64, label: String = "once.storage.flusher", _ tick: @escaping @Sendable () -> Void) {
+    package init(every milliseconds: Int64, label: String = "once.storage.flusher", _ tick: @escaping @Sendable () -> Void) {
         queue = DispatchQueue(label: label)
         source = DispatchSource.makeTimerSource(queue: queue)
         let interval = DispatchTimeInterval.milliseconds(Int(milliseconds))
@@ -357,12 +357,12 @@ final class FlushTimer: @unchecked Sendable {
         source.resume()
     }
 
-    func cancel() {
+    package func cancel() {
         source.cancel()
     }
 
     /// Cancels and returns once a tick that is running has finished.
-    func cancelAndWait() {
+    package func cancelAndWait() {
         source.cancel()
         queue.sync {}
     }

@@ -20,6 +20,10 @@ public struct CleaningReport: Sendable, Equatable {
     public var peakStateBytes = 0
     /// Abort markers the pass removed, their transactions forgotten by the aborted index.
     public var abortMarkersRemoved = 0
+
+    package init(dirtyRatio: Double) {
+        self.dirtyRatio = dirtyRatio
+    }
 }
 
 /// Log compaction for the file engine. The rules come from `CleaningPlan`; this file reads the

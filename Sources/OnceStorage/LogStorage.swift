@@ -55,6 +55,9 @@ public protocol LogStorage: AnyObject, Sendable {
     /// replace the new leader's snapshot with one whose segments the new leader already deleted,
     /// or one that claims batches that never committed. Throws `StorageError.notLeader` then.
     func writeState(named name: String, _ bytes: [UInt8], describing log: any PartitionLog) throws
+    /// Whether a partition's reads may wait on something slower than memory or the page cache (a
+    /// database), so a Fetch reads off the event loop.
+    var readsMayWait: Bool { get }
 }
 
 extension LogStorage {
@@ -62,6 +65,8 @@ extension LogStorage {
     public func writeState(named name: String, _ bytes: [UInt8], describing log: any PartitionLog) throws {
         try writeState(named: name, bytes)
     }
+
+    public var readsMayWait: Bool { false }
 }
 
 /// One partition's append-only log of record batches.

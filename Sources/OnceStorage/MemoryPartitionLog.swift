@@ -54,21 +54,15 @@ package final class MemoryPartitionLog: PartitionLog {
     let flushPolicy: FlushPolicy
     private let clock: @Sendable () -> Int64
 
-    /// - Parameter baseOffset: where the log starts; an engine that keeps its batches elsewhere
-    ///   (PostgreSQL) rebuilds this cache from its first stored batch.
     package init(
-        topic: String, partition: Int32, config: TopicConfig, flushPolicy: FlushPolicy = .none, baseOffset: Int64 = 0,
+        topic: String, partition: Int32, config: TopicConfig, flushPolicy: FlushPolicy = .none,
         clock: @escaping @Sendable () -> Int64 = currentTimeMillis
     ) {
         self.topic = topic
         self.partition = partition
         self.flushPolicy = flushPolicy
         self.clock = clock
-        var state = State(config: config, segments: [Segment(baseOffset: baseOffset)])
-        state.logEndOffset = baseOffset
-        state.durableOffset = baseOffset
-        state.startFloor = baseOffset
-        self.state = Mutex(state)
+        self.state = Mutex(State(config: config, segments: [Segment(baseOffset: 0)]))
     }
 
     private init(topic: String, partition: Int32, flushPolicy: FlushPolicy, clock: @escaping @Sendable () -> Int64, state: State) {

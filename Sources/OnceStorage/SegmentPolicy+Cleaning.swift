@@ -2,7 +2,7 @@ extension SegmentPolicy {
     /// How many of the oldest segments (the last one active) a cleaner pass may take: sealed ones
     /// wholly below the high watermark (nothing a power loss may still erase is rewritten) and, by
     /// their largest timestamp, older than min.compaction.lag.ms.
-    static func cleanableSegmentCount(
+    package static func cleanableSegmentCount(
         baseOffsets: [Int64], maxTimestamps: [Int64], highWatermark: Int64, config: TopicConfig, nowMs: Int64
     ) -> Int {
         let lag = config.minCompactionLagMs
@@ -18,7 +18,7 @@ extension SegmentPolicy {
     /// min.cleanable.dirty.ratio, the oldest dirty record is older than max.compaction.lag.ms, or
     /// the earliest delete horizon an earlier pass stamped has passed (Kafka waits for the next pass
     /// the dirt triggers; a partition nobody writes to would keep its tombstones for ever).
-    static func cleaningIsDue(
+    package static func cleaningIsDue(
         cleanBytes: Int, dirtyBytes: Int, oldestDirtyTimestamp: Int64?, earliestDeleteHorizonMs: Int64,
         config: TopicConfig, nowMs: Int64
     ) -> Bool {

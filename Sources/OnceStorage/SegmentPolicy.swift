@@ -1,18 +1,24 @@
 /// Roll and retention decisions, shared by every engine so they delete and roll at the same
 /// points: the conformance suite checks one behaviour, not one per engine.
-enum SegmentPolicy {
+package enum SegmentPolicy {
     /// What retention needs to know about a segment.
-    struct Stats {
-        var sizeInBytes: Int
+    package struct Stats {
+        package var sizeInBytes: Int
         /// Largest batch max timestamp in the segment, -1 when none carries one.
-        var maxTimestamp: Int64
+        package var maxTimestamp: Int64
         /// Wall time of the last append, the fallback age when batches carry no timestamps.
-        var lastAppendMs: Int64
+        package var lastAppendMs: Int64
+
+        package init(sizeInBytes: Int, maxTimestamp: Int64, lastAppendMs: Int64) {
+            self.sizeInBytes = sizeInBytes
+            self.maxTimestamp = maxTimestamp
+            self.lastAppendMs = lastAppendMs
+        }
     }
 
     /// Whether the active segment must roll before `incomingBytes` more are appended. An empty
     /// segment never rolls, so a batch larger than segment.bytes still gets a home.
-    static func shouldRoll(
+    package static func shouldRoll(
         activeSize: Int, activeBaseOffset: Int64, firstAppendMs: Int64?, incomingBytes: Int,
         incomingLastOffset: Int64, config: TopicConfig, nowMs: Int64
     ) -> Bool {
@@ -24,7 +30,7 @@ enum SegmentPolicy {
     }
 
     /// Whether retention rolls an aged active segment (so a later pass can delete it).
-    static func activeSegmentAged(activeSize: Int, firstAppendMs: Int64?, config: TopicConfig, nowMs: Int64) -> Bool {
+    package static func activeSegmentAged(activeSize: Int, firstAppendMs: Int64?, config: TopicConfig, nowMs: Int64) -> Bool {
         guard activeSize > 0, let firstAppendMs else { return false }
         return nowMs - firstAppendMs > config.segmentMs
     }
@@ -32,7 +38,7 @@ enum SegmentPolicy {
     /// How many of the oldest segments (oldest first, the last one active) retention deletes.
     /// Time retention may include a non-empty active segment, in which case the caller rolls first
     /// so the partition keeps an (empty) active segment; size retention never counts the active one.
-    static func segmentsToDelete(_ segments: [Stats], config: TopicConfig, nowMs: Int64) -> Int {
+    package static func segmentsToDelete(_ segments: [Stats], config: TopicConfig, nowMs: Int64) -> Int {
         // A compact-only topic keeps its latest values however old: the cleaner shrinks it instead.
         guard !segments.isEmpty, config.deletesByRetention else { return 0 }
         var count = 0

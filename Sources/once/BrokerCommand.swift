@@ -106,6 +106,8 @@ struct BrokerCommand: AsyncParsableCommand {
 
     @Option(help: "postgres engine: how long one statement may go unanswered before the connection is dropped and reconnected, in ms (request.timeout.ms) [env: ONCE_POSTGRES_REQUEST_TIMEOUT_MS] (default: 30000)")
     var postgresRequestTimeoutMs: Int64?
+    @Option(help: "postgres engine: committed batches each partition keeps in memory, in bytes; older ones are read from the database (Kafka: none, the OS page cache) [env: ONCE_POSTGRES_CACHE_BYTES] (default: 1048576)")
+    var postgresCacheBytes: Int?
 
     @Option(help: "This broker's rack, reported in Metadata (broker.rack) [env: ONCE_BROKER_RACK]")
     var brokerRack: String?
@@ -306,6 +308,10 @@ struct BrokerCommand: AsyncParsableCommand {
                 throw ValidationError("--storage postgres acknowledges only committed writes; --flush must be always")
             }
             config.flushPolicy = .always
+        }
+        if let v = try setting(postgresCacheBytes, "ONCE_POSTGRES_CACHE_BYTES") {
+            guard v >= 0 else { throw ValidationError("--postgres-cache-bytes must not be negative") }
+            config.postgresCacheBytes = v
         }
         if let v = try setting(brokerSessionTimeoutMs, "ONCE_BROKER_SESSION_TIMEOUT_MS") { config.brokerSessionTimeoutMs = v }
         if let v = try setting(brokerHeartbeatIntervalMs, "ONCE_BROKER_HEARTBEAT_INTERVAL_MS") { config.brokerHeartbeatIntervalMs = v }

@@ -66,9 +66,8 @@ enum Engine: String, CaseIterable, CustomTestStringConvertible, Sendable {
 
     var testDescription: String { rawValue }
 
-    /// The engines with a log cleaner. The PostgreSQL engine keeps compacted topics uncleaned
-    /// for now (README, "PostgreSQL storage").
-    static let compacting: [Engine] = [.memory, .file, .fileOneHandle]
+    /// The engines with a log cleaner: all of them.
+    static let compacting: [Engine] = allCases
 
     /// Runs `body` against a fresh storage of this engine and closes it afterwards.
     func with<R>(_ body: (any LogStorage) throws -> R) throws -> R {
@@ -90,8 +89,10 @@ enum Engine: String, CaseIterable, CustomTestStringConvertible, Sendable {
 
     static var postgresURL: String? { ProcessInfo.processInfo.environment["ONCE_TEST_POSTGRES_URL"] }
 
-    /// A PostgreSQL engine over a fresh schema, and what removes it.
-    static func makePostgresStorage() throws -> (PostgresLogStorage, () -> Void) {
+    /// A PostgreSQL engine over a fresh schema, and what removes it. Its partitions keep no
+    /// committed batch in memory unless told otherwise, so every suite over it reads what
+    /// committed from the table.
+    static func makePostgresStorage(cacheBytes: Int = 1) throws -> (PostgresLogStorage, () -> Void) {
         let environment = ProcessInfo.processInfo.environment
         guard let url = environment["ONCE_TEST_POSTGRES_URL"], !url.isEmpty else {
             // CI starts the services, so there a missing database is a failure, not a skip.
@@ -99,7 +100,7 @@ enum Engine: String, CaseIterable, CustomTestStringConvertible, Sendable {
             try Test.cancel("ONCE_TEST_POSTGRES_URL is unset: source scripts/start-services.sh to run the postgres engine")
         }
         let schema = "test_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
-        let storage = try PostgresLogStorage(url: url, nodeId: 1, schema: schema, logger: quietLogger)
+        let storage = try PostgresLogStorage(url: url, nodeId: 1, schema: schema, cacheBytes: cacheBytes, logger: quietLogger)
         return (storage, {
             try? storage.close()
             try? PostgresLogStorage.dropSchema(url: url, schema: schema)

@@ -41,7 +41,25 @@ extension Broker {
     private func fetchRound(
         _ req: FetchRequest, _ request: Request, refused: Set<String>, deadlineMs: Int64
     ) -> EventLoopFuture<FetchRound> {
-        let round = readFetch(req, refused: refused)
+        readFetch(req, refused: refused, on: request.eventLoop).flatMap { round in
+            self.answerOrPark(round, req, request, refused: refused, deadlineMs: deadlineMs)
+        }
+    }
+
+    /// An engine whose reads may wait (the postgres engine's, from the database) reads on the
+    /// runtime's I/O threads, so the event loop keeps serving its other connections (a slow read of one
+    /// partition never stalls a Produce on another). The engines that read from memory or a file's
+    /// page cache read in place, as a hop would cost more than the read.
+    private func readFetch(_ req: FetchRequest, refused: Set<String>, on eventLoop: any EventLoop) -> EventLoopFuture<FetchRound> {
+        guard storage.readsMayWait else { return eventLoop.makeSucceededFuture(readFetch(req, refused: refused)) }
+        let promise = eventLoop.makePromise(of: FetchRound.self)
+        runtime.io.submit { promise.succeed(self.readFetch(req, refused: refused)) }
+        return promise.futureResult
+    }
+
+    private func answerOrPark(
+        _ round: FetchRound, _ req: FetchRequest, _ request: Request, refused: Set<String>, deadlineMs: Int64
+    ) -> EventLoopFuture<FetchRound> {
         if round.bytes >= Int(req.minBytes) || round.failed || clock() >= deadlineMs {
             metrics.recordBytesFetched(round.bytes)
             for (topic, bytes) in round.bytesByTopic { metrics.topicFetched(topic, bytes: bytes) }
