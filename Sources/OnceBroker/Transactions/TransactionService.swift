@@ -302,31 +302,50 @@ final class TransactionService: Sendable {
             logger.critical("ONCE_FAULT_CRASH_BEFORE_MARKERS set: exiting before writing markers")
             kill(getpid(), SIGKILL)
         }
+        // A transaction whose markers fail stays prepared for the next check to retry; the other
+        // transactions of the same outcome still complete, and the first failure is thrown after.
+        var failure: (any Error)?
         while let action = remaining.first {
-            let written = try coordinator.withLockedValue { c in try writeMarkers(action, c, now: now) }
-            if flushAlways {
-                for marker in written ?? [] {
-                    try await marker.log.waitDurable(upTo: marker.end)
-                    waiters.notify(.init(topic: marker.log.topic, partition: marker.log.partition))
+            var written: [WrittenMarker]?
+            do {
+                written = try coordinator.withLockedValue { c in try writeMarkers(action, c, now: now) }
+                if flushAlways {
+                    for marker in written ?? [] {
+                        try await marker.log.waitDurable(upTo: marker.end)
+                        waiters.notify(.init(topic: marker.log.topic, partition: marker.log.partition))
+                    }
                 }
+            } catch {
+                failure = failure ?? error
+                written = nil
             }
-            let (next, end) = try coordinator.withLockedValue { c in
+            let (next, end) = try coordinator.withLockedValue { [written] c in
                 (try completeMarkers(action, written: written != nil, rest: remaining.dropFirst(), &c, now: now),
                  transactionLog.logEndOffset)
             }
             if flushAlways { try await transactionLog.waitDurable(upTo: end) }
             remaining = next
         }
+        if let failure { throw failure }
         return outcome
     }
 
-    /// The synchronous form for recovery at start, before any client is served.
+    /// The synchronous form for recovery at start, before any client is served. A transaction
+    /// whose markers cannot be written now (a partition led by another broker, the database
+    /// away) stays prepared for the timeout check to retry, rather than failing the whole load:
+    /// a coordinator that never loads answers NOT_COORDINATOR for every transactional id.
     private func finish(_ actions: [TransactionCoordinator.Action], now: Int64) throws {
         var remaining = try coordinator.withLockedValue { _ in try persistUntilMarkers(actions) }
         while let action = remaining.first {
             remaining = try coordinator.withLockedValue { c in
-                let written = try writeMarkers(action, c, now: now)
-                if flushAlways { for marker in written ?? [] { try marker.log.sync() } }
+                var written: [WrittenMarker]?
+                do {
+                    written = try writeMarkers(action, c, now: now)
+                    if flushAlways { for marker in written ?? [] { try marker.log.sync() } }
+                } catch {
+                    logger.warning("markers of a recovered transaction failed; retrying at the next timeout check", metadata: ["error": "\(error)"])
+                    written = nil
+                }
                 return try completeMarkers(action, written: written != nil, rest: remaining.dropFirst(), &c, now: now)
             }
         }
