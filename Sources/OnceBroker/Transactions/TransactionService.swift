@@ -291,8 +291,17 @@ final class TransactionService: Sendable {
         now: Int64, _ event: (inout TransactionCoordinator) throws -> TransactionCoordinator.Outcome
     ) async throws -> TransactionCoordinator.Outcome {
         let (outcome, pending, logEnd) = try coordinator.withLockedValue { c in
-            let outcome = try event(&c)
-            return (outcome, try persistUntilMarkers(outcome.actions), transactionLog.logEndOffset)
+            // A change whose record could not even be appended is undone: kept in memory, a retry
+            // would be answered from it (AddPartitionsToTxn: already added) though no record of it
+            // exists, and the next coordinator, loading the log, would not know the transaction.
+            let before = c
+            do {
+                let outcome = try event(&c)
+                return (outcome, try persistUntilMarkers(outcome.actions), transactionLog.logEndOffset)
+            } catch {
+                c = before
+                throw error
+            }
         }
         if flushAlways && !outcome.actions.isEmpty { try await transactionLog.waitDurable(upTo: logEnd) }
         var remaining = pending
