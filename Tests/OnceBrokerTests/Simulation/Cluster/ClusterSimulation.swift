@@ -13,24 +13,31 @@ import OnceCore
 final class ClusterSimulation {
     struct Options {
         var brokers: Int32 = 3
-        var partitions: Int32 = 4
+        var partitions: Int32 = 6
         var steps = 60
         var faultChance = 0.12
         /// Test-only defect: the database commits an append round whatever its lease says.
         var ignoresLeaseEpoch = false
+        var transactionalIds = 2
+        /// Whether a transaction may write partitions led by brokers other than its coordinator's
+        /// (see `transactionPartitions`).
+        var transactionsSpanBrokers = false
     }
+
+    static let transactionTimeoutMs: Int64 = 10_000
 
     static let topic = "orders"
     let seed: UInt64
     let options: Options
     let world: ClusterWorld
-    private var rng: SplitMix64
-    private var events: [HistoryEvent] = []
-    private var anomalies: [String] = []
+    var rng: SplitMix64
+    var events: [HistoryEvent] = []
+    var anomalies: [String] = []
     /// What the clients' history and the committed log show, without the database's own
     /// record of who committed under which epoch.
     private(set) var clientAnomalies: [String] = []
-    private var leaders: [Int32: (node: Int32, epoch: Int32)] = [:]
+    var leaders: [Int32: (node: Int32, epoch: Int32)] = [:]
+    var transactional: [ClusterTransactionalClient] = []
     private var producers = [IdempotentClient(), IdempotentClient()]
     private var acked: [String: Int64] = [:]
     private var positions: [Int32: Int64] = [:]
@@ -38,6 +45,8 @@ final class ClusterSimulation {
     private var down: [Int32: Int] = [:]
     private(set) var trace: [String] = []
     private(set) var leaderChanges = 0
+    /// Transactions left prepared because a partition of theirs is led away from their coordinator.
+    var stranded = 0
 
     init(seed: UInt64, options: Options = Options(), recordsPicks: Bool = false) {
         self.seed = seed
@@ -45,6 +54,7 @@ final class ClusterSimulation {
         rng = SplitMix64(seed: seed)
         world = ClusterWorld(seed: seed, recordsPicks: recordsPicks)
         world.database.ignoresLeaseEpoch = options.ignoresLeaseEpoch
+        transactional = (0..<options.transactionalIds).map { ClusterTransactionalClient(transactionalId: "tx-\($0)") }
     }
 
     /// Runs the seed and returns every anomaly found; empty means every invariant held.
@@ -57,7 +67,7 @@ final class ClusterSimulation {
         return anomalies
     }
 
-    private func note(_ line: String) { trace.append("[\(world.clock.now)] \(line)") }
+    func note(_ line: String) { trace.append("[\(world.clock.now)] \(line)") }
 
     private func step() throws {
         // Faults recover after a few steps, so every run ends with the cluster whole.
@@ -76,7 +86,8 @@ final class ClusterSimulation {
         }
         if rng.chance(options.faultChance) { fault() }
         switch Int.random(in: 0..<10, using: &rng) {
-        case 0..<6: produceStep(Int.random(in: 0..<producers.count, using: &rng))
+        case 0..<3: produceStep(Int.random(in: 0..<producers.count, using: &rng))
+        case 3..<6 where !transactional.isEmpty: transactionalStep(Int.random(in: 0..<transactional.count, using: &rng))
         case 6..<9: readStep()
         default: world.pass(ms: Int64.random(in: 100...3_000, using: &rng))
         }
@@ -133,7 +144,7 @@ final class ClusterSimulation {
         }
     }
 
-    private func leader(of partition: Int32) -> (node: Int32, epoch: Int32)? {
+    func leaderOf(_ partition: Int32) -> (node: Int32, epoch: Int32)? {
         if leaders[partition] == nil { refreshMetadata() }
         return leaders[partition]
     }
@@ -168,7 +179,7 @@ final class ClusterSimulation {
             }
         }
         let (partition, values) = producer.pending!
-        guard let leader = leader(of: partition) else { return }
+        guard let leader = leaderOf(partition) else { return }
         let sequence = producer.sequences[partition, default: 0]
         let batch = RecordBatch.encode(
             records: values.enumerated().map { Record(offsetDelta: Int32($0.offset), key: nil, value: Array($0.element.utf8)) },
@@ -231,8 +242,10 @@ final class ClusterSimulation {
         positions[partition] = page.next
     }
 
-    private func fetch(_ partition: Int32, from: Int64) -> (records: [(offset: Int64, value: String)], next: Int64, end: Int64)? {
-        guard let leader = leader(of: partition) else { return nil }
+    private func fetch(_ partition: Int32, from: Int64)
+        -> (records: [(offset: Int64, value: String)], next: Int64, end: Int64, highWatermark: Int64)?
+    {
+        guard let leader = leaderOf(partition) else { return nil }
         var p = FetchRequest.FetchPartition()
         p.partition = partition
         p.fetchOffset = from
@@ -258,7 +271,10 @@ final class ClusterSimulation {
             leaders[partition] = nil
             return nil
         }
-        var aborted = Set((data.abortedTransactions ?? []).map(\.producerId))
+        // As a consumer does: a producer's records are dropped from its aborted transaction's
+        // first offset up to its next control batch.
+        var aborted = (data.abortedTransactions ?? []).sorted { $0.firstOffset < $1.firstOffset }
+        var aborting = Set<Int64>()
         var records: [(offset: Int64, value: String)] = []
         var next = from
         guard let batches = try? RecordBatch.decodeAll(from: data.records ?? ByteBuffer()) else {
@@ -267,16 +283,20 @@ final class ClusterSimulation {
         }
         for batch in batches {
             next = batch.header.nextOffset
+            while let first = aborted.first, first.firstOffset <= batch.header.lastOffset {
+                aborting.insert(first.producerId)
+                aborted.removeFirst()
+            }
             if batch.header.isControl {
-                aborted.remove(batch.header.producerId)
+                aborting.remove(batch.header.producerId)
                 continue
             }
-            if batch.header.isTransactional && aborted.contains(batch.header.producerId) { continue }
+            if batch.header.isTransactional && aborting.contains(batch.header.producerId) { continue }
             for record in batch.records where batch.offset(of: record) >= from {
                 records.append((batch.offset(of: record), String(decoding: record.value ?? [], as: UTF8.self)))
             }
         }
-        return (records, next, data.lastStableOffset)
+        return (records, next, data.lastStableOffset, data.highWatermark)
     }
 
     // MARK: The end
@@ -289,8 +309,11 @@ final class ClusterSimulation {
             if world.nodes[node]?.paused == true { world.wake(node) }
             if world.nodes[node]?.alive != true { world.start(node) }
         }
-        // Enough for every lease to settle and every queued round to commit or be fenced.
-        world.pass(ms: 3 * ClusterWorld.sessionTimeoutMs)
+        // Enough for every lease to settle, every queued round to commit or be fenced, and the
+        // coordinators' timeouts to abort what the clients left open.
+        world.pass(ms: 3 * ClusterWorld.sessionTimeoutMs + Self.transactionTimeoutMs)
+        abandonOpenTransactions()
+        let exempt = checkTransactionsComplete()
         leaders.removeAll()
         for partition in 0..<options.partitions {
             var from = positions[partition, default: 0]
@@ -308,6 +331,9 @@ final class ClusterSimulation {
                     events.append(.recordRead(reader: "reader", topic: Self.topic, partition: partition, offset: record.offset, record: record.value))
                 }
                 if page.next <= from && from >= page.end {
+                    if page.end < page.highWatermark && !exempt.contains(partition) {
+                        anomalies.append("partition \(partition): LSO \(page.end) stays below the high watermark \(page.highWatermark) after every transaction ended; \(openTransactions(partition))")
+                    }
                     events.append(.readerReachedEnd(reader: "reader", topic: Self.topic, partition: partition, position: from))
                     break
                 }
@@ -348,7 +374,31 @@ final class ClusterSimulation {
 
     var acknowledged: Int { acked.count }
 
+    /// The open transactions the partition's leader holds, and what the coordinator says of them.
+    private func openTransactions(_ partition: Int32) -> String {
+        let key = TopicPartitionKey(Self.topic, partition)
+        guard let holder = world.database.leases[key]?.holder, let broker = world.nodes[holder]?.broker,
+            let producers = broker.producers.loaded().first(where: { $0.key == key })?.producers
+        else { return "no leader" }
+        let coordinators = world.liveNodes.compactMap { world.nodes[$0]?.broker }.filter { $0.transactions.load.serving }
+        let stateKey = TopicPartitionKey(InternalTopics.transactionState, 0)
+        let stateHolder = world.database.leases[stateKey]
+        let phase = stateHolder.flatMap { world.nodes[$0.holder]?.broker?.transactions.load.current }
+        let coordinator = "transaction state led by \(stateHolder.map { "\($0.holder) epoch \($0.epoch) live \(world.database.leaseLive(stateKey))" } ?? "nobody") (\(phase.map { "\($0)" } ?? "-")); "
+        let stored = ((try? world.database.committedBatches(stateKey)) ?? []).flatMap { batch in
+            batch.records.compactMap { record -> String? in
+                guard let key = record.key, let value = record.value, let txn = try? TransactionMetadata(decoding: value) else { return nil }
+                return "\(batch.offset(of: record)):\(String(decoding: key, as: UTF8.self)) \(txn.state.name) \(txn.producerId)/\(txn.producerEpoch) \(txn.partitions.map(\.description))"
+            }
+        }
+        return coordinator + "stored transaction log \(stored); " + "leader \(holder): " + producers.table.openTransactionsByProducer.map { open in
+            let live = coordinators.map { "\($0.transactions.isLive(producerId: open.producerId, partition: key))" }
+            let txns = coordinators.flatMap { $0.transactions.transactions }.filter { $0.producerId == open.producerId || $0.lastProducerId == open.producerId }
+            return "producer \(open.producerId) epoch \(open.epoch) from \(open.firstOffset) live \(live) coordinator txns \(txns.map { "\($0.transactionalId) \($0.state.name) \($0.producerEpoch) \($0.partitions.map(\.description))" })"
+        }.joined(separator: ", ")
+    }
+
     var summary: String {
-        "crashes \(world.crashes), pauses \(world.pauses), departures \(world.handOffs), takeovers \(world.database.leaseTakeovers), lost answers \(world.database.lostAnswers), leader changes seen \(leaderChanges), acknowledged \(acked.count)"
+        "crashes \(world.crashes), pauses \(world.pauses), departures \(world.handOffs), takeovers \(world.database.leaseTakeovers), lost answers \(world.database.lostAnswers), stranded transactions \(stranded), leader changes seen \(leaderChanges), acknowledged \(acked.count)"
     }
 }

@@ -47,6 +47,9 @@ final class ClusterWorld: @unchecked Sendable {
     private(set) var crashes = 0
     private(set) var pauses = 0
     private(set) var handOffs = 0
+    /// Every leadership change the brokers' cluster views announced, for the trace.
+    var leadershipChanges: [String] = []
+
     /// The broker that pauses right after it next starts serving a request.
     var pausesWhenServing: Int32?
 
@@ -84,6 +87,7 @@ final class ClusterWorld: @unchecked Sendable {
         let cluster = DatabaseCluster(
             storage: storage, nodeId: nodeId, sessionTimeoutMs: Self.sessionTimeoutMs, logger: logger,
             incarnation: Int64(bitPattern: rng.next() | 1))
+        cluster.addLeadershipListener(LeadershipLog(nodeId: nodeId, world: self))
         let clock = clock
         let scheduler = scheduler
         var config = BrokerConfig()
@@ -227,5 +231,23 @@ final class ClusterWorld: @unchecked Sendable {
             from: &response, version: KafkaHeaderVersions.response(apiKey: frame.apiKey, apiVersion: frame.version))) != nil
         else { return nil }
         return try? Response(from: &response, version: frame.version)
+    }
+}
+
+/// Records what each broker's `DatabaseCluster` tells its listeners, internal partitions only.
+final class LeadershipLog: LeadershipListener, @unchecked Sendable {
+    let nodeId: Int32
+    weak var world: ClusterWorld?
+    init(nodeId: Int32, world: ClusterWorld) {
+        self.nodeId = nodeId
+        self.world = world
+    }
+    func leadershipGained(_ partition: TopicPartitionKey, epoch: Int32) throws {
+        guard InternalTopics.names.contains(partition.topic), let world else { return }
+        world.leadershipChanges.append("[\(world.clock.now)] \(nodeId) gained \(partition) at \(epoch)")
+    }
+    func leadershipLost(_ partition: TopicPartitionKey) {
+        guard InternalTopics.names.contains(partition.topic), let world else { return }
+        world.leadershipChanges.append("[\(world.clock.now)] \(nodeId) lost \(partition)")
     }
 }

@@ -53,6 +53,8 @@ final class SimulatedDatabase: @unchecked Sendable {
     /// commit of the partition carried.
     private(set) var committers: [TopicPartitionKey: [Int32: Set<Int32>]] = [:]
     private(set) var violations: [String] = []
+    /// Commits to internal partitions, for a trace.
+    private(set) var commitLog: [String] = []
     private(set) var lostAnswers = 0
     private(set) var leaseTakeovers = 0
 
@@ -131,6 +133,9 @@ final class SimulatedDatabase: @unchecked Sendable {
                 violations.append("node \(node) committed to \(r.key) under epoch \(r.epoch) after epoch \(highest) had")
             }
             committers[r.key, default: [:]][r.epoch, default: []].insert(node)
+            if r.key.topic.hasPrefix("__") {
+                commitLog.append("[\(now)] \(node) committed \(r.key) \(r.batches.first!.baseOffset)...\(r.batches.last!.lastOffset) under \(r.epoch)")
+            }
             partitions[r.key]!.batches += r.batches
             partitions[r.key]!.logEnd = r.batches.last!.lastOffset + 1
         }

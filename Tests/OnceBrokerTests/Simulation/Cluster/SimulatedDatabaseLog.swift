@@ -138,8 +138,11 @@ final class SimulatedDatabaseLog: PartitionLog, @unchecked Sendable {
     /// The postgres engine blocks here until its committer thread commits; a simulated broker
     /// has no second thread to wait for, so the round runs now, in this job.
     func sync() throws {
+        let end = logEndOffset
+        guard highWatermark < end else { return }
         try storage?.commitNow()
-        if hasPending { throw StorageError.outcomeUnknown("\(topic)-\(partition): not committed") }
+        if isFenced { throw notLeader }
+        if highWatermark < end { throw StorageError.outcomeUnknown("\(topic)-\(partition): not committed") }
     }
 
     func read(from offset: Int64, maxBytes: Int, limitOffset: Int64) throws -> ByteBuffer {
