@@ -120,8 +120,16 @@ final class SimulatedClusterStorage: ClusterDatabase, @unchecked Sendable {
         }
     }
 
+    /// The stored end says what landed only while the lease is still this node's at the log's
+    /// epoch: once another broker took it, the end counts that broker's batches too, so the
+    /// partition is fenced instead (its producers retry at the new leader, whose sequences tell a
+    /// landed batch from a lost one).
     private func resolve(_ logs: [SimulatedDatabaseLog]) {
         for log in logs where log.hasPending {
+            guard let lease = database.leases[log.key], lease.holder == nodeId, lease.epoch == log.leaderEpoch else {
+                log.fence()
+                continue
+            }
             if let end = database.partitions[log.key]?.logEnd { log.committed(upTo: end) }
         }
     }
