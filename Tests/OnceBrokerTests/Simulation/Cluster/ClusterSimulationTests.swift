@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-/// Seeds of the cluster simulation: `ONCE_CLUSTER_SIMULATION_SEEDS` (default 200) seeds from
+/// Seeds of the cluster simulation: `ONCE_CLUSTER_SIMULATION_SEEDS` (default 300) seeds from
 /// `ONCE_CLUSTER_SIMULATION_FIRST_SEED` (default 1), `ONCE_CLUSTER_SIMULATION_STEPS` steps each;
 /// `ONCE_CLUSTER_SIMULATION_SEED` runs one seed and prints its trace.
 @Suite struct ClusterSimulationTests {
@@ -11,7 +11,7 @@ import Testing
     static var seeds: [UInt64] {
         if let one = environment["ONCE_CLUSTER_SIMULATION_SEED"].flatMap(UInt64.init) { return [one] }
         let first = environment["ONCE_CLUSTER_SIMULATION_FIRST_SEED"].flatMap(UInt64.init) ?? 1
-        let count = environment["ONCE_CLUSTER_SIMULATION_SEEDS"].flatMap(UInt64.init) ?? 200
+        let count = environment["ONCE_CLUSTER_SIMULATION_SEEDS"].flatMap(UInt64.init) ?? 300
         return Array(first..<first + count)
     }
 
