@@ -145,6 +145,11 @@ final class ClusterWorld: @unchecked Sendable {
     func kill(_ nodeId: Int32) {
         guard let node = nodes[nodeId], node.alive else { return }
         crashes += 1
+        stop(node)
+    }
+
+    /// The process ends: its jobs are dropped and it reaches the database no more.
+    private func stop(_ node: Node) {
         node.alive = false
         node.storage.kill()
         scheduler.resume(owner: node.owner)
@@ -171,8 +176,7 @@ final class ClusterWorld: @unchecked Sendable {
         handOffs += 1
         node.leaving = true
         cluster.deregister()
-        kill(nodeId)
-        crashes -= 1
+        stop(node)
     }
 
     /// Lets simulated time pass while every runnable job runs (heartbeats, takeovers, rounds).
