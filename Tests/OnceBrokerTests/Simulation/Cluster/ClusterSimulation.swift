@@ -314,6 +314,7 @@ final class ClusterSimulation {
         world.pass(ms: 3 * ClusterWorld.sessionTimeoutMs + Self.transactionTimeoutMs)
         abandonOpenTransactions()
         let exempt = checkTransactionsComplete()
+        checkLeadershipViews()
         leaders.removeAll()
         for partition in 0..<options.partitions {
             var from = positions[partition, default: 0]
@@ -348,6 +349,20 @@ final class ClusterSimulation {
         try checkDatabase()
         clientAnomalies = anomalies
         anomalies += world.database.violations
+    }
+
+    /// Every broker stepped down where its lease moved (a woken ex-leader among them): once the
+    /// cluster settled, a broker names itself leader of a partition only at the lease's epoch.
+    private func checkLeadershipViews() {
+        for node in world.liveNodes {
+            guard let cluster = world.nodes[node]?.cluster else { continue }
+            for (key, lease) in world.database.leases.sorted(by: { $0.key < $1.key }) {
+                guard let leader = cluster.leader(of: key), leader.nodeId == node else { continue }
+                if lease.holder != node || lease.epoch != leader.epoch {
+                    anomalies.append("broker \(node) names itself leader of \(key) at epoch \(leader.epoch) while broker \(lease.holder) holds epoch \(lease.epoch)")
+                }
+            }
+        }
     }
 
     /// What the database holds against what was acknowledged: each acknowledged record committed
