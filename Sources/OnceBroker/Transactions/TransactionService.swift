@@ -253,7 +253,16 @@ final class TransactionService: Sendable {
                         "partition": "\(key)", "producer": "\(open.producerId)", "epoch": "\(open.epoch)",
                         "firstOffset": "\(open.firstOffset)",
                     ])
-                    _ = try writeMarker(key, producerId: open.producerId, producerEpoch: open.epoch, commit: false, now: now)
+                    // One partition that refuses the marker (led by another broker now) must not
+                    // keep the others hanging, nor fail a coordinator's load: the next check retries.
+                    do {
+                        _ = try writeMarker(key, producerId: open.producerId, producerEpoch: open.epoch, commit: false, now: now)
+                    } catch {
+                        logger.warning("aborting a hanging transaction failed; retrying at the next check", metadata: [
+                            "partition": "\(key)", "producer": "\(open.producerId)", "error": "\(error)",
+                        ])
+                        continue
+                    }
                     aborted.append((key, open.producerId))
                 }
             }

@@ -1,3 +1,4 @@
+import Foundation
 import KafkaProtocol
 import Logging
 import NIOConcurrencyHelpers
@@ -83,7 +84,9 @@ final class ClusterWorld: @unchecked Sendable {
         let node = Node(nodeId: nodeId, owner: owner, storage: storage)
         nodes[nodeId] = node
         var logger = Logger(label: "cluster-simulation")
-        logger.logLevel = .critical
+        // ONCE_CLUSTER_SIMULATION_LOG=1 shows the brokers' warnings (with the node id), for a replay.
+        logger.logLevel = ProcessInfo.processInfo.environment["ONCE_CLUSTER_SIMULATION_LOG"] == "1" ? .warning : .critical
+        logger[metadataKey: "node"] = "\(nodeId)"
         let cluster = DatabaseCluster(
             storage: storage, nodeId: nodeId, sessionTimeoutMs: Self.sessionTimeoutMs, logger: logger,
             incarnation: Int64(bitPattern: rng.next() | 1))
