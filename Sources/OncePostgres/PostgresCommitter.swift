@@ -204,18 +204,28 @@ final class PostgresCommitter: @unchecked Sendable {
     }
 
     /// Marks what the database already holds as committed: after a reconnect, the only way to
-    /// learn whether the last round's COMMIT landed.
+    /// learn whether the last round's COMMIT landed. The stored end says so only while this node
+    /// still holds the lease at the log's epoch: once another broker took it, the end counts that
+    /// broker's batches too, and trusting it would acknowledge queued batches that never landed.
+    /// Such a partition is fenced instead; its producers retry at the new leader, whose
+    /// sequences tell a batch that landed from one that did not.
     private func resolve(_ logs: [PostgresPartitionLog], on c: PostgresConnection) throws {
         let queued = logs.filter(\.hasPending)
         guard !queued.isEmpty else { return }
         let rows = try c.query(
-            "SELECT topic, partition, log_end_offset FROM partition_state WHERE (topic, partition) IN "
-                + "(SELECT * FROM unnest($1::text[], $2::int[]))",
-            [.strings(queued.map(\.topic)), .int32s(queued.map(\.partition))])
-        var ends: [String: Int64] = [:]
-        for row in 0..<rows.count { ends["\(rows.text(row, 0))/\(rows.text(row, 1))"] = rows.int(row, 2) }
+            "SELECT s.topic, s.partition, s.log_end_offset, l.holder = $3 AND l.leader_epoch = e.epoch "
+                + "FROM unnest($1::text[], $2::int[], $4::int[]) AS e(topic, partition, epoch) "
+                + "JOIN partition_state s ON s.topic = e.topic AND s.partition = e.partition "
+                + "LEFT JOIN partition_leases l ON l.topic = e.topic AND l.partition = e.partition",
+            [.strings(queued.map(\.topic)), .int32s(queued.map(\.partition)), .int32(nodeId),
+             .int32s(queued.map(\.leaderEpoch))])
+        var ends: [String: (end: Int64, held: Bool)] = [:]
+        for row in 0..<rows.count {
+            ends["\(rows.text(row, 0))/\(rows.text(row, 1))"] = (rows.int(row, 2), rows.text(row, 3) == "t")
+        }
         for log in queued {
-            if let end = ends["\(log.topic)/\(log.partition)"] { log.committed(upTo: end) }
+            guard let stored = ends["\(log.topic)/\(log.partition)"] else { continue }
+            if stored.held { log.committed(upTo: stored.end) } else { log.fence() }
         }
     }
 

@@ -1,45 +1,8 @@
 import OnceStorage
 
-/// A broker's row in `brokers`, as the others read it.
-public struct RegisteredBroker: Sendable, Hashable {
-    public var nodeId: Int32
-    /// The advertised listeners in Kafka's `NAME://host:port,...` form.
-    public var listeners: String
-    public var rack: String?
-}
-
-/// A partition's lease row.
-public struct HeldLease: Sendable, Hashable {
-    public var topic: String
-    public var partition: Int32
-    public var holder: Int32
-    public var leaderEpoch: Int32
-    /// The lease's expiry and its holder's heartbeat have not passed: the holder leads.
-    public var live: Bool
-}
-
-/// Why `register` refused: another broker with this node id still heartbeats.
-public struct DuplicateNodeId: Error, CustomStringConvertible {
-    public var nodeId: Int32
-    public var description: String {
-        "node id \(nodeId) belongs to a live broker on this database (its heartbeat keeps renewing); give each broker its own --node-id"
-    }
-}
-
 /// Membership over the `brokers` table. Liveness is judged by the database's clock alone
 /// (`now()`), so brokers whose clocks disagree still agree on who is alive.
-extension PostgresLogStorage {
-    /// What a heartbeat found.
-    public enum HeartbeatOutcome: Sendable, Equatable {
-        /// The row and `leases` leases this broker holds now expire a session from now.
-        /// `hadExpired`: the others counted this broker dead for a while (a pause, a lost
-        /// database); leases nobody took meanwhile are still its own, since taking one sets its holder.
-        case renewed(leases: Int, hadExpired: Bool)
-        /// Another broker registered this node id after this one's row expired: this broker is no
-        /// longer a member and must stop acting as one.
-        case replaced
-    }
-
+extension PostgresLogStorage: ClusterDatabase {
     /// Inserts this broker's row, or takes over a row whose heartbeat expired. A row still live
     /// is waited out once (a restart after SIGKILL finds its own stale row): if its expiry moved
     /// meanwhile, another broker is heartbeating it and `DuplicateNodeId` is thrown.

@@ -54,15 +54,21 @@ package final class MemoryPartitionLog: PartitionLog {
     let flushPolicy: FlushPolicy
     private let clock: @Sendable () -> Int64
 
+    /// - Parameter baseOffset: where the log starts; a log rebuilt from batches kept elsewhere (the
+    ///   simulator's database) starts at its first stored batch.
     package init(
-        topic: String, partition: Int32, config: TopicConfig, flushPolicy: FlushPolicy = .none,
+        topic: String, partition: Int32, config: TopicConfig, flushPolicy: FlushPolicy = .none, baseOffset: Int64 = 0,
         clock: @escaping @Sendable () -> Int64 = currentTimeMillis
     ) {
         self.topic = topic
         self.partition = partition
         self.flushPolicy = flushPolicy
         self.clock = clock
-        self.state = Mutex(State(config: config, segments: [Segment(baseOffset: 0)]))
+        var state = State(config: config, segments: [Segment(baseOffset: baseOffset)])
+        state.logEndOffset = baseOffset
+        state.durableOffset = baseOffset
+        state.startFloor = baseOffset
+        self.state = Mutex(state)
     }
 
     private init(topic: String, partition: Int32, flushPolicy: FlushPolicy, clock: @escaping @Sendable () -> Int64, state: State) {

@@ -1,16 +1,16 @@
 import Logging
 import OnceCore
-import OncePostgres
+import OnceStorage
 import Synchronization
 
-/// The cluster of the postgres engine: the brokers registered in the database whose heartbeats have
-/// not expired, and the partition leases they hold. Handlers read the last snapshot, never the
+/// The cluster of a shared database (the postgres engine, or the simulator's): the brokers
+/// registered in it whose heartbeats have not expired, and the partition leases they hold. Handlers read the last snapshot, never the
 /// database; the heartbeat loop renews this broker's row and leases and takes a new snapshot.
 final class DatabaseCluster: ClusterView {
     let nodeId: Int32
-    private let storage: PostgresLogStorage
+    private let storage: any ClusterDatabase
     /// Tells this run of the broker from an earlier one with the same node id (a restart after SIGKILL).
-    private let incarnation = Int64.random(in: 1...Int64.max)
+    private let incarnation: Int64
     private let sessionTimeoutMs: Int64
     private let logger: Logger
     private let state = Mutex<Snapshot>(Snapshot())
@@ -27,11 +27,15 @@ final class DatabaseCluster: ClusterView {
         var known: Set<TopicPartitionKey> = []
     }
 
+    /// - Parameter incarnation: drawn by the caller's random source, so a simulated run replays.
+    /// - Parameter elapsedMs: a clock that never jumps (the simulator's in tests).
     init(
-        storage: PostgresLogStorage, nodeId: Int32, sessionTimeoutMs: Int64, logger: Logger,
+        storage: any ClusterDatabase, nodeId: Int32, sessionTimeoutMs: Int64, logger: Logger,
+        incarnation: Int64 = .random(in: 1...Int64.max),
         elapsedMs: @escaping @Sendable () -> Int64 = DatabaseCluster.monotonicMs
     ) {
         self.storage = storage
+        self.incarnation = incarnation
         self.elapsedMs = elapsedMs
         self.nodeId = nodeId
         self.sessionTimeoutMs = sessionTimeoutMs
@@ -39,11 +43,14 @@ final class DatabaseCluster: ClusterView {
     }
 
     /// Joins the cluster before serving; throws `DuplicateNodeId` while another live broker has this id.
-    func register(advertised: String, rack: String?) async throws {
+    /// - Parameter sleep: how a stale row of this node id is waited out (the simulator's clock in tests).
+    func register(
+        advertised: String, rack: String?,
+        sleep: (Int64) async throws -> Void = { try await Task.sleep(for: .milliseconds($0)) }
+    ) async throws {
         let sent = elapsedMs()
         try await storage.register(
-            incarnation: incarnation, listeners: advertised, rack: rack, sessionTimeoutMs: sessionTimeoutMs,
-            sleep: { try await Task.sleep(for: .milliseconds($0)) })
+            incarnation: incarnation, listeners: advertised, rack: rack, sessionTimeoutMs: sessionTimeoutMs, sleep: sleep)
         renewedAtMs.withLock { $0 = sent }
         try refresh(notify: false)
         // A broker alone over a database whose brokers are gone leads everything before it serves.
@@ -148,7 +155,7 @@ final class DatabaseCluster: ClusterView {
 
     /// Topics first, so leases of topics created elsewhere name partitions this broker has opened.
     private func refresh(notify: Bool) throws {
-        try storage.syncTopics()
+        try storage.syncTopics(only: nil)
         let (brokers, leases) = try storage.membership()
         let members = brokers.map { ClusterMember(nodeId: $0.nodeId, endpoints: Self.endpoints($0.listeners), rack: $0.rack) }
         var leaders: [TopicPartitionKey: PartitionLeader] = [:]

@@ -33,7 +33,7 @@ extension Broker {
                     response.producerEpoch = outcome.producerEpoch
                 }
             } catch {
-                response.errorCode = self.transactionStorageFailure(error).rawValue
+                response.errorCode = self.coordinatorLogFailure(error).rawValue
             }
             return response
         }
@@ -123,7 +123,7 @@ extension Broker {
                     transactionalId: transactionalId, producerId: producerId, producerEpoch: producerEpoch, partitions: keys,
                     now: self.clock())?.errorCode ?? ErrorCode.none
             } catch {
-                code = transactionStorageFailure(error)
+                code = coordinatorLogFailure(error)
             }
             for key in keys { codes[key] = code }
         }
@@ -167,7 +167,7 @@ extension Broker {
                     transactionalId: req.transactionalId, producerId: req.producerId, producerEpoch: req.producerEpoch,
                     partitions: [partition], now: self.clock())?.errorCode ?? ErrorCode.none).rawValue
             } catch {
-                response.errorCode = self.transactionStorageFailure(error).rawValue
+                response.errorCode = self.coordinatorLogFailure(error).rawValue
             }
             return response
         }
@@ -198,7 +198,7 @@ extension Broker {
                     response.producerEpoch = outcome.producerEpoch
                 }
             } catch {
-                response.errorCode = self.transactionStorageFailure(error).rawValue
+                response.errorCode = self.coordinatorLogFailure(error).rawValue
             }
             return response
         }
@@ -393,6 +393,20 @@ extension Broker {
     func transactionStorageFailure(_ error: any Error) -> ErrorCode {
         logger.error("transaction log failure", metadata: ["error": "\(error)"])
         return .kafkaStorageError
+    }
+
+    /// A coordinator request whose `__transaction_state` write failed gets the code Kafka's
+    /// `TransactionStateManager.appendTransactionToLog` turns the append's error into, so clients
+    /// look the coordinator up again and retry: NOT_COORDINATOR for a lost leadership or a storage
+    /// failure, COORDINATOR_NOT_AVAILABLE for a write whose outcome is unknown (Kafka's timed-out
+    /// append). librdkafka gives a transaction up on KAFKA_STORAGE_ERROR from EndTxn.
+    func coordinatorLogFailure(_ error: any Error) -> ErrorCode {
+        logger.error("transaction log failure", metadata: ["error": "\(error)"])
+        switch error {
+        case StorageError.outcomeUnknown: return .coordinatorNotAvailable
+        case is StorageError: return .notCoordinator
+        default: return .unknownServerError
+        }
     }
 }
 

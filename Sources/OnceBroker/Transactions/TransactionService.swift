@@ -274,8 +274,17 @@ final class TransactionService: Sendable {
                         "partition": "\(key)", "producer": "\(open.producerId)", "epoch": "\(open.epoch)",
                         "firstOffset": "\(open.firstOffset)",
                     ])
-                    if let marker = try writeMarker(key, producerId: open.producerId, producerEpoch: open.epoch, commit: false, now: now) {
-                        markers.append(marker)
+                    // One partition that refuses the marker (led by another broker now) must not
+                    // keep the others hanging, nor fail a coordinator's load: the next check retries.
+                    do {
+                        if let marker = try writeMarker(key, producerId: open.producerId, producerEpoch: open.epoch, commit: false, now: now) {
+                            markers.append(marker)
+                        }
+                    } catch {
+                        logger.warning("aborting a hanging transaction failed; retrying at the next check", metadata: [
+                            "partition": "\(key)", "producer": "\(open.producerId)", "error": "\(error)",
+                        ])
+                        continue
                     }
                     aborted.append((key, open.producerId))
                 }
@@ -314,8 +323,17 @@ final class TransactionService: Sendable {
         now: Int64, _ event: (inout TransactionCoordinator) throws -> TransactionCoordinator.Outcome
     ) async throws -> TransactionCoordinator.Outcome {
         let (outcome, pending, logEnd) = try coordinator.withLockedValue { c in
-            let outcome = try event(&c)
-            return (outcome, try persistUntilMarkers(outcome.actions), transactionLog.logEndOffset)
+            // A change whose record could not even be appended is undone: kept in memory, a retry
+            // would be answered from it (AddPartitionsToTxn: already added) though no record of it
+            // exists, and the next coordinator, loading the log, would not know the transaction.
+            let before = c
+            do {
+                let outcome = try event(&c)
+                return (outcome, try persistUntilMarkers(outcome.actions), transactionLog.logEndOffset)
+            } catch {
+                c = before
+                throw error
+            }
         }
         if flushAlways && !outcome.actions.isEmpty { try await transactionLog.waitDurable(upTo: logEnd) }
         var remaining = pending
@@ -325,31 +343,50 @@ final class TransactionService: Sendable {
             logger.critical("ONCE_FAULT_CRASH_BEFORE_MARKERS set: exiting before writing markers")
             kill(getpid(), SIGKILL)
         }
+        // A transaction whose markers fail stays prepared for the next check to retry; the other
+        // transactions of the same outcome still complete, and the first failure is thrown after.
+        var failure: (any Error)?
         while let action = remaining.first {
-            let written = try coordinator.withLockedValue { c in try writeMarkers(action, c, now: now) }
-            if flushAlways {
-                for marker in written ?? [] {
-                    try await marker.log.waitDurable(upTo: marker.end)
-                    waiters.notify(.init(topic: marker.log.topic, partition: marker.log.partition))
+            var written: [WrittenMarker]?
+            do {
+                written = try coordinator.withLockedValue { c in try writeMarkers(action, c, now: now) }
+                if flushAlways {
+                    for marker in written ?? [] {
+                        try await marker.log.waitDurable(upTo: marker.end)
+                        waiters.notify(.init(topic: marker.log.topic, partition: marker.log.partition))
+                    }
                 }
+            } catch {
+                failure = failure ?? error
+                written = nil
             }
-            let (next, end) = try coordinator.withLockedValue { c in
+            let (next, end) = try coordinator.withLockedValue { [written] c in
                 (try completeMarkers(action, written: written != nil, rest: remaining.dropFirst(), &c, now: now),
                  transactionLog.logEndOffset)
             }
             if flushAlways { try await transactionLog.waitDurable(upTo: end) }
             remaining = next
         }
+        if let failure { throw failure }
         return outcome
     }
 
     /// The synchronous form for recovery at start, before any client is served; as in `run`, the
-    /// fsyncs happen outside the lock.
+    /// fsyncs happen outside the lock. A transaction whose markers cannot be written now (a
+    /// partition led by another broker, the database away) stays prepared for the timeout check
+    /// to retry, rather than failing the whole load: a coordinator that never loads answers
+    /// NOT_COORDINATOR for every transactional id.
     private func finish(_ actions: [TransactionCoordinator.Action], now: Int64) throws {
         var remaining = try coordinator.withLockedValue { _ in try persistUntilMarkers(actions) }
         while let action = remaining.first {
-            let written = try coordinator.withLockedValue { c in try writeMarkers(action, c, now: now) }
-            if flushAlways { for marker in written ?? [] { try marker.log.sync() } }
+            var written: [WrittenMarker]?
+            do {
+                written = try coordinator.withLockedValue { c in try writeMarkers(action, c, now: now) }
+                if flushAlways { for marker in written ?? [] { try marker.log.sync() } }
+            } catch {
+                logger.warning("markers of a recovered transaction failed; retrying at the next timeout check", metadata: ["error": "\(error)"])
+                written = nil
+            }
             remaining = try coordinator.withLockedValue { c in
                 try completeMarkers(action, written: written != nil, rest: remaining.dropFirst(), &c, now: now)
             }

@@ -22,6 +22,10 @@ import OnceCore
 /// snapshots, expiry, retention) fires on a loop of its own. The clock never jumps for periodic
 /// work alone: it fires when the simulation moves the clock on, or a request's timer does, so a
 /// seed decides when time passes, and an idle broker is idle even though its ticks are armed.
+///
+/// Every job has an owner (a simulated process: owner 0 unless a lane or loop names another), so a
+/// cluster simulation can pause one broker (its jobs wait, the others run on) and kill one (its
+/// jobs are dropped, as a SIGKILLed process's threads are).
 final class SimulatedScheduler: TaskExecutor, BrokerTimers, @unchecked Sendable {
     private struct Timer {
         var due: Int64
@@ -30,12 +34,20 @@ final class SimulatedScheduler: TaskExecutor, BrokerTimers, @unchecked Sendable 
         var periodic: Bool
         var work: () -> Void
     }
+    private struct QueuedTask {
+        var owner: Int
+        var job: UnownedJob
+    }
 
     private let lock = NIOLock()
     private var rng: SplitMix64
     let clock: SimulatedClock
-    private var tasks: [UnownedJob] = []
+    private var tasks: [QueuedTask] = []
     private var loops: [[() -> Void]] = []
+    private var loopOwners: [Int] = []
+    private var paused: Set<Int> = []
+    private var killed: Set<Int> = []
+    private var graveyard: [Any] = []
     private var timers: [Int: Timer] = [:]
     private var nextTimer = 0
     /// The loop whose callback is running (nil while a task job or nothing runs).
@@ -52,28 +64,78 @@ final class SimulatedScheduler: TaskExecutor, BrokerTimers, @unchecked Sendable 
         // A stream of its own, so the number of jobs does not shift the clients' choices.
         rng = SplitMix64(seed: seed ^ 0x5bd1_e995_a3b6_4c1f)
         self.clock = clock
+        // The periodic lane: the single-broker simulation's process, owner 0.
         loops.append([])
+        loopOwners.append(0)
     }
 
-    func makeLoop() -> SimulatedEventLoop {
+    func makeLoop(owner: Int = 0) -> SimulatedEventLoop {
         lock.withLock {
             loops.append([])
+            loopOwners.append(owner)
             return SimulatedEventLoop(scheduler: self, id: loops.count - 1)
         }
     }
 
+    private var lanes: [Int: SimulatedTaskLane] = [:]
+
+    /// The task executor of one owner's tasks (kept, since a running job holds it unowned).
+    func lane(owner: Int) -> SimulatedTaskLane {
+        lock.withLock {
+            if let lane = lanes[owner] { return lane }
+            let lane = SimulatedTaskLane(scheduler: self, owner: owner)
+            lanes[owner] = lane
+            return lane
+        }
+    }
+
     func enqueue(_ job: consuming ExecutorJob) {
-        let job = UnownedJob(job)
-        lock.withLock { tasks.append(job) }
+        enqueue(UnownedJob(job), owner: 0)
+    }
+
+    func enqueue(_ job: UnownedJob, owner: Int) {
+        lock.withLock {
+            guard !killed.contains(owner) else { return graveyard.append(job) }
+            tasks.append(QueuedTask(owner: owner, job: job))
+        }
     }
 
     func execute(on loop: Int, _ work: @escaping () -> Void) {
-        lock.withLock { loops[loop].append(work) }
+        lock.withLock {
+            guard !killed.contains(loopOwners[loop]) else { return graveyard.append(work) }
+            loops[loop].append(work)
+        }
+    }
+
+    /// The owner's jobs stay queued, and its timers come due without running, until `resume`.
+    func pause(owner: Int) { lock.withLock { _ = paused.insert(owner) } }
+    func resume(owner: Int) { lock.withLock { _ = paused.remove(owner) } }
+
+    /// Drops every job the owner has queued or will queue: its process is gone. A restarted
+    /// process takes a new owner number.
+    func kill(owner: Int) {
+        lock.withLock {
+            killed.insert(owner)
+            // Kept, never run: freeing them would fail the promises they hold, which NIO reports
+            // as leaked; a killed process's memory is simply never looked at again.
+            graveyard.append(tasks.filter { $0.owner == owner })
+            tasks.removeAll { $0.owner == owner }
+            for loop in loops.indices where loopOwners[loop] == owner {
+                graveyard.append(loops[loop])
+                loops[loop].removeAll()
+            }
+            graveyard.append(timers.filter { loopOwners[$0.value.loop] == owner })
+            timers = timers.filter { loopOwners[$0.value.loop] != owner }
+        }
     }
 
     func schedule(on loop: Int, afterMs delay: Int64, periodic: Bool = false, _ work: @escaping () -> Void) -> Int {
         lock.withLock {
             nextTimer += 1
+            guard !killed.contains(loopOwners[loop]) else {
+                graveyard.append(work)
+                return nextTimer
+            }
             timers[nextTimer] = Timer(due: clock.now + max(0, delay), order: nextTimer, loop: loop, periodic: periodic, work: work)
             return nextTimer
         }
@@ -103,7 +165,7 @@ final class SimulatedScheduler: TaskExecutor, BrokerTimers, @unchecked Sendable 
     @discardableResult
     func runOne() -> Bool {
         enum Pick {
-            case task(UnownedJob)
+            case task(QueuedTask)
             case loop(Int, () -> Void)
         }
         let pick: Pick? = lock.withLock {
@@ -113,29 +175,35 @@ final class SimulatedScheduler: TaskExecutor, BrokerTimers, @unchecked Sendable 
                 if timer.periodic { periodicFired += 1 }
                 loops[timer.loop].append(timer.work)
             }
-            let ready = loops.indices.filter { !loops[$0].isEmpty }
-            let count = tasks.count + ready.count
+            let ready = loops.indices.filter { !loops[$0].isEmpty && !paused.contains(loopOwners[$0]) }
+            let runnable = paused.isEmpty ? Array(tasks.indices) : tasks.indices.filter { !paused.contains(tasks[$0].owner) }
+            let count = runnable.count + ready.count
             if count == 0 {
-                guard let next = timers.values.filter({ !$0.periodic }).min(by: { ($0.due, $0.order) < ($1.due, $1.order) })
+                guard let next = timers.values.filter({ !$0.periodic && !paused.contains(loopOwners[$0.loop]) })
+                    .min(by: { ($0.due, $0.order) < ($1.due, $1.order) })
                 else { return nil }
                 clock.advance(by: next.due - now)
                 timers[next.order] = nil
                 return .loop(next.loop, next.work)
             }
             let chosen = Int.random(in: 0..<count, using: &rng)
-            if chosen < tasks.count {
+            if chosen < runnable.count {
                 if recordsPicks { picks.append("t\(chosen)/\(count)") }
-                return .task(tasks.remove(at: chosen))
+                return .task(tasks.remove(at: runnable[chosen]))
             }
-            let loop = ready[chosen - tasks.count]
+            let loop = ready[chosen - runnable.count]
             if recordsPicks { picks.append("l\(loop)/\(count)") }
             return .loop(loop, loops[loop].removeFirst())
         }
         switch pick {
         case nil:
             return false
-        case .task(let job):
-            job.runSynchronously(on: asUnownedTaskExecutor())
+        case .task(let task):
+            if task.owner == 0 {
+                task.job.runSynchronously(on: asUnownedTaskExecutor())
+            } else {
+                task.job.runSynchronously(on: lane(owner: task.owner).asUnownedTaskExecutor())
+            }
         case .loop(let loop, let work):
             let outer = runningLoop
             runningLoop = loop
@@ -168,6 +236,21 @@ final class SimulatedScheduler: TaskExecutor, BrokerTimers, @unchecked Sendable 
     /// Whether any job or timer is left, the broker's periodic timers aside.
     var isIdle: Bool {
         lock.withLock { tasks.isEmpty && loops.allSatisfy(\.isEmpty) && timers.values.allSatisfy(\.periodic) }
+    }
+}
+
+/// One owner's tasks: the `TaskExecutor` of one simulated broker process.
+final class SimulatedTaskLane: TaskExecutor, @unchecked Sendable {
+    let scheduler: SimulatedScheduler
+    let owner: Int
+
+    init(scheduler: SimulatedScheduler, owner: Int) {
+        self.scheduler = scheduler
+        self.owner = owner
+    }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        scheduler.enqueue(UnownedJob(job), owner: owner)
     }
 }
 
