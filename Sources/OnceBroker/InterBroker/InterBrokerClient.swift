@@ -54,7 +54,12 @@ final class InterBrokerClient: Sendable {
         do {
             return try await connection.send(request, version: version)
         } catch {
-            if !connection.isActive { forget(nodeId, connection) }
+            // The handler fails a request only when its connection can carry nothing more (a
+            // timeout, an answer out of step, a close), and a response that does not decode means
+            // the stream is not understood: the next request opens a new connection in every case,
+            // without waiting for the channel to report itself inactive.
+            forget(nodeId, connection)
+            connection.close()
             throw error
         }
     }
