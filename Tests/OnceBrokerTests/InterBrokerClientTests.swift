@@ -99,6 +99,19 @@ struct InterBrokerClientTests {
         try await peer.stop()
     }
 
+    @Test("A request on a connection already closed fails instead of waiting forever")
+    func sendAfterClose() async throws {
+        let peer = try await FakePeer.start(.answer)
+        let connection = try await InterBrokerConnection.connect(
+            host: "127.0.0.1", port: peer.address.port, clientId: "b", requestTimeout: .seconds(30),
+            maxFrameSize: 1 << 20, group: MultiThreadedEventLoopGroup.singleton)
+        try await connection.close().get()
+        await #expect { try await connection.send(Self.markers(producerId: 1), version: 1) } throws: {
+            ($0 as? InterBrokerError)?.kind == .closed
+        }
+        try await peer.stop()
+    }
+
     @Test("A peer that never answers fails the request with a timeout")
     func timeout() async throws {
         let peer = try await FakePeer.start(.silent)

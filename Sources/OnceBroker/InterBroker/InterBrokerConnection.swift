@@ -61,19 +61,30 @@ final class InterBrokerConnection: Sendable {
         let promise = channel.eventLoop.makePromise(of: ByteBuffer.self)
         // Ids are taken and frames written under one lock so they reach the socket in id order,
         // the order the peer answers in.
+        let written = channel.eventLoop.makePromise(of: Void.self)
         frames.withLock { frames in
             let (id, frame) = frames.encode(request, version: version, allocator: channel.allocator)
             channel.writeAndFlush(
                 InterBrokerResponseHandler.Outbound(
                     correlationId: id, frame: frame, response: promise, timeout: requestTimeout),
-                promise: nil)
+                promise: written)
+        }
+        // A channel already closed has no handler left to fail the response; the failed write
+        // does it (a response promise the handler completed first ignores this).
+        let endpoint = self.endpoint
+        written.futureResult.whenFailure { error in
+            promise.fail(error as? InterBrokerError
+                ?? InterBrokerError(kind: .closed, description: "connection to broker \(endpoint) closed: \(error)"))
         }
         let frame = try await promise.futureResult.get()
         return try InterBrokerFrames.decode(R.self, version: version, frame: frame)
     }
 
-    func close() {
+    /// Closes the socket; requests in flight fail. The future completes once it is closed.
+    @discardableResult
+    func close() -> EventLoopFuture<Void> {
         channel.close(promise: nil)
+        return channel.closeFuture
     }
 }
 
