@@ -47,8 +47,9 @@ final class InterBrokerClient: Sendable {
         self.group = group
     }
 
-    /// Sends `request` at `version` to the live broker `nodeId`. Every failure is an
-    /// `InterBrokerError`; the caller decides whether and when to ask again.
+    /// Sends `request` at `version` to the live broker `nodeId`. It fails with an
+    /// `InterBrokerError`, or the decoding error of an answer not understood; the caller decides
+    /// whether and when to ask again.
     func send<R: KafkaRequest>(_ request: R, version: Int16, to nodeId: Int32) async throws -> R.Response {
         let connection = try await connection(to: nodeId)
         do {
