@@ -170,6 +170,24 @@ public struct BrokerConfig: Sendable {
     /// `broker.heartbeat.interval.ms`); several beats fit in a session so one slow beat is no death.
     /// Default: 2000.
     public var brokerHeartbeatIntervalMs: Int64 = 2000
+    /// The listener other brokers reach this one through, for transaction markers and KIP-890
+    /// checks (Kafka's `inter.broker.listener.name`); it must be a PLAINTEXT listener every broker
+    /// of the cluster has. Default: the first PLAINTEXT listener.
+    public var interBrokerListenerName: String?
+    /// How long a request to another broker may wait for its answer (Kafka's `request.timeout.ms`
+    /// of the inter-broker channel). Default: 30000.
+    public var interBrokerRequestTimeoutMs: Int64 = 30_000
+    /// How long an undelivered transaction marker waits before it is sent again, doubled per
+    /// failure up to the max (Kafka's `retry.backoff.ms` and `retry.backoff.max.ms`).
+    /// Defaults: 100 and 1000.
+    public var transactionMarkerRetryBackoffMs: Int64 = 100
+    public var transactionMarkerRetryBackoffMaxMs: Int64 = 1000
+
+    /// The listener named by `interBrokerListenerName`, or the first PLAINTEXT one.
+    public var interBrokerListener: Listener? {
+        if let name = interBrokerListenerName { return listeners.first { $0.name == name } }
+        return listeners.first { $0.securityProtocol == .plaintext }
+    }
 }
 
 /// A `host:port` pair as given on the command line.

@@ -97,6 +97,7 @@ public struct BrokerService: Service {
         }
         heartbeats?.cancel()
         _ = await heartbeats?.value
+        broker.peers?.client.shutdown()
         databaseCluster?.deregister()
         broker.producers.snapshotAll()
         broker.snapshotCoordinators()

@@ -95,6 +95,18 @@ struct BrokerCommand: AsyncParsableCommand {
     @Option(help: "postgres engine: how often a broker renews its membership and leases, in ms (broker.heartbeat.interval.ms) [env: ONCE_BROKER_HEARTBEAT_INTERVAL_MS] (default: 2000)")
     var brokerHeartbeatIntervalMs: Int64?
 
+    @Option(help: "postgres engine: the PLAINTEXT listener other brokers reach this one through for transaction markers and verification (inter.broker.listener.name) [env: ONCE_INTER_BROKER_LISTENER_NAME] (default: the first PLAINTEXT listener)")
+    var interBrokerListenerName: String?
+
+    @Option(help: "postgres engine: how long a request to another broker waits for its answer, in ms (request.timeout.ms) [env: ONCE_INTER_BROKER_REQUEST_TIMEOUT_MS] (default: 30000)")
+    var interBrokerRequestTimeoutMs: Int64?
+
+    @Option(help: "postgres engine: wait before sending an undelivered transaction marker again, in ms, doubled per failure (retry.backoff.ms) [env: ONCE_TRANSACTION_MARKER_RETRY_BACKOFF_MS] (default: 100)")
+    var transactionMarkerRetryBackoffMs: Int64?
+
+    @Option(help: "postgres engine: the longest wait between marker deliveries, in ms (retry.backoff.max.ms) [env: ONCE_TRANSACTION_MARKER_RETRY_BACKOFF_MAX_MS] (default: 1000)")
+    var transactionMarkerRetryBackoffMaxMs: Int64?
+
     @Option(help: "This broker's rack, reported in Metadata (broker.rack) [env: ONCE_BROKER_RACK]")
     var brokerRack: String?
 
@@ -294,6 +306,23 @@ struct BrokerCommand: AsyncParsableCommand {
         }
         if let v = try setting(brokerSessionTimeoutMs, "ONCE_BROKER_SESSION_TIMEOUT_MS") { config.brokerSessionTimeoutMs = v }
         if let v = try setting(brokerHeartbeatIntervalMs, "ONCE_BROKER_HEARTBEAT_INTERVAL_MS") { config.brokerHeartbeatIntervalMs = v }
+        if let v = setting(interBrokerListenerName, "ONCE_INTER_BROKER_LISTENER_NAME") { config.interBrokerListenerName = v }
+        if let v = try setting(interBrokerRequestTimeoutMs, "ONCE_INTER_BROKER_REQUEST_TIMEOUT_MS") { config.interBrokerRequestTimeoutMs = v }
+        if let v = try setting(transactionMarkerRetryBackoffMs, "ONCE_TRANSACTION_MARKER_RETRY_BACKOFF_MS") { config.transactionMarkerRetryBackoffMs = v }
+        if let v = try setting(transactionMarkerRetryBackoffMaxMs, "ONCE_TRANSACTION_MARKER_RETRY_BACKOFF_MAX_MS") { config.transactionMarkerRetryBackoffMaxMs = v }
+        guard config.interBrokerRequestTimeoutMs > 0, config.transactionMarkerRetryBackoffMs > 0,
+            config.transactionMarkerRetryBackoffMaxMs >= config.transactionMarkerRetryBackoffMs
+        else {
+            throw ValidationError("--inter-broker-request-timeout-ms and --transaction-marker-retry-backoff-ms must be positive, and --transaction-marker-retry-backoff-max-ms at least the backoff")
+        }
+        if let name = config.interBrokerListenerName {
+            guard let listener = config.interBrokerListener else {
+                throw ValidationError("--inter-broker-listener-name \(name) names no listener")
+            }
+            guard listener.securityProtocol == .plaintext else {
+                throw ValidationError("--inter-broker-listener-name \(name) must name a PLAINTEXT listener (brokers do not speak SSL or SASL to each other)")
+            }
+        }
         // A beat must land inside the session, or a live broker would be counted dead between beats.
         guard config.brokerHeartbeatIntervalMs > 0, config.brokerHeartbeatIntervalMs < config.brokerSessionTimeoutMs else {
             throw ValidationError("--broker-heartbeat-interval-ms must be positive and below --broker-session-timeout-ms (\(config.brokerSessionTimeoutMs))")

@@ -1,0 +1,216 @@
+"""Transactions across a cluster of three `once broker --storage postgres` processes: the
+transaction coordinator (the leader of `__transaction_state-0`) writes markers to partitions other
+brokers lead through WriteTxnMarkers, and each partition leader checks a transactional write with
+the coordinator through AddPartitionsToTxn (KIP-890) before appending it."""
+
+from __future__ import annotations
+
+import struct
+import subprocess
+import threading
+
+import pytest
+from confluent_kafka import KafkaException, Producer, TopicPartition
+
+import confluent_helpers as ck
+import kafka_wire as wire
+from once_broker import broker_binary
+from support import scaled_timeout, unique_topic, wait_until
+from test_postgres_cluster import lease, leaders_in_metadata, pg, three  # noqa: F401  (pg is a fixture)
+
+WRITE_TXN_MARKERS = 27
+NONE = 0
+UNKNOWN_TOPIC_OR_PARTITION = 3
+NOT_LEADER_OR_FOLLOWER = 6
+INVALID_REQUEST = 42
+INVALID_PRODUCER_EPOCH = 47
+
+
+def bootstrap(brokers) -> str:
+    return ",".join(b.bootstrap for b in brokers)
+
+
+def spread_topic(pg, broker_factory, partitions: int = 6):
+    topic = unique_topic("cluster-txn")
+    url, brokers = three(pg, broker_factory, {topic: partitions})
+    def led_by_all() -> dict[int, int] | None:
+        leaders = leaders_in_metadata(brokers[0], topic)
+        return leaders if set(leaders.values()) == {1, 2, 3} else None
+
+    leaders = wait_until(led_by_all, 60, "the topic's partitions led by all three brokers")
+    return url, brokers, topic, leaders
+
+
+def txn_producer(brokers, tid: str) -> Producer:
+    producer = Producer({
+        "bootstrap.servers": bootstrap(brokers), "transactional.id": tid, "linger.ms": 5,
+        "transaction.timeout.ms": 60000, "message.timeout.ms": 60000,
+    })
+    producer.init_transactions(scaled_timeout(60))
+    return producer
+
+
+class Cluster:
+    """What the confluent helpers take for a broker: a bootstrap list naming several."""
+
+    def __init__(self, brokers) -> None:
+        self.bootstrap = bootstrap(brokers)
+
+
+def read_committed(brokers, topic: str, partitions: int) -> list[bytes]:
+    return [r.value for r in ck.read_to_end(
+        Cluster(brokers), topic, range(partitions), seconds=scaled_timeout(120), **{"isolation.level": "read_committed"})]
+
+
+def stable_at_end(brokers, topic: str, partition: int) -> bool:
+    """Whether the partition's last stable offset is its high watermark: no transaction open there."""
+    committed = ck.consumer(Cluster(brokers), **{"isolation.level": "read_committed"})
+    try:
+        lso = committed.get_watermark_offsets(TopicPartition(topic, partition), timeout=20, cached=False)[1]
+    finally:
+        committed.close()
+    return lso == ck.watermarks(Cluster(brokers), topic, partition)[1]
+
+
+def test_a_transaction_over_partitions_led_by_three_brokers_commits_and_aborts(pg, broker_factory):
+    url, brokers, topic, leaders = spread_topic(pg, broker_factory)
+    coordinator, _ = lease(pg, url, "__transaction_state", 0)
+    assert any(node != coordinator for node in leaders.values()), "some partition is led away from the coordinator"
+    producer = txn_producer(brokers, unique_topic("tid-spread"))
+    committed: list[bytes] = []
+    for txn in range(12):
+        producer.begin_transaction()
+        values = []
+        for p in leaders:
+            for i in range(5):
+                values.append(f"t{txn}-p{p}-{i}".encode())
+                producer.produce(topic, value=values[-1], partition=p)
+        if txn % 3 == 2:
+            producer.abort_transaction(scaled_timeout(30))
+        else:
+            producer.commit_transaction(scaled_timeout(30))
+            committed += values
+    seen = read_committed(brokers, topic, len(leaders))
+    assert sorted(seen) == sorted(committed), "exactly the committed records, each once"
+    # Every partition's last stable offset reached its end: no marker is missing anywhere.
+    for p in leaders:
+        assert stable_at_end(brokers, topic, p), f"partition {p} still holds an open transaction"
+
+
+@pytest.mark.timeout_seconds(420)
+def test_sigkill_of_the_transaction_coordinator_mid_run_leaves_every_committed_record_once(pg, broker_factory):
+    url, brokers, topic, leaders = spread_topic(pg, broker_factory)
+    coordinator, _ = lease(pg, url, "__transaction_state", 0)
+    survivors = [b for n, b in zip((1, 2, 3), brokers) if n != coordinator]
+    committed: list[bytes] = []
+    uncertain: list[list[bytes]] = []
+    stop = threading.Event()
+    failures: list[str] = []
+    transactions = {"done": 0}
+
+    def run() -> None:
+        tid = unique_topic("tid-failover")
+        producer = txn_producer(survivors, tid)
+        txn = 0
+        while not stop.is_set():
+            values = [f"t{txn}-p{p}".encode() for p in leaders]
+            txn += 1
+            try:
+                producer.begin_transaction()
+                for p, value in zip(leaders, values):
+                    producer.produce(topic, value=value, partition=p)
+                producer.commit_transaction(scaled_timeout(60))
+                committed.extend(values)
+                transactions["done"] += 1
+            except KafkaException as e:
+                error = e.args[0]
+                uncertain.append(values)
+                if error.txn_requires_abort():
+                    try:
+                        producer.abort_transaction(scaled_timeout(60))
+                    except KafkaException as again:
+                        failures.append(f"abort failed: {again}")
+                        return
+                elif error.retriable():
+                    continue
+                else:
+                    # Fatal (fenced or a lost answer to commit): a new instance fences this one.
+                    producer = txn_producer(survivors, tid)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    try:
+        wait_until(lambda: transactions["done"] >= 5, scaled_timeout(60), "transactions before the kill")
+        brokers[coordinator - 1].kill9()
+        wait_until(lambda: lease(pg, url, "__transaction_state", 0)[0] != coordinator, 60, "the coordinator moving")
+        before = transactions["done"]
+        wait_until(lambda: transactions["done"] >= before + 5, scaled_timeout(120), "transactions after the failover")
+    finally:
+        stop.set()
+        worker.join(scaled_timeout(180))
+    assert not worker.is_alive(), "the producer's last transaction hung"
+    assert not failures, failures
+    seen = read_committed(survivors, topic, len(leaders))
+    assert len(seen) == len(set(seen)), "no record twice"
+    assert set(committed) <= set(seen), "every committed record is there"
+    # A transaction whose commit answer was lost is there whole or not at all.
+    for values in uncertain:
+        present = [v in set(seen) for v in values]
+        assert all(present) or not any(present), values
+    assert set(seen) <= set(committed) | {v for values in uncertain for v in values}
+    # The last stable offset moved past every transaction, those the failover interrupted included.
+    for p in leaders:
+        wait_until(lambda: stable_at_end(survivors, topic, p), scaled_timeout(60), f"partition {p}'s LSO reaching its end")
+
+
+def once_describe_producers(broker, topic: str, partition: int) -> list[list[str]]:
+    out = subprocess.run(
+        [str(broker_binary()), "producers", "describe", topic, "--partition", str(partition),
+         "--bootstrap-server", broker.bootstrap], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return [line.split("\t") for line in out.stdout.splitlines()[1:]]
+
+
+def write_marker(broker, topic: str, partition: int, producer_id: int, epoch: int, commit: bool, coordinator_epoch: int) -> int:
+    """A raw WriteTxnMarkers v2 for one partition, as a coordinator sends it; the partition's error code."""
+    name = topic.encode()
+    body = (wire.uvarint(2)
+            + struct.pack(">qh?", producer_id, epoch, commit)
+            + wire.uvarint(2) + wire.uvarint(len(name) + 1) + name + wire.uvarint(2) + struct.pack(">i", partition) + b"\x00"
+            + struct.pack(">i", coordinator_epoch) + struct.pack(">b", 0) + b"\x00"
+            + b"\x00")
+    host, port = broker.bootstrap.split(":")
+    with wire.connect((host, int(port))) as sock:
+        sock.sendall(wire.frame(wire.request_header(WRITE_TXN_MARKERS, 2, 1, flexible=True) + body))
+        payload = wire.read_frame(sock)
+    pos = 5 + 1 + 8 + 1
+    pos += 1 + payload[pos] - 1
+    pos += 1
+    (_index, error) = struct.unpack_from(">ih", payload, pos)
+    return error
+
+
+def test_write_txn_markers_from_a_coordinator_are_answered_per_partition(pg, broker_factory):
+    url, brokers, topic, leaders = spread_topic(pg, broker_factory)
+    by_node = dict(zip((1, 2, 3), brokers))
+    partition = next(iter(leaders))
+    leader = by_node[leaders[partition]]
+    other = next(b for n, b in by_node.items() if n != leaders[partition])
+    producer = txn_producer(brokers, unique_topic("tid-raw"))
+    producer.begin_transaction()
+    producer.produce(topic, value=b"open", partition=partition)
+    producer.flush(30)
+    assert read_committed(brokers, topic, len(leaders)) == []
+    row = next(r for r in once_describe_producers(leader, topic, partition) if int(r[5]) >= 0)
+    producer_id, epoch = int(row[1]), int(row[2])
+
+    assert write_marker(other, topic, partition, producer_id, epoch, True, 0) == NOT_LEADER_OR_FOLLOWER
+    assert write_marker(leader, unique_topic("missing"), 0, producer_id, epoch, True, 0) == UNKNOWN_TOPIC_OR_PARTITION
+    assert write_marker(leader, topic, partition, producer_id, epoch, True, -1) == INVALID_REQUEST, "only a coordinator commits"
+    assert write_marker(leader, topic, partition, producer_id, epoch - 1, True, 0) == INVALID_PRODUCER_EPOCH
+    # A coordinator's COMMIT ends the partition's transaction: the record becomes readable.
+    assert write_marker(leader, topic, partition, producer_id, epoch, True, 0) == NONE
+    assert read_committed(brokers, topic, len(leaders)) == [b"open"]
+    # The coordinator's own commit writes its marker too, harmlessly.
+    producer.commit_transaction(scaled_timeout(30))
+    assert read_committed(brokers, topic, len(leaders)) == [b"open"]
