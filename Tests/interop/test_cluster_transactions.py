@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import struct
 import subprocess
+import sys
 import threading
+import time
+from pathlib import Path
 
 import pytest
 from confluent_kafka import KafkaException, Producer, TopicPartition
@@ -15,9 +18,10 @@ from confluent_kafka import KafkaException, Producer, TopicPartition
 import confluent_helpers as ck
 import kafka_wire as wire
 from once_broker import broker_binary
-from support import scaled_timeout, unique_topic, wait_until
+from support import Deadline, index_of, record_count, scaled_timeout, unique_topic, wait_until
 from test_postgres_cluster import lease, leaders_in_metadata, pg, three  # noqa: F401  (pg is a fixture)
 
+HERE = Path(__file__).resolve().parent
 WRITE_TXN_MARKERS = 27
 NONE = 0
 UNKNOWN_TOPIC_OR_PARTITION = 3
@@ -214,3 +218,57 @@ def test_write_txn_markers_from_a_coordinator_are_answered_per_partition(pg, bro
     # The coordinator's own commit writes its marker too, harmlessly.
     producer.commit_transaction(scaled_timeout(30))
     assert read_committed(brokers, topic, len(leaders)) == [b"open"]
+
+
+def start_processor(brokers, source: str, sink: str, group: str, tid: str) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [sys.executable, str(HERE / "eos_processor.py"), "confluent", bootstrap(brokers), source, sink, group, tid],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    line = process.stdout.readline()
+    assert line.strip() == "ready", f"processor did not start: {line}{process.stdout.read() if process.poll() is not None else ''}"
+    return process
+
+
+@pytest.mark.timeout_seconds(420)
+def test_read_process_write_across_three_brokers_survives_a_partition_leader_sigkill(pg, broker_factory):
+    """The seed's loop with its input, output and both coordinators spread over the brokers; the
+    leader of output partitions that coordinates nothing is SIGKILLed while it runs. A processor
+    that fails is restarted, as its supervisor would."""
+    source, sink = unique_topic("cluster-eos-in"), unique_topic("cluster-eos-out")
+    url, brokers = three(pg, broker_factory, {source: 3, sink: 3})
+    n = record_count(5000)
+    # Half the input before the kill and half after, so the loop runs across it.
+    ck.produce_indexed(Cluster(brokers), source, range(n // 2), **{"enable.idempotence": True})
+    coordinators = {lease(pg, url, "__transaction_state", 0)[0], lease(pg, url, "__consumer_offsets", 0)[0]}
+    sink_leaders = leaders_in_metadata(brokers[0], sink)
+    victim = next((node for node in sink_leaders.values() if node not in coordinators), None)
+    victim = victim or next(node for node in sink_leaders.values() if node != lease(pg, url, "__transaction_state", 0)[0])
+    survivors = [b for node, b in zip((1, 2, 3), brokers) if node != victim]
+    group, tid = unique_topic("cluster-eos-group"), unique_topic("cluster-eos-tid")
+    process = start_processor(brokers, source, sink, group, tid)
+    restarts = 0
+    try:
+        # Kill once the loop has committed some of its output.
+        wait_until(lambda: sum(ck.watermarks(Cluster(brokers), sink, p)[1] for p in range(3)) > 0, scaled_timeout(60),
+                   "the processor's first output")
+        brokers[victim - 1].kill9()
+        ck.produce_indexed(Cluster(survivors), source, range(n // 2, n), **{"enable.idempotence": True})
+        deadline = Deadline(scaled_timeout(300), f"{n} outputs under read_committed")
+        while True:
+            deadline.check(f"({restarts} processor restarts)")
+            if process.poll() is not None:
+                restarts += 1
+                process = start_processor(survivors, source, sink, group, tid)
+            values = read_committed(survivors, sink, 3)
+            if len(values) >= n:
+                break
+            time.sleep(1)
+    finally:
+        process.kill()
+        process.wait(10)
+    indices = [index_of(v.removeprefix(b"processed:")) for v in values]
+    assert len(indices) == len(set(indices)), f"{len(indices) - len(set(indices))} inputs output more than once"
+    assert sorted(indices) == list(range(n)), "every input output exactly once"
+    print(f"processor restarts: {restarts}")
+    assert lease(pg, url, sink, next(p for p, node in sink_leaders.items() if node == victim))[0] != victim, \
+        "the killed broker's partitions moved"
