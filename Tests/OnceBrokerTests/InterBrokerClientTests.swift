@@ -198,16 +198,21 @@ final class FakePeer: Sendable {
 
     private let channel: any Channel
     private let counter: Counter
+    private let partitions: Counter
     var connections: Int { counter.count }
+    /// How many partitions the peer was sent markers for.
+    var partitionsSent: Int { partitions.count }
     var address: HostPort { HostPort(host: "127.0.0.1", port: channel.localAddress!.port!) }
 
-    private init(channel: any Channel, counter: Counter) {
+    private init(channel: any Channel, counter: Counter, partitions: Counter) {
         self.channel = channel
         self.counter = counter
+        self.partitions = partitions
     }
 
     static func start(_ mode: Mode) async throws -> FakePeer {
         let counter = Counter()
+        let partitions = Counter()
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { child in
@@ -216,11 +221,11 @@ final class FakePeer: Sendable {
                     try child.pipeline.syncOperations.addHandler(
                         ByteToMessageHandler(KafkaFrameDecoder(maxFrameSize: 1 << 20)))
                     try child.pipeline.syncOperations.addHandler(
-                        Answerer(wrongId: mode == .wrongIdOnce && connection == 1, silent: mode == .silent))
+                        Answerer(wrongId: mode == .wrongIdOnce && connection == 1, silent: mode == .silent, partitions: partitions))
                 }
             }
             .bind(host: "127.0.0.1", port: 0).get()
-        return FakePeer(channel: channel, counter: counter)
+        return FakePeer(channel: channel, counter: counter, partitions: partitions)
     }
 
     func stop() async throws {
@@ -238,10 +243,12 @@ final class FakePeer: Sendable {
         typealias OutboundOut = ByteBuffer
         let wrongId: Bool
         let silent: Bool
+        let partitions: Counter
 
-        init(wrongId: Bool, silent: Bool) {
+        init(wrongId: Bool, silent: Bool, partitions: Counter) {
             self.wrongId = wrongId
             self.silent = silent
+            self.partitions = partitions
         }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -264,6 +271,7 @@ final class FakePeer: Sendable {
                         var partition = WriteTxnMarkersResponse.WritableTxnMarkerPartitionResult()
                         partition.partitionIndex = p
                         partition.errorCode = ErrorCode.notLeaderOrFollower.rawValue
+                        _ = self.partitions.next()
                         return partition
                     }
                     return topic

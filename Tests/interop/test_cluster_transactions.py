@@ -19,6 +19,7 @@ import confluent_helpers as ck
 import kafka_wire as wire
 from once_broker import broker_binary
 from support import Deadline, index_of, record_count, scaled_timeout, unique_topic, wait_until
+from test_verify import summary
 from test_postgres_cluster import lease, leaders_in_metadata, pg, three  # noqa: F401  (pg is a fixture)
 
 HERE = Path(__file__).resolve().parent
@@ -272,3 +273,41 @@ def test_read_process_write_across_three_brokers_survives_a_partition_leader_sig
     print(f"processor restarts: {restarts}")
     assert lease(pg, url, sink, next(p for p, node in sink_leaders.items() if node == victim))[0] != victim, \
         "the killed broker's partitions moved"
+
+
+@pytest.mark.timeout_seconds(420)
+def test_once_verify_finds_no_anomalies_while_each_broker_is_killed_and_restarted_in_turn(pg, broker_factory, tmp_path):
+    """`once verify`'s transactional workload over the three brokers; each fault SIGKILLs the next
+    broker in turn and restarts it, so the coordinators and partition leaders all move at least once."""
+    url, brokers = three(pg, broker_factory)
+    request, done = tmp_path / "fault-request", tmp_path / "fault-done"
+    command = f"touch {request} && while [ ! -e {done} ]; do sleep 0.05; done && rm -f {done}"
+    out, err = tmp_path / "verify.out", tmp_path / "verify.err"
+    faults = 0
+    with out.open("w") as stdout, err.open("w") as stderr:
+        process = subprocess.Popen(
+            [str(broker_binary()), "verify", "--bootstrap-server", bootstrap(brokers), "--fault-command", command,
+             "--seconds", "24", "--partitions", "3", "--fault-interval-seconds", "6", "--drain-timeout-seconds", "150"],
+            stdout=stdout, stderr=stderr, text=True)
+        deadline = time.monotonic() + 390
+        try:
+            while process.poll() is None:
+                assert time.monotonic() < deadline, "once verify still running"
+                if request.exists():
+                    request.unlink()
+                    victim = brokers[faults % 3]
+                    victim.kill9()
+                    victim.restart()
+                    faults += 1
+                    done.touch()
+                time.sleep(0.05)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    result = subprocess.CompletedProcess(process.args, process.returncode, out.read_text(), err.read_text())
+    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr[-3000:]}"
+    numbers = summary(result)
+    assert faults >= 3, f"only {faults} faults: not every broker was killed"
+    assert numbers["faults"] == faults
+    assert numbers["anomalies"] == 0 and numbers["records"] > 0 and numbers["transactions"] > 0, numbers

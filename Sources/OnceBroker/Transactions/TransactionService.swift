@@ -412,7 +412,7 @@ final class TransactionService: Sendable {
     /// forgotten would answer CONCURRENT_TRANSACTIONS for good. A loss of the coordinator ends the
     /// loop; the next coordinator loads the prepared state and sends them again.
     private func retryMarkers(_ action: TransactionCoordinator.Action, _ partitions: [TopicPartitionKey], immediately: Bool) {
-        guard case .writeMarkers(let id, _, _, _, _) = action else { return }
+        guard case .writeMarkers(let id, let producerId, let producerEpoch, let commit, _) = action else { return }
         let generation: Int? = retries.withLockedValue { r in r.ids.insert(id).inserted ? r.generation : nil }
         guard let generation else { return }
         Task { [self] in
@@ -429,10 +429,15 @@ final class TransactionService: Sendable {
                     }) else { break }
                     pending = try await deliver(round)
                     guard pending.isEmpty else { continue }
+                    // Recorded only if this tenure still waits for exactly these markers.
                     let end = try coordinator.withLockedValue { c in
+                        guard retries.withLockedValue({ $0.generation == generation }),
+                            c.awaitsMarkers(transactionalId: id, producerId: producerId, producerEpoch: producerEpoch, commit: commit)
+                        else { return nil as Int64? }
                         _ = try completeMarkers(action, written: true, rest: [], &c, now: now)
                         return transactionLog.logEndOffset
                     }
+                    guard let end else { break }
                     if flushAlways { try await transactionLog.waitDurable(upTo: end) }
                     logger.info("transaction markers delivered after a retry", metadata: ["transactionalId": "\(id)"])
                     break
