@@ -287,7 +287,7 @@ def test_once_verify_finds_no_anomalies_while_each_broker_is_killed_and_restarte
     with out.open("w") as stdout, err.open("w") as stderr:
         process = subprocess.Popen(
             [str(broker_binary()), "verify", "--bootstrap-server", bootstrap(brokers), "--fault-command", command,
-             "--seconds", "24", "--partitions", "3", "--fault-interval-seconds", "6", "--drain-timeout-seconds", "150"],
+             "--seconds", "40", "--partitions", "3", "--fault-interval-seconds", "4", "--drain-timeout-seconds", "150"],
             stdout=stdout, stderr=stderr, text=True)
         deadline = time.monotonic() + 390
         try:
