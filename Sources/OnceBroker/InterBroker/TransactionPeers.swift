@@ -85,7 +85,7 @@ final class TransactionPeers: Sendable {
             for partition in partitions where codes[partition] == nil { codes[partition] = .unknownServerError }
             return codes
         } catch {
-            logger.warning("transaction markers not delivered", metadata: [
+            logger.log(level: Self.level(error), "transaction markers not delivered", metadata: [
                 "broker": "\(leader)", "producer": "\(markers.producerId)", "error": "\(error)",
             ])
             return Dictionary(uniqueKeysWithValues: partitions.map { ($0, ErrorCode.networkException) })
@@ -129,11 +129,17 @@ final class TransactionPeers: Sendable {
             for partition in partitions where codes[partition] == nil { codes[partition] = .unknownServerError }
             return codes
         } catch {
-            logger.warning("transaction coordinator not reached", metadata: [
+            logger.log(level: Self.level(error), "transaction coordinator not reached", metadata: [
                 "broker": "\(coordinator)", "transactionalId": "\(transactionalId)", "error": "\(error)",
             ])
             return Dictionary(uniqueKeysWithValues: partitions.map { ($0, ErrorCode.networkException) })
         }
+    }
+
+    /// A broker in reconnect backoff was already reported when its connect failed; every request
+    /// meanwhile would repeat that.
+    private static func level(_ error: any Error) -> Logger.Level {
+        (error as? InterBrokerError)?.kind == .backingOff ? .debug : .warning
     }
 
     private static func byTopic(_ partitions: [TopicPartitionKey]) -> [(String, [Int32])] {
