@@ -83,7 +83,10 @@ public final class Broker: Sendable {
             let client = InterBrokerClient(
                 settings: InterBrokerClient.Settings(
                     listenerName: listener.name, clientId: "once-broker-\(config.nodeId)",
-                    requestTimeout: .milliseconds(config.interBrokerRequestTimeoutMs)),
+                    requestTimeout: .milliseconds(config.interBrokerRequestTimeoutMs),
+                    sasl: config.interBrokerSasl.map {
+                        InterBrokerSasl(mechanism: $0.mechanism, username: $0.username, password: $0.password)
+                    }),
                 cluster: self.cluster, group: MultiThreadedEventLoopGroup.singleton)
             self.peers = TransactionPeers(client: client, cluster: self.cluster, logger: logger)
         } else {

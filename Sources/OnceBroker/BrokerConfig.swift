@@ -171,9 +171,14 @@ public struct BrokerConfig: Sendable {
     /// Default: 2000.
     public var brokerHeartbeatIntervalMs: Int64 = 2000
     /// The listener other brokers reach this one through, for transaction markers and KIP-890
-    /// checks (Kafka's `inter.broker.listener.name`); it must be a PLAINTEXT listener every broker
-    /// of the cluster has. Default: the first PLAINTEXT listener.
+    /// checks (Kafka's `inter.broker.listener.name`); every broker of the cluster must have it, as
+    /// PLAINTEXT or, with `interBrokerSasl`, SASL_PLAINTEXT. Default: the first PLAINTEXT listener,
+    /// or with credentials the first SASL_PLAINTEXT one.
     public var interBrokerListenerName: String?
+    /// How this broker authenticates to the others' SASL_PLAINTEXT listener (Kafka's
+    /// `sasl.mechanism.inter.broker.protocol` and the listener's JAAS username and password).
+    /// Default: none.
+    public var interBrokerSasl: (mechanism: SaslMechanism, username: String, password: String)?
     /// How long a request to another broker may wait for its answer (Kafka's `request.timeout.ms`
     /// of the inter-broker channel). Default: 30000.
     public var interBrokerRequestTimeoutMs: Int64 = 30_000
@@ -183,10 +188,12 @@ public struct BrokerConfig: Sendable {
     public var transactionMarkerRetryBackoffMs: Int64 = 100
     public var transactionMarkerRetryBackoffMaxMs: Int64 = 1000
 
-    /// The listener named by `interBrokerListenerName`, or the first PLAINTEXT one.
+    /// The listener named by `interBrokerListenerName`, or the first of the protocol the
+    /// credentials call for.
     public var interBrokerListener: Listener? {
         if let name = interBrokerListenerName { return listeners.first { $0.name == name } }
-        return listeners.first { $0.securityProtocol == .plaintext }
+        let wanted: SecurityProtocol = interBrokerSasl == nil ? .plaintext : .saslPlaintext
+        return listeners.first { $0.securityProtocol == wanted }
     }
 }
 

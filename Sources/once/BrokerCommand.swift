@@ -98,6 +98,15 @@ struct BrokerCommand: AsyncParsableCommand {
     @Option(help: "postgres engine: the PLAINTEXT listener other brokers reach this one through for transaction markers and verification (inter.broker.listener.name) [env: ONCE_INTER_BROKER_LISTENER_NAME] (default: the first PLAINTEXT listener)")
     var interBrokerListenerName: String?
 
+    @Option(help: "postgres engine: the SASL mechanism brokers authenticate to each other with, PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, over a SASL_PLAINTEXT inter-broker listener (sasl.mechanism.inter.broker.protocol) [env: ONCE_INTER_BROKER_SASL_MECHANISM] (default: SCRAM-SHA-512 when a username is given)")
+    var interBrokerSaslMechanism: String?
+
+    @Option(help: "postgres engine: the user brokers authenticate to each other as; grant it CLUSTER_ACTION or list it in --super-users [env: ONCE_INTER_BROKER_SASL_USERNAME]")
+    var interBrokerSaslUsername: String?
+
+    @Option(help: "postgres engine: that user's password; prefer the variable, which keeps it out of ps [env: ONCE_INTER_BROKER_SASL_PASSWORD]")
+    var interBrokerSaslPassword: String?
+
     @Option(help: "postgres engine: how long a request to another broker waits for its answer, in ms (request.timeout.ms) [env: ONCE_INTER_BROKER_REQUEST_TIMEOUT_MS] (default: 30000)")
     var interBrokerRequestTimeoutMs: Int64?
 
@@ -315,12 +324,25 @@ struct BrokerCommand: AsyncParsableCommand {
         else {
             throw ValidationError("--inter-broker-request-timeout-ms and --transaction-marker-retry-backoff-ms must be positive, and --transaction-marker-retry-backoff-max-ms at least the backoff")
         }
-        if let name = config.interBrokerListenerName {
-            guard let listener = config.interBrokerListener else {
-                throw ValidationError("--inter-broker-listener-name \(name) names no listener")
+        if let username = setting(interBrokerSaslUsername, "ONCE_INTER_BROKER_SASL_USERNAME") {
+            let name = setting(interBrokerSaslMechanism, "ONCE_INTER_BROKER_SASL_MECHANISM") ?? SaslMechanism.scramSha512.rawValue
+            guard let mechanism = SaslMechanism(rawValue: name) else {
+                throw ValidationError("--inter-broker-sasl-mechanism takes PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, not '\(name)'")
             }
-            guard listener.securityProtocol == .plaintext else {
-                throw ValidationError("--inter-broker-listener-name \(name) must name a PLAINTEXT listener (brokers do not speak SSL or SASL to each other)")
+            guard let password = setting(interBrokerSaslPassword, "ONCE_INTER_BROKER_SASL_PASSWORD") else {
+                throw ValidationError("--inter-broker-sasl-username needs --inter-broker-sasl-password (or ONCE_INTER_BROKER_SASL_PASSWORD)")
+            }
+            config.interBrokerSasl = (mechanism, username, password)
+        }
+        if config.interBrokerListenerName != nil || config.interBrokerSasl != nil {
+            let wanted: SecurityProtocol = config.interBrokerSasl == nil ? .plaintext : .saslPlaintext
+            guard let listener = config.interBrokerListener else {
+                throw ValidationError("no \(config.interBrokerListenerName ?? wanted.rawValue) listener for the brokers to reach each other through")
+            }
+            guard listener.securityProtocol == wanted else {
+                throw ValidationError(config.interBrokerSasl == nil
+                    ? "--inter-broker-listener-name \(listener.name) is \(listener.securityProtocol.rawValue): give --inter-broker-sasl-username for a SASL_PLAINTEXT one; brokers do not speak SSL to each other"
+                    : "--inter-broker-sasl-username needs a SASL_PLAINTEXT inter-broker listener, and \(listener.name) is \(listener.securityProtocol.rawValue)")
             }
         }
         // A beat must land inside the session, or a live broker would be counted dead between beats.

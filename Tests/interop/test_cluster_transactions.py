@@ -14,13 +14,14 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 
 import confluent_helpers as ck
 import kafka_wire as wire
 from once_broker import broker_binary
 from support import Deadline, index_of, record_count, scaled_timeout, unique_topic, wait_until
 from test_verify import summary
-from test_postgres_cluster import lease, leaders_in_metadata, pg, three  # noqa: F401  (pg is a fixture)
+from test_postgres_cluster import SESSION, lease, leaders_in_metadata, pg, spread, three  # noqa: F401  (pg is a fixture)
 
 HERE = Path(__file__).resolve().parent
 WRITE_TXN_MARKERS = 27
@@ -311,3 +312,54 @@ def test_once_verify_finds_no_anomalies_while_each_broker_is_killed_and_restarte
     assert faults >= 3, f"only {faults} faults: not every broker was killed"
     assert numbers["faults"] == faults
     assert numbers["anomalies"] == 0 and numbers["records"] > 0 and numbers["transactions"] > 0, numbers
+
+
+SECRET = "broker-secret"
+SASL_CLIENT = {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "SCRAM-SHA-512",
+               "sasl.username": "broker", "sasl.password": SECRET}
+
+
+def test_with_the_authorizer_on_brokers_authenticate_to_each_other_as_the_cluster(pg, broker_factory):
+    """Three brokers with only a SASL_PLAINTEXT listener and `--authorizer on`: the markers and
+    KIP-890 checks between them authenticate as User:broker, a super user, so a transaction over
+    partitions every broker leads commits. Anonymous inter-broker requests would be refused
+    CLUSTER_AUTHORIZATION_FAILED and the transaction could not complete."""
+    url = pg.new_database()
+    topic = unique_topic("cluster-txn-sasl")
+
+    def start(node: int):
+        return broker_factory(
+            listeners=["SASL_PLAINTEXT"],
+            env={"ONCE_INTER_BROKER_SASL_PASSWORD": SECRET, "ONCE_ADD_SCRAM": f"SCRAM-SHA-512=[name=broker,password={SECRET}]"},
+            extra_args=["--storage", "postgres", "--postgres-url", url, "--node-id", str(node), *SESSION,
+                        "--sasl-enabled-mechanisms", "SCRAM-SHA-512", "--authorizer", "on", "--super-users", "User:broker",
+                        "--inter-broker-sasl-username", "broker"])
+
+    first = start(1)
+    admin = AdminClient({"bootstrap.servers": first.bootstrap, **SASL_CLIENT})
+    admin.create_topics([NewTopic(topic, 6, 1)])[topic].result(30)
+    brokers = [first, start(2), start(3)]
+    wait_until(lambda: spread(pg, url, [1, 2, 3]), 60, "leadership spread over the three brokers")
+
+    def led_by_all() -> bool:
+        md = AdminClient({"bootstrap.servers": bootstrap(brokers), **SASL_CLIENT}).list_topics(topic, timeout=10)
+        return {p.leader for p in md.topics[topic].partitions.values()} == {1, 2, 3}
+
+    wait_until(led_by_all, 60, "the topic's partitions led by all three brokers")
+    producer = Producer({"bootstrap.servers": bootstrap(brokers), "transactional.id": unique_topic("tid-sasl"), **SASL_CLIENT})
+    producer.init_transactions(scaled_timeout(60))
+    producer.begin_transaction()
+    for p in range(6):
+        producer.produce(topic, value=f"committed-{p}".encode(), partition=p)
+    producer.commit_transaction(scaled_timeout(60))
+    consumer = ck.consumer(Cluster(brokers), **{"isolation.level": "read_committed", **SASL_CLIENT})
+    try:
+        consumer.assign([TopicPartition(topic, p, 0) for p in range(6)])
+        seen: list[bytes] = []
+        deadline = Deadline(scaled_timeout(60), "the committed records")
+        while len(seen) < 6:
+            deadline.check(f"({len(seen)} read)")
+            seen += [m.value() for m in consumer.consume(100, 0.5) if m.error() is None]
+    finally:
+        consumer.close()
+    assert sorted(seen) == sorted(f"committed-{p}".encode() for p in range(6))

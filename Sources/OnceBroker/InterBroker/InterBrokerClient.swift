@@ -9,9 +9,10 @@ import Synchronization
 /// replaced when it closes, and not retried sooner than a backoff after a failed connect.
 ///
 /// The listener is Kafka's `inter.broker.listener.name`, given in `Settings.listenerName`: every
-/// broker of the cluster must advertise it. Only plaintext is spoken: a broker-to-broker
-/// connection over SSL, or authenticated over SASL as the cluster, is not done, so the listener
-/// named must be a PLAINTEXT one (Kafka's default `security.inter.broker.protocol`).
+/// broker of the cluster must advertise it. It is PLAINTEXT, or SASL_PLAINTEXT with
+/// `Settings.sasl`, the credentials each connection authenticates with before its first request
+/// (Kafka's `sasl.mechanism.inter.broker.protocol` and the listener's JAAS login), so the peer's
+/// authorizer sees the brokers' principal; SSL between brokers is not done.
 final class InterBrokerClient: Sendable {
     struct Settings: Sendable {
         /// Kafka's `inter.broker.listener.name`.
@@ -26,6 +27,8 @@ final class InterBrokerClient: Sendable {
         var reconnectBackoffMax: TimeAmount = .seconds(1)
         /// Largest response frame accepted. Default: 100 MiB.
         var maxFrameSize: Int = 100 * 1024 * 1024
+        /// Credentials for a SASL_PLAINTEXT inter-broker listener; nil on a PLAINTEXT one.
+        var sasl: InterBrokerSasl?
     }
 
     private enum Slot {
@@ -133,7 +136,7 @@ final class InterBrokerClient: Sendable {
         }
         return try await InterBrokerConnection.connect(
             host: address.host, port: address.port, clientId: settings.clientId,
-            requestTimeout: settings.requestTimeout, maxFrameSize: settings.maxFrameSize, group: group)
+            requestTimeout: settings.requestTimeout, maxFrameSize: settings.maxFrameSize, sasl: settings.sasl, group: group)
     }
 
     private func forget(_ nodeId: Int32, _ connection: InterBrokerConnection) {

@@ -31,7 +31,7 @@ final class InterBrokerConnection: Sendable {
 
     static func connect(
         host: String, port: Int, clientId: String, requestTimeout: TimeAmount, maxFrameSize: Int,
-        group: any EventLoopGroup
+        sasl: InterBrokerSasl? = nil, group: any EventLoopGroup
     ) async throws -> InterBrokerConnection {
         let endpoint = "\(host):\(port)"
         let channel: any Channel
@@ -50,8 +50,16 @@ final class InterBrokerConnection: Sendable {
         } catch {
             throw InterBrokerError(kind: .connectFailed, description: "cannot connect to broker \(endpoint): \(error)")
         }
-        return InterBrokerConnection(
+        let connection = InterBrokerConnection(
             endpoint: endpoint, channel: channel, clientId: clientId, requestTimeout: requestTimeout)
+        guard let sasl else { return connection }
+        do {
+            try await sasl.authenticate(over: connection)
+        } catch {
+            connection.close()
+            throw InterBrokerError(kind: .connectFailed, description: "cannot authenticate to broker \(endpoint): \(error)")
+        }
+        return connection
     }
 
     var isActive: Bool { channel.isActive }
