@@ -205,6 +205,9 @@ public final class Broker: Sendable {
             return respond(request, describeLogDirs(try DescribeLogDirsRequest(from: &frame, version: version), request))
         case .listOffsets:
             return respond(request, listOffsets(try ListOffsetsRequest(from: &frame, version: version), request))
+        case .offsetForLeaderEpoch:
+            return respond(
+                request, offsetForLeaderEpoch(try OffsetForLeaderEpochRequest(from: &frame, version: version), request))
         case .produce:
             let produce = try ProduceRequest(from: &frame, version: version)
             let response = self.produce(produce, request)
@@ -300,8 +303,6 @@ public final class Broker: Sendable {
                     .map { self.encode($0, for: request) })
         case .consumerGroupDescribe:
             return respond(request, consumerGroupDescribe(try ConsumerGroupDescribeRequest(from: &frame, version: version), request))
-        default:
-            throw ConnectionError(description: "\(api.name) has no handler")
         }
     }
 

@@ -1,5 +1,6 @@
 import NIOCore
 import OnceCore
+import OncePostgres
 import OnceStorage
 
 /// Everything `once broker` can be told. Defaults follow Kafka's where Kafka has one.
@@ -194,6 +195,25 @@ public struct BrokerConfig: Sendable {
         if let name = interBrokerListenerName { return listeners.first { $0.name == name } }
         let wanted: SecurityProtocol = interBrokerSasl == nil ? .plaintext : .saslPlaintext
         return listeners.first { $0.securityProtocol == wanted }
+    }
+
+    /// How long a postgres-engine broker lets appends nobody waits for yet gather before it commits
+    /// them (Kafka has none: its log appends are not transactions). Default: 20.
+    public var postgresCommitLingerMs: Int64 = 20
+    /// The first pause before reconnecting to an unreachable database, doubled per failure
+    /// (Kafka's `reconnect.backoff.ms`, for its connections to other brokers). Default: 50.
+    public var postgresReconnectBackoffMs: Int64 = 50
+    /// The longest of those pauses (Kafka's `reconnect.backoff.max.ms`). Default: 2000.
+    public var postgresReconnectBackoffMaxMs: Int64 = 2000
+
+    /// The postgres engine's timings; its leases last a session, as renewals and takeovers make them.
+    var postgresTuning: PostgresTuning {
+        var tuning = PostgresTuning()
+        tuning.commitLinger = .milliseconds(postgresCommitLingerMs)
+        tuning.reconnectBackoff = .milliseconds(postgresReconnectBackoffMs)
+        tuning.reconnectBackoffMax = .milliseconds(postgresReconnectBackoffMaxMs)
+        tuning.leaseLength = .milliseconds(brokerSessionTimeoutMs)
+        return tuning
     }
 }
 

@@ -62,7 +62,8 @@ public struct BrokerService: Service {
             storage = MemoryLogStorage(flushPolicy: config.flushPolicy)
             clusterId = ClusterIdentity.random()
         case .postgres:
-            let postgres = try PostgresLogStorage(url: config.postgresURL ?? "", nodeId: config.nodeId, logger: logger)
+            let postgres = try PostgresLogStorage(
+                url: config.postgresURL ?? "", nodeId: config.nodeId, tuning: config.postgresTuning, logger: logger)
             storage = postgres
             clusterId = try ClusterIdentity.loadOrCreate(in: postgres)
             let cluster = DatabaseCluster(

@@ -17,8 +17,9 @@ final class PostgresCommitter: @unchecked Sendable {
 
     private let url: String
     private let schema: String
-    private let nodeId: Int32
+    let nodeId: Int32
     private let logger: Logger
+    private let tuning: PostgresTuning
     private let condition = NSCondition()
     // Guarded by `condition`.
     private var dirty: [ObjectIdentifier: PostgresPartitionLog] = [:]
@@ -36,14 +37,13 @@ final class PostgresCommitter: @unchecked Sendable {
     private let appendRounds = Counter(label: "once_postgres_append_round_trips_total")
     private let counts = Mutex<(roundTrips: Int, appendRounds: Int)>((0, 0))
 
-    /// The longest pause between reconnection attempts.
-    static let maxBackoff: Duration = .seconds(2)
-
-    init(url: String, schema: String, nodeId: Int32, logger: Logger) {
+    init(url: String, schema: String, nodeId: Int32, tuning: PostgresTuning, logger: Logger) {
         self.url = url
         self.schema = schema
         self.nodeId = nodeId
+        self.tuning = tuning
         self.logger = logger
+        linger = Mutex(tuning.commitLinger.timeInterval)
     }
 
     func start() {
@@ -65,7 +65,7 @@ final class PostgresCommitter: @unchecked Sendable {
 
     /// How long appends nobody waits for yet may gather before they are committed anyway; tests
     /// that must see a round start only when asked set it longer.
-    package let linger = Mutex<TimeInterval>(0.02)
+    package let linger: Mutex<TimeInterval>
 
     /// Someone waits for a queued append: commit now.
     func wantCommit() {
@@ -115,7 +115,7 @@ final class PostgresCommitter: @unchecked Sendable {
     private func loop() {
         var connection: PostgresConnection?
         var mustResolve = true
-        var backoff: Duration = .milliseconds(50)
+        var backoff = tuning.reconnectBackoff
         var failedWhileStopping = 0
         while true {
             condition.lock()
@@ -174,7 +174,7 @@ final class PostgresCommitter: @unchecked Sendable {
                 }
                 mustResolve = try commit(logs, on: c)
                 count(c)
-                backoff = .milliseconds(50)
+                backoff = tuning.reconnectBackoff
             } catch {
                 if let c = connection { count(c) }
                 connection = nil
@@ -185,8 +185,8 @@ final class PostgresCommitter: @unchecked Sendable {
                 for log in logs { log.failWaiters(StorageError.outcomeUnknown("postgres unavailable: \(error)")) }
                 for s in pendingStatements { s.done?(StorageError.io("postgres unavailable: \(error)")) }
                 if stopping { failedWhileStopping += 1 }
-                Thread.sleep(forTimeInterval: Double(backoff.components.attoseconds) / 1e18 + Double(backoff.components.seconds))
-                backoff = min(backoff * 2, Self.maxBackoff)
+                Thread.sleep(forTimeInterval: backoff.timeInterval)
+                backoff = min(backoff * 2, tuning.reconnectBackoffMax)
             }
             condition.lock()
             for log in logs where !log.hasPending { dirty[ObjectIdentifier(log)] = nil }

@@ -1,4 +1,5 @@
 import CLibPQ
+import Glibc
 
 /// One libpq connection. libpq blocks, so a connection belongs to the one thread that owns it
 /// (the engine's committer); nothing else touches it.
@@ -7,10 +8,25 @@ final class PostgresConnection {
     /// Statements sent and answered: the round trips the engine's metric counts.
     private(set) var roundTrips = 0
 
-    /// Connects and makes `schema` the connection's namespace, creating it if needed.
-    init(url: String, schema: String) throws {
-        handle = PQconnectdb(url)
-        guard let handle, PQstatus(handle) == CONNECTION_OK else {
+    /// How long a statement may go unanswered before the connection is taken for dead. libpq
+    /// would wait forever on a server that hung or a network that silently drops packets, and
+    /// the thread waiting is the one that commits, heartbeats and fences: past this, the
+    /// connection is closed and the caller's usual reconnect-and-reconcile path runs, as after
+    /// any broken connection (the statement's outcome is unknown).
+    private let answerTimeoutMs: Int32
+
+    /// The default answer timeout: Kafka's `request.timeout.ms` default, since the longest legitimate
+    /// statement (a commit round of many megabytes, a cleaner's rewrite) must fit in it.
+    static let defaultAnswerTimeoutMs: Int32 = 30_000
+
+    /// Connects and makes `schema` the connection's namespace, creating it if needed. A connection
+    /// attempt gives up after libpq's `connect_timeout` of 5 s unless the URL sets one.
+    init(url: String, schema: String, answerTimeoutMs: Int32 = PostgresConnection.defaultAnswerTimeoutMs) throws {
+        self.answerTimeoutMs = answerTimeoutMs
+        // Keywords are read in order and the URL (expanded from dbname) comes last, so what it sets wins.
+        let keywords = ["connect_timeout", "dbname"], values = ["5", url]
+        handle = withCStrings(keywords) { k in withCStrings(values) { v in PQconnectdbParams(k, v, 1) } }
+        guard let handle, PQstatus(handle) == CONNECTION_OK, PQsetnonblocking(handle, 1) == 0 else {
             let message = handle.map { String(cString: PQerrorMessage($0)) } ?? "out of memory"
             if let handle { PQfinish(handle) }
             self.handle = nil
@@ -29,7 +45,7 @@ final class PostgresConnection {
 
     /// Runs statements without parameters (the simple protocol, so several may be sent at once).
     func execute(_ sql: String) throws {
-        let result = PQexec(handle, sql)
+        let result = try answer(sent: handle != nil && PQsendQuery(handle, sql) == 1)
         defer { PQclear(result) }
         roundTrips += 1
         try check(result, sql)
@@ -42,9 +58,11 @@ final class PostgresConnection {
         let types = parameters.map(\.oid)
         let lengths = parameters.map { Int32($0.bytes.count) }
         let formats = [Int32](repeating: 1, count: parameters.count)
-        let result: OpaquePointer? = withPointers(parameters.map(\.bytes)) { values in
-            PQexecParams(handle, sql, Int32(parameters.count), types, values, lengths, formats, binaryResults ? 1 : 0)
+        let sent: Bool = withPointers(parameters.map(\.bytes)) { values in
+            handle != nil
+                && PQsendQueryParams(handle, sql, Int32(parameters.count), types, values, lengths, formats, binaryResults ? 1 : 0) == 1
         }
+        let result = try answer(sent: sent)
         roundTrips += 1
         do {
             try check(result, sql)
@@ -53,6 +71,51 @@ final class PostgresConnection {
             throw error
         }
         return PostgresRows(result: result!)
+    }
+
+    /// Sends what PQsend* queued and waits for the statement's results within the answer timeout;
+    /// the last result, as PQexec returns it (the server stops at a failing statement, so that is
+    /// the failure). Nil only when libpq could not even queue the statement.
+    private func answer(sent: Bool) throws -> OpaquePointer? {
+        guard sent, let handle else { return nil }
+        let deadline = ContinuousClock.now.advanced(by: .milliseconds(answerTimeoutMs))
+        var flushing = PQflush(handle)
+        while flushing == 1 {
+            try wait(on: handle, writable: true, until: deadline)
+            flushing = PQflush(handle)
+        }
+        guard flushing == 0 else { return nil }
+        var last: OpaquePointer?
+        while true {
+            while PQisBusy(handle) == 1 {
+                try wait(on: handle, writable: false, until: deadline)
+                guard PQconsumeInput(handle) == 1 else {
+                    PQclear(last)
+                    return nil
+                }
+            }
+            guard let next = PQgetResult(handle) else { return last }
+            PQclear(last)
+            last = next
+        }
+    }
+
+    private func wait(on handle: OpaquePointer, writable: Bool, until deadline: ContinuousClock.Instant) throws {
+        var descriptor = pollfd(fd: PQsocket(handle), events: Int16(writable ? POLLOUT : POLLIN), revents: 0)
+        while true {
+            let left = ContinuousClock.now.duration(to: deadline)
+            let ms = max(0, Int32(left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000))
+            let ready = poll(&descriptor, 1, ms)
+            if ready > 0 { return }
+            if ready < 0, errno == EINTR { continue }
+            guard ready == 0 else { break }
+            PQfinish(handle)
+            self.handle = nil
+            throw PostgresError.connection("no answer from the database within \(answerTimeoutMs) ms; connection closed")
+        }
+        PQfinish(handle)
+        self.handle = nil
+        throw PostgresError.connection("waiting for the database failed: errno \(errno)")
     }
 
     private func check(_ result: OpaquePointer?, _ sql: String) throws {
@@ -146,4 +209,11 @@ extension String {
     fileprivate func replacingOccurrences(of target: String, with replacement: String) -> String {
         split(separator: Character(target), omittingEmptySubsequences: false).joined(separator: replacement)
     }
+}
+
+/// Calls `body` with a C array of the strings, NULL-terminated as libpq's keyword lists are.
+private func withCStrings<R>(_ strings: [String], _ body: ([UnsafePointer<CChar>?]) -> R) -> R {
+    let copies = strings.map { strdup($0) }
+    defer { copies.forEach { free($0) } }
+    return body(copies.map { UnsafePointer($0) } + [nil])
 }

@@ -1,6 +1,7 @@
 import KafkaProtocol
 import Logging
 import NIOCore
+import OnceCore
 import OnceStorage
 import Synchronization
 
@@ -26,10 +27,11 @@ public final class PostgresLogStorage: LogStorage {
     package let schema: String
     private let logger: Logger
     private let topicsByName = Mutex<[String: Topic]>([:])
+    /// Each opened partition's leader epoch history (see `PostgresLogStorage+LeaderEpochs`).
+    let leaderEpochs = Mutex<[TopicPartitionKey: LeaderEpochHistory]>([:])
 
-    /// Recorded with each lease for the brokers that will renew and take over leases; a single
-    /// broker holds its leases until another one takes them.
-    static let leaseSeconds: Int64 = 10
+    /// Recorded with each lease taken at start or with a new partition.
+    let leaseMs: Int64
 
     /// Connects, creates the schema if needed, takes the leases nobody has yet and, at a new epoch,
     /// the ones this node id held in an earlier run (whose queued writes must land nowhere), and
@@ -37,11 +39,12 @@ public final class PostgresLogStorage: LogStorage {
     /// placement moves them by hand-off, so starting a broker does not take leadership of all.
     /// - Parameter schema: the PostgreSQL schema holding the tables, so one database can hold
     ///   several independent clusters (the tests use one each).
-    public init(url: String, nodeId: Int32, schema: String = "once", logger: Logger) throws {
+    public init(url: String, nodeId: Int32, schema: String = "once", tuning: PostgresTuning = .init(), logger: Logger) throws {
         self.nodeId = nodeId
         self.schema = schema
         self.logger = logger
-        committer = PostgresCommitter(url: url, schema: schema, nodeId: nodeId, logger: logger)
+        leaseMs = tuning.leaseLength.wholeMilliseconds
+        committer = PostgresCommitter(url: url, schema: schema, nodeId: nodeId, tuning: tuning, logger: logger)
         committer.start()
         do {
             try load()
@@ -80,8 +83,8 @@ public final class PostgresLogStorage: LogStorage {
     }
 
     private func load() throws {
-        let nodeId = self.nodeId
-        let loaded = try committer.run { c -> [LoadedTopic] in
+        let (nodeId, leaseMs) = (self.nodeId, self.leaseMs)
+        let (loaded, histories) = try committer.run { c -> ([LoadedTopic], [TopicPartitionKey: LeaderEpochHistory]) in
             try c.execute(PostgresSchema.create)
             var topics: [String: LoadedTopic] = [:]
             let rows = try c.query("SELECT name, id, partition_count, configs FROM topics", binaryResults: true)
@@ -99,7 +102,7 @@ public final class PostgresLogStorage: LogStorage {
             let all = topics.values.flatMap { t in (0..<t.metadata.partitionCount).map { (t.metadata.name, $0) } }
             let leases = try c.query(
                 PostgresSchema.takeLeases,
-                [.int32(nodeId), .strings(all.map(\.0)), .int32s(all.map(\.1)), .int64(Self.leaseSeconds)])
+                [.int32(nodeId), .strings(all.map(\.0)), .int32s(all.map(\.1)), .int64(leaseMs)])
             for row in 0..<leases.count {
                 topics[leases.text(row, 0)]?.epochs[Int32(leases.int(row, 1))] = Int32(leases.int(row, 2))
             }
@@ -109,8 +112,9 @@ public final class PostgresLogStorage: LogStorage {
                 let name = String(decoding: batches.bytes(row, 0), as: UTF8.self)
                 topics[name]?.batches[batches.binaryInt32(row, 1), default: []].append(batches.bytes(row, 2))
             }
-            return Array(topics.values)
+            return (Array(topics.values), try Self.loadLeaderEpochs(c))
         }
+        setLeaderEpochs(histories)
         var opened: [String: Topic] = [:]
         for t in loaded {
             let config = try TopicConfig(overrides: t.metadata.configs)
@@ -152,7 +156,7 @@ public final class PostgresLogStorage: LogStorage {
     public func takeOver(topic: String, partition: Int32, sessionTimeoutMs: Int64) throws -> Int32? {
         guard let metadata = self.topic(named: topic), partition < metadata.partitionCount else { return nil }
         let nodeId = self.nodeId
-        let taken = try committer.run { c -> (Int32, (Int64, Int64), [[UInt8]])? in
+        let taken = try committer.run { c -> (Int32, (Int64, Int64), [[UInt8]], LeaderEpochHistory)? in
             try c.execute("BEGIN")
             do {
                 let lease = try c.query(
@@ -170,6 +174,7 @@ public final class PostgresLogStorage: LogStorage {
                     try c.execute("ROLLBACK")
                     return nil
                 }
+                let history = try Self.recordTakenEpoch(c, topic: topic, partition: partition, epoch: Int32(lease.int(0, 0)))
                 let bounds = try c.query(
                     "SELECT log_start_offset, log_end_offset FROM partition_state WHERE topic = $1 AND partition = $2",
                     [.string(topic), .int32(partition)])
@@ -179,13 +184,14 @@ public final class PostgresLogStorage: LogStorage {
                 try c.execute("COMMIT")
                 return (
                     Int32(lease.int(0, 0)), bounds.count == 1 ? (bounds.int(0, 0), bounds.int(0, 1)) : (0, 0),
-                    (0..<batches.count).map { batches.bytes($0, 0) })
+                    (0..<batches.count).map { batches.bytes($0, 0) }, history)
             } catch {
                 try? c.execute("ROLLBACK")
                 throw error
             }
         }
-        guard let (epoch, bounds, batches) = taken else { return nil }
+        guard let (epoch, bounds, batches, history) = taken else { return nil }
+        setLeaderEpochs([TopicPartitionKey(topic, partition): history])
         let log = try open(
             topic, partition, config: try TopicConfig(overrides: metadata.configs), bounds: bounds, epoch: epoch,
             batches: batches)
@@ -272,7 +278,7 @@ public final class PostgresLogStorage: LogStorage {
         let config = try TopicConfig(overrides: configs)
         guard topic(named: name) == nil else { throw StorageError.topicExists(name) }
         let metadata = TopicMetadata(name: name, id: .random(), partitionCount: partitions, configs: configs)
-        let epochs = try committer.run { [nodeId] c in
+        let epochs = try committer.run { [nodeId, leaseMs] c in
             do {
                 try c.query(
                     "INSERT INTO topics VALUES ($1, $2, $3, $4)",
@@ -280,8 +286,9 @@ public final class PostgresLogStorage: LogStorage {
             } catch PostgresError.statement(let state, _) where state == "23505" {
                 throw StorageError.topicExists(name)
             }
-            return try Self.addPartitionRows(c, nodeId: nodeId, topic: name, from: 0, to: partitions)
+            return try Self.addPartitionRows(c, nodeId: nodeId, leaseMs: leaseMs, topic: name, from: 0, to: partitions)
         }
+        startLeaderEpochs(topic: name, epochs)
         let logs = (0..<partitions).map { p in
             PostgresPartitionLog(
                 topic: name, partition: p, cache: MemoryPartitionLog(topic: name, partition: p, config: config),
@@ -296,7 +303,7 @@ public final class PostgresLogStorage: LogStorage {
     }
 
     private static func addPartitionRows(
-        _ c: PostgresConnection, nodeId: Int32, topic: String, from: Int32, to: Int32
+        _ c: PostgresConnection, nodeId: Int32, leaseMs: Int64, topic: String, from: Int32, to: Int32
     ) throws -> [Int32: Int32] {
         let range = Array(from..<to)
         try c.query(
@@ -304,10 +311,17 @@ public final class PostgresLogStorage: LogStorage {
             [.string(topic), .int32s(range)])
         let leases = try c.query(
             PostgresSchema.takeLeases,
-            [.int32(nodeId), .strings(range.map { _ in topic }), .int32s(range), .int64(leaseSeconds)])
+            [.int32(nodeId), .strings(range.map { _ in topic }), .int32s(range), .int64(leaseMs)])
         var epochs: [Int32: Int32] = [:]
         for row in 0..<leases.count { epochs[Int32(leases.int(row, 1))] = Int32(leases.int(row, 2)) }
         return epochs
+    }
+
+    /// A partition just added starts its history at offset 0, as `takeLeases` recorded it.
+    private func startLeaderEpochs(topic: String, _ epochs: [Int32: Int32]) {
+        setLeaderEpochs(Dictionary(uniqueKeysWithValues: epochs.map { partition, epoch in
+            (TopicPartitionKey(topic, partition), LeaderEpochHistory([.init(epoch: epoch, startOffset: 0)]))
+        }))
     }
 
     /// The rows go first: a heartbeat's sync between the two steps then agrees the topic is gone
@@ -315,12 +329,13 @@ public final class PostgresLogStorage: LogStorage {
     public func deleteTopic(name: String) throws {
         guard topic(named: name) != nil else { throw StorageError.unknownTopic(name) }
         try committer.run { c in
-            for table in ["batches", "partition_state", "partition_leases"] {
+            for table in ["batches", "partition_state", "partition_leases", "partition_leader_epochs"] {
                 try c.query("DELETE FROM \(table) WHERE topic = $1", [.string(name)])
             }
             try c.query("DELETE FROM topics WHERE name = $1", [.string(name)])
         }
         let removed = topicsByName.withLock { $0.removeValue(forKey: name) }
+        removeLeaderEpochs(topic: name)
         for log in removed?.partitions ?? [] { log.markDeleted() }
     }
 
@@ -332,10 +347,12 @@ public final class PostgresLogStorage: LogStorage {
                 "topic '\(name)' has \(current.partitionCount) partitions; the new count must be larger")
         }
         let config = try TopicConfig(overrides: current.configs)
-        let epochs = try committer.run { [nodeId] c in
+        let epochs = try committer.run { [nodeId, leaseMs] c in
             try c.query("UPDATE topics SET partition_count = $2 WHERE name = $1", [.string(name), .int32(count)])
-            return try Self.addPartitionRows(c, nodeId: nodeId, topic: name, from: current.partitionCount, to: count)
+            return try Self.addPartitionRows(
+                c, nodeId: nodeId, leaseMs: leaseMs, topic: name, from: current.partitionCount, to: count)
         }
+        startLeaderEpochs(topic: name, epochs)
         return try topicsByName.withLock { topics in
             guard var topic = topics[name] else { throw StorageError.unknownTopic(name) }
             // A heartbeat's sync may have opened the new partitions already, unled: ours replace them.
@@ -403,6 +420,26 @@ public final class PostgresLogStorage: LogStorage {
         }
     }
 
+    /// Conditional on the lease in the same statement, as appends are: once another broker took
+    /// the partition at a higher epoch, nothing this one writes about it lands.
+    public func writeState(named name: String, _ bytes: [UInt8], describing log: any PartitionLog) throws {
+        guard let log = log as? PostgresPartitionLog else { return try writeState(named: name, bytes) }
+        try Self.validateStateName(name)
+        let (topic, partition, epoch, nodeId) = (log.topic, log.partition, log.leaderEpoch, nodeId)
+        let written = try committer.run { c in
+            try c.query(
+                "INSERT INTO state_documents SELECT $1, $2 WHERE EXISTS (SELECT 1 FROM partition_leases "
+                    + "WHERE topic = $3 AND partition = $4 AND holder = $5 AND leader_epoch = $6) "
+                    + "ON CONFLICT (name) DO UPDATE SET bytes = EXCLUDED.bytes RETURNING name",
+                [.string(name), .data(bytes), .string(topic), .int32(partition), .int32(nodeId), .int32(epoch)]
+            ).count
+        }
+        guard written == 1 else {
+            log.fence()
+            throw StorageError.notLeader("\(topic)-\(partition): lease moved past epoch \(epoch); \(name) not written")
+        }
+    }
+
     public func removeState(named name: String) throws {
         try Self.validateStateName(name)
         try committer.run { c in _ = try c.query("DELETE FROM state_documents WHERE name = $1", [.string(name)]) }
@@ -419,14 +456,25 @@ public final class PostgresLogStorage: LogStorage {
         if let problem = TopicName.validationError(name) { throw StorageError.invalidConfig("state name: \(problem)") }
     }
 
-    /// Drops the rows wholly below a partition's new log start and records the start.
-    static func trimStatement(_ topic: String, _ partition: Int32, _ start: Int64) -> PostgresCommitter.Statement {
+    /// Drops the rows wholly below a partition's new log start and records the start, only while
+    /// `holder` leads the partition at `epoch`: an ex-leader's retention or snapshot trim must not
+    /// delete what the new leader's state still needs. Returns whether it held the lease.
+    static func trimStatement(
+        _ topic: String, _ partition: Int32, _ start: Int64, holder: Int32, epoch: Int32
+    ) -> @Sendable (PostgresConnection) throws -> Bool {
         { c in
-            try c.query(
-                "WITH d AS (DELETE FROM batches WHERE topic = $1 AND partition = $2 AND last_offset < $3) "
+            let held = try c.query(
+                "WITH held AS (SELECT 1 FROM partition_leases WHERE topic = $1 AND partition = $2 "
+                    + "AND holder = $4 AND leader_epoch = $5), "
+                    + "d AS (DELETE FROM batches WHERE topic = $1 AND partition = $2 AND last_offset < $3 "
+                    + "AND EXISTS (SELECT 1 FROM held)) "
                     + "UPDATE partition_state SET log_start_offset = greatest(log_start_offset, $3) "
-                    + "WHERE topic = $1 AND partition = $2",
-                [.string(topic), .int32(partition), .int64(start)])
+                    + "WHERE topic = $1 AND partition = $2 AND EXISTS (SELECT 1 FROM held) RETURNING 1",
+                [.string(topic), .int32(partition), .int64(start), .int32(holder), .int32(epoch)]
+            ).count == 1
+            // The epochs wholly below the start go with the rows, only if the trim itself happened.
+            if held { try trimLeaderEpochs(c, topic, partition, start) }
+            return held
         }
     }
 

@@ -175,7 +175,7 @@ final class PostgresPartitionLog: PartitionLog {
 
     func deleteSegments(below offset: Int64) throws -> Int {
         let count = try cache.deleteSegments(below: offset)
-        if count > 0 { committer.enqueue(PostgresLogStorage.trimStatement(topic, partition, cache.logStartOffset)) }
+        if count > 0 { enqueueTrim(to: cache.logStartOffset) }
         return count
     }
 
@@ -183,7 +183,10 @@ final class PostgresPartitionLog: PartitionLog {
     func advanceLogStart(to offset: Int64) throws -> Int64 {
         let before = cache.logStartOffset
         let start = try cache.advanceLogStart(to: offset)
-        if start > before { try committer.run(PostgresLogStorage.trimStatement(topic, partition, start)) }
+        if start > before, !(try committer.run(trimStatement(to: start))) {
+            fence()
+            throw StorageError.notLeader("\(topic)-\(partition): lease moved; log start not advanced")
+        }
         return start
     }
 
@@ -193,6 +196,16 @@ final class PostgresPartitionLog: PartitionLog {
         let before = cache.logStartOffset
         cache.enforceRetention(nowMs: nowMs)
         let after = cache.logStartOffset
-        if after > before { committer.enqueue(PostgresLogStorage.trimStatement(topic, partition, after)) }
+        if after > before { enqueueTrim(to: after) }
+    }
+
+    private func trimStatement(to start: Int64) -> @Sendable (PostgresConnection) throws -> Bool {
+        PostgresLogStorage.trimStatement(topic, partition, start, holder: committer.nodeId, epoch: leaderEpoch)
+    }
+
+    /// In the background: a trim that finds the lease gone did nothing, and the new leader trims.
+    private func enqueueTrim(to start: Int64) {
+        let trim = trimStatement(to: start)
+        committer.enqueue { c in _ = try trim(c) }
     }
 }

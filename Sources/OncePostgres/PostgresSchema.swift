@@ -27,6 +27,7 @@ enum PostgresSchema {
         CREATE TABLE IF NOT EXISTS brokers (
             node_id int PRIMARY KEY, incarnation bigint NOT NULL, listeners text NOT NULL, rack text,
             expires_at timestamptz NOT NULL);
+        \(PostgresLogStorage.createLeaderEpochs)
         \(appendFunction)
         COMMIT;
         """
@@ -73,13 +74,21 @@ enum PostgresSchema {
         """
 
     /// Takes the leases of the named partitions for `node` at one epoch more than any holder had:
-    /// from here on every append of an older holder is refused.
+    /// from here on every append of an older holder is refused. The same statement records each
+    /// epoch taken at the partition's stored log end, so the history never misses one.
     static let takeLeases = """
-        INSERT INTO partition_leases (topic, partition, holder, leader_epoch, expires_at)
-            SELECT t, p, $1, 0, now() + make_interval(secs => $4) FROM unnest($2::text[], $3::int[]) AS x(t, p)
-        ON CONFLICT (topic, partition) DO UPDATE
-            SET leader_epoch = partition_leases.leader_epoch + 1, expires_at = EXCLUDED.expires_at
-            WHERE partition_leases.holder = EXCLUDED.holder
-        RETURNING topic, partition, leader_epoch
+        WITH taken AS (
+            INSERT INTO partition_leases (topic, partition, holder, leader_epoch, expires_at)
+                SELECT t, p, $1, 0, now() + $4::bigint * interval '1 millisecond' FROM unnest($2::text[], $3::int[]) AS x(t, p)
+            ON CONFLICT (topic, partition) DO UPDATE
+                SET leader_epoch = partition_leases.leader_epoch + 1, expires_at = EXCLUDED.expires_at
+                WHERE partition_leases.holder = EXCLUDED.holder
+            RETURNING topic, partition, leader_epoch),
+        recorded AS (
+            INSERT INTO partition_leader_epochs
+                SELECT t.topic, t.partition, t.leader_epoch, coalesce(s.log_end_offset, 0) FROM taken t
+                    LEFT JOIN partition_state s ON s.topic = t.topic AND s.partition = t.partition
+            ON CONFLICT (topic, partition, leader_epoch) DO UPDATE SET start_offset = EXCLUDED.start_offset)
+        SELECT topic, partition, leader_epoch FROM taken
         """
 }

@@ -49,6 +49,19 @@ public protocol LogStorage: AnyObject, Sendable {
     func readState(named name: String) throws -> [UInt8]?
     func writeState(named name: String, _ bytes: [UInt8]) throws
     func removeState(named name: String) throws
+    /// Writes a document that describes one partition's log (its producer-state snapshot, a
+    /// coordinator's snapshot of its internal partition) only while this broker still leads that
+    /// log: over shared storage a paused ex-leader waking after its lease moved would otherwise
+    /// replace the new leader's snapshot with one whose segments the new leader already deleted,
+    /// or one that claims batches that never committed. Throws `StorageError.notLeader` then.
+    func writeState(named name: String, _ bytes: [UInt8], describing log: any PartitionLog) throws
+}
+
+extension LogStorage {
+    /// A broker over its own storage always leads its logs.
+    public func writeState(named name: String, _ bytes: [UInt8], describing log: any PartitionLog) throws {
+        try writeState(named: name, bytes)
+    }
 }
 
 /// One partition's append-only log of record batches.

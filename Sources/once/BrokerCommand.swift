@@ -95,7 +95,7 @@ struct BrokerCommand: AsyncParsableCommand {
     @Option(help: "postgres engine: how often a broker renews its membership and leases, in ms (broker.heartbeat.interval.ms) [env: ONCE_BROKER_HEARTBEAT_INTERVAL_MS] (default: 2000)")
     var brokerHeartbeatIntervalMs: Int64?
 
-    @Option(help: "postgres engine: the PLAINTEXT listener other brokers reach this one through for transaction markers and verification (inter.broker.listener.name) [env: ONCE_INTER_BROKER_LISTENER_NAME] (default: the first PLAINTEXT listener)")
+    @Option(help: "postgres engine: the PLAINTEXT or SASL_PLAINTEXT listener other brokers reach this one through for transaction markers and verification (inter.broker.listener.name) [env: ONCE_INTER_BROKER_LISTENER_NAME] (default: the first PLAINTEXT listener, SASL_PLAINTEXT with --inter-broker-sasl-username)")
     var interBrokerListenerName: String?
 
     @Option(help: "postgres engine: the SASL mechanism brokers authenticate to each other with, PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, over a SASL_PLAINTEXT inter-broker listener (sasl.mechanism.inter.broker.protocol) [env: ONCE_INTER_BROKER_SASL_MECHANISM] (default: SCRAM-SHA-512 when a username is given)")
@@ -115,6 +115,15 @@ struct BrokerCommand: AsyncParsableCommand {
 
     @Option(help: "postgres engine: the longest wait between marker deliveries, in ms (retry.backoff.max.ms) [env: ONCE_TRANSACTION_MARKER_RETRY_BACKOFF_MAX_MS] (default: 1000)")
     var transactionMarkerRetryBackoffMaxMs: Int64?
+
+    @Option(help: "postgres engine: how long appends nobody waits for gather before a commit, in ms (Kafka: none) [env: ONCE_POSTGRES_COMMIT_LINGER_MS] (default: 20)")
+    var postgresCommitLingerMs: Int64?
+
+    @Option(help: "postgres engine: first pause before reconnecting to the database, doubled per failure, in ms (reconnect.backoff.ms) [env: ONCE_POSTGRES_RECONNECT_BACKOFF_MS] (default: 50)")
+    var postgresReconnectBackoffMs: Int64?
+
+    @Option(help: "postgres engine: longest pause between reconnection attempts, in ms (reconnect.backoff.max.ms) [env: ONCE_POSTGRES_RECONNECT_BACKOFF_MAX_MS] (default: 2000)")
+    var postgresReconnectBackoffMaxMs: Int64?
 
     @Option(help: "This broker's rack, reported in Metadata (broker.rack) [env: ONCE_BROKER_RACK]")
     var brokerRack: String?
@@ -349,6 +358,7 @@ struct BrokerCommand: AsyncParsableCommand {
         guard config.brokerHeartbeatIntervalMs > 0, config.brokerHeartbeatIntervalMs < config.brokerSessionTimeoutMs else {
             throw ValidationError("--broker-heartbeat-interval-ms must be positive and below --broker-session-timeout-ms (\(config.brokerSessionTimeoutMs))")
         }
+        try applyPostgresTimings(&config)
         if let v = setting(brokerRack, "ONCE_BROKER_RACK"), !v.isEmpty { config.rack = v }
         if let v = try setting(maxRequestSize, "ONCE_MAX_REQUEST_SIZE") {
             guard v > 0 else { throw ValidationError("--max-request-size must be positive") }
@@ -566,6 +576,24 @@ struct BrokerCommand: AsyncParsableCommand {
         if let v = try positive(maxConnections, "ONCE_MAX_CONNECTIONS", "max-connections") { config.maxConnections = v }
         if let v = try positive(maxConnectionsPerIp, "ONCE_MAX_CONNECTIONS_PER_IP", "max-connections-per-ip") {
             config.maxConnectionsPerIp = v
+        }
+    }
+
+    private func applyPostgresTimings(_ config: inout BrokerConfig) throws {
+        if let v = try setting(postgresCommitLingerMs, "ONCE_POSTGRES_COMMIT_LINGER_MS") {
+            guard v >= 0 else { throw ValidationError("--postgres-commit-linger-ms must not be negative") }
+            config.postgresCommitLingerMs = v
+        }
+        if let v = try setting(postgresReconnectBackoffMs, "ONCE_POSTGRES_RECONNECT_BACKOFF_MS") {
+            guard v > 0 else { throw ValidationError("--postgres-reconnect-backoff-ms must be positive") }
+            config.postgresReconnectBackoffMs = v
+        }
+        if let v = try setting(postgresReconnectBackoffMaxMs, "ONCE_POSTGRES_RECONNECT_BACKOFF_MAX_MS") {
+            config.postgresReconnectBackoffMaxMs = v
+        }
+        guard config.postgresReconnectBackoffMaxMs >= config.postgresReconnectBackoffMs else {
+            throw ValidationError(
+                "--postgres-reconnect-backoff-max-ms (\(config.postgresReconnectBackoffMaxMs)) must be at least --postgres-reconnect-backoff-ms (\(config.postgresReconnectBackoffMs))")
         }
     }
 

@@ -75,6 +75,51 @@ struct PostgresLogStorageTests {
         #expect(batches.map { Array($0.records[0].value!.prefix(4)) } == ["tag1", "tag2", "tag4"].map { Array($0.utf8) })
     }
 
+    @Test func anExLeaderWritesNoDocumentAboutThePartitionAndTrimsNothing() async throws {
+        let (first, drop) = try Engine.makePostgresStorage()
+        defer { drop() }
+        try first.createTopic(name: "t", partitions: 1, configs: [:])
+        let log = try #require(first.partition(topic: "t", partition: 0))
+        let appended = try log.appendBatches(4, records: 1)
+        try await log.waitDurable(upTo: appended.last!.logEndOffset)
+        // While it leads, the document lands.
+        try first.writeState(named: "snapshot", [1], describing: log)
+        #expect(try first.readState(named: "snapshot") == [1])
+
+        let second = try PostgresLogStorage(url: Engine.postgresURL!, nodeId: 2, schema: first.schema, logger: quietLogger)
+        defer { try? second.close() }
+        let epoch = try #require(first.leaderEpoch(topic: "t", partition: 0))
+        #expect(try second.takeOver(topic: "t", partition: 0, sessionTimeoutMs: 10_000) == epoch + 1)
+        let taken = try #require(second.partition(topic: "t", partition: 0))
+        try second.writeState(named: "snapshot", [2], describing: taken)
+
+        // The first has not noticed yet: its snapshot and its trim must both find the lease gone.
+        #expect(throws: StorageError.self) { try first.writeState(named: "snapshot", [3], describing: log) }
+        #expect(try second.readState(named: "snapshot") == [2])
+        #expect(throws: StorageError.self) { try log.append(TestBatches.batch(tag: 5)) }
+        // Unconditional documents (the cluster's own) are still anyone's to write.
+        try first.writeState(named: "cluster-doc", [4])
+        #expect(try second.readState(named: "cluster-doc") == [4])
+    }
+
+    @Test func anExLeadersDeleteRecordsIsRefusedAndTrimsNothing() async throws {
+        let (first, drop) = try Engine.makePostgresStorage()
+        defer { drop() }
+        try first.createTopic(name: "t", partitions: 1, configs: [:])
+        let log = try #require(first.partition(topic: "t", partition: 0))
+        let appended = try log.appendBatches(4, records: 1)
+        try await log.waitDurable(upTo: appended.last!.logEndOffset)
+        let second = try PostgresLogStorage(url: Engine.postgresURL!, nodeId: 2, schema: first.schema, logger: quietLogger)
+        defer { try? second.close() }
+        let epoch = try #require(first.leaderEpoch(topic: "t", partition: 0))
+        #expect(try second.takeOver(topic: "t", partition: 0, sessionTimeoutMs: 10_000) == epoch + 1)
+        #expect(throws: StorageError.self) { try log.advanceLogStart(to: 2) }
+        // What the table holds, whatever either engine has in memory.
+        let c = try PostgresConnection(url: Engine.postgresURL!, schema: first.schema)
+        #expect(try c.query("SELECT log_start_offset FROM partition_state WHERE topic = 't'").int(0, 0) == 0)
+        #expect(try c.query("SELECT count(*) FROM batches WHERE topic = 't'").int(0, 0) == 4)
+    }
+
     @Test func aCommitWhoseAnswerWasLostIsFoundNotWrittenTwice() async throws {
         let (storage, drop) = try Engine.makePostgresStorage()
         defer { drop() }

@@ -3,6 +3,7 @@ partitions back to their end by assignment."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -55,6 +56,43 @@ def producer(broker, **overrides) -> Producer:
     return Producer(config)
 
 
+class DeliveryRecorder:
+    """Delivery reports by record index, for producers whose produce loop a test shapes itself
+    (brokers killed or started mid-run, several producer threads). A failed report and a second
+    report for one index are errors; `check` asserts there were none. Thread-safe, since
+    confluent-kafka calls it from whichever thread polls."""
+
+    def __init__(self) -> None:
+        self.deliveries: dict[int, Delivery] = {}
+        self.errors: list[str] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, err, msg) -> None:
+        index = index_of(msg.value())
+        with self._lock:
+            if err is not None:
+                self.errors.append(f"record {index}: {err}")
+            elif index in self.deliveries:
+                self.errors.append(f"record {index}: second delivery report")
+            else:
+                self.deliveries[index] = Delivery(msg.partition(), msg.offset())
+
+    def produce(self, client: Producer, topic: str, i: int, **kwargs) -> None:
+        """Sends record `i` with this recorder as its report, waiting while librdkafka's queue is full."""
+        while True:
+            try:
+                client.produce(topic, key=key_for(i), value=value_for(i), on_delivery=self, **kwargs)
+                break
+            except BufferError:
+                client.poll(0.1)
+        client.poll(0)
+
+    def check(self, expected: int | None = None) -> None:
+        assert not self.errors, f"{len(self.errors)} delivery errors, first: {self.errors[:5]}"
+        if expected is not None:
+            assert len(self.deliveries) == expected, f"{expected} produced but {len(self.deliveries)} delivery reports"
+
+
 def produce_indexed(
     broker,
     topic: str,
@@ -66,39 +104,21 @@ def produce_indexed(
     **overrides,
 ) -> dict[int, Delivery]:
     """Produces `value_for(i)` keyed by `key_for(i)` for each index; every delivery report must be clean."""
-    deliveries: dict[int, Delivery] = {}
-    errors: list[str] = []
-
-    def on_delivery(err, msg) -> None:
-        index = index_of(msg.value())
-        if err is not None:
-            errors.append(f"record {index}: {err}")
-        elif index in deliveries:
-            errors.append(f"record {index}: second delivery report")
-        else:
-            deliveries[index] = Delivery(msg.partition(), msg.offset())
-
+    recorder = DeliveryRecorder()
     client = producer(broker, **overrides)
     expected = 0
     for i in indices:
         expected += 1
-        kwargs = {"key": key_for(i), "value": value_for(i), "on_delivery": on_delivery}
+        kwargs = {}
         if partition is not None:
             kwargs["partition"] = partition
         if timestamp_for is not None:
             kwargs["timestamp"] = timestamp_for(i)
-        while True:
-            try:
-                client.produce(topic, **kwargs)
-                break
-            except BufferError:
-                client.poll(0.1)
-        client.poll(0)
+        recorder.produce(client, topic, i, **kwargs)
     remaining = client.flush(flush_seconds if flush_seconds is not None else scaled_timeout(60))
     assert remaining == 0, f"{remaining} records still unacknowledged after flush"
-    assert not errors, f"{len(errors)} delivery errors, first: {errors[:5]}"
-    assert len(deliveries) == expected, f"{expected} produced but {len(deliveries)} delivery reports"
-    return deliveries
+    recorder.check(expected)
+    return recorder.deliveries
 
 
 def consumer(broker, **overrides) -> Consumer:

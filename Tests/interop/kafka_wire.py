@@ -159,3 +159,83 @@ def _skip_tags(data: bytes, pos: int) -> int:
         size, pos = _read_uvarint(data, pos)
         pos += size
     return pos
+
+
+OFFSET_FOR_LEADER_EPOCH = 23
+
+
+@dataclass(frozen=True)
+class EpochEndOffset:
+    error_code: int
+    partition: int
+    leader_epoch: int
+    end_offset: int
+
+
+def offset_for_leader_epoch_request(
+    version: int, correlation_id: int, topics: dict[str, list[tuple[int, int, int]]], replica_id: int = -1
+) -> bytes:
+    """A framed OffsetForLeaderEpoch v2-v4; `topics` maps a name to (partition, current leader
+    epoch, leader epoch) triples. v3 adds the replica id, v4 is flexible."""
+    flexible = version >= 4
+    body = struct.pack(">i", replica_id) if version >= 3 else b""
+    body += uvarint(len(topics) + 1) if flexible else struct.pack(">i", len(topics))
+    for name, partitions in topics.items():
+        body += compact_string(name) if flexible else _string(name)
+        body += uvarint(len(partitions) + 1) if flexible else struct.pack(">i", len(partitions))
+        for partition, current, epoch in partitions:
+            body += struct.pack(">iii", partition, current, epoch) + (b"\x00" if flexible else b"")
+        body += b"\x00" if flexible else b""
+    body += b"\x00" if flexible else b""
+    return frame(request_header(OFFSET_FOR_LEADER_EPOCH, version, correlation_id, flexible=flexible) + body)
+
+
+def parse_offset_for_leader_epoch(payload: bytes, version: int) -> dict[str, list[EpochEndOffset]]:
+    """An OffsetForLeaderEpoch answer, topic by topic (its header is v1 from v4 on)."""
+    flexible = version >= 4
+    pos = 4 + (1 if flexible else 0) + 4  # correlation id, header tags, throttle time
+
+    def count() -> int:
+        nonlocal pos
+        if flexible:
+            n, pos = _read_uvarint(payload, pos)
+            return n - 1
+        (n,) = struct.unpack_from(">i", payload, pos)
+        pos += 4
+        return n
+
+    def string() -> str:
+        nonlocal pos
+        if flexible:
+            n, pos = _read_uvarint(payload, pos)
+            n -= 1
+        else:
+            (n,) = struct.unpack_from(">h", payload, pos)
+            pos += 2
+        text = payload[pos:pos + n].decode()
+        pos += n
+        return text
+
+    topics: dict[str, list[EpochEndOffset]] = {}
+    for _ in range(count()):
+        name = string()
+        results = []
+        for _ in range(count()):
+            error, partition, epoch, end = struct.unpack_from(">hiiq", payload, pos)
+            pos += 18
+            if flexible:
+                pos = _skip_tags(payload, pos)
+            results.append(EpochEndOffset(error, partition, epoch, end))
+        if flexible:
+            pos = _skip_tags(payload, pos)
+        topics[name] = results
+    return topics
+
+
+def offset_for_leader_epoch(
+    address: tuple[str, int], topics: dict[str, list[tuple[int, int, int]]], version: int = 4, replica_id: int = -1
+) -> dict[str, list[EpochEndOffset]]:
+    """Sends one OffsetForLeaderEpoch on a connection of its own and parses the answer."""
+    with connect(address) as sock:
+        sock.sendall(offset_for_leader_epoch_request(version, 23, topics, replica_id))
+        return parse_offset_for_leader_epoch(read_frame(sock), version)

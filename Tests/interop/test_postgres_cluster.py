@@ -22,7 +22,7 @@ import confluent_helpers as ck
 from kafka_wire import connect, frame, read_frame, request_header
 from postgres_cluster import PostgresCluster
 from record_batches import batch, good_records
-from support import index_of, key_for, record_count, scaled_timeout, unique_topic, value_for, wait_until
+from support import record_count, scaled_timeout, unique_topic, wait_until
 from test_postgres_storage import NOT_LEADER_OR_FOLLOWER, _string, address, fetch_error, produce_to_partitions
 
 FENCED_LEADER_EPOCH = 74
@@ -170,29 +170,15 @@ def test_brokers_started_in_turn_share_leadership_by_hand_off_under_an_idempoten
     assert spread(pg, url, [1]) and lease_counts(pg, url)[0].get(1, 0) >= 6
     before = {p: lease(pg, url, topic, p) for p in range(6)}
     n = record_count(30_000)
-    deliveries: dict[int, ck.Delivery] = {}
-    errors: list[str] = []
-
-    def on_delivery(err, msg) -> None:
-        if err is not None:
-            errors.append(str(err))
-        else:
-            deliveries[index_of(msg.value())] = ck.Delivery(msg.partition(), msg.offset())
-
+    recorder = ck.DeliveryRecorder()
     producer = ck.producer(brokers[0], **{"enable.idempotence": True})
     for i in range(n):
         # The others join while records are in flight; each start returns once it serves.
         if i in (n // 3, 2 * n // 3):
             brokers.append(start(broker_factory, url, len(brokers) + 1))
-        while True:
-            try:
-                producer.produce(topic, key=key_for(i), value=value_for(i), on_delivery=on_delivery)
-                break
-            except BufferError:
-                producer.poll(0.1)
-        producer.poll(0)
+        recorder.produce(producer, topic, i)
     assert producer.flush(scaled_timeout(120)) == 0
-    assert not errors, f"{len(errors)} delivery errors, first: {errors[:3]}"
+    recorder.check(n)
     wait_until(lambda: spread(pg, url, [1, 2, 3]), 60, "leadership spread over the three brokers")
     # Handed off, not taken at start: the joiners started without a lease another broker held.
     assert "handed off leadership" in brokers[0].log_text()
@@ -203,7 +189,7 @@ def test_brokers_started_in_turn_share_leadership_by_hand_off_under_an_idempoten
     holders = {p: holder for p, (holder, _) in after.items()}
     for b in brokers:
         wait_until(lambda b=b: leaders_in_metadata(b, topic) == holders, 30, f"{b.bootstrap} naming the lease holders")
-    ck.check_exactly_once_in_order(ck.read_to_end(brokers[0], topic, list(range(6))), deliveries)
+    ck.check_exactly_once_in_order(ck.read_to_end(brokers[0], topic, list(range(6))), recorder.deliveries)
 
 
 def test_a_killed_broker_drops_out_when_its_heartbeat_expires_and_a_stopped_one_at_once(pg, broker_factory):
@@ -242,36 +228,17 @@ def test_sigkill_of_the_leader_during_idempotent_produce_moves_its_leases_and_lo
     before = {p: lease(pg, url, topic, p) for p in range(3)}
     killed = before[0][0]
     n = record_count(20_000)
-    deliveries: dict[int, ck.Delivery] = {}
-    errors: list[str] = []
-
-    def on_delivery(err, msg) -> None:
-        if err is not None:
-            errors.append(str(err))
-        else:
-            deliveries[index_of(msg.value())] = ck.Delivery(msg.partition(), msg.offset())
-
+    recorder = ck.DeliveryRecorder()
     producer = ck.producer(
         brokers[0], **{"bootstrap.servers": ",".join(b.bootstrap for b in brokers), "enable.idempotence": True})
-
-    def produce(i: int) -> None:
-        while True:
-            try:
-                producer.produce(topic, key=key_for(i), value=value_for(i), on_delivery=on_delivery)
-                return
-            except BufferError:
-                producer.poll(0.1)
-
     for i in range(n // 2):
-        produce(i)
-        producer.poll(0)
+        recorder.produce(producer, topic, i)
     producer.flush(0)
     brokers[killed - 1].kill9()
     for i in range(n // 2, n):
-        produce(i)
-        producer.poll(0)
+        recorder.produce(producer, topic, i)
     assert producer.flush(scaled_timeout(120)) == 0
-    assert not errors, f"{len(errors)} delivery errors, first: {errors[:3]}"
+    recorder.check(n)
     # The killed broker's leases moved to the live brokers, each at one epoch more; the others stayed.
     after = {p: lease(pg, url, topic, p) for p in range(3)}
     assert killed not in {holder for holder, _ in after.values()}
@@ -280,9 +247,9 @@ def test_sigkill_of_the_leader_during_idempotent_produce_moves_its_leases_and_lo
             assert after[p][1] == before[p][1] + 1, (before, after)
         else:
             assert after[p] == before[p], (before, after)
-    assert any(d.partition == p for d in deliveries.values() for p in range(3))
+    assert {d.partition for d in recorder.deliveries.values()} == {0, 1, 2}
     records = ck.read_to_end(brokers[0], topic, [0, 1, 2])
-    ck.check_exactly_once_in_order(records, deliveries)
+    ck.check_exactly_once_in_order(records, recorder.deliveries)
 
 
 def test_a_graceful_stop_releases_the_leases_to_the_live_brokers(pg, broker_factory):
@@ -337,30 +304,16 @@ def test_a_postgres_restart_under_three_brokers_loses_nothing_acked(pg, broker_f
     topic = unique_topic("cluster-pg-restart")
     url, brokers = three(pg, broker_factory, {topic: 2})
     n = record_count(20_000)
-    deliveries: dict[int, ck.Delivery] = {}
-    errors: list[str] = []
-
-    def on_delivery(err, msg) -> None:
-        if err is not None:
-            errors.append(str(err))
-        else:
-            deliveries[index_of(msg.value())] = ck.Delivery(msg.partition(), msg.offset())
-
+    recorder = ck.DeliveryRecorder()
     producer = ck.producer(
         brokers[0], **{"bootstrap.servers": ",".join(b.bootstrap for b in brokers), "enable.idempotence": True})
     for i in range(n):
         if i == n // 2:
             producer.flush(0)
             pg.restart()
-        while True:
-            try:
-                producer.produce(topic, key=key_for(i), value=value_for(i), on_delivery=on_delivery)
-                break
-            except BufferError:
-                producer.poll(0.1)
-        producer.poll(0)
+        recorder.produce(producer, topic, i)
     assert producer.flush(scaled_timeout(120)) == 0
-    assert not errors, f"{len(errors)} delivery errors, first: {errors[:3]}"
+    recorder.check(n)
     # Brokers reconnect when they next need the database; the ones serving the producer did.
     assert any(b.log_text().count("postgres connected") >= 2 for b in brokers), "no broker reconnected: the test proved nothing"
-    ck.check_exactly_once_in_order(ck.read_to_end(brokers[0], topic, [0, 1]), deliveries)
+    ck.check_exactly_once_in_order(ck.read_to_end(brokers[0], topic, [0, 1]), recorder.deliveries)

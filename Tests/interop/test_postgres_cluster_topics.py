@@ -10,7 +10,7 @@ import threading
 from confluent_kafka.admin import NewPartitions
 
 import confluent_helpers as ck
-from support import index_of, key_for, record_count, scaled_timeout, unique_topic, value_for, wait_until
+from support import index_of, record_count, scaled_timeout, unique_topic, value_for, wait_until
 from test_postgres_cluster import leaders_in_metadata, pg, start  # noqa: F401 (pg is a fixture)
 
 
@@ -21,28 +21,13 @@ def test_a_topic_created_through_one_broker_is_served_through_the_others_at_once
     # Created after all three started: before, only a restart made the others see it.
     ck.create_topic(brokers[0], topic, 3)
     n = record_count(4000)
-    deliveries: dict[int, ck.Delivery] = {}
-    errors: list[str] = []
-    lock = threading.Lock()
-
-    def on_delivery(err, msg) -> None:
-        with lock:
-            if err is not None:
-                errors.append(str(err))
-            else:
-                deliveries[index_of(msg.value())] = ck.Delivery(msg.partition(), msg.offset())
+    recorder = ck.DeliveryRecorder()
 
     def produce_through(broker, indexes: range) -> None:
         # Bootstrapped only at this broker, so its Metadata is what names the topic and leaders.
         producer = ck.producer(broker, **{"enable.idempotence": True, "allow.auto.create.topics": False})
         for i in indexes:
-            while True:
-                try:
-                    producer.produce(topic, key=key_for(i), value=value_for(i), on_delivery=on_delivery)
-                    break
-                except BufferError:
-                    producer.poll(0.1)
-            producer.poll(0)
+            recorder.produce(producer, topic, i)
         assert producer.flush(scaled_timeout(120)) == 0
 
     threads = [
@@ -53,14 +38,13 @@ def test_a_topic_created_through_one_broker_is_served_through_the_others_at_once
         t.start()
     for t in threads:
         t.join()
-    assert not errors, f"{len(errors)} delivery errors, first: {errors[:3]}"
-    assert len(deliveries) == n
+    recorder.check(n)
     for reader in brokers[1:]:
         records = ck.read_to_end(reader, topic, [0, 1, 2])
         # Each producer's records are in its own order; the two interleave.
         for indexes in (range(0, n // 2), range(n // 2, n)):
             ck.check_exactly_once_in_order(
-                [r for r in records if index_of(r.value) in indexes], {i: deliveries[i] for i in indexes})
+                [r for r in records if index_of(r.value) in indexes], {i: recorder.deliveries[i] for i in indexes})
 
 
 def test_deleting_and_growing_a_topic_through_one_broker_shows_on_the_others(pg, broker_factory):

@@ -20,7 +20,7 @@ import confluent_helpers as ck
 from kafka_wire import connect, frame, read_frame, request_header
 from postgres_cluster import PostgresCluster
 from record_batches import PRODUCE, PRODUCE_VERSION, batch, good_records
-from support import index_of, key_for, record_count, scaled_timeout, unique_topic, value_for, wait_until
+from support import index_of, key_for, record_count, scaled_timeout, unique_topic, value_for
 
 NOT_LEADER_OR_FOLLOWER = 6
 FETCH = 1
@@ -151,28 +151,11 @@ def test_postgres_restart_mid_run_loses_nothing_acked(pg, broker_factory):
     topic = unique_topic("pg-restart")
     ck.create_topic(broker, topic, 2)
     n = record_count(20_000)
-    deliveries: dict[int, ck.Delivery] = {}
-    errors: list[str] = []
-
-    def on_delivery(err, msg) -> None:
-        if err is not None:
-            errors.append(str(err))
-        else:
-            deliveries[index_of(msg.value())] = ck.Delivery(msg.partition(), msg.offset())
-
+    recorder = ck.DeliveryRecorder()
     producer = ck.producer(broker, **{"enable.idempotence": True})
 
-    def produce(i: int) -> None:
-        while True:
-            try:
-                producer.produce(topic, key=key_for(i), value=value_for(i), on_delivery=on_delivery)
-                return
-            except BufferError:
-                producer.poll(0.1)
-
     for i in range(n // 2):
-        produce(i)
-        producer.poll(0)
+        recorder.produce(producer, topic, i)
     assert producer.flush(scaled_timeout(60)) == 0
     restarted = threading.Event()
 
@@ -188,17 +171,16 @@ def test_postgres_restart_mid_run_loses_nothing_acked(pg, broker_factory):
     while after is None or i < after + n // 2:
         if after is None and restarted.is_set():
             after = i
-        produce(i)
-        producer.poll(0)
+        recorder.produce(producer, topic, i)
         i += 1
         if i % 100 == 0:
             time.sleep(0.005)
     assert producer.flush(scaled_timeout(120)) == 0
     restarter.join(120)
-    assert not errors, f"{len(errors)} delivery errors, first: {errors[:3]}"
+    recorder.check(i)
     assert broker.log_text().count("postgres connected") >= 2, "the broker never reconnected: the test proved nothing"
     records = ck.read_to_end(broker, topic, [0, 1])
-    ck.check_exactly_once_in_order(records, deliveries)
+    ck.check_exactly_once_in_order(records, recorder.deliveries)
 
 
 def fetch_error(addr, topic: str, partition: int) -> int:

@@ -18,11 +18,16 @@ public protocol ClusterView: AnyObject, Sendable {
     /// Whether this view tells its listeners of every partition this broker comes to lead, those
     /// it held at start included: the coordinators then load on those calls instead of at start.
     var announcesLeadership: Bool { get }
+    /// The epochs this broker's copy of the partition was led under, for OffsetForLeaderEpoch;
+    /// nil where leadership never changes (no epoch is ever handed out).
+    func leaderEpochHistory(of partition: TopicPartitionKey) -> LeaderEpochHistory?
 }
 
 extension ClusterView {
     /// A view whose leadership never changes never announces it.
     public var announcesLeadership: Bool { false }
+
+    public func leaderEpochHistory(of partition: TopicPartitionKey) -> LeaderEpochHistory? { nil }
 
     /// Whether this broker leads the partition now.
     public func leads(_ partition: TopicPartitionKey) -> Bool {

@@ -181,6 +181,10 @@ final class DatabaseCluster: ClusterView {
 
     func addLeadershipListener(_ listener: any LeadershipListener) { listeners.withLock { $0.append(listener) } }
 
+    func leaderEpochHistory(of partition: TopicPartitionKey) -> LeaderEpochHistory? {
+        storage.leaderEpochHistory(topic: partition.topic, partition: partition.partition)
+    }
+
     /// Parses Kafka's `NAME://host:port,...` as registered.
     static func endpoints(_ text: String) -> [String: HostPort] {
         var result: [String: HostPort] = [:]

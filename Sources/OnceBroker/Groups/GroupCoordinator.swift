@@ -409,7 +409,7 @@ final class GroupCoordinator: Sendable {
         var document = ByteBufferAllocator().buffer(capacity: batches.readableBytes + 8)
         document.writeInteger(offset)
         document.writeImmutableBuffer(batches)
-        try storage.writeState(named: Self.snapshotName, Array(document.readableBytesView))
+        try storage.writeState(named: Self.snapshotName, Array(document.readableBytesView), describing: log)
         lastSnapshotOffset.withLockedValue { $0 = max($0, offset) }
         try log.deleteSegments(below: offset)
     }

@@ -217,7 +217,7 @@ final class PartitionProducers: Sendable {
             return (ProducerStateSnapshot(offset: log.logEndOffset, table: s.table), s.version)
         }
         guard let (snapshot, version) = pending else { return }
-        try storage.writeState(named: snapshotName, snapshot.encoded())
+        try storage.writeState(named: snapshotName, snapshot.encoded(), describing: log)
         state.withLockedValue { $0.snapshotVersion = max($0.snapshotVersion, version) }
     }
 

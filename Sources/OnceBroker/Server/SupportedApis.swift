@@ -7,6 +7,7 @@ enum SupportedApis {
         .produce: 3...12,
         .fetch: 4...12,
         .listOffsets: 1...7,
+        .offsetForLeaderEpoch: 2...4,
         .metadata: 0...12,
         .apiVersions: 0...4,
         .createTopics: 2...7,

@@ -159,7 +159,7 @@ final class TransactionService: Sendable {
         guard snapshot.offset > lastSnapshotOffset.withLockedValue({ $0 }) else { return }
         // The log must hold at least what the snapshot covers before the snapshot replaces segments.
         try transactionLog.sync()
-        try storage.writeState(named: Self.snapshotName, snapshot.encoded())
+        try storage.writeState(named: Self.snapshotName, snapshot.encoded(), describing: transactionLog)
         lastSnapshotOffset.withLockedValue { $0 = max($0, snapshot.offset) }
         let deleted = try transactionLog.deleteSegments(below: snapshot.offset)
         if deleted > 0 {
