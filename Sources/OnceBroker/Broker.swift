@@ -1,6 +1,7 @@
 import KafkaProtocol
 import Logging
 import NIOCore
+import NIOPosix
 import OnceCore
 import OnceCrypto
 import OnceStorage
@@ -33,6 +34,9 @@ public final class Broker: Sendable {
     let advertisedListeners: AdvertisedListeners
     /// Who is alive and who leads each partition; the file and memory engines lead everything alone.
     let cluster: any ClusterView
+    /// The other brokers, for partitions and coordinators this broker does not hold; nil when it
+    /// holds everything.
+    let peers: TransactionPeers?
 
     /// Reads the durable producer-id reservation; throws if storage cannot be read.
     public init(
@@ -73,10 +77,26 @@ public final class Broker: Sendable {
         var transactionConfig = TransactionCoordinator.Config()
         transactionConfig.maxTimeoutMs = config.transactionMaxTimeoutMs
         transactionConfig.idExpirationMs = config.transactionalIdExpirationMs
+        // A cluster whose leadership moves has partitions led elsewhere: markers and KIP-890
+        // checks for those go to the other brokers over the inter-broker listener.
+        if self.cluster.announcesLeadership, let listener = config.interBrokerListener {
+            let client = InterBrokerClient(
+                settings: InterBrokerClient.Settings(
+                    listenerName: listener.name, clientId: "once-broker-\(config.nodeId)",
+                    requestTimeout: .milliseconds(config.interBrokerRequestTimeoutMs),
+                    sasl: config.interBrokerSasl.map {
+                        InterBrokerSasl(mechanism: $0.mechanism, username: $0.username, password: $0.password)
+                    }),
+                cluster: self.cluster, group: MultiThreadedEventLoopGroup.singleton)
+            self.peers = TransactionPeers(client: client, cluster: self.cluster, logger: logger)
+        } else {
+            self.peers = nil
+        }
         self.transactions = try TransactionService(
             storage: storage, producers: producers, waiters: waiters, config: transactionConfig,
             flushAlways: config.flushPolicy.acknowledgesOnlyDurableWrites, logger: logger, clock: clock,
-            servesAtStart: !self.cluster.announcesLeadership)
+            servesAtStart: !self.cluster.announcesLeadership, cluster: self.cluster, peers: peers,
+            retryBackoff: .init(base: config.transactionMarkerRetryBackoffMs, max: config.transactionMarkerRetryBackoffMaxMs))
         let groups = try GroupCoordinator(
             storage: storage, config: config.groupConfig, logger: logger, clock: clock,
             servesAtStart: !self.cluster.announcesLeadership)

@@ -175,6 +175,32 @@ public struct BrokerConfig: Sendable {
     /// `broker.heartbeat.interval.ms`); several beats fit in a session so one slow beat is no death.
     /// Default: 2000.
     public var brokerHeartbeatIntervalMs: Int64 = 2000
+    /// The listener other brokers reach this one through, for transaction markers and KIP-890
+    /// checks (Kafka's `inter.broker.listener.name`); every broker of the cluster must have it, as
+    /// PLAINTEXT or, with `interBrokerSasl`, SASL_PLAINTEXT. Default: the first PLAINTEXT listener,
+    /// or with credentials the first SASL_PLAINTEXT one.
+    public var interBrokerListenerName: String?
+    /// How this broker authenticates to the others' SASL_PLAINTEXT listener (Kafka's
+    /// `sasl.mechanism.inter.broker.protocol` and the listener's JAAS username and password).
+    /// Default: none.
+    public var interBrokerSasl: (mechanism: SaslMechanism, username: String, password: String)?
+    /// How long a request to another broker may wait for its answer (Kafka's `request.timeout.ms`
+    /// of the inter-broker channel). Default: 30000.
+    public var interBrokerRequestTimeoutMs: Int64 = 30_000
+    /// How long an undelivered transaction marker waits before it is sent again, doubled per
+    /// failure up to the max (Kafka's `retry.backoff.ms` and `retry.backoff.max.ms`).
+    /// Defaults: 100 and 1000.
+    public var transactionMarkerRetryBackoffMs: Int64 = 100
+    public var transactionMarkerRetryBackoffMaxMs: Int64 = 1000
+
+    /// The listener named by `interBrokerListenerName`, or the first of the protocol the
+    /// credentials call for.
+    public var interBrokerListener: Listener? {
+        if let name = interBrokerListenerName { return listeners.first { $0.name == name } }
+        let wanted: SecurityProtocol = interBrokerSasl == nil ? .plaintext : .saslPlaintext
+        return listeners.first { $0.securityProtocol == wanted }
+    }
+
     /// How long a postgres-engine broker lets appends nobody waits for yet gather before it commits
     /// them (Kafka has none: its log appends are not transactions). Default: 20.
     public var postgresCommitLingerMs: Int64 = 20

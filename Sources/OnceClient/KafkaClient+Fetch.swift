@@ -12,7 +12,14 @@ extension KafkaClient {
         let byLeader = try await leaders(for: byPartition.keys)
         var requests: [(KafkaConnection, Int16, FetchRequest)] = []
         for (leader, partitions) in byLeader {
-            let connection = try await connection(toNode: leader)
+            let connection: KafkaConnection
+            do {
+                connection = try await self.connection(toNode: leader)
+            } catch {
+                // A leader that cannot be reached (killed, moved away) is looked up again next time.
+                forgetLeaders(of: partitions)
+                throw error
+            }
             let version = try connection.version(for: FetchRequest.self)
             let ids = version >= 13 ? try await resolveTopicIds(Set(partitions.map(\.topic))) : [:]
             var request = FetchRequest()
@@ -52,6 +59,7 @@ extension KafkaClient {
             for topic in response.responses {
                 let name = topic.topicId != .zero ? (topicName(topic.topicId) ?? topic.topic) : topic.topic
                 for partition in topic.partitions {
+                    if Self.leaderMoved(partition.errorCode) { forgetLeaders(of: [TopicPartition(name, partition.partitionIndex)]) }
                     fetched.append(
                         FetchedPartition(
                             topicPartition: TopicPartition(name, partition.partitionIndex),
@@ -67,5 +75,12 @@ extension KafkaClient {
             }
         }
         return fetched
+    }
+
+    /// The partition errors after which the cached leader is wrong: the next fetch refreshes
+    /// metadata for the partition, as Kafka's fetcher does, instead of asking the old leader forever.
+    static func leaderMoved(_ code: Int16) -> Bool {
+        [ErrorCode.notLeaderOrFollower, .leaderNotAvailable, .fencedLeaderEpoch, .unknownLeaderEpoch,
+         .unknownTopicOrPartition].contains(ErrorCode(code))
     }
 }

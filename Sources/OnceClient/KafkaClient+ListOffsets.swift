@@ -26,7 +26,12 @@ extension KafkaClient {
                 }
                 return listTopic
             }
-            requests.append((try await connection(toNode: leader), request))
+            do {
+                requests.append((try await connection(toNode: leader), request))
+            } catch {
+                forgetLeaders(of: partitions)
+                throw error
+            }
         }
         let responses = try await withThrowingTaskGroup(of: ListOffsetsResponse.self) { group in
             for (connection, request) in requests {
@@ -40,6 +45,7 @@ extension KafkaClient {
                 for partition in topic.partitions {
                     let tp = TopicPartition(topic.name, partition.partitionIndex)
                     if let error = KafkaError(errorCode: partition.errorCode) {
+                        if Self.leaderMoved(partition.errorCode) { forgetLeaders(of: [tp]) }
                         throw KafkaError(error.code, message: "listing offsets of \(tp)")
                     }
                     offsets[tp] = partition.offset

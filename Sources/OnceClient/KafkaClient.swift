@@ -110,6 +110,11 @@ public actor KafkaClient {
         }
     }
 
+    /// Marks the partitions' leaders unknown, so the next request for them refreshes metadata.
+    func forgetLeaders(of partitions: some Sequence<TopicPartition>) {
+        for partition in partitions where leaders[partition] != nil { leaders[partition] = -1 }
+    }
+
     func forget(topic: String) {
         if let id = topicIds.removeValue(forKey: topic) { topicNames.removeValue(forKey: id) }
         leaders = leaders.filter { $0.key.topic != topic }

@@ -95,6 +95,27 @@ struct BrokerCommand: AsyncParsableCommand {
     @Option(help: "postgres engine: how often a broker renews its membership and leases, in ms (broker.heartbeat.interval.ms) [env: ONCE_BROKER_HEARTBEAT_INTERVAL_MS] (default: 2000)")
     var brokerHeartbeatIntervalMs: Int64?
 
+    @Option(help: "postgres engine: the PLAINTEXT or SASL_PLAINTEXT listener other brokers reach this one through for transaction markers and verification (inter.broker.listener.name) [env: ONCE_INTER_BROKER_LISTENER_NAME] (default: the first PLAINTEXT listener, SASL_PLAINTEXT with --inter-broker-sasl-username)")
+    var interBrokerListenerName: String?
+
+    @Option(help: "postgres engine: the SASL mechanism brokers authenticate to each other with, PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, over a SASL_PLAINTEXT inter-broker listener (sasl.mechanism.inter.broker.protocol) [env: ONCE_INTER_BROKER_SASL_MECHANISM] (default: SCRAM-SHA-512 when a username is given)")
+    var interBrokerSaslMechanism: String?
+
+    @Option(help: "postgres engine: the user brokers authenticate to each other as; grant it CLUSTER_ACTION or list it in --super-users [env: ONCE_INTER_BROKER_SASL_USERNAME]")
+    var interBrokerSaslUsername: String?
+
+    @Option(help: "postgres engine: that user's password; prefer the variable, which keeps it out of ps [env: ONCE_INTER_BROKER_SASL_PASSWORD]")
+    var interBrokerSaslPassword: String?
+
+    @Option(help: "postgres engine: how long a request to another broker waits for its answer, in ms (request.timeout.ms) [env: ONCE_INTER_BROKER_REQUEST_TIMEOUT_MS] (default: 30000)")
+    var interBrokerRequestTimeoutMs: Int64?
+
+    @Option(help: "postgres engine: wait before sending an undelivered transaction marker again, in ms, doubled per failure (retry.backoff.ms) [env: ONCE_TRANSACTION_MARKER_RETRY_BACKOFF_MS] (default: 100)")
+    var transactionMarkerRetryBackoffMs: Int64?
+
+    @Option(help: "postgres engine: the longest wait between marker deliveries, in ms (retry.backoff.max.ms) [env: ONCE_TRANSACTION_MARKER_RETRY_BACKOFF_MAX_MS] (default: 1000)")
+    var transactionMarkerRetryBackoffMaxMs: Int64?
+
     @Option(help: "postgres engine: how long appends nobody waits for gather before a commit, in ms (Kafka: none) [env: ONCE_POSTGRES_COMMIT_LINGER_MS] (default: 20)")
     var postgresCommitLingerMs: Int64?
 
@@ -315,6 +336,36 @@ struct BrokerCommand: AsyncParsableCommand {
         }
         if let v = try setting(brokerSessionTimeoutMs, "ONCE_BROKER_SESSION_TIMEOUT_MS") { config.brokerSessionTimeoutMs = v }
         if let v = try setting(brokerHeartbeatIntervalMs, "ONCE_BROKER_HEARTBEAT_INTERVAL_MS") { config.brokerHeartbeatIntervalMs = v }
+        if let v = setting(interBrokerListenerName, "ONCE_INTER_BROKER_LISTENER_NAME") { config.interBrokerListenerName = v }
+        if let v = try setting(interBrokerRequestTimeoutMs, "ONCE_INTER_BROKER_REQUEST_TIMEOUT_MS") { config.interBrokerRequestTimeoutMs = v }
+        if let v = try setting(transactionMarkerRetryBackoffMs, "ONCE_TRANSACTION_MARKER_RETRY_BACKOFF_MS") { config.transactionMarkerRetryBackoffMs = v }
+        if let v = try setting(transactionMarkerRetryBackoffMaxMs, "ONCE_TRANSACTION_MARKER_RETRY_BACKOFF_MAX_MS") { config.transactionMarkerRetryBackoffMaxMs = v }
+        guard config.interBrokerRequestTimeoutMs > 0, config.transactionMarkerRetryBackoffMs > 0,
+            config.transactionMarkerRetryBackoffMaxMs >= config.transactionMarkerRetryBackoffMs
+        else {
+            throw ValidationError("--inter-broker-request-timeout-ms and --transaction-marker-retry-backoff-ms must be positive, and --transaction-marker-retry-backoff-max-ms at least the backoff")
+        }
+        if let username = setting(interBrokerSaslUsername, "ONCE_INTER_BROKER_SASL_USERNAME") {
+            let name = setting(interBrokerSaslMechanism, "ONCE_INTER_BROKER_SASL_MECHANISM") ?? SaslMechanism.scramSha512.rawValue
+            guard let mechanism = SaslMechanism(rawValue: name) else {
+                throw ValidationError("--inter-broker-sasl-mechanism takes PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, not '\(name)'")
+            }
+            guard let password = setting(interBrokerSaslPassword, "ONCE_INTER_BROKER_SASL_PASSWORD") else {
+                throw ValidationError("--inter-broker-sasl-username needs --inter-broker-sasl-password (or ONCE_INTER_BROKER_SASL_PASSWORD)")
+            }
+            config.interBrokerSasl = (mechanism, username, password)
+        }
+        if config.interBrokerListenerName != nil || config.interBrokerSasl != nil {
+            let wanted: SecurityProtocol = config.interBrokerSasl == nil ? .plaintext : .saslPlaintext
+            guard let listener = config.interBrokerListener else {
+                throw ValidationError("no \(config.interBrokerListenerName ?? wanted.rawValue) listener for the brokers to reach each other through")
+            }
+            guard listener.securityProtocol == wanted else {
+                throw ValidationError(config.interBrokerSasl == nil
+                    ? "--inter-broker-listener-name \(listener.name) is \(listener.securityProtocol.rawValue): give --inter-broker-sasl-username for a SASL_PLAINTEXT one; brokers do not speak SSL to each other"
+                    : "--inter-broker-sasl-username needs a SASL_PLAINTEXT inter-broker listener, and \(listener.name) is \(listener.securityProtocol.rawValue)")
+            }
+        }
         // A beat must land inside the session, or a live broker would be counted dead between beats.
         guard config.brokerHeartbeatIntervalMs > 0, config.brokerHeartbeatIntervalMs < config.brokerSessionTimeoutMs else {
             throw ValidationError("--broker-heartbeat-interval-ms must be positive and below --broker-session-timeout-ms (\(config.brokerSessionTimeoutMs))")

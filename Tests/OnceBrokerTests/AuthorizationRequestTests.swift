@@ -424,6 +424,15 @@ import Testing
         var markers = WriteTxnMarkersRequest()
         markers.markers = [marker]
         #expect(try await send(markers, version: 1, as: Self.alice).markers[0].topics[0].partitions[0].errorCode == ErrorCode.clusterAuthorizationFailed.rawValue)
+
+        // A principal granted CLUSTER_ACTION, as brokers are, writes a coordinator's COMMIT (one
+        // with a coordinator epoch); a COMMIT without one is no coordinator's.
+        try await grant(Self.alice, .clusterAction, .cluster, "kafka-cluster")
+        markers.markers[0].transactionResult = true
+        markers.markers[0].producerEpoch = owner.producerEpoch
+        #expect(try await send(markers, version: 2, as: Self.alice).markers[0].topics[0].partitions[0].errorCode == 0)
+        markers.markers[0].coordinatorEpoch = -1
+        #expect(try await send(markers, version: 2, as: Self.alice).markers[0].topics[0].partitions[0].errorCode == ErrorCode.invalidRequest.rawValue)
     }
 
     @Test func idempotentInitProducerIdNeedsIdempotentWriteOrWriteOnSomeTopic() async throws {

@@ -17,12 +17,22 @@ extension Broker {
         // PRODUCER_FENCED becomes INVALID_PRODUCER_EPOCH, and CONCURRENT_TRANSACTIONS (the previous
         // transaction's markers still being written) stays itself for v12 (KAFKA-18662), where
         // Kafka's leader turns it into NOT_ENOUGH_REPLICAS for the versions before.
+        //
+        // A transaction coordinated on another broker is asked there, for every version.
         let previous = request.session.appendOrder.pending
-        guard request.version >= 12, let transactionalId = req.transactionalId, !transactionalId.isEmpty else {
+        guard let transactionalId = req.transactionalId, !transactionalId.isEmpty else {
             return inOrder(req, request, after: previous, refused: nil)
         }
+        let remote = remoteTransactionCoordinator(transactionalId)
+        guard request.version >= 12 || remote != nil else { return inOrder(req, request, after: previous, refused: nil) }
         let writes = transactionalWrites(req)
         guard !writes.isEmpty else { return inOrder(req, request, after: previous, refused: nil) }
+        if let remote {
+            let verified = runtime.task(on: request.eventLoop) {
+                await self.verifyRemotely(transactionalId: transactionalId, writes: writes, coordinator: remote, version: request.version)
+            }
+            return inOrder(req, request, after: previous, refused: verified)
+        }
         let verified = runtime.task(on: request.eventLoop) {
             var refused: [TopicPartitionKey: ErrorCode] = [:]
             for (producer, partitions) in writes {
@@ -37,7 +47,7 @@ extension Broker {
                 }
                 if code != .none { for key in partitions { refused[key] = code } }
             }
-            return refused
+            return ProduceVerification(refused: refused)
         }
         return inOrder(req, request, after: previous, refused: verified)
     }
@@ -47,11 +57,11 @@ extension Broker {
     /// for. The verification itself runs meanwhile: only the append waits its turn.
     private func inOrder(
         _ req: ProduceRequest, _ request: Request, after previous: EventLoopFuture<Void>?,
-        refused: EventLoopFuture<[TopicPartitionKey: ErrorCode]>?
+        refused: EventLoopFuture<ProduceVerification>?
     ) -> EventLoopFuture<ProduceResponse> {
-        guard previous != nil || refused != nil else { return append(req, request, refused: [:]) }
+        guard previous != nil || refused != nil else { return append(req, request, refused: ProduceVerification()) }
         let eventLoop = request.eventLoop
-        let refused = refused ?? eventLoop.makeSucceededFuture([:])
+        let refused = refused ?? eventLoop.makeSucceededFuture(ProduceVerification())
         let ready = previous.map { previous in previous.flatMap { refused } } ?? refused
         let appended = ready.map { self.append(req, request, refused: $0) }
         request.session.appendOrder.register(appended.map { _ in () }.recover { _ in () })
@@ -83,7 +93,7 @@ extension Broker {
     }
 
     private func append(
-        _ req: ProduceRequest, _ request: Request, refused: [TopicPartitionKey: ErrorCode]
+        _ req: ProduceRequest, _ request: Request, refused verification: ProduceVerification
     ) -> EventLoopFuture<ProduceResponse> {
         var response = ProduceResponse()
         var durable: [EventLoopFuture<Void>] = []
@@ -117,14 +127,16 @@ extension Broker {
                         result.errorCode = ErrorCode.unknownTopicOrPartition.rawValue
                         break
                     }
-                    if let code = leadershipRefusal(t.name, p.index) ?? refused[TopicPartitionKey(t.name, p.index)] {
+                    let key = TopicPartitionKey(t.name, p.index)
+                    if let code = leadershipRefusal(t.name, p.index) ?? verification.refused[key] {
                         result.errorCode = code.rawValue
                         break
                     }
                     do {
                         let appended = try append(
                             p.records, to: log, topic: meta, partition: p.index, requestVersion: request.version,
-                            coordinatorAsked: !(req.transactionalId ?? "").isEmpty)
+                            coordinatorAsked: !(req.transactionalId ?? "").isEmpty,
+                            verifiedRemotely: verification.guards[key])
                         result.baseOffset = appended.baseOffset
                         result.logAppendTimeMs = appended.logAppendTime ?? -1
                         result.logStartOffset = log.logStartOffset
@@ -227,7 +239,7 @@ extension Broker {
     /// the partition's producer-state table, which turns a retry into the original offsets.
     private func append(
         _ records: ByteBuffer?, to log: any PartitionLog, topic: TopicMetadata, partition: Int32, requestVersion: Int16,
-        coordinatorAsked: Bool
+        coordinatorAsked: Bool, verifiedRemotely: ProducerStateTable.VerificationGuard? = nil
     ) throws -> Appended {
         guard var records, records.readableBytes > 0 else {
             throw ProduceError(code: .invalidRecord, message: "the partition's record set is empty")
@@ -263,8 +275,10 @@ extension Broker {
         }
         // The guard is taken before asking the coordinator, so a marker written between the answer
         // and the append (ending the transaction that was verified) makes the append fail.
-        let verification = header.isTransactional ? table.startVerification(producerId: header.producerId) : nil
-        if header.isTransactional,
+        // One the coordinator on another broker allowed comes with the guard taken before asking it.
+        let verification = !header.isTransactional ? nil
+            : verifiedRemotely ?? table.startVerification(producerId: header.producerId)
+        if header.isTransactional, verifiedRemotely == nil,
             let failure = transactions.verify(
                 producerId: header.producerId, producerEpoch: header.producerEpoch,
                 partition: TopicPartitionKey(topic.name, partition))

@@ -119,9 +119,11 @@ extension Broker {
         } else {
             let code: ErrorCode
             do {
+                // A broker's add (v4+) is a partition leader adding itself for a transactions-V2
+                // write (Produce v12, TxnOffsetCommit v5), as Kafka's AddPartitionsToTxnManager asks.
                 code = try await transactions.addPartitions(
                     transactionalId: transactionalId, producerId: producerId, producerEpoch: producerEpoch, partitions: keys,
-                    now: self.clock())?.errorCode ?? ErrorCode.none
+                    transactionVersion: version >= 4 ? 2 : 0, now: self.clock())?.errorCode ?? ErrorCode.none
             } catch {
                 code = coordinatorLogFailure(error)
             }
@@ -214,6 +216,19 @@ extension Broker {
     /// coordinator code through, CONCURRENT_TRANSACTIONS included (unlike Produce below v12, no
     /// NOT_ENOUGH_REPLICAS here: that code would itself become COORDINATOR_NOT_AVAILABLE).
     func txnOffsetCommit(_ req: TxnOffsetCommitRequest, _ request: Request) -> EventLoopFuture<TxnOffsetCommitResponse> {
+        // A transaction coordinated on another broker is asked there, for every version.
+        if !req.groupId.isEmpty, groupCoordinatorRefusal(req.groupId) == nil,
+            let partition = try? consumerOffsetsPartition(forGroup: req.groupId),
+            let coordinator = remoteTransactionCoordinator(req.transactionalId)
+        {
+            return answerLater(request) {
+                let code = await self.verifyOffsetsRemotely(
+                    transactionalId: req.transactionalId, producerId: req.producerId, producerEpoch: req.producerEpoch,
+                    partition: partition, coordinator: coordinator, version: request.version)
+                return code == .none
+                    ? self.verifiedTxnOffsetCommit(req, request, verifiedRemotely: true) : Self.txnOffsetCommitRefused(req, code)
+            }
+        }
         // Only the group's coordinator adds its offsets partition; elsewhere the refusal below answers.
         guard request.version >= 5, !req.groupId.isEmpty, groupCoordinatorRefusal(req.groupId) == nil,
             let partition = try? consumerOffsetsPartition(forGroup: req.groupId)
@@ -251,7 +266,9 @@ extension Broker {
     /// The consumer offsets of a read-process-write transaction. Refused unless the producer is
     /// current and the group's offsets partition joined its transaction (AddOffsetsToTxn, or the
     /// implicit add of v5).
-    private func verifiedTxnOffsetCommit(_ req: TxnOffsetCommitRequest, _ request: Request) -> TxnOffsetCommitResponse {
+    private func verifiedTxnOffsetCommit(
+        _ req: TxnOffsetCommitRequest, _ request: Request, verifiedRemotely: Bool = false
+    ) -> TxnOffsetCommitResponse {
         let now = clock()
         let auth = authorization(request)
         // TransactionalId WRITE, then Group READ, for the whole request; Topic READ per topic.
@@ -276,7 +293,7 @@ extension Broker {
             outcome = .failure(.invalidGroupId)
         } else if let notHere = groupCoordinatorRefusal(req.groupId) {
             outcome = .failure(notHere)
-        } else if let failure = (try? consumerOffsetsPartition(forGroup: req.groupId)).flatMap({
+        } else if !verifiedRemotely, let failure = (try? consumerOffsetsPartition(forGroup: req.groupId)).flatMap({
             transactions.verify(producerId: req.producerId, producerEpoch: req.producerEpoch, partition: $0)
         }) {
             outcome = .failure(failure.transactionalWriteErrorCode(

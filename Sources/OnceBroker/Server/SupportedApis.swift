@@ -38,7 +38,7 @@ enum SupportedApis {
         .txnOffsetCommit: 0...5,
         .describeTransactions: 0...0,
         .listTransactions: 0...1,
-        .writeTxnMarkers: 1...1,
+        .writeTxnMarkers: 1...2,
         .describeAcls: 1...3,
         .createAcls: 1...3,
         .deleteAcls: 1...3,

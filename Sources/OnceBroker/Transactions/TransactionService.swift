@@ -16,8 +16,6 @@ import OnceStorage
 /// before any marker is written; meanwhile the transaction answers CONCURRENT_TRANSACTIONS.
 final class TransactionService: Sendable {
     static let topicName = "__transaction_state"
-    /// Only one coordinator ever writes markers here, so its epoch never changes.
-    static let coordinatorEpoch: Int32 = 0
 
     private let storage: any LogStorage
     private let producers: ProducerRegistry
@@ -39,6 +37,35 @@ final class TransactionService: Sendable {
     /// Told when a marker lands in a `__consumer_offsets` partition, so transactional offset
     /// commits take effect or are dropped.
     private let offsetsMarkerWriter = NIOLockedValueBox<OffsetsMarkerWriter?>(nil)
+    /// Who leads each partition, and the brokers to send markers to for those another leads; nil
+    /// on one broker, which leads everything.
+    private let cluster: any ClusterView
+    private let peers: TransactionPeers?
+    private let retryBackoff: MarkerRetryBackoff
+    /// The leader epoch of `__transaction_state-0` this broker coordinates under, written into
+    /// every marker (Kafka's coordinator epoch); 0 on one broker, whose coordinator never moves.
+    private let coordinatorEpoch = NIOLockedValueBox<Int32>(0)
+    /// The transactions whose markers a retry loop is delivering, so the periodic check does not
+    /// start a second; the generation changes with each gain or loss of the coordinator, which
+    /// ends the loops of the tenure before.
+    private let retries = NIOLockedValueBox(MarkerRetries())
+
+    private struct MarkerRetries {
+        var generation = 0
+        var ids: Set<String> = []
+    }
+
+    /// How long a marker that could not be written waits before it is sent again, doubled per
+    /// failed attempt up to `max` (Kafka's `retry.backoff.ms` and `retry.backoff.max.ms`).
+    struct MarkerRetryBackoff: Sendable {
+        var base: Int64 = 100
+        var max: Int64 = 1000
+
+        func delay(attempt: Int) -> Int64 {
+            let exponent = Swift.min(Swift.max(attempt - 1, 0), 20)
+            return Swift.min(base << exponent, max)
+        }
+    }
 
     /// Writes a marker into `__consumer_offsets` by calling `write` (false: a stale marker, nothing
     /// written) and applies or drops the transaction's offsets, atomically for the group coordinator.
@@ -46,8 +73,12 @@ final class TransactionService: Sendable {
 
     init(
         storage: any LogStorage, producers: ProducerRegistry, waiters: FetchWaiters, config: TransactionCoordinator.Config,
-        flushAlways: Bool, logger: Logger, clock: @escaping @Sendable () -> Int64, servesAtStart: Bool = true
+        flushAlways: Bool, logger: Logger, clock: @escaping @Sendable () -> Int64, servesAtStart: Bool = true,
+        cluster: any ClusterView, peers: TransactionPeers? = nil, retryBackoff: MarkerRetryBackoff = MarkerRetryBackoff()
     ) throws {
+        self.cluster = cluster
+        self.peers = peers
+        self.retryBackoff = retryBackoff
         self.config = config
         self.load = CoordinatorLoad(serving: servesAtStart)
         self.clock = clock
@@ -171,6 +202,30 @@ final class TransactionService: Sendable {
         }
     }
 
+    /// A COMMIT or ABORT from the transaction coordinator on another broker (WriteTxnMarkers with
+    /// its coordinator epoch) for a partition this broker leads. Written as Kafka's partition
+    /// writes a coordinator's marker, whether or not the partition still holds the producer's
+    /// transaction (a retry after a lost answer finds it ended). INVALID_PRODUCER_EPOCH for an
+    /// epoch older than the partition's; an ABORT of a transaction this broker's own coordinator
+    /// considers live is refused as the operator's is (the sender was deposed).
+    func writeCoordinatorMarker(
+        _ key: TopicPartitionKey, producerId: Int64, producerEpoch: Int16, commit: Bool, coordinatorEpoch: Int32, now: Int64
+    ) async throws -> ErrorCode {
+        guard let topic = storage.topic(named: key.topic),
+            try producers.producers(topic: topic, partition: key.partition) != nil
+        else { return .unknownTopicOrPartition }
+        let written: WrittenMarker?? = try coordinator.withLockedValue { c in
+            if !commit && c.isLive(producerId: producerId, partition: key) { return .none }
+            return .some(try writeMarker(
+                key, producerId: producerId, producerEpoch: producerEpoch, commit: commit, coordinatorEpoch: coordinatorEpoch,
+                now: now))
+        }
+        guard let written else { return .invalidTxnState }
+        guard let written else { return .invalidProducerEpoch }
+        if flushAlways { try await written.log.waitDurable(upTo: written.end) }
+        return .none
+    }
+
     /// AddPartitionsToTxn / AddOffsetsToTxn. Before the answer, a partition joining the
     /// transaction must not hold an open transaction of this producer: any it holds is an earlier
     /// one whose marker that partition lost, and the new transaction's marker would end it too
@@ -196,7 +251,8 @@ final class TransactionService: Sendable {
         }
         guard outcome.failure == nil, !joining.isEmpty else { return outcome.failure }
         // Loading a partition's producer state may replay its log: done before taking the lock.
-        let tables = try joining.compactMap { key in
+        // Only a partition this broker leads can take the abort; one led elsewhere is left to its leader.
+        let tables = try joining.filter { cluster.leads($0) }.compactMap { key in
             try storage.topic(named: key.topic).flatMap { try producers.producers(topic: $0, partition: key.partition) }
                 .map { (key, $0) }
         }
@@ -267,7 +323,7 @@ final class TransactionService: Sendable {
         try coordinator.withLockedValue { c in
             var aborted: [(partition: TopicPartitionKey, producerId: Int64)] = []
             var markers: [WrittenMarker] = []
-            for (key, partition) in producers.loaded() {
+            for (key, partition) in producers.loaded() where cluster.leads(key) {
                 for open in partition.table.openTransactionsByProducer
                 where !c.isLive(producerId: open.producerId, partition: key) {
                     logger.warning("aborting a hanging transaction", metadata: [
@@ -347,21 +403,19 @@ final class TransactionService: Sendable {
         // transactions of the same outcome still complete, and the first failure is thrown after.
         var failure: (any Error)?
         while let action = remaining.first {
-            var written: [WrittenMarker]?
+            var round: MarkerRound?
+            var pending: [TopicPartitionKey] = []
             do {
-                written = try coordinator.withLockedValue { c in try writeMarkers(action, c, now: now) }
-                if flushAlways {
-                    for marker in written ?? [] {
-                        try await marker.log.waitDurable(upTo: marker.end)
-                        waiters.notify(.init(topic: marker.log.topic, partition: marker.log.partition))
-                    }
-                }
+                round = try coordinator.withLockedValue { c in try writeMarkers(action, c, now: now) }
+                pending = try await deliver(round)
             } catch {
                 failure = failure ?? error
-                written = nil
+                round = nil
             }
-            let (next, end) = try coordinator.withLockedValue { [written] c in
-                (try completeMarkers(action, written: written != nil, rest: remaining.dropFirst(), &c, now: now),
+            let (next, end) = try coordinator.withLockedValue { [round, pending] c in
+                // Markers still to write keep the transaction prepared; a retry loop completes it.
+                if round != nil && !pending.isEmpty { retryMarkers(action, pending, immediately: false) }
+                return (try completeMarkers(action, written: round != nil && pending.isEmpty, rest: remaining.dropFirst(), &c, now: now),
                  transactionLog.logEndOffset)
             }
             if flushAlways { try await transactionLog.waitDurable(upTo: end) }
@@ -371,24 +425,102 @@ final class TransactionService: Sendable {
         return outcome
     }
 
+    /// Waits for a round's own markers to be durable (under `always`) and sends the others to
+    /// their leaders. Returns the partitions whose marker is not written yet.
+    private func deliver(_ round: MarkerRound?) async throws -> [TopicPartitionKey] {
+        guard let round else { return [] }
+        if flushAlways {
+            for marker in round.written {
+                try await marker.log.waitDurable(upTo: marker.end)
+                waiters.notify(.init(topic: marker.log.topic, partition: marker.log.partition))
+            }
+        }
+        var pending = round.pending
+        if let remote = round.remote, let peers {
+            for (partition, code) in await peers.write(remote) where !markerSettled(partition, code) {
+                logger.info("transaction marker to retry", metadata: [
+                    "partition": "\(partition)", "producer": "\(remote.producerId)", "error": "\(code)",
+                ])
+                pending.append(partition)
+            }
+        }
+        return pending.sorted()
+    }
+
+    /// Whether a leader's answer ends the marker's delivery: written, or refused for an epoch the
+    /// partition has moved past (what the local write skips as stale), or the topic is gone.
+    /// Everything else (a leader that moved, one not reached, a storage failure) is sent again.
+    private func markerSettled(_ partition: TopicPartitionKey, _ code: ErrorCode) -> Bool {
+        switch code {
+        case .none, .invalidProducerEpoch: true
+        case .unknownTopicOrPartition: storage.partition(topic: partition.topic, partition: partition.partition) == nil
+        default: false
+        }
+    }
+
+    /// Delivers the markers of a prepared transaction still missing on `partitions`, with Kafka's
+    /// backoff between attempts, until each is written, then records the transaction complete.
+    /// Never given up while this broker coordinates: a prepared transaction whose markers are
+    /// forgotten would answer CONCURRENT_TRANSACTIONS for good. A loss of the coordinator ends the
+    /// loop; the next coordinator loads the prepared state and sends them again.
+    private func retryMarkers(_ action: TransactionCoordinator.Action, _ partitions: [TopicPartitionKey], immediately: Bool) {
+        guard case .writeMarkers(let id, let producerId, let producerEpoch, let commit, _) = action else { return }
+        let generation: Int? = retries.withLockedValue { r in r.ids.insert(id).inserted ? r.generation : nil }
+        guard let generation else { return }
+        Task { [self] in
+            var pending = partitions
+            var attempt = immediately ? 0 : 1
+            while true {
+                if attempt > 0 { try? await Task.sleep(for: .milliseconds(retryBackoff.delay(attempt: attempt))) }
+                attempt += 1
+                guard retries.withLockedValue({ $0.generation == generation }) else { break }
+                do {
+                    let now = clock()
+                    guard let round = try coordinator.withLockedValue({ c in
+                        try writeMarkers(action, c, only: pending, now: now)
+                    }) else { break }
+                    pending = try await deliver(round)
+                    guard pending.isEmpty else { continue }
+                    // Recorded only if this tenure still waits for exactly these markers.
+                    let end = try coordinator.withLockedValue { c in
+                        guard retries.withLockedValue({ $0.generation == generation }),
+                            c.awaitsMarkers(transactionalId: id, producerId: producerId, producerEpoch: producerEpoch, commit: commit)
+                        else { return nil as Int64? }
+                        _ = try completeMarkers(action, written: true, rest: [], &c, now: now)
+                        return transactionLog.logEndOffset
+                    }
+                    guard let end else { break }
+                    if flushAlways { try await transactionLog.waitDurable(upTo: end) }
+                    logger.info("transaction markers delivered after a retry", metadata: ["transactionalId": "\(id)"])
+                    break
+                } catch {
+                    logger.warning("transaction marker retry failed", metadata: ["transactionalId": "\(id)", "error": "\(error)"])
+                }
+            }
+            retries.withLockedValue { r in if r.generation == generation { r.ids.remove(id) } }
+        }
+    }
+
     /// The synchronous form for recovery at start, before any client is served; as in `run`, the
-    /// fsyncs happen outside the lock. A transaction whose markers cannot be written now (a
-    /// partition led by another broker, the database away) stays prepared for the timeout check
-    /// to retry, rather than failing the whole load: a coordinator that never loads answers
-    /// NOT_COORDINATOR for every transactional id.
+    /// fsyncs happen outside the lock. A transaction whose markers cannot be written now (the
+    /// database away) stays prepared for the timeout check to retry, rather than failing the whole
+    /// load: a coordinator that never loads answers NOT_COORDINATOR for every transactional id.
     private func finish(_ actions: [TransactionCoordinator.Action], now: Int64) throws {
         var remaining = try coordinator.withLockedValue { _ in try persistUntilMarkers(actions) }
         while let action = remaining.first {
-            var written: [WrittenMarker]?
+            var round: MarkerRound?
             do {
-                written = try coordinator.withLockedValue { c in try writeMarkers(action, c, now: now) }
-                if flushAlways { for marker in written ?? [] { try marker.log.sync() } }
+                round = try coordinator.withLockedValue { c in try writeMarkers(action, c, now: now) }
+                if flushAlways { for marker in round?.written ?? [] { try marker.log.sync() } }
             } catch {
                 logger.warning("markers of a recovered transaction failed; retrying at the next timeout check", metadata: ["error": "\(error)"])
-                written = nil
+                round = nil
             }
-            remaining = try coordinator.withLockedValue { c in
-                try completeMarkers(action, written: written != nil, rest: remaining.dropFirst(), &c, now: now)
+            remaining = try coordinator.withLockedValue { [round] c in
+                // Markers for partitions led elsewhere go out once this returns, from a retry loop.
+                let pending = (round?.pending ?? []) + (round?.remote?.partitions ?? [])
+                if round != nil && !pending.isEmpty { retryMarkers(action, pending, immediately: true) }
+                return try completeMarkers(action, written: round != nil && pending.isEmpty, rest: remaining.dropFirst(), &c, now: now)
             }
         }
     }
@@ -417,18 +549,48 @@ final class TransactionService: Sendable {
         var end: Int64
     }
 
-    /// Writes the markers of a `.writeMarkers` action, unless the transaction is no longer waiting
-    /// for them (nil): a second copy from a retry or a late action would otherwise land after the
-    /// producer began its next transaction at the same epoch, and end that one.
+    /// One attempt at a transaction's markers: those written here, those a leader elsewhere is to
+    /// write, and those that could not be written here (this broker stopped leading meanwhile).
+    private struct MarkerRound {
+        var written: [WrittenMarker] = []
+        var pending: [TopicPartitionKey] = []
+        var remote: TransactionPeers.Markers?
+    }
+
+    /// Writes the markers of a `.writeMarkers` action for the partitions this broker leads (all of
+    /// them, or `only` those a retry still needs), unless the transaction is no longer waiting for
+    /// them (nil): a second copy from a retry or a late action would otherwise land after the
+    /// producer began its next transaction at the same epoch, and end that one. A transaction a
+    /// retry loop is delivering is left to it (nil) when the periodic check asks again.
     private func writeMarkers(
-        _ action: TransactionCoordinator.Action, _ c: TransactionCoordinator, now: Int64
-    ) throws -> [WrittenMarker]? {
+        _ action: TransactionCoordinator.Action, _ c: TransactionCoordinator, only: [TopicPartitionKey]? = nil, now: Int64
+    ) throws -> MarkerRound? {
         guard case .writeMarkers(let id, let producerId, let producerEpoch, let commit, let partitions) = action,
-            c.awaitsMarkers(transactionalId: id, producerId: producerId, producerEpoch: producerEpoch, commit: commit)
+            c.awaitsMarkers(transactionalId: id, producerId: producerId, producerEpoch: producerEpoch, commit: commit),
+            only != nil || !retries.withLockedValue({ $0.ids.contains(id) })
         else { return nil }
-        return try partitions.compactMap { partition in
-            try writeMarker(partition, producerId: producerId, producerEpoch: producerEpoch, commit: commit, now: now)
+        var round = MarkerRound()
+        var remote: [TopicPartitionKey] = []
+        for partition in only ?? partitions {
+            if peers != nil && !cluster.leads(partition) {
+                remote.append(partition)
+                continue
+            }
+            do {
+                if let written = try writeMarker(partition, producerId: producerId, producerEpoch: producerEpoch, commit: commit, now: now) {
+                    round.written.append(written)
+                }
+            } catch StorageError.notLeader {
+                round.pending.append(partition)
+            }
         }
+        if !remote.isEmpty {
+            round.remote = TransactionPeers.Markers(
+                producerId: producerId, producerEpoch: producerEpoch, commit: commit,
+                coordinatorEpoch: coordinatorEpoch.withLockedValue { $0 },
+                transactionVersion: Int8(clamping: c.transactions[id]?.transactionVersion ?? 0), partitions: remote)
+        }
+        return round
     }
 
     /// Records that the markers of `action` are written (when they were) and persists what follows,
@@ -442,8 +604,10 @@ final class TransactionService: Sendable {
     }
 
     private func writeMarker(
-        _ key: TopicPartitionKey, producerId: Int64, producerEpoch: Int16, commit: Bool, now: Int64
+        _ key: TopicPartitionKey, producerId: Int64, producerEpoch: Int16, commit: Bool, coordinatorEpoch: Int32? = nil,
+        now: Int64
     ) throws -> WrittenMarker? {
+        let coordinatorEpoch = coordinatorEpoch ?? self.coordinatorEpoch.withLockedValue { $0 }
         guard let topic = storage.topic(named: key.topic),
             let partition = try producers.producers(topic: topic, partition: key.partition)
         else {
@@ -454,7 +618,7 @@ final class TransactionService: Sendable {
         let write = {
             let written = try partition.appendMarker(
                 producerId: producerId, producerEpoch: producerEpoch, commit: commit,
-                coordinatorEpoch: Self.coordinatorEpoch, now: now)
+                coordinatorEpoch: coordinatorEpoch, now: now)
             if written == nil {
                 self.logger.warning("stale transaction marker skipped", metadata: ["partition": "\(key)", "producer": "\(producerId)"])
             }
@@ -486,6 +650,11 @@ extension TransactionService: LeadershipListener {
     func leadershipGained(_ partition: TopicPartitionKey, epoch: Int32) throws {
         guard partition == Self.partition else { return }
         load.set(.loading)
+        retries.withLockedValue { r in
+            r.generation += 1
+            r.ids = []
+        }
+        coordinatorEpoch.withLockedValue { $0 = max(epoch, 0) }
         do {
             let fresh = try InternalTopics.log(Self.topicName, in: storage, logger: logger)
             log.withLockedValue { $0 = fresh }
@@ -506,6 +675,10 @@ extension TransactionService: LeadershipListener {
 
     private func drop() {
         load.set(.idle)
+        retries.withLockedValue { r in
+            r.generation += 1
+            r.ids = []
+        }
         coordinator.withLockedValue { $0 = TransactionCoordinator(config: config) }
     }
 }
