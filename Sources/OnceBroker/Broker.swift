@@ -96,7 +96,8 @@ public final class Broker: Sendable {
             storage: storage, producers: producers, waiters: waiters, config: transactionConfig,
             flushAlways: config.flushPolicy.acknowledgesOnlyDurableWrites, logger: logger, clock: clock,
             servesAtStart: !self.cluster.announcesLeadership, cluster: self.cluster, peers: peers,
-            retryBackoff: .init(base: config.transactionMarkerRetryBackoffMs, max: config.transactionMarkerRetryBackoffMaxMs))
+            retryBackoff: .init(base: config.transactionMarkerRetryBackoffMs, max: config.transactionMarkerRetryBackoffMaxMs),
+            runtime: runtime)
         let groups = try GroupCoordinator(
             storage: storage, config: config.groupConfig, logger: logger, clock: clock,
             servesAtStart: !self.cluster.announcesLeadership)

@@ -96,6 +96,14 @@ public struct BrokerRuntime: Sendable {
         timers.schedule(afterMs: max(0, delayMs), on: eventLoop, work)
     }
 
+    /// Suspends the calling task for `delayMs` of the runtime's clock (simulated time in the
+    /// simulator, where `Task.sleep` would wait on the wall clock).
+    func sleep(ms delayMs: Int64) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            schedule(afterMs: delayMs) { continuation.resume() }
+        }
+    }
+
     /// A future on `eventLoop` that succeeds with `value` after `delayMs`.
     func delayed<T: Sendable>(_ value: T, afterMs delayMs: Int64, on eventLoop: any EventLoop) -> EventLoopFuture<T> {
         let promise = eventLoop.makePromise(of: T.self)

@@ -42,6 +42,9 @@ final class TransactionService: Sendable {
     private let cluster: any ClusterView
     private let peers: TransactionPeers?
     private let retryBackoff: MarkerRetryBackoff
+    /// Where marker retries run and wait: the broker's executor and clock, so the simulator runs
+    /// them at simulated time like every other broker task.
+    private let runtime: BrokerRuntime
     /// The leader epoch of `__transaction_state-0` this broker coordinates under, written into
     /// every marker (Kafka's coordinator epoch); 0 on one broker, whose coordinator never moves.
     private let coordinatorEpoch = NIOLockedValueBox<Int32>(0)
@@ -74,8 +77,10 @@ final class TransactionService: Sendable {
     init(
         storage: any LogStorage, producers: ProducerRegistry, waiters: FetchWaiters, config: TransactionCoordinator.Config,
         flushAlways: Bool, logger: Logger, clock: @escaping @Sendable () -> Int64, servesAtStart: Bool = true,
-        cluster: any ClusterView, peers: TransactionPeers? = nil, retryBackoff: MarkerRetryBackoff = MarkerRetryBackoff()
+        cluster: any ClusterView, peers: TransactionPeers? = nil, retryBackoff: MarkerRetryBackoff = MarkerRetryBackoff(),
+        runtime: BrokerRuntime
     ) throws {
+        self.runtime = runtime
         self.cluster = cluster
         self.peers = peers
         self.retryBackoff = retryBackoff
@@ -436,6 +441,9 @@ final class TransactionService: Sendable {
             }
         }
         var pending = round.pending
+        // With no inter-broker client, markers for partitions led elsewhere cannot go out: the
+        // transaction stays prepared rather than completing without them.
+        if let remote = round.remote, peers == nil { pending += remote.partitions }
         if let remote = round.remote, let peers {
             for (partition, code) in await peers.write(remote) where !markerSettled(partition, code) {
                 logger.info("transaction marker to retry", metadata: [
@@ -467,11 +475,11 @@ final class TransactionService: Sendable {
         guard case .writeMarkers(let id, let producerId, let producerEpoch, let commit, _) = action else { return }
         let generation: Int? = retries.withLockedValue { r in r.ids.insert(id).inserted ? r.generation : nil }
         guard let generation else { return }
-        Task { [self] in
+        runtime.run { [self] in
             var pending = partitions
             var attempt = immediately ? 0 : 1
             while true {
-                if attempt > 0 { try? await Task.sleep(for: .milliseconds(retryBackoff.delay(attempt: attempt))) }
+                if attempt > 0 { await runtime.sleep(ms: retryBackoff.delay(attempt: attempt)) }
                 attempt += 1
                 guard retries.withLockedValue({ $0.generation == generation }) else { break }
                 do {

@@ -99,7 +99,15 @@ final class ClusterWorld: @unchecked Sendable {
         config.nodeId = nodeId
         config.autoCreateTopics = false
         config.groupConsumerMigrationPolicy = .upgrade
-        let runtime = BrokerRuntime(clock: { clock.now }, random: random, taskExecutor: scheduler.lane(owner: owner))
+        // No inter-broker client: the simulated network carries the clients' requests only, so
+        // transactions stay on their coordinator's broker (`transactionsSpanBrokers` off), and a
+        // marker for a partition that moved keeps its transaction prepared ("stranded").
+        config.interBrokerListenerName = "none"
+        // Everything the broker waits on runs on the scheduler, owned by this broker's process: its
+        // timers (a marker retry's backoff) on its engine loop, its blocking work inline.
+        let runtime = BrokerRuntime(
+            clock: { clock.now }, random: random, taskExecutor: scheduler.lane(owner: owner),
+            timers: ProcessTimers(loop: engineLoop), io: .inline, administration: .inline)
         let outcome = NIOLockedValueBox<Result<Broker, any Error>?>(nil)
         runtime.task(on: engineLoop) { [config, logger] in
             try await cluster.register(advertised: Self.listeners(nodeId), rack: nil, sleep: { ms in
@@ -256,5 +264,16 @@ final class LeadershipLog: LeadershipListener, @unchecked Sendable {
     func leadershipLost(_ partition: TopicPartitionKey) {
         guard InternalTopics.names.contains(partition.topic), let world else { return }
         world.leadershipChanges.append("[\(world.clock.now)] \(nodeId) lost \(partition)")
+    }
+}
+
+/// A simulated broker process's timers: those the broker starts without a request's event loop
+/// (its own waits, such as a marker retry's backoff) go on a loop the process owns, so they stop
+/// with it when it is paused or killed, and the clock may jump to them like to any request's timer.
+struct ProcessTimers: BrokerTimers {
+    let loop: SimulatedEventLoop
+
+    func schedule(afterMs delayMs: Int64, on eventLoop: (any EventLoop)?, _ work: @escaping @Sendable () -> Void) -> BrokerTimer {
+        loop.scheduler.schedule(afterMs: delayMs, on: eventLoop ?? loop, work)
     }
 }
