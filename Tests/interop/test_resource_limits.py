@@ -168,14 +168,17 @@ def test_connections_over_the_per_address_limit_are_closed(broker_factory):
     try:
         from_two = [connect_from("127.0.0.2", broker) for _ in range(3)]
         held += from_two
-        assert [answered(s, i) for i, s in enumerate(from_two)] == [True, True, False]
+        # Which of three simultaneous connections is over the limit depends on the order the event
+        # loops register them in, not on the order the client connected.
+        served = [answered(s, i) for i, s in enumerate(from_two)]
+        assert sorted(served) == [False, True, True], served
         other = connect_from("127.0.0.3", broker)
         held.append(other)
         assert answered(other, 10), "another address has its own allowance"
         # A client on 127.0.0.1 is untouched by what 127.0.0.2 does.
         still_serves(broker)
         # A slot freed by a close is available again.
-        from_two[0].close()
+        from_two[served.index(True)].close()
         time.sleep(0.5)
         again = connect_from("127.0.0.2", broker)
         held.append(again)
