@@ -172,13 +172,7 @@ extension PostgresPartitionLog {
     private func cleanableRange(nowMs: Int64) -> CleanableRange? {
         state.withLock { s in
             guard !s.deleted, !s.fenced, s.leaderEpoch >= 0, s.config.isCompacted else { return nil }
-            let last = s.segments.count - 1
-            if SegmentPolicy.activeSegmentAged(
-                activeSize: s.segments[last].size, firstAppendMs: s.segments[last].firstAppendMs, config: s.config,
-                nowMs: nowMs)
-            {
-                s.segments.append(SegmentSummary(baseOffset: s.logEnd))
-            }
+            SegmentPolicy.rollAgedActive(&s.segments, logEnd: s.logEnd, config: s.config, nowMs: nowMs)
             let count = SegmentPolicy.cleanableSegmentCount(
                 baseOffsets: s.segments.map(\.baseOffset), maxTimestamps: s.segments.map(\.maxTimestamp),
                 highWatermark: s.committedEnd, config: s.config, nowMs: nowMs)

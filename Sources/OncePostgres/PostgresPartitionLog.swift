@@ -238,12 +238,7 @@ final class PostgresPartitionLog: PartitionLog {
     }
 
     func deleteSegments(below offset: Int64) throws -> Int {
-        let (count, start) = trimmed { s in
-            var count = 0
-            while count + 1 < s.segments.count && s.segments[count + 1].baseOffset <= offset { count += 1 }
-            s.segments.removeFirst(count)
-            return count
-        }
+        let (count, start) = trimmed { s in SegmentPolicy.dropSegments(&s.segments, below: offset) }
         if count > 0 { enqueueTrim(to: start) }
         return count
     }
@@ -258,13 +253,7 @@ final class PostgresPartitionLog: PartitionLog {
             }
             guard offset > s.logStart else { return }
             s.startFloor = offset
-            // The active segment goes too when everything in it is below the new start.
-            if offset == s.logEnd && s.segments[s.segments.count - 1].baseOffset < offset {
-                s.segments.append(SegmentSummary(baseOffset: offset))
-            }
-            var count = 0
-            while count + 1 < s.segments.count && s.segments[count + 1].baseOffset <= offset { count += 1 }
-            s.segments.removeFirst(count)
+            SegmentPolicy.advanceStart(&s.segments, to: offset, logEnd: s.logEnd)
         }
         if start > before, !(try committer.run(trimStatement(to: start))) {
             fence()
@@ -278,17 +267,7 @@ final class PostgresPartitionLog: PartitionLog {
     /// rows and retention deletes them again.
     func enforceRetention(nowMs: Int64) {
         let (count, start) = trimmed { s in
-            let last = s.segments.count - 1
-            if SegmentPolicy.activeSegmentAged(
-                activeSize: s.segments[last].size, firstAppendMs: s.segments[last].firstAppendMs, config: s.config,
-                nowMs: nowMs)
-            {
-                s.segments.append(SegmentSummary(baseOffset: s.logEnd))
-            }
-            let count = SegmentPolicy.segmentsToDelete(s.segments.map(\.stats), config: s.config, nowMs: nowMs)
-            if count == s.segments.count { s.segments.append(SegmentSummary(baseOffset: s.logEnd)) }
-            s.segments.removeFirst(count)
-            return count
+            SegmentPolicy.applyRetention(&s.segments, logEnd: s.logEnd, config: s.config, nowMs: nowMs)
         }
         if count > 0 { enqueueTrim(to: start) }
     }

@@ -5,7 +5,7 @@ import OnceStorage
 /// its batches: a partition keeps one per segment, so its memory grows with the segment count, not
 /// with the log. The table has no segments; they are how the file engine would have rolled this
 /// leader's appends, and, for what an earlier leader wrote, cuts of `segment.bytes` in offset order.
-struct SegmentSummary: Sendable, Equatable {
+struct SegmentSummary: TrimmableSegment, Sendable, Equatable {
     var baseOffset: Int64
     var size = 0
     var maxTimestamp: Int64 = -1
@@ -31,4 +31,8 @@ struct SegmentSummary: Sendable, Equatable {
 /// Wall-clock milliseconds, the unit of segment ages and `*.ms` configs.
 func wallClockMillis() -> Int64 {
     Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
+}
+
+extension SegmentSummary {
+    init(baseOffset: Int64) { self.baseOffset = baseOffset }
 }

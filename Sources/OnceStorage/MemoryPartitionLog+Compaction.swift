@@ -16,12 +16,7 @@ extension MemoryPartitionLog {
     func clean(nowMs: Int64, dedupeBufferBytes: Int) throws -> CleaningReport? {
         // An idle partition's aged active segment rolls, so it becomes cleanable.
         state.withLock { s in
-            let last = s.segments.count - 1
-            if s.config.isCompacted, SegmentPolicy.activeSegmentAged(
-                activeSize: s.segments[last].size, firstAppendMs: s.segments[last].firstAppendMs, config: s.config, nowMs: nowMs)
-            {
-                s.segments.append(Segment(baseOffset: s.logEndOffset))
-            }
+            if s.config.isCompacted { SegmentPolicy.rollAgedActive(&s.segments, logEnd: s.logEndOffset, config: s.config, nowMs: nowMs) }
         }
         let taken: (config: TopicConfig, segments: [Segment], end: Int64, firstDirty: Int64, horizon: Int64)? = state.withLock { s in
             guard !s.deleted, s.config.isCompacted else { return nil }

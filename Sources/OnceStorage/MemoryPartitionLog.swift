@@ -16,7 +16,7 @@ package final class MemoryPartitionLog: PartitionLog {
         var bytes: ByteBuffer
     }
 
-    struct Segment {
+    struct Segment: TrimmableSegment {
         var baseOffset: Int64
         var batches: [StoredBatch] = []
         var size = 0
@@ -221,12 +221,7 @@ package final class MemoryPartitionLog: PartitionLog {
     }
 
     package func deleteSegments(below offset: Int64) throws -> Int {
-        state.withLock { s in
-            var count = 0
-            while count + 1 < s.segments.count && s.segments[count + 1].baseOffset <= offset { count += 1 }
-            s.segments.removeFirst(count)
-            return count
-        }
+        state.withLock { s in SegmentPolicy.dropSegments(&s.segments, below: offset) }
     }
 
     package func advanceLogStart(to offset: Int64) throws -> Int64 {
@@ -237,30 +232,13 @@ package final class MemoryPartitionLog: PartitionLog {
             }
             guard offset > s.logStartOffset else { return s.logStartOffset }
             s.startFloor = offset
-            // The active segment goes too when everything in it is below the new start.
-            if offset == s.logEndOffset && s.segments[s.segments.count - 1].baseOffset < offset {
-                s.segments.append(Segment(baseOffset: offset))
-            }
-            var count = 0
-            while count + 1 < s.segments.count && s.segments[count + 1].baseOffset <= offset { count += 1 }
-            s.segments.removeFirst(count)
+            SegmentPolicy.advanceStart(&s.segments, to: offset, logEnd: s.logEndOffset)
             return s.logStartOffset
         }
     }
 
     package func enforceRetention(nowMs: Int64) {
-        state.withLock { s in
-            let last = s.segments.count - 1
-            if SegmentPolicy.activeSegmentAged(
-                activeSize: s.segments[last].size, firstAppendMs: s.segments[last].firstAppendMs, config: s.config,
-                nowMs: nowMs)
-            {
-                s.segments.append(Segment(baseOffset: s.logEndOffset))
-            }
-            let count = SegmentPolicy.segmentsToDelete(s.segments.map(\.stats), config: s.config, nowMs: nowMs)
-            if count == s.segments.count { s.segments.append(Segment(baseOffset: s.logEndOffset)) }
-            s.segments.removeFirst(count)
-        }
+        state.withLock { s in SegmentPolicy.applyRetention(&s.segments, logEnd: s.logEndOffset, config: s.config, nowMs: nowMs) }
     }
 
     /// Segment count, for tests that check rolling.
@@ -275,4 +253,8 @@ package final class MemoryPartitionLog: PartitionLog {
         }
         return lo
     }
+}
+
+extension MemoryPartitionLog.Segment {
+    init(baseOffset: Int64) { self.baseOffset = baseOffset }
 }
