@@ -13,6 +13,8 @@ import socket
 import struct
 import threading
 
+from proxy_base import LoopbackProxy, shut_down
+
 PRODUCE_API_KEY = 0
 
 
@@ -36,48 +38,21 @@ def _read_frame(sock: socket.socket) -> bytes | None:
     return None if body is None else header + body
 
 
-class LossyProxy:
+class LossyProxy(LoopbackProxy):
     """Listens on 127.0.0.1:<port> and forwards to `target`. `loss_rate` is the chance that a
     Produce response is dropped (the connection closed in its place), at most `max_losses` times."""
 
     def __init__(self, target_port: int, *, loss_rate: float, seed: int, max_losses: int = 1_000_000) -> None:
-        self.target_port = target_port
+        super().__init__(target_port)
         self.loss_rate = loss_rate
         self.max_losses = max_losses
         self.random = random.Random(seed)
         self.lock = threading.Lock()
         self.losses = 0
         self.produce_requests = 0
-        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(64)
-        self.port = self.listener.getsockname()[1]
-        self.closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.start()
 
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def close(self) -> None:
-        self.closed = True
-        self.listener.close()
-
-    def _accept(self) -> None:
-        while not self.closed:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
-
-    def _serve(self, client: socket.socket) -> None:
-        try:
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
-        except OSError:
-            client.close()
-            return
+    def _relay(self, client: socket.socket, upstream: socket.socket) -> None:
         for s in (client, upstream):
             s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # Correlation ids of forwarded Produce requests whose response should be lost.
@@ -85,12 +60,7 @@ class LossyProxy:
         doomed_lock = threading.Lock()
 
         def shut() -> None:
-            for s in (client, upstream):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                s.close()
+            shut_down(client, upstream, close=True)
 
         def requests() -> None:
             try:

@@ -11,21 +11,17 @@ from __future__ import annotations
 import socket
 import threading
 
+from proxy_base import LoopbackProxy, shut_down
 
-class StallingProxy:
+
+class StallingProxy(LoopbackProxy):
     """Listens on 127.0.0.1:<port> and forwards every connection to 127.0.0.1:`target_port`."""
 
     def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
+        super().__init__(target_port)
         self.flowing = threading.Event()
         self.flowing.set()
-        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(64)
-        self.port = self.listener.getsockname()[1]
-        self.closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.start()
 
     def stall(self) -> None:
         self.flowing.clear()
@@ -34,26 +30,13 @@ class StallingProxy:
         self.flowing.set()
 
     def close(self) -> None:
-        self.closed = True
+        super().close()
         self.flowing.set()
-        self.listener.close()
 
-    def _accept(self) -> None:
-        while not self.closed:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
-
-    def _serve(self, client: socket.socket) -> None:
+    def _before_connect(self) -> None:
         self.flowing.wait()
-        try:
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
-        except OSError:
-            client.close()
-            return
 
+    def _relay(self, client: socket.socket, upstream: socket.socket) -> None:
         def pump(source: socket.socket, sink: socket.socket) -> None:
             source.settimeout(0.1)
             try:
@@ -69,11 +52,7 @@ class StallingProxy:
                     sink.sendall(chunk)
             except OSError:
                 pass
-            for s in (source, sink):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            shut_down(source, sink)
 
         threading.Thread(target=pump, args=(client, upstream), daemon=True).start()
         threading.Thread(target=pump, args=(upstream, client), daemon=True).start()
