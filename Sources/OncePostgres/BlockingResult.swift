@@ -2,7 +2,7 @@ import Dispatch
 import Synchronization
 
 /// A result one thread waits for and another delivers: how the synchronous storage calls wait for
-/// the committer thread, which alone talks to the database.
+/// the connection thread that runs their statement (see `PostgresConnectionThread`).
 final class BlockingResult<Value: Sendable>: Sendable {
     private let value = Mutex<Result<Value, any Error>?>(nil)
     private let ready = DispatchSemaphore(value: 0)

@@ -2,33 +2,24 @@ import Logging
 import OnceStorage
 import Synchronization
 
-/// The postgres engine's log cleaner: passes over the compacted partitions this broker leads, on
-/// a timer thread of its own with a connection of its own, so a pass's long transaction holds
-/// neither the committer's connection (appends) nor the reader's (fetches).
+/// The postgres engine's log cleaner: passes over the compacted partitions this broker leads on a
+/// timer, each partition's work on a connection thread of its own, so a pass's long transaction
+/// holds neither the committer's connection (appends) nor the reader's (fetches).
 final class PostgresCleaner: Sendable {
-    private let url: String
-    private let schema: String
-    private let logger: Logger
     let statsBox = CleanerStatsBox()
     let timer = Mutex<FlushTimer?>(nil)
-    /// One pass at a time, on the connection it holds.
-    private let connection = Mutex<PostgresConnectionBox>(PostgresConnectionBox())
+    private let connection: PostgresConnectionThread
 
-    init(url: String, schema: String, logger: Logger) {
-        self.url = url
-        self.schema = schema
-        self.logger = logger
+    init(url: String, schema: String, tuning: PostgresTuning, logger: Logger) {
+        connection = PostgresConnectionThread(
+            name: "once-postgres-cleaner", url: url, schema: schema, answerTimeout: tuning.requestTimeout, logger: logger)
     }
 
-    /// Runs `pass` with the cleaner's connection, opening it first if it is missing or broken.
-    func withConnection<R>(_ pass: (PostgresConnection) throws -> R) throws -> R {
-        try connection.withLock { box in
-            if box.connection == nil || box.connection!.isBroken {
-                box.connection = nil
-                box.connection = try PostgresConnection(url: url, schema: schema)
-            }
-            return try pass(box.connection!)
-        }
+    func start() { connection.start() }
+
+    /// Runs `pass` on the cleaner's connection and waits for it.
+    func run<R: Sendable>(_ pass: @escaping @Sendable (PostgresConnection) throws -> R) throws -> R {
+        try connection.run(pass)
     }
 
     func stop() {
@@ -37,10 +28,6 @@ final class PostgresCleaner: Sendable {
             return current
         }
         current?.cancelAndWait()
+        connection.stop()
     }
-}
-
-/// The cleaner's connection, touched only under its lock.
-struct PostgresConnectionBox: @unchecked Sendable {
-    var connection: PostgresConnection?
 }

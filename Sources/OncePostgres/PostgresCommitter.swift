@@ -4,29 +4,24 @@ import Metrics
 import OnceStorage
 import Synchronization
 
-/// The one thread that talks to PostgreSQL. Every round gathers the queued batches of every
+/// The one thread that writes to PostgreSQL. Every round gathers the queued batches of every
 /// partition into one `once_append` call (one round trip, one transaction) and runs the queued
-/// statements (topic changes, state documents, trims). libpq blocks, so this thread is ours:
-/// never a NIO event loop or the Swift cooperative pool.
+/// statements (topic changes, state documents, trims).
 ///
 /// After any connection failure it reconnects with backoff and, before writing again, reads each
 /// queued partition's committed end: a round whose COMMIT was lost in flight is then recognised
 /// as landed (its batches leave the queue) or not (they are written again).
-final class PostgresCommitter: @unchecked Sendable {
-    typealias Statement = @Sendable (PostgresConnection) throws -> Void
-
-    private let url: String
-    private let schema: String
+final class PostgresCommitter: PostgresConnectionThread, @unchecked Sendable {
     let nodeId: Int32
-    private let logger: Logger
     private let tuning: PostgresTuning
-    private let condition = NSCondition()
     // Guarded by `condition`.
     private var dirty: [ObjectIdentifier: PostgresPartitionLog] = [:]
-    private var statements: [(run: Statement, done: (@Sendable ((any Error)?) -> Void)?)] = []
-    private var stopping = false
     private var wanted = false
-    private var stopped = false
+    // Touched only on the thread.
+    private var logs: [PostgresPartitionLog] = []
+    private var mustResolve = true
+    private var backoff: Duration
+    private var failedWhileStopping = 0
 
     private let connected = Atomic<Bool>(false)
     /// Test fault: the next this many append rounds commit, then behave as if the connection broke
@@ -38,18 +33,13 @@ final class PostgresCommitter: @unchecked Sendable {
     private let counts = Mutex<(roundTrips: Int, appendRounds: Int)>((0, 0))
 
     init(url: String, schema: String, nodeId: Int32, tuning: PostgresTuning, logger: Logger) {
-        self.url = url
-        self.schema = schema
         self.nodeId = nodeId
         self.tuning = tuning
-        self.logger = logger
+        backoff = tuning.reconnectBackoff
         linger = Mutex(tuning.commitLinger.timeInterval)
-    }
-
-    func start() {
-        let thread = Thread { [self] in loop() }
-        thread.name = "once-postgres-committer"
-        thread.start()
+        super.init(
+            name: "once-postgres-committer", url: url, schema: schema, answerTimeout: tuning.requestTimeout,
+            logger: logger)
     }
 
     var isConnected: Bool { connected.load(ordering: .acquiring) }
@@ -75,123 +65,59 @@ final class PostgresCommitter: @unchecked Sendable {
         condition.unlock()
     }
 
-    /// Queues a statement whose failure only costs work a later pass redoes.
-    func enqueue(_ statement: @escaping Statement) {
-        condition.lock()
-        statements.append((statement, nil))
-        condition.signal()
-        condition.unlock()
+    /// A round starts when someone waits for durability or a statement is queued; appends alone
+    /// only arm the linger. So a produce request's appends to all its partitions, made before its
+    /// handler waits, go out in one round. Unconnected, it keeps trying.
+    override func idleWake() -> Wake {
+        if wanted || !isConnected { return .now }
+        return dirty.isEmpty ? .onSignal : .after(linger.withLock { $0 })
     }
 
-    /// Runs a statement on the committer thread and waits for it.
-    func run<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) throws -> T) throws -> T {
-        let outcome = BlockingResult<T>()
-        let value = Mutex<T?>(nil)
-        condition.lock()
-        guard !stopped else {
-            condition.unlock()
-            throw StorageError.io("the postgres engine is closed")
+    /// Stopping commits what is queued first, unless the database stays out of reach.
+    override func mayStop() -> Bool {
+        (dirty.isEmpty && !hasQueuedJobs) || failedWhileStopping >= 3 || !isConnected
+    }
+
+    override func takeRound() {
+        wanted = false
+        logs = Array(dirty.values)
+    }
+
+    override func round(_ batch: [Queued]) {
+        var pending = batch[...]
+        do {
+            let (c, opened) = try liveConnection()
+            if opened {
+                lastCounted = 0
+                mustResolve = true
+                connected.store(true, ordering: .releasing)
+                logger.info("postgres connected")
+            }
+            if mustResolve {
+                try resolve(logs, on: c)
+                mustResolve = false
+            }
+            try runJobs(&pending, on: c)
+            mustResolve = try commit(logs, on: c)
+            count(c)
+            backoff = tuning.reconnectBackoff
+        } catch {
+            if let c = connection { count(c) }
+            dropConnection()
+            connected.store(false, ordering: .releasing)
+            logger.warning("postgres round failed; retrying", metadata: ["error": "\(error)"])
+            // The queued batches stay queued and may still commit: their waiters hear
+            // "unknown"; a statement that did not run simply failed.
+            for log in logs { log.failWaiters(StorageError.outcomeUnknown("postgres unavailable: \(error)")) }
+            for s in pending { s.done?(StorageError.io("postgres unavailable: \(error)")) }
+            if stopping { failedWhileStopping += 1 }
+            Thread.sleep(forTimeInterval: backoff.timeInterval)
+            backoff = min(backoff * 2, tuning.reconnectBackoffMax)
         }
-        statements.append(({ connection in
-            let v = try body(connection)
-            value.withLock { $0 = v }
-        }, { error in
-            if let error { outcome.complete(.failure(error)) } else { outcome.complete(.success(value.withLock { $0! })) }
-        }))
-        condition.signal()
-        condition.unlock()
-        return try outcome.wait()
-    }
-
-    /// Commits what is queued, then ends the thread.
-    func stop() {
         condition.lock()
-        stopping = true
-        condition.signal()
-        while !stopped { condition.wait() }
+        for log in logs where !log.hasPending { dirty[ObjectIdentifier(log)] = nil }
         condition.unlock()
-    }
-
-    private func loop() {
-        var connection: PostgresConnection?
-        var mustResolve = true
-        var backoff = tuning.reconnectBackoff
-        var failedWhileStopping = 0
-        while true {
-            condition.lock()
-            // A round starts when someone waits for durability or a statement is queued; appends
-            // alone only arm the linger. So a produce request's appends to all its partitions,
-            // made before its handler waits, go out in one round.
-            while statements.isEmpty && !wanted && !stopping && isConnected {
-                if dirty.isEmpty {
-                    condition.wait()
-                } else if !condition.wait(until: Date(timeIntervalSinceNow: linger.withLock { $0 })) {
-                    break
-                }
-            }
-            wanted = false
-            if stopping && ((dirty.isEmpty && statements.isEmpty) || failedWhileStopping >= 3 || !isConnected) {
-                let abandoned = statements
-                statements = []
-                stopped = true
-                condition.broadcast()
-                condition.unlock()
-                for s in abandoned { s.done?(StorageError.io("the postgres engine is closed")) }
-                return
-            }
-            let logs = Array(dirty.values)
-            let batch = statements
-            statements = []
-            condition.unlock()
-
-            var pendingStatements = batch[...]
-            do {
-                if connection == nil || connection!.isBroken {
-                    connection = nil
-                    connection = try PostgresConnection(url: url, schema: schema, answerTimeout: tuning.requestTimeout)
-                    lastCounted = 0
-                    mustResolve = true
-                    connected.store(true, ordering: .releasing)
-                    logger.info("postgres connected")
-                }
-                let c = connection!
-                if mustResolve {
-                    try resolve(logs, on: c)
-                    mustResolve = false
-                }
-                while let s = pendingStatements.first {
-                    do {
-                        try s.run(c)
-                        pendingStatements.removeFirst()
-                        s.done?(nil)
-                    } catch let error as StorageError {
-                        pendingStatements.removeFirst()
-                        s.done?(error)
-                    } catch PostgresError.statement(let state, let message) {
-                        pendingStatements.removeFirst()
-                        s.done?(StorageError.io("postgres \(state): \(message)"))
-                    }
-                }
-                mustResolve = try commit(logs, on: c)
-                count(c)
-                backoff = tuning.reconnectBackoff
-            } catch {
-                if let c = connection { count(c) }
-                connection = nil
-                connected.store(false, ordering: .releasing)
-                logger.warning("postgres round failed; retrying", metadata: ["error": "\(error)"])
-                // The queued batches stay queued and may still commit: their waiters hear
-                // "unknown"; a statement that did not run simply failed.
-                for log in logs { log.failWaiters(StorageError.outcomeUnknown("postgres unavailable: \(error)")) }
-                for s in pendingStatements { s.done?(StorageError.io("postgres unavailable: \(error)")) }
-                if stopping { failedWhileStopping += 1 }
-                Thread.sleep(forTimeInterval: backoff.timeInterval)
-                backoff = min(backoff * 2, tuning.reconnectBackoffMax)
-            }
-            condition.lock()
-            for log in logs where !log.hasPending { dirty[ObjectIdentifier(log)] = nil }
-            condition.unlock()
-        }
+        logs = []
     }
 
     private var lastCounted = 0

@@ -2,7 +2,7 @@ import CLibPQ
 import Glibc
 
 /// One libpq connection. libpq blocks, so a connection belongs to the one thread that owns it
-/// (the engine's committer); nothing else touches it.
+/// (a `PostgresConnectionThread`); nothing else touches it.
 final class PostgresConnection {
     private var handle: OpaquePointer?
     /// Statements sent and answered: the round trips the engine's metric counts.

@@ -30,7 +30,7 @@ extension PostgresLogStorage: LogCleaning {
             do {
                 // What was appended before the pass may be cleaned once it committed.
                 if log.hasPending { try log.sync() }
-                guard let report = try cleaner.withConnection({ c in
+                guard let report = try cleaner.run({ [nodeId] c in
                     try log.clean(nowMs: nowMs, dedupeBufferBytes: dedupeBufferBytes, on: c, nodeId: nodeId)
                 }) else { continue }
                 reports.append(report)

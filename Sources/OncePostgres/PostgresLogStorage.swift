@@ -25,7 +25,9 @@ public final class PostgresLogStorage: LogStorage {
     }
 
     let committer: PostgresCommitter
-    let reader: PostgresReader
+    /// Reads below the cached tails, on a connection of their own so a read never waits behind
+    /// an append round, nor an append behind a large read.
+    let reader: PostgresConnectionThread
     let cacheBytes: Int
     let cacheStats = PostgresCacheStats()
     let cleaner: PostgresCleaner
@@ -57,15 +59,16 @@ public final class PostgresLogStorage: LogStorage {
         self.cacheBytes = cacheBytes
         leaseMs = tuning.leaseLength.wholeMilliseconds
         committer = PostgresCommitter(url: url, schema: schema, nodeId: nodeId, tuning: tuning, logger: logger)
-        reader = PostgresReader(url: url, schema: schema, logger: logger)
-        cleaner = PostgresCleaner(url: url, schema: schema, logger: logger)
+        reader = PostgresConnectionThread(
+            name: "once-postgres-reader", url: url, schema: schema, answerTimeout: tuning.requestTimeout, logger: logger)
+        cleaner = PostgresCleaner(url: url, schema: schema, tuning: tuning, logger: logger)
         committer.start()
         reader.start()
+        cleaner.start()
         do {
             try load()
         } catch {
-            reader.stop()
-            committer.stop()
+            try? close()
             throw error
         }
     }

@@ -22,7 +22,7 @@ final class PostgresPartitionLog: PartitionLog {
     let topic: String
     let partition: Int32
     private let committer: PostgresCommitter
-    let reader: PostgresReader
+    let reader: PostgresConnectionThread
     let cacheBytes: Int
     let stats: PostgresCacheStats
 
@@ -68,7 +68,7 @@ final class PostgresPartitionLog: PartitionLog {
 
     init(
         topic: String, partition: Int32, config: TopicConfig, stored: Stored = Stored(), leaderEpoch: Int32,
-        committer: PostgresCommitter, reader: PostgresReader, cacheBytes: Int, stats: PostgresCacheStats
+        committer: PostgresCommitter, reader: PostgresConnectionThread, cacheBytes: Int, stats: PostgresCacheStats
     ) {
         self.topic = topic
         self.partition = partition
