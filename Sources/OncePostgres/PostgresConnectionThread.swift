@@ -101,7 +101,7 @@ class PostgresConnectionThread: @unchecked Sendable {
             do {
                 try runJobs(&pending, on: try liveConnection().connection)
             } catch {
-                logger.warning("postgres unreachable", metadata: ["thread": "\(name)", "error": "\(error)"])
+                logger.warning("postgres job failed", metadata: ["thread": "\(name)", "error": "\(error)"])
                 job.done?(StorageError.io("\(name): \(error)"))
             }
         }
