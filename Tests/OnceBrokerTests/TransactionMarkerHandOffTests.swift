@@ -69,6 +69,46 @@ struct TransactionMarkerHandOffTests {
         try await peer.stop()
     }
 
+    @Test("Transactions V2: EndTxn v5 is answered with the bumped epoch while the other leader holds its answer; its retry waits")
+    func transactionsV2() async throws {
+        let peer = try await HoldingPeer.start()
+        let fixture = try Fixture(peer: peer)
+        defer { fixture.peers.client.shutdown() }
+        let service = fixture.service
+        let producer = try await service.initProducerId(
+            transactionalId: "v2", timeoutMs: 60_000, expectedProducerId: -1, expectedProducerEpoch: -1, now: Fixture.now())
+        let (id, epoch) = (producer.producerId, producer.producerEpoch)
+        #expect(try await service.addPartitions(
+            transactionalId: "v2", producerId: id, producerEpoch: epoch, partitions: [Self.remote], transactionVersion: 2,
+            now: Fixture.now()) == nil)
+        let answer = Mutex<TransactionCoordinator.Outcome?>(nil)
+        let ending = Task {
+            let outcome = try await service.endTransaction(
+                transactionalId: "v2", producerId: id, producerEpoch: epoch, commit: true, transactionVersion: 2, now: Fixture.now())
+            answer.withLock { $0 = outcome }
+        }
+        guard try await Fixture.waitUntil("EndTxn v5 is answered while the other leader holds its answer", { answer.withLock { $0 } != nil })
+        else {
+            peer.release()
+            _ = await ending.result
+            return
+        }
+        let outcome = try #require(answer.withLock { $0 })
+        #expect(outcome.failure == nil)
+        #expect(outcome.producerId == id && outcome.producerEpoch == epoch + 1)
+        #expect(fixture.state("v2") == .prepareCommit)
+        // KIP-890's retry (the epoch before the bump) of a transaction still prepared.
+        let retried = try await service.endTransaction(
+            transactionalId: "v2", producerId: id, producerEpoch: epoch, commit: true, transactionVersion: 2, now: Fixture.now())
+        #expect(retried.failure == .concurrentTransactions)
+        try await Fixture.waitUntil("the WriteTxnMarkers request reaches the other leader") { peer.held == 1 }
+        peer.release()
+        try await Fixture.waitUntil("the transaction completes once the other leader answers") {
+            fixture.state("v2") == .completeCommit
+        }
+        try await peer.stop()
+    }
+
     @Test("A transaction whose partitions this broker leads completes before EndTxn is answered, sending nothing")
     func localOnlyCompletesBeforeAnswer() async throws {
         let peer = try await HoldingPeer.start()
