@@ -5,6 +5,8 @@ the coordinator through AddPartitionsToTxn (KIP-890) before appending it."""
 
 from __future__ import annotations
 
+import os
+import signal
 import struct
 import subprocess
 import sys
@@ -96,11 +98,14 @@ def test_a_transaction_over_partitions_led_by_three_brokers_commits_and_aborts(p
         else:
             producer.commit_transaction(scaled_timeout(30))
             committed += values
-    seen = read_committed(brokers, topic, len(leaders))
+    # The commit is answered before the markers for other leaders land (as Kafka's), so the last
+    # transaction's records show once they do.
+    seen = wait_until(lambda: (lambda got: got if len(got) >= len(committed) else None)(
+        read_committed(brokers, topic, len(leaders))), scaled_timeout(60), "the last transaction's markers")
     assert sorted(seen) == sorted(committed), "exactly the committed records, each once"
     # Every partition's last stable offset reached its end: no marker is missing anywhere.
     for p in leaders:
-        assert stable_at_end(brokers, topic, p), f"partition {p} still holds an open transaction"
+        wait_until(lambda: stable_at_end(brokers, topic, p), scaled_timeout(60), f"partition {p}'s LSO reaching its end")
 
 
 @pytest.mark.timeout_seconds(420)
@@ -156,9 +161,10 @@ def test_sigkill_of_the_transaction_coordinator_mid_run_leaves_every_committed_r
         worker.join(scaled_timeout(180))
     assert not worker.is_alive(), "the producer's last transaction hung"
     assert not failures, failures
-    seen = read_committed(survivors, topic, len(leaders))
+    # The last commit's markers for other leaders may still be on their way.
+    seen = wait_until(lambda: (lambda got: got if set(committed) <= set(got) else None)(
+        read_committed(survivors, topic, len(leaders))), scaled_timeout(60), "every committed record")
     assert len(seen) == len(set(seen)), "no record twice"
-    assert set(committed) <= set(seen), "every committed record is there"
     # A transaction whose commit answer was lost is there whole or not at all.
     for values in uncertain:
         present = [v in set(seen) for v in values]
@@ -167,6 +173,99 @@ def test_sigkill_of_the_transaction_coordinator_mid_run_leaves_every_committed_r
     # The last stable offset moved past every transaction, those the failover interrupted included.
     for p in leaders:
         wait_until(lambda: stable_at_end(survivors, topic, p), scaled_timeout(60), f"partition {p}'s LSO reaching its end")
+
+
+def transaction_state(brokers, tid: str) -> str:
+    """The coordinator's state for `tid`, as `once txn describe` (DescribeTransactions) shows it."""
+    out = subprocess.run(
+        [str(broker_binary()), "txn", "describe", tid, "--bootstrap-server", bootstrap(brokers)],
+        capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return next(line.split()[1] for line in out.stdout.splitlines() if line.startswith("state:"))
+
+
+@pytest.mark.timeout_seconds(420)
+def test_a_commit_is_answered_while_a_partition_leader_is_paused_and_its_markers_land_once_it_wakes(pg, broker_factory):
+    """Kafka's coordinator answers EndTxn once the prepare record is written and sends the markers
+    afterwards. The leader of one partition of the transaction is SIGSTOPped right before the
+    commit: the commit is answered all the same (the inter-broker request timeout is far longer
+    than the commit's, so a coordinator waiting for that leader's answer would fail it), the
+    transaction stays PrepareCommit while the paused leader holds its lease (the session is long,
+    so it keeps it), the producer's next transaction waits on CONCURRENT_TRANSACTIONS, and once
+    the leader wakes its marker lands and every committed record is read once."""
+    topic = unique_topic("cluster-txn-pause")
+    url = pg.new_database()
+    session = ["--broker-session-timeout-ms", "600000", "--broker-heartbeat-interval-ms", "300",
+               "--inter-broker-request-timeout-ms", "600000"]
+
+    def start(node: int):
+        return broker_factory(extra_args=["--storage", "postgres", "--postgres-url", url, "--node-id", str(node), *session])
+
+    first = start(1)
+    ck.create_topic(first, topic, 6)
+    brokers = [first, start(2), start(3)]
+    wait_until(lambda: spread(pg, url, [1, 2, 3]), 60, "leadership spread over the three brokers")
+    leaders = wait_until(
+        lambda: (lambda m: m if set(m.values()) == {1, 2, 3} else None)(leaders_in_metadata(brokers[0], topic)), 60,
+        "the topic's partitions led by all three brokers")
+    coordinator, _ = lease(pg, url, "__transaction_state", 0)
+    paused_node = next(node for node in (1, 2, 3) if node != coordinator)
+    by_leader = {node: next(p for p, n in leaders.items() if n == node) for node in (1, 2, 3)}
+    paused = brokers[paused_node - 1]
+    live = [b for node, b in zip((1, 2, 3), brokers) if node != paused_node]
+    live_partitions = [p for node, p in by_leader.items() if node != paused_node]
+    tid = unique_topic("tid-pause")
+    producer = txn_producer(live, tid)
+    producer.begin_transaction()
+    first_txn = {p: f"first-p{p}".encode() for p in by_leader.values()}
+    for p, value in first_txn.items():
+        producer.produce(topic, value=value, partition=p)
+    assert producer.flush(scaled_timeout(30)) == 0
+    second_txn = [f"second-p{p}".encode() for p in live_partitions]
+    outcome: dict[str, object] = {}
+
+    def next_transaction() -> None:
+        try:
+            producer.begin_transaction()
+            for p, value in zip(live_partitions, second_txn):
+                producer.produce(topic, value=value, partition=p)
+            producer.commit_transaction(scaled_timeout(180))
+            outcome["committed"] = True
+        except KafkaException as e:
+            outcome["error"] = e
+
+    os.kill(paused.process.pid, signal.SIGSTOP)
+    worker = threading.Thread(target=next_transaction)
+    try:
+        producer.commit_transaction(scaled_timeout(60))
+        # The coordinator's own marker (written before the answer) and the live leader's (sent
+        # right after it) land; the paused leader's cannot, so the transaction stays prepared.
+        expected = sorted(first_txn[p] for p in live_partitions)
+        wait_until(lambda: sorted(read_committed_partitions(live, topic, live_partitions)) == expected,
+                   scaled_timeout(60), "the live leaders' markers")
+        assert transaction_state(live, tid) == "PrepareCommit"
+        worker.start()
+        assert transaction_state(live, tid) == "PrepareCommit"
+        assert worker.is_alive(), "the next transaction committed while the last one was still prepared"
+    finally:
+        os.kill(paused.process.pid, signal.SIGCONT)
+    worker.join(scaled_timeout(240))
+    assert not worker.is_alive(), "the next transaction never committed"
+    assert outcome == {"committed": True}, outcome
+    assert lease(pg, url, topic, by_leader[paused_node])[0] == paused_node, "the paused leader kept its lease"
+    everything = sorted([*first_txn.values(), *second_txn])
+    # The second commit, too, is answered before its marker for the other live leader lands.
+    seen = wait_until(lambda: (lambda got: got if len(got) >= len(everything) else None)(
+        read_committed(brokers, topic, len(leaders))), scaled_timeout(60), "both transactions' markers")
+    assert sorted(seen) == everything, "exactly the committed records, each once"
+    for p in leaders:
+        wait_until(lambda: stable_at_end(brokers, topic, p), scaled_timeout(60), f"partition {p}'s LSO reaching its end")
+    wait_until(lambda: transaction_state(brokers, tid) == "CompleteCommit", scaled_timeout(60), "the second transaction complete")
+
+
+def read_committed_partitions(brokers, topic: str, partitions: list[int]) -> list[bytes]:
+    return [r.value for r in ck.read_to_end(
+        Cluster(brokers), topic, partitions, seconds=scaled_timeout(120), **{"isolation.level": "read_committed"})]
 
 
 def once_describe_producers(broker, topic: str, partition: int) -> list[list[str]]:

@@ -19,6 +19,14 @@ final class DatabaseCluster: ClusterView {
     private let elapsedMs: @Sendable () -> Int64
     /// When the last heartbeat that renewed this broker's row and leases was sent.
     private let renewedAtMs = Mutex<Int64?>(nil)
+    /// Gained partitions some listener failed to load, with those listeners: loaded again at
+    /// every heartbeat that reaches the database, while this broker holds the lease at that epoch.
+    private let unloaded = Mutex<[TopicPartitionKey: FailedLoad]>([:])
+
+    private struct FailedLoad {
+        var epoch: Int32
+        var listeners: [any LeadershipListener]
+    }
 
     private struct Snapshot {
         var members: [ClusterMember] = []
@@ -73,9 +81,46 @@ final class DatabaseCluster: ClusterView {
     }
 
     private func announceGained(_ partition: TopicPartitionKey, epoch: Int32) {
-        for listener in listeners.withLock({ $0 }) {
-            do { try listener.leadershipGained(partition, epoch: epoch) } catch {
-                logger.error("loading a gained partition failed", metadata: ["partition": "\(partition)", "error": "\(error)"])
+        let failed = load(partition, epoch: epoch, into: listeners.withLock { $0 })
+        unloaded.withLock { $0[partition] = failed.isEmpty ? nil : FailedLoad(epoch: epoch, listeners: failed) }
+    }
+
+    /// Tells each listener of the gain; returns those whose load threw.
+    private func load(_ partition: TopicPartitionKey, epoch: Int32, into listeners: [any LeadershipListener])
+        -> [any LeadershipListener]
+    {
+        listeners.filter { listener in
+            do {
+                try listener.leadershipGained(partition, epoch: epoch)
+                return false
+            } catch {
+                logger.error("loading a gained partition failed; loading it again at the next heartbeat", metadata: [
+                    "partition": "\(partition)", "epoch": "\(epoch)", "error": "\(error)",
+                ])
+                return true
+            }
+        }
+    }
+
+    /// Loads again what a listener failed to load, while this broker still holds the lease at the
+    /// epoch it gained. Kafka's coordinator runtime leaves a failed load failed (NOT_COORDINATOR)
+    /// until leadership moves, which a failing log directory makes happen; here the cause is the
+    /// shared database away for a moment, which any broker taking the lease would find away too,
+    /// so this broker keeps it and loads once a heartbeat gets through, at the heartbeat's pace.
+    private func retryFailedLoads() {
+        let pending = unloaded.withLock { $0 }
+        guard !pending.isEmpty else { return }
+        let leaders = state.withLock { $0.leaders }
+        for (partition, failed) in pending.sorted(by: { $0.key < $1.key }) {
+            let held = leaders[partition] == PartitionLeader(nodeId: nodeId, epoch: failed.epoch)
+            let still = held ? load(partition, epoch: failed.epoch, into: failed.listeners) : []
+            if held && still.isEmpty {
+                logger.info("loaded a gained partition after a failed load", metadata: ["partition": "\(partition)"])
+            }
+            unloaded.withLock { u in
+                // A gain at a newer epoch meanwhile recorded its own outcome.
+                guard u[partition]?.epoch == failed.epoch else { return }
+                u[partition] = still.isEmpty ? nil : FailedLoad(epoch: failed.epoch, listeners: still)
             }
         }
     }
@@ -104,6 +149,7 @@ final class DatabaseCluster: ClusterView {
             try refresh(notify: true)
             if try takeOverUnledPartitions() { try refresh(notify: true) }
             if try handOffSurplus() { try refresh(notify: true) }
+            retryFailedLoads()
         } catch {
             // The database is unreachable: appends fail on their own, and the snapshot keeps the last
             // known leaders so clients are sent where leadership most likely still is.

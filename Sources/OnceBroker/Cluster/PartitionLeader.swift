@@ -17,8 +17,9 @@ public struct PartitionLeader: Sendable, Hashable {
 /// load it before this broker serves a partition and drop it once it no longer may.
 ///
 /// `leadershipGained` runs before the view reports this broker as the partition's leader, so no
-/// request is served from state not yet loaded; a throw keeps the partition unserved and the lease
-/// is released. `leadershipLost` runs after the view stopped reporting this broker as leader and
+/// request is served from state not yet loaded; a throw keeps the partition unserved while this
+/// broker keeps the lease, and the cluster calls it again at each heartbeat until it returns or
+/// the lease is lost. `leadershipLost` runs after the view stopped reporting this broker as leader and
 /// after in-flight appends to the partition finished or were refused.
 public protocol LeadershipListener: AnyObject, Sendable {
     func leadershipGained(_ partition: TopicPartitionKey, epoch: Int32) throws

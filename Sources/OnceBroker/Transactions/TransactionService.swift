@@ -14,6 +14,9 @@ import OnceStorage
 /// Events and their log appends happen under one lock, so records reach the log in the order the
 /// coordinator decided them. Under the `always` flush policy the prepare record is made durable
 /// before any marker is written; meanwhile the transaction answers CONCURRENT_TRANSACTIONS.
+/// EndTxn is answered once the prepare record and the markers this broker writes itself are
+/// durable; markers for partitions led elsewhere go out afterwards, and the transaction stays
+/// prepared until they are written.
 final class TransactionService: Sendable {
     static let topicName = "__transaction_state"
 
@@ -412,15 +415,25 @@ final class TransactionService: Sendable {
             var pending: [TopicPartitionKey] = []
             do {
                 round = try coordinator.withLockedValue { c in try writeMarkers(action, c, now: now) }
-                pending = try await deliver(round)
+                pending = try await settleLocal(round)
             } catch {
                 failure = failure ?? error
                 round = nil
             }
             let (next, end) = try coordinator.withLockedValue { [round, pending] c in
-                // Markers still to write keep the transaction prepared; a retry loop completes it.
-                if round != nil && !pending.isEmpty { retryMarkers(action, pending, immediately: false) }
-                return (try completeMarkers(action, written: round != nil && pending.isEmpty, rest: remaining.dropFirst(), &c, now: now),
+                // Markers still to write keep the transaction prepared, and a retry loop completes
+                // it. Those for partitions led elsewhere are sent from there at once, after the
+                // answer, as Kafka's coordinator answers EndTxn once the prepare record is written
+                // and its marker channel sends the markers afterwards: a leader that is slow or
+                // away holds the transaction prepared (CONCURRENT_TRANSACTIONS to the producer's
+                // next request, an open transaction below the LSO for read_committed readers),
+                // never the producer's commit.
+                let remote = round?.remote?.partitions ?? []
+                if round != nil && !(pending + remote).isEmpty {
+                    retryMarkers(action, pending + remote, immediately: !remote.isEmpty)
+                }
+                return (try completeMarkers(
+                    action, written: round != nil && pending.isEmpty && remote.isEmpty, rest: remaining.dropFirst(), &c, now: now),
                  transactionLog.logEndOffset)
             }
             if flushAlways { try await transactionLog.waitDurable(upTo: end) }
@@ -430,9 +443,10 @@ final class TransactionService: Sendable {
         return outcome
     }
 
-    /// Waits for a round's own markers to be durable (under `always`) and sends the others to
-    /// their leaders. Returns the partitions whose marker is not written yet.
-    private func deliver(_ round: MarkerRound?) async throws -> [TopicPartitionKey] {
+    /// Waits for a round's own markers to be durable (under `always`). Returns the partitions
+    /// this broker could not write (it stopped leading them meanwhile); those led elsewhere are
+    /// left to `deliver`.
+    private func settleLocal(_ round: MarkerRound?) async throws -> [TopicPartitionKey] {
         guard let round else { return [] }
         if flushAlways {
             for marker in round.written {
@@ -440,7 +454,14 @@ final class TransactionService: Sendable {
                 waiters.notify(.init(topic: marker.log.topic, partition: marker.log.partition))
             }
         }
-        var pending = round.pending
+        return round.pending
+    }
+
+    /// Waits for a round's own markers to be durable (under `always`) and sends the others to
+    /// their leaders. Returns the partitions whose marker is not written yet.
+    private func deliver(_ round: MarkerRound?) async throws -> [TopicPartitionKey] {
+        guard let round else { return [] }
+        var pending = try await settleLocal(round)
         // With no inter-broker client, markers for partitions led elsewhere cannot go out: the
         // transaction stays prepared rather than completing without them.
         if let remote = round.remote, peers == nil { pending += remote.partitions }
@@ -478,35 +499,63 @@ final class TransactionService: Sendable {
         runtime.run { [self] in
             var pending = partitions
             var attempt = immediately ? 0 : 1
+            // Every transaction with a partition led elsewhere passes here: only one delivered
+            // after a failure is worth the log at info.
+            var failed = !immediately
             while true {
                 if attempt > 0 { await runtime.sleep(ms: retryBackoff.delay(attempt: attempt)) }
                 attempt += 1
+                // A new tenure reset the ids: nothing of this loop's is left to release.
                 guard retries.withLockedValue({ $0.generation == generation }) else { break }
                 do {
                     let now = clock()
                     guard let round = try coordinator.withLockedValue({ c in
-                        try writeMarkers(action, c, only: pending, now: now)
+                        let round = try writeMarkers(action, c, only: pending, now: now)
+                        if round == nil { release(id, generation) }
+                        return round
                     }) else { break }
                     pending = try await deliver(round)
-                    guard pending.isEmpty else { continue }
-                    // Recorded only if this tenure still waits for exactly these markers.
+                    guard pending.isEmpty else {
+                        failed = true
+                        continue
+                    }
+                    // Recorded only if this tenure still waits for exactly these markers. The id
+                    // is released with the completion, under the same lock: the producer's next
+                    // transaction may prepare the moment this one completes, and needs a loop of
+                    // its own for its markers.
                     let end = try coordinator.withLockedValue { c in
                         guard retries.withLockedValue({ $0.generation == generation }),
                             c.awaitsMarkers(transactionalId: id, producerId: producerId, producerEpoch: producerEpoch, commit: commit)
-                        else { return nil as Int64? }
+                        else {
+                            release(id, generation)
+                            return nil as Int64?
+                        }
                         _ = try completeMarkers(action, written: true, rest: [], &c, now: now)
+                        release(id, generation)
                         return transactionLog.logEndOffset
                     }
                     guard let end else { break }
-                    if flushAlways { try await transactionLog.waitDurable(upTo: end) }
-                    logger.info("transaction markers delivered after a retry", metadata: ["transactionalId": "\(id)"])
+                    logger.log(level: failed ? .info : .debug, "transaction markers delivered", metadata: ["transactionalId": "\(id)"])
+                    // The loop ends here whatever the wait finds: another round would take the
+                    // producer's next transaction, prepared at the same epoch, for this one.
+                    if flushAlways {
+                        do { try await transactionLog.waitDurable(upTo: end) } catch {
+                            logger.warning("transaction completion not yet durable", metadata: ["transactionalId": "\(id)", "error": "\(error)"])
+                        }
+                    }
                     break
                 } catch {
+                    failed = true
                     logger.warning("transaction marker retry failed", metadata: ["transactionalId": "\(id)", "error": "\(error)"])
                 }
             }
-            retries.withLockedValue { r in if r.generation == generation { r.ids.remove(id) } }
         }
+    }
+
+    /// Ends a retry loop's claim on a transaction, unless a gain or loss of the coordinator
+    /// already reset every claim (and a loop of the new tenure may hold this id).
+    private func release(_ id: String, _ generation: Int) {
+        retries.withLockedValue { r in if r.generation == generation { r.ids.remove(id) } }
     }
 
     /// The synchronous form for recovery at start, before any client is served; as in `run`, the
