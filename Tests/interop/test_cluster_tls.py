@@ -1,0 +1,97 @@
+"""Three `once broker --storage postgres` processes whose only listeners are TLS, with required
+client certificates: the transaction coordinator's markers and the partition leaders' KIP-890
+checks travel over TLS, each broker verifying its peer's certificate against --ssl-ca-location and
+presenting its own, which the peer's authorizer knows as the cluster's principal."""
+
+from __future__ import annotations
+
+import pytest
+from confluent_kafka import Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+import confluent_helpers as ck
+from support import Deadline, scaled_timeout, unique_topic, wait_until
+from test_postgres_cluster import SESSION, pg, spread  # noqa: F401  (pg is a fixture)
+from tls_material import BROKER_PRINCIPAL, CLIENT_PRINCIPAL
+
+SECRET = "broker-secret"
+
+
+def client_config(tls_material, protocol: str) -> dict[str, str]:
+    config = {
+        "security.protocol": protocol, "ssl.ca.location": str(tls_material.ca.certificate),
+        "ssl.certificate.location": str(tls_material.client.certificate),
+        "ssl.key.location": str(tls_material.client.key),
+    }
+    if protocol == "SASL_SSL":
+        config |= {"sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "broker", "sasl.password": SECRET}
+    return config
+
+
+class Cluster:
+    def __init__(self, brokers) -> None:
+        self.bootstrap = ",".join(b.bootstrap for b in brokers)
+
+
+@pytest.mark.parametrize("protocol", ["SSL", "SASL_SSL"])
+def test_a_transaction_across_brokers_commits_over_tls_listeners_with_required_client_certificates(
+        pg, broker_factory, tls_material, protocol):
+    """With `--authorizer on` and no ACL, only super users act: a marker or KIP-890 check that
+    reached a peer without the broker's certificate (SSL) or login (SASL_SSL) would be refused, a
+    connection without a client certificate fails its handshake, and the transaction could not
+    complete."""
+    url = pg.new_database()
+    topic = unique_topic(f"cluster-txn-{protocol.lower()}")
+    principal = BROKER_PRINCIPAL if protocol == "SSL" else "User:broker"
+    tls = ["--ssl-certificate-location", str(tls_material.broker.certificate),
+           "--ssl-key-location", str(tls_material.broker.key),
+           "--ssl-client-auth", "required", "--ssl-ca-location", str(tls_material.ca.certificate)]
+    sasl = ["--sasl-enabled-mechanisms", "SCRAM-SHA-512", "--inter-broker-sasl-username", "broker"] \
+        if protocol == "SASL_SSL" else []
+
+    def start(node: int):
+        return broker_factory(
+            listeners=[protocol],
+            env={"ONCE_INTER_BROKER_SASL_PASSWORD": SECRET, "ONCE_ADD_SCRAM": f"SCRAM-SHA-512=[name=broker,password={SECRET}]"},
+            extra_args=["--storage", "postgres", "--postgres-url", url, "--node-id", str(node), *SESSION, *tls, *sasl,
+                        "--inter-broker-listener-name", protocol, "--authorizer", "on",
+                        "--super-users", f"{principal};{CLIENT_PRINCIPAL}"])
+
+    client = client_config(tls_material, protocol)
+    first = start(1)
+    admin = AdminClient({"bootstrap.servers": first.bootstrap, **client})
+    admin.create_topics([NewTopic(topic, 6, 1)])[topic].result(30)
+    brokers = [first, start(2), start(3)]
+    wait_until(lambda: spread(pg, url, [1, 2, 3]), 60, "leadership spread over the three brokers")
+    bootstrap = Cluster(brokers).bootstrap
+
+    def led_by_all() -> bool:
+        md = AdminClient({"bootstrap.servers": bootstrap, **client}).list_topics(topic, timeout=10)
+        return {p.leader for p in md.topics[topic].partitions.values()} == {1, 2, 3}
+
+    wait_until(led_by_all, 60, "the topic's partitions led by all three brokers")
+    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": unique_topic("tid-tls"), **client})
+    producer.init_transactions(scaled_timeout(60))
+    expected = []
+    for txn in range(3):
+        producer.begin_transaction()
+        for p in range(6):
+            expected.append(f"t{txn}-p{p}".encode())
+            producer.produce(topic, value=expected[-1], partition=p)
+        producer.commit_transaction(scaled_timeout(60))
+    consumer = ck.consumer(Cluster(brokers), **{"isolation.level": "read_committed", **client})
+    try:
+        consumer.assign([TopicPartition(topic, p, 0) for p in range(6)])
+        seen: list[bytes] = []
+        deadline = Deadline(scaled_timeout(60), "the committed records")
+        # A record is readable under read_committed only once its partition's marker is written.
+        while len(seen) < len(expected):
+            deadline.check(f"({len(seen)} read)")
+            seen += [m.value() for m in consumer.consume(100, 0.5) if m.error() is None]
+        seen += [m.value() for m in consumer.consume(100, 1) if m.error() is None]
+    finally:
+        consumer.close()
+    assert sorted(seen) == sorted(expected), "every committed record once"
+    if protocol == "SSL":
+        # The peers named the brokers' own connections by their certificate: the markers went over TLS.
+        assert any(f"principal={BROKER_PRINCIPAL} " in b.log_text() for b in brokers)
