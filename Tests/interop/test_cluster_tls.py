@@ -11,7 +11,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 import confluent_helpers as ck
 from support import Deadline, scaled_timeout, unique_topic, wait_until
-from test_postgres_cluster import SESSION, pg, spread  # noqa: F401  (pg is a fixture)
+from test_postgres_cluster import SESSION, lease, pg, spread  # noqa: F401  (pg is a fixture)
 from tls_material import BROKER_PRINCIPAL, CLIENT_PRINCIPAL
 
 SECRET = "broker-secret"
@@ -95,3 +95,70 @@ def test_a_transaction_across_brokers_commits_over_tls_listeners_with_required_c
     if protocol == "SSL":
         # The peers named the brokers' own connections by their certificate: the markers went over TLS.
         assert any(f"principal={BROKER_PRINCIPAL} " in b.log_text() for b in brokers)
+
+
+def test_markers_to_a_broker_whose_certificate_the_coordinator_does_not_trust_keep_the_transaction_prepared(
+        pg, broker_factory, tmp_path):
+    """Each broker's certificate has its own CA, and each broker trusts only the next one's
+    (1 trusts 2's, 2 trusts 3's, 3 trusts 1's), so whichever broker coordinates, the broker before
+    it reaches it (its KIP-890 checks pass) while the coordinator cannot verify that broker's
+    certificate: the commit's markers for its partitions fail, the coordinator logs why, and the
+    partitions' last stable offset stays below the transaction's records."""
+    from tls_material import _ca, _leaf
+
+    authorities = {n: _ca(tmp_path, f"ca-{n}", f"/O=Once Test/CN=CA {n}") for n in (1, 2, 3)}
+    certificates = {n: _leaf(tmp_path, f"broker-{n}", f"/O=Once Test/CN=broker-{n}", authorities[n], server=True,
+                             usage="serverAuth,clientAuth") for n in (1, 2, 3)}
+    bundle = tmp_path / "all-cas.pem"
+    bundle.write_text("".join(authorities[n].certificate.read_text() for n in (1, 2, 3)))
+    trusted = {1: 2, 2: 3, 3: 1}
+    url = pg.new_database()
+    topic = unique_topic("cluster-txn-untrusted")
+
+    def start(node: int):
+        return broker_factory(
+            listeners=["SSL"],
+            extra_args=["--storage", "postgres", "--postgres-url", url, "--node-id", str(node), *SESSION,
+                        "--ssl-certificate-location", str(certificates[node].certificate),
+                        "--ssl-key-location", str(certificates[node].key),
+                        "--ssl-ca-location", str(authorities[trusted[node]].certificate),
+                        "--inter-broker-listener-name", "SSL"])
+
+    client = {"security.protocol": "SSL", "ssl.ca.location": str(bundle)}
+    first = start(1)
+    admin = AdminClient({"bootstrap.servers": first.bootstrap, **client})
+    admin.create_topics([NewTopic(topic, 6, 1)])[topic].result(30)
+    brokers = [first, start(2), start(3)]
+    wait_until(lambda: spread(pg, url, [1, 2, 3]), 60, "leadership spread over the three brokers")
+    bootstrap = Cluster(brokers).bootstrap
+
+    def leaders() -> dict[int, int] | None:
+        md = AdminClient({"bootstrap.servers": bootstrap, **client}).list_topics(topic, timeout=10)
+        found = {p.id: p.leader for p in md.topics[topic].partitions.values()}
+        return found if set(found.values()) == {1, 2, 3} else None
+
+    led = wait_until(leaders, 60, "the topic's partitions led by all three brokers")
+    coordinator = lease(pg, url, "__transaction_state", 0)[0]
+    distrusted = next(n for n, next_one in trusted.items() if next_one == coordinator)
+    partitions = [p for p, node in led.items() if node == distrusted]
+    assert partitions, "the coordinator trusts no broker leading a partition of the transaction"
+    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": unique_topic("tid-untrusted"), **client})
+    producer.init_transactions(scaled_timeout(60))
+    producer.begin_transaction()
+    for p in partitions:
+        producer.produce(topic, value=f"prepared-{p}".encode(), partition=p)
+    # The coordinator answers once PrepareCommit is logged; the markers follow on their own.
+    producer.commit_transaction(scaled_timeout(60))
+    log = brokers[coordinator - 1]
+    wait_until(lambda: "transaction markers not delivered" in log.log_text()
+               and "CERTIFICATE_VERIFY_FAILED" in log.log_text(), scaled_timeout(60),
+               "the coordinator logging the refused certificate")
+    consumer = ck.consumer(Cluster(brokers), **{"isolation.level": "read_committed", **client})
+    try:
+        for p in partitions:
+            lso = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=20, cached=False)[1]
+            assert lso == 0, f"partition {p}'s last stable offset passed a transaction whose marker was never written"
+        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        assert [m for m in consumer.consume(100, 2) if m.error() is None] == []
+    finally:
+        consumer.close()
