@@ -147,7 +147,7 @@ def test_markers_to_a_broker_whose_certificate_the_coordinator_does_not_trust_ke
     producer.begin_transaction()
     for p in partitions:
         producer.produce(topic, value=f"prepared-{p}".encode(), partition=p)
-    # The coordinator answers once PrepareCommit is logged; the markers follow on their own.
+    # The coordinator answers once its markers were sent and failed; their retries go on without the producer.
     producer.commit_transaction(scaled_timeout(60))
     log = brokers[coordinator - 1]
     wait_until(lambda: "transaction markers not delivered" in log.log_text()
