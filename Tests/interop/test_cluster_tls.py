@@ -162,3 +162,63 @@ def test_markers_to_a_broker_whose_certificate_the_coordinator_does_not_trust_ke
         assert [m for m in consumer.consume(100, 2) if m.error() is None] == []
     finally:
         consumer.close()
+
+
+@pytest.mark.parametrize("algorithm", ["", "https"])
+def test_a_peer_certificate_that_does_not_name_its_address_is_refused_unless_identification_is_off(
+        pg, broker_factory, tmp_path, tls_material, algorithm):
+    """Every broker's certificate names elsewhere.example, not the 127.0.0.1 it advertises. With
+    Kafka's empty `ssl.endpoint.identification.algorithm` the chain alone is checked and a
+    transaction across brokers commits; with `https` the brokers refuse each other's
+    certificates and say so."""
+    from tls_material import _leaf
+
+    misnamed = _leaf(tmp_path, "misnamed-broker", "/O=Once Test/CN=elsewhere.example", tls_material.ca, server=True,
+                     names="DNS:elsewhere.example", usage="serverAuth,clientAuth")
+    url = pg.new_database()
+    topic = unique_topic("cluster-txn-misnamed")
+
+    def start(node: int):
+        return broker_factory(
+            listeners=["SSL"],
+            extra_args=["--storage", "postgres", "--postgres-url", url, "--node-id", str(node), *SESSION,
+                        "--ssl-certificate-location", str(misnamed.certificate), "--ssl-key-location", str(misnamed.key),
+                        "--ssl-ca-location", str(tls_material.ca.certificate), "--inter-broker-listener-name", "SSL",
+                        "--ssl-endpoint-identification-algorithm", algorithm])
+
+    client = {"security.protocol": "SSL", "ssl.ca.location": str(tls_material.ca.certificate),
+              "ssl.endpoint.identification.algorithm": "none"}
+    first = start(1)
+    admin = AdminClient({"bootstrap.servers": first.bootstrap, **client})
+    admin.create_topics([NewTopic(topic, 6, 1)])[topic].result(30)
+    brokers = [first, start(2), start(3)]
+    wait_until(lambda: spread(pg, url, [1, 2, 3]), 60, "leadership spread over the three brokers")
+    bootstrap = Cluster(brokers).bootstrap
+
+    def led_by_all() -> bool:
+        md = AdminClient({"bootstrap.servers": bootstrap, **client}).list_topics(topic, timeout=10)
+        return {p.leader for p in md.topics[topic].partitions.values()} == {1, 2, 3}
+
+    wait_until(led_by_all, 60, "the topic's partitions led by all three brokers")
+    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": unique_topic("tid-misnamed"), **client})
+    producer.init_transactions(scaled_timeout(60))
+    producer.begin_transaction()
+    for p in range(6):
+        producer.produce(topic, value=f"v-{p}".encode(), partition=p)
+    if algorithm == "":
+        producer.commit_transaction(scaled_timeout(60))
+        consumer = ck.consumer(Cluster(brokers), **{"isolation.level": "read_committed", **client})
+        try:
+            consumer.assign([TopicPartition(topic, p, 0) for p in range(6)])
+            seen: list[bytes] = []
+            deadline = Deadline(scaled_timeout(60), "the committed records")
+            while len(seen) < 6:
+                deadline.check(f"({len(seen)} read)")
+                seen += [m.value() for m in consumer.consume(100, 0.5) if m.error() is None]
+        finally:
+            consumer.close()
+        assert sorted(seen) == sorted(f"v-{p}".encode() for p in range(6))
+    else:
+        producer.flush(1)
+        wait_until(lambda: any("does not name the address it advertises" in b.log_text() for b in brokers),
+                   scaled_timeout(60), "a broker logging the peer certificate's wrong name")
