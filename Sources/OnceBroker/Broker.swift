@@ -86,7 +86,8 @@ public final class Broker: Sendable {
                     requestTimeout: .milliseconds(config.interBrokerRequestTimeoutMs),
                     sasl: config.interBrokerSasl.map {
                         InterBrokerSasl(mechanism: $0.mechanism, username: $0.username, password: $0.password)
-                    }),
+                    },
+                    tls: try listener.securityProtocol.usesTLS ? InterBrokerTLS(config) : nil),
                 cluster: self.cluster, group: MultiThreadedEventLoopGroup.singleton)
             self.peers = TransactionPeers(client: client, cluster: self.cluster, logger: logger)
         } else {

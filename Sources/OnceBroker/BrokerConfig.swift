@@ -176,11 +176,13 @@ public struct BrokerConfig: Sendable {
     /// Default: 2000.
     public var brokerHeartbeatIntervalMs: Int64 = 2000
     /// The listener other brokers reach this one through, for transaction markers and KIP-890
-    /// checks (Kafka's `inter.broker.listener.name`); every broker of the cluster must have it, as
-    /// PLAINTEXT or, with `interBrokerSasl`, SASL_PLAINTEXT. Default: the first PLAINTEXT listener,
-    /// or with credentials the first SASL_PLAINTEXT one.
+    /// checks (Kafka's `inter.broker.listener.name`); every broker of the cluster must have it.
+    /// PLAINTEXT or SSL without `interBrokerSasl`, SASL_PLAINTEXT or SASL_SSL with it; SSL and
+    /// SASL_SSL use `tls` for both ends (see `interBrokerProblem`). Default: the first PLAINTEXT
+    /// listener, or with credentials the first SASL_PLAINTEXT one, as Kafka's default
+    /// `security.inter.broker.protocol=PLAINTEXT`: a TLS one is used only when named.
     public var interBrokerListenerName: String?
-    /// How this broker authenticates to the others' SASL_PLAINTEXT listener (Kafka's
+    /// How this broker authenticates to the others' SASL_PLAINTEXT or SASL_SSL listener (Kafka's
     /// `sasl.mechanism.inter.broker.protocol` and the listener's JAAS username and password).
     /// Default: none.
     public var interBrokerSasl: (mechanism: SaslMechanism, username: String, password: String)?
@@ -199,6 +201,31 @@ public struct BrokerConfig: Sendable {
         if let name = interBrokerListenerName { return listeners.first { $0.name == name } }
         let wanted: SecurityProtocol = interBrokerSasl == nil ? .plaintext : .saslPlaintext
         return listeners.first { $0.securityProtocol == wanted }
+    }
+
+    /// Why the inter-broker listener cannot carry this broker's requests to the others, checked
+    /// at start so a cluster never runs with markers that can never be delivered; nil when it
+    /// can, or when nothing asks for one (no name, no credentials: the PLAINTEXT default, if any).
+    public var interBrokerProblem: String? {
+        guard interBrokerListenerName != nil || interBrokerSasl != nil else { return nil }
+        guard let listener = interBrokerListener else {
+            let wanted = interBrokerSasl == nil ? SecurityProtocol.plaintext : .saslPlaintext
+            return "no \(interBrokerListenerName ?? wanted.rawValue) listener for the brokers to reach each other through"
+        }
+        let kind = listener.securityProtocol
+        if interBrokerSasl == nil, kind.usesSASL {
+            return "--inter-broker-listener-name \(listener.name) is \(kind.rawValue): give --inter-broker-sasl-username for the brokers to authenticate with"
+        }
+        if interBrokerSasl != nil, !kind.usesSASL {
+            return "--inter-broker-sasl-username needs a SASL_PLAINTEXT or SASL_SSL inter-broker listener, and \(listener.name) is \(kind.rawValue)"
+        }
+        if kind.usesTLS {
+            guard let tls else {
+                return "the \(kind.rawValue) inter-broker listener \(listener.name) needs --ssl-certificate-location and --ssl-key-location: the broker presents them to the others too"
+            }
+            if tls.caLocation == nil { return InterBrokerTLS.missingAuthorities }
+        }
+        return nil
     }
 
     /// How long a postgres-engine broker lets appends nobody waits for yet gather before it commits

@@ -41,8 +41,11 @@ struct BrokerCommand: AsyncParsableCommand {
     @Option(help: "Passphrase of an encrypted --ssl-key-location, ssl.key.password [env: ONCE_BROKER_SSL_KEY_PASSWORD]")
     var sslKeyPassword: String?
 
-    @Option(help: "PEM CA bundle client certificates must chain to [env: ONCE_BROKER_SSL_CA_LOCATION] (default: the system trust store)")
+    @Option(help: "PEM CA bundle client certificates, and the other brokers' certificates on an SSL/SASL_SSL inter-broker listener, must chain to, ssl.truststore.location [env: ONCE_BROKER_SSL_CA_LOCATION] (default: the system trust store for clients; required for an SSL inter-broker listener)")
     var sslCaLocation: String?
+
+    @Option(help: "Whether the other brokers' certificates must name the address they advertise, ssl.endpoint.identification.algorithm: https, or an empty value to check the chain only [env: ONCE_BROKER_SSL_ENDPOINT_IDENTIFICATION_ALGORITHM] (default: https)")
+    var sslEndpointIdentificationAlgorithm: String?
 
     @Option(help: "Client certificates, ssl.client.auth: none|requested|required [env: ONCE_BROKER_SSL_CLIENT_AUTH] (default: none)")
     var sslClientAuth: String?
@@ -95,10 +98,10 @@ struct BrokerCommand: AsyncParsableCommand {
     @Option(help: "postgres engine: how often a broker renews its membership and leases, in ms (broker.heartbeat.interval.ms) [env: ONCE_BROKER_HEARTBEAT_INTERVAL_MS] (default: 2000)")
     var brokerHeartbeatIntervalMs: Int64?
 
-    @Option(help: "postgres engine: the PLAINTEXT or SASL_PLAINTEXT listener other brokers reach this one through for transaction markers and verification (inter.broker.listener.name) [env: ONCE_INTER_BROKER_LISTENER_NAME] (default: the first PLAINTEXT listener, SASL_PLAINTEXT with --inter-broker-sasl-username)")
+    @Option(help: "postgres engine: the listener other brokers reach this one through for transaction markers and verification, PLAINTEXT or SSL, or with --inter-broker-sasl-username SASL_PLAINTEXT or SASL_SSL (inter.broker.listener.name) [env: ONCE_INTER_BROKER_LISTENER_NAME] (default: the first PLAINTEXT listener, SASL_PLAINTEXT with --inter-broker-sasl-username)")
     var interBrokerListenerName: String?
 
-    @Option(help: "postgres engine: the SASL mechanism brokers authenticate to each other with, PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, over a SASL_PLAINTEXT inter-broker listener (sasl.mechanism.inter.broker.protocol) [env: ONCE_INTER_BROKER_SASL_MECHANISM] (default: SCRAM-SHA-512 when a username is given)")
+    @Option(help: "postgres engine: the SASL mechanism brokers authenticate to each other with, PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, over a SASL_PLAINTEXT or SASL_SSL inter-broker listener (sasl.mechanism.inter.broker.protocol) [env: ONCE_INTER_BROKER_SASL_MECHANISM] (default: SCRAM-SHA-512 when a username is given)")
     var interBrokerSaslMechanism: String?
 
     @Option(help: "postgres engine: the user brokers authenticate to each other as; grant it CLUSTER_ACTION or list it in --super-users [env: ONCE_INTER_BROKER_SASL_USERNAME]")
@@ -355,17 +358,7 @@ struct BrokerCommand: AsyncParsableCommand {
             }
             config.interBrokerSasl = (mechanism, username, password)
         }
-        if config.interBrokerListenerName != nil || config.interBrokerSasl != nil {
-            let wanted: SecurityProtocol = config.interBrokerSasl == nil ? .plaintext : .saslPlaintext
-            guard let listener = config.interBrokerListener else {
-                throw ValidationError("no \(config.interBrokerListenerName ?? wanted.rawValue) listener for the brokers to reach each other through")
-            }
-            guard listener.securityProtocol == wanted else {
-                throw ValidationError(config.interBrokerSasl == nil
-                    ? "--inter-broker-listener-name \(listener.name) is \(listener.securityProtocol.rawValue): give --inter-broker-sasl-username for a SASL_PLAINTEXT one; brokers do not speak SSL to each other"
-                    : "--inter-broker-sasl-username needs a SASL_PLAINTEXT inter-broker listener, and \(listener.name) is \(listener.securityProtocol.rawValue)")
-            }
-        }
+        if let problem = config.interBrokerProblem { throw ValidationError(problem) }
         // A beat must land inside the session, or a live broker would be counted dead between beats.
         guard config.brokerHeartbeatIntervalMs > 0, config.brokerHeartbeatIntervalMs < config.brokerSessionTimeoutMs else {
             throw ValidationError("--broker-heartbeat-interval-ms must be positive and below --broker-session-timeout-ms (\(config.brokerSessionTimeoutMs))")
@@ -541,12 +534,20 @@ struct BrokerCommand: AsyncParsableCommand {
             }
             return mode
         }
+        // Kafka's way to turn the check off is the empty value, so an empty variable counts as given.
+        let identification = try (sslEndpointIdentificationAlgorithm
+            ?? ProcessInfo.processInfo.environment["ONCE_BROKER_SSL_ENDPOINT_IDENTIFICATION_ALGORITHM"]).map { text in
+                guard let algorithm = BrokerTLS.EndpointIdentification(rawValue: text.lowercased()) else {
+                    throw ValidationError("--ssl-endpoint-identification-algorithm takes https or an empty value, not '\(text)'")
+                }
+                return algorithm
+            }
         guard let certificate, let key else {
             if certificate != nil || key != nil {
                 throw ValidationError("--ssl-certificate-location and --ssl-key-location go together")
             }
-            if clientAuth != nil || setting(sslCaLocation, "ONCE_BROKER_SSL_CA_LOCATION") != nil {
-                throw ValidationError("--ssl-client-auth and --ssl-ca-location need --ssl-certificate-location and --ssl-key-location")
+            if clientAuth != nil || identification != nil || setting(sslCaLocation, "ONCE_BROKER_SSL_CA_LOCATION") != nil {
+                throw ValidationError("--ssl-client-auth, --ssl-ca-location and --ssl-endpoint-identification-algorithm need --ssl-certificate-location and --ssl-key-location")
             }
             return nil
         }
@@ -554,6 +555,7 @@ struct BrokerCommand: AsyncParsableCommand {
         tls.keyPassword = setting(sslKeyPassword, "ONCE_BROKER_SSL_KEY_PASSWORD")
         tls.caLocation = setting(sslCaLocation, "ONCE_BROKER_SSL_CA_LOCATION")
         if let clientAuth { tls.clientAuth = clientAuth }
+        if let identification { tls.endpointIdentification = identification }
         return tls
     }
 

@@ -13,6 +13,10 @@ CLIENT_SUBJECT = "/C=NL/O=Once Test/OU=payments/CN=alice"
 # What Kafka's default principal builder makes of it: X500Principal.getName(), RFC 2253 order.
 CLIENT_PRINCIPAL = "User:CN=alice,OU=payments,O=Once Test,C=NL"
 KEY_PASSWORD = "correct horse"
+# A broker's certificate serves its listeners and its own connections to the other brokers, so it
+# carries both extended key usages, as Kafka's keystore certificates must for inter-broker mTLS.
+BROKER_SUBJECT = "/O=Once Test/CN=broker"
+BROKER_PRINCIPAL = "User:CN=broker,O=Once Test"
 
 
 def openssl(*args: str, cwd: Path) -> None:
@@ -40,6 +44,7 @@ class TLSMaterial:
     misnamed_server: Pair
     encrypted_server_key: Path
     wrong_key: Path
+    broker: Pair
 
     def broker_args(self, *, client_auth: str | None = None, server: Pair | None = None) -> list[str]:
         """Flags for a broker presenting `server` (default: the trusted server certificate)."""
@@ -71,13 +76,13 @@ def _ca(directory: Path, name: str, subject: str) -> Pair:
 
 
 def _leaf(directory: Path, name: str, subject: str, ca: Pair, *, server: bool,
-          names: str = "IP:127.0.0.1,DNS:localhost") -> Pair:
+          names: str = "IP:127.0.0.1,DNS:localhost", usage: str | None = None) -> Pair:
     key = _key(directory, name)
     csr = directory / f"{name}.csr"
     cert = directory / f"{name}.pem"
     openssl("req", "-new", "-key", str(key), "-subj", subject, "-out", str(csr), cwd=directory)
     ext = directory / f"{name}.ext"
-    usage = "serverAuth" if server else "clientAuth"
+    usage = usage or ("serverAuth" if server else "clientAuth")
     lines = ["basicConstraints=CA:FALSE", "keyUsage=critical,digitalSignature", f"extendedKeyUsage={usage}"]
     if server:
         lines.append(f"subjectAltName={names}")
@@ -144,7 +149,9 @@ def make_tls_material(directory: Path) -> TLSMaterial:
     )
     wrong_key = _key(directory, "wrong")
     misnamed = _leaf(directory, "misnamed", "/CN=elsewhere.example", ca, server=True, names="DNS:elsewhere.example")
+    broker = _leaf(directory, "broker", BROKER_SUBJECT, ca, server=True, usage="serverAuth,clientAuth")
     return TLSMaterial(
+        broker=broker,
         directory=directory, ca=ca, server=server, client=client, expired_server=expired,
         untrusted_ca=untrusted_ca, untrusted_server=untrusted_server, untrusted_client=untrusted_client,
         misnamed_server=misnamed, encrypted_server_key=encrypted, wrong_key=wrong_key,

@@ -9,10 +9,13 @@ import Synchronization
 /// replaced when it closes, and not retried sooner than a backoff after a failed connect.
 ///
 /// The listener is Kafka's `inter.broker.listener.name`, given in `Settings.listenerName`: every
-/// broker of the cluster must advertise it. It is PLAINTEXT, or SASL_PLAINTEXT with
-/// `Settings.sasl`, the credentials each connection authenticates with before its first request
-/// (Kafka's `sasl.mechanism.inter.broker.protocol` and the listener's JAAS login), so the peer's
-/// authorizer sees the brokers' principal; SSL between brokers is not done.
+/// broker of the cluster must advertise it. On an SSL or SASL_SSL listener each connection is TLS
+/// first (`Settings.tls`: the peer's certificate verified, this broker's own presented, as Kafka's
+/// broker uses its keystore and truststore for its own connections too). On a SASL_PLAINTEXT or
+/// SASL_SSL one, `Settings.sasl` holds the credentials each connection then authenticates with
+/// before its first request (Kafka's `sasl.mechanism.inter.broker.protocol` and the listener's
+/// JAAS login). Either way the peer's authorizer sees the cluster's principal: the certificate's
+/// subject on SSL, the SASL user otherwise.
 final class InterBrokerClient: Sendable {
     struct Settings: Sendable {
         /// Kafka's `inter.broker.listener.name`.
@@ -27,8 +30,10 @@ final class InterBrokerClient: Sendable {
         var reconnectBackoffMax: TimeAmount = .seconds(1)
         /// Largest response frame accepted. Default: 100 MiB.
         var maxFrameSize: Int = 100 * 1024 * 1024
-        /// Credentials for a SASL_PLAINTEXT inter-broker listener; nil on a PLAINTEXT one.
+        /// Credentials for a SASL_PLAINTEXT or SASL_SSL inter-broker listener; nil on the others.
         var sasl: InterBrokerSasl?
+        /// TLS for an SSL or SASL_SSL inter-broker listener; nil on the plaintext ones.
+        var tls: InterBrokerTLS?
     }
 
     private enum Slot {
@@ -136,7 +141,8 @@ final class InterBrokerClient: Sendable {
         }
         return try await InterBrokerConnection.connect(
             host: address.host, port: address.port, clientId: settings.clientId,
-            requestTimeout: settings.requestTimeout, maxFrameSize: settings.maxFrameSize, sasl: settings.sasl, group: group)
+            requestTimeout: settings.requestTimeout, maxFrameSize: settings.maxFrameSize, tls: settings.tls, sasl: settings.sasl,
+            group: group)
     }
 
     private func forget(_ nodeId: Int32, _ connection: InterBrokerConnection) {

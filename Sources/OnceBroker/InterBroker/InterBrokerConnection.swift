@@ -1,6 +1,7 @@
 import KafkaProtocol
 import NIOCore
 import NIOPosix
+import NIOSSL
 import Synchronization
 
 /// Why a request to another broker got no answer. Callers treat every case as retriable: the
@@ -11,7 +12,8 @@ struct InterBrokerError: Error, CustomStringConvertible {
     var description: String
 }
 
-/// One plaintext TCP connection from this broker to another, requests pipelined on it.
+/// One TCP connection from this broker to another, TLS on an SSL or SASL_SSL listener, requests
+/// pipelined on it.
 ///
 /// A request that outlives its timeout fails every request on the connection and closes it: Kafka
 /// has no way to cancel a request in flight, and a late answer would otherwise be taken for the
@@ -31,16 +33,23 @@ final class InterBrokerConnection: Sendable {
 
     static func connect(
         host: String, port: Int, clientId: String, requestTimeout: TimeAmount, maxFrameSize: Int,
-        sasl: InterBrokerSasl? = nil, group: any EventLoopGroup
+        tls: InterBrokerTLS? = nil, sasl: InterBrokerSasl? = nil, group: any EventLoopGroup
     ) async throws -> InterBrokerConnection {
         let endpoint = "\(host):\(port)"
         let channel: any Channel
+        let handshake = group.next().makePromise(of: Void.self)
         do {
             channel = try await ClientBootstrap(group: group)
                 .connectTimeout(requestTimeout)
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        if let tls {
+                            try channel.pipeline.syncOperations.addHandler(
+                                NIOSSLClientHandler(context: tls.context, serverHostname: InterBrokerTLS.hostname(connectingTo: host)))
+                            try channel.pipeline.syncOperations.addHandler(
+                                InterBrokerHandshakeWaiter(done: handshake, timeout: requestTimeout))
+                        }
                         try channel.pipeline.syncOperations.addHandler(
                             ByteToMessageHandler(KafkaFrameDecoder(maxFrameSize: maxFrameSize)))
                         try channel.pipeline.syncOperations.addHandler(InterBrokerResponseHandler(endpoint: endpoint))
@@ -48,7 +57,17 @@ final class InterBrokerConnection: Sendable {
                 }
                 .connect(host: host, port: port).get()
         } catch {
+            handshake.fail(error)
             throw InterBrokerError(kind: .connectFailed, description: "cannot connect to broker \(endpoint): \(error)")
+        }
+        if tls == nil {
+            handshake.succeed()
+        }
+        do {
+            try await handshake.futureResult.get()
+        } catch {
+            channel.close(promise: nil)
+            throw InterBrokerError(kind: .connectFailed, description: "TLS handshake with broker \(endpoint) failed: \(error)")
         }
         let connection = InterBrokerConnection(
             endpoint: endpoint, channel: channel, clientId: clientId, requestTimeout: requestTimeout)

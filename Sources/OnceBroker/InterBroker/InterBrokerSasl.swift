@@ -3,9 +3,10 @@ import OnceCore
 import OnceCrypto
 
 /// The credentials a broker authenticates its connections to the other brokers with, on a
-/// SASL_PLAINTEXT inter-broker listener: SaslHandshake v1, then SaslAuthenticate rounds (KIP-152),
-/// as a Kafka broker logs in to its peers. The principal they name is the cluster's: grant it
-/// CLUSTER_ACTION on the cluster, or list it in `--super-users`.
+/// SASL_PLAINTEXT or SASL_SSL inter-broker listener (inside the TLS session on the latter):
+/// SaslHandshake v1, then SaslAuthenticate rounds (KIP-152), as a Kafka broker logs in to its peers.
+/// The principal they name is the cluster's: grant it CLUSTER_ACTION on the cluster, or list it in
+/// `--super-users`.
 struct InterBrokerSasl: Sendable {
     var mechanism: SaslMechanism
     var username: String
