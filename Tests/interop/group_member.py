@@ -8,7 +8,8 @@ heartbeat timing there, and partitions arrive and leave incrementally. INSTANCE_
 
 Prints one JSON object per line on stdout: {"assigned": [partitions]} after every rebalance, and
 {"p": partition, "o": offset, "v": value} for each record, printed only after its offset was
-committed synchronously, so every printed record is both processed and committed.
+committed synchronously, so every printed record is both processed and committed; a record whose
+commit is refused is printed as an error and read again (see claim()).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import signal
 import subprocess
 import sys
 import threading
+import time
+from typing import Callable
 
 SESSION_TIMEOUT_MS = 6000
 HEARTBEAT_INTERVAL_MS = 500
@@ -27,6 +30,27 @@ HEARTBEAT_INTERVAL_MS = 500
 def emit(obj) -> None:
     sys.stdout.write(json.dumps(obj) + "\n")
     sys.stdout.flush()
+
+
+def claim(consumer, msg) -> None:
+    """Commits a record's successor and only then prints the record. A refused commit leaves the
+    record unclaimed, so the consumer goes back to it: Kafka 4.0 refuses a commit that races the
+    heartbeat bumping the member's epoch (STALE_MEMBER_EPOCH; ILLEGAL_GENERATION for a classic
+    member), and moving on would let the next record's commit pass over this one. A partition
+    that moved meanwhile cannot be rewound; its new owner starts from the committed offset,
+    which is this record's."""
+    from confluent_kafka import KafkaException, TopicPartition
+
+    try:
+        consumer.commit(message=msg, asynchronous=False)
+    except KafkaException as error:
+        emit({"error": f"commit of partition {msg.partition()} offset {msg.offset()}: {error}"})
+        try:
+            consumer.seek(TopicPartition(msg.topic(), msg.partition(), msg.offset()))
+        except KafkaException as refused:
+            emit({"error": f"rewind of partition {msg.partition()} to {msg.offset()} after {error}: {refused}"})
+        return
+    emit({"p": msg.partition(), "o": msg.offset(), "v": msg.value().decode()})
 
 
 def run_confluent(bootstrap: str, topic: str, group: str) -> None:
@@ -47,7 +71,11 @@ def run_confluent(bootstrap: str, topic: str, group: str) -> None:
     def on_assign(c, partitions):
         emit({"assigned": sorted(tp.partition for tp in partitions)})
 
-    consumer.subscribe([topic], on_assign=on_assign)
+    # Reported for a failure's history only; the eager protocol revokes everything before a rejoin.
+    def on_revoke(c, partitions):
+        emit({"revoked": sorted(tp.partition for tp in partitions)})
+
+    consumer.subscribe([topic], on_assign=on_assign, on_revoke=on_revoke)
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
     while not stop:
@@ -57,8 +85,7 @@ def run_confluent(bootstrap: str, topic: str, group: str) -> None:
         if msg.error():
             emit({"error": str(msg.error())})
             continue
-        consumer.commit(message=msg, asynchronous=False)
-        emit({"p": msg.partition(), "o": msg.offset(), "v": msg.value().decode()})
+        claim(consumer, msg)
     consumer.close()
 
 
@@ -100,17 +127,13 @@ def run_confluent_consumer_protocol(bootstrap: str, topic: str, group: str, inst
         if msg.error():
             emit({"error": str(msg.error())})
             continue
-        try:
-            consumer.commit(message=msg, asynchronous=False)
-        except Exception as error:  # a commit from a stale epoch is refused; the record is not claimed
-            emit({"error": str(error)})
-            continue
-        emit({"p": msg.partition(), "o": msg.offset(), "v": msg.value().decode()})
+        claim(consumer, msg)
     consumer.close()
 
 
 def run_kafka_python(bootstrap: str, topic: str, group: str) -> None:
     from kafka import ConsumerRebalanceListener, KafkaConsumer
+    from kafka.errors import KafkaError
     from kafka.structs import OffsetAndMetadata
 
     class Listener(ConsumerRebalanceListener):
@@ -137,7 +160,16 @@ def run_kafka_python(bootstrap: str, topic: str, group: str) -> None:
         for tp, records in batches.items():
             for record in records:
                 # Only this record's successor: commit() alone would cover the whole polled batch.
-                consumer.commit({tp: OffsetAndMetadata(record.offset + 1, "", -1)})
+                try:
+                    consumer.commit({tp: OffsetAndMetadata(record.offset + 1, "", -1)})
+                except KafkaError as error:
+                    # As claim(): back to the unclaimed record, the rest of the batch dropped.
+                    emit({"error": f"commit of partition {tp.partition} offset {record.offset}: {error!r}"})
+                    try:
+                        consumer.seek(tp, record.offset)
+                    except (KafkaError, ValueError) as refused:
+                        emit({"error": f"rewind of partition {tp.partition} to {record.offset} after {error!r}: {refused!r}"})
+                    break
                 emit({"p": tp.partition, "o": record.offset, "v": record.value.decode()})
     consumer.close()
 
@@ -157,6 +189,8 @@ class Member:
         self.revocations: list[list[int]] = []
         self.records: list[tuple[int, int, str]] = []
         self.errors: list[str] = []
+        # Every report but records, with when it arrived: a failure explains itself from it.
+        self.timeline: list[tuple[float, dict]] = []
         self._lock = threading.Lock()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -165,6 +199,8 @@ class Member:
         for raw in iter(self.process.stdout.readline, b""):
             event = json.loads(raw)
             with self._lock:
+                if "v" not in event:
+                    self.timeline.append((time.monotonic(), event))
                 if "assigned" in event:
                     self.assignment = event["assigned"]
                     self.assignments.append(event["assigned"])
@@ -178,6 +214,19 @@ class Member:
     def snapshot(self) -> tuple[list[int] | None, list[tuple[int, int, str]]]:
         with self._lock:
             return self.assignment, list(self.records)
+
+    def history(self, since: float) -> str:
+        """What the member went through, for a failure message: its assignments, revocations and
+        errors in order (seconds since `since`), the last offset it claimed per partition, and
+        how its process ended if it did."""
+        with self._lock:
+            events = [f"{t - since:7.2f}s {json.dumps(e)}" for t, e in self.timeline]
+            last: dict[int, int] = {}
+            for p, o, _ in self.records:
+                last[p] = max(o, last.get(p, -1))
+        code = self.process.poll()
+        head = f"{self.client} pid {self.process.pid} " + ("running" if code is None else f"exited {code}")
+        return "\n".join([f"{head}; last claimed offset per partition {dict(sorted(last.items()))}", *events])
 
     def kill9(self) -> None:
         os.killpg(self.process.pid, signal.SIGKILL)
@@ -200,14 +249,26 @@ def seen_values(group: list[Member]) -> list[str]:
     return [v for m in group for (_, _, v) in m.snapshot()[1]]
 
 
-def wait_for_values(group: list[Member], expected: set[str], seconds: float = 60) -> None:
+STARTED = time.monotonic()
+
+
+def wait_for_values(
+    group: list[Member], expected: set[str], seconds: float = 60, explain: Callable[[set[str]], str] | None = None
+) -> None:
+    """Until every value in `expected` was claimed. On timeout the failure carries every member's
+    history and what `explain` says about the missing values (say, the group's committed offsets)."""
     # Imported here: this file also runs as the member process, which needs none of the suite.
     from support import Deadline
 
     deadline = Deadline(seconds, "every produced record to be consumed")
     while not expected <= set(seen_values(group)):
         missing = expected - set(seen_values(group))
-        deadline.check(f"({len(missing)} missing, e.g. {sorted(missing)[:3]})")
+        if deadline.expired():
+            report = [f"{len(missing)} missing, e.g. {sorted(missing)[:3]}"]
+            if explain is not None:
+                report.append(explain(missing))
+            report += [f"member {n}: {m.history(STARTED)}" for n, m in enumerate(group)]
+            deadline.check("\n".join(report))
         threading.Event().wait(0.1)
 
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 import struct
 
 import pytest
-from confluent_kafka import Consumer, KafkaException
+from confluent_kafka import ConsumerGroupTopicPartitions, Consumer, KafkaException
 
 import confluent_helpers as ck
 import kafka_wire as wire
 from group_member import Member, seen_values, wait_for_values
-from support import Deadline, unique_topic, value_for, wait_until
+from support import Deadline, index_of, unique_topic, value_for, wait_until
 from test_groups import once_group
 
 PARTITIONS = 6
@@ -45,6 +45,27 @@ def produce_round(broker, topic: str, round_no: int) -> set[str]:
     return expected
 
 
+def committed_offsets(broker, group: str) -> dict[int, int]:
+    client = ck.admin(broker)
+    request = [ConsumerGroupTopicPartitions(group)]
+    listed = client.list_consumer_group_offsets(request, request_timeout=20)[group].result(timeout=30)
+    return {tp.partition: tp.offset for tp in listed.topic_partitions}
+
+
+def explain_missing(broker, group: str):
+    """For a failure message: where each missing record sits (produce_round writes partition p's
+    records from index p * 100_000 into a fresh topic, so the index gives the offset) against
+    the group's committed offsets; a committed offset past a missing record means it was skipped."""
+
+    def explain(missing: set[str]) -> str:
+        where = sorted((index_of(v.encode()) // 100_000, index_of(v.encode()) % 100_000) for v in missing)
+        try:
+            committed = committed_offsets(broker, group)
+        except Exception as error:  # the report must not hide the timeout behind another failure
+            committed = f"unavailable: {error}"
+        return f"missing (partition, offset): {where[:10]}; committed offsets: {committed}"
+
+    return explain
 
 
 def wait_for_split(live: list[Member], partitions: int = PARTITIONS, seconds: float = 90) -> None:
@@ -96,7 +117,7 @@ def test_rolling_upgrade_then_downgrade_consumes_every_record_once(broker_factor
     wait_for_split(live)
     assert group_type(broker, group) == "CLASSIC"
     expected = produce_round(broker, topic, 0)
-    wait_for_values(members, expected, seconds=90)
+    wait_for_values(members, expected, seconds=90, explain=explain_missing(broker, group))
 
     round_no = 1
     # Upgrade: each classic member in turn gives way to a consumer-protocol one.
@@ -110,7 +131,7 @@ def test_rolling_upgrade_then_downgrade_consumes_every_record_once(broker_factor
         assert "Type: consumer\tState: " in once_group(broker, "describe", group)
         expected |= produce_round(broker, topic, round_no)
         round_no += 1
-        wait_for_values(members, expected, seconds=90)
+        wait_for_values(members, expected, seconds=90, explain=explain_missing(broker, group))
 
     # Downgrade: back to classic members; the group turns classic when the last consumer-protocol one leaves.
     for i in range(3):
@@ -122,7 +143,7 @@ def test_rolling_upgrade_then_downgrade_consumes_every_record_once(broker_factor
         wait_until(lambda: group_type(broker, group) == want, 30, f"the group {want} after {i + 1} classic member(s)")
         expected |= produce_round(broker, topic, round_no)
         round_no += 1
-        wait_for_values(members, expected, seconds=90)
+        wait_for_values(members, expected, seconds=90, explain=explain_missing(broker, group))
 
     assert_each_once(members, expected)
     assert not [e for m in members for e in m.errors if "Fatal" in e]
@@ -149,14 +170,14 @@ def test_kafka_python_members_inside_a_consumer_group_survive_a_restart(broker_f
     described = sorted(tp.partition for m in description.members for tp in m.assignment.topic_partitions)
     assert len(description.members) == 2 and described == list(range(PARTITIONS))
     expected = produce_round(broker, topic, 0)
-    wait_for_values(members, expected, seconds=90)
+    wait_for_values(members, expected, seconds=90, explain=explain_missing(broker, group))
 
     # The mixed group, its classic member included, comes back from __consumer_offsets.
     broker.kill9()
     broker.restart()
     wait_until(lambda: group_type(broker, group) == "CONSUMER", 60, "the consumer group back after the restart")
     expected |= produce_round(broker, topic, 1)
-    wait_for_values(members, expected, seconds=90)
+    wait_for_values(members, expected, seconds=90, explain=explain_missing(broker, group))
     wait_for_split([classic, modern])
     after = client.describe_consumer_groups([group], request_timeout=20)[group].result(timeout=30)
     assert {m.member_id for m in after.members} == {m.member_id for m in description.members}, "members kept their ids"
@@ -167,7 +188,7 @@ def test_kafka_python_members_inside_a_consumer_group_survive_a_restart(broker_f
     wait_until(lambda: group_type(broker, group) == "CLASSIC", 60, "the group classic again")
     wait_until(lambda: classic.snapshot()[0] == list(range(PARTITIONS)), 60, "the classic member taking every partition")
     expected |= produce_round(broker, topic, 2)
-    wait_for_values(members, expected, seconds=90)
+    wait_for_values(members, expected, seconds=90, explain=explain_missing(broker, group))
     assert_each_once(members, expected)
 
 
