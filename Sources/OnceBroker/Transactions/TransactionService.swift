@@ -396,7 +396,9 @@ final class TransactionService: Sendable {
                 throw error
             }
         }
-        if flushAlways && !outcome.actions.isEmpty { try await transactionLog.waitDurable(upTo: logEnd) }
+        // Also when this event wrote nothing: its answer may rest on an earlier change whose record
+        // is not durable yet (a retry after a failed sync finds its partitions already added).
+        if flushAlways { try await transactionLog.waitDurable(upTo: logEnd) }
         var remaining = pending
         if !remaining.isEmpty && crashBeforeMarkers {
             // Fault injection for tests: die the way a power cut would, between a durable prepare
@@ -441,9 +443,6 @@ final class TransactionService: Sendable {
             }
         }
         var pending = round.pending
-        // With no inter-broker client, markers for partitions led elsewhere cannot go out: the
-        // transaction stays prepared rather than completing without them.
-        if let remote = round.remote, peers == nil { pending += remote.partitions }
         if let remote = round.remote, let peers {
             for (partition, code) in await peers.write(remote) where !markerSettled(partition, code) {
                 logger.info("transaction marker to retry", metadata: [
