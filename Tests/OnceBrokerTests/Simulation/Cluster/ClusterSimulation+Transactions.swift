@@ -35,16 +35,12 @@ struct ClusterTransactionalClient {
 }
 
 extension ClusterSimulation {
-    /// The partitions a transaction may write. Without markers from broker to broker a
-    /// coordinator can only end a transaction on partitions its own broker leads, so until they
-    /// exist (`transactionsSpanBrokers` false) a transaction takes only partitions the
-    /// coordinator's broker led when it began; that one switch lifts the restriction.
-    func transactionPartitions(coordinator: Int32) -> [Int32] {
-        let all = Array(0..<options.partitions)
-        let eligible = options.transactionsSpanBrokers ? all : all.filter { leaderOf($0)?.node == coordinator }
-        guard !eligible.isEmpty else { return [] }
-        let count = min(eligible.count, Int.random(in: 1...2, using: &rng))
-        return Array(eligible.shuffled(using: &rng).prefix(count)).sorted()
+    /// The partitions a transaction writes: one or two of any, wherever they are led, so its
+    /// markers go from the coordinator's broker to the others and their leaders check its writes
+    /// with the coordinator (KIP-890).
+    func transactionPartitions() -> [Int32] {
+        let count = min(Int(options.partitions), Int.random(in: 1...2, using: &rng))
+        return Array(Array(0..<options.partitions).shuffled(using: &rng).prefix(count)).sorted()
     }
 
     func transactionalStep(_ index: Int) {
@@ -85,13 +81,7 @@ extension ClusterSimulation {
             return
         }
         guard var txn = c.open else {
-            let partitions = transactionPartitions(coordinator: coordinator)
-            guard !partitions.isEmpty else {
-                note("\(c.name): coordinator \(coordinator) leads no partition of \(Self.topic)")
-                leaders.removeAll()
-                c.coordinator = nil
-                return
-            }
+            let partitions = transactionPartitions()
             c.serial += 1
             let key = "\(c.name)/t\(c.serial)"
             c.open = .init(key: key, partitions: partitions, batches: Int.random(in: 1...3, using: &rng), commit: rng.chance(0.7))
@@ -214,28 +204,16 @@ extension ClusterSimulation {
     }
 
     /// Every transaction the coordinators hold has completed: none is left prepared or open
-    /// (the timeouts had time to abort any the clients left). Without markers from broker to
-    /// broker, a transaction one of whose partitions is now led by another broker than its
-    /// coordinator's cannot complete: that is counted as stranded, and its partitions are
-    /// exempt from the LSO check, instead of failing the seed; with `transactionsSpanBrokers`
-    /// every such transaction is an anomaly.
-    func checkTransactionsComplete() -> Set<Int32> {
-        var exempt: Set<Int32> = []
+    /// (the timeouts had time to abort any the clients left, and the markers for partitions led
+    /// by other brokers had time to reach them).
+    func checkTransactionsComplete() {
         for node in world.liveNodes {
             guard let broker = world.nodes[node]?.broker, broker.transactions.load.serving else { continue }
             for txn in broker.transactions.transactions where !txn.state.isCompleteForCheck {
                 let ledElsewhere = txn.partitions.filter { world.database.leases[$0]?.holder != node }
-                let detail = "transaction of \(txn.transactionalId) (producer \(txn.producerId) epoch \(txn.producerEpoch), partitions \(txn.partitions.sorted().map(\.description)), led elsewhere \(ledElsewhere.sorted().map(\.description))) still \(txn.state.name) on coordinator \(node) after the run"
-                if !options.transactionsSpanBrokers && !ledElsewhere.isEmpty {
-                    stranded += 1
-                    note("stranded: \(detail)")
-                    exempt.formUnion(txn.partitions.filter { $0.topic == Self.topic }.map(\.partition))
-                } else {
-                    anomalies.append(detail)
-                }
+                anomalies.append("transaction of \(txn.transactionalId) (producer \(txn.producerId) epoch \(txn.producerEpoch), partitions \(txn.partitions.sorted().map(\.description)), led elsewhere \(ledElsewhere.sorted().map(\.description))) still \(txn.state.name) on coordinator \(node) after the run")
             }
         }
-        return exempt
     }
 }
 
