@@ -58,6 +58,9 @@ final class SimulatedBrokerNetwork: @unchecked Sendable {
         var frames: InterBrokerFrames
         /// The last answer written: a broker answers a connection's requests in order.
         var answered: EventLoopFuture<Void>
+        /// Closed by its sender after a timeout, as production's connection is: what the target
+        /// answers on it afterwards reaches no one, and the next request opens a new one.
+        var closed = false
         init(loop: SimulatedEventLoop, clientId: String) {
             self.loop = loop
             frames = InterBrokerFrames(clientId: clientId)
@@ -123,9 +126,11 @@ final class SimulatedBrokerNetwork: @unchecked Sendable {
             }
             return
         }
+        let connection = self.connection(sender, to: owner, nodeId: nodeId, copy: false)
         reply.timer = scheduler.schedule(on: sender.loop.id, afterMs: sender.requestTimeoutMs) { [self] in
             guard reply.waiting else { return }
             counts.timedOut += 1
+            close(connection)
             reply.resume(.failure(InterBrokerError(
                 kind: .timedOut, description: "broker \(nodeId) did not answer within \(sender.requestTimeoutMs) ms")))
         }
@@ -133,7 +138,7 @@ final class SimulatedBrokerNetwork: @unchecked Sendable {
             counts.lostRequests += 1
             return
         }
-        deliver(request, version: version, from: sender, on: connection(sender, to: owner, nodeId: nodeId, copy: false), broker) { [self] answer in
+        deliver(request, version: version, from: sender, on: connection, broker) { [self] answer in
             if losesAnswer {
                 counts.lostAnswers += 1
                 return
@@ -147,8 +152,13 @@ final class SimulatedBrokerNetwork: @unchecked Sendable {
         }
         if duplicates {
             counts.duplicates += 1
-            deliver(request, version: version, from: sender, on: connection(sender, to: owner, nodeId: nodeId, copy: true), broker) { _ in }
+            deliver(request, version: version, from: sender, on: self.connection(sender, to: owner, nodeId: nodeId, copy: true), broker) { _ in }
         }
+    }
+
+    private func close(_ connection: Connection) {
+        connection.closed = true
+        connections = connections.filter { $0.value !== connection }
     }
 
     private func connection(_ sender: Transport, to owner: Int, nodeId: Int32, copy: Bool) -> Connection {
@@ -178,6 +188,7 @@ final class SimulatedBrokerNetwork: @unchecked Sendable {
             let inOrder = connection.answered.flatMap { handled }
             connection.answered = inOrder.map { _ in }.recover { _ in }
             inOrder.whenComplete { result in
+                guard !connection.closed else { return }
                 answered(Result {
                     guard var bytes = try result.get() else {
                         throw InterBrokerError(kind: .closed, description: "no answer to correlation id \(correlationId)")
