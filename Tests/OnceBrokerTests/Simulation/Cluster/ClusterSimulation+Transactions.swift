@@ -8,10 +8,13 @@ import OnceCore
 /// FindCoordinator for its transactional id, InitProducerId, AddPartitionsToTxn, Produce to each
 /// partition's leader, EndTxn; NOT_COORDINATOR and COORDINATOR_NOT_AVAILABLE send it back to
 /// FindCoordinator, COORDINATOR_LOAD_IN_PROGRESS and CONCURRENT_TRANSACTIONS make it retry, and a
-/// Produce follows the partition's leader as the idempotent producer does.
+/// Produce follows the partition's leader as the idempotent producer does. An instance speaking
+/// transactions V2 sends no AddPartitionsToTxn (Produce v12 adds each partition through its
+/// leader, which asks the coordinator wherever it is) and carries on with the epoch EndTxn v5 gives.
 struct ClusterTransactionalClient {
     let transactionalId: String
     var instance = 0
+    var v2 = false
     var coordinator: Int32?
     var producerId: Int64 = -1
     var epoch: Int16 = -1
@@ -31,7 +34,7 @@ struct ClusterTransactionalClient {
         var commitSent = false
     }
 
-    var name: String { "\(transactionalId)#\(instance)" }
+    var name: String { "\(transactionalId)#\(instance)\(v2 ? "v2" : "")" }
 }
 
 extension ClusterSimulation {
@@ -84,7 +87,8 @@ extension ClusterSimulation {
             let partitions = transactionPartitions()
             c.serial += 1
             let key = "\(c.name)/t\(c.serial)"
-            c.open = .init(key: key, partitions: partitions, batches: Int.random(in: 1...3, using: &rng), commit: rng.chance(0.7))
+            c.open = .init(
+                key: key, partitions: partitions, added: c.v2, batches: Int.random(in: 1...3, using: &rng), commit: rng.chance(0.7))
             events.append(.transactionBegan(
                 transaction: key, transactionalId: c.transactionalId, instance: c.name, producerId: c.producerId, epoch: c.epoch))
             return
@@ -130,7 +134,7 @@ extension ClusterSimulation {
                 isTransactional: true)
             var request = Self.produceRequest(partition: partition, batch: batch)
             request.transactionalId = c.transactionalId
-            guard let r = world.request(request, version: 9, to: leader.node, from: c.name, as: ProduceResponse.self) else {
+            guard let r = world.request(request, version: c.v2 ? 12 : 9, to: leader.node, from: c.name, as: ProduceResponse.self) else {
                 leaders[partition] = nil
                 return
             }
@@ -144,7 +148,7 @@ extension ClusterSimulation {
                 txn.pending = nil
                 txn.produced += 1
             case .notLeaderOrFollower, .fencedLeaderEpoch, .unknownLeaderEpoch, .requestTimedOut, .kafkaStorageError,
-                .unknownServerError, .notEnoughReplicas:
+                .unknownServerError, .notEnoughReplicas, .concurrentTransactions:
                 leaders[partition] = nil
             default:
                 // Abortable: the batch is given up with the transaction, as clients do.
@@ -162,7 +166,7 @@ extension ClusterSimulation {
         req.committed = txn.commit
         if txn.commit { txn.commitSent = true }
         c.open = txn
-        guard let r = world.request(req, version: 3, to: coordinator, from: c.name, as: EndTxnResponse.self) else {
+        guard let r = world.request(req, version: c.v2 ? 5 : 3, to: coordinator, from: c.name, as: EndTxnResponse.self) else {
             c.coordinator = nil
             return
         }
@@ -170,6 +174,14 @@ extension ClusterSimulation {
         if r.errorCode == 0 {
             events.append(.transactionEnded(transaction: txn.key, outcome: txn.commit ? .committed : .aborted))
             c.open = nil
+            if c.v2 {
+                // The end bumped the epoch (or moved to a new producer id); sequences restart.
+                c.producerId = r.producerId
+                c.epoch = r.producerEpoch
+                c.sequences = [:]
+                events.append(.producerInitialized(
+                    transactionalId: c.transactionalId, instance: c.name, producerId: r.producerId, epoch: r.producerEpoch))
+            }
         } else {
             coordinatorError(ErrorCode(r.errorCode), &c)
         }
@@ -190,7 +202,9 @@ extension ClusterSimulation {
                 events.append(.transactionEnded(transaction: txn.key, outcome: txn.commitSent ? .unknown : .aborted))
             }
             events.append(.fenced(transactionalId: c.transactionalId, instance: c.name, producerId: c.producerId, epoch: c.epoch))
-            c = ClusterTransactionalClient(transactionalId: c.transactionalId, instance: c.instance + 1, coordinator: c.coordinator, serial: 0)
+            c = ClusterTransactionalClient(
+                transactionalId: c.transactionalId, instance: c.instance + 1, v2: rng.chance(options.transactionsV2Share),
+                coordinator: c.coordinator, serial: 0)
         }
     }
 

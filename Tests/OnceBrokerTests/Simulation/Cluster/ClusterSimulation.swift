@@ -19,6 +19,8 @@ final class ClusterSimulation {
         /// Test-only defect: the database commits an append round whatever its lease says.
         var ignoresLeaseEpoch = false
         var transactionalIds = 2
+        /// The chance that a transactional producer instance speaks transactions V2.
+        var transactionsV2Share = 0.5
         /// Test-only defect: the network between the brokers answers every WriteTxnMarkers as
         /// written and delivers none (see `SimulatedBrokerNetwork.claimsMarkersWritten`).
         var claimsRemoteMarkersWritten = false
@@ -53,7 +55,11 @@ final class ClusterSimulation {
         world = ClusterWorld(seed: seed, recordsPicks: recordsPicks)
         world.database.ignoresLeaseEpoch = options.ignoresLeaseEpoch
         world.network.claimsMarkersWritten = options.claimsRemoteMarkersWritten
-        transactional = (0..<options.transactionalIds).map { ClusterTransactionalClient(transactionalId: "tx-\($0)") }
+        var rng = rng
+        transactional = (0..<options.transactionalIds).map {
+            ClusterTransactionalClient(transactionalId: "tx-\($0)", v2: rng.chance(options.transactionsV2Share))
+        }
+        self.rng = rng
     }
 
     /// Runs the seed and returns every anomaly found; empty means every invariant held.
