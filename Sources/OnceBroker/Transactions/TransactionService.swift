@@ -243,6 +243,10 @@ final class TransactionService: Sendable {
         transactionVersion: Int16 = 0, now: Int64
     ) async throws -> TransactionCoordinator.Failure? {
         var joining: [TopicPartitionKey] = []
+        // Where each joining partition's log ended when it joined: only an open transaction that
+        // began below it is an earlier one. The durability wait below lets a retry of this request
+        // be answered meanwhile and the producer append its batch there, which must stay.
+        var joinedAt: [TopicPartitionKey: Int64] = [:]
         let outcome = try await run(now: now) { c in
             let before = c.transactions[transactionalId]
             let outcome = c.addPartitionsReceived(
@@ -251,6 +255,7 @@ final class TransactionService: Sendable {
             if outcome.failure == nil {
                 let held = before?.state == .ongoing ? before?.partitions ?? [] : []
                 joining = partitions.filter { !held.contains($0) }
+                for key in joining { joinedAt[key] = storage.partition(topic: key.topic, partition: key.partition)?.logEndOffset }
             }
             return outcome
         }
@@ -264,8 +269,9 @@ final class TransactionService: Sendable {
         let markers: [WrittenMarker] = try coordinator.withLockedValue { _ in
             var markers: [WrittenMarker] = []
             for (key, partition) in tables {
-                guard let stale = partition.table.openTransactionsByProducer.first(where: { $0.producerId == producerId })
-                else { continue }
+                guard let stale = partition.table.openTransactionsByProducer.first(where: {
+                    $0.producerId == producerId && $0.firstOffset < joinedAt[key] ?? .max
+                }) else { continue }
                 logger.warning("aborting a transaction left open by a lost marker", metadata: [
                     "partition": "\(key)", "producer": "\(producerId)", "firstOffset": "\(stale.firstOffset)",
                 ])
