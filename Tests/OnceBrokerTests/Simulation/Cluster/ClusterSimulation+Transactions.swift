@@ -139,6 +139,7 @@ extension ClusterSimulation {
                 return
             }
             let answer = r.responses[0].partitionResponses[0]
+            note("\(c.name) Produce \(txn.key) to \(partition) at \(leader.node) epoch \(c.epoch) sequence \(sequence): \(ErrorCode(answer.errorCode)) \(answer.baseOffset)")
             switch ErrorCode(answer.errorCode) {
             case .none:
                 for (i, value) in values.enumerated() {

@@ -92,7 +92,8 @@ final class ClusterWorld: @unchecked Sendable {
         nodes[nodeId] = node
         var logger = Logger(label: "cluster-simulation")
         // ONCE_CLUSTER_SIMULATION_LOG=1 shows the brokers' warnings (with the node id), for a replay.
-        logger.logLevel = ProcessInfo.processInfo.environment["ONCE_CLUSTER_SIMULATION_LOG"] == "1" ? .warning : .critical
+        let level = ProcessInfo.processInfo.environment["ONCE_CLUSTER_SIMULATION_LOG"]
+        logger.logLevel = level == "1" ? .warning : level == "2" ? .debug : .critical
         logger[metadataKey: "node"] = "\(nodeId)"
         let cluster = DatabaseCluster(
             storage: storage, nodeId: nodeId, sessionTimeoutMs: Self.sessionTimeoutMs, logger: logger,
