@@ -48,7 +48,9 @@ final class TransactionPeers: Sendable {
             }
         }
         await withTaskGroup(of: [TopicPartitionKey: ErrorCode].self) { group in
-            for (leader, partitions) in byLeader {
+            // In node order: a dictionary's order differs between runs, and a simulated seed
+            // must start the requests in the same order to replay.
+            for (leader, partitions) in byLeader.sorted(by: { $0.key < $1.key }) {
                 group.addTask { await self.write(markers, partitions, to: leader) }
             }
             for await answered in group { codes.merge(answered) { _, new in new } }
