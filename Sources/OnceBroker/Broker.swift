@@ -37,6 +37,9 @@ public final class Broker: Sendable {
     /// The other brokers, for partitions and coordinators this broker does not hold; nil when it
     /// holds everything.
     let peers: TransactionPeers?
+    /// The connections to the other brokers this broker opened, which `BrokerService` closes at
+    /// shutdown; nil when it needs none or its runtime brought the transport.
+    let interBrokerClient: InterBrokerClient?
 
     /// Reads the durable producer-id reservation; throws if storage cannot be read.
     public init(
@@ -79,7 +82,10 @@ public final class Broker: Sendable {
         transactionConfig.idExpirationMs = config.transactionalIdExpirationMs
         // A cluster whose leadership moves has partitions led elsewhere: markers and KIP-890
         // checks for those go to the other brokers over the inter-broker listener.
-        if self.cluster.announcesLeadership, let listener = config.interBrokerListener {
+        if self.cluster.announcesLeadership, let transport = runtime.interBroker {
+            self.interBrokerClient = nil
+            self.peers = TransactionPeers(transport: transport, cluster: self.cluster, logger: logger)
+        } else if self.cluster.announcesLeadership, let listener = config.interBrokerListener {
             let client = InterBrokerClient(
                 settings: InterBrokerClient.Settings(
                     listenerName: listener.name, clientId: "once-broker-\(config.nodeId)",
@@ -89,8 +95,10 @@ public final class Broker: Sendable {
                     },
                     tls: try listener.securityProtocol.usesTLS ? InterBrokerTLS(config) : nil),
                 cluster: self.cluster, group: MultiThreadedEventLoopGroup.singleton)
-            self.peers = TransactionPeers(client: client, cluster: self.cluster, logger: logger)
+            self.interBrokerClient = client
+            self.peers = TransactionPeers(transport: client, cluster: self.cluster, logger: logger)
         } else {
+            self.interBrokerClient = nil
             self.peers = nil
         }
         self.transactions = try TransactionService(

@@ -109,7 +109,7 @@ public struct BrokerService: Service {
             throw error
         }
         await heartbeat?.stop()
-        broker.peers?.client.shutdown()
+        broker.interBrokerClient?.shutdown()
         databaseCluster?.deregister()
         broker.producers.snapshotAll()
         broker.snapshotCoordinators()

@@ -12,8 +12,8 @@ struct TransactionPeersTests {
     func markersPerLeader() async throws {
         let peer = try await FakePeer.start(.answer)
         let cluster = PeerCluster(peer: peer.address, ledByPeer: [TopicPartitionKey("orders", 0), TopicPartitionKey("orders", 3)])
-        let peers = Self.peers(cluster)
-        defer { peers.client.shutdown() }
+        let (peers, client) = Self.peers(cluster)
+        defer { client.shutdown() }
         let codes = await peers.write(TransactionPeers.Markers(
             producerId: 9, producerEpoch: 2, commit: true, coordinatorEpoch: 4, transactionVersion: 0,
             partitions: [TopicPartitionKey("orders", 0), TopicPartitionKey("orders", 3), TopicPartitionKey("orders", 5)]))
@@ -31,8 +31,8 @@ struct TransactionPeersTests {
     func silentLeader() async throws {
         let peer = try await FakePeer.start(.silent)
         let partition = TopicPartitionKey("orders", 1)
-        let peers = Self.peers(PeerCluster(peer: peer.address, ledByPeer: [partition]), timeout: .milliseconds(200))
-        defer { peers.client.shutdown() }
+        let (peers, client) = Self.peers(PeerCluster(peer: peer.address, ledByPeer: [partition]), timeout: .milliseconds(200))
+        defer { client.shutdown() }
         let codes = await peers.write(TransactionPeers.Markers(
             producerId: 9, producerEpoch: 2, commit: false, coordinatorEpoch: 0, transactionVersion: 2,
             partitions: [partition]))
@@ -60,11 +60,11 @@ struct TransactionPeersTests {
         #expect(Broker.produceVerificationCode(.none, version: 9) == .none)
     }
 
-    static func peers(_ cluster: PeerCluster, timeout: TimeAmount = .seconds(30)) -> TransactionPeers {
+    static func peers(_ cluster: PeerCluster, timeout: TimeAmount = .seconds(30)) -> (TransactionPeers, InterBrokerClient) {
         var settings = InterBrokerClient.Settings(listenerName: "PLAINTEXT", clientId: "once-broker-1")
         settings.requestTimeout = timeout
         let client = InterBrokerClient(settings: settings, cluster: cluster, group: MultiThreadedEventLoopGroup.singleton)
-        return TransactionPeers(client: client, cluster: cluster, logger: Logger(label: "test"))
+        return (TransactionPeers(transport: client, cluster: cluster, logger: Logger(label: "test")), client)
     }
 }
 

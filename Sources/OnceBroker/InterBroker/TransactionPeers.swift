@@ -15,12 +15,12 @@ final class TransactionPeers: Sendable {
     static let writeTxnMarkersVersion: Int16 = 2
     static let addPartitionsToTxnVersion: Int16 = 5
 
-    let client: InterBrokerClient
+    let transport: any InterBrokerTransport
     let cluster: any ClusterView
     private let logger: Logger
 
-    init(client: InterBrokerClient, cluster: any ClusterView, logger: Logger) {
-        self.client = client
+    init(transport: any InterBrokerTransport, cluster: any ClusterView, logger: Logger) {
+        self.transport = transport
         self.cluster = cluster
         self.logger = logger
     }
@@ -48,7 +48,9 @@ final class TransactionPeers: Sendable {
             }
         }
         await withTaskGroup(of: [TopicPartitionKey: ErrorCode].self) { group in
-            for (leader, partitions) in byLeader {
+            // In node order: a dictionary's order differs between runs, and a simulated seed
+            // must start the requests in the same order to replay.
+            for (leader, partitions) in byLeader.sorted(by: { $0.key < $1.key }) {
                 group.addTask { await self.write(markers, partitions, to: leader) }
             }
             for await answered in group { codes.merge(answered) { _, new in new } }
@@ -73,22 +75,17 @@ final class TransactionPeers: Sendable {
         }
         var request = WriteTxnMarkersRequest()
         request.markers = [marker]
-        do {
-            let response = try await client.send(request, version: Self.writeTxnMarkersVersion, to: leader)
+        return await ask(
+            request, version: Self.writeTxnMarkersVersion, to: leader, for: partitions,
+            unanswered: "transaction markers not delivered", ["producer": "\(markers.producerId)"]
+        ) { response in
             var codes: [TopicPartitionKey: ErrorCode] = [:]
             for result in response.markers where result.producerId == markers.producerId {
                 for topic in result.topics {
                     for p in topic.partitions { codes[TopicPartitionKey(topic.name, p.partitionIndex)] = ErrorCode(p.errorCode) }
                 }
             }
-            // A partition the answer left out was not written.
-            for partition in partitions where codes[partition] == nil { codes[partition] = .unknownServerError }
             return codes
-        } catch {
-            logger.log(level: Self.level(error), "transaction markers not delivered", metadata: [
-                "broker": "\(leader)", "producer": "\(markers.producerId)", "error": "\(error)",
-            ])
-            return Dictionary(uniqueKeysWithValues: partitions.map { ($0, ErrorCode.networkException) })
         }
     }
 
@@ -113,8 +110,11 @@ final class TransactionPeers: Sendable {
         }
         var request = AddPartitionsToTxnRequest()
         request.transactions = [txn]
-        do {
-            let response = try await client.send(request, version: Self.addPartitionsToTxnVersion, to: coordinator)
+        return await ask(
+            request, version: Self.addPartitionsToTxnVersion, to: coordinator, for: partitions,
+            unanswered: "transaction coordinator not reached", ["transactionalId": "\(transactionalId)"]
+        ) { response in
+            // A top-level code (CLUSTER_AUTHORIZATION_FAILED) answers for every partition.
             if response.errorCode != ErrorCode.none.rawValue {
                 return Dictionary(uniqueKeysWithValues: partitions.map { ($0, ErrorCode(response.errorCode)) })
             }
@@ -126,12 +126,26 @@ final class TransactionPeers: Sendable {
                     }
                 }
             }
-            for partition in partitions where codes[partition] == nil { codes[partition] = .unknownServerError }
             return codes
+        }
+    }
+
+    /// One request to one broker about `partitions`, answered per partition: what `codes` reads
+    /// from the response, UNKNOWN_SERVER_ERROR for a partition the answer left out (it was not
+    /// acted on), NETWORK_EXCEPTION for each when no answer came.
+    private func ask<R: KafkaRequest>(
+        _ request: R, version: Int16, to node: Int32, for partitions: [TopicPartitionKey],
+        unanswered message: Logger.Message, _ metadata: Logger.Metadata,
+        codes: (R.Response) -> [TopicPartitionKey: ErrorCode]
+    ) async -> [TopicPartitionKey: ErrorCode] {
+        do {
+            var answered = codes(try await transport.send(request, version: version, to: node))
+            for partition in partitions where answered[partition] == nil { answered[partition] = .unknownServerError }
+            return answered
         } catch {
-            logger.log(level: Self.level(error), "transaction coordinator not reached", metadata: [
-                "broker": "\(coordinator)", "transactionalId": "\(transactionalId)", "error": "\(error)",
-            ])
+            logger.log(
+                level: Self.level(error), message,
+                metadata: metadata.merging(["broker": "\(node)", "error": "\(error)"]) { _, new in new })
             return Dictionary(uniqueKeysWithValues: partitions.map { ($0, ErrorCode.networkException) })
         }
     }

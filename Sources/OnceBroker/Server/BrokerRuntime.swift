@@ -46,6 +46,10 @@ public struct BrokerRuntime: Sendable {
     /// One thread for topic creation and deletion: one at a time, which also makes the
     /// broker-wide partition limit exact.
     public var administration: BlockingIO
+    /// How requests reach the other brokers of a cluster. Nil in production: the broker opens its
+    /// `InterBrokerClient` over the inter-broker listener. The cluster simulator passes its
+    /// simulated network between the brokers.
+    var interBroker: (any InterBrokerTransport)?
 
     public init(
         clock: @escaping @Sendable () -> Int64 = { Clock.nowMilliseconds() }, random: RandomSource = .system,

@@ -246,6 +246,10 @@ final class TransactionService: Sendable {
         transactionVersion: Int16 = 0, now: Int64
     ) async throws -> TransactionCoordinator.Failure? {
         var joining: [TopicPartitionKey] = []
+        // Where each joining partition's log ended when it joined: only an open transaction that
+        // began below it is an earlier one. The durability wait below lets a retry of this request
+        // be answered meanwhile and the producer append its batch there, which must stay.
+        var joinedAt: [TopicPartitionKey: Int64] = [:]
         let outcome = try await run(now: now) { c in
             let before = c.transactions[transactionalId]
             let outcome = c.addPartitionsReceived(
@@ -254,6 +258,7 @@ final class TransactionService: Sendable {
             if outcome.failure == nil {
                 let held = before?.state == .ongoing ? before?.partitions ?? [] : []
                 joining = partitions.filter { !held.contains($0) }
+                for key in joining { joinedAt[key] = storage.partition(topic: key.topic, partition: key.partition)?.logEndOffset }
             }
             return outcome
         }
@@ -267,8 +272,9 @@ final class TransactionService: Sendable {
         let markers: [WrittenMarker] = try coordinator.withLockedValue { _ in
             var markers: [WrittenMarker] = []
             for (key, partition) in tables {
-                guard let stale = partition.table.openTransactionsByProducer.first(where: { $0.producerId == producerId })
-                else { continue }
+                guard let stale = partition.table.openTransactionsByProducer.first(where: {
+                    $0.producerId == producerId && $0.firstOffset < joinedAt[key] ?? .max
+                }) else { continue }
                 logger.warning("aborting a transaction left open by a lost marker", metadata: [
                     "partition": "\(key)", "producer": "\(producerId)", "firstOffset": "\(stale.firstOffset)",
                 ])
@@ -399,7 +405,9 @@ final class TransactionService: Sendable {
                 throw error
             }
         }
-        if flushAlways && !outcome.actions.isEmpty { try await transactionLog.waitDurable(upTo: logEnd) }
+        // Also when this event wrote nothing: its answer may rest on an earlier change whose record
+        // is not durable yet (a retry after a failed sync finds its partitions already added).
+        if flushAlways { try await transactionLog.waitDurable(upTo: logEnd) }
         var remaining = pending
         if !remaining.isEmpty && crashBeforeMarkers {
             // Fault injection for tests: die the way a power cut would, between a durable prepare
@@ -462,9 +470,6 @@ final class TransactionService: Sendable {
     private func deliver(_ round: MarkerRound?) async throws -> [TopicPartitionKey] {
         guard let round else { return [] }
         var pending = try await settleLocal(round)
-        // With no inter-broker client, markers for partitions led elsewhere cannot go out: the
-        // transaction stays prepared rather than completing without them.
-        if let remote = round.remote, peers == nil { pending += remote.partitions }
         if let remote = round.remote, let peers {
             for (partition, code) in await peers.write(remote) where !markerSettled(partition, code) {
                 logger.info("transaction marker to retry", metadata: [

@@ -8,10 +8,13 @@ import OnceCore
 /// FindCoordinator for its transactional id, InitProducerId, AddPartitionsToTxn, Produce to each
 /// partition's leader, EndTxn; NOT_COORDINATOR and COORDINATOR_NOT_AVAILABLE send it back to
 /// FindCoordinator, COORDINATOR_LOAD_IN_PROGRESS and CONCURRENT_TRANSACTIONS make it retry, and a
-/// Produce follows the partition's leader as the idempotent producer does.
+/// Produce follows the partition's leader as the idempotent producer does. An instance speaking
+/// transactions V2 sends no AddPartitionsToTxn (Produce v12 adds each partition through its
+/// leader, which asks the coordinator wherever it is) and carries on with the epoch EndTxn v5 gives.
 struct ClusterTransactionalClient {
     let transactionalId: String
     var instance = 0
+    var v2 = false
     var coordinator: Int32?
     var producerId: Int64 = -1
     var epoch: Int16 = -1
@@ -31,20 +34,16 @@ struct ClusterTransactionalClient {
         var commitSent = false
     }
 
-    var name: String { "\(transactionalId)#\(instance)" }
+    var name: String { "\(transactionalId)#\(instance)\(v2 ? "v2" : "")" }
 }
 
 extension ClusterSimulation {
-    /// The partitions a transaction may write. Without markers from broker to broker a
-    /// coordinator can only end a transaction on partitions its own broker leads, so until they
-    /// exist (`transactionsSpanBrokers` false) a transaction takes only partitions the
-    /// coordinator's broker led when it began; that one switch lifts the restriction.
-    func transactionPartitions(coordinator: Int32) -> [Int32] {
-        let all = Array(0..<options.partitions)
-        let eligible = options.transactionsSpanBrokers ? all : all.filter { leaderOf($0)?.node == coordinator }
-        guard !eligible.isEmpty else { return [] }
-        let count = min(eligible.count, Int.random(in: 1...2, using: &rng))
-        return Array(eligible.shuffled(using: &rng).prefix(count)).sorted()
+    /// The partitions a transaction writes: one or two of any, wherever they are led, so its
+    /// markers go from the coordinator's broker to the others and their leaders check its writes
+    /// with the coordinator (KIP-890).
+    func transactionPartitions() -> [Int32] {
+        let count = min(Int(options.partitions), Int.random(in: 1...2, using: &rng))
+        return Array(Array(0..<options.partitions).shuffled(using: &rng).prefix(count)).sorted()
     }
 
     func transactionalStep(_ index: Int) {
@@ -85,16 +84,11 @@ extension ClusterSimulation {
             return
         }
         guard var txn = c.open else {
-            let partitions = transactionPartitions(coordinator: coordinator)
-            guard !partitions.isEmpty else {
-                note("\(c.name): coordinator \(coordinator) leads no partition of \(Self.topic)")
-                leaders.removeAll()
-                c.coordinator = nil
-                return
-            }
+            let partitions = transactionPartitions()
             c.serial += 1
             let key = "\(c.name)/t\(c.serial)"
-            c.open = .init(key: key, partitions: partitions, batches: Int.random(in: 1...3, using: &rng), commit: rng.chance(0.7))
+            c.open = .init(
+                key: key, partitions: partitions, added: c.v2, batches: Int.random(in: 1...3, using: &rng), commit: rng.chance(0.7))
             events.append(.transactionBegan(
                 transaction: key, transactionalId: c.transactionalId, instance: c.name, producerId: c.producerId, epoch: c.epoch))
             return
@@ -140,11 +134,12 @@ extension ClusterSimulation {
                 isTransactional: true)
             var request = Self.produceRequest(partition: partition, batch: batch)
             request.transactionalId = c.transactionalId
-            guard let r = world.request(request, version: 9, to: leader.node, from: c.name, as: ProduceResponse.self) else {
+            guard let r = world.request(request, version: c.v2 ? 12 : 9, to: leader.node, from: c.name, as: ProduceResponse.self) else {
                 leaders[partition] = nil
                 return
             }
             let answer = r.responses[0].partitionResponses[0]
+            note("\(c.name) Produce \(txn.key) to \(partition) at \(leader.node) epoch \(c.epoch) sequence \(sequence): \(ErrorCode(answer.errorCode)) \(answer.baseOffset)")
             switch ErrorCode(answer.errorCode) {
             case .none:
                 for (i, value) in values.enumerated() {
@@ -154,7 +149,7 @@ extension ClusterSimulation {
                 txn.pending = nil
                 txn.produced += 1
             case .notLeaderOrFollower, .fencedLeaderEpoch, .unknownLeaderEpoch, .requestTimedOut, .kafkaStorageError,
-                .unknownServerError, .notEnoughReplicas:
+                .unknownServerError, .notEnoughReplicas, .concurrentTransactions:
                 leaders[partition] = nil
             default:
                 // Abortable: the batch is given up with the transaction, as clients do.
@@ -172,7 +167,7 @@ extension ClusterSimulation {
         req.committed = txn.commit
         if txn.commit { txn.commitSent = true }
         c.open = txn
-        guard let r = world.request(req, version: 3, to: coordinator, from: c.name, as: EndTxnResponse.self) else {
+        guard let r = world.request(req, version: c.v2 ? 5 : 3, to: coordinator, from: c.name, as: EndTxnResponse.self) else {
             c.coordinator = nil
             return
         }
@@ -180,6 +175,14 @@ extension ClusterSimulation {
         if r.errorCode == 0 {
             events.append(.transactionEnded(transaction: txn.key, outcome: txn.commit ? .committed : .aborted))
             c.open = nil
+            if c.v2 {
+                // The end bumped the epoch (or moved to a new producer id); sequences restart.
+                c.producerId = r.producerId
+                c.epoch = r.producerEpoch
+                c.sequences = [:]
+                events.append(.producerInitialized(
+                    transactionalId: c.transactionalId, instance: c.name, producerId: r.producerId, epoch: r.producerEpoch))
+            }
         } else {
             coordinatorError(ErrorCode(r.errorCode), &c)
         }
@@ -200,7 +203,9 @@ extension ClusterSimulation {
                 events.append(.transactionEnded(transaction: txn.key, outcome: txn.commitSent ? .unknown : .aborted))
             }
             events.append(.fenced(transactionalId: c.transactionalId, instance: c.name, producerId: c.producerId, epoch: c.epoch))
-            c = ClusterTransactionalClient(transactionalId: c.transactionalId, instance: c.instance + 1, coordinator: c.coordinator, serial: 0)
+            c = ClusterTransactionalClient(
+                transactionalId: c.transactionalId, instance: c.instance + 1, v2: rng.chance(options.transactionsV2Share),
+                coordinator: c.coordinator, serial: 0)
         }
     }
 
@@ -214,28 +219,16 @@ extension ClusterSimulation {
     }
 
     /// Every transaction the coordinators hold has completed: none is left prepared or open
-    /// (the timeouts had time to abort any the clients left). Without markers from broker to
-    /// broker, a transaction one of whose partitions is now led by another broker than its
-    /// coordinator's cannot complete: that is counted as stranded, and its partitions are
-    /// exempt from the LSO check, instead of failing the seed; with `transactionsSpanBrokers`
-    /// every such transaction is an anomaly.
-    func checkTransactionsComplete() -> Set<Int32> {
-        var exempt: Set<Int32> = []
+    /// (the timeouts had time to abort any the clients left, and the markers for partitions led
+    /// by other brokers had time to reach them).
+    func checkTransactionsComplete() {
         for node in world.liveNodes {
             guard let broker = world.nodes[node]?.broker, broker.transactions.load.serving else { continue }
             for txn in broker.transactions.transactions where !txn.state.isCompleteForCheck {
                 let ledElsewhere = txn.partitions.filter { world.database.leases[$0]?.holder != node }
-                let detail = "transaction of \(txn.transactionalId) (producer \(txn.producerId) epoch \(txn.producerEpoch), partitions \(txn.partitions.sorted().map(\.description)), led elsewhere \(ledElsewhere.sorted().map(\.description))) still \(txn.state.name) on coordinator \(node) after the run"
-                if !options.transactionsSpanBrokers && !ledElsewhere.isEmpty {
-                    stranded += 1
-                    note("stranded: \(detail)")
-                    exempt.formUnion(txn.partitions.filter { $0.topic == Self.topic }.map(\.partition))
-                } else {
-                    anomalies.append(detail)
-                }
+                anomalies.append("transaction of \(txn.transactionalId) (producer \(txn.producerId) epoch \(txn.producerEpoch), partitions \(txn.partitions.sorted().map(\.description)), led elsewhere \(ledElsewhere.sorted().map(\.description))) still \(txn.state.name) on coordinator \(node) after the run")
             }
         }
-        return exempt
     }
 }
 

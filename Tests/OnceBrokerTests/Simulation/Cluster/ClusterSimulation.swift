@@ -19,9 +19,11 @@ final class ClusterSimulation {
         /// Test-only defect: the database commits an append round whatever its lease says.
         var ignoresLeaseEpoch = false
         var transactionalIds = 2
-        /// Whether a transaction may write partitions led by brokers other than its coordinator's
-        /// (see `transactionPartitions`).
-        var transactionsSpanBrokers = false
+        /// The chance that a transactional producer instance speaks transactions V2.
+        var transactionsV2Share = 0.5
+        /// Test-only defect: the network between the brokers answers every WriteTxnMarkers as
+        /// written and delivers none (see `SimulatedBrokerNetwork.claimsMarkersWritten`).
+        var claimsRemoteMarkersWritten = false
     }
 
     static let transactionTimeoutMs: Int64 = 10_000
@@ -45,8 +47,6 @@ final class ClusterSimulation {
     private var down: [Int32: Int] = [:]
     private(set) var trace: [String] = []
     private(set) var leaderChanges = 0
-    /// Transactions left prepared because a partition of theirs is led away from their coordinator.
-    var stranded = 0
 
     init(seed: UInt64, options: Options = Options(), recordsPicks: Bool = false) {
         self.seed = seed
@@ -54,7 +54,12 @@ final class ClusterSimulation {
         rng = SplitMix64(seed: seed)
         world = ClusterWorld(seed: seed, recordsPicks: recordsPicks)
         world.database.ignoresLeaseEpoch = options.ignoresLeaseEpoch
-        transactional = (0..<options.transactionalIds).map { ClusterTransactionalClient(transactionalId: "tx-\($0)") }
+        world.network.claimsMarkersWritten = options.claimsRemoteMarkersWritten
+        var rng = rng
+        transactional = (0..<options.transactionalIds).map {
+            ClusterTransactionalClient(transactionalId: "tx-\($0)", v2: rng.chance(options.transactionsV2Share))
+        }
+        self.rng = rng
     }
 
     /// Runs the seed and returns every anomaly found; empty means every invariant held.
@@ -313,7 +318,7 @@ final class ClusterSimulation {
         // coordinators' timeouts to abort what the clients left open.
         world.pass(ms: 3 * ClusterWorld.sessionTimeoutMs + Self.transactionTimeoutMs)
         abandonOpenTransactions()
-        let exempt = checkTransactionsComplete()
+        checkTransactionsComplete()
         checkLeadershipViews()
         leaders.removeAll()
         for partition in 0..<options.partitions {
@@ -332,7 +337,7 @@ final class ClusterSimulation {
                     events.append(.recordRead(reader: "reader", topic: Self.topic, partition: partition, offset: record.offset, record: record.value))
                 }
                 if page.next <= from && from >= page.end {
-                    if page.end < page.highWatermark && !exempt.contains(partition) {
+                    if page.end < page.highWatermark {
                         anomalies.append("partition \(partition): LSO \(page.end) stays below the high watermark \(page.highWatermark) after every transaction ended; \(openTransactions(partition))")
                     }
                     events.append(.readerReachedEnd(reader: "reader", topic: Self.topic, partition: partition, position: from))
@@ -414,6 +419,6 @@ final class ClusterSimulation {
     }
 
     var summary: String {
-        "crashes \(world.crashes), pauses \(world.pauses), departures \(world.handOffs), takeovers \(world.database.leaseTakeovers), lost answers \(world.database.lostAnswers), stranded transactions \(stranded), leader changes seen \(leaderChanges), acknowledged \(acked.count)"
+        "crashes \(world.crashes), pauses \(world.pauses), departures \(world.handOffs), takeovers \(world.database.leaseTakeovers), lost answers \(world.database.lostAnswers), leader changes seen \(leaderChanges), acknowledged \(acked.count); between brokers: \(world.network.counts)"
     }
 }

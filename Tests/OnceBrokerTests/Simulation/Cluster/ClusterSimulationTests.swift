@@ -20,6 +20,7 @@ import Testing
         options.steps = Self.steps
         var failures: [String] = []
         var totals = (takeovers: 0, crashes: 0, pauses: 0, lostAnswers: 0, acked: 0)
+        var network = SimulatedBrokerNetwork.Counts()
         for seed in Self.seeds {
             let simulation = ClusterSimulation(seed: seed, options: options)
             let anomalies = try simulation.run()
@@ -28,6 +29,7 @@ import Testing
             totals.pauses += simulation.world.pauses
             totals.lostAnswers += simulation.world.database.lostAnswers
             totals.acked += simulation.acknowledged
+            network += simulation.world.network.counts
             if Self.environment["ONCE_CLUSTER_SIMULATION_SEED"] != nil {
                 print(simulation.trace.joined(separator: "\n"))
                 print(simulation.world.leadershipChanges.joined(separator: "\n"))
@@ -40,11 +42,15 @@ import Testing
                         + "  replay: ONCE_CLUSTER_SIMULATION_SEED=\(seed) ONCE_CLUSTER_SIMULATION_STEPS=\(Self.steps) swift test --filter ClusterSimulationTests")
             }
         }
-        print("cluster simulation: \(Self.seeds.count) seeds, \(totals)")
+        print("cluster simulation: \(Self.seeds.count) seeds, \(totals); between brokers: \(network)")
         #expect(failures.isEmpty, "\(failures.count) seeds failed:\n\(failures.prefix(10).joined(separator: "\n"))")
         // A run that moved no lease and hit no fault proved nothing about failover.
         if Self.seeds.count >= 20 {
             #expect(totals.takeovers > 0 && totals.crashes > 0 && totals.pauses > 0 && totals.lostAnswers > 0 && totals.acked > 0)
+            // Nor one whose brokers never sent each other markers and checks through every fault.
+            #expect(network.markerRequests > 0 && network.checkRequests > 0 && network.refused > 0)
+            #expect(network.lostRequests > 0 && network.lostAnswers > 0 && network.duplicates > 0)
+            #expect(network.delayed > 0 && network.timedOut > 0)
         }
     }
 
@@ -88,5 +94,39 @@ import Testing
         #expect(caught > 0)
         // Not only the database's ledger: acknowledged records lost or duplicated in the log.
         #expect(seenByClients > 0)
+    }
+
+    /// With the network answering every WriteTxnMarkers as written and delivering none, a
+    /// coordinator completes transactions whose markers never reached the partitions led
+    /// elsewhere: the checker must say so.
+    @Test func aMarkerClaimedWrittenIsCaught() throws {
+        var options = ClusterSimulation.Options()
+        options.claimsRemoteMarkersWritten = true
+        var caught = 0
+        for seed in UInt64(1)...50 {
+            let simulation = ClusterSimulation(seed: seed, options: options)
+            let anomalies = try simulation.run()
+            if !anomalies.isEmpty {
+                caught += 1
+                if Self.environment["ONCE_CLUSTER_SIMULATION_TRACE"] != nil {
+                    print("seed \(seed): \(anomalies.prefix(3).joined(separator: " | "))")
+                }
+            }
+        }
+        print("markers claimed written: \(caught) of 50 seeds caught")
+        #expect(caught > 0)
+    }
+}
+
+extension SimulatedBrokerNetwork.Counts {
+    static func += (total: inout Self, run: Self) {
+        total.markerRequests += run.markerRequests
+        total.checkRequests += run.checkRequests
+        total.refused += run.refused
+        total.lostRequests += run.lostRequests
+        total.lostAnswers += run.lostAnswers
+        total.duplicates += run.duplicates
+        total.delayed += run.delayed
+        total.timedOut += run.timedOut
     }
 }

@@ -21,6 +21,8 @@ final class ClusterWorld: @unchecked Sendable {
     let clock = SimulatedClock()
     let database: SimulatedDatabase
     let scheduler: SimulatedScheduler
+    /// What the brokers send each other: markers to partition leaders, KIP-890 checks to the coordinator.
+    let network: SimulatedBrokerNetwork
     private var rng: SplitMix64
     private let random: RandomSource
 
@@ -61,6 +63,11 @@ final class ClusterWorld: @unchecked Sendable {
         scheduler = SimulatedScheduler(seed: rng.next(), clock: clock)
         scheduler.recordsPicks = recordsPicks
         clientLoop = scheduler.makeLoop(owner: 0)
+        network = SimulatedBrokerNetwork(scheduler: scheduler, seed: seed)
+        network.target = { [unowned self] nodeId in
+            guard let node = nodes[nodeId], node.alive, let broker = node.broker else { return nil }
+            return (node.owner, broker)
+        }
     }
 
     /// Creates topics as an operator does before the brokers serve (its leases go to no one yet:
@@ -85,7 +92,8 @@ final class ClusterWorld: @unchecked Sendable {
         nodes[nodeId] = node
         var logger = Logger(label: "cluster-simulation")
         // ONCE_CLUSTER_SIMULATION_LOG=1 shows the brokers' warnings (with the node id), for a replay.
-        logger.logLevel = ProcessInfo.processInfo.environment["ONCE_CLUSTER_SIMULATION_LOG"] == "1" ? .warning : .critical
+        let level = ProcessInfo.processInfo.environment["ONCE_CLUSTER_SIMULATION_LOG"]
+        logger.logLevel = level == "1" ? .warning : level == "2" ? .debug : .critical
         logger[metadataKey: "node"] = "\(nodeId)"
         let cluster = DatabaseCluster(
             storage: storage, nodeId: nodeId, sessionTimeoutMs: Self.sessionTimeoutMs, logger: logger,
@@ -99,15 +107,18 @@ final class ClusterWorld: @unchecked Sendable {
         config.nodeId = nodeId
         config.autoCreateTopics = false
         config.groupConsumerMigrationPolicy = .upgrade
-        // No inter-broker client: the simulated network carries the clients' requests only, so
-        // transactions stay on their coordinator's broker (`transactionsSpanBrokers` off), and a
-        // marker for a partition that moved keeps its transaction prepared ("stranded").
-        config.interBrokerListenerName = "none"
+        // As long as the clients wait for an answer: a coordinator or leader that is away fails
+        // a request to it within one client request, not after Kafka's 30 s.
+        config.interBrokerRequestTimeoutMs = Self.requestTimeoutMs
         // Everything the broker waits on runs on the scheduler, owned by this broker's process: its
-        // timers (a marker retry's backoff) on its engine loop, its blocking work inline.
-        let runtime = BrokerRuntime(
+        // timers (a marker retry's backoff) on its engine loop, its blocking work inline, its
+        // requests to the other brokers over the simulated network.
+        var processRuntime = BrokerRuntime(
             clock: { clock.now }, random: random, taskExecutor: scheduler.lane(owner: owner),
             timers: ProcessTimers(loop: engineLoop), io: .inline, administration: .inline)
+        processRuntime.interBroker = network.transport(
+            from: nodeId, owner: owner, loop: engineLoop, requestTimeoutMs: config.interBrokerRequestTimeoutMs)
+        let runtime = processRuntime
         let outcome = NIOLockedValueBox<Result<Broker, any Error>?>(nil)
         runtime.task(on: engineLoop) { [config, logger] in
             try await cluster.register(advertised: Self.listeners(nodeId), rack: nil, sleep: { ms in

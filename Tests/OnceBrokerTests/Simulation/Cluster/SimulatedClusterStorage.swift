@@ -238,8 +238,13 @@ final class SimulatedClusterStorage: ClusterDatabase, @unchecked Sendable {
         let key = TopicPartitionKey(topic, partition)
         guard let epoch = database.takeOver(node: nodeId, key, sessionTimeoutMs: sessionTimeoutMs) else { return nil }
         let log = try open(key, config: try TopicConfig(overrides: metadata.configs), epoch: epoch)
+        let previous = topicsByName[topic]!.partitions[Int(partition)]
         topicsByName[topic]!.partitions[Int(partition)] = log
         dirty[key] = nil
+        // What the engine's next round does with the log this node held at the older epoch (its
+        // committer keeps it dirty until then): the database refuses its queue, so it is fenced
+        // and whoever waits on it (a marker, a produce) hears NOT_LEADER instead of waiting for good.
+        previous.fence()
         return epoch
     }
 
