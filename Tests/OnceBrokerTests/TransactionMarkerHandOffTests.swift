@@ -17,7 +17,7 @@ struct TransactionMarkerHandOffTests {
     func endTxnBeforeRemoteMarkers() async throws {
         let peer = try await HoldingPeer.start()
         let fixture = try Fixture(peer: peer)
-        defer { fixture.peers.client.shutdown() }
+        defer { fixture.client.shutdown() }
         let service = fixture.service
         let producer = try await service.initProducerId(
             transactionalId: "t", timeoutMs: 60_000, expectedProducerId: -1, expectedProducerEpoch: -1, now: Fixture.now())
@@ -73,7 +73,7 @@ struct TransactionMarkerHandOffTests {
     func transactionsV2() async throws {
         let peer = try await HoldingPeer.start()
         let fixture = try Fixture(peer: peer)
-        defer { fixture.peers.client.shutdown() }
+        defer { fixture.client.shutdown() }
         let service = fixture.service
         let producer = try await service.initProducerId(
             transactionalId: "v2", timeoutMs: 60_000, expectedProducerId: -1, expectedProducerEpoch: -1, now: Fixture.now())
@@ -113,7 +113,7 @@ struct TransactionMarkerHandOffTests {
     func localOnlyCompletesBeforeAnswer() async throws {
         let peer = try await HoldingPeer.start()
         let fixture = try Fixture(peer: peer)
-        defer { fixture.peers.client.shutdown() }
+        defer { fixture.client.shutdown() }
         let service = fixture.service
         let producer = try await service.initProducerId(
             transactionalId: "solo", timeoutMs: 60_000, expectedProducerId: -1, expectedProducerEpoch: -1, now: Fixture.now())
@@ -133,6 +133,7 @@ struct TransactionMarkerHandOffTests {
     /// holding peer, leading `remote`.
     struct Fixture {
         let storage = MemoryLogStorage(flushPolicy: .always)
+        let client: InterBrokerClient
         let peers: TransactionPeers
         let service: TransactionService
 
@@ -144,7 +145,8 @@ struct TransactionMarkerHandOffTests {
             var settings = InterBrokerClient.Settings(listenerName: "PLAINTEXT", clientId: "once-broker-1")
             settings.requestTimeout = .seconds(600)
             let client = InterBrokerClient(settings: settings, cluster: cluster, group: MultiThreadedEventLoopGroup.singleton)
-            peers = TransactionPeers(client: client, cluster: cluster, logger: logger)
+            peers = TransactionPeers(transport: client, cluster: cluster, logger: logger)
+            self.client = client
             service = try TransactionService(
                 storage: storage, producers: try ProducerRegistry(storage: storage, logger: logger), waiters: FetchWaiters(),
                 config: TransactionCoordinator.Config(), flushAlways: true, logger: logger, clock: { Clock.nowMilliseconds() },
