@@ -284,23 +284,7 @@ final class HoldingPeer: Sendable {
                 context.close(promise: nil)
                 return
             }
-            var response = WriteTxnMarkersResponse()
-            response.markers = request.markers.map { marker in
-                var result = WriteTxnMarkersResponse.WritableTxnMarkerResult()
-                result.producerId = marker.producerId
-                result.topics = marker.topics.map { t in
-                    var topic = WriteTxnMarkersResponse.WritableTxnMarkerTopicResult()
-                    topic.name = t.name
-                    topic.partitions = t.partitionIndexes.map { p in
-                        var partition = WriteTxnMarkersResponse.WritableTxnMarkerPartitionResult()
-                        partition.partitionIndex = p
-                        partition.errorCode = ErrorCode.none.rawValue
-                        return partition
-                    }
-                    return topic
-                }
-                return result
-            }
+            let response = WriteTxnMarkersResponse.allWritten(request)
             var out = context.channel.allocator.buffer(capacity: 128)
             out.writeInteger(Int32(0), endianness: .big)
             var responseHeader = ResponseHeader()

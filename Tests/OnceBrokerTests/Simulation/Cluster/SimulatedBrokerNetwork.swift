@@ -115,7 +115,7 @@ final class SimulatedBrokerNetwork: @unchecked Sendable {
         let duplicates = rng.chance(duplicateChance)
         let delay = rng.chance(delayChance) ? Int64.random(in: 1...(sender.requestTimeoutMs * 3 / 2), using: &rng) : 0
         if R.apiKey == WriteTxnMarkersRequest.apiKey { counts.markerRequests += 1 } else { counts.checkRequests += 1 }
-        if claimsMarkersWritten, let markers = request as? WriteTxnMarkersRequest, let claimed = Self.written(markers) as? R.Response {
+        if claimsMarkersWritten, let markers = request as? WriteTxnMarkersRequest, let claimed = WriteTxnMarkersResponse.allWritten(markers) as? R.Response {
             sender.loop.execute { reply.resume(.success(claimed)) }
             return
         }
@@ -201,26 +201,5 @@ final class SimulatedBrokerNetwork: @unchecked Sendable {
                 })
             }
         }
-    }
-
-    /// What the defect answers: every partition of every marker written.
-    private static func written(_ request: WriteTxnMarkersRequest) -> WriteTxnMarkersResponse {
-        var response = WriteTxnMarkersResponse()
-        response.markers = request.markers.map { marker in
-            var result = WriteTxnMarkersResponse.WritableTxnMarkerResult()
-            result.producerId = marker.producerId
-            result.topics = marker.topics.map { t in
-                var topic = WriteTxnMarkersResponse.WritableTxnMarkerTopicResult()
-                topic.name = t.name
-                topic.partitions = t.partitionIndexes.map { p in
-                    var partition = WriteTxnMarkersResponse.WritableTxnMarkerPartitionResult()
-                    partition.partitionIndex = p
-                    return partition
-                }
-                return topic
-            }
-            return result
-        }
-        return response
     }
 }
