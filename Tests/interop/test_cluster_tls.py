@@ -33,6 +33,44 @@ class Cluster:
         self.bootstrap = ",".join(b.bootstrap for b in brokers)
 
 
+def three_brokers_leading(topic: str, start, client: dict[str, str], pg, url: str):
+    """Starts brokers 1 to 3 with `start(node)`, creates the six-partition `topic` through the first,
+    and waits until the leases are spread and the topic's partitions are led by all three. Returns
+    the brokers, their bootstrap list and each partition's leader."""
+    first = start(1)
+    admin = AdminClient({"bootstrap.servers": first.bootstrap, **client})
+    admin.create_topics([NewTopic(topic, 6, 1)])[topic].result(30)
+    brokers = [first, start(2), start(3)]
+    wait_until(lambda: spread(pg, url, [1, 2, 3]), 60, "leadership spread over the three brokers")
+    bootstrap = Cluster(brokers).bootstrap
+
+    def leaders() -> dict[int, int] | None:
+        md = AdminClient({"bootstrap.servers": bootstrap, **client}).list_topics(topic, timeout=10)
+        found = {p.id: p.leader for p in md.topics[topic].partitions.values()}
+        return found if set(found.values()) == {1, 2, 3} else None
+
+    led = wait_until(leaders, 60, "the topic's partitions led by all three brokers")
+    return brokers, bootstrap, led
+
+
+def read_committed(brokers, topic: str, client: dict[str, str], count: int) -> list[bytes]:
+    """Reads the topic's six partitions under read_committed until `count` records came, then once
+    more, so a duplicate past the count shows too."""
+    consumer = ck.consumer(Cluster(brokers), **{"isolation.level": "read_committed", **client})
+    try:
+        consumer.assign([TopicPartition(topic, p, 0) for p in range(6)])
+        seen: list[bytes] = []
+        deadline = Deadline(scaled_timeout(60), "the committed records")
+        # A record is readable under read_committed only once its partition's marker is written.
+        while len(seen) < count:
+            deadline.check(f"({len(seen)} read)")
+            seen += [m.value() for m in consumer.consume(100, 0.5) if m.error() is None]
+        seen += [m.value() for m in consumer.consume(100, 1) if m.error() is None]
+    finally:
+        consumer.close()
+    return seen
+
+
 @pytest.mark.parametrize("protocol", ["SSL", "SASL_SSL"])
 def test_a_transaction_across_brokers_commits_over_tls_listeners_with_required_client_certificates(
         pg, broker_factory, tls_material, protocol):
@@ -58,18 +96,7 @@ def test_a_transaction_across_brokers_commits_over_tls_listeners_with_required_c
                         "--super-users", f"{principal};{CLIENT_PRINCIPAL}"])
 
     client = client_config(tls_material, protocol)
-    first = start(1)
-    admin = AdminClient({"bootstrap.servers": first.bootstrap, **client})
-    admin.create_topics([NewTopic(topic, 6, 1)])[topic].result(30)
-    brokers = [first, start(2), start(3)]
-    wait_until(lambda: spread(pg, url, [1, 2, 3]), 60, "leadership spread over the three brokers")
-    bootstrap = Cluster(brokers).bootstrap
-
-    def led_by_all() -> bool:
-        md = AdminClient({"bootstrap.servers": bootstrap, **client}).list_topics(topic, timeout=10)
-        return {p.leader for p in md.topics[topic].partitions.values()} == {1, 2, 3}
-
-    wait_until(led_by_all, 60, "the topic's partitions led by all three brokers")
+    brokers, bootstrap, _ = three_brokers_leading(topic, start, client, pg, url)
     producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": unique_topic("tid-tls"), **client})
     producer.init_transactions(scaled_timeout(60))
     expected = []
@@ -79,18 +106,7 @@ def test_a_transaction_across_brokers_commits_over_tls_listeners_with_required_c
             expected.append(f"t{txn}-p{p}".encode())
             producer.produce(topic, value=expected[-1], partition=p)
         producer.commit_transaction(scaled_timeout(60))
-    consumer = ck.consumer(Cluster(brokers), **{"isolation.level": "read_committed", **client})
-    try:
-        consumer.assign([TopicPartition(topic, p, 0) for p in range(6)])
-        seen: list[bytes] = []
-        deadline = Deadline(scaled_timeout(60), "the committed records")
-        # A record is readable under read_committed only once its partition's marker is written.
-        while len(seen) < len(expected):
-            deadline.check(f"({len(seen)} read)")
-            seen += [m.value() for m in consumer.consume(100, 0.5) if m.error() is None]
-        seen += [m.value() for m in consumer.consume(100, 1) if m.error() is None]
-    finally:
-        consumer.close()
+    seen = read_committed(brokers, topic, client, len(expected))
     assert sorted(seen) == sorted(expected), "every committed record once"
     if protocol == "SSL":
         # The peers named the brokers' own connections by their certificate: the markers went over TLS.
@@ -125,19 +141,7 @@ def test_markers_to_a_broker_whose_certificate_the_coordinator_does_not_trust_ke
                         "--inter-broker-listener-name", "SSL"])
 
     client = {"security.protocol": "SSL", "ssl.ca.location": str(bundle)}
-    first = start(1)
-    admin = AdminClient({"bootstrap.servers": first.bootstrap, **client})
-    admin.create_topics([NewTopic(topic, 6, 1)])[topic].result(30)
-    brokers = [first, start(2), start(3)]
-    wait_until(lambda: spread(pg, url, [1, 2, 3]), 60, "leadership spread over the three brokers")
-    bootstrap = Cluster(brokers).bootstrap
-
-    def leaders() -> dict[int, int] | None:
-        md = AdminClient({"bootstrap.servers": bootstrap, **client}).list_topics(topic, timeout=10)
-        found = {p.id: p.leader for p in md.topics[topic].partitions.values()}
-        return found if set(found.values()) == {1, 2, 3} else None
-
-    led = wait_until(leaders, 60, "the topic's partitions led by all three brokers")
+    brokers, bootstrap, led = three_brokers_leading(topic, start, client, pg, url)
     coordinator = lease(pg, url, "__transaction_state", 0)[0]
     distrusted = next(n for n, next_one in trusted.items() if next_one == coordinator)
     partitions = [p for p, node in led.items() if node == distrusted]
@@ -188,18 +192,7 @@ def test_a_peer_certificate_that_does_not_name_its_address_is_refused_unless_ide
 
     client = {"security.protocol": "SSL", "ssl.ca.location": str(tls_material.ca.certificate),
               "ssl.endpoint.identification.algorithm": "none"}
-    first = start(1)
-    admin = AdminClient({"bootstrap.servers": first.bootstrap, **client})
-    admin.create_topics([NewTopic(topic, 6, 1)])[topic].result(30)
-    brokers = [first, start(2), start(3)]
-    wait_until(lambda: spread(pg, url, [1, 2, 3]), 60, "leadership spread over the three brokers")
-    bootstrap = Cluster(brokers).bootstrap
-
-    def led_by_all() -> bool:
-        md = AdminClient({"bootstrap.servers": bootstrap, **client}).list_topics(topic, timeout=10)
-        return {p.leader for p in md.topics[topic].partitions.values()} == {1, 2, 3}
-
-    wait_until(led_by_all, 60, "the topic's partitions led by all three brokers")
+    brokers, bootstrap, _ = three_brokers_leading(topic, start, client, pg, url)
     producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": unique_topic("tid-misnamed"), **client})
     producer.init_transactions(scaled_timeout(60))
     producer.begin_transaction()
@@ -207,16 +200,7 @@ def test_a_peer_certificate_that_does_not_name_its_address_is_refused_unless_ide
         producer.produce(topic, value=f"v-{p}".encode(), partition=p)
     if algorithm == "":
         producer.commit_transaction(scaled_timeout(60))
-        consumer = ck.consumer(Cluster(brokers), **{"isolation.level": "read_committed", **client})
-        try:
-            consumer.assign([TopicPartition(topic, p, 0) for p in range(6)])
-            seen: list[bytes] = []
-            deadline = Deadline(scaled_timeout(60), "the committed records")
-            while len(seen) < 6:
-                deadline.check(f"({len(seen)} read)")
-                seen += [m.value() for m in consumer.consume(100, 0.5) if m.error() is None]
-        finally:
-            consumer.close()
+        seen = read_committed(brokers, topic, client, 6)
         assert sorted(seen) == sorted(f"v-{p}".encode() for p in range(6))
     else:
         producer.flush(1)
